@@ -1,0 +1,5 @@
+//! Cases and model specs: schema, loading and validation.
+
+pub mod schema;
+
+pub use schema::*;

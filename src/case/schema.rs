@@ -1,0 +1,408 @@
+//! The YAML schema of cases (`stress-cases/*.yaml`) and model specs (`stress-cases/models/*.yaml`).
+//!
+//! Every struct denies unknown keys, so a typo is an error that names the key and suggests the
+//! closest known one (see [`super::load`]).
+
+use serde::{Deserialize, Serialize};
+
+/// What a trial does: load only, accuracy only, both at once, or a simulator study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Load only; judged on performance targets and SLOs.
+    Perf,
+    /// Accuracy only; judged on the accuracy threshold.
+    Accuracy,
+    /// Load and accuracy at the same time; both must pass.
+    Stress,
+    /// Simulator studies in virtual time.
+    Sim,
+}
+
+impl Kind {
+    /// The lower-case name used in trial names (`[perf] …`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Perf => "perf",
+            Kind::Accuracy => "accuracy",
+            Kind::Stress => "stress",
+            Kind::Sim => "sim",
+        }
+    }
+
+    /// Whether trials of this kind drive load at a server.
+    pub fn drives_load(self) -> bool {
+        matches!(self, Kind::Perf | Kind::Stress)
+    }
+}
+
+/// One case file: what to run, against which server, and how it is judged.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// Case name; the first part of every trial name. Letters, digits, `-` and `_`.
+    pub name: String,
+    /// Free text shown in reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Name of the model spec in `models/` (file stem).
+    pub model: String,
+    /// Kinds of trial generated for each combination.
+    pub kinds: Vec<Kind>,
+    /// The server under test.
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// Protocol used to talk to the server.
+    #[serde(default)]
+    pub api: Api,
+    /// How parameter combinations are generated.
+    pub matrix: MatrixSpec,
+    /// Load shape shared by every combination.
+    #[serde(default)]
+    pub load: LoadSpec,
+    /// Which tier of the model spec's reference targets applies, and with what tolerance.
+    #[serde(default)]
+    pub targets: TargetSpec,
+    /// The case's own thresholds on summary metrics, such as `ttft_ms.p95 < 500`.
+    #[serde(default)]
+    pub slo: Vec<String>,
+    /// Accuracy task (run by `accuracy` and `stress` trials).
+    #[serde(default)]
+    pub accuracy: Option<AccuracySpec>,
+    /// Expected verdict. `fail` documents a case that must fail its checks: the trial passes
+    /// only when the verdict is FAIL, so the failure path is exercised on every run.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// The verdict a case expects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// The normal case: every check must pass.
+    #[default]
+    Pass,
+    /// At least one check must fail (a documented failure example).
+    Fail,
+}
+
+/// Protocol adapter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// OpenAI `/v1/chat/completions`.
+    #[default]
+    Chat,
+    /// OpenAI `/v1/completions`.
+    Completions,
+}
+
+impl Api {
+    /// Name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Completions => "completions",
+        }
+    }
+}
+
+/// The server a case runs against.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerSpec {
+    /// The crate's own simulated OpenAI-compatible server, started inside the trial process.
+    Embedded(EmbeddedSpec),
+    /// An already running server at a URL (`LLM_STRESS_URL` overrides it).
+    Attach(AttachSpec),
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec::Embedded(EmbeddedSpec::default())
+    }
+}
+
+impl ServerSpec {
+    /// Name used in reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ServerSpec::Embedded(_) => "embedded",
+            ServerSpec::Attach(_) => "attach",
+        }
+    }
+}
+
+/// Latency model of the embedded server.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSpec {
+    /// Time from admission to the first token, in milliseconds.
+    pub ttft_ms: f64,
+    /// Time between output tokens, in milliseconds.
+    pub tpot_ms: f64,
+    /// Requests served at once; the rest wait in a FIFO queue.
+    pub slots: usize,
+    /// Extra prefill time per prompt token, in microseconds.
+    pub prefill_us_per_token: f64,
+    /// Tokens carried by each streamed chunk.
+    pub tokens_per_chunk: u32,
+}
+
+impl Default for EmbeddedSpec {
+    fn default() -> Self {
+        Self {
+            ttft_ms: 20.0,
+            tpot_ms: 5.0,
+            slots: 8,
+            prefill_us_per_token: 0.0,
+            tokens_per_chunk: 1,
+        }
+    }
+}
+
+/// A running server to attach to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSpec {
+    /// Base URL, such as `http://127.0.0.1:8000`.
+    pub url: String,
+    /// Model name sent in requests; defaults to the first model `/v1/models` lists.
+    #[serde(default)]
+    pub served_model: Option<String>,
+}
+
+/// Matrix generation mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatrixMode {
+    /// One combination: ISL = 0.75 × max_context, OSL 128, concurrency 1, one prompt.
+    #[default]
+    Single,
+    /// The standard sweep over fractions of the context, OSLs, concurrencies and references.
+    Multiple,
+    /// The full cross product of the given lists.
+    Custom,
+}
+
+/// What to do when ISL + OSL exceeds the context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitPolicy {
+    /// Scale both sides proportionally.
+    #[default]
+    Neutral,
+    /// Keep ISL, shrink OSL.
+    PreserveIsl,
+    /// Keep OSL, shrink ISL.
+    PreserveOsl,
+}
+
+/// How many prompts a custom combination sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptsSpec {
+    /// As many prompts as the concurrency.
+    #[default]
+    MatchConcurrency,
+    /// A fixed number of prompts.
+    Fixed(u32),
+}
+
+/// Matrix section of a case.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatrixSpec {
+    /// Generation mode.
+    pub mode: MatrixMode,
+    /// Context-fit policy.
+    pub fit: FitPolicy,
+    /// Overrides the model spec's max_context.
+    pub max_context: Option<u32>,
+    /// Input sequence lengths (custom mode).
+    pub isl: Vec<u32>,
+    /// Output sequence lengths (custom mode).
+    pub osl: Vec<u32>,
+    /// Concurrencies (custom mode).
+    pub concurrency: Vec<u32>,
+    /// Prompt count rule (custom mode).
+    pub prompts: PromptsSpec,
+}
+
+/// Load section of a case.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadSpec {
+    /// Requests sent before measuring, never counted.
+    pub warmup: u32,
+    /// Per-request timeout in seconds.
+    pub timeout_s: f64,
+    /// Seed for prompts and any randomness.
+    pub seed: u64,
+    /// Multiplies each combination's prompt count (more samples per combination).
+    pub prompts_multiplier: u32,
+}
+
+impl Default for LoadSpec {
+    fn default() -> Self {
+        Self {
+            warmup: 1,
+            timeout_s: 120.0,
+            seed: 0,
+            prompts_multiplier: 1,
+        }
+    }
+}
+
+/// Performance target tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// 10 % of theoretical.
+    Functional,
+    /// 50 % of theoretical.
+    Complete,
+    /// 100 % of theoretical.
+    #[default]
+    Target,
+}
+
+impl Tier {
+    /// The fraction of theoretical performance this tier asks for.
+    pub fn fraction(self) -> f64 {
+        match self {
+            Tier::Functional => 0.10,
+            Tier::Complete => 0.50,
+            Tier::Target => 1.0,
+        }
+    }
+
+    /// Name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Functional => "functional",
+            Tier::Complete => "complete",
+            Tier::Target => "target",
+        }
+    }
+}
+
+/// Targets section of a case.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetSpec {
+    /// Tier of the model spec's theoretical targets.
+    pub tier: Tier,
+    /// Relative tolerance, such as 0.10 for 10 %.
+    pub tolerance: f64,
+}
+
+impl Default for TargetSpec {
+    fn default() -> Self {
+        Self {
+            tier: Tier::Target,
+            tolerance: 0.10,
+        }
+    }
+}
+
+/// Accuracy section of a case (the phase itself is run by accuracy and stress trials).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracySpec {
+    /// Task name: `gsm8k`, `mmlu_generative` or `synthetic_arithmetic`.
+    pub task: String,
+    /// Path of the dataset (relative to the case file).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Number of samples scored.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Threshold the score must meet.
+    #[serde(default)]
+    pub threshold: Option<AccuracyThreshold>,
+}
+
+/// Accuracy threshold.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracyThreshold {
+    /// `absolute`, `relative` or `hypothesis_test`.
+    pub kind: String,
+    /// Reference score.
+    pub expected_value: f64,
+    /// Tolerance for `absolute` and `relative`.
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+}
+
+/// A model spec: context and concurrency limits and reference performance.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Model name; the file stem under `models/` must match it.
+    pub name: String,
+    /// Model name sent in requests (defaults to `name`).
+    #[serde(default)]
+    pub served_name: Option<String>,
+    /// Context window in tokens.
+    #[serde(default = "default_max_context")]
+    pub max_context: u32,
+    /// Most concurrent requests the deployment is meant to serve.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Path to a HF `tokenizer.json` (relative to the spec file).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Reference entries with theoretical targets.
+    #[serde(default)]
+    pub reference: Vec<ReferenceEntry>,
+}
+
+fn default_max_context() -> u32 {
+    8192
+}
+
+fn default_max_concurrency() -> u32 {
+    32
+}
+
+/// One reference point of a model spec.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceEntry {
+    /// Input sequence length.
+    pub isl: u32,
+    /// Output sequence length.
+    pub osl: u32,
+    /// Concurrency.
+    pub concurrency: u32,
+    /// Number of prompts.
+    pub prompts: u32,
+    /// Targets at this point.
+    #[serde(default)]
+    pub targets: Option<ReferenceTargets>,
+}
+
+/// Targets of a reference entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceTargets {
+    /// The theoretical (100 %) performance.
+    pub theoretical: Theoretical,
+}
+
+/// Theoretical performance at a reference point.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Theoretical {
+    /// Mean time to first token, milliseconds (lower is better).
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    /// Tokens per second per user: 1000 / mean TPOT (higher is better).
+    #[serde(default)]
+    pub tput_user: Option<f64>,
+    /// Output tokens per second over all users (higher is better).
+    #[serde(default)]
+    pub tput: Option<f64>,
+}

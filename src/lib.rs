@@ -1,0 +1,9 @@
+//! `llm-stress`: stress tests for LLM inference servers.
+//!
+//! YAML cases and model specs become test trials (see [`harness`]) that bring up or attach to a
+//! server ([`server`]), drive load at it ([`load`], [`client`]), summarise what was measured
+//! ([`metrics`]), judge it against targets ([`verdict`]) and write reports ([`report`]).
+
+pub mod case;
+pub mod matrix;
+pub mod server;

@@ -1,0 +1,1 @@
+//! Parameter matrix generation (placeholder, being written).

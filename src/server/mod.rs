@@ -1,0 +1,1 @@
+//! Servers under test: the embedded simulated server and attached servers.
