@@ -5,5 +5,11 @@
 //! ([`metrics`]), judge it against targets ([`verdict`]) and write reports ([`report`]).
 
 pub mod case;
+pub mod client;
+pub mod load;
+pub mod metrics;
+pub mod prompts;
+pub mod report;
 pub mod matrix;
 pub mod server;
+pub mod verdict;

@@ -1,5 +1,7 @@
 //! Cases and model specs: schema, loading and validation.
 
+pub mod load;
 pub mod schema;
 
+pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
 pub use schema::*;

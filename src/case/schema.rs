@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::verdict::Slo;
+
 /// What a trial does: load only, accuracy only, both at once, or a simulator study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,7 +39,7 @@ impl Kind {
 }
 
 /// One case file: what to run, against which server, and how it is judged.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseSpec {
     /// Case name; the first part of every trial name. Letters, digits, `-` and `_`.
@@ -65,7 +67,7 @@ pub struct CaseSpec {
     pub targets: TargetSpec,
     /// The case's own thresholds on summary metrics, such as `ttft_ms.p95 < 500`.
     #[serde(default)]
-    pub slo: Vec<String>,
+    pub slo: Vec<Slo>,
     /// Accuracy task (run by `accuracy` and `stress` trials).
     #[serde(default)]
     pub accuracy: Option<AccuracySpec>,
@@ -198,6 +200,17 @@ pub enum FitPolicy {
     PreserveOsl,
 }
 
+impl FitPolicy {
+    /// The name used in case files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FitPolicy::Neutral => "neutral",
+            FitPolicy::PreserveIsl => "preserve_isl",
+            FitPolicy::PreserveOsl => "preserve_osl",
+        }
+    }
+}
+
 /// How many prompts a custom combination sends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -239,8 +252,6 @@ pub struct LoadSpec {
     pub timeout_s: f64,
     /// Seed for prompts and any randomness.
     pub seed: u64,
-    /// Multiplies each combination's prompt count (more samples per combination).
-    pub prompts_multiplier: u32,
 }
 
 impl Default for LoadSpec {
@@ -249,7 +260,6 @@ impl Default for LoadSpec {
             warmup: 1,
             timeout_s: 120.0,
             seed: 0,
-            prompts_multiplier: 1,
         }
     }
 }

@@ -1,0 +1,413 @@
+//! Reading case files and model specs, with errors that name file, line, column and key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::schema::{CaseSpec, ModelSpec};
+use crate::verdict::closest;
+
+/// A case file that was read and validated, with its model spec.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    /// The case.
+    pub spec: CaseSpec,
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its model spec.
+    pub model: ModelSpec,
+    /// Where the model spec was read from.
+    pub model_path: PathBuf,
+}
+
+/// A position in a YAML file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+}
+
+/// Why a case or model spec could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or does not fit the schema.
+    #[error("{0}")]
+    Yaml(Box<YamlError>),
+    /// The values parse but make no sense together.
+    #[error("{}: key `{key}`: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A YAML syntax or schema error with its place in the file.
+#[derive(Debug)]
+pub struct YamlError {
+    /// The file.
+    pub path: PathBuf,
+    /// Where in the file, when known.
+    pub position: Option<Position>,
+    /// Dotted path of the offending key, such as `matrix.concurrency[2]`.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// The closest valid key or value, for typos.
+    pub suggestion: Option<String>,
+    /// The offending lines with a caret, when available.
+    pub snippet: String,
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(Position { line, column }) = &self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(suggestion) = &self.suggestion {
+            write!(f, " (did you mean `{suggestion}`?)")?;
+        }
+        if !self.snippet.is_empty() {
+            write!(f, "\n{}", self.snippet)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses YAML text into `T`, turning any failure into a [`CaseError::Yaml`] for `path`.
+pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CaseError> {
+    let mut key_path: Option<String> = None;
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            if path != "." && !path.is_empty() {
+                key_path = Some(path);
+            }
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| yaml_error(path, key_path, &e))
+}
+
+fn yaml_error(path: &Path, key: Option<String>, error: &serde_saphyr::Error) -> CaseError {
+    let position = error
+        .location()
+        .filter(|l| l.line() > 0)
+        .map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        });
+    let bare = error.without_snippet().to_string();
+    let message = strip_location_prefix(&bare).to_string();
+    let key = key_of_missing_field(&message, key);
+    let rendered = error.to_string();
+    let file = path.display().to_string();
+    let snippet: Vec<String> = rendered
+        .lines()
+        .skip(1)
+        .map(|line| line.replace("<input>", &file))
+        .collect();
+    CaseError::Yaml(Box::new(YamlError {
+        path: path.to_path_buf(),
+        position,
+        suggestion: suggestion_for(&message),
+        key,
+        message,
+        snippet: snippet.join("\n"),
+    }))
+}
+
+/// serde's "missing field `f`" names no key path of its own: the key is the missing field
+/// under the mapping being read.
+fn key_of_missing_field(message: &str, key: Option<String>) -> Option<String> {
+    let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return key;
+    };
+    Some(match key {
+        Some(parent) => format!("{parent}.{field}"),
+        None => field.to_string(),
+    })
+}
+
+/// serde-saphyr prefixes messages with `error: line L column C: `; the position is reported
+/// separately, so drop it.
+fn strip_location_prefix(message: &str) -> &str {
+    let message = message.lines().next().unwrap_or(message);
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    let message = match message.split_once(": ") {
+        Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
+        _ => message,
+    };
+    match message.rsplit_once(" at line ") {
+        Some((head, tail)) if tail.contains(", column ") => head,
+        _ => message,
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (and the same for variants), the
+/// expected name closest to the one given.
+fn suggestion_for(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field ")
+        .or_else(|| message.strip_prefix("unknown variant "))?;
+    let (given, expected) = rest.split_once(", expected ")?;
+    let given = given.trim_matches('`');
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    let candidates: Vec<String> = expected
+        .split(", ")
+        .map(|s| s.trim().trim_matches('`').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    closest(given, &candidates)
+}
+
+fn read(path: &Path) -> Result<String, CaseError> {
+    std::fs::read_to_string(path).map_err(|source| CaseError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a model spec.
+pub fn load_model(path: &Path) -> Result<ModelSpec, CaseError> {
+    let model: ModelSpec = parse_yaml(path, &read(path)?)?;
+    let invalid = |key: &str, message: String| CaseError::Invalid {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        message,
+    };
+    if model.max_context < 2 {
+        return Err(invalid("max_context", "must be at least 2".into()));
+    }
+    if model.max_concurrency < 1 {
+        return Err(invalid("max_concurrency", "must be at least 1".into()));
+    }
+    for (i, entry) in model.reference.iter().enumerate() {
+        if entry.isl == 0 || entry.osl == 0 || entry.concurrency == 0 || entry.prompts == 0 {
+            return Err(invalid(
+                &format!("reference[{i}]"),
+                "isl, osl, concurrency and prompts must be at least 1".into(),
+            ));
+        }
+    }
+    Ok(model)
+}
+
+/// Reads a case file and the model spec it names (`models/<model>.yaml` beside it).
+pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
+    let spec: CaseSpec = parse_yaml(path, &read(path)?)?;
+    validate(path, &spec)?;
+    let model_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("models")
+        .join(format!("{}.yaml", spec.model));
+    if !model_path.is_file() {
+        return Err(CaseError::Invalid {
+            path: path.to_path_buf(),
+            key: "model".into(),
+            message: format!(
+                "model spec `{}` not found (looked for {})",
+                spec.model,
+                model_path.display()
+            ),
+        });
+    }
+    let model = load_model(&model_path)?;
+    Ok(LoadedCase {
+        spec,
+        path: path.to_path_buf(),
+        model,
+        model_path,
+    })
+}
+
+fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
+    let invalid = |key: &str, message: &str| {
+        Err(CaseError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message: message.to_string(),
+        })
+    };
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    if !name_ok(&spec.name) {
+        return invalid(
+            "name",
+            "must be non-empty and use only letters, digits, `-`, `_` and `.`",
+        );
+    }
+    if !name_ok(&spec.model) {
+        return invalid(
+            "model",
+            "must be a model spec file stem (letters, digits, `-`, `_`, `.`)",
+        );
+    }
+    if spec.kinds.is_empty() {
+        return invalid("kinds", "list at least one of perf, accuracy, stress, sim");
+    }
+    if spec.load.timeout_s.is_nan() || spec.load.timeout_s <= 0.0 {
+        return invalid("load.timeout_s", "must be a positive number of seconds");
+    }
+    if !(0.0..1.0).contains(&spec.targets.tolerance) {
+        return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
+    }
+    if let super::ServerSpec::Embedded(e) = &spec.server {
+        let finite_non_negative =
+            |v: f64| v.is_finite() && v >= 0.0;
+        if !finite_non_negative(e.ttft_ms)
+            || !finite_non_negative(e.tpot_ms)
+            || !finite_non_negative(e.prefill_us_per_token)
+        {
+            return invalid(
+                "server.embedded",
+                "ttft_ms, tpot_ms and prefill_us_per_token must be finite and ≥ 0",
+            );
+        }
+        if e.slots == 0 || e.tokens_per_chunk == 0 {
+            return invalid(
+                "server.embedded",
+                "slots and tokens_per_chunk must be at least 1",
+            );
+        }
+    }
+    let needs_accuracy = spec.kinds.contains(&super::Kind::Accuracy);
+    if needs_accuracy && spec.accuracy.is_none() {
+        return invalid("accuracy", "kind `accuracy` needs an `accuracy` section");
+    }
+    Ok(())
+}
+
+/// A case file and what loading it gave.
+pub type CaseFile = (PathBuf, Result<LoadedCase, CaseError>);
+
+/// Every `*.yaml` case directly in `dir` (not `models/`), sorted by path, each loaded
+/// independently so one broken case does not hide the others.
+pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let loaded = load_case(&p);
+            (p, loaded)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse_yaml::<CaseSpec>(Path::new("cases/x.yaml"), text)
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    const GOOD: &str = "name: x\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: single\n";
+
+    #[test]
+    fn a_good_case_parses() {
+        let spec: CaseSpec = parse_yaml(Path::new("x.yaml"), GOOD).expect("parses");
+        assert_eq!(spec.name, "x");
+    }
+
+    #[rstest]
+    #[case::unknown_key(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: custom\n  concurrncy: [1]\n",
+        "cases/x.yaml:6:3: key `matrix.concurrncy`: unknown field `concurrncy`",
+        "did you mean `concurrency`?"
+    )]
+    #[case::bad_variant(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: multple\n",
+        "cases/x.yaml:5:9: key `matrix.mode`: unknown variant `multple`",
+        "did you mean `multiple`?"
+    )]
+    #[case::bad_number(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: custom\n  isl: [1, two]\n",
+        "cases/x.yaml:6:12: key `matrix.isl[1]`",
+        "u32"
+    )]
+    #[case::bad_slo(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nslo:\n  - ttft_ms.p59 < 3\n",
+        "cases/x.yaml:6:5: key `slo[0]`: unknown metric `ttft_ms.p59`",
+        "did you mean `ttft_ms.p95`?"
+    )]
+    #[case::top_level_typo(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\ntarget: {tier: target}\n",
+        "cases/x.yaml:5:1: key `target`: unknown field `target`",
+        "did you mean `targets`?"
+    )]
+    #[case::missing_field(
+        "name: x\nkinds: [perf]\nmatrix: {mode: single}\n",
+        "cases/x.yaml:3:1: key `model`: missing field `model`",
+        "^ missing field"
+    )]
+    #[case::syntax(
+        "name: [x\n",
+        "cases/x.yaml:",
+        "x.yaml"
+    )]
+    fn yaml_errors_name_file_line_column_and_key(
+        #[case] text: &str,
+        #[case] head: &str,
+        #[case] tail: &str,
+    ) {
+        let message = err(text);
+        assert!(message.starts_with(head), "{message}");
+        assert!(message.contains(tail), "{message}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("llm-stress-case-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("models")).expect("dir");
+        let case = dir.join("c.yaml");
+        std::fs::write(&case, "name: c\nmodel: nope\nkinds: [perf]\nmatrix: {mode: single}\n")
+            .expect("write");
+        let message = load_case(&case).expect_err("missing model").to_string();
+        assert!(message.contains("key `model`: model spec `nope` not found"), "{message}");
+        std::fs::write(&case, "name: c\nmodel: m\nkinds: []\nmatrix: {mode: single}\n")
+            .expect("write");
+        let message = load_case(&case).expect_err("no kinds").to_string();
+        assert!(message.contains("key `kinds`"), "{message}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

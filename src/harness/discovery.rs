@@ -1,0 +1,125 @@
+//! Discovery: case files → trial plans, cheaply (YAML only, no network), sorted and unique.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::case::{self, LoadedCase};
+use crate::matrix;
+use crate::runner::TrialPlan;
+
+/// One trial found by discovery.
+#[derive(Debug)]
+pub enum Discovered {
+    /// A trial to run.
+    Plan(TrialPlan),
+    /// A case that cannot produce trials: it fails under this name with this message.
+    Broken {
+        /// Trial name.
+        name: String,
+        /// Trial kind.
+        kind: String,
+        /// The error, naming file, line, column and key where known.
+        message: String,
+    },
+}
+
+impl Discovered {
+    fn sort_key(&self) -> (String, String) {
+        match self {
+            Discovered::Plan(p) => (p.name(), p.kind.as_str().to_string()),
+            Discovered::Broken { name, kind, .. } => (name.clone(), kind.clone()),
+        }
+    }
+}
+
+/// Discovers every trial under `cases_dir`, sorted by name then kind. With `exact` (the
+/// `--exact` filter nextest passes, `[kind] case::combination` or `case::combination`), only
+/// the case file named after the case is read when it exists.
+pub fn discover(cases_dir: &Path, exact: Option<&str>) -> Vec<Discovered> {
+    let cases = match exact.and_then(|name| exact_case(cases_dir, name)) {
+        Some((path, loaded)) => vec![(path, Ok(loaded))],
+        None => match case::discover(cases_dir) {
+            Ok(cases) => cases,
+            Err(e) => {
+                return vec![Discovered::Broken {
+                    name: "cases::discovery".to_string(),
+                    kind: "error".to_string(),
+                    message: e.to_string(),
+                }];
+            }
+        },
+    };
+    let mut seen_cases = BTreeSet::new();
+    let mut found = Vec::new();
+    for (path, loaded) in cases {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match loaded {
+            Err(e) => found.push(Discovered::Broken {
+                name: format!("{stem}::case"),
+                kind: "error".to_string(),
+                message: e.to_string(),
+            }),
+            Ok(loaded) if !seen_cases.insert(loaded.spec.name.clone()) => {
+                found.push(Discovered::Broken {
+                    name: format!("{stem}::case"),
+                    kind: "error".to_string(),
+                    message: format!(
+                        "{}: key `name`: case name `{}` is used by another case file",
+                        path.display(),
+                        loaded.spec.name
+                    ),
+                })
+            }
+            Ok(loaded) => found.extend(plans(loaded)),
+        }
+    }
+    found.sort_by_key(Discovered::sort_key);
+    found
+}
+
+fn plans(loaded: LoadedCase) -> Vec<Discovered> {
+    let case = Arc::new(loaded);
+    let mut kinds = case.spec.kinds.clone();
+    kinds.sort();
+    kinds.dedup();
+    match matrix::generate(&case.spec.matrix, &case.model) {
+        Err(e) => kinds
+            .iter()
+            .map(|kind| Discovered::Broken {
+                name: format!("{}::matrix", case.spec.name),
+                kind: kind.as_str().to_string(),
+                message: format!("{}: key `matrix`: {e}", case.path.display()),
+            })
+            .collect(),
+        Ok(combinations) => combinations
+            .into_iter()
+            .flat_map(|combination| {
+                kinds.iter().map(move |&kind| (kind, combination.clone()))
+            })
+            .map(|(kind, combination)| {
+                Discovered::Plan(TrialPlan {
+                    kind,
+                    case: Arc::clone(&case),
+                    combination,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The case in `<cases_dir>/<case>.yaml` for an exact trial name, when that file exists and
+/// really holds that case (otherwise full discovery decides).
+fn exact_case(cases_dir: &Path, exact: &str) -> Option<(PathBuf, LoadedCase)> {
+    let name = match exact.split_once("] ") {
+        Some((kind, rest)) if kind.starts_with('[') => rest,
+        _ => exact,
+    };
+    let (case_name, _) = name.split_once("::")?;
+    let path = cases_dir.join(format!("{case_name}.yaml"));
+    let loaded = case::load_case(&path).ok()?;
+    (loaded.spec.name == case_name).then_some((path, loaded))
+}

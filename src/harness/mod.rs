@@ -1,0 +1,111 @@
+//! The test harness: cases become libtest-mimic trials named `[kind] case::isl…_osl…_c…_n…`,
+//! run by `cargo test --test stress` and `cargo nextest run`.
+
+pub mod discovery;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+use crate::report::table::{self, Numbers};
+use crate::runner::{self, RunContext, TrialPlan};
+use discovery::{Discovered, discover};
+
+/// Environment variable naming the folder of cases (default `stress-cases/`).
+pub const CASES_ENV: &str = "LLM_STRESS_CASES";
+
+/// Checks a trial's redacted summary table against a stored snapshot. Called with the snapshot
+/// name and the table; panics (fails the trial) on a mismatch, as insta's assertions do.
+pub type SnapshotCheck = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// How the harness is set up by the test target.
+#[derive(Clone)]
+pub struct Harness {
+    /// Folder of case files.
+    pub cases_dir: PathBuf,
+    /// Snapshot check of each trial's table, when the test target provides one.
+    pub snapshot: Option<SnapshotCheck>,
+}
+
+impl Harness {
+    /// Cases from `LLM_STRESS_CASES`, or `stress-cases/` under `manifest_dir`.
+    pub fn new(manifest_dir: &str) -> Harness {
+        let cases_dir = std::env::var_os(CASES_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(manifest_dir).join("stress-cases"));
+        Harness {
+            cases_dir,
+            snapshot: None,
+        }
+    }
+
+    /// Adds a snapshot check.
+    pub fn with_snapshot(mut self, check: SnapshotCheck) -> Harness {
+        self.snapshot = Some(check);
+        self
+    }
+
+    /// Parses the test arguments, discovers trials and runs them. Load trials run one at a
+    /// time unless `--test-threads` says otherwise.
+    pub fn main(self) -> ExitCode {
+        let mut args = Arguments::from_args();
+        if args.test_threads.is_none() {
+            args.test_threads = Some(1);
+        }
+        let exact = args.filter.as_deref().filter(|_| args.exact);
+        // One context per process: every trial of a `cargo test` run shares its run id.
+        let ctx = Arc::new(RunContext::from_env(None, None));
+        let trials = discover(&self.cases_dir, exact)
+            .into_iter()
+            .map(|d| self.trial(d, &ctx))
+            .collect();
+        libtest_mimic::run(&args, trials).exit_code()
+    }
+
+    fn trial(&self, discovered: Discovered, ctx: &Arc<RunContext>) -> Trial {
+        match discovered {
+            Discovered::Broken { name, kind, message } => {
+                Trial::test(name, move || Err(Failed::from(message))).with_kind(kind)
+            }
+            Discovered::Plan(plan) => {
+                let kind = plan.kind.as_str();
+                let name = plan.name();
+                if let Some(reason) = plan.unsupported_reason() {
+                    return Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+                        .with_kind(kind)
+                        .with_ignored_flag(true);
+                }
+                let snapshot = self.snapshot.clone();
+                let ctx = Arc::clone(ctx);
+                Trial::test(name, move || run_trial(&plan, &ctx, snapshot)).with_kind(kind)
+            }
+        }
+    }
+}
+
+fn run_trial(
+    plan: &TrialPlan,
+    ctx: &RunContext,
+    snapshot: Option<SnapshotCheck>,
+) -> Result<(), Failed> {
+    let outcome = runner::execute(plan, ctx).map_err(|e| Failed::from(e.to_string()))?;
+    let measured = table::render(&outcome.report, Numbers::Measured);
+    println!("{measured}");
+    println!("reports: {}", outcome.dir.display());
+    if !outcome.passed {
+        let expectation = if outcome.report.expect_fail {
+            "the case expects FAIL but every check passed\n"
+        } else {
+            ""
+        };
+        return Err(Failed::from(format!("{expectation}{measured}")));
+    }
+    // Snapshots pin the embedded server's tables; an attached server is another system.
+    if let Some(check) = snapshot.filter(|_| ctx.url_override.is_none()) {
+        let name = format!("{}__{}", plan.kind.as_str(), plan.name().replace("::", "__"));
+        check(&name, &table::render(&outcome.report, Numbers::Redacted));
+    }
+    Ok(())
+}

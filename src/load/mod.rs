@@ -1,0 +1,5 @@
+//! Load generation: drivers that send requests and collect one record per request.
+
+pub mod closed;
+
+pub use closed::{ClosedLoop, LoadOutcome};

@@ -1,0 +1,9 @@
+//! What was measured: per-request records and the summary computed from them.
+
+pub mod distribution;
+pub mod record;
+pub mod summary;
+
+pub use distribution::Distribution;
+pub use record::{ErrorClass, RequestRecord};
+pub use summary::Summary;

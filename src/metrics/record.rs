@@ -1,0 +1,166 @@
+//! One record per request, written as it completes.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The connection could not be made.
+    Connect,
+    /// The request ran past its timeout.
+    Timeout,
+    /// HTTP 429 Too Many Requests.
+    Http429,
+    /// Any other 4xx status.
+    Http4xx,
+    /// HTTP 503 Service Unavailable.
+    Http503,
+    /// Any other 5xx status.
+    Http5xx,
+    /// The stream ended before `[DONE]` or a finish reason.
+    BrokenStream,
+    /// Malformed SSE or JSON.
+    Protocol,
+    /// The server answered but generated nothing.
+    EmptyOutput,
+}
+
+impl ErrorClass {
+    /// Every class, in report order.
+    pub const ALL: [ErrorClass; 9] = [
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::Http429,
+        ErrorClass::Http4xx,
+        ErrorClass::Http503,
+        ErrorClass::Http5xx,
+        ErrorClass::BrokenStream,
+        ErrorClass::Protocol,
+        ErrorClass::EmptyOutput,
+    ];
+
+    /// The class of a non-success HTTP status.
+    pub fn from_status(status: u16) -> ErrorClass {
+        match status {
+            429 => ErrorClass::Http429,
+            503 => ErrorClass::Http503,
+            500..=599 => ErrorClass::Http5xx,
+            _ => ErrorClass::Http4xx,
+        }
+    }
+
+    /// Name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Http429 => "http_429",
+            ErrorClass::Http4xx => "http_4xx",
+            ErrorClass::Http503 => "http_503",
+            ErrorClass::Http5xx => "http_5xx",
+            ErrorClass::BrokenStream => "broken_stream",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::EmptyOutput => "empty_output",
+        }
+    }
+}
+
+/// Everything measured about one request. Times are milliseconds on the monotonic clock:
+/// `send_ms` from the start of the measured window, the rest from this request's send.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Sequence number within the trial (warmup requests are not recorded).
+    pub id: u64,
+    /// When the request was sent, from the start of the measured window.
+    pub send_ms: f64,
+    /// Arrival of the first chunk carrying generated content (TTFT).
+    pub ttft_ms: Option<f64>,
+    /// Arrival of the last chunk (E2EL).
+    pub e2el_ms: Option<f64>,
+    /// Arrival time of each content chunk, from send. Chunks read together share one time.
+    pub chunk_ms: Vec<f64>,
+    /// Tokens carried by each content chunk (1 unless the server said otherwise).
+    pub chunk_tokens: Vec<u32>,
+    /// Prompt tokens, from the server's usage.
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens, from the server's usage (or an estimate, see `tokens_estimated`).
+    pub output_tokens: Option<u64>,
+    /// True when `output_tokens` is not the server's own count.
+    pub tokens_estimated: bool,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Why the request failed; `None` when it succeeded.
+    pub error: Option<ErrorClass>,
+    /// Bounded excerpt of the failure evidence (body or message).
+    pub error_detail: Option<String>,
+}
+
+impl RequestRecord {
+    /// Whether the request completed successfully.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Time per output token after the first: (E2EL − TTFT) / (output_tokens − 1).
+    pub fn tpot_ms(&self) -> Option<f64> {
+        let (ttft, e2el, tokens) = (self.ttft_ms?, self.e2el_ms?, self.output_tokens?);
+        (tokens > 1).then(|| (e2el - ttft) / (tokens - 1) as f64)
+    }
+
+    /// Inter-token latencies: the gap between consecutive content chunks, split into k equal
+    /// gaps when the later chunk carries k tokens.
+    pub fn itl_ms(&self) -> impl Iterator<Item = f64> + '_ {
+        self.chunk_ms
+            .windows(2)
+            .zip(self.chunk_tokens.iter().skip(1))
+            .flat_map(|(pair, &tokens)| {
+                let k = tokens.max(1);
+                std::iter::repeat_n((pair[1] - pair[0]) / f64::from(k), k as usize)
+            })
+    }
+}
+
+/// Keeps at most `limit` bytes of `text` (cut at a character boundary), marking the cut.
+pub fn excerpt(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tpot_divides_decode_time_by_tokens_after_the_first() {
+        let r = RequestRecord {
+            ttft_ms: Some(100.0),
+            e2el_ms: Some(190.0),
+            output_tokens: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(r.tpot_ms(), Some(10.0));
+    }
+
+    #[test]
+    fn a_chunk_of_k_tokens_gives_k_equal_gaps() {
+        let r = RequestRecord {
+            chunk_ms: vec![10.0, 20.0, 50.0],
+            chunk_tokens: vec![1, 1, 3],
+            ..Default::default()
+        };
+        assert_eq!(r.itl_ms().collect::<Vec<_>>(), vec![10.0, 10.0, 10.0, 10.0]);
+    }
+
+    #[test]
+    fn excerpt_cuts_at_a_char_boundary() {
+        assert_eq!(excerpt("héllo", 2), "h…");
+        assert_eq!(excerpt("abc", 5), "abc");
+    }
+}

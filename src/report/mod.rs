@@ -1,0 +1,49 @@
+//! Reports: every view here is computed from one [`TrialReport`] per trial.
+
+use serde::{Deserialize, Serialize};
+
+use crate::case::Kind;
+use crate::metrics::Summary;
+use crate::verdict::Verdict;
+
+/// Everything known about one finished trial: the single result model that CSV rows, JSON
+/// summaries and tables are views of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialReport {
+    /// Identifies the run (one `cargo test` / `llm-stress run` invocation, or a nextest run).
+    pub run_id: String,
+    /// When the trial finished, RFC 3339 UTC.
+    pub timestamp: String,
+    /// Full trial name without the kind, such as `demo-chat::isl128_osl64_c4_n4`.
+    pub trial: String,
+    /// Trial kind.
+    pub kind: Kind,
+    /// Case name.
+    pub case: String,
+    /// Model spec name.
+    pub model: String,
+    /// Server label (`embedded`, `attach`, …).
+    pub server: String,
+    /// Protocol (`chat`, `completions`).
+    pub api: String,
+    /// Input sequence length.
+    pub isl: u32,
+    /// Output sequence length.
+    pub osl: u32,
+    /// Requests in flight.
+    pub concurrency: u32,
+    /// Measured requests.
+    pub num_prompts: u32,
+    /// The pre-adjustment ISL/OSL when the matrix fitted them to the context, e.g. `8192/128 neutral`.
+    pub adjusted: Option<String>,
+    /// Measurements.
+    pub summary: Summary,
+    /// Accuracy score (0–100), when an accuracy phase ran.
+    pub accuracy: Option<f64>,
+    /// The accuracy threshold it was judged against.
+    pub accuracy_threshold: Option<f64>,
+    /// Checks and overall status.
+    pub verdict: Verdict,
+    /// True when the case expects its checks to fail (`expect: fail`).
+    pub expect_fail: bool,
+}
