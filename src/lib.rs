@@ -6,10 +6,12 @@
 
 pub mod case;
 pub mod client;
+pub mod harness;
 pub mod load;
+pub mod matrix;
 pub mod metrics;
 pub mod prompts;
 pub mod report;
-pub mod matrix;
+pub mod runner;
 pub mod server;
 pub mod verdict;

@@ -1,1 +1,198 @@
-fn main() {}
+//! `llm-stress`: run stress cases against a server, serve the embedded simulated server, or
+//! print a case's parameter matrix.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use llm_stress::case::{self, EmbeddedSpec, Kind};
+use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::matrix;
+use llm_stress::report::table::{self, Numbers};
+use llm_stress::runner::{self, RunContext};
+use llm_stress::server::embedded::EmbeddedServer;
+
+#[derive(Parser)]
+#[command(
+    name = "llm-stress",
+    version,
+    about = "Stress-test LLM inference servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cases' perf and stress trials and write reports.
+    Run {
+        /// Folder of case files.
+        #[arg(default_value = "stress-cases")]
+        cases: PathBuf,
+        /// Attach every trial to this OpenAI-compatible server instead of the case's own.
+        #[arg(long, env = "LLM_STRESS_URL")]
+        url: Option<String>,
+        /// Output folder.
+        #[arg(long, env = "LLM_STRESS_OUT")]
+        out: Option<PathBuf>,
+        /// Only trials whose `[kind] case::combination` name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Serve the embedded simulated OpenAI-compatible server until Ctrl-C.
+    Serve {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Model name the server reports.
+        #[arg(long, default_value = "llm-stress-sim")]
+        model: String,
+        /// Time to first token once admitted, milliseconds.
+        #[arg(long, default_value_t = EmbeddedSpec::default().ttft_ms)]
+        ttft_ms: f64,
+        /// Time between output tokens, milliseconds.
+        #[arg(long, default_value_t = EmbeddedSpec::default().tpot_ms)]
+        tpot_ms: f64,
+        /// Requests served at once; the rest queue.
+        #[arg(long, default_value_t = EmbeddedSpec::default().slots)]
+        slots: usize,
+        /// Extra prefill time per prompt token, microseconds.
+        #[arg(long, default_value_t = 0.0)]
+        prefill_us_per_token: f64,
+        /// Tokens per streamed chunk.
+        #[arg(long, default_value_t = 1)]
+        tokens_per_chunk: u32,
+    },
+    /// Print the parameter combinations a case generates.
+    Matrix {
+        /// The case file.
+        case: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            cases,
+            url,
+            out,
+            filter,
+        } => run(&cases, url, out, filter.as_deref()),
+        Command::Serve {
+            port,
+            model,
+            ttft_ms,
+            tpot_ms,
+            slots,
+            prefill_us_per_token,
+            tokens_per_chunk,
+        } => {
+            let spec = EmbeddedSpec {
+                ttft_ms,
+                tpot_ms,
+                slots,
+                prefill_us_per_token,
+                tokens_per_chunk,
+            };
+            serve(spec, model, port)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Matrix { case } => {
+            let loaded = case::load_case(&case)?;
+            let combinations = matrix::generate(&loaded.spec.matrix, &loaded.model)
+                .with_context(|| format!("{}: key `matrix`", case.display()))?;
+            println!(
+                "{}: {} combinations (max_context {}, max_concurrency {})",
+                loaded.spec.name,
+                combinations.len(),
+                loaded
+                    .spec
+                    .matrix
+                    .max_context
+                    .unwrap_or(loaded.model.max_context),
+                loaded.model.max_concurrency
+            );
+            print!("{}", matrix::render_table(&combinations));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(
+    cases: &std::path::Path,
+    url: Option<String>,
+    out: Option<PathBuf>,
+    filter: Option<&str>,
+) -> Result<ExitCode> {
+    let ctx = RunContext::from_env(out, url);
+    let mut failed = Vec::new();
+    let mut ran = 0usize;
+    for found in discover(cases, None) {
+        match found {
+            Discovered::Broken {
+                name,
+                kind,
+                message,
+            } => {
+                eprintln!("[{kind}] {name}: {message}\n");
+                failed.push(format!("[{kind}] {name}"));
+            }
+            Discovered::Plan(plan) => {
+                let full = format!("[{}] {}", plan.kind.as_str(), plan.name());
+                if filter.is_some_and(|f| !full.contains(f))
+                    || !matches!(plan.kind, Kind::Perf | Kind::Stress)
+                {
+                    continue;
+                }
+                ran += 1;
+                eprintln!("running {full}");
+                let outcome = runner::execute(&plan, &ctx)?;
+                println!("{}", table::render(&outcome.report, Numbers::Measured));
+                if !outcome.passed {
+                    failed.push(full);
+                }
+            }
+        }
+    }
+    println!(
+        "{ran} trials, {} failed; reports in {}",
+        failed.len(),
+        ctx.out_dir.display()
+    );
+    for name in &failed {
+        println!("FAILED {name}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(spec: EmbeddedSpec, model: String, port: u16) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = EmbeddedServer::start(spec, model, port)
+            .await
+            .context("starting the embedded server")?;
+        println!("serving on {} (Ctrl-C to stop)", server.base_url());
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        server.shutdown().await;
+        Ok(())
+    })
+}

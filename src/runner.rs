@@ -72,7 +72,10 @@ fn run_id() -> String {
         return id;
     }
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let compact: String = stamp.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let compact: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     format!("{compact}-{}", std::process::id())
 }
 
@@ -151,28 +154,25 @@ async fn measure(
     ctx: &RunContext,
 ) -> (Summary, Vec<RequestRecord>, Vec<Check>, &'static str) {
     let spec = &plan.case.spec;
-    let server = match RunningServer::bring_up(
-        &spec.server,
-        &plan.case.model,
-        ctx.url_override.as_deref(),
-    )
-    .await
-    {
-        Ok(server) => server,
-        Err(e) => {
-            let label = if ctx.url_override.is_some() {
-                "attach"
-            } else {
-                spec.server.label()
-            };
-            return (
-                Summary::default(),
-                Vec::new(),
-                vec![server_check(e.to_string())],
-                label,
-            );
-        }
-    };
+    let server =
+        match RunningServer::bring_up(&spec.server, &plan.case.model, ctx.url_override.as_deref())
+            .await
+        {
+            Ok(server) => server,
+            Err(e) => {
+                let label = if ctx.url_override.is_some() {
+                    "attach"
+                } else {
+                    spec.server.label()
+                };
+                return (
+                    Summary::default(),
+                    Vec::new(),
+                    vec![server_check(e.to_string())],
+                    label,
+                );
+            }
+        };
     let label = server.label;
     let timeout = Duration::from_secs_f64(spec.load.timeout_s);
     let client = match Client::new(&server.base_url, spec.api, &server.served_model, timeout) {
@@ -216,6 +216,7 @@ fn server_check(reason: String) -> Check {
         actual: None,
         target: None,
         ratio: None,
+        rule: "the server is usable".to_string(),
         status: Status::Fail,
         reason,
     }

@@ -53,9 +53,11 @@ pub struct Check {
     pub target: Option<f64>,
     /// actual / target for target checks.
     pub ratio: Option<f64>,
+    /// What passing means, with no measured number in it (stable across runs).
+    pub rule: String,
     /// Outcome.
     pub status: Status,
-    /// Why, in words.
+    /// Why, in words, with the measured values.
     pub reason: String,
 }
 
@@ -219,11 +221,18 @@ impl Slo {
     pub fn check(&self, summary: &Summary) -> Check {
         let actual = summary.metric(&self.metric);
         let (status, reason) = match actual {
-            None => (Status::Fail, "not measured (no successful request)".to_string()),
+            None => (
+                Status::Fail,
+                "not measured (no successful request)".to_string(),
+            ),
             Some(a) if self.op.holds(a, self.value) => (Status::Pass, format!("{a:.3} {self}")),
             Some(a) => (
                 Status::Fail,
-                format!("{a:.3} does not satisfy {} {}", self.op.as_str(), self.value),
+                format!(
+                    "{a:.3} does not satisfy {} {}",
+                    self.op.as_str(),
+                    self.value
+                ),
             ),
         };
         Check {
@@ -232,6 +241,7 @@ impl Slo {
             actual,
             target: Some(self.value),
             ratio: None,
+            rule: self.to_string(),
             status,
             reason,
         }
@@ -284,6 +294,11 @@ fn target_check(
 ) -> Check {
     let tol = spec.tolerance;
     let tier = spec.tier.as_str();
+    let rule = if higher_is_better {
+        format!("actual/target > {:.2} ({tier} tier)", 1.0 - tol)
+    } else {
+        format!("actual/target < {:.2} ({tier} tier)", 1.0 + tol)
+    };
     let (ratio, status, reason) = match (actual, target) {
         (_, None) => (
             None,
@@ -293,16 +308,16 @@ fn target_check(
         (None, Some(_)) => (None, Status::Fail, "not measured".to_string()),
         (Some(a), Some(t)) if t > 0.0 => {
             let ratio = a / t;
-            let (ok, rule) = if higher_is_better {
-                (ratio > 1.0 - tol, format!("> {:.2}", 1.0 - tol))
+            let ok = if higher_is_better {
+                ratio > 1.0 - tol
             } else {
-                (ratio < 1.0 + tol, format!("< {:.2}", 1.0 + tol))
+                ratio < 1.0 + tol
             };
             let status = if ok { Status::Pass } else { Status::Fail };
             (
                 Some(ratio),
                 status,
-                format!("actual/target {ratio:.3} (needs {rule}, {tier} tier)"),
+                format!("{a:.3} vs target {t:.3}: ratio {ratio:.3}, needs {rule}"),
             )
         }
         (Some(_), Some(t)) => (
@@ -317,6 +332,11 @@ fn target_check(
         actual,
         target,
         ratio,
+        rule: if target.is_some() {
+            rule
+        } else {
+            "no target".to_string()
+        },
         status,
         reason,
     }
@@ -350,6 +370,7 @@ pub fn run_check(summary: &Summary) -> Check {
         actual: Some(summary.requests_ok as f64),
         target: None,
         ratio: None,
+        rule: "at least one request succeeds".to_string(),
         status,
         reason,
     }
@@ -395,7 +416,10 @@ mod tests {
         #[case] value: f64,
     ) {
         let slo: Slo = text.parse().expect("valid");
-        assert_eq!((slo.metric.as_str(), slo.op, slo.value), (metric, op, value));
+        assert_eq!(
+            (slo.metric.as_str(), slo.op, slo.value),
+            (metric, op, value)
+        );
     }
 
     #[rstest]
@@ -428,11 +452,7 @@ mod tests {
             tput: None,
         };
         let spec = TargetSpec { tier, tolerance };
-        let checks = target_checks(
-            Some(&theoretical),
-            &spec,
-            &summary(measured, 50.0, 50.0),
-        );
+        let checks = target_checks(Some(&theoretical), &spec, &summary(measured, 50.0, 50.0));
         assert_eq!(checks[0].status, expected, "{:?}", checks[0]);
         assert_eq!(checks[1].status, Status::NotApplicable);
     }

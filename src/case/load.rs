@@ -110,13 +110,10 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Cas
 }
 
 fn yaml_error(path: &Path, key: Option<String>, error: &serde_saphyr::Error) -> CaseError {
-    let position = error
-        .location()
-        .filter(|l| l.line() > 0)
-        .map(|l| Position {
-            line: l.line(),
-            column: l.column(),
-        });
+    let position = error.location().filter(|l| l.line() > 0).map(|l| Position {
+        line: l.line(),
+        column: l.column(),
+    });
     let bare = error.without_snippet().to_string();
     let message = strip_location_prefix(&bare).to_string();
     let key = key_of_missing_field(&message, key);
@@ -280,8 +277,7 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
     }
     if let super::ServerSpec::Embedded(e) = &spec.server {
-        let finite_non_negative =
-            |v: f64| v.is_finite() && v >= 0.0;
+        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
         if !finite_non_negative(e.ttft_ms)
             || !finite_non_negative(e.tpot_ms)
             || !finite_non_negative(e.prefill_us_per_token)
@@ -380,11 +376,7 @@ mod tests {
         "cases/x.yaml:3:1: key `model`: missing field `model`",
         "^ missing field"
     )]
-    #[case::syntax(
-        "name: [x\n",
-        "cases/x.yaml:",
-        "x.yaml"
-    )]
+    #[case::syntax("name: [x\n", "cases/x.yaml:", "x.yaml")]
     fn yaml_errors_name_file_line_column_and_key(
         #[case] text: &str,
         #[case] head: &str,
@@ -400,12 +392,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("llm-stress-case-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("models")).expect("dir");
         let case = dir.join("c.yaml");
-        std::fs::write(&case, "name: c\nmodel: nope\nkinds: [perf]\nmatrix: {mode: single}\n")
-            .expect("write");
+        std::fs::write(
+            &case,
+            "name: c\nmodel: nope\nkinds: [perf]\nmatrix: {mode: single}\n",
+        )
+        .expect("write");
         let message = load_case(&case).expect_err("missing model").to_string();
-        assert!(message.contains("key `model`: model spec `nope` not found"), "{message}");
-        std::fs::write(&case, "name: c\nmodel: m\nkinds: []\nmatrix: {mode: single}\n")
-            .expect("write");
+        assert!(
+            message.contains("key `model`: model spec `nope` not found"),
+            "{message}"
+        );
+        std::fs::write(
+            &case,
+            "name: c\nmodel: m\nkinds: []\nmatrix: {mode: single}\n",
+        )
+        .expect("write");
         let message = load_case(&case).expect_err("no kinds").to_string();
         assert!(message.contains("key `kinds`"), "{message}");
         std::fs::remove_dir_all(&dir).ok();

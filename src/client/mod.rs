@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::case::Api;
-use crate::metrics::{ErrorClass, RequestRecord};
 use crate::metrics::record::excerpt;
+use crate::metrics::{ErrorClass, RequestRecord};
 
 /// How much of an error body a record keeps.
 pub const BODY_EXCERPT_BYTES: usize = 512;
@@ -62,7 +62,12 @@ impl Client {
 
     /// Sends one streaming generation request and measures it. Never panics and never returns
     /// an error: every failure is a record with its class and evidence.
-    pub async fn generate(&self, id: u64, window_start: Instant, request: &Generation) -> RequestRecord {
+    pub async fn generate(
+        &self,
+        id: u64,
+        window_start: Instant,
+        request: &Generation,
+    ) -> RequestRecord {
         let (path, body) = openai::request_body(self.api, &self.model, request);
         let url = format!("{}{}", self.base_url, path);
         let sent = Instant::now();
@@ -72,13 +77,16 @@ impl Client {
             ..Default::default()
         };
         let deadline = tokio::time::Instant::from_std(sent + self.timeout);
-        let response = tokio::time::timeout_at(
-            deadline,
-            self.http.post(&url).json(&body).send(),
-        )
-        .await;
+        let response =
+            tokio::time::timeout_at(deadline, self.http.post(&url).json(&body).send()).await;
         let response = match response {
-            Err(_) => return failed(record, ErrorClass::Timeout, "no response before the timeout"),
+            Err(_) => {
+                return failed(
+                    record,
+                    ErrorClass::Timeout,
+                    "no response before the timeout",
+                );
+            }
             Ok(Err(e)) => {
                 let class = if e.is_timeout() {
                     ErrorClass::Timeout

@@ -41,7 +41,11 @@ pub async fn read_stream(
         let next = match tokio::time::timeout_at(deadline, events.next()).await {
             Err(_) => {
                 record.e2el_ms = Some(ms_between(sent, Instant::now()));
-                return failed(record, ErrorClass::Timeout, "stream still open at the timeout");
+                return failed(
+                    record,
+                    ErrorClass::Timeout,
+                    "stream still open at the timeout",
+                );
             }
             Ok(next) => next,
         };
@@ -50,7 +54,11 @@ pub async fn read_stream(
             Some(Ok(event)) => event,
             Some(Err(EventStreamError::Transport(e))) => {
                 record.e2el_ms = Some(arrival_ms());
-                return failed(record, ErrorClass::BrokenStream, &format!("stream broke: {e}"));
+                return failed(
+                    record,
+                    ErrorClass::BrokenStream,
+                    &format!("stream broke: {e}"),
+                );
             }
             Some(Err(e)) => {
                 return failed(record, ErrorClass::Protocol, &format!("malformed SSE: {e}"));
@@ -77,11 +85,18 @@ pub async fn read_stream(
             }
         };
         if let Some(error) = chunk.error {
-            return failed(record, ErrorClass::Protocol, &format!("error event: {error}"));
+            return failed(
+                record,
+                ErrorClass::Protocol,
+                &format!("error event: {error}"),
+            );
         }
         if chunk.choices.iter().any(|c| c.has_content()) {
             // With continuous usage stats the usage delta says how many tokens this chunk holds.
-            let tokens = match (chunk.usage.and_then(|u| u.completion_tokens), last_usage_tokens) {
+            let tokens = match (
+                chunk.usage.and_then(|u| u.completion_tokens),
+                last_usage_tokens,
+            ) {
                 (Some(now), Some(before)) if now > before => Some((now - before) as u32),
                 (Some(now), None) if now > 0 => Some(now as u32),
                 _ => None,
@@ -115,7 +130,11 @@ pub async fn read_stream(
         );
     }
     if record.chunk_ms.is_empty() {
-        return failed(record, ErrorClass::EmptyOutput, "no content chunk in the stream");
+        return failed(
+            record,
+            ErrorClass::EmptyOutput,
+            "no content chunk in the stream",
+        );
     }
     match record.output_tokens {
         None => {
@@ -152,9 +171,15 @@ pub fn apportion(total: u64, weights: &[usize]) -> Vec<u32> {
     };
     let mut parts: Vec<u64> = shares.iter().map(|s| s.floor() as u64).collect();
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| (shares[b] - shares[b].floor()).total_cmp(&(shares[a] - shares[a].floor())));
+    order.sort_by(|&a, &b| {
+        (shares[b] - shares[b].floor()).total_cmp(&(shares[a] - shares[a].floor()))
+    });
     let assigned: u64 = parts.iter().sum();
-    for &i in order.iter().cycle().take(total.saturating_sub(assigned) as usize) {
+    for &i in order
+        .iter()
+        .cycle()
+        .take(total.saturating_sub(assigned) as usize)
+    {
         parts[i] += 1;
     }
     parts
@@ -174,7 +199,11 @@ mod tests {
     #[case(10, &[1, 1, 1], &[4, 3, 3])]
     #[case(6, &[0, 0], &[3, 3])]
     #[case(3, &[10, 20], &[1, 2])]
-    fn totals_are_shared_by_length(#[case] total: u64, #[case] weights: &[usize], #[case] parts: &[u32]) {
+    fn totals_are_shared_by_length(
+        #[case] total: u64,
+        #[case] weights: &[usize],
+        #[case] parts: &[u32],
+    ) {
         assert_eq!(apportion(total, weights), parts);
     }
 }

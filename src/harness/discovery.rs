@@ -97,9 +97,7 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
             .collect(),
         Ok(combinations) => combinations
             .into_iter()
-            .flat_map(|combination| {
-                kinds.iter().map(move |&kind| (kind, combination.clone()))
-            })
+            .flat_map(|combination| kinds.iter().map(move |&kind| (kind, combination.clone())))
             .map(|(kind, combination)| {
                 Discovered::Plan(TrialPlan {
                     kind,

@@ -66,16 +66,20 @@ impl Harness {
 
     fn trial(&self, discovered: Discovered, ctx: &Arc<RunContext>) -> Trial {
         match discovered {
-            Discovered::Broken { name, kind, message } => {
-                Trial::test(name, move || Err(Failed::from(message))).with_kind(kind)
-            }
+            Discovered::Broken {
+                name,
+                kind,
+                message,
+            } => Trial::test(name, move || Err(Failed::from(message))).with_kind(kind),
             Discovered::Plan(plan) => {
                 let kind = plan.kind.as_str();
                 let name = plan.name();
                 if let Some(reason) = plan.unsupported_reason() {
-                    return Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
-                        .with_kind(kind)
-                        .with_ignored_flag(true);
+                    return Trial::ignorable_test(name, move || {
+                        Ok(Completion::ignored_with(reason))
+                    })
+                    .with_kind(kind)
+                    .with_ignored_flag(true);
                 }
                 let snapshot = self.snapshot.clone();
                 let ctx = Arc::clone(ctx);
@@ -91,20 +95,25 @@ fn run_trial(
     snapshot: Option<SnapshotCheck>,
 ) -> Result<(), Failed> {
     let outcome = runner::execute(plan, ctx).map_err(|e| Failed::from(e.to_string()))?;
-    let measured = table::render(&outcome.report, Numbers::Measured);
-    println!("{measured}");
-    println!("reports: {}", outcome.dir.display());
     if !outcome.passed {
+        let measured = table::render(&outcome.report, Numbers::Measured);
         let expectation = if outcome.report.expect_fail {
             "the case expects FAIL but every check passed\n"
         } else {
             ""
         };
-        return Err(Failed::from(format!("{expectation}{measured}")));
+        return Err(Failed::from(format!(
+            "{expectation}{measured}\nreports: {}",
+            outcome.dir.display()
+        )));
     }
     // Snapshots pin the embedded server's tables; an attached server is another system.
     if let Some(check) = snapshot.filter(|_| ctx.url_override.is_none()) {
-        let name = format!("{}__{}", plan.kind.as_str(), plan.name().replace("::", "__"));
+        let name = format!(
+            "{}__{}",
+            plan.kind.as_str(),
+            plan.name().replace("::", "__")
+        );
         check(&name, &table::render(&outcome.report, Numbers::Redacted));
     }
     Ok(())

@@ -43,8 +43,13 @@ impl ClosedLoop {
         let concurrency = self.concurrency.max(1);
         if self.warmup > 0 {
             // Warmup prompts come from a different seed stream so they prime nothing measured.
-            self.drive(client, self.warmup, concurrency.min(self.warmup), u64::MAX / 2)
-                .await;
+            self.drive(
+                client,
+                self.warmup,
+                concurrency.min(self.warmup),
+                u64::MAX / 2,
+            )
+            .await;
         }
         let start = Instant::now();
         let mut records = self.drive(client, self.num_prompts, concurrency, 0).await;
@@ -56,7 +61,13 @@ impl ClosedLoop {
         }
     }
 
-    async fn drive(&self, client: &Client, total: u32, workers: u32, index_base: u64) -> Vec<RequestRecord> {
+    async fn drive(
+        &self,
+        client: &Client,
+        total: u32,
+        workers: u32,
+        index_base: u64,
+    ) -> Vec<RequestRecord> {
         let next = Arc::new(AtomicU64::new(0));
         let window_start = Instant::now();
         let mut tasks = JoinSet::new();

@@ -1,5 +1,14 @@
 //! Reports: every view here is computed from one [`TrialReport`] per trial.
 
+pub mod csv;
+mod error;
+#[cfg(test)]
+mod sample;
+pub mod table;
+pub mod trial_dir;
+
+pub use error::ReportError;
+
 use serde::{Deserialize, Serialize};
 
 use crate::case::Kind;

@@ -1,0 +1,516 @@
+//! The trial's summary table as markdown-style plain text: parameters, metrics, checks and the
+//! verdict. Printed by the CLI, used as a failed test's message and, redacted, stored as an
+//! insta snapshot.
+//!
+//! In [`Numbers::Redacted`] mode every measured number is a fixed placeholder ([`MS`],
+//! [`NUM`], [`ERRORS`]) and each check shows its `rule` (which holds no measured number)
+//! instead of its `reason`. Parameters, targets, check names, statuses and the verdict are
+//! printed as they are, so the redacted table is the same on every run of an unchanged case
+//! and changes when the matrix, a target or an outcome does. The run id and timestamp are not
+//! printed.
+
+use super::TrialReport;
+use crate::metrics::Distribution;
+
+/// Whether measured numbers are printed or replaced by placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbers {
+    /// Print what was measured.
+    Measured,
+    /// Print placeholders instead of anything measured.
+    Redacted,
+}
+
+/// Placeholder of a measured latency in milliseconds.
+pub const MS: &str = "<ms>";
+/// Placeholder of any other measured number.
+pub const NUM: &str = "<num>";
+/// Placeholder of the measured failures by class.
+pub const ERRORS: &str = "<errors>";
+
+/// The latency metrics, as labelled in the table, with their summary names.
+const LATENCIES: [(&str, &str); 4] = [
+    ("ttft", "ttft_ms"),
+    ("tpot", "tpot_ms"),
+    ("itl", "itl_ms"),
+    ("e2el", "e2el_ms"),
+];
+
+/// The statistics shown per latency metric.
+const STATS: [&str; 8] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99"];
+
+/// Shown for a value that does not exist.
+const NONE: &str = "-";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A measured number, or its placeholder.
+fn measured(numbers: Numbers, placeholder: &str, text: impl FnOnce() -> String) -> String {
+    match numbers {
+        Numbers::Measured => text(),
+        Numbers::Redacted => placeholder.to_string(),
+    }
+}
+
+/// A measured number that may be absent: `-` when absent, else the number or its placeholder.
+fn measured_opt(
+    numbers: Numbers,
+    placeholder: &str,
+    value: Option<f64>,
+    format: impl FnOnce(f64) -> String,
+) -> String {
+    match value {
+        None => NONE.to_string(),
+        Some(v) => measured(numbers, placeholder, || format(v)),
+    }
+}
+
+/// A value in its shortest form with at most four decimals: `500`, `0.01`, `1.2346`.
+fn plain(value: f64) -> String {
+    if !value.is_finite() {
+        return value.to_string();
+    }
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+fn f3(value: f64) -> String {
+    format!("{value:.3}")
+}
+
+/// Makes text fit in one cell: no line breaks, no column separators.
+fn cell(text: &str) -> String {
+    text.replace("\r\n", " ")
+        .replace(['\n', '\r'], " ")
+        .replace('|', "\\|")
+}
+
+/// Appends an aligned table. Column widths come from the cells, so in redacted mode (where
+/// every measured cell is a placeholder) they do not depend on what was measured.
+fn push_table(out: &mut String, header: &[&str], align: &[Align], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| cell(h)).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| cell(c)).collect())
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|row| row.get(i))
+                .chain([&header[i]])
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(3)
+        })
+        .collect();
+    let line = |out: &mut String, cells: &[String]| {
+        out.push('|');
+        for (i, width) in widths.iter().enumerate() {
+            let text = cells.get(i).map_or("", String::as_str);
+            let pad = " ".repeat(width - text.chars().count());
+            out.push(' ');
+            if align[i] == Align::Right {
+                out.push_str(&pad);
+                out.push_str(text);
+            } else {
+                out.push_str(text);
+                out.push_str(&pad);
+            }
+            out.push_str(" |");
+        }
+        out.push('\n');
+    };
+    line(out, &header);
+    out.push('|');
+    for (i, width) in widths.iter().enumerate() {
+        out.push_str(&"-".repeat(width + 1));
+        out.push(if align[i] == Align::Right { ':' } else { '-' });
+        out.push('|');
+    }
+    out.push('\n');
+    for row in &rows {
+        line(out, row);
+    }
+}
+
+fn name_value_table(out: &mut String, header: [&str; 2], rows: Vec<(&str, String)>) {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(name, value)| vec![name.to_string(), value])
+        .collect();
+    push_table(out, &header, &[Align::Left, Align::Right], &rows);
+}
+
+fn parameters(out: &mut String, report: &TrialReport) {
+    out.push_str("### Parameters\n\n");
+    let rows = vec![
+        ("trial", report.trial.clone()),
+        ("kind", report.kind.as_str().to_string()),
+        ("case", report.case.clone()),
+        ("model", report.model.clone()),
+        ("server", report.server.clone()),
+        ("api", report.api.clone()),
+        ("ISL", report.isl.to_string()),
+        ("OSL", report.osl.to_string()),
+        ("concurrency", report.concurrency.to_string()),
+        ("prompts", report.num_prompts.to_string()),
+        (
+            "adjusted",
+            report.adjusted.clone().unwrap_or_else(|| NONE.to_string()),
+        ),
+    ];
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(name, value)| vec![name.to_string(), value])
+        .collect();
+    push_table(
+        out,
+        &["parameter", "value"],
+        &[Align::Left, Align::Left],
+        &rows,
+    );
+}
+
+fn latency_cell(numbers: Numbers, distribution: Option<&Distribution>, stat: &str) -> String {
+    match numbers {
+        // Whether a distribution exists can depend on timing (chunks read together leave no
+        // inter-token gap), so a redacted table does not say.
+        Numbers::Redacted => MS.to_string(),
+        Numbers::Measured => distribution
+            .and_then(|d| d.stat(stat))
+            .map_or_else(|| NONE.to_string(), f3),
+    }
+}
+
+fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
+    let s = &report.summary;
+    out.push_str("### Metrics\n\n");
+    let mut header = vec!["latency (ms)"];
+    header.extend(STATS);
+    let mut align = vec![Align::Left];
+    align.extend([Align::Right; STATS.len()]);
+    let rows: Vec<Vec<String>> = LATENCIES
+        .iter()
+        .map(|(label, metric)| {
+            let distribution = s.distribution(metric);
+            let mut row = vec![label.to_string()];
+            row.extend(
+                STATS
+                    .iter()
+                    .map(|stat| latency_cell(numbers, distribution, stat)),
+            );
+            row
+        })
+        .collect();
+    push_table(out, &header, &align, &rows);
+    out.push('\n');
+
+    let num = |value: f64, format: fn(f64) -> String| measured(numbers, NUM, || format(value));
+    let count = |value: u64| measured(numbers, NUM, || value.to_string());
+    name_value_table(
+        out,
+        ["throughput", "value"],
+        vec![
+            ("input tok/s", num(s.input_tok_s, f3)),
+            ("output tok/s", num(s.output_tok_s, f3)),
+            ("req/s", num(s.req_s, f3)),
+            ("tput_user", num(s.tput_user, f3)),
+        ],
+    );
+    out.push('\n');
+
+    let errors = measured(numbers, ERRORS, || {
+        if s.errors.is_empty() {
+            "none".to_string()
+        } else {
+            s.errors
+                .iter()
+                .map(|(class, n)| format!("{} {n}", class.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    });
+    let mut rows = vec![
+        ("requests ok", count(s.requests_ok)),
+        ("requests failed", count(s.requests_failed)),
+        ("error rate", num(s.error_rate, |v| format!("{v:.4}"))),
+        ("errors by class", errors),
+        ("input tokens", count(s.input_tokens)),
+        ("output tokens", count(s.output_tokens)),
+        ("duration s", num(s.duration_s, f3)),
+    ];
+    if report.accuracy.is_some() || report.accuracy_threshold.is_some() {
+        rows.push((
+            "accuracy",
+            measured_opt(numbers, NUM, report.accuracy, plain),
+        ));
+        rows.push((
+            "accuracy threshold",
+            report
+                .accuracy_threshold
+                .map_or_else(|| NONE.to_string(), plain),
+        ));
+    }
+    name_value_table(out, ["requests", "value"], rows);
+}
+
+fn checks(out: &mut String, report: &TrialReport, numbers: Numbers) {
+    out.push_str("### Checks\n\n");
+    if report.verdict.checks.is_empty() {
+        out.push_str("no checks\n");
+        return;
+    }
+    let why = match numbers {
+        Numbers::Measured => "reason",
+        Numbers::Redacted => "rule",
+    };
+    let header = [
+        "check", "source", "actual", "target", "ratio", "status", why,
+    ];
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Left,
+        Align::Left,
+    ];
+    let rows: Vec<Vec<String>> = report
+        .verdict
+        .checks
+        .iter()
+        .map(|check| {
+            vec![
+                check.name.clone(),
+                check.source.clone(),
+                measured_opt(numbers, NUM, check.actual, plain),
+                check.target.map_or_else(|| NONE.to_string(), plain),
+                measured_opt(numbers, NUM, check.ratio, f3),
+                check.status.as_str().to_string(),
+                match numbers {
+                    Numbers::Measured => check.reason.clone(),
+                    Numbers::Redacted => check.rule.clone(),
+                },
+            ]
+        })
+        .collect();
+    push_table(out, &header, &align, &rows);
+}
+
+/// Renders the trial's table. See the module documentation for what [`Numbers::Redacted`]
+/// leaves out.
+pub fn render(report: &TrialReport, numbers: Numbers) -> String {
+    let mut out = format!("## [{}] {}\n\n", report.kind.as_str(), cell(&report.trial));
+    parameters(&mut out, report);
+    out.push('\n');
+    metrics(&mut out, report, numbers);
+    out.push('\n');
+    checks(&mut out, report, numbers);
+    out.push('\n');
+    out.push_str("verdict: ");
+    out.push_str(report.verdict.status.as_str());
+    if report.expect_fail {
+        out.push_str(" (expected FAIL)");
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::metrics::ErrorClass;
+    use crate::report::sample::sample_report;
+    use crate::verdict::Status;
+
+    /// The sample with every measured number changed, and the measured reasons reworded.
+    fn remeasured() -> TrialReport {
+        let mut r = sample_report();
+        let s = &mut r.summary;
+        s.requests_ok = 123_456;
+        s.requests_failed = 98_765;
+        s.error_rate = 0.987_654;
+        s.errors = [(ErrorClass::Timeout, 4_321), (ErrorClass::Connect, 7)]
+            .into_iter()
+            .collect();
+        s.duration_s = 12_345.678;
+        for d in [&mut s.ttft_ms, &mut s.tpot_ms, &mut s.e2el_ms] {
+            let d = d.as_mut().expect("sample distribution");
+            d.mean *= 1234.5;
+            d.std += 99.0;
+            d.p5 += 0.5;
+            d.p99 *= 1000.0;
+        }
+        // A distribution that appears only on some runs.
+        s.itl_ms = s.tpot_ms;
+        s.input_tokens = 9_999_999;
+        s.output_tokens = 1;
+        s.input_tok_s = 0.001;
+        s.output_tok_s = 987_654.321;
+        s.req_s = 42.0;
+        s.tput_user = 3.5;
+        for check in &mut r.verdict.checks {
+            check.actual = check.actual.map(|a| a * 77.7 + 0.123);
+            check.ratio = check.ratio.map(|q| q * 1.9);
+            check.reason = format!("measured 31415.9 and {}", check.reason.len());
+        }
+        r.run_id = "another-run-4242".into();
+        r.timestamp = "2030-01-02T03:04:05Z".into();
+        r
+    }
+
+    #[test]
+    fn a_redacted_table_does_not_change_with_measurements() {
+        let (a, b) = (sample_report(), remeasured());
+        assert_eq!(render(&a, Numbers::Redacted), render(&b, Numbers::Redacted));
+        assert_ne!(render(&a, Numbers::Measured), render(&b, Numbers::Measured));
+    }
+
+    #[rstest]
+    #[case::measured_number("12345.678")]
+    #[case::latency("80.000")]
+    #[case::reason("31415.9")]
+    #[case::run_id("another-run-4242")]
+    #[case::timestamp("2030-01-02")]
+    #[case::error_class("timeout")]
+    fn a_redacted_table_shows_nothing_measured(#[case] text: &str) {
+        let redacted = render(&remeasured(), Numbers::Redacted);
+        assert!(!redacted.contains(text), "{text} in\n{redacted}");
+        let redacted = render(&sample_report(), Numbers::Redacted);
+        assert!(!redacted.contains("50.125"), "{redacted}");
+        assert!(!redacted.contains("http_503"), "{redacted}");
+    }
+
+    fn changed_target(r: &mut TrialReport) {
+        r.verdict.checks[1].target = Some(120.0);
+    }
+    fn changed_rule(r: &mut TrialReport) {
+        r.verdict.checks[1].rule = "actual/target < 1.20 (functional tier)".into();
+    }
+    fn changed_status(r: &mut TrialReport) {
+        r.verdict.checks[3].status = Status::Pass;
+        r.verdict.status = Status::Pass;
+    }
+    fn changed_matrix(r: &mut TrialReport) {
+        r.concurrency = 4;
+    }
+    fn changed_adjustment(r: &mut TrialReport) {
+        r.adjusted = Some("8192/128 neutral".into());
+    }
+    fn expected_to_fail(r: &mut TrialReport) {
+        r.expect_fail = true;
+    }
+    fn no_longer_measured(r: &mut TrialReport) {
+        r.verdict.checks[3].actual = None;
+    }
+
+    #[rstest]
+    #[case::target(changed_target)]
+    #[case::rule(changed_rule)]
+    #[case::status(changed_status)]
+    #[case::matrix(changed_matrix)]
+    #[case::adjustment(changed_adjustment)]
+    #[case::expectation(expected_to_fail)]
+    #[case::measured_or_not(no_longer_measured)]
+    fn a_redacted_table_changes_with_what_is_not_measured(#[case] change: fn(&mut TrialReport)) {
+        let mut changed = sample_report();
+        change(&mut changed);
+        assert_ne!(
+            render(&sample_report(), Numbers::Redacted),
+            render(&changed, Numbers::Redacted)
+        );
+    }
+
+    #[test]
+    fn redacted_column_widths_do_not_depend_on_measurements() {
+        let lines = |r: &TrialReport| -> Vec<usize> {
+            render(r, Numbers::Redacted)
+                .lines()
+                .map(|l| l.chars().count())
+                .collect()
+        };
+        assert_eq!(lines(&sample_report()), lines(&remeasured()));
+    }
+
+    #[test]
+    fn a_measured_table_shows_values_reasons_and_errors() {
+        let table = render(&sample_report(), Numbers::Measured);
+        for text in [
+            "50.125",
+            "80.000",
+            "57.644 does not satisfy < 50",
+            "http_503 1",
+            "0.2000",
+            "0.501",
+            "25.600",
+        ] {
+            assert!(table.contains(text), "{text} in\n{table}");
+        }
+        // The sample measured no inter-token latency.
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("| itl ") && l.contains(" - |")),
+            "{table}"
+        );
+        assert!(table.ends_with("verdict: FAIL\n"), "{table}");
+    }
+
+    #[test]
+    fn an_expected_failure_says_so_and_reasons_stay_on_one_line() {
+        let mut report = sample_report();
+        report.expect_fail = true;
+        report.verdict.checks[3].reason = "line one\nline | two".into();
+        let table = render(&report, Numbers::Measured);
+        assert!(
+            table.ends_with("verdict: FAIL (expected FAIL)\n"),
+            "{table}"
+        );
+        assert!(table.contains("line one line \\| two"), "{table}");
+    }
+
+    #[test]
+    fn accuracy_rows_appear_when_an_accuracy_phase_ran() {
+        let mut report = sample_report();
+        report.accuracy = Some(87.5);
+        report.accuracy_threshold = Some(80.0);
+        let measured = render(&report, Numbers::Measured);
+        assert!(measured.contains("87.5"), "{measured}");
+        let redacted = render(&report, Numbers::Redacted);
+        assert!(!redacted.contains("87.5"), "{redacted}");
+        assert!(
+            redacted
+                .lines()
+                .any(|l| l.contains("accuracy threshold") && l.contains("80")),
+            "{redacted}"
+        );
+    }
+
+    #[rstest]
+    #[case(500.0, "500")]
+    #[case(0.01, "0.01")]
+    #[case(1.234_56, "1.2346")]
+    #[case(10_000.000_000_000_002, "10000")]
+    #[case(-0.000_01, "0")]
+    fn targets_print_in_their_shortest_form(#[case] value: f64, #[case] text: &str) {
+        assert_eq!(plain(value), text);
+    }
+
+    #[test]
+    fn redacted_table_snapshot() {
+        insta::assert_snapshot!(render(&sample_report(), Numbers::Redacted));
+    }
+}

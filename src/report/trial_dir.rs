@@ -1,0 +1,244 @@
+//! The per-trial folder `{out}/{run_id}/{kind}/{case}/{combination}` with `summary.json` (the
+//! whole [`TrialReport`]) and `records.jsonl` (one [`RequestRecord`] per line). A failed
+//! trial's folder ends in [`ERROR_SUFFIX`].
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::{ReportError, TrialReport};
+use crate::metrics::RequestRecord;
+use crate::verdict::Status;
+
+/// Environment variable naming the output folder.
+pub const OUT_ENV: &str = "LLM_STRESS_OUT";
+
+/// The output folder when neither `--out` nor [`OUT_ENV`] names one, relative to the current
+/// folder.
+pub const DEFAULT_OUT: &str = "target/llm-stress";
+
+/// Appended to the folder name of a failed trial.
+pub const ERROR_SUFFIX: &str = "_ERROR";
+
+/// The trial's summary file.
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// The trial's per-request records file.
+pub const RECORDS_FILE: &str = "records.jsonl";
+
+/// The output folder: `cli` (`--out`), else [`OUT_ENV`] when set and not empty, else
+/// [`DEFAULT_OUT`].
+pub fn out_dir(cli: Option<&Path>) -> PathBuf {
+    resolve_out_dir(cli, std::env::var_os(OUT_ENV).as_deref())
+}
+
+fn resolve_out_dir(cli: Option<&Path>, env: Option<&std::ffi::OsStr>) -> PathBuf {
+    cli.map(Path::to_path_buf)
+        .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT))
+}
+
+/// A name made safe as one path component: anything but `[A-Za-z0-9._-]` becomes `_`, and a
+/// name that is empty or only dots (`.`, `..`) becomes underscores so it cannot leave its
+/// folder.
+pub fn safe_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.chars().all(|c| c == '.') {
+        "_".repeat(safe.len().max(1))
+    } else {
+        safe
+    }
+}
+
+/// The combination part of the trial's name (`isl128_osl64_c4_n4` of
+/// `demo-chat::isl128_osl64_c4_n4`); the whole name when it has no `::`.
+pub fn slug(report: &TrialReport) -> &str {
+    report
+        .trial
+        .strip_prefix(report.case.as_str())
+        .and_then(|rest| rest.strip_prefix("::"))
+        .or_else(|| report.trial.rsplit_once("::").map(|(_, slug)| slug))
+        .unwrap_or(&report.trial)
+}
+
+/// Whether the trial's outcome is a test failure: its verdict is not what the case expects
+/// (FAIL when `expect: fail`, anything but FAIL otherwise).
+pub fn trial_failed(report: &TrialReport) -> bool {
+    (report.verdict.status == Status::Fail) != report.expect_fail
+}
+
+/// The trial's folder: `{out}/{run_id}/{kind}/{case}/{slug}`, with [`ERROR_SUFFIX`] on the
+/// last part when `failed`. Every part is made safe with [`safe_name`].
+pub fn trial_dir(out: &Path, report: &TrialReport, failed: bool) -> PathBuf {
+    let mut leaf = safe_name(slug(report));
+    if failed {
+        leaf.push_str(ERROR_SUFFIX);
+    }
+    out.join(safe_name(&report.run_id))
+        .join(safe_name(report.kind.as_str()))
+        .join(safe_name(&report.case))
+        .join(leaf)
+}
+
+/// Writes [`SUMMARY_FILE`] (the report, pretty JSON) and [`RECORDS_FILE`] (one record per
+/// line) into the trial's folder, creating it, and returns the folder.
+pub fn write(
+    out: &Path,
+    report: &TrialReport,
+    records: &[RequestRecord],
+    failed: bool,
+) -> Result<PathBuf, ReportError> {
+    let dir = trial_dir(out, report, failed);
+    fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
+
+    let summary_path = dir.join(SUMMARY_FILE);
+    let mut json =
+        serde_json::to_vec_pretty(report).map_err(|e| ReportError::json(&summary_path, e))?;
+    json.push(b'\n');
+    fs::write(&summary_path, json).map_err(|e| ReportError::io(&summary_path, "write", e))?;
+
+    let records_path = dir.join(RECORDS_FILE);
+    let file =
+        File::create(&records_path).map_err(|e| ReportError::io(&records_path, "create", e))?;
+    let mut writer = BufWriter::new(file);
+    for record in records {
+        serde_json::to_writer(&mut writer, record)
+            .map_err(|e| ReportError::json(&records_path, e))?;
+        writer
+            .write_all(b"\n")
+            .map_err(|e| ReportError::io(&records_path, "write", e))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| ReportError::io(&records_path, "write", e.into_error()))?
+        .sync_all()
+        .map_err(|e| ReportError::io(&records_path, "sync", e))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::report::sample::sample_report;
+
+    #[rstest]
+    #[case("isl128_osl64_c4_n4", "isl128_osl64_c4_n4")]
+    #[case("a/b c:d", "a_b_c_d")]
+    #[case("ünï", "_n_")]
+    #[case("v1.2-rc_3", "v1.2-rc_3")]
+    #[case("..", "__")]
+    #[case(".", "_")]
+    #[case("", "_")]
+    #[case("../etc", ".._etc")]
+    fn names_are_made_safe(#[case] name: &str, #[case] expected: &str) {
+        assert_eq!(safe_name(name), expected);
+    }
+
+    #[rstest]
+    #[case(false, "out/run-1/perf/demo-chat/isl128_osl16_c2_n5")]
+    #[case(true, "out/run-1/perf/demo-chat/isl128_osl16_c2_n5_ERROR")]
+    fn folders_nest_run_kind_case_and_combination(#[case] failed: bool, #[case] expected: &str) {
+        assert_eq!(
+            trial_dir(Path::new("out"), &sample_report(), failed),
+            Path::new(expected)
+        );
+    }
+
+    #[test]
+    fn unsafe_run_ids_and_case_names_stay_inside_the_output_folder() {
+        let report = TrialReport {
+            run_id: "../up".into(),
+            case: "a::b".into(),
+            trial: "a::b::isl1_osl1_c1_n1".into(),
+            ..sample_report()
+        };
+        assert_eq!(
+            trial_dir(Path::new("out"), &report, false),
+            Path::new("out/.._up/perf/a__b/isl1_osl1_c1_n1")
+        );
+    }
+
+    #[rstest]
+    #[case(Status::Fail, false, true)]
+    #[case(Status::Pass, false, false)]
+    #[case(Status::NotApplicable, false, false)]
+    #[case(Status::Fail, true, false)]
+    #[case(Status::Pass, true, true)]
+    fn a_trial_fails_when_its_verdict_is_not_what_the_case_expects(
+        #[case] status: Status,
+        #[case] expect_fail: bool,
+        #[case] failed: bool,
+    ) {
+        let mut report = sample_report();
+        report.verdict.status = status;
+        report.expect_fail = expect_fail;
+        assert_eq!(trial_failed(&report), failed);
+    }
+
+    #[rstest]
+    #[case(Some("cli"), Some("env"), "cli")]
+    #[case(None, Some("env"), "env")]
+    #[case(None, Some(""), DEFAULT_OUT)]
+    #[case(None, None, DEFAULT_OUT)]
+    fn the_output_folder_is_cli_then_env_then_default(
+        #[case] cli: Option<&str>,
+        #[case] env: Option<&str>,
+        #[case] expected: &str,
+    ) {
+        assert_eq!(
+            resolve_out_dir(cli.map(Path::new), env.map(OsStr::new)),
+            Path::new(expected)
+        );
+    }
+
+    #[test]
+    fn summary_and_records_round_trip() {
+        let out = std::env::temp_dir().join(format!("llm-stress-trial-dir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        let report = sample_report();
+        let records = vec![
+            RequestRecord {
+                id: 0,
+                ttft_ms: Some(1.5),
+                chunk_ms: vec![1.5, 2.5],
+                chunk_tokens: vec![1, 1],
+                ..Default::default()
+            },
+            RequestRecord {
+                id: 1,
+                error: Some(crate::metrics::ErrorClass::Http503),
+                error_detail: Some("busy\nline two".into()),
+                ..Default::default()
+            },
+        ];
+        let dir = write(&out, &report, &records, true).expect("write");
+        assert!(
+            dir.ends_with("isl128_osl16_c2_n5_ERROR"),
+            "{}",
+            dir.display()
+        );
+        let text = fs::read_to_string(dir.join(SUMMARY_FILE)).expect("summary");
+        let back: TrialReport = serde_json::from_str(&text).expect("json");
+        assert_eq!(back, report);
+        let lines = fs::read_to_string(dir.join(RECORDS_FILE)).expect("records");
+        let back: Vec<RequestRecord> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record"))
+            .collect();
+        assert_eq!(back, records);
+        fs::remove_dir_all(&out).ok();
+    }
+}

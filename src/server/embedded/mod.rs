@@ -1,0 +1,237 @@
+//! The embedded OpenAI-compatible server: `/health`, `/v1/models`, `/v1/completions` and
+//! `/v1/chat/completions` (streaming and not), with tokens released on the schedule of an
+//! [`Engine`]. Trials start it on a free loopback port inside their own process.
+
+pub mod engine;
+pub mod protocol;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::case::EmbeddedSpec;
+use engine::{Engine, EngineRequest, LatencyModel};
+use protocol::{Endpoint, Responder, error_body, token_text};
+
+/// Why the embedded server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on 127.0.0.1:{port}: {source}")]
+pub struct EmbeddedError {
+    /// The port asked for.
+    pub port: u16,
+    /// The underlying error.
+    pub source: std::io::Error,
+}
+
+struct AppState {
+    engine: Arc<dyn Engine>,
+    model: String,
+    tokens_per_chunk: usize,
+    next_id: AtomicU64,
+}
+
+/// A running embedded server.
+pub struct EmbeddedServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl EmbeddedServer {
+    /// Binds `127.0.0.1:port` (0 picks a free port) and serves in a background task on the
+    /// current tokio runtime, with the fixed-latency engine of `spec`.
+    pub async fn start(
+        spec: EmbeddedSpec,
+        served_model: String,
+        port: u16,
+    ) -> Result<EmbeddedServer, EmbeddedError> {
+        let tokens_per_chunk = spec.tokens_per_chunk.max(1) as usize;
+        Self::start_with_engine(
+            Arc::new(LatencyModel::new(spec)),
+            tokens_per_chunk,
+            served_model,
+            port,
+        )
+        .await
+    }
+
+    /// Like [`EmbeddedServer::start`] with any engine.
+    pub async fn start_with_engine(
+        engine: Arc<dyn Engine>,
+        tokens_per_chunk: usize,
+        served_model: String,
+        port: u16,
+    ) -> Result<EmbeddedServer, EmbeddedError> {
+        let error = |source| EmbeddedError { port, source };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(error)?;
+        let addr = listener.local_addr().map_err(error)?;
+        let state = Arc::new(AppState {
+            engine,
+            model: served_model,
+            tokens_per_chunk: tokens_per_chunk.max(1),
+            next_id: AtomicU64::new(0),
+        });
+        let app = Router::new()
+            .route("/health", get(health))
+            .route("/v1/models", get(models))
+            .route("/v1/completions", post(completions))
+            .route("/v1/chat/completions", post(chat))
+            .with_state(state);
+        let (stop, stopped) = oneshot::channel::<()>();
+        // Without TCP_NODELAY, Nagle's algorithm holds small SSE writes on a kept-alive
+        // connection until the client's delayed ACK, bunching tokens by ~10 ms.
+        let listener = listener.tap_io(|tcp| {
+            tcp.set_nodelay(true).ok();
+        });
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                stopped.await.ok();
+            });
+            // An accept error ends serving; clients then see connection errors, which they
+            // record as such.
+            serve.await.ok();
+        });
+        Ok(EmbeddedServer {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets open responses finish for up to a second, then stops.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if tokio::time::timeout(Duration::from_secs(1), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": state.model, "object": "model", "owned_by": "llm-stress"}],
+    }))
+}
+
+async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    generate(state, Endpoint::Completions, &body).await
+}
+
+async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    generate(state, Endpoint::Chat, &body).await
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn event(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Response {
+    let request = match protocol::parse(endpoint, body) {
+        Ok(request) => request,
+        Err(message) => {
+            return (StatusCode::BAD_REQUEST, Json(error_body(&message))).into_response();
+        }
+    };
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let responder = Responder {
+        endpoint,
+        id: format!("cmpl-{id}"),
+        model: state.model.clone(),
+        created: unix_seconds(),
+    };
+    let engine_request = EngineRequest {
+        prompt_tokens: request.prompt_tokens,
+        output_tokens: request.max_tokens,
+    };
+    if !request.stream {
+        let admission = state.engine.admit(engine_request).await;
+        if request.max_tokens > 0 {
+            tokio::time::sleep_until(admission.token_due(request.max_tokens as usize - 1)).await;
+        }
+        return Json(responder.full(request.prompt_tokens, request.max_tokens)).into_response();
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    tokio::spawn(async move {
+        let admission = state.engine.admit(engine_request).await;
+        let send = |bytes: Bytes| tx.send(Ok(bytes));
+        // A failed send means the client went away: stop, which frees the engine's place.
+        if endpoint == Endpoint::Chat && send(event(&responder.role_chunk())).await.is_err() {
+            return;
+        }
+        let total = request.max_tokens as usize;
+        let mut next = 0;
+        while next < total {
+            let end = (next + state.tokens_per_chunk).min(total);
+            tokio::time::sleep_until(admission.token_due(end - 1)).await;
+            let chunk = responder.content_chunk(&token_text(next, end), end == total);
+            if send(event(&chunk)).await.is_err() {
+                return;
+            }
+            next = end;
+        }
+        if request.include_usage
+            && send(event(
+                &responder.usage_chunk(request.prompt_tokens, request.max_tokens),
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        send(Bytes::from_static(b"data: [DONE]\n\n")).await.ok();
+        drop(admission);
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

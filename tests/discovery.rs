@@ -1,0 +1,122 @@
+//! Discovery turns case files into sorted, unique, kind-tagged trials; a broken case becomes a
+//! failing trial of its own and does not hide the others.
+
+use std::path::{Path, PathBuf};
+
+use llm_stress::harness::discovery::{Discovered, discover};
+
+const MODEL: &str = "name: m\nmax_context: 1024\nmax_concurrency: 4\n";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("llm-stress-disc-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("models")).expect("temp dir");
+        std::fs::write(dir.join("models/m.yaml"), MODEL).expect("model");
+        Dir(dir)
+    }
+
+    fn case(&self, file: &str, text: &str) -> &Self {
+        std::fs::write(self.0.join(file), text).expect("case");
+        self
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn names(found: &[Discovered]) -> Vec<String> {
+    found
+        .iter()
+        .map(|d| match d {
+            Discovered::Plan(p) => format!("[{}] {}", p.kind.as_str(), p.name()),
+            Discovered::Broken { name, kind, .. } => format!("[{kind}] {name}"),
+        })
+        .collect()
+}
+
+#[test]
+fn trials_are_one_per_kind_and_combination_sorted_and_unique() {
+    let dir = Dir::new("sorted");
+    dir.case(
+        "zeta.yaml",
+        "name: zeta\nmodel: m\nkinds: [stress, perf]\nmatrix:\n  mode: custom\n  isl: [64]\n  osl: [8]\n  concurrency: [2, 1]\n",
+    )
+    .case(
+        "alpha.yaml",
+        "name: alpha\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n",
+    );
+    let found = discover(dir.path(), None);
+    assert_eq!(
+        names(&found),
+        vec![
+            "[perf] alpha::isl768_osl128_c1_n1",
+            "[perf] zeta::isl64_osl8_c1_n1",
+            "[stress] zeta::isl64_osl8_c1_n1",
+            "[perf] zeta::isl64_osl8_c2_n2",
+            "[stress] zeta::isl64_osl8_c2_n2",
+        ]
+    );
+}
+
+#[test]
+fn a_broken_case_fails_alone_with_file_line_and_key() {
+    let dir = Dir::new("broken");
+    dir.case(
+        "good.yaml",
+        "name: good\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n",
+    )
+    .case(
+        "bad.yaml",
+        "name: bad\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: single\n  concurency: [1]\n",
+    );
+    let found = discover(dir.path(), None);
+    assert_eq!(
+        names(&found),
+        vec!["[error] bad::case", "[perf] good::isl768_osl128_c1_n1"]
+    );
+    let Discovered::Broken { message, .. } = &found[0] else {
+        panic!("bad.yaml should be broken");
+    };
+    assert!(
+        message.contains("bad.yaml:6:3: key `matrix.concurency`: unknown field `concurency`"),
+        "{message}"
+    );
+    assert!(message.contains("did you mean `concurrency`?"), "{message}");
+}
+
+#[test]
+fn an_exact_name_reads_only_its_own_case_file() {
+    let dir = Dir::new("exact");
+    dir.case(
+        "one.yaml",
+        "name: one\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n",
+    )
+    // Broken on purpose: the exact path must not even read it.
+    .case("two.yaml", "name: [\n");
+    let found = discover(dir.path(), Some("[perf] one::isl768_osl128_c1_n1"));
+    assert_eq!(names(&found), vec!["[perf] one::isl768_osl128_c1_n1"]);
+    let all = discover(dir.path(), None);
+    assert_eq!(all.len(), 2, "full discovery sees both files");
+}
+
+#[test]
+fn duplicate_case_names_are_an_error_not_a_silent_merge() {
+    let dir = Dir::new("dup");
+    let text = "name: same\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n";
+    dir.case("a.yaml", text).case("b.yaml", text);
+    let found = names(&discover(dir.path(), None));
+    assert_eq!(
+        found,
+        vec!["[error] b::case", "[perf] same::isl768_osl128_c1_n1"]
+    );
+}
