@@ -1,0 +1,169 @@
+//! Whatever a server sends, the client records a classified result with its evidence and never
+//! panics. Each test runs a scripted server on loopback that answers one request with fixed bytes.
+
+use std::time::{Duration, Instant};
+
+use llm_stress::case::Api;
+use llm_stress::client::{Client, Generation};
+use llm_stress::metrics::{ErrorClass, RequestRecord};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Serves one connection: reads the request, writes `response`, then (unless `hang`) closes.
+async fn scripted(response: Vec<u8>, hang: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the end of the headers and the announced body.
+        loop {
+            let Ok(n) = socket.read(&mut buf).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        if hang {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return;
+        }
+        socket.write_all(&response).await.ok();
+        socket.shutdown().await.ok();
+    });
+    url
+}
+
+fn http(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A streamed response whose body ends when the connection closes.
+fn sse(body: &[u8]) -> Vec<u8> {
+    let mut bytes =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n".to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+async fn request(url: &str, timeout_ms: u64) -> RequestRecord {
+    let client = Client::new(
+        url,
+        Api::Completions,
+        "m",
+        Duration::from_millis(timeout_ms),
+    )
+    .expect("client");
+    let request = Generation {
+        prompt: "hello".into(),
+        max_tokens: 4,
+    };
+    client.generate(0, Instant::now(), &request).await
+}
+
+const TEXT: &[u8] = b"data: {\"choices\":[{\"text\":\" hi\",\"finish_reason\":null}]}\n\n";
+
+#[tokio::test]
+async fn http_statuses_are_classified_with_the_body_kept() {
+    for (status, class) in [
+        ("503 Service Unavailable", ErrorClass::Http503),
+        ("429 Too Many Requests", ErrorClass::Http429),
+        ("400 Bad Request", ErrorClass::Http4xx),
+        ("500 Internal Server Error", ErrorClass::Http5xx),
+    ] {
+        let url = scripted(
+            http(status, "application/json", b"{\"error\":\"busy\"}"),
+            false,
+        )
+        .await;
+        let record = request(&url, 2000).await;
+        assert_eq!(record.error, Some(class), "{status}: {record:?}");
+        assert_eq!(
+            record.status.map(|s| s.to_string()),
+            Some(status[..3].to_string())
+        );
+        let detail = record.error_detail.unwrap_or_default();
+        assert!(detail.contains("busy"), "{detail}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_done_is_broken_and_keeps_its_ttft() {
+    let url = scripted(sse(TEXT), false).await;
+    let record = request(&url, 2000).await;
+    assert_eq!(record.error, Some(ErrorClass::BrokenStream), "{record:?}");
+    assert!(record.ttft_ms.is_some());
+}
+
+#[tokio::test]
+async fn malformed_json_and_bytes_are_protocol_errors() {
+    for body in [&b"data: {not json\n\n"[..], &b"data: \xff\xfe\n\n"[..]] {
+        let url = scripted(sse(body), false).await;
+        let record = request(&url, 2000).await;
+        assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_finished_stream_without_content_is_empty_output() {
+    let url = scripted(
+        sse(
+            b"data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+        ),
+        false,
+    )
+    .await;
+    let record = request(&url, 2000).await;
+    assert_eq!(record.error, Some(ErrorClass::EmptyOutput), "{record:?}");
+}
+
+#[tokio::test]
+async fn without_usage_the_token_count_is_marked_estimated() {
+    let mut body = TEXT.repeat(3);
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    let url = scripted(sse(&body), false).await;
+    let record = request(&url, 2000).await;
+    assert!(record.is_ok(), "{record:?}");
+    assert!(record.tokens_estimated);
+    assert_eq!(record.chunk_ms.len(), 3);
+}
+
+#[tokio::test]
+async fn refused_connections_and_silent_servers_are_connect_and_timeout() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let record = request(&closed, 2000).await;
+    assert_eq!(record.error, Some(ErrorClass::Connect), "{record:?}");
+    let url = scripted(Vec::new(), true).await;
+    let started = Instant::now();
+    let record = request(&url, 200).await;
+    assert_eq!(record.error, Some(ErrorClass::Timeout), "{record:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

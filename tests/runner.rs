@@ -1,0 +1,78 @@
+//! A trial end to end: it writes its CSV row and folder whether it passes or fails, and a
+//! server that cannot be had fails the trial with the evidence instead of stopping the run.
+
+use std::path::PathBuf;
+
+use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::runner::{RunContext, TrialPlan, execute};
+use llm_stress::verdict::Status;
+
+struct Temp(PathBuf);
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn setup(tag: &str) -> (Temp, TrialPlan) {
+    let dir = std::env::temp_dir().join(format!("llm-stress-runner-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
+    std::fs::write(
+        dir.join("cases/models/m.yaml"),
+        "name: m\nmax_context: 256\nmax_concurrency: 2\n",
+    )
+    .expect("model");
+    std::fs::write(
+        dir.join("cases/c.yaml"),
+        "name: c\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [2]\nslo:\n  - ttft_ms.p95 < 1000\n",
+    )
+    .expect("case");
+    let mut found = discover(&dir.join("cases"), None);
+    let Some(Discovered::Plan(plan)) = found.pop() else {
+        panic!("one plan expected");
+    };
+    (Temp(dir), plan)
+}
+
+fn context(dir: &Temp, url: Option<String>) -> RunContext {
+    RunContext {
+        run_id: "test-run".into(),
+        out_dir: dir.0.join("out"),
+        url_override: url,
+    }
+}
+
+#[test]
+fn a_passing_trial_writes_its_row_and_folder() {
+    let (dir, plan) = setup("pass");
+    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    assert!(outcome.passed, "{:?}", outcome.report.verdict);
+    assert_eq!(outcome.report.summary.requests_ok, 2);
+    assert!(outcome.dir.ends_with("test-run/perf/c/isl16_osl8_c2_n2"));
+    assert!(outcome.dir.join("summary.json").is_file());
+    let records = std::fs::read_to_string(outcome.dir.join("records.jsonl")).expect("records");
+    assert_eq!(records.lines().count(), 2);
+    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 2, "header and one row");
+    assert!(csv.lines().nth(1).is_some_and(|row| row.contains(",PASS,")));
+}
+
+#[test]
+fn an_unreachable_server_fails_the_trial_with_evidence() {
+    let (dir, plan) = setup("down");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let outcome = execute(&plan, &context(&dir, Some(url.clone()))).expect("reports written");
+    assert!(!outcome.passed);
+    assert_eq!(outcome.report.verdict.status, Status::Fail);
+    let reasons = outcome.report.verdict.failure_reasons().join("; ");
+    assert!(
+        reasons.contains(&url) && reasons.contains("not usable"),
+        "{reasons}"
+    );
+    assert!(outcome.dir.to_string_lossy().ends_with("_ERROR"));
+    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    assert!(csv.contains(",FAIL,"), "{csv}");
+}
