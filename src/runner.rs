@@ -111,11 +111,6 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
     let (summary, records, checks, server_label) = runtime.block_on(measure(plan, ctx));
     let verdict = Verdict::from_checks(checks);
     let expect_fail = plan.case.spec.expect == Expect::Fail;
-    let passed = if expect_fail {
-        verdict.status == Status::Fail
-    } else {
-        verdict.status != Status::Fail
-    };
     let spec = &plan.case.spec;
     let c = &plan.combination;
     let report = TrialReport {
@@ -140,6 +135,7 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
         verdict,
         expect_fail,
     };
+    let passed = !report::trial_dir::trial_failed(&report);
     report::csv::append(&ctx.out_dir.join("results.csv"), &report)?;
     let dir = report::trial_dir::write(&ctx.out_dir, &report, &records, !passed)?;
     Ok(TrialOutcome {
