@@ -150,25 +150,29 @@ async fn measure(
     ctx: &RunContext,
 ) -> (Summary, Vec<RequestRecord>, Vec<Check>, &'static str) {
     let spec = &plan.case.spec;
-    let server =
-        match RunningServer::bring_up(&spec.server, &plan.case.model, ctx.url_override.as_deref())
-            .await
-        {
-            Ok(server) => server,
-            Err(e) => {
-                let label = if ctx.url_override.is_some() {
-                    "attach"
-                } else {
-                    spec.server.label()
-                };
-                return (
-                    Summary::default(),
-                    Vec::new(),
-                    vec![server_check(e.to_string())],
-                    label,
-                );
-            }
-        };
+    let first = spec.destinations().remove(0).server;
+    let server = match RunningServer::bring_up(
+        &first,
+        &plan.case.model,
+        ctx.url_override.as_deref(),
+    )
+    .await
+    {
+        Ok(server) => server,
+        Err(e) => {
+            let label = if ctx.url_override.is_some() {
+                "attach"
+            } else {
+                first.label()
+            };
+            return (
+                Summary::default(),
+                Vec::new(),
+                vec![server_check(e.to_string())],
+                label,
+            );
+        }
+    };
     let label = server.label;
     let timeout = Duration::from_secs_f64(spec.load.timeout_s);
     let client = match Client::new(&server.base_url, spec.api, &server.served_model, timeout) {
@@ -187,7 +191,10 @@ async fn measure(
     let load = ClosedLoop {
         concurrency: c.concurrency,
         num_prompts: c.prompts,
-        warmup: spec.load.warmup,
+        warmup: match spec.load.warmup {
+            crate::case::Warmup::Requests(n) => n,
+            crate::case::Warmup::Duration(_) => 1,
+        },
         isl: c.isl,
         osl: c.osl,
         seed: spec.load.seed,

@@ -270,13 +270,25 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if spec.kinds.is_empty() {
         return invalid("kinds", "list at least one of perf, accuracy, stress, sim");
     }
-    if spec.load.timeout_s.is_nan() || spec.load.timeout_s <= 0.0 {
-        return invalid("load.timeout_s", "must be a positive number of seconds");
+    if let Some((key, message)) = spec.load.problem() {
+        return invalid(key, &message);
+    }
+    if let Some((key, message)) = endpoints_problem(spec) {
+        return invalid(&key, &message);
+    }
+    if spec.prompts.source != super::PromptSource::Synthetic && spec.prompts.path.is_none() {
+        return invalid(
+            "prompts.path",
+            "a dataset source needs the path of its file",
+        );
     }
     if !(0.0..1.0).contains(&spec.targets.tolerance) {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
     }
-    if let super::ServerSpec::Embedded(e) = &spec.server {
+    for target in spec.destinations() {
+        let super::ServerSpec::Embedded(e) = &target.server else {
+            continue;
+        };
         let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
         if !finite_non_negative(e.ttft_ms)
             || !finite_non_negative(e.tpot_ms)
@@ -299,6 +311,29 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
         return invalid("accuracy", "kind `accuracy` needs an `accuracy` section");
     }
     Ok(())
+}
+
+fn endpoints_problem(spec: &CaseSpec) -> Option<(String, String)> {
+    if spec.server.is_some() && !spec.endpoints.is_empty() {
+        return Some((
+            "endpoints".into(),
+            "give either `server` or `endpoints`, not both".into(),
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, endpoint) in spec.endpoints.iter().enumerate() {
+        let key = format!("endpoints[{i}]");
+        if !(endpoint.weight.is_finite() && endpoint.weight > 0.0) {
+            return Some((format!("{key}.weight"), "must be a positive number".into()));
+        }
+        if !names.insert(endpoint.name.as_str()) || endpoint.name.is_empty() {
+            return Some((
+                format!("{key}.name"),
+                "names must be non-empty and unique".into(),
+            ));
+        }
+    }
+    None
 }
 
 /// A case file and what loading it gave.

@@ -1,7 +1,9 @@
 //! Cases and model specs: schema, loading and validation.
 
 pub mod load;
+pub mod request;
 pub mod schema;
+pub mod traffic;
 
 pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
 pub use schema::*;

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::request::{ClientSpec, EndpointSpec, PromptSource, PromptSpec};
+pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup};
 use crate::verdict::Slo;
 
 /// What a trial does: load only, accuracy only, both at once, or a simulator study.
@@ -51,12 +53,21 @@ pub struct CaseSpec {
     pub model: String,
     /// Kinds of trial generated for each combination.
     pub kinds: Vec<Kind>,
-    /// The server under test.
+    /// The server under test (the embedded one when neither this nor `endpoints` is given).
     #[serde(default)]
-    pub server: ServerSpec,
+    pub server: Option<ServerSpec>,
+    /// Several servers sharing the load by weight (instead of `server`).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
     /// Protocol used to talk to the server.
     #[serde(default)]
     pub api: Api,
+    /// Streaming, headers and API key.
+    #[serde(default)]
+    pub client: ClientSpec,
+    /// Where prompts come from and how their tokens are counted.
+    #[serde(default)]
+    pub prompts: PromptSpec,
     /// How parameter combinations are generated.
     pub matrix: MatrixSpec,
     /// Load shape shared by every combination.
@@ -75,6 +86,42 @@ pub struct CaseSpec {
     /// only when the verdict is FAIL, so the failure path is exercised on every run.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// One server requests may go to, with its share of the requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// Name in per-endpoint summaries (`default` for a single server).
+    pub name: String,
+    /// Relative share of requests.
+    pub weight: f64,
+    /// The server.
+    pub server: ServerSpec,
+    /// Model name to send, when it differs from the model spec's.
+    pub served_model: Option<String>,
+}
+
+impl CaseSpec {
+    /// The servers requests go to: the `endpoints`, or the one `server` (embedded by default).
+    pub fn destinations(&self) -> Vec<Destination> {
+        if self.endpoints.is_empty() {
+            return vec![Destination {
+                name: "default".into(),
+                weight: 1.0,
+                server: self.server.clone().unwrap_or_default(),
+                served_model: None,
+            }];
+        }
+        self.endpoints
+            .iter()
+            .map(|e| Destination {
+                name: e.name.clone(),
+                weight: e.weight,
+                server: e.server.clone(),
+                served_model: e.served_model.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The verdict a case expects.
@@ -97,6 +144,8 @@ pub enum Api {
     Chat,
     /// OpenAI `/v1/completions`.
     Completions,
+    /// llama.cpp's native `/completion` (`n_predict`, `tokens_predicted`, `timings`).
+    LlamaCpp,
 }
 
 impl Api {
@@ -105,6 +154,7 @@ impl Api {
         match self {
             Api::Chat => "chat",
             Api::Completions => "completions",
+            Api::LlamaCpp => "llama_cpp",
         }
     }
 }
@@ -240,28 +290,6 @@ pub struct MatrixSpec {
     pub concurrency: Vec<u32>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
-}
-
-/// Load section of a case.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoadSpec {
-    /// Requests sent before measuring, never counted.
-    pub warmup: u32,
-    /// Per-request timeout in seconds.
-    pub timeout_s: f64,
-    /// Seed for prompts and any randomness.
-    pub seed: u64,
-}
-
-impl Default for LoadSpec {
-    fn default() -> Self {
-        Self {
-            warmup: 1,
-            timeout_s: 120.0,
-            seed: 0,
-        }
-    }
 }
 
 /// Performance target tier.

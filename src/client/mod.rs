@@ -1,7 +1,7 @@
 //! Talking to the server: one shared HTTP client, protocol adapters, and SSE reading with
 //! arrival timestamps.
 
-pub mod openai;
+pub mod protocol;
 pub mod stream;
 
 use std::sync::Arc;
@@ -68,7 +68,7 @@ impl Client {
         window_start: Instant,
         request: &Generation,
     ) -> RequestRecord {
-        let (path, body) = openai::request_body(self.api, &self.model, request);
+        let (path, body) = protocol::request_body(self.api, &self.model, request, true);
         let url = format!("{}{}", self.base_url, path);
         let sent = Instant::now();
         let mut record = RequestRecord {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
 
-use super::openai::Chunk;
+use super::protocol::Chunk;
 use super::{failed, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 

@@ -1,0 +1,82 @@
+//! What each request looks like and where it goes: the `client`, `prompts` and `endpoints`
+//! sections of a case.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::ServerSpec;
+
+/// How requests are sent.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSpec {
+    /// Stream the response (SSE). Without streaming only E2EL is measured.
+    pub stream: bool,
+    /// Extra HTTP headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    /// Name of an environment variable holding an API key, sent as `Authorization: Bearer`.
+    /// The key itself is never written to any output.
+    pub api_key_env: Option<String>,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        Self {
+            stream: true,
+            headers: BTreeMap::new(),
+            api_key_env: None,
+        }
+    }
+}
+
+/// Where prompts come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptSource {
+    /// Generated text of exactly ISL tokens, unique per request.
+    #[default]
+    Synthetic,
+    /// A JSON Lines file: one `{"prompt": …, "output_tokens"?: …}` object per line.
+    Jsonl,
+    /// A ShareGPT JSON file: `[{"conversations": [{"from": "human", "value": …}, …]}, …]`.
+    Sharegpt,
+}
+
+impl PromptSource {
+    /// The name used in case files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptSource::Synthetic => "synthetic",
+            PromptSource::Jsonl => "jsonl",
+            PromptSource::Sharegpt => "sharegpt",
+        }
+    }
+}
+
+/// The `prompts` section of a case.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptSpec {
+    /// Where prompts come from.
+    pub source: PromptSource,
+    /// Dataset file, relative to the case file (jsonl and sharegpt).
+    pub path: Option<String>,
+    /// Count tokens with the server's `/tokenize` endpoint instead of a local tokenizer.
+    pub use_server_tokenizer: bool,
+}
+
+/// One of several servers a case spreads its requests over.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Name used in per-endpoint summaries.
+    pub name: String,
+    /// Share of requests sent here (weights need not add up to 1).
+    pub weight: f64,
+    /// The server.
+    pub server: ServerSpec,
+    /// Model name sent to this endpoint (defaults to the model spec's).
+    #[serde(default)]
+    pub served_model: Option<String>,
+}

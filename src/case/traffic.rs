@@ -1,0 +1,330 @@
+//! The `load` section of a case: which load mode drives the server, and its shape.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// How requests are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// C requests in flight (the combination's concurrency) until N are sent or the duration
+    /// has passed.
+    #[default]
+    Closed,
+    /// Arrivals at `rate` requests per second on a schedule fixed up front, whatever the
+    /// server does (open loop).
+    Open,
+    /// U closed-loop virtual users (the combination's concurrency) started over `ramp_up` and
+    /// running for `duration`, with optional think time.
+    Users,
+}
+
+impl LoadMode {
+    /// The name used in case files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadMode::Closed => "closed",
+            LoadMode::Open => "open",
+            LoadMode::Users => "users",
+        }
+    }
+}
+
+/// Inter-arrival process of an open-loop run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// Evenly spaced: one request every 1/rate seconds.
+    Constant,
+    /// Exponential gaps with mean 1/rate.
+    #[default]
+    Poisson,
+    /// Gamma gaps with shape `burstiness` and mean 1/rate (vLLM's definition: burstiness 1
+    /// is Poisson, below 1 is burstier, above 1 is more regular).
+    Gamma,
+}
+
+impl Arrival {
+    /// The name used in case files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arrival::Constant => "constant",
+            Arrival::Poisson => "poisson",
+            Arrival::Gamma => "gamma",
+        }
+    }
+}
+
+/// A duration written as humantime text (`500ms`, `30s`, `2m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Span(pub Duration);
+
+impl From<Span> for String {
+    fn from(span: Span) -> String {
+        humantime::format_duration(span.0).to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_span(&text).map_err(de::Error::custom)
+    }
+}
+
+fn parse_span(text: &str) -> Result<Span, String> {
+    humantime::parse_duration(text.trim())
+        .map(Span)
+        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `30s` or `2m` ({e})"))
+}
+
+/// Warmup before the measured window: a number of requests or a duration. Never measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Warmup {
+    /// This many requests, at the trial's concurrency.
+    Requests(u32),
+    /// Requests at the trial's concurrency for this long.
+    Duration(Span),
+}
+
+impl Default for Warmup {
+    fn default() -> Self {
+        Warmup::Requests(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Warmup {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Warmup, D::Error> {
+        struct WarmupVisitor;
+        impl Visitor<'_> for WarmupVisitor {
+            type Value = Warmup;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of requests (`4`) or a duration (`10s`)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Warmup, E> {
+                u32::try_from(v)
+                    .map(Warmup::Requests)
+                    .map_err(|_| E::custom("too many warmup requests"))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Warmup, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom("warmup cannot be negative"))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Warmup, E> {
+                parse_span(v).map(Warmup::Duration).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(WarmupVisitor)
+    }
+}
+
+/// Request rates of an open-loop run: one number or a list, each its own trial.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Rates(pub Vec<f64>);
+
+impl<'de> Deserialize<'de> for Rates {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Rates, D::Error> {
+        struct RatesVisitor;
+        impl<'de> Visitor<'de> for RatesVisitor {
+            type Value = Rates;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate in requests per second, or a list of rates")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Rates, E> {
+                Ok(Rates(vec![v]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Rates, E> {
+                Ok(Rates(vec![v as f64]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Rates, E> {
+                Ok(Rates(vec![v as f64]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rates, A::Error> {
+                let mut rates = Vec::new();
+                while let Some(rate) = seq.next_element::<f64>()? {
+                    rates.push(rate);
+                }
+                Ok(Rates(rates))
+            }
+        }
+        deserializer.deserialize_any(RatesVisitor)
+    }
+}
+
+/// Load section of a case.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadSpec {
+    /// Load mode.
+    pub mode: LoadMode,
+    /// Requests (`4`) or a duration (`10s`) sent before measuring, never counted.
+    pub warmup: Warmup,
+    /// Per-request timeout in seconds.
+    pub timeout_s: f64,
+    /// Seed for prompts, arrivals, endpoint choice and any other randomness.
+    pub seed: u64,
+    /// closed: stop sending after this long (instead of after N requests); users: run length.
+    pub duration: Option<Span>,
+    /// open: requests per second; a list makes one trial per rate.
+    pub rate: Rates,
+    /// open: inter-arrival process.
+    pub arrival: Arrival,
+    /// open: gamma shape (1 = Poisson, < 1 burstier).
+    pub burstiness: f64,
+    /// open: most requests in flight; an arrival beyond it is dropped and counted.
+    pub max_in_flight: Option<u32>,
+    /// users: users start evenly spread over this span.
+    pub ramp_up: Option<Span>,
+    /// users: pause between a user's response and its next request.
+    pub think_time: Option<Span>,
+    /// users: a progress line this often (on stderr).
+    pub progress_interval: Option<Span>,
+}
+
+impl Default for LoadSpec {
+    fn default() -> Self {
+        Self {
+            mode: LoadMode::Closed,
+            warmup: Warmup::default(),
+            timeout_s: 120.0,
+            seed: 0,
+            duration: None,
+            rate: Rates::default(),
+            arrival: Arrival::default(),
+            burstiness: 1.0,
+            max_in_flight: None,
+            ramp_up: None,
+            think_time: None,
+            progress_interval: None,
+        }
+    }
+}
+
+impl LoadSpec {
+    /// What is wrong with this load section, as (key, message), if anything.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if self.timeout_s.is_nan() || self.timeout_s <= 0.0 {
+            return Some((
+                "load.timeout_s",
+                "must be a positive number of seconds".into(),
+            ));
+        }
+        if self.duration.is_some_and(|d| d.0.is_zero()) {
+            return Some(("load.duration", "must be longer than zero".into()));
+        }
+        match self.mode {
+            LoadMode::Open => {
+                if self.rate.0.is_empty() {
+                    return Some((
+                        "load.rate",
+                        "open mode needs a rate (requests per second)".into(),
+                    ));
+                }
+                if let Some(bad) = self.rate.0.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+                    return Some(("load.rate", format!("{bad} is not a positive rate")));
+                }
+                if !(self.burstiness.is_finite() && self.burstiness > 0.0) {
+                    return Some(("load.burstiness", "must be a positive number".into()));
+                }
+                if self.max_in_flight == Some(0) {
+                    return Some(("load.max_in_flight", "must be at least 1".into()));
+                }
+            }
+            LoadMode::Users if self.duration.is_none() => {
+                return Some((
+                    "load.duration",
+                    "users mode needs a duration, such as `60s`".into(),
+                ));
+            }
+            _ => {}
+        }
+        let misplaced: &[(&'static str, bool)] = match self.mode {
+            LoadMode::Open => &[
+                ("load.ramp_up", self.ramp_up.is_some()),
+                ("load.think_time", self.think_time.is_some()),
+            ],
+            LoadMode::Closed | LoadMode::Users => &[
+                ("load.rate", !self.rate.0.is_empty()),
+                ("load.max_in_flight", self.max_in_flight.is_some()),
+            ],
+        };
+        if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
+            return Some((
+                key,
+                format!("does not apply to {} mode", self.mode.as_str()),
+            ));
+        }
+        if self.mode == LoadMode::Closed && (self.ramp_up.is_some() || self.think_time.is_some()) {
+            return Some((
+                "load.mode",
+                "ramp_up and think_time need `mode: users`".into(),
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::case::load::parse_yaml;
+
+    fn parse(text: &str) -> Result<LoadSpec, String> {
+        parse_yaml::<LoadSpec>(Path::new("l.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shapes_parse_with_durations_rates_and_warmups() {
+        let open =
+            parse("mode: open\nrate: [5, 12.5]\narrival: gamma\nburstiness: 0.5\nwarmup: 2s\n")
+                .expect("parses");
+        assert_eq!(open.rate.0, vec![5.0, 12.5]);
+        assert_eq!(open.warmup, Warmup::Duration(Span(Duration::from_secs(2))));
+        assert_eq!(open.problem(), None);
+        let users =
+            parse("mode: users\nduration: 1m\nramp_up: 10s\nthink_time: 250ms\nwarmup: 3\n")
+                .expect("parses");
+        assert_eq!(users.duration, Some(Span(Duration::from_secs(60))));
+        assert_eq!(users.think_time, Some(Span(Duration::from_millis(250))));
+        assert_eq!(users.warmup, Warmup::Requests(3));
+        assert_eq!(
+            parse("rate: 7\nmode: open\n").expect("parses").rate.0,
+            vec![7.0]
+        );
+    }
+
+    #[rstest]
+    #[case(
+        "duration: soon\n",
+        "l.yaml:1:11: key `duration`: `soon` is not a duration"
+    )]
+    #[case("warmup: -1\n", "warmup cannot be negative")]
+    #[case("arrival: poison\n", "did you mean `poisson`?")]
+    fn bad_values_are_located(#[case] text: &str, #[case] expected: &str) {
+        let message = parse(text).expect_err("fails");
+        assert!(message.contains(expected), "{message}");
+    }
+
+    #[rstest]
+    #[case("mode: open\n", "load.rate")]
+    #[case("mode: open\nrate: [0]\n", "load.rate")]
+    #[case("mode: open\nrate: 1\nburstiness: 0\n", "load.burstiness")]
+    #[case("mode: open\nrate: 1\nthink_time: 1s\n", "load.think_time")]
+    #[case("mode: users\n", "load.duration")]
+    #[case("rate: 3\n", "load.rate")]
+    #[case("ramp_up: 3s\n", "load.mode")]
+    #[case("duration: 0s\n", "load.duration")]
+    fn inconsistent_shapes_name_the_key(#[case] text: &str, #[case] key: &str) {
+        let spec = parse(text).expect("parses");
+        assert_eq!(spec.problem().map(|p| p.0), Some(key), "{text}");
+    }
+}

@@ -1,0 +1,259 @@
+//! Request bodies and streamed chunk shapes of the OpenAI endpoints (`/v1/completions`,
+//! `/v1/chat/completions`) and llama.cpp's native `/completion`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Generation;
+use crate::case::Api;
+
+/// The path and JSON body of a request for exactly `max_tokens` tokens (`ignore_eos`),
+/// greedy, asking for usage when streaming.
+pub fn request_body(
+    api: Api,
+    model: &str,
+    request: &Generation,
+    stream: bool,
+) -> (&'static str, Value) {
+    if api == Api::LlamaCpp {
+        let body = json!({
+            "prompt": request.prompt,
+            "n_predict": request.max_tokens,
+            "stream": stream,
+            "ignore_eos": true,
+            "temperature": 0.0,
+            "cache_prompt": false,
+        });
+        return ("/completion", body);
+    }
+    let mut common = json!({
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "stream": stream,
+        "ignore_eos": true,
+        "temperature": 0.0,
+    });
+    if stream {
+        common["stream_options"] = json!({"include_usage": true});
+    }
+    let (path, extra) = match api {
+        Api::Chat => (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": request.prompt}]}),
+        ),
+        Api::Completions | Api::LlamaCpp => ("/v1/completions", json!({"prompt": request.prompt})),
+    };
+    let mut body = common;
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (path, body)
+}
+
+/// One streamed chunk (or a whole non-streamed response) of any of the three endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct Chunk {
+    /// llama.cpp: generated text of this chunk.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// llama.cpp: true on the last chunk.
+    #[serde(default)]
+    pub stop: Option<bool>,
+    /// llama.cpp: output tokens, on the last chunk.
+    #[serde(default)]
+    pub tokens_predicted: Option<u64>,
+    /// llama.cpp: prompt tokens evaluated, on the last chunk.
+    #[serde(default)]
+    pub tokens_evaluated: Option<u64>,
+    /// Choices; empty on the final usage chunk.
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    /// Token usage, on the final chunk when `include_usage` was asked for (and on every chunk
+    /// for servers with continuous usage stats).
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// An error reported inside the stream.
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+impl Chunk {
+    /// Whether this chunk carries generated content.
+    pub fn has_content(&self) -> bool {
+        self.content.as_deref().is_some_and(|c| !c.is_empty())
+            || self.choices.iter().any(Choice::has_content)
+    }
+
+    /// Bytes of generated text in this chunk.
+    pub fn text_len(&self) -> usize {
+        self.content.as_deref().map_or(0, str::len)
+            + self.choices.iter().map(|c| c.text().len()).sum::<usize>()
+    }
+
+    /// Appends this chunk's generated text to `out`.
+    pub fn push_text(&self, out: &mut String) {
+        if let Some(content) = &self.content {
+            out.push_str(content);
+        }
+        for choice in &self.choices {
+            out.push_str(choice.text());
+        }
+    }
+
+    /// Whether this chunk ends the generation (a finish reason, or llama.cpp's `stop`).
+    pub fn is_final(&self) -> bool {
+        self.stop == Some(true) || self.choices.iter().any(|c| c.finish_reason.is_some())
+    }
+
+    /// Token usage, from OpenAI's `usage` or llama.cpp's counters.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage.or_else(|| {
+            (self.tokens_predicted.is_some() || self.tokens_evaluated.is_some()).then_some(Usage {
+                prompt_tokens: self.tokens_evaluated,
+                completion_tokens: self.tokens_predicted,
+            })
+        })
+    }
+}
+
+/// One choice of a chunk.
+#[derive(Debug, Default, Deserialize)]
+pub struct Choice {
+    /// Completions: generated text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Chat: the delta.
+    #[serde(default)]
+    pub delta: Option<Delta>,
+    /// Chat, not streamed: the whole message.
+    #[serde(default)]
+    pub message: Option<Delta>,
+    /// Set on the last chunk of a choice.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// A chat delta.
+#[derive(Debug, Default, Deserialize)]
+pub struct Delta {
+    /// Generated text.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Reasoning text (vLLM, SGLang).
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+    /// Reasoning text (other servers).
+    #[serde(default)]
+    pub reasoning: Option<String>,
+    /// Tool-call deltas.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<Value>>,
+}
+
+/// Token usage.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    /// Generated tokens.
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+}
+
+impl Choice {
+    /// Whether this choice carries generated content: text, reasoning or a tool call. A
+    /// role-only delta is not a token.
+    pub fn has_content(&self) -> bool {
+        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        non_empty(&self.text)
+            || self.delta.iter().chain(&self.message).any(|d| {
+                non_empty(&d.content)
+                    || non_empty(&d.reasoning_content)
+                    || non_empty(&d.reasoning)
+                    || d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+            })
+    }
+
+    /// The generated text of this choice, if any.
+    pub fn text(&self) -> &str {
+        self.text
+            .as_deref()
+            .or_else(|| {
+                self.delta
+                    .iter()
+                    .chain(&self.message)
+                    .find_map(|d| d.content.as_deref())
+            })
+            .unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#, false)]
+    #[case(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#, false)]
+    #[case(r#"{"choices":[{"delta":{"content":"hi"}}]}"#, true)]
+    #[case(r#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#, true)]
+    #[case(r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#, true)]
+    #[case(r#"{"choices":[{"text":" a","finish_reason":null}]}"#, true)]
+    #[case(r#"{"choices":[],"usage":{"completion_tokens":3}}"#, false)]
+    #[case(r#"{"content":" x","stop":false}"#, true)]
+    #[case(r#"{"content":"","stop":true,"tokens_predicted":4}"#, false)]
+    #[case(
+        r#"{"choices":[{"message":{"role":"assistant","content":"4"}}]}"#,
+        true
+    )]
+    fn content_chunks_are_told_from_role_and_usage_chunks(
+        #[case] json: &str,
+        #[case] content: bool,
+    ) {
+        let chunk: Chunk = serde_json::from_str(json).expect("valid chunk");
+        assert_eq!(chunk.has_content(), content);
+    }
+
+    #[test]
+    fn request_asks_for_usage_and_exact_length() {
+        let (path, body) = request_body(
+            Api::Chat,
+            "m",
+            &Generation {
+                prompt: "p".into(),
+                max_tokens: 7,
+            },
+            true,
+        );
+        assert_eq!(path, "/v1/chat/completions");
+        assert_eq!(body["max_tokens"], 7);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["ignore_eos"], true);
+        assert_eq!(body["messages"][0]["content"], "p");
+    }
+
+    #[test]
+    fn llama_cpp_native_body_and_final_chunk() {
+        let request = Generation {
+            prompt: "p".into(),
+            max_tokens: 5,
+        };
+        let (path, body) = request_body(Api::LlamaCpp, "m", &request, true);
+        assert_eq!(path, "/completion");
+        assert_eq!(body["n_predict"], 5);
+        assert_eq!(body["stream"], true);
+        let last: Chunk = serde_json::from_str(
+            r#"{"content":"","stop":true,"tokens_predicted":5,"tokens_evaluated":9,"timings":{}}"#,
+        )
+        .expect("valid chunk");
+        assert!(last.is_final());
+        let usage = last.usage().expect("usage");
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (Some(9), Some(5))
+        );
+    }
+}
