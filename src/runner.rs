@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::case::{Expect, Kind, LoadedCase};
-use crate::client::Client;
-use crate::load::ClosedLoop;
+use crate::case::{AttachSpec, Destination, Expect, Kind, LoadMode, LoadedCase, ServerSpec};
+use crate::client::{Client, ClientConfig, Generation};
+use crate::load::{self, Endpoint, LoadOutcome, RequestSource, Shape};
 use crate::matrix::Combination;
 use crate::metrics::{RequestRecord, Summary};
-use crate::report::{self, TrialReport};
+use crate::prompts::synthetic_prompt;
+use crate::report::{self, EndpointSummary, TrialReport};
 use crate::server::RunningServer;
 use crate::verdict::{self, Check, Status, Verdict};
 
@@ -23,12 +24,18 @@ pub struct TrialPlan {
     pub case: Arc<LoadedCase>,
     /// The combination.
     pub combination: Combination,
+    /// How the combination is driven (closed, open at a rate, users).
+    pub shape: Shape,
 }
 
 impl TrialPlan {
     /// The trial name without the kind: `case::isl128_osl64_c4_n4`.
     pub fn name(&self) -> String {
-        format!("{}::{}", self.case.spec.name, self.combination.slug())
+        format!(
+            "{}::{}",
+            self.case.spec.name,
+            self.shape.slug(&self.combination)
+        )
     }
 
     /// Why this trial cannot run in this build, if it cannot.
@@ -108,8 +115,8 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (summary, records, checks, server_label) = runtime.block_on(measure(plan, ctx));
-    let verdict = Verdict::from_checks(checks);
+    let measured = runtime.block_on(measure(plan, ctx));
+    let verdict = Verdict::from_checks(measured.checks);
     let expect_fail = plan.case.spec.expect == Expect::Fail;
     let spec = &plan.case.spec;
     let c = &plan.combination;
@@ -120,16 +127,23 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
         kind: plan.kind,
         case: spec.name.clone(),
         model: plan.case.model.name.clone(),
-        server: server_label.to_string(),
+        server: measured.server_label.to_string(),
         api: spec.api.as_str().to_string(),
         isl: c.isl,
         osl: c.osl,
-        concurrency: c.concurrency,
-        num_prompts: c.prompts,
+        mode: plan.shape.mode().as_str().to_string(),
+        concurrency: plan
+            .shape
+            .concurrency()
+            .or(spec.load.max_in_flight)
+            .unwrap_or(0),
+        rate: plan.shape.rate(),
+        num_prompts: plan.shape.pool_size(),
         adjusted: c
             .adjusted
             .map(|a| format!("{}/{} {}", a.isl, a.osl, a.policy.as_str())),
-        summary,
+        summary: measured.summary,
+        endpoints: measured.endpoints,
         accuracy: None,
         accuracy_threshold: None,
         verdict,
@@ -137,7 +151,7 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
     };
     let passed = !report::trial_dir::trial_failed(&report);
     report::csv::append(&ctx.out_dir.join("results.csv"), &report)?;
-    let dir = report::trial_dir::write(&ctx.out_dir, &report, &records, !passed)?;
+    let dir = report::trial_dir::write(&ctx.out_dir, &report, &measured.records, !passed)?;
     Ok(TrialOutcome {
         report,
         passed,
@@ -145,71 +159,177 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
     })
 }
 
-async fn measure(
-    plan: &TrialPlan,
-    ctx: &RunContext,
-) -> (Summary, Vec<RequestRecord>, Vec<Check>, &'static str) {
+/// What the load phase of a trial produced.
+struct Measured {
+    summary: Summary,
+    endpoints: Vec<EndpointSummary>,
+    records: Vec<RequestRecord>,
+    checks: Vec<Check>,
+    server_label: &'static str,
+}
+
+impl Measured {
+    fn failed(server_label: &'static str, reason: String) -> Measured {
+        Measured {
+            summary: Summary::default(),
+            endpoints: Vec::new(),
+            records: Vec::new(),
+            checks: vec![server_check(reason)],
+            server_label,
+        }
+    }
+}
+
+async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
     let spec = &plan.case.spec;
-    let first = spec.destinations().remove(0).server;
-    let server = match RunningServer::bring_up(
-        &first,
-        &plan.case.model,
-        ctx.url_override.as_deref(),
-    )
-    .await
-    {
-        Ok(server) => server,
-        Err(e) => {
-            let label = if ctx.url_override.is_some() {
-                "attach"
-            } else {
-                first.label()
-            };
-            return (
-                Summary::default(),
-                Vec::new(),
-                vec![server_check(e.to_string())],
-                label,
-            );
-        }
+    let destinations = match &ctx.url_override {
+        // One attached server replaces every endpoint of the case.
+        Some(url) => vec![Destination {
+            name: "default".into(),
+            weight: 1.0,
+            server: ServerSpec::Attach(AttachSpec {
+                url: url.clone(),
+                served_model: None,
+            }),
+            served_model: None,
+        }],
+        None => spec.destinations(),
     };
-    let label = server.label;
-    let timeout = Duration::from_secs_f64(spec.load.timeout_s);
-    let client = match Client::new(&server.base_url, spec.api, &server.served_model, timeout) {
-        Ok(client) => client,
-        Err(e) => {
-            server.shutdown().await;
-            return (
-                Summary::default(),
-                Vec::new(),
-                vec![server_check(e.to_string())],
-                label,
-            );
+    let label = destinations
+        .first()
+        .map_or("embedded", |d| d.server.label());
+    let mut servers = Vec::new();
+    for destination in &destinations {
+        match RunningServer::bring_up(&destination.server, &plan.case.model, None).await {
+            Ok(server) => servers.push(server),
+            Err(e) => {
+                shutdown_all(servers).await;
+                return Measured::failed(label, format!("endpoint `{}`: {e}", destination.name));
+            }
         }
+    }
+    let result = drive(plan, &destinations, &servers).await;
+    shutdown_all(servers).await;
+    match result {
+        Err(reason) => Measured::failed(label, reason),
+        Ok((outcome, endpoint_names)) => judge(plan, outcome, &endpoint_names, label),
+    }
+}
+
+async fn shutdown_all(servers: Vec<RunningServer>) {
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+/// Builds the clients and prompts, and runs the load.
+async fn drive(
+    plan: &TrialPlan,
+    destinations: &[Destination],
+    servers: &[RunningServer],
+) -> Result<(LoadOutcome, Vec<String>), String> {
+    let spec = &plan.case.spec;
+    let api_key = match &spec.client.api_key_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            format!("environment variable `{var}` (client.api_key_env) is not set")
+        })?),
     };
+    let mut endpoints = Vec::with_capacity(servers.len());
+    for (destination, server) in destinations.iter().zip(servers) {
+        let config = ClientConfig {
+            base_url: server.base_url.clone(),
+            api: spec.api,
+            model: destination
+                .served_model
+                .clone()
+                .unwrap_or_else(|| server.served_model.clone()),
+            timeout: Duration::from_secs_f64(spec.load.timeout_s),
+            stream: spec.client.stream,
+            headers: spec.client.headers.clone().into_iter().collect(),
+            api_key: api_key.clone(),
+            tokenizer: None,
+        };
+        let client = Client::new(config).map_err(|e| e.to_string())?;
+        endpoints.push(Endpoint {
+            name: destination.name.clone(),
+            weight: destination.weight,
+            client,
+        });
+    }
+    let names = endpoints.iter().map(|e| e.name.clone()).collect();
     let c = &plan.combination;
-    let load = ClosedLoop {
-        concurrency: c.concurrency,
-        num_prompts: c.prompts,
-        warmup: match spec.load.warmup {
-            crate::case::Warmup::Requests(n) => n,
-            crate::case::Warmup::Duration(_) => 1,
-        },
-        isl: c.isl,
-        osl: c.osl,
-        seed: spec.load.seed,
+    let seed = spec.load.seed;
+    let measured = synthetic_pool(c.isl, c.osl, seed, plan.shape.pool_size(), 0);
+    let warmup = synthetic_pool(
+        c.isl,
+        c.osl,
+        seed,
+        load::warmup_pool_size(&spec.load, &plan.shape),
+        u64::MAX / 2,
+    );
+    let source =
+        RequestSource::new(endpoints, measured, warmup, seed).map_err(|e| e.to_string())?;
+    let outcome = load::run(&spec.load, &plan.shape, &Arc::new(source)).await;
+    Ok((outcome, names))
+}
+
+fn synthetic_pool(isl: u32, osl: u32, seed: u64, count: u32, index_base: u64) -> Vec<Generation> {
+    (0..u64::from(count))
+        .map(|i| Generation {
+            prompt: synthetic_prompt(isl, seed, index_base.wrapping_add(i)),
+            max_tokens: osl,
+        })
+        .collect()
+}
+
+/// Summarises the outcome (overall and per endpoint) and checks it.
+fn judge(
+    plan: &TrialPlan,
+    outcome: LoadOutcome,
+    endpoint_names: &[String],
+    server_label: &'static str,
+) -> Measured {
+    let spec = &plan.case.spec;
+    let rate = plan.shape.rate();
+    let summary = Summary::from_records(&outcome.records, outcome.duration_s)
+        .with_arrivals(rate, outcome.dropped);
+    let endpoints = if endpoint_names.len() > 1 {
+        endpoint_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mine: Vec<RequestRecord> = outcome
+                    .records
+                    .iter()
+                    .filter(|r| r.endpoint as usize == i)
+                    .cloned()
+                    .collect();
+                EndpointSummary {
+                    name: name.clone(),
+                    summary: Summary::from_records(&mine, outcome.duration_s),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
-    let outcome = load.run(&client).await;
-    server.shutdown().await;
-    let summary = Summary::from_records(&outcome.records, outcome.duration_s);
     let mut checks = vec![verdict::run_check(&summary)];
-    checks.extend(verdict::target_checks(
-        c.targets.as_ref(),
-        &spec.targets,
-        &summary,
-    ));
+    // Reference targets are measured at a concurrency: an open-loop trial has none to match.
+    let targets = if plan.shape.mode() == LoadMode::Open {
+        None
+    } else {
+        plan.combination.targets.as_ref()
+    };
+    checks.extend(verdict::target_checks(targets, &spec.targets, &summary));
     checks.extend(spec.slo.iter().map(|slo| slo.check(&summary)));
-    (summary, outcome.records, checks, label)
+    Measured {
+        summary,
+        endpoints,
+        records: outcome.records,
+        checks,
+        server_label,
+    }
 }
 
 fn server_check(reason: String) -> Check {

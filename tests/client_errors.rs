@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use llm_stress::case::Api;
-use llm_stress::client::{Client, Generation};
+use llm_stress::client::{Client, ClientConfig, Generation};
 use llm_stress::metrics::{ErrorClass, RequestRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -72,12 +72,12 @@ fn sse(body: &[u8]) -> Vec<u8> {
 }
 
 async fn request(url: &str, timeout_ms: u64) -> RequestRecord {
-    let client = Client::new(
+    let client = Client::new(ClientConfig::new(
         url,
         Api::Completions,
         "m",
         Duration::from_millis(timeout_ms),
-    )
+    ))
     .expect("client");
     let request = Generation {
         prompt: "hello".into(),

@@ -3,32 +3,55 @@
 
 use std::time::Duration;
 
-use llm_stress::case::{Api, EmbeddedSpec};
-use llm_stress::client::Client;
-use llm_stress::load::ClosedLoop;
+use std::sync::Arc;
+
+use llm_stress::case::{Api, EmbeddedSpec, LoadSpec};
+use llm_stress::client::{Client, ClientConfig, Generation};
+use llm_stress::load::{self, Endpoint, RequestSource, Shape};
 use llm_stress::metrics::Summary;
+use llm_stress::prompts::synthetic_prompt;
 use llm_stress::server::embedded::EmbeddedServer;
 
-async fn measure(spec: EmbeddedSpec, api: Api, load: ClosedLoop) -> Summary {
+struct Closed {
+    concurrency: u32,
+    requests: u32,
+    osl: u32,
+}
+
+async fn measure(spec: EmbeddedSpec, api: Api, closed: Closed) -> Summary {
     let server = EmbeddedServer::start(spec, "sim".into(), 0)
         .await
         .expect("embedded server starts");
-    let client = Client::new(&server.base_url(), api, "sim", Duration::from_secs(10))
-        .expect("client builds");
-    let outcome = load.run(&client).await;
+    let config = ClientConfig::new(&server.base_url(), api, "sim", Duration::from_secs(10));
+    let client = Client::new(config).expect("client builds");
+    let prompts = (0..u64::from(closed.requests))
+        .map(|i| Generation {
+            prompt: synthetic_prompt(32, 1, i),
+            max_tokens: closed.osl,
+        })
+        .collect();
+    let endpoint = Endpoint {
+        name: "default".into(),
+        weight: 1.0,
+        client,
+    };
+    let source = RequestSource::new(vec![endpoint], prompts, Vec::new(), 1).expect("source");
+    let shape = Shape::Closed {
+        concurrency: closed.concurrency,
+        requests: closed.requests,
+        duration: None,
+    };
+    let outcome = load::run(&LoadSpec::default(), &shape, &Arc::new(source)).await;
     server.shutdown().await;
-    assert_eq!(outcome.records.len(), load.num_prompts as usize);
+    assert_eq!(outcome.records.len(), closed.requests as usize);
     Summary::from_records(&outcome.records, outcome.duration_s)
 }
 
-fn load(concurrency: u32, num_prompts: u32, osl: u32) -> ClosedLoop {
-    ClosedLoop {
+fn load(concurrency: u32, requests: u32, osl: u32) -> Closed {
+    Closed {
         concurrency,
-        num_prompts,
-        warmup: 1,
-        isl: 32,
+        requests,
         osl,
-        seed: 1,
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::request::{ClientSpec, EndpointSpec, PromptSource, PromptSpec};
-pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup};
+pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
 use crate::verdict::Slo;
 
 /// What a trial does: load only, accuracy only, both at once, or a simulator study.

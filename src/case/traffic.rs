@@ -58,6 +58,18 @@ impl Arrival {
     }
 }
 
+/// What an open-loop arrival does when `max_in_flight` requests are already in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// The arrival is not sent and is counted as dropped (k6's arrival-rate executors).
+    #[default]
+    Drop,
+    /// The arrival waits for a free slot (vLLM's `--max-concurrency`); latency from its
+    /// intended send time shows the wait. One that waits past the timeout is dropped.
+    Wait,
+}
+
 /// A duration written as humantime text (`500ms`, `30s`, `2m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
@@ -168,7 +180,11 @@ pub struct LoadSpec {
     pub timeout_s: f64,
     /// Seed for prompts, arrivals, endpoint choice and any other randomness.
     pub seed: u64,
-    /// closed: stop sending after this long (instead of after N requests); users: run length.
+    /// Measured requests, overriding the combination's prompt count (open: the number of
+    /// arrivals; closed with a duration and users: the size of the prompt pool, cycled).
+    pub requests: Option<u32>,
+    /// closed: stop sending after this long (instead of after N requests); open: arrivals
+    /// for this long at `rate` (when `requests` is not given); users: run length.
     pub duration: Option<Span>,
     /// open: requests per second; a list makes one trial per rate.
     pub rate: Rates,
@@ -176,8 +192,10 @@ pub struct LoadSpec {
     pub arrival: Arrival,
     /// open: gamma shape (1 = Poisson, < 1 burstier).
     pub burstiness: f64,
-    /// open: most requests in flight; an arrival beyond it is dropped and counted.
+    /// open: most requests in flight.
     pub max_in_flight: Option<u32>,
+    /// open: what an arrival does when `max_in_flight` is reached.
+    pub when_full: WhenFull,
     /// users: users start evenly spread over this span.
     pub ramp_up: Option<Span>,
     /// users: pause between a user's response and its next request.
@@ -193,11 +211,13 @@ impl Default for LoadSpec {
             warmup: Warmup::default(),
             timeout_s: 120.0,
             seed: 0,
+            requests: None,
             duration: None,
             rate: Rates::default(),
             arrival: Arrival::default(),
             burstiness: 1.0,
             max_in_flight: None,
+            when_full: WhenFull::Drop,
             ramp_up: None,
             think_time: None,
             progress_interval: None,
@@ -213,6 +233,9 @@ impl LoadSpec {
                 "load.timeout_s",
                 "must be a positive number of seconds".into(),
             ));
+        }
+        if self.requests == Some(0) {
+            return Some(("load.requests", "must be at least 1".into()));
         }
         if self.duration.is_some_and(|d| d.0.is_zero()) {
             return Some(("load.duration", "must be longer than zero".into()));

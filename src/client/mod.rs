@@ -23,6 +23,50 @@ pub struct Generation {
     pub max_tokens: u32,
 }
 
+/// Counts tokens of generated text locally (a tokenizer), for servers that report no usage
+/// and to check the counts of those that do.
+pub trait CountTokens: Send + Sync + std::fmt::Debug {
+    /// Tokens in `text`, or `None` when this counter cannot count without the network.
+    fn count_tokens(&self, text: &str) -> Option<u64>;
+}
+
+/// Everything a client needs to know about one server.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL, such as `http://127.0.0.1:8000`.
+    pub base_url: String,
+    /// Protocol.
+    pub api: Api,
+    /// Model name put in requests.
+    pub model: String,
+    /// Per-request timeout, from send to the end of the response.
+    pub timeout: Duration,
+    /// Stream responses (SSE).
+    pub stream: bool,
+    /// Extra headers sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// Sent as `Authorization: Bearer …`; redacted from every recorded error.
+    pub api_key: Option<String>,
+    /// Local token counter for output text.
+    pub tokenizer: Option<Arc<dyn CountTokens>>,
+}
+
+impl ClientConfig {
+    /// A streaming client configuration with no extra headers, key or tokenizer.
+    pub fn new(base_url: &str, api: Api, model: &str, timeout: Duration) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.to_string(),
+            api,
+            model: model.to_string(),
+            timeout,
+            stream: true,
+            headers: Vec::new(),
+            api_key: None,
+            tokenizer: None,
+        }
+    }
+}
+
 /// A client for one server: the protocol, the model name and one pooled HTTP client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -31,33 +75,61 @@ pub struct Client {
     api: Api,
     model: Arc<str>,
     timeout: Duration,
+    stream: bool,
+    api_key: Option<Arc<str>>,
+    tokenizer: Option<Arc<dyn CountTokens>>,
 }
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
+pub enum ClientError {
+    /// reqwest refused the configuration.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A header name or value is not valid HTTP.
+    #[error("header `{0}` is not a valid HTTP header name and value")]
+    Header(String),
+}
 
 impl Client {
-    /// A client for `base_url` (such as `http://127.0.0.1:8000`) speaking `api`.
-    pub fn new(
-        base_url: &str,
-        api: Api,
-        model: &str,
-        timeout: Duration,
-    ) -> Result<Client, ClientError> {
+    /// A client for `config.base_url` speaking `config.api`.
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let parsed = HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .zip(HeaderValue::from_str(value).ok())
+                .ok_or_else(|| ClientError::Header(name.clone()))?;
+            headers.insert(parsed.0, parsed.1);
+        }
+        if let Some(key) = &config.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| ClientError::Header("Authorization".into()))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(usize::MAX)
             .tcp_nodelay(true)
             .no_proxy()
+            .default_headers(headers)
             .build()?;
         Ok(Client {
             http,
-            base_url: base_url.trim_end_matches('/').into(),
-            api,
-            model: model.into(),
-            timeout,
+            base_url: config.base_url.trim_end_matches('/').into(),
+            api: config.api,
+            model: config.model.into(),
+            timeout: config.timeout,
+            stream: config.stream,
+            api_key: config.api_key.filter(|k| !k.is_empty()).map(Into::into),
+            tokenizer: config.tokenizer,
         })
+    }
+
+    /// The shared HTTP client (for calls beside generation, such as `/tokenize`).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Sends one streaming generation request and measures it. Never panics and never returns
@@ -68,7 +140,22 @@ impl Client {
         window_start: Instant,
         request: &Generation,
     ) -> RequestRecord {
-        let (path, body) = protocol::request_body(self.api, &self.model, request, true);
+        let mut record = self.exchange(id, window_start, request).await;
+        if let (Some(key), Some(detail)) = (&self.api_key, record.error_detail.as_mut())
+            && detail.contains(&**key)
+        {
+            *detail = detail.replace(&**key, "[REDACTED]");
+        }
+        record
+    }
+
+    async fn exchange(
+        &self,
+        id: u64,
+        window_start: Instant,
+        request: &Generation,
+    ) -> RequestRecord {
+        let (path, body) = protocol::request_body(self.api, &self.model, request, self.stream);
         let url = format!("{}{}", self.base_url, path);
         let sent = Instant::now();
         let mut record = RequestRecord {
@@ -111,7 +198,12 @@ impl Client {
                 &format!("HTTP {status}: {body}"),
             );
         }
-        stream::read_stream(response, sent, deadline, record).await
+        let counter = self.tokenizer.as_deref();
+        if self.stream {
+            stream::read_stream(response, sent, deadline, record, counter).await
+        } else {
+            stream::read_whole(response, sent, deadline, record, counter).await
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
 
 use super::protocol::Chunk;
-use super::{failed, ms_between};
+use super::{CountTokens, failed, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
@@ -20,6 +20,7 @@ pub async fn read_stream(
     sent: Instant,
     deadline: tokio::time::Instant,
     mut record: RequestRecord,
+    counter: Option<&dyn CountTokens>,
 ) -> RequestRecord {
     // Nanoseconds from send to the most recent read, stored as the bytes arrive.
     let last_read_ns = Arc::new(AtomicU64::new(0));
@@ -37,6 +38,8 @@ pub async fn read_stream(
     let mut chunk_chars: Vec<usize> = Vec::new();
     let mut per_chunk_usage = false;
     let mut last_usage_tokens: Option<u64> = None;
+    // The generated text is kept only when a local tokenizer will count it.
+    let mut text = counter.map(|_| String::new());
     loop {
         let next = match tokio::time::timeout_at(deadline, events.next()).await {
             Err(_) => {
@@ -91,12 +94,10 @@ pub async fn read_stream(
                 &format!("error event: {error}"),
             );
         }
-        if chunk.choices.iter().any(|c| c.has_content()) {
+        let usage = chunk.usage();
+        if chunk.has_content() {
             // With continuous usage stats the usage delta says how many tokens this chunk holds.
-            let tokens = match (
-                chunk.usage.and_then(|u| u.completion_tokens),
-                last_usage_tokens,
-            ) {
+            let tokens = match (usage.and_then(|u| u.completion_tokens), last_usage_tokens) {
                 (Some(now), Some(before)) if now > before => Some((now - before) as u32),
                 (Some(now), None) if now > 0 => Some(now as u32),
                 _ => None,
@@ -107,12 +108,15 @@ pub async fn read_stream(
             }
             record.chunk_ms.push(at);
             record.chunk_tokens.push(tokens.unwrap_or(1));
-            chunk_chars.push(chunk.choices.iter().map(|c| c.text().len()).sum::<usize>());
+            chunk_chars.push(chunk.text_len());
+            if let Some(text) = text.as_mut() {
+                chunk.push_text(text);
+            }
         }
-        if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+        if chunk.is_final() {
             finished = true;
         }
-        if let Some(usage) = chunk.usage {
+        if let Some(usage) = usage {
             if usage.prompt_tokens.is_some() {
                 record.prompt_tokens = usage.prompt_tokens;
             }
@@ -136,20 +140,105 @@ pub async fn read_stream(
             "no content chunk in the stream",
         );
     }
+    let chars: usize = chunk_chars.iter().sum();
+    count_output(&mut record, text.as_deref(), chars, counter);
     match record.output_tokens {
-        None => {
-            // No usage from the server: estimate about four characters per token, and say so.
-            let chars: usize = chunk_chars.iter().sum();
-            record.output_tokens = Some(chars.div_ceil(4).max(1) as u64);
-            record.tokens_estimated = true;
-        }
-        Some(total) if !per_chunk_usage && total != record.chunk_ms.len() as u64 => {
+        Some(total)
+            if !per_chunk_usage
+                && (record.tokens_estimated || total != record.chunk_ms.len() as u64) =>
+        {
             // Usage came only at the end and chunks held several tokens each: share the total
             // among chunks by their text length.
             record.chunk_tokens = apportion(total, &chunk_chars);
         }
-        Some(_) => {}
+        _ => {}
     }
+    record
+}
+
+/// Fills in the local tokenizer's count of the output and, when the server gave no usage,
+/// takes it (or, with no tokenizer, about four characters per token) as the output count,
+/// marking the record estimated.
+fn count_output(
+    record: &mut RequestRecord,
+    text: Option<&str>,
+    chars: usize,
+    counter: Option<&dyn CountTokens>,
+) {
+    record.tokenizer_tokens = text
+        .zip(counter)
+        .and_then(|(text, counter)| counter.count_tokens(text));
+    if record.output_tokens.is_none() {
+        record.output_tokens = Some(
+            record
+                .tokenizer_tokens
+                .unwrap_or_else(|| chars.div_ceil(4) as u64)
+                .max(1),
+        );
+        record.tokens_estimated = true;
+    }
+}
+
+/// Reads a non-streamed response: one JSON body. Only E2EL is measured (there is no first
+/// token to time); usage gives the token counts.
+pub async fn read_whole(
+    response: reqwest::Response,
+    sent: Instant,
+    deadline: tokio::time::Instant,
+    mut record: RequestRecord,
+    counter: Option<&dyn CountTokens>,
+) -> RequestRecord {
+    let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+        Err(_) => {
+            record.e2el_ms = Some(ms_between(sent, Instant::now()));
+            return failed(
+                record,
+                ErrorClass::Timeout,
+                "body still arriving at the timeout",
+            );
+        }
+        Ok(Err(e)) => {
+            return failed(
+                record,
+                ErrorClass::BrokenStream,
+                &format!("body broke: {e}"),
+            );
+        }
+        Ok(Ok(body)) => body,
+    };
+    record.e2el_ms = Some(ms_between(sent, Instant::now()));
+    let answer: Chunk = match serde_json::from_slice(&body) {
+        Ok(answer) => answer,
+        Err(e) => {
+            let text = String::from_utf8_lossy(&body);
+            return failed(
+                record,
+                ErrorClass::Protocol,
+                &format!("response is not valid JSON ({e}): {text}"),
+            );
+        }
+    };
+    if let Some(error) = &answer.error {
+        return failed(
+            record,
+            ErrorClass::Protocol,
+            &format!("error body: {error}"),
+        );
+    }
+    if !answer.has_content() {
+        return failed(
+            record,
+            ErrorClass::EmptyOutput,
+            "no generated text in the response",
+        );
+    }
+    if let Some(usage) = answer.usage() {
+        record.prompt_tokens = usage.prompt_tokens;
+        record.output_tokens = usage.completion_tokens;
+    }
+    let mut text = String::new();
+    answer.push_text(&mut text);
+    count_output(&mut record, Some(&text), text.len(), counter);
     record
 }
 

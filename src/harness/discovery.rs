@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::case::{self, LoadedCase};
+use crate::load::Shape;
 use crate::matrix;
 use crate::runner::TrialPlan;
 
@@ -95,17 +96,35 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
                 message: format!("{}: key `matrix`: {e}", case.path.display()),
             })
             .collect(),
-        Ok(combinations) => combinations
-            .into_iter()
-            .flat_map(|combination| kinds.iter().map(move |&kind| (kind, combination.clone())))
-            .map(|(kind, combination)| {
-                Discovered::Plan(TrialPlan {
-                    kind,
-                    case: Arc::clone(&case),
-                    combination,
+        Ok(combinations) => {
+            // Shapes that name the same trial (open-loop combinations differing only in
+            // concurrency) are one trial: the first is kept.
+            let mut slugs = BTreeSet::new();
+            let mut shaped = Vec::new();
+            for combination in combinations {
+                for shape in Shape::for_combination(&case.spec.load, &combination) {
+                    if slugs.insert(shape.slug(&combination)) {
+                        shaped.push((combination.clone(), shape));
+                    }
+                }
+            }
+            shaped
+                .into_iter()
+                .flat_map(|(combination, shape)| {
+                    kinds
+                        .iter()
+                        .map(move |&kind| (kind, combination.clone(), shape))
                 })
-            })
-            .collect(),
+                .map(|(kind, combination, shape)| {
+                    Discovered::Plan(TrialPlan {
+                        kind,
+                        case: Arc::clone(&case),
+                        combination,
+                        shape,
+                    })
+                })
+                .collect()
+        }
     }
 }
 

@@ -1,105 +1,54 @@
-//! Closed-loop load: C requests in flight until N have been sent, after a warmup that is
-//! never measured.
+//! Closed-loop load: C workers, each sending its next request when the previous one is done,
+//! until N requests have been sent or a duration has passed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::client::{Client, Generation};
+use super::source::{Phase, RequestSource};
 use crate::metrics::RequestRecord;
-use crate::prompts::synthetic_prompt;
 
-/// A closed-loop load shape.
-#[derive(Debug, Clone)]
-pub struct ClosedLoop {
-    /// Requests in flight.
-    pub concurrency: u32,
-    /// Measured requests.
-    pub num_prompts: u32,
-    /// Unmeasured requests sent first.
-    pub warmup: u32,
-    /// Prompt length in words.
-    pub isl: u32,
-    /// `max_tokens` of every request.
-    pub osl: u32,
-    /// Prompt seed.
-    pub seed: u64,
+/// When a closed loop stops sending.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stop {
+    /// Most requests sent.
+    pub requests: u64,
+    /// No request is sent after this long (in-flight ones finish).
+    pub after: Option<Duration>,
 }
 
-/// What a load run measured.
-#[derive(Debug, Clone)]
-pub struct LoadOutcome {
-    /// One record per measured request, in send order.
-    pub records: Vec<RequestRecord>,
-    /// Measured window: first measured send to last completion, seconds.
-    pub duration_s: f64,
-}
-
-impl ClosedLoop {
-    /// Runs the warmup, then the measured requests, with at most `concurrency` in flight.
-    pub async fn run(&self, client: &Client) -> LoadOutcome {
-        let concurrency = self.concurrency.max(1);
-        if self.warmup > 0 {
-            // Warmup prompts come from a different seed stream so they prime nothing measured.
-            self.drive(
-                client,
-                self.warmup,
-                concurrency.min(self.warmup),
-                u64::MAX / 2,
-            )
-            .await;
-        }
-        let start = Instant::now();
-        let mut records = self.drive(client, self.num_prompts, concurrency, 0).await;
-        let duration_s = start.elapsed().as_secs_f64();
-        records.sort_by_key(|r| r.id);
-        LoadOutcome {
-            records,
-            duration_s,
-        }
-    }
-
-    async fn drive(
-        &self,
-        client: &Client,
-        total: u32,
-        workers: u32,
-        index_base: u64,
-    ) -> Vec<RequestRecord> {
-        let next = Arc::new(AtomicU64::new(0));
-        let window_start = Instant::now();
-        let mut tasks = JoinSet::new();
-        for _ in 0..workers {
-            let next = Arc::clone(&next);
-            let client = client.clone();
-            let (isl, osl, seed) = (self.isl, self.osl, self.seed);
-            tasks.spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let id = next.fetch_add(1, Ordering::Relaxed);
-                    if id >= u64::from(total) {
-                        break;
-                    }
-                    let request = Generation {
-                        prompt: synthetic_prompt(isl, seed, index_base.wrapping_add(id)),
-                        max_tokens: osl,
-                    };
-                    mine.push(client.generate(id, window_start, &request).await);
+/// Runs `concurrency` workers over `source` until `stop`; returns the records (unsorted) and
+/// the window start every `send_ms` is relative to.
+pub async fn drive(
+    source: &Arc<RequestSource>,
+    phase: Phase,
+    concurrency: u32,
+    stop: Stop,
+) -> (Vec<RequestRecord>, Instant) {
+    let next = Arc::new(AtomicU64::new(0));
+    let window_start = Instant::now();
+    let deadline = stop.after.map(|d| window_start + d);
+    let workers = u64::from(concurrency.max(1)).min(stop.requests.max(1));
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers {
+        let next = Arc::clone(&next);
+        let source = Arc::clone(source);
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
                 }
-                mine
-            });
-        }
-        let mut records = Vec::with_capacity(total as usize);
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(mine) => records.extend(mine),
-                // A bug, never server input: fail loudly rather than lose requests.
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => {}
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                if id >= stop.requests {
+                    break;
+                }
+                mine.push(source.send(phase, id, window_start, None).await);
             }
-        }
-        records
+            mine
+        });
     }
+    (super::join_all(tasks).await, window_start)
 }

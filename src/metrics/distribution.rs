@@ -34,8 +34,8 @@ pub struct Distribution {
 }
 
 /// Names of the statistics, as used in SLO expressions (`ttft_ms.p95`) and CSV columns.
-pub const STAT_NAMES: [&str; 12] = [
-    "count", "mean", "std", "min", "p5", "p25", "p50", "p90", "p95", "p99", "p999", "max",
+pub const STAT_NAMES: [&str; 13] = [
+    "count", "mean", "std", "cv", "min", "p5", "p25", "p50", "p90", "p95", "p99", "p999", "max",
 ];
 
 impl Distribution {
@@ -82,12 +82,22 @@ impl Distribution {
         })
     }
 
+    /// Coefficient of variation: std / mean (0 when the mean is 0).
+    pub fn cv(&self) -> f64 {
+        if self.mean > 0.0 {
+            self.std / self.mean
+        } else {
+            0.0
+        }
+    }
+
     /// The statistic with this name (see [`STAT_NAMES`]).
     pub fn stat(&self, name: &str) -> Option<f64> {
         Some(match name {
             "count" => self.count as f64,
             "mean" => self.mean,
             "std" => self.std,
+            "cv" => self.cv(),
             "min" => self.min,
             "p5" => self.p5,
             "p25" => self.p25,
@@ -115,6 +125,7 @@ mod tests {
         assert!((d.p99 - 990.0).abs() <= 1.0, "{}", d.p99);
         assert!((d.std - 288.675).abs() < 0.01, "{}", d.std);
         assert_eq!((d.min, d.max), (1.0, 1000.0));
+        assert!((d.cv() - 288.675 / 500.5).abs() < 1e-4, "{}", d.cv());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! What was measured: per-request records and the summary computed from them.
 
 pub mod distribution;
+pub mod drift;
 pub mod record;
 pub mod summary;
 
 pub use distribution::Distribution;
+pub use drift::Drift;
 pub use record::{ErrorClass, RequestRecord};
 pub use summary::Summary;

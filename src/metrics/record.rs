@@ -74,6 +74,11 @@ pub struct RequestRecord {
     pub id: u64,
     /// When the request was sent, from the start of the measured window.
     pub send_ms: f64,
+    /// Open loop: when the schedule said to send it, from the start of the measured window.
+    /// `send_ms − intended_ms` is the client's own lateness.
+    pub intended_ms: Option<f64>,
+    /// Index of the endpoint it went to (0 with a single server).
+    pub endpoint: u32,
     /// Arrival of the first chunk carrying generated content (TTFT).
     pub ttft_ms: Option<f64>,
     /// Arrival of the last chunk (E2EL).
@@ -88,6 +93,9 @@ pub struct RequestRecord {
     pub output_tokens: Option<u64>,
     /// True when `output_tokens` is not the server's own count.
     pub tokens_estimated: bool,
+    /// Output tokens counted by the local tokenizer, when one is configured (compared with the
+    /// server's count).
+    pub tokenizer_tokens: Option<u64>,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
     /// Why the request failed; `None` when it succeeded.
@@ -106,6 +114,27 @@ impl RequestRecord {
     pub fn tpot_ms(&self) -> Option<f64> {
         let (ttft, e2el, tokens) = (self.ttft_ms?, self.e2el_ms?, self.output_tokens?);
         (tokens > 1).then(|| (e2el - ttft) / (tokens - 1) as f64)
+    }
+
+    /// Lateness of the send against the open-loop schedule.
+    pub fn lateness_ms(&self) -> Option<f64> {
+        Some(self.send_ms - self.intended_ms?)
+    }
+
+    /// TTFT counted from the intended send time (free of coordinated omission).
+    pub fn ttft_from_intended_ms(&self) -> Option<f64> {
+        Some(self.ttft_ms? + self.lateness_ms()?)
+    }
+
+    /// E2EL counted from the intended send time (free of coordinated omission).
+    pub fn e2el_from_intended_ms(&self) -> Option<f64> {
+        Some(self.e2el_ms? + self.lateness_ms()?)
+    }
+
+    /// Whether the server's output count and the local tokenizer's disagree.
+    pub fn token_counts_disagree(&self) -> bool {
+        !self.tokens_estimated
+            && matches!((self.output_tokens, self.tokenizer_tokens), (Some(a), Some(b)) if a != b)
     }
 
     /// Inter-token latencies: the gap between consecutive content chunks, split into k equal

@@ -5,16 +5,30 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::distribution::{Distribution, STAT_NAMES};
+use super::drift::Drift;
 use super::record::{ErrorClass, RequestRecord};
 
-/// Latency metrics that have a distribution, as named in SLOs (`ttft_ms.p95`).
-pub const DISTRIBUTION_METRICS: [&str; 4] = ["ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"];
+/// Latency metrics that have a distribution, as named in SLOs (`ttft_ms.p95`). The
+/// `*_intended_ms` ones count from the open-loop schedule's intended send time, and
+/// `lateness_ms` is how late the client sent (open loop only).
+pub const DISTRIBUTION_METRICS: [&str; 7] = [
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2el_ms",
+    "ttft_intended_ms",
+    "e2el_intended_ms",
+    "lateness_ms",
+];
 
 /// Metrics that are one number, as named in SLOs (`error_rate < 0.01`).
-pub const SCALAR_METRICS: [&str; 10] = [
+pub const SCALAR_METRICS: [&str; 13] = [
     "requests_ok",
     "requests_failed",
     "error_rate",
+    "dropped",
+    "drop_rate",
+    "send_rate",
     "duration_s",
     "input_tokens",
     "output_tokens",
@@ -35,6 +49,14 @@ pub struct Summary {
     pub error_rate: f64,
     /// Failed requests by class.
     pub errors: BTreeMap<ErrorClass, u64>,
+    /// Open loop: arrivals that were never sent (the in-flight cap was reached).
+    pub dropped: u64,
+    /// dropped / all arrivals.
+    pub drop_rate: f64,
+    /// Open loop: the rate asked for, requests/s.
+    pub requested_rate: Option<f64>,
+    /// Rate at which requests were actually sent: (sent − 1) / (last send − first send).
+    pub send_rate: f64,
     /// Measured window: first send to last completion, in seconds.
     pub duration_s: f64,
     /// Time to first token.
@@ -45,12 +67,22 @@ pub struct Summary {
     pub itl_ms: Option<Distribution>,
     /// End-to-end latency.
     pub e2el_ms: Option<Distribution>,
+    /// Open loop: TTFT from the intended send time.
+    pub ttft_intended_ms: Option<Distribution>,
+    /// Open loop: E2EL from the intended send time.
+    pub e2el_intended_ms: Option<Distribution>,
+    /// Open loop: actual − intended send time.
+    pub lateness_ms: Option<Distribution>,
+    /// First-half vs second-half drift of TTFT and decode rate.
+    pub drift: Option<Drift>,
     /// Prompt tokens of successful requests (server usage).
     pub input_tokens: u64,
     /// Output tokens of successful requests (server usage).
     pub output_tokens: u64,
     /// Successful requests whose output count was estimated, not reported by the server.
     pub estimated_token_counts: u64,
+    /// Successful requests where the server's output count and the local tokenizer's differ.
+    pub token_count_mismatches: u64,
     /// input_tokens / duration_s.
     pub input_tok_s: f64,
     /// output_tokens / duration_s.
@@ -74,6 +106,16 @@ impl Summary {
         let input_tokens = ok.iter().filter_map(|r| r.prompt_tokens).sum();
         let output_tokens = ok.iter().filter_map(|r| r.output_tokens).sum();
         let tpot_ms = Distribution::from_ms(ok.iter().filter_map(|r| r.tpot_ms()));
+        let sends = records.iter().map(|r| r.send_ms);
+        let (first_send, last_send) = sends
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
+                (a.min(t), b.max(t))
+            });
+        let send_rate = if records.len() > 1 && last_send > first_send {
+            (records.len() - 1) as f64 * 1000.0 / (last_send - first_send)
+        } else {
+            0.0
+        };
         let per_second = |n: u64| {
             if duration_s > 0.0 {
                 n as f64 / duration_s
@@ -90,10 +132,22 @@ impl Summary {
                 requests_failed as f64 / records.len() as f64
             },
             errors,
+            dropped: 0,
+            drop_rate: 0.0,
+            requested_rate: None,
+            send_rate,
             duration_s,
             ttft_ms: Distribution::from_ms(ok.iter().filter_map(|r| r.ttft_ms)),
             itl_ms: Distribution::from_ms(ok.iter().flat_map(|r| r.itl_ms())),
             e2el_ms: Distribution::from_ms(ok.iter().filter_map(|r| r.e2el_ms)),
+            ttft_intended_ms: Distribution::from_ms(
+                ok.iter().filter_map(|r| r.ttft_from_intended_ms()),
+            ),
+            e2el_intended_ms: Distribution::from_ms(
+                ok.iter().filter_map(|r| r.e2el_from_intended_ms()),
+            ),
+            lateness_ms: Distribution::from_ms(records.iter().filter_map(|r| r.lateness_ms())),
+            drift: Drift::of(records),
             tput_user: tpot_ms
                 .filter(|d| d.mean > 0.0)
                 .map_or(0.0, |d| 1000.0 / d.mean),
@@ -101,10 +155,25 @@ impl Summary {
             input_tokens,
             output_tokens,
             estimated_token_counts: ok.iter().filter(|r| r.tokens_estimated).count() as u64,
+            token_count_mismatches: ok.iter().filter(|r| r.token_counts_disagree()).count() as u64,
             input_tok_s: per_second(input_tokens),
             output_tok_s: per_second(output_tokens),
             req_s: per_second(requests_ok),
         }
+    }
+
+    /// Adds what an open-loop schedule knows: the rate asked for and the arrivals that were
+    /// never sent.
+    pub fn with_arrivals(mut self, requested_rate: Option<f64>, dropped: u64) -> Summary {
+        let arrivals = self.requests_ok + self.requests_failed + dropped;
+        self.requested_rate = requested_rate;
+        self.dropped = dropped;
+        self.drop_rate = if arrivals == 0 {
+            0.0
+        } else {
+            dropped as f64 / arrivals as f64
+        };
+        self
     }
 
     /// The distribution of a latency metric by name (`ttft_ms`, …).
@@ -114,6 +183,9 @@ impl Summary {
             "tpot_ms" => self.tpot_ms.as_ref(),
             "itl_ms" => self.itl_ms.as_ref(),
             "e2el_ms" => self.e2el_ms.as_ref(),
+            "ttft_intended_ms" => self.ttft_intended_ms.as_ref(),
+            "e2el_intended_ms" => self.e2el_intended_ms.as_ref(),
+            "lateness_ms" => self.lateness_ms.as_ref(),
             _ => None,
         }
     }
@@ -128,6 +200,9 @@ impl Summary {
             "requests_ok" => self.requests_ok as f64,
             "requests_failed" => self.requests_failed as f64,
             "error_rate" => self.error_rate,
+            "dropped" => self.dropped as f64,
+            "drop_rate" => self.drop_rate,
+            "send_rate" => self.send_rate,
             "duration_s" => self.duration_s,
             "input_tokens" => self.input_tokens as f64,
             "output_tokens" => self.output_tokens as f64,
@@ -189,8 +264,34 @@ mod tests {
     }
 
     #[test]
+    fn open_loop_latency_counts_from_the_intended_send_and_drops_are_counted() {
+        let mut late = ok_record(50.0, 140.0, 10);
+        late.send_ms = 2030.0;
+        late.intended_ms = Some(30.0);
+        let mut on_time = ok_record(50.0, 140.0, 10);
+        on_time.send_ms = 10.5;
+        on_time.intended_ms = Some(10.0);
+        let s = Summary::from_records(&[on_time, late], 3.0).with_arrivals(Some(2.0), 2);
+        assert_eq!(s.metric("ttft_ms.max"), Some(50.0));
+        assert_eq!(s.metric("ttft_intended_ms.max"), Some(2050.0));
+        assert_eq!(s.metric("e2el_intended_ms.min"), Some(140.5));
+        assert_eq!(s.metric("lateness_ms.max"), Some(2000.0));
+        assert_eq!((s.dropped, s.drop_rate), (2, 0.5));
+        assert_eq!(s.requested_rate, Some(2.0));
+        assert!(
+            (s.send_rate - 1000.0 / 2019.5).abs() < 1e-9,
+            "{}",
+            s.send_rate
+        );
+    }
+
+    #[test]
     fn every_listed_metric_name_resolves_on_a_full_summary() {
-        let s = Summary::from_records(&[ok_record(5.0, 95.0, 10)], 1.0);
+        let mut open = ok_record(5.0, 95.0, 10);
+        open.intended_ms = Some(0.0);
+        let mut second = open.clone();
+        second.send_ms = 1.0;
+        let s = Summary::from_records(&[open, second], 1.0);
         for name in metric_names() {
             assert!(s.metric(&name).is_some(), "{name}");
         }

@@ -15,6 +15,15 @@ use crate::case::Kind;
 use crate::metrics::Summary;
 use crate::verdict::Verdict;
 
+/// The measurements of the requests that went to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    /// Endpoint name from the case.
+    pub name: String,
+    /// Its requests' summary (throughputs over the whole window).
+    pub summary: Summary,
+}
+
 /// Everything known about one finished trial: the single result model that CSV rows, JSON
 /// summaries and tables are views of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,14 +48,20 @@ pub struct TrialReport {
     pub isl: u32,
     /// Output sequence length.
     pub osl: u32,
-    /// Requests in flight.
+    /// Load mode: `closed`, `open` or `users`.
+    pub mode: String,
+    /// Requests in flight (closed), users (users), or the in-flight cap (open; 0 = none).
     pub concurrency: u32,
+    /// Open loop: requests per second asked for.
+    pub rate: Option<f64>,
     /// Measured requests.
     pub num_prompts: u32,
     /// The pre-adjustment ISL/OSL when the matrix fitted them to the context, e.g. `8192/128 neutral`.
     pub adjusted: Option<String>,
     /// Measurements.
     pub summary: Summary,
+    /// The same measurements split by endpoint, when requests went to several.
+    pub endpoints: Vec<EndpointSummary>,
     /// Accuracy score (0–100), when an accuracy phase ran.
     pub accuracy: Option<f64>,
     /// The accuracy threshold it was judged against.

@@ -43,6 +43,7 @@ pub fn sample_report() -> TrialReport {
         output_tok_s: 25.6,
         req_s: 1.6,
         tput_user: 200.0,
+        ..Summary::default()
     };
     let checks = vec![
         Check {
@@ -99,10 +100,13 @@ pub fn sample_report() -> TrialReport {
         api: "chat".into(),
         isl: 128,
         osl: 16,
+        mode: "closed".into(),
         concurrency: 2,
+        rate: None,
         num_prompts: 5,
         adjusted: None,
         summary,
+        endpoints: Vec::new(),
         accuracy: None,
         accuracy_threshold: None,
         verdict: Verdict::from_checks(checks),

@@ -1,0 +1,135 @@
+//! Open-loop load: requests are sent on a schedule fixed before the run, whatever the server
+//! does, so a slow server cannot slow the arrivals down (no coordinated omission).
+//!
+//! A dedicated thread keeps the schedule: it sleeps with the OS timer (tens of microseconds
+//! of slack, where the async runtime's timer has a millisecond tick) until each absolute send
+//! time and hands the request to the runtime. Every record keeps its intended send time, so
+//! latency is reported both from the actual and from the intended send.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::source::{Phase, RequestSource};
+use crate::case::WhenFull;
+use crate::metrics::RequestRecord;
+
+/// An open-loop schedule.
+#[derive(Debug, Clone)]
+pub struct OpenLoop {
+    /// Absolute send offsets from the start of the window, non-decreasing.
+    pub offsets: Vec<Duration>,
+    /// Most requests in flight, if capped.
+    pub max_in_flight: Option<u32>,
+    /// What an arrival does at the cap.
+    pub when_full: WhenFull,
+    /// How long an arrival may wait for a slot (`WhenFull::Wait`) before it is dropped.
+    pub timeout: Duration,
+}
+
+/// What an open-loop run measured.
+#[derive(Debug)]
+pub struct OpenOutcome {
+    /// Records of the requests that were sent.
+    pub records: Vec<RequestRecord>,
+    /// Start of the schedule (offset zero).
+    pub window_start: Instant,
+    /// Arrivals that were never sent.
+    pub dropped: u64,
+}
+
+/// How far ahead of the first arrival the schedule starts, so setting up does not make the
+/// first sends late.
+const LEAD: Duration = Duration::from_millis(5);
+
+impl OpenLoop {
+    /// Sends every arrival of the schedule and waits for all of them.
+    pub async fn drive(&self, source: &Arc<RequestSource>) -> OpenOutcome {
+        let runtime = tokio::runtime::Handle::current();
+        let window_start = Instant::now() + LEAD;
+        let slots = self
+            .max_in_flight
+            .map(|n| Arc::new(Semaphore::new(n as usize)));
+        let plan = self.clone();
+        let source_for_thread = Arc::clone(source);
+        let dispatch = tokio::task::spawn_blocking(move || {
+            plan.dispatch(&runtime, &source_for_thread, slots, window_start)
+        });
+        let (handles, mut dropped) = match dispatch.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => (Vec::new(), self.offsets.len() as u64),
+        };
+        let mut records = Vec::with_capacity(handles.len());
+        for handle in handles {
+            match handle.await {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => dropped += 1,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => dropped += 1,
+            }
+        }
+        OpenOutcome {
+            records,
+            window_start,
+            dropped,
+        }
+    }
+
+    /// Runs on its own thread: sleeps to each send time and spawns the request.
+    fn dispatch(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        source: &Arc<RequestSource>,
+        slots: Option<Arc<Semaphore>>,
+        window_start: Instant,
+    ) -> (Vec<JoinHandle<Option<RequestRecord>>>, u64) {
+        let mut handles = Vec::with_capacity(self.offsets.len());
+        let mut dropped = 0u64;
+        for (id, offset) in self.offsets.iter().enumerate() {
+            let intended = window_start + *offset;
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let source = Arc::clone(source);
+            let id = id as u64;
+            let send = async move {
+                source
+                    .send(Phase::Measured, id, window_start, Some(intended))
+                    .await
+            };
+            let handle = match (&slots, self.when_full) {
+                (None, _) => runtime.spawn(async move { Some(send.await) }),
+                (Some(slots), WhenFull::Drop) => match Arc::clone(slots).try_acquire_owned() {
+                    Ok(permit) => runtime.spawn(async move {
+                        let record = send.await;
+                        drop(permit);
+                        Some(record)
+                    }),
+                    Err(_) => {
+                        dropped += 1;
+                        continue;
+                    }
+                },
+                (Some(slots), WhenFull::Wait) => {
+                    let slots = Arc::clone(slots);
+                    let give_up = tokio::time::Instant::from_std(intended + self.timeout);
+                    runtime.spawn(async move {
+                        let permit = tokio::time::timeout_at(give_up, slots.acquire_owned())
+                            .await
+                            .ok()?
+                            .ok()?;
+                        let record = send.await;
+                        drop(permit);
+                        Some(record)
+                    })
+                }
+            };
+            handles.push(handle);
+        }
+        (handles, dropped)
+    }
+}

@@ -1,0 +1,180 @@
+//! The load shape of one trial: the case's `load` section applied to one matrix combination.
+
+use std::time::Duration;
+
+use crate::case::{LoadMode, LoadSpec};
+use crate::matrix::Combination;
+
+/// Most requests any duration-bound run sends, whatever its duration.
+pub const MAX_REQUESTS: u64 = 1_000_000;
+
+/// How one trial drives its server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// `concurrency` in flight; `requests` in all, or for `duration` cycling `requests` prompts.
+    Closed {
+        /// Requests in flight.
+        concurrency: u32,
+        /// Measured requests (or the prompt pool size with a duration).
+        requests: u32,
+        /// Send for this long instead of stopping after `requests`.
+        duration: Option<Duration>,
+    },
+    /// `requests` arrivals at `rate` per second.
+    Open {
+        /// Requests per second.
+        rate: f64,
+        /// Arrivals scheduled.
+        requests: u32,
+    },
+    /// `users` virtual users for `duration`, cycling `pool` prompts.
+    Users {
+        /// Virtual users.
+        users: u32,
+        /// Run length.
+        duration: Duration,
+        /// Prompt pool size.
+        pool: u32,
+    },
+}
+
+impl Shape {
+    /// The shapes a combination becomes: one, or one per rate in open mode.
+    pub fn for_combination(load: &LoadSpec, c: &Combination) -> Vec<Shape> {
+        let requests = load.requests.unwrap_or(c.prompts).max(1);
+        let duration = load.duration.map(|d| d.0);
+        match load.mode {
+            LoadMode::Closed => vec![Shape::Closed {
+                concurrency: c.concurrency,
+                requests,
+                duration,
+            }],
+            LoadMode::Open => load
+                .rate
+                .0
+                .iter()
+                .map(|&rate| Shape::Open {
+                    rate,
+                    requests: match (load.requests, duration) {
+                        (None, Some(d)) => (rate * d.as_secs_f64())
+                            .ceil()
+                            .clamp(1.0, MAX_REQUESTS as f64)
+                            as u32,
+                        _ => requests,
+                    },
+                })
+                .collect(),
+            LoadMode::Users => vec![Shape::Users {
+                users: c.concurrency,
+                duration: duration.unwrap_or(Duration::from_secs(60)),
+                pool: requests,
+            }],
+        }
+    }
+
+    /// The trial-name part after `case::`: `isl128_osl64_c4_n4` (closed), `…_c4_30s` (closed
+    /// for a duration), `…_r10_n100` (open), `…_u16_60s` (users).
+    pub fn slug(&self, c: &Combination) -> String {
+        let lengths = format!("isl{}_osl{}", c.isl, c.osl);
+        match *self {
+            Shape::Closed {
+                duration: None,
+                requests,
+                concurrency,
+            } => format!("{lengths}_c{concurrency}_n{requests}"),
+            Shape::Closed {
+                duration: Some(d),
+                concurrency,
+                ..
+            } => format!("{lengths}_c{concurrency}_{}", compact(d)),
+            Shape::Open { rate, requests } => format!("{lengths}_r{rate}_n{requests}"),
+            Shape::Users {
+                users, duration, ..
+            } => format!("{lengths}_u{users}_{}", compact(duration)),
+        }
+    }
+
+    /// Requests in flight (closed), users (users), or none (open).
+    pub fn concurrency(&self) -> Option<u32> {
+        match *self {
+            Shape::Closed { concurrency, .. } => Some(concurrency),
+            Shape::Users { users, .. } => Some(users),
+            Shape::Open { .. } => None,
+        }
+    }
+
+    /// Distinct measured prompts to prepare.
+    pub fn pool_size(&self) -> u32 {
+        match *self {
+            Shape::Closed { requests, .. } | Shape::Open { requests, .. } => requests,
+            Shape::Users { pool, .. } => pool,
+        }
+    }
+
+    /// Requests per second asked for (open only).
+    pub fn rate(&self) -> Option<f64> {
+        match *self {
+            Shape::Open { rate, .. } => Some(rate),
+            _ => None,
+        }
+    }
+
+    /// The load mode.
+    pub fn mode(&self) -> LoadMode {
+        match self {
+            Shape::Closed { .. } => LoadMode::Closed,
+            Shape::Open { .. } => LoadMode::Open,
+            Shape::Users { .. } => LoadMode::Users,
+        }
+    }
+}
+
+/// `30s`, `1500ms`: a duration as one token for trial names.
+fn compact(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::case::load::parse_yaml;
+    use crate::matrix::Source;
+
+    fn combination(concurrency: u32, prompts: u32) -> Combination {
+        Combination {
+            isl: 128,
+            osl: 64,
+            concurrency,
+            prompts,
+            source: Source::Generated,
+            adjusted: None,
+            targets: None,
+        }
+    }
+
+    #[rstest]
+    #[case("{}", &["isl128_osl64_c4_n8"])]
+    #[case("{duration: 30s}", &["isl128_osl64_c4_30s"])]
+    #[case("{duration: 1500ms, requests: 3}", &["isl128_osl64_c4_1500ms"])]
+    #[case("{mode: open, rate: [10, 2.5]}", &["isl128_osl64_r10_n8", "isl128_osl64_r2.5_n8"])]
+    #[case("{mode: open, rate: 20, duration: 5s}", &["isl128_osl64_r20_n100"])]
+    #[case("{mode: open, rate: 20, requests: 7, duration: 5s}", &["isl128_osl64_r20_n7"])]
+    #[case("{mode: users, duration: 1m}", &["isl128_osl64_u4_60s"])]
+    fn shapes_name_their_trials(#[case] load: &str, #[case] slugs: &[&str]) {
+        let load: LoadSpec = parse_yaml(Path::new("l.yaml"), load).expect("parses");
+        let c = combination(4, 8);
+        let names: Vec<String> = Shape::for_combination(&load, &c)
+            .iter()
+            .map(|s| s.slug(&c))
+            .collect();
+        assert_eq!(names, slugs);
+    }
+}

@@ -1,0 +1,132 @@
+//! What a load run sends and where: prepared prompts, and the endpoints requests are spread
+//! over by weight.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand_chacha::ChaCha8Rng;
+
+use crate::client::{Client, Generation, ms_between};
+use crate::metrics::RequestRecord;
+
+/// One server requests may go to.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Name in per-endpoint summaries.
+    pub name: String,
+    /// Relative share of requests.
+    pub weight: f64,
+    /// The client speaking to it.
+    pub client: Client,
+}
+
+/// Which prompts a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Warmup: never measured.
+    Warmup,
+    /// The measured window.
+    Measured,
+}
+
+/// Everything a load driver needs to send request `id`: its prompt (pools are cycled when a
+/// run sends more requests than it has prompts) and its endpoint (chosen by weight from the
+/// seed and the id, so the choice does not depend on timing).
+#[derive(Debug)]
+pub struct RequestSource {
+    endpoints: Vec<Endpoint>,
+    picker: Option<WeightedIndex<f64>>,
+    measured: Vec<Generation>,
+    warmup: Vec<Generation>,
+    seed: u64,
+}
+
+/// Why a request source cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No endpoint, or weights that are not positive numbers.
+    #[error("endpoint weights must be positive numbers: {0}")]
+    Weights(String),
+    /// No measured prompt.
+    #[error("a load run needs at least one prompt")]
+    NoPrompts,
+}
+
+impl RequestSource {
+    /// A source over `endpoints` with measured and warmup prompt pools.
+    pub fn new(
+        endpoints: Vec<Endpoint>,
+        measured: Vec<Generation>,
+        warmup: Vec<Generation>,
+        seed: u64,
+    ) -> Result<RequestSource, SourceError> {
+        if measured.is_empty() {
+            return Err(SourceError::NoPrompts);
+        }
+        let picker = match endpoints.len() {
+            0 => return Err(SourceError::Weights("no endpoint".into())),
+            1 => None,
+            _ => Some(
+                WeightedIndex::new(endpoints.iter().map(|e| e.weight))
+                    .map_err(|e| SourceError::Weights(e.to_string()))?,
+            ),
+        };
+        Ok(RequestSource {
+            endpoints,
+            picker,
+            measured,
+            warmup,
+            seed,
+        })
+    }
+
+    /// The endpoints, in case order.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Size of the measured prompt pool.
+    pub fn pool_size(&self) -> usize {
+        self.measured.len()
+    }
+
+    /// The endpoint request `id` of `phase` goes to.
+    pub fn endpoint_of(&self, phase: Phase, id: u64) -> usize {
+        let Some(picker) = &self.picker else {
+            return 0;
+        };
+        let salt = match phase {
+            Phase::Warmup => 0x5741_524D,
+            Phase::Measured => 0,
+        };
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.seed ^ salt ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        picker.sample(&mut rng)
+    }
+
+    /// Sends request `id` and measures it. `intended` is its open-loop schedule time.
+    pub async fn send(
+        &self,
+        phase: Phase,
+        id: u64,
+        window_start: Instant,
+        intended: Option<Instant>,
+    ) -> RequestRecord {
+        let pool = match phase {
+            Phase::Measured => &self.measured,
+            Phase::Warmup if self.warmup.is_empty() => &self.measured,
+            Phase::Warmup => &self.warmup,
+        };
+        let request = &pool[(id % pool.len() as u64) as usize];
+        let endpoint = self.endpoint_of(phase, id);
+        let mut record = self.endpoints[endpoint]
+            .client
+            .generate(id, window_start, request)
+            .await;
+        record.endpoint = endpoint as u32;
+        record.intended_ms = intended.map(|at| ms_between(window_start, at));
+        record
+    }
+}
