@@ -23,15 +23,20 @@ pub const COLUMNS: &[&str] = &[
     "model",
     "server",
     "api",
+    "mode",
     "isl",
     "osl",
     "concurrency",
+    "rate",
     "num_prompts",
     "adjusted",
     "requests_ok",
     "requests_failed",
     "error_rate",
     "duration_s",
+    "dropped",
+    "drop_rate",
+    "send_rate",
     "ttft_ms_mean",
     "ttft_ms_std",
     "ttft_ms_p5",
@@ -40,6 +45,7 @@ pub const COLUMNS: &[&str] = &[
     "ttft_ms_p90",
     "ttft_ms_p95",
     "ttft_ms_p99",
+    "ttft_ms_cv",
     "tpot_ms_mean",
     "tpot_ms_std",
     "tpot_ms_p5",
@@ -48,6 +54,7 @@ pub const COLUMNS: &[&str] = &[
     "tpot_ms_p90",
     "tpot_ms_p95",
     "tpot_ms_p99",
+    "tpot_ms_cv",
     "itl_ms_mean",
     "itl_ms_std",
     "itl_ms_p5",
@@ -56,6 +63,7 @@ pub const COLUMNS: &[&str] = &[
     "itl_ms_p90",
     "itl_ms_p95",
     "itl_ms_p99",
+    "itl_ms_cv",
     "e2el_ms_mean",
     "e2el_ms_std",
     "e2el_ms_p5",
@@ -64,10 +72,23 @@ pub const COLUMNS: &[&str] = &[
     "e2el_ms_p90",
     "e2el_ms_p95",
     "e2el_ms_p99",
+    "e2el_ms_cv",
+    "ttft_intended_ms_p50",
+    "ttft_intended_ms_p99",
+    "e2el_intended_ms_p50",
+    "e2el_intended_ms_p99",
+    "lateness_ms_p50",
+    "lateness_ms_p99",
+    "lateness_ms_max",
     "input_tok_s",
     "output_tok_s",
     "req_s",
     "tput_user",
+    "estimated_token_counts",
+    "token_count_mismatches",
+    "ttft_drift",
+    "decode_drift",
+    "drift_flagged",
     "accuracy",
     "accuracy_threshold",
     "verdict",
@@ -75,7 +96,18 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 /// The distribution statistics written per latency metric, in column order.
-const ROW_STATS: [&str; 8] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99"];
+const ROW_STATS: [&str; 9] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99", "cv"];
+
+/// The open-loop metrics written, with the statistics of each, in column order.
+const OPEN_LOOP_FIELDS: [(&str, &str); 7] = [
+    ("ttft_intended_ms", "p50"),
+    ("ttft_intended_ms", "p99"),
+    ("e2el_intended_ms", "p50"),
+    ("e2el_intended_ms", "p99"),
+    ("lateness_ms", "p50"),
+    ("lateness_ms", "p99"),
+    ("lateness_ms", "max"),
+];
 
 /// Separator between the failure reasons in the `reasons` column.
 pub const REASON_SEPARATOR: &str = "; ";
@@ -108,24 +140,43 @@ pub fn row(report: &TrialReport) -> Vec<String> {
         report.model.clone(),
         report.server.clone(),
         report.api.clone(),
+        report.mode.clone(),
         report.isl.to_string(),
         report.osl.to_string(),
         report.concurrency.to_string(),
+        report.rate.map(|r| r.to_string()).unwrap_or_default(),
         report.num_prompts.to_string(),
         report.adjusted.clone().unwrap_or_default(),
         s.requests_ok.to_string(),
         s.requests_failed.to_string(),
         format!("{:.4}", s.error_rate),
         f3(s.duration_s),
+        s.dropped.to_string(),
+        format!("{:.4}", s.drop_rate),
+        f3(s.send_rate),
     ];
     for distribution in [&s.ttft_ms, &s.tpot_ms, &s.itl_ms, &s.e2el_ms] {
         fields.extend(distribution_fields(distribution.as_ref()));
     }
+    fields.extend(OPEN_LOOP_FIELDS.iter().map(|(metric, stat)| {
+        s.distribution(metric)
+            .and_then(|d| d.stat(stat))
+            .map(f3)
+            .unwrap_or_default()
+    }));
+    let drift = |value: fn(&crate::metrics::Drift) -> String| {
+        s.drift.as_ref().map(value).unwrap_or_default()
+    };
     fields.extend([
         f3(s.input_tok_s),
         f3(s.output_tok_s),
         f3(s.req_s),
         f3(s.tput_user),
+        s.estimated_token_counts.to_string(),
+        s.token_count_mismatches.to_string(),
+        drift(|d| format!("{:.4}", d.ttft_change)),
+        drift(|d| format!("{:.4}", d.decode_change)),
+        drift(|d| d.flagged.to_string()),
         report.accuracy.map(f3).unwrap_or_default(),
         report.accuracy_threshold.map(f3).unwrap_or_default(),
         report.verdict.status.as_str().to_string(),
@@ -308,15 +359,20 @@ mod tests {
             "model",
             "server",
             "api",
+            "mode",
             "isl",
             "osl",
             "concurrency",
+            "rate",
             "num_prompts",
             "adjusted",
             "requests_ok",
             "requests_failed",
             "error_rate",
             "duration_s",
+            "dropped",
+            "drop_rate",
+            "send_rate",
         ]
         .map(String::from)
         .to_vec();
@@ -325,12 +381,20 @@ mod tests {
                 expected.push(format!("{metric}_ms_{stat}"));
             }
         }
+        for (metric, stat) in OPEN_LOOP_FIELDS {
+            expected.push(format!("{metric}_{stat}"));
+        }
         expected.extend(
             [
                 "input_tok_s",
                 "output_tok_s",
                 "req_s",
                 "tput_user",
+                "estimated_token_counts",
+                "token_count_mismatches",
+                "ttft_drift",
+                "decode_drift",
+                "drift_flagged",
                 "accuracy",
                 "accuracy_threshold",
                 "verdict",

@@ -36,8 +36,15 @@ const LATENCIES: [(&str, &str); 4] = [
     ("e2el", "e2el_ms"),
 ];
 
+/// Open-loop latencies: from the intended send time, and the client's lateness.
+const OPEN_LOOP_LATENCIES: [(&str, &str); 3] = [
+    ("ttft (intended)", "ttft_intended_ms"),
+    ("e2el (intended)", "e2el_intended_ms"),
+    ("send lateness", "lateness_ms"),
+];
+
 /// The statistics shown per latency metric.
-const STATS: [&str; 8] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99"];
+const STATS: [&str; 9] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99", "cv"];
 
 /// Shown for a value that does not exist.
 const NONE: &str = "-";
@@ -160,9 +167,16 @@ fn parameters(out: &mut String, report: &TrialReport) {
         ("model", report.model.clone()),
         ("server", report.server.clone()),
         ("api", report.api.clone()),
+        ("mode", report.mode.clone()),
         ("ISL", report.isl.to_string()),
         ("OSL", report.osl.to_string()),
         ("concurrency", report.concurrency.to_string()),
+        (
+            "rate",
+            report
+                .rate
+                .map_or_else(|| NONE.to_string(), |r| format!("{r} req/s")),
+        ),
         ("prompts", report.num_prompts.to_string()),
         (
             "adjusted",
@@ -199,8 +213,10 @@ fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
     header.extend(STATS);
     let mut align = vec![Align::Left];
     align.extend([Align::Right; STATS.len()]);
+    let open_loop = report.mode == "open";
     let rows: Vec<Vec<String>> = LATENCIES
         .iter()
+        .chain(OPEN_LOOP_LATENCIES.iter().filter(|_| open_loop))
         .map(|(label, metric)| {
             let distribution = s.distribution(metric);
             let mut row = vec![label.to_string()];
@@ -248,7 +264,36 @@ fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
         ("input tokens", count(s.input_tokens)),
         ("output tokens", count(s.output_tokens)),
         ("duration s", num(s.duration_s, f3)),
+        ("estimated token counts", count(s.estimated_token_counts)),
+        ("token count mismatches", count(s.token_count_mismatches)),
     ];
+    if open_loop {
+        rows.push((
+            "requested rate",
+            s.requested_rate.map_or_else(|| NONE.to_string(), f3),
+        ));
+        rows.push(("send rate", num(s.send_rate, f3)));
+        rows.push(("dropped arrivals", count(s.dropped)));
+    }
+    // Whether drift could be computed depends on how many requests succeeded: a redacted
+    // table does not say.
+    let drift = |value: fn(&crate::metrics::Drift) -> String| {
+        measured(numbers, NUM, || {
+            s.drift.as_ref().map_or_else(|| NONE.to_string(), value)
+        })
+    };
+    rows.push((
+        "ttft drift (2nd vs 1st half)",
+        drift(|d| format!("{:+.1} %", d.ttft_change * 100.0)),
+    ));
+    rows.push((
+        "decode drift (2nd vs 1st half)",
+        drift(|d| format!("{:+.1} %", d.decode_change * 100.0)),
+    ));
+    rows.push((
+        "drift beyond 10 %",
+        drift(|d| if d.flagged { "yes" } else { "no" }.to_string()),
+    ));
     if report.accuracy.is_some() || report.accuracy_threshold.is_some() {
         rows.push((
             "accuracy",
@@ -262,6 +307,43 @@ fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
         ));
     }
     name_value_table(out, ["requests", "value"], rows);
+    if !report.endpoints.is_empty() {
+        out.push('\n');
+        endpoints(out, report, numbers);
+    }
+}
+
+fn endpoints(out: &mut String, report: &TrialReport, numbers: Numbers) {
+    let header = [
+        "endpoint",
+        "ok",
+        "failed",
+        "ttft p50",
+        "ttft p99",
+        "e2el p50",
+        "e2el p99",
+        "output tok/s",
+    ];
+    let mut align = vec![Align::Left];
+    align.extend([Align::Right; 7]);
+    let rows: Vec<Vec<String>> = report
+        .endpoints
+        .iter()
+        .map(|e| {
+            let s = &e.summary;
+            vec![
+                e.name.clone(),
+                measured(numbers, NUM, || s.requests_ok.to_string()),
+                measured(numbers, NUM, || s.requests_failed.to_string()),
+                latency_cell(numbers, s.ttft_ms.as_ref(), "p50"),
+                latency_cell(numbers, s.ttft_ms.as_ref(), "p99"),
+                latency_cell(numbers, s.e2el_ms.as_ref(), "p50"),
+                latency_cell(numbers, s.e2el_ms.as_ref(), "p99"),
+                measured(numbers, NUM, || f3(s.output_tok_s)),
+            ]
+        })
+        .collect();
+    push_table(out, &header, &align, &rows);
 }
 
 fn checks(out: &mut String, report: &TrialReport, numbers: Numbers) {
