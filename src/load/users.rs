@@ -59,7 +59,11 @@ impl Live {
         self.tokens
             .fetch_add(record.output_tokens.unwrap_or(0), Ordering::Relaxed);
         if let (Some(e2el), Ok(mut histogram)) = (record.e2el_ms, self.recent_e2el_us.lock()) {
-            histogram.saturating_record((e2el * 1000.0).max(0.0) as u64);
+            let us = (e2el * 1000.0).max(0.0) as u64;
+            // `record` grows the histogram as needed; saturating only if it cannot.
+            if histogram.record(us).is_err() {
+                histogram.saturating_record(us);
+            }
         }
     }
 }
@@ -188,7 +192,7 @@ pub fn progress_line(p: &Progress) -> String {
         .filter(|v| *v > 0.0)
         .map_or_else(|| "-".to_string(), |v| format!("{v:.0} ms"));
     format!(
-        "users {}/{} active | {} requests | {:.1} req/s | {:.0} tok/s | p90 e2el {} | errors {:.1}% | {}s left",
+        "users {}/{} active | {} requests | {:.1} req/s | {:.0} tok/s | p90 e2el {} | errors {:.1}% | {:.0}s left",
         p.active,
         p.users,
         p.requests,
@@ -196,7 +200,7 @@ pub fn progress_line(p: &Progress) -> String {
         p.tok_s,
         p90,
         p.error_pct,
-        p.left.as_secs()
+        p.left.as_secs_f64()
     )
 }
 

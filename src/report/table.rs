@@ -170,7 +170,12 @@ fn parameters(out: &mut String, report: &TrialReport) {
         ("mode", report.mode.clone()),
         ("ISL", report.isl.to_string()),
         ("OSL", report.osl.to_string()),
-        ("concurrency", report.concurrency.to_string()),
+        match (report.mode.as_str(), report.concurrency) {
+            ("open", 0) => ("max in flight", "unbounded".to_string()),
+            ("open", cap) => ("max in flight", cap.to_string()),
+            ("users", users) => ("users", users.to_string()),
+            (_, concurrency) => ("concurrency", concurrency.to_string()),
+        },
         (
             "rate",
             report
