@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use llm_stress::bench::server::{Script, ScriptServer};
+use llm_stress::bench::{self, BenchConfig};
 use llm_stress::case::{self, EmbeddedSpec, Kind};
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::matrix;
@@ -71,6 +74,43 @@ enum Command {
         /// The case file.
         case: PathBuf,
     },
+    /// Measure the client itself: chunks per client CPU-second and timestamp error against a
+    /// scripted server in a child process.
+    BenchClient {
+        /// Concurrent streams, one measurement each.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 64, 512, 2048])]
+        streams: Vec<u32>,
+        /// Chunks per request in the throughput phase.
+        #[arg(long, default_value_t = 256)]
+        tokens: u32,
+        /// Chunks received per throughput measurement.
+        #[arg(long, default_value_t = 400_000)]
+        chunks: u64,
+        /// Gap between a stream's chunks in the precision phase, milliseconds.
+        #[arg(long, default_value_t = 20)]
+        paced_itl_ms: u64,
+        /// Chunks per request in the precision phase.
+        #[arg(long, default_value_t = 16)]
+        paced_tokens: u32,
+    },
+    /// Serve the scripted benchmark server (used by bench-client) until Ctrl-C.
+    BenchServer {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Content chunks per answer.
+        #[arg(long, default_value_t = 256)]
+        tokens: u32,
+        /// From request to first chunk, microseconds.
+        #[arg(long, default_value_t = 0)]
+        ttft_us: u64,
+        /// Between chunks, microseconds (0: back to back).
+        #[arg(long, default_value_t = 0)]
+        itl_us: u64,
+        /// Log every write instant and serve the log at GET /log.
+        #[arg(long)]
+        log: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,6 +148,51 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 tokens_per_chunk,
             };
             serve(spec, model, port)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchClient {
+            streams,
+            tokens,
+            chunks,
+            paced_itl_ms,
+            paced_tokens,
+        } => {
+            let config = BenchConfig {
+                server_exe: std::env::current_exe().context("finding this executable")?,
+                streams,
+                tokens,
+                chunks,
+                paced_itl: Duration::from_millis(paced_itl_ms),
+                paced_tokens,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            println!("{}", bench::HEADER);
+            for row in runtime.block_on(bench::run(&config))? {
+                println!("{}", bench::render_row(&row));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchServer {
+            port,
+            tokens,
+            ttft_us,
+            itl_us,
+            log,
+        } => {
+            let script = Script {
+                ttft: Duration::from_micros(ttft_us),
+                itl: Duration::from_micros(itl_us),
+                tokens,
+                stall_first: Duration::ZERO,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                bench::raise_open_file_limit();
+                let server = ScriptServer::start(script, port, log).await?;
+                println!("listening on {}", server.url);
+                server.run_until_interrupted().await;
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { case } => {

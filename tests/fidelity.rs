@@ -1,16 +1,232 @@
-//! The harness reports what the server really did: against the embedded server, whose
-//! latencies are configured, measured TTFT, TPOT, ITL and E2EL match the configuration.
+//! The harness reports what the server really did. Against a scripted server that logs the
+//! instant of every chunk it writes, measured TTFT, ITL and E2EL match that truth at
+//! concurrency 1, 64 and 512; open-loop schedules are kept; a stalled server shows in the
+//! intended-time percentiles; and against the embedded server, measured latencies match its
+//! configuration.
 
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use llm_stress::case::{Api, EmbeddedSpec, LoadSpec};
+use llm_stress::bench::clock::ClockPair;
+use llm_stress::bench::server::{Script, ScriptServer};
+use llm_stress::case::{Api, Arrival, EmbeddedSpec, LoadMode, LoadSpec, Rates, WhenFull};
 use llm_stress::client::{Client, ClientConfig, Generation};
 use llm_stress::load::{self, Endpoint, RequestSource, Shape};
 use llm_stress::metrics::Summary;
 use llm_stress::prompts::synthetic_prompt;
 use llm_stress::server::embedded::EmbeddedServer;
+use rstest::rstest;
+
+/// A source of `requests` prompts `req-0`, `req-1`, … (the truth server keys its log by them).
+fn numbered_source(url: &str, requests: u32, max_tokens: u32) -> Arc<RequestSource> {
+    let config = ClientConfig::new(url, Api::Completions, "m", Duration::from_secs(30));
+    let endpoint = Endpoint {
+        name: "default".into(),
+        weight: 1.0,
+        client: Client::new(config).expect("client builds"),
+    };
+    let prompts = (0..requests)
+        .map(|i| Generation {
+            prompt: format!("req-{i}"),
+            max_tokens,
+        })
+        .collect();
+    Arc::new(RequestSource::new(vec![endpoint], prompts, Vec::new(), 1).expect("source"))
+}
+
+/// Within 2 % or 1 ms of the truth, whichever is looser.
+fn assert_within(what: &str, measured: f64, truth: f64) {
+    let allowed = (truth.abs() * 0.02).max(1.0);
+    assert!(
+        (measured - truth).abs() <= allowed,
+        "{what}: measured {measured:.3} ms, truth {truth:.3} ms (allowed ±{allowed:.3} ms)"
+    );
+}
+
+fn ms(from_ns: u64, to_ns: u64) -> f64 {
+    (to_ns as f64 - from_ns as f64) / 1e6
+}
+
+#[rstest]
+#[case(1, 6)]
+#[case(64, 64)]
+#[case(512, 512)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttft_itl_and_e2el_match_the_servers_own_log(
+    #[case] concurrency: u32,
+    #[case] requests: u32,
+) {
+    llm_stress::bench::raise_open_file_limit();
+    let script = Script {
+        ttft: Duration::from_millis(40),
+        itl: Duration::from_millis(8),
+        tokens: 16,
+        stall_first: Duration::ZERO,
+    };
+    let server = ScriptServer::start(script, 0, true)
+        .await
+        .expect("server starts");
+    let source = numbered_source(&server.url, requests, script.tokens);
+    let clocks = ClockPair::now();
+    let shape = Shape::Closed {
+        concurrency,
+        requests,
+        duration: None,
+    };
+    let load = LoadSpec {
+        warmup: llm_stress::case::Warmup::Requests(0),
+        ..LoadSpec::default()
+    };
+    let outcome = load::run(&load, &shape, &source).await;
+    assert_eq!(outcome.records.len(), requests as usize);
+    let (mut truth_ttft, mut truth_itl, mut truth_e2el) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stamp_errors = Vec::new();
+    for record in &outcome.records {
+        assert!(record.is_ok(), "{record:?}");
+        assert_eq!(record.output_tokens, Some(u64::from(script.tokens)));
+        let writes = server
+            .writes(record.id)
+            .expect("the server logged the request");
+        let start = clocks.ns_of(outcome.window_start);
+        let sent = start + (record.send_ms * 1e6) as u64;
+        truth_ttft.push(ms(sent, writes[0]));
+        truth_e2el.push(ms(sent, *writes.last().expect("writes")));
+        truth_itl.extend(writes.windows(2).map(|w| ms(w[0], w[1])));
+        // Chunks read together share one stamp, so compare per chunk against its own write.
+        for (&write, stamp) in writes.iter().zip(&record.chunk_ms) {
+            stamp_errors.push(record.send_ms + stamp - ms(start, write));
+        }
+    }
+    let summary = Summary::from_records(&outcome.records, outcome.duration_s);
+    for (name, measured, truth) in [
+        ("ttft", summary.ttft_ms, truth_ttft),
+        ("itl", summary.itl_ms, truth_itl),
+        ("e2el", summary.e2el_ms, truth_e2el),
+    ] {
+        let measured = measured.expect("measured");
+        let truth = llm_stress::metrics::Distribution::from_ms(truth).expect("truth");
+        assert_eq!(measured.count, truth.count, "{name} count");
+        for stat in ["mean", "p50", "p90", "p99"] {
+            let m = measured.stat(stat).expect("stat");
+            let t = truth.stat(stat).expect("stat");
+            assert_within(&format!("c{concurrency} {name} {stat}"), m, t);
+        }
+    }
+    let errors = llm_stress::metrics::Distribution::from_ms(stamp_errors).expect("errors");
+    eprintln!(
+        "c{concurrency}: chunk stamp error vs server write: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        errors.p50, errors.p99, errors.max
+    );
+    assert!(
+        errors.min >= -0.01,
+        "a chunk was stamped before it was written: {errors:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_at_500_per_second_keeps_its_rate_and_count() {
+    let server = EmbeddedServer::start(
+        EmbeddedSpec {
+            ttft_ms: 2.0,
+            tpot_ms: 1.0,
+            slots: 512,
+            ..Default::default()
+        },
+        "sim".into(),
+        0,
+    )
+    .await
+    .expect("embedded server starts");
+    let source = numbered_source(&server.base_url(), 1000, 4);
+    let load = LoadSpec {
+        mode: LoadMode::Open,
+        rate: Rates(vec![500.0]),
+        arrival: Arrival::Constant,
+        warmup: llm_stress::case::Warmup::Requests(0),
+        ..LoadSpec::default()
+    };
+    let shape = Shape::Open {
+        rate: 500.0,
+        requests: 1000,
+    };
+    let outcome = load::run(&load, &shape, &source).await;
+    server.shutdown().await;
+    let summary = Summary::from_records(&outcome.records, outcome.duration_s)
+        .with_arrivals(Some(500.0), outcome.dropped);
+    assert_eq!(outcome.dropped, 0);
+    assert_eq!(outcome.records.len(), 1000, "every arrival was sent");
+    assert_eq!(summary.requests_ok, 1000);
+    assert!(
+        (summary.send_rate - 500.0).abs() <= 5.0,
+        "send rate {:.2} req/s, asked 500",
+        summary.send_rate
+    );
+    let lateness = summary.lateness_ms.expect("lateness");
+    eprintln!(
+        "open loop 500/s: send rate {:.2}, lateness p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+        summary.send_rate, lateness.p50, lateness.p99, lateness.max
+    );
+    // The schedule is absolute: lateness does not accumulate over the run.
+    let last = outcome.records.last().expect("records");
+    assert!(
+        last.lateness_ms().expect("intended") < 20.0,
+        "the last send was {:.3} ms late",
+        last.lateness_ms().unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_second_stall_shows_in_intended_time_percentiles() {
+    let script = Script {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        tokens: 4,
+        stall_first: Duration::from_secs(2),
+    };
+    let server = ScriptServer::start(script, 0, false)
+        .await
+        .expect("server starts");
+    let source = numbered_source(&server.url, 150, script.tokens);
+    // 50 req/s for 3 s with one request in flight: while the first answer stalls, the next
+    // arrivals wait for the slot. Counted from their actual send they look fast; counted
+    // from when they were due they took up to 2 s.
+    let load = LoadSpec {
+        mode: LoadMode::Open,
+        rate: Rates(vec![50.0]),
+        arrival: Arrival::Constant,
+        max_in_flight: Some(1),
+        when_full: WhenFull::Wait,
+        warmup: llm_stress::case::Warmup::Requests(0),
+        ..LoadSpec::default()
+    };
+    let shape = Shape::Open {
+        rate: 50.0,
+        requests: 150,
+    };
+    let outcome = load::run(&load, &shape, &source).await;
+    let summary = Summary::from_records(&outcome.records, outcome.duration_s)
+        .with_arrivals(Some(50.0), outcome.dropped);
+    assert_eq!(summary.requests_ok, 150);
+    let actual = summary.ttft_ms.expect("ttft");
+    let intended = summary.ttft_intended_ms.expect("intended");
+    eprintln!(
+        "stall: ttft p50 {:.1} p90 {:.1} ms; from intended p50 {:.1} p90 {:.1} max {:.1} ms",
+        actual.p50, actual.p90, intended.p50, intended.p90, intended.max
+    );
+    assert!(
+        actual.p90 < 50.0,
+        "actual-send TTFT hides the stall: {actual:?}"
+    );
+    assert!(
+        intended.max > 1900.0,
+        "intended-time TTFT shows it: {intended:?}"
+    );
+    assert!(
+        intended.p50 > 200.0,
+        "about half the arrivals were held: {intended:?}"
+    );
+}
 
 struct Closed {
     concurrency: u32,

@@ -23,8 +23,10 @@ use crate::case::{LoadSpec, Warmup};
 use crate::metrics::RequestRecord;
 
 /// What a load run measured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadOutcome {
+    /// The instant every record's `send_ms` counts from.
+    pub window_start: Instant,
     /// One record per measured request that was sent, by id.
     pub records: Vec<RequestRecord>,
     /// Measured window: start of sending to the last completion, seconds.
@@ -121,6 +123,7 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
         .as_secs_f64();
     records.sort_by_key(|r| r.id);
     LoadOutcome {
+        window_start,
         records,
         duration_s,
         dropped,
