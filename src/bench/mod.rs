@@ -15,7 +15,7 @@ pub mod server;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -175,6 +175,7 @@ pub fn raise_open_file_limit() {
     }
 }
 
+/// A closed loop of `streams` streams sending `requests` requests in all, without warmup.
 fn closed(streams: u32, requests: u64) -> (LoadSpec, Shape) {
     let load = LoadSpec {
         warmup: Warmup::Requests(0),
@@ -186,6 +187,12 @@ fn closed(streams: u32, requests: u64) -> (LoadSpec, Shape) {
         duration: None,
     };
     (load, shape)
+}
+
+/// One request per stream, unmeasured, so every stream has its kept-alive connection open.
+async fn open_connections(source: &Arc<RequestSource>, streams: u32) {
+    let (load, shape) = closed(streams, u64::from(streams));
+    load::run(&load, &shape, source).await;
 }
 
 async fn throughput(config: &BenchConfig, streams: u32) -> Result<BenchRow, BenchError> {
@@ -200,11 +207,11 @@ async fn throughput(config: &BenchConfig, streams: u32) -> Result<BenchRow, Benc
         .div_ceil(per_request)
         .max(u64::from(streams) * 2);
     let source = source(&server.url, requests, config.tokens)?;
+    open_connections(&source, streams).await;
     let (load, shape) = closed(streams, requests);
     let cpu_before = process_cpu_s();
-    let started = Instant::now();
     let outcome = load::run(&load, &shape, &source).await;
-    let wall_s = started.elapsed().as_secs_f64();
+    let wall_s = outcome.duration_s;
     let client_cpu_s = process_cpu_s() - cpu_before;
     let ok = outcome.records.iter().filter(|r| r.is_ok()).count() as u64;
     Ok(BenchRow {
@@ -238,6 +245,7 @@ async fn precision(config: &BenchConfig, streams: u32) -> Result<Distribution, B
     .await?;
     let requests = u64::from(streams);
     let source = source(&server.url, requests, config.paced_tokens)?;
+    open_connections(&source, streams).await;
     let (load, shape) = closed(streams, requests);
     let clocks = ClockPair::now();
     let outcome = load::run(&load, &shape, &source).await;

@@ -4,8 +4,10 @@
 //! (tests) or across processes (`llm-stress bench-server`): the monotonic clock is one clock
 //! for the whole machine.
 //!
-//! It speaks just enough HTTP/1.1 for one request per connection (`connection: close`); the
-//! request is an OpenAI completions body whose prompt names the request as `req-N`.
+//! It speaks just enough HTTP/1.1 for what an inference server does: kept-alive connections
+//! (one request at a time), answers in chunked transfer encoding with one SSE event per HTTP
+//! chunk, as uvicorn-based servers send them. The request is an OpenAI completions body whose
+//! prompt names the request as `req-N`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -153,35 +155,63 @@ fn request_number(body: &[u8]) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Answers the requests of one connection until the client closes it.
 async fn serve(
     mut stream: TcpStream,
     script: Script,
-    first: bool,
+    mut first: bool,
     log: Option<Arc<Mutex<WriteLog>>>,
 ) {
-    let Some((request_line, body)) = read_request(&mut stream).await else {
-        return;
-    };
+    while let Some((request_line, body)) = read_request(&mut stream).await {
+        if answer(&mut stream, &request_line, &body, script, first, log.as_ref())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        first = false;
+    }
+}
+
+/// Appends `event` to `out` as one HTTP chunk.
+fn frame(out: &mut Vec<u8>, event: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+    out.extend_from_slice(event);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `event` as one HTTP chunk.
+async fn write_chunk(stream: &mut TcpStream, event: &[u8]) -> std::io::Result<()> {
+    let mut framed = Vec::with_capacity(event.len() + 12);
+    frame(&mut framed, event);
+    stream.write_all(&framed).await
+}
+
+async fn answer(
+    stream: &mut TcpStream,
+    request_line: &str,
+    body: &[u8],
+    script: Script,
+    first: bool,
+    log: Option<&Arc<Mutex<WriteLog>>>,
+) -> std::io::Result<()> {
     if request_line.starts_with("GET /log") {
         let json = log
-            .as_ref()
             .and_then(|l| l.lock().ok().map(|l| serde_json::to_string(&*l)))
             .and_then(Result::ok)
             .unwrap_or_else(|| "{}".into());
         let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             json.len()
         );
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(json.as_bytes()).await;
-        return;
+        stream.write_all(head.as_bytes()).await?;
+        return stream.write_all(json.as_bytes()).await;
     }
     let arrived = monotonic_ns();
-    let id = request_number(&body).unwrap_or(u64::MAX);
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
-    if stream.write_all(head.as_bytes()).await.is_err() {
-        return;
-    }
+    let id = request_number(body).unwrap_or(u64::MAX);
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await?;
     let stall = if first {
         script.stall_first
     } else {
@@ -195,6 +225,10 @@ async fn serve(
         0
     });
     let mut chunk = String::with_capacity(128);
+    // With no latency every token is ready at once: the whole answer goes out in one write,
+    // still one SSE event per HTTP chunk.
+    let zero_latency = start <= arrived && itl == 0;
+    let mut batch = Vec::new();
     for k in 0..script.tokens {
         let due = start + itl * u64::from(k);
         if due > monotonic_ns() {
@@ -209,12 +243,17 @@ async fn serve(
         chunk.push_str("data: {\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"model\":\"bench\",\"choices\":[{\"index\":0,\"text\":\" tok\",\"finish_reason\":");
         chunk.push_str(finish);
         chunk.push_str("}]}\n\n");
+        if zero_latency {
+            frame(&mut batch, chunk.as_bytes());
+            continue;
+        }
         if log.is_some() {
             writes.push(monotonic_ns());
         }
-        if stream.write_all(chunk.as_bytes()).await.is_err() {
-            return;
-        }
+        write_chunk(stream, chunk.as_bytes()).await?;
+    }
+    if zero_latency {
+        stream.write_all(&batch).await?;
     }
     let usage = format!(
         "data: {{\"id\":\"cmpl-bench\",\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{}}}}}\n\ndata: [DONE]\n\n",
@@ -225,6 +264,6 @@ async fn serve(
     {
         log.insert(id, writes);
     }
-    let _ = stream.write_all(usage.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    write_chunk(stream, usage.as_bytes()).await?;
+    stream.write_all(b"0\r\n\r\n").await
 }

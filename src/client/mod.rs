@@ -2,6 +2,7 @@
 //! arrival timestamps.
 
 pub mod protocol;
+pub mod sse;
 pub mod stream;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Request bodies and streamed chunk shapes of the OpenAI endpoints (`/v1/completions`,
 //! `/v1/chat/completions`) and llama.cpp's native `/completion`.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -51,11 +53,14 @@ pub fn request_body(
 }
 
 /// One streamed chunk (or a whole non-streamed response) of any of the three endpoints.
+///
+/// Text fields borrow from the event's bytes when they hold no escapes, so parsing a chunk
+/// allocates only its list of choices.
 #[derive(Debug, Default, Deserialize)]
-pub struct Chunk {
+pub struct Chunk<'a> {
     /// llama.cpp: generated text of this chunk.
-    #[serde(default)]
-    pub content: Option<String>,
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
     /// llama.cpp: true on the last chunk.
     #[serde(default)]
     pub stop: Option<bool>,
@@ -66,8 +71,8 @@ pub struct Chunk {
     #[serde(default)]
     pub tokens_evaluated: Option<u64>,
     /// Choices; empty on the final usage chunk.
-    #[serde(default)]
-    pub choices: Vec<Choice>,
+    #[serde(default, borrow)]
+    pub choices: Vec<Choice<'a>>,
     /// Token usage, on the final chunk when `include_usage` was asked for (and on every chunk
     /// for servers with continuous usage stats).
     #[serde(default)]
@@ -77,7 +82,7 @@ pub struct Chunk {
     pub error: Option<Value>,
 }
 
-impl Chunk {
+impl Chunk<'_> {
     /// Whether this chunk carries generated content.
     pub fn has_content(&self) -> bool {
         self.content.as_deref().is_some_and(|c| !c.is_empty())
@@ -118,16 +123,16 @@ impl Chunk {
 
 /// One choice of a chunk.
 #[derive(Debug, Default, Deserialize)]
-pub struct Choice {
+pub struct Choice<'a> {
     /// Completions: generated text.
-    #[serde(default)]
-    pub text: Option<String>,
+    #[serde(default, borrow)]
+    pub text: Option<Cow<'a, str>>,
     /// Chat: the delta.
-    #[serde(default)]
-    pub delta: Option<Delta>,
+    #[serde(default, borrow)]
+    pub delta: Option<Delta<'a>>,
     /// Chat, not streamed: the whole message.
-    #[serde(default)]
-    pub message: Option<Delta>,
+    #[serde(default, borrow)]
+    pub message: Option<Delta<'a>>,
     /// Set on the last chunk of a choice.
     #[serde(default)]
     pub finish_reason: Option<String>,
@@ -135,16 +140,16 @@ pub struct Choice {
 
 /// A chat delta.
 #[derive(Debug, Default, Deserialize)]
-pub struct Delta {
+pub struct Delta<'a> {
     /// Generated text.
-    #[serde(default)]
-    pub content: Option<String>,
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
     /// Reasoning text (vLLM, SGLang).
-    #[serde(default)]
-    pub reasoning_content: Option<String>,
+    #[serde(default, borrow)]
+    pub reasoning_content: Option<Cow<'a, str>>,
     /// Reasoning text (other servers).
-    #[serde(default)]
-    pub reasoning: Option<String>,
+    #[serde(default, borrow)]
+    pub reasoning: Option<Cow<'a, str>>,
     /// Tool-call deltas.
     #[serde(default)]
     pub tool_calls: Option<Vec<Value>>,
@@ -161,11 +166,11 @@ pub struct Usage {
     pub completion_tokens: Option<u64>,
 }
 
-impl Choice {
+impl Choice<'_> {
     /// Whether this choice carries generated content: text, reasoning or a tool call. A
     /// role-only delta is not a token.
     pub fn has_content(&self) -> bool {
-        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let non_empty = |s: &Option<Cow<'_, str>>| s.as_deref().is_some_and(|s| !s.is_empty());
         non_empty(&self.text)
             || self.delta.iter().chain(&self.message).any(|d| {
                 non_empty(&d.content)

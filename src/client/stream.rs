@@ -1,14 +1,10 @@
-//! Reading a server-sent-event response. Each read is stamped with its arrival time before
+//! Reading a response. Each read of a streamed body is stamped with its arrival time before
 //! anything is parsed; every event completed by that read carries that time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::StreamExt;
-
 use super::protocol::Chunk;
+use super::sse::SseParser;
 use super::{CountTokens, failed, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
@@ -16,144 +12,168 @@ use crate::metrics::{ErrorClass, RequestRecord};
 /// times, usage, and the failure class if the stream breaks, is malformed, times out or
 /// carries no output.
 pub async fn read_stream(
-    response: reqwest::Response,
+    mut response: reqwest::Response,
     sent: Instant,
     deadline: tokio::time::Instant,
-    mut record: RequestRecord,
+    record: RequestRecord,
     counter: Option<&dyn CountTokens>,
 ) -> RequestRecord {
-    // Nanoseconds from send to the most recent read, stored as the bytes arrive.
-    let last_read_ns = Arc::new(AtomicU64::new(0));
-    let stamp = Arc::clone(&last_read_ns);
-    let bytes = response.bytes_stream().map(move |item| {
-        stamp.store(
-            Instant::now().saturating_duration_since(sent).as_nanos() as u64,
-            Ordering::Relaxed,
-        );
-        item
-    });
-    let mut events = bytes.eventsource();
-    let arrival_ms = || last_read_ns.load(Ordering::Relaxed) as f64 / 1e6;
-    let mut finished = false;
-    let mut chunk_chars: Vec<usize> = Vec::new();
-    let mut per_chunk_usage = false;
-    let mut last_usage_tokens: Option<u64> = None;
-    // The generated text is kept only when a local tokenizer will count it.
-    let mut text = counter.map(|_| String::new());
-    loop {
-        let next = match tokio::time::timeout_at(deadline, events.next()).await {
-            Err(_) => {
-                record.e2el_ms = Some(ms_between(sent, Instant::now()));
+    let mut parser = SseParser::new();
+    let mut state = StreamState::new(record, counter.is_some());
+    // One timer for the whole stream: a timeout per read would register and cancel a timer
+    // for every chunk.
+    let timeout = tokio::time::sleep_until(deadline);
+    tokio::pin!(timeout);
+    while !state.done {
+        let read = tokio::select! {
+            biased;
+            read = response.chunk() => Ok(read),
+            () = &mut timeout => Err(()),
+        };
+        let read = match read {
+            Err(()) => {
+                state.record.e2el_ms = Some(ms_between(sent, Instant::now()));
                 return failed(
-                    record,
+                    state.record,
                     ErrorClass::Timeout,
                     "stream still open at the timeout",
                 );
             }
-            Ok(next) => next,
-        };
-        let event = match next {
-            None => break,
-            Some(Ok(event)) => event,
-            Some(Err(EventStreamError::Transport(e))) => {
-                record.e2el_ms = Some(arrival_ms());
+            Ok(Err(e)) => {
                 return failed(
-                    record,
+                    state.record,
                     ErrorClass::BrokenStream,
                     &format!("stream broke: {e}"),
                 );
             }
-            Some(Err(e)) => {
-                return failed(record, ErrorClass::Protocol, &format!("malformed SSE: {e}"));
-            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(read))) => read,
         };
-        let at = arrival_ms();
-        record.e2el_ms = Some(at);
-        let data = event.data.trim();
-        if data == "[DONE]" {
-            finished = true;
-            break;
+        // The read's arrival time, taken before any of it is parsed: every event it completes
+        // carries this time.
+        let at = ms_between(sent, Instant::now());
+        if let Err((class, detail)) = parser.feed(&read, |data| state.on_event(data, at)) {
+            return failed(state.record, class, &detail);
+        }
+    }
+    state.finish(counter)
+}
+
+/// What a stream has shown so far.
+struct StreamState {
+    record: RequestRecord,
+    /// `[DONE]` arrived: nothing more is read.
+    done: bool,
+    /// A finish reason (or `[DONE]`) arrived.
+    finished: bool,
+    chunk_chars: Vec<usize>,
+    per_chunk_usage: bool,
+    last_usage_tokens: Option<u64>,
+    /// The generated text, kept only when a local tokenizer will count it.
+    text: Option<String>,
+}
+
+impl StreamState {
+    fn new(record: RequestRecord, keep_text: bool) -> StreamState {
+        StreamState {
+            record,
+            done: false,
+            finished: false,
+            chunk_chars: Vec::new(),
+            per_chunk_usage: false,
+            last_usage_tokens: None,
+            text: keep_text.then(String::new),
+        }
+    }
+
+    /// Takes one event that arrived `at` ms after the send.
+    fn on_event(&mut self, data: &[u8], at: f64) -> Result<(), (ErrorClass, String)> {
+        if self.done {
+            return Ok(());
+        }
+        self.record.e2el_ms = Some(at);
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            self.finished = true;
+            self.done = true;
+            return Ok(());
         }
         if data.is_empty() {
-            continue;
+            return Ok(());
         }
-        let chunk: Chunk = match serde_json::from_str(data) {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                return failed(
-                    record,
-                    ErrorClass::Protocol,
-                    &format!("chunk is not valid JSON ({e}): {data}"),
-                );
-            }
-        };
-        if let Some(error) = chunk.error {
-            return failed(
-                record,
+        let chunk: Chunk<'_> = serde_json::from_slice(data).map_err(|e| {
+            let text = String::from_utf8_lossy(data);
+            (
                 ErrorClass::Protocol,
-                &format!("error event: {error}"),
-            );
+                format!("chunk is not valid JSON ({e}): {text}"),
+            )
+        })?;
+        if let Some(error) = &chunk.error {
+            return Err((ErrorClass::Protocol, format!("error event: {error}")));
         }
         let usage = chunk.usage();
         if chunk.has_content() {
             // With continuous usage stats the usage delta says how many tokens this chunk holds.
-            let tokens = match (usage.and_then(|u| u.completion_tokens), last_usage_tokens) {
+            let tokens = match (usage.and_then(|u| u.completion_tokens), self.last_usage_tokens) {
                 (Some(now), Some(before)) if now > before => Some((now - before) as u32),
                 (Some(now), None) if now > 0 => Some(now as u32),
                 _ => None,
             };
-            per_chunk_usage |= tokens.is_some();
-            if record.ttft_ms.is_none() {
-                record.ttft_ms = Some(at);
+            self.per_chunk_usage |= tokens.is_some();
+            if self.record.ttft_ms.is_none() {
+                self.record.ttft_ms = Some(at);
             }
-            record.chunk_ms.push(at);
-            record.chunk_tokens.push(tokens.unwrap_or(1));
-            chunk_chars.push(chunk.text_len());
-            if let Some(text) = text.as_mut() {
+            self.record.chunk_ms.push(at);
+            self.record.chunk_tokens.push(tokens.unwrap_or(1));
+            self.chunk_chars.push(chunk.text_len());
+            if let Some(text) = self.text.as_mut() {
                 chunk.push_text(text);
             }
         }
         if chunk.is_final() {
-            finished = true;
+            self.finished = true;
         }
         if let Some(usage) = usage {
             if usage.prompt_tokens.is_some() {
-                record.prompt_tokens = usage.prompt_tokens;
+                self.record.prompt_tokens = usage.prompt_tokens;
             }
             if usage.completion_tokens.is_some() {
-                record.output_tokens = usage.completion_tokens;
-                last_usage_tokens = usage.completion_tokens;
+                self.record.output_tokens = usage.completion_tokens;
+                self.last_usage_tokens = usage.completion_tokens;
             }
         }
+        Ok(())
     }
-    if !finished {
-        return failed(
-            record,
-            ErrorClass::BrokenStream,
-            "stream ended before [DONE] or a finish_reason",
-        );
-    }
-    if record.chunk_ms.is_empty() {
-        return failed(
-            record,
-            ErrorClass::EmptyOutput,
-            "no content chunk in the stream",
-        );
-    }
-    let chars: usize = chunk_chars.iter().sum();
-    count_output(&mut record, text.as_deref(), chars, counter);
-    match record.output_tokens {
-        Some(total)
-            if !per_chunk_usage
-                && (record.tokens_estimated || total != record.chunk_ms.len() as u64) =>
+
+    /// Judges the ended stream and settles the token counts.
+    fn finish(self, counter: Option<&dyn CountTokens>) -> RequestRecord {
+        let mut record = self.record;
+        if !self.finished {
+            return failed(
+                record,
+                ErrorClass::BrokenStream,
+                "stream ended before [DONE] or a finish_reason",
+            );
+        }
+        if record.chunk_ms.is_empty() {
+            return failed(
+                record,
+                ErrorClass::EmptyOutput,
+                "no content chunk in the stream",
+            );
+        }
+        let chars: usize = self.chunk_chars.iter().sum();
+        count_output(&mut record, self.text.as_deref(), chars, counter);
+        if let Some(total) = record.output_tokens
+            && !self.per_chunk_usage
+            && total != record.chunk_ms.len() as u64
         {
             // Usage came only at the end and chunks held several tokens each: share the total
             // among chunks by their text length.
-            record.chunk_tokens = apportion(total, &chunk_chars);
+            record.chunk_tokens = apportion(total, &self.chunk_chars);
         }
-        _ => {}
+        record
     }
-    record
 }
 
 /// Fills in the local tokenizer's count of the output and, when the server gave no usage,
