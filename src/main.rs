@@ -92,6 +92,10 @@ enum Command {
         /// Chunks per request in the precision phase.
         #[arg(long, default_value_t = 16)]
         paced_tokens: u32,
+        /// Worker threads of the client's runtime (default: as trials use, one per core or
+        /// `LLM_STRESS_CLIENT_THREADS`).
+        #[arg(long, env = "LLM_STRESS_CLIENT_THREADS")]
+        client_threads: Option<usize>,
     },
     /// Serve the scripted benchmark server (used by bench-client) until Ctrl-C.
     BenchServer {
@@ -156,6 +160,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             chunks,
             paced_itl_ms,
             paced_tokens,
+            client_threads,
         } => {
             let config = BenchConfig {
                 server_exe: std::env::current_exe().context("finding this executable")?,
@@ -165,7 +170,8 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 paced_itl: Duration::from_millis(paced_itl_ms),
                 paced_tokens,
             };
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let runtime = runner::client_runtime(client_threads)
+                .context("starting the async runtime")?;
             println!("{}", bench::HEADER);
             for row in runtime.block_on(bench::run(&config))? {
                 println!("{}", bench::render_row(&row));

@@ -108,13 +108,26 @@ pub enum RunError {
     Report(#[from] report::ReportError),
 }
 
+/// Environment variable setting the client runtime's worker threads (default: one per core).
+pub const CLIENT_THREADS_ENV: &str = "LLM_STRESS_CLIENT_THREADS";
+
+/// The async runtime load runs on: `threads` workers (default one per core).
+pub fn client_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads.filter(|t| *t > 0) {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build()
+}
+
 /// Runs one trial and writes its reports (CSV row, trial folder). A server that cannot be
 /// had, or requests that fail, make a FAIL verdict with the evidence; only failing to write
 /// results is an error.
 pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let threads = std::env::var(CLIENT_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let runtime = client_runtime(threads)?;
     let measured = runtime.block_on(measure(plan, ctx));
     let verdict = Verdict::from_checks(measured.checks);
     let expect_fail = plan.case.spec.expect == Expect::Fail;

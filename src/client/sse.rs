@@ -65,13 +65,38 @@ impl SseParser {
                 }
             }
         }
+        // The common event is one `data` line: it is handed over straight from the read,
+        // and copied only when a second data line follows or the read ends first.
+        let mut single: Option<&[u8]> = None;
         while let Some(end) = memchr::memchr2(b'\n', b'\r', read) {
             let line = &read[..end];
             read = self.after_terminator(read, end);
-            self.line(line, &mut on_event)?;
+            match (single, data_value(line)) {
+                (None, Some(value)) if !self.has_data => single = Some(value),
+                (Some(data), _) if line.is_empty() => {
+                    single = None;
+                    on_event(data)?;
+                }
+                (Some(data), _) => {
+                    single = None;
+                    self.start_data(data);
+                    self.line(line, &mut on_event)?;
+                }
+                (None, _) => self.line(line, &mut on_event)?,
+            }
+        }
+        if let Some(data) = single {
+            self.start_data(data);
         }
         self.partial.extend_from_slice(read);
         Ok(())
+    }
+
+    /// Begins the event's data with `value`, as a `data` line would.
+    fn start_data(&mut self, value: &[u8]) {
+        self.has_data = true;
+        self.data.extend_from_slice(value);
+        self.data.push(b'\n');
     }
 
     /// The rest of `read` after the line terminator at `end` (`\r\n` counts as one).
@@ -111,11 +136,19 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         if field == b"data" {
-            self.has_data = true;
-            self.data.extend_from_slice(value);
-            self.data.push(b'\n');
+            self.start_data(value);
         }
         Ok(())
+    }
+}
+
+/// The value of a `data` line (`data: v`, `data:v` or `data`), or `None` for any other line.
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"data")?;
+    match rest.first() {
+        None => Some(rest),
+        Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
+        Some(_) => None,
     }
 }
 
