@@ -1,39 +1,139 @@
 //! Prompts for load runs: seeded, reproducible, unique per request.
 //!
-//! Lengths are approximate here: a prompt of ISL words, each a common English word that most
-//! tokenizers encode as one token (the embedded server counts words, so it sees exactly ISL).
+//! - [`exact_prompt`]: synthetic prompts of exactly ISL tokens per a [`TokenCounter`] (a local
+//!   `tokenizer.json`, the server's `/tokenize`, or words for the embedded server).
+//! - [`load_dataset`]: JSON Lines and ShareGPT datasets.
+//! - [`build`]: the prompts of one trial, from either.
+//! - [`train_fixture_tokenizer`]: the project's own small tokenizer for tests.
 
+pub mod dataset;
+mod error;
+pub mod exact;
+pub mod fixture;
+mod pool;
+mod server;
+pub mod tokens;
+mod words;
+
+pub use dataset::{DatasetEntry, load_dataset};
+pub use error::PromptError;
+pub use exact::exact_prompt;
+pub use fixture::train_fixture_tokenizer;
+pub use server::ServerTokenizer;
+pub use tokens::{LocalTokenizer, TokenCounter};
+
+use std::path::Path;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "time", "people", "year",
-    "way", "day", "man", "thing", "woman", "life", "child", "world", "school", "state", "family",
-    "student", "group", "country", "problem", "hand", "part", "place", "case", "week", "company",
-    "system", "program", "question", "work", "number", "night", "point", "home", "water", "room",
-    "mother", "area", "money", "story", "fact", "month", "lot", "right", "study", "book", "eye",
-    "job", "word", "business", "issue", "side", "kind", "head", "house", "service", "friend",
-    "father", "power", "hour", "game", "line", "end", "member", "law", "car", "city", "name",
-];
+use crate::case::{PromptSource, PromptSpec};
+use exact::exact_prompts_local;
 
-/// A prompt of `isl` words for request `index` of a run seeded with `seed`. The first word
-/// differs per request, so a prefix cache cannot serve one request from another.
+/// Prompts built at once (matters for the server counter, whose counts are requests).
+const IN_FLIGHT: usize = 8;
+
+/// One prompt of a trial with its lengths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptItem {
+    /// The prompt text.
+    pub text: String,
+    /// Its length in tokens, per the counter.
+    pub isl: u32,
+    /// Tokens to generate for it.
+    pub osl: u32,
+}
+
+/// The `count` prompts of a trial, for indices `index_base..index_base + count` (index_base
+/// keeps warmup prompts apart from measured ones).
+///
+/// Synthetic: [`exact_prompt`]s of `isl` tokens with `osl` from the trial. Datasets (the path
+/// is relative to `case_dir`): the first `count` entries of the file, `osl` being the default
+/// OSL of JSONL lines without `output_tokens`; index `i` takes entry `i mod n`, as it is when
+/// `i < n`, otherwise (a cycled entry, or any index when `index_base` is past the entries)
+/// prefixed with the index words of [`exact_prompt`] so that it is unique from its first token
+/// on, and its ISL counted again.
+#[allow(clippy::too_many_arguments)]
+pub async fn build(
+    spec: &PromptSpec,
+    case_dir: &Path,
+    counter: &TokenCounter,
+    isl: u32,
+    osl: u32,
+    seed: u64,
+    count: usize,
+    index_base: u64,
+) -> Result<Vec<PromptItem>, PromptError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let indices = (0..count as u64).map(|i| index_base.wrapping_add(i));
+    if spec.source == PromptSource::Synthetic {
+        let local = exact_prompts_local(counter, isl, seed, indices.clone().collect()).await;
+        if let Some(texts) = local {
+            let item = |text| PromptItem { text, isl, osl };
+            return texts.map(|texts| texts.into_iter().map(item).collect());
+        }
+        return stream::iter(indices)
+            .map(|index| async move {
+                let text = exact_prompt(counter, isl, seed, index).await?;
+                Ok(PromptItem { text, isl, osl })
+            })
+            .buffered(IN_FLIGHT)
+            .try_collect()
+            .await;
+    }
+    let path = spec
+        .path
+        .as_deref()
+        .ok_or(PromptError::MissingDatasetPath {
+            source_name: spec.source.as_str(),
+        })?;
+    let entries = load_dataset(spec.source, &case_dir.join(path), counter, osl, count).await?;
+    let n = entries.len() as u64;
+    stream::iter(indices)
+        .map(|index| {
+            let entry = &entries[(index % n) as usize];
+            async move {
+                if index < n {
+                    return Ok(PromptItem {
+                        text: entry.prompt.clone(),
+                        isl: entry.isl,
+                        osl: entry.osl,
+                    });
+                }
+                let marker = counter.pool().await?.id_words(seed, index).join(" ");
+                let text = format!("{marker} {}", entry.prompt);
+                let isl = counter.count(&text).await?;
+                Ok(PromptItem {
+                    text,
+                    isl,
+                    osl: entry.osl,
+                })
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// A prompt of `isl` whitespace-separated words for request `index` of a run seeded with
+/// `seed` (exact for the embedded server only; see [`exact_prompt`] for other servers). The
+/// first word differs per request, so a prefix cache cannot serve one request from another.
 pub fn synthetic_prompt(isl: u32, seed: u64, index: u64) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut words: Vec<&str> = Vec::with_capacity(isl as usize);
+    let mut picked: Vec<&str> = Vec::with_capacity(isl as usize);
     let marker = format!("r{index}x{}", rng.random::<u32>());
     for _ in 1..isl {
-        words.push(WORDS.choose(&mut rng).copied().unwrap_or("the"));
+        picked.push(words::COMMON.choose(&mut rng).copied().unwrap_or("the"));
     }
     if isl == 0 {
         return String::new();
     }
     let mut prompt = marker;
-    for word in words {
+    for word in picked {
         prompt.push(' ');
         prompt.push_str(word);
     }

@@ -1,8 +1,10 @@
 //! The embedded OpenAI-compatible server: `/health`, `/v1/models`, `/v1/completions` and
-//! `/v1/chat/completions` (streaming and not), with tokens released on the schedule of an
-//! [`Engine`]. Trials start it on a free loopback port inside their own process.
+//! `/v1/chat/completions` (streaming and not), llama.cpp's `/completion`, and `/tokenize`
+//! (vLLM and llama.cpp forms), with tokens released on the schedule of an [`Engine`]. Trials
+//! start it on a free loopback port inside their own process.
 
 pub mod engine;
+pub mod llama;
 pub mod protocol;
 
 use std::convert::Infallible;
@@ -24,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::case::EmbeddedSpec;
-use engine::{Engine, EngineRequest, LatencyModel};
+use engine::{Admission, Engine, EngineRequest, LatencyModel};
 use protocol::{Endpoint, Responder, error_body, token_text};
 
 /// Why the embedded server could not start.
@@ -92,6 +94,8 @@ impl EmbeddedServer {
             .route("/v1/models", get(models))
             .route("/v1/completions", post(completions))
             .route("/v1/chat/completions", post(chat))
+            .route("/completion", post(llama_completion))
+            .route("/tokenize", post(tokenize))
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         // Without TCP_NODELAY, Nagle's algorithm holds small SSE writes on a kept-alive
@@ -173,12 +177,21 @@ fn event(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(error_body(message))).into_response()
+}
+
+async fn tokenize(body: Bytes) -> Response {
+    match llama::tokenize(&body) {
+        Ok(answer) => Json(answer).into_response(),
+        Err(message) => bad_request(&message),
+    }
+}
+
 async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Response {
     let request = match protocol::parse(endpoint, body) {
         Ok(request) => request,
-        Err(message) => {
-            return (StatusCode::BAD_REQUEST, Json(error_body(&message))).into_response();
-        }
+        Err(message) => return bad_request(&message),
     };
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let responder = Responder {
@@ -192,41 +205,104 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         output_tokens: request.max_tokens,
     };
     if !request.stream {
-        let admission = state.engine.admit(engine_request).await;
-        if request.max_tokens > 0 {
-            tokio::time::sleep_until(admission.token_due(request.max_tokens as usize - 1)).await;
-        }
-        return Json(responder.full(request.prompt_tokens, request.max_tokens)).into_response();
+        let admission = admit_all(&state, engine_request).await;
+        let body = responder.full(request.prompt_tokens, request.max_tokens);
+        drop(admission);
+        return Json(body).into_response();
     }
+    let first = (endpoint == Endpoint::Chat).then(|| event(&responder.role_chunk()));
+    let total = request.max_tokens as usize;
+    let chunk_responder = responder.clone();
+    stream_tokens(
+        state,
+        engine_request,
+        first,
+        move |from, to| event(&chunk_responder.content_chunk(&token_text(from, to), to == total)),
+        move |_| {
+            let usage = request
+                .include_usage
+                .then(|| event(&responder.usage_chunk(request.prompt_tokens, request.max_tokens)));
+            usage
+                .into_iter()
+                .chain([Bytes::from_static(b"data: [DONE]\n\n")])
+                .collect()
+        },
+    )
+}
+
+/// llama.cpp's native `/completion`: content chunks, then a last event with `stop: true`,
+/// token counts and timings, and no `[DONE]` (as llama-server does).
+async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let request = match llama::parse_completion(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    let engine_request = EngineRequest {
+        prompt_tokens: request.prompt_tokens,
+        output_tokens: request.n_predict,
+    };
+    let model = state.model.clone();
+    if !request.stream {
+        let admission = admit_all(&state, engine_request).await;
+        let content = token_text(0, request.n_predict as usize);
+        return Json(llama::last(&model, &content, &request, &admission)).into_response();
+    }
+    stream_tokens(
+        state,
+        engine_request,
+        None,
+        |from, to| event(&llama::chunk(&token_text(from, to))),
+        move |admission| vec![event(&llama::last(&model, "", &request, admission))],
+    )
+}
+
+/// Admits a request and waits until its last token is due (non-streaming answers).
+async fn admit_all(state: &AppState, request: EngineRequest) -> Admission {
+    let admission = state.engine.admit(request).await;
+    if request.output_tokens > 0 {
+        tokio::time::sleep_until(admission.token_due(request.output_tokens as usize - 1)).await;
+    }
+    admission
+}
+
+/// Streams a response as server-sent events: once admitted, `first` (if any), then
+/// `chunk(from, to)` for each run of `tokens_per_chunk` tokens when its last token is due, then
+/// the events of `last`. A client that goes away stops it, which frees the engine's place.
+fn stream_tokens<C, L>(
+    state: Arc<AppState>,
+    request: EngineRequest,
+    first: Option<Bytes>,
+    chunk: C,
+    last: L,
+) -> Response
+where
+    C: Fn(usize, usize) -> Bytes + Send + 'static,
+    L: FnOnce(&Admission) -> Vec<Bytes> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
-        let admission = state.engine.admit(engine_request).await;
+        let admission = state.engine.admit(request).await;
         let send = |bytes: Bytes| tx.send(Ok(bytes));
-        // A failed send means the client went away: stop, which frees the engine's place.
-        if endpoint == Endpoint::Chat && send(event(&responder.role_chunk())).await.is_err() {
+        if let Some(first) = first
+            && send(first).await.is_err()
+        {
             return;
         }
-        let total = request.max_tokens as usize;
+        let total = request.output_tokens as usize;
         let mut next = 0;
         while next < total {
             let end = (next + state.tokens_per_chunk).min(total);
             tokio::time::sleep_until(admission.token_due(end - 1)).await;
-            let chunk = responder.content_chunk(&token_text(next, end), end == total);
-            if send(event(&chunk)).await.is_err() {
+            if send(chunk(next, end)).await.is_err() {
                 return;
             }
             next = end;
         }
-        if request.include_usage
-            && send(event(
-                &responder.usage_chunk(request.prompt_tokens, request.max_tokens),
-            ))
-            .await
-            .is_err()
-        {
-            return;
+        for bytes in last(&admission) {
+            if send(bytes).await.is_err() {
+                return;
+            }
         }
-        send(Bytes::from_static(b"data: [DONE]\n\n")).await.ok();
         drop(admission);
     });
     Response::builder()

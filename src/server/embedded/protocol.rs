@@ -77,6 +77,7 @@ pub fn error_body(message: &str) -> Value {
 }
 
 /// Builds the JSON of responses for one request.
+#[derive(Debug, Clone)]
 pub struct Responder {
     /// The endpoint.
     pub endpoint: Endpoint,
