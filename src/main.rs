@@ -170,8 +170,8 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 paced_itl: Duration::from_millis(paced_itl_ms),
                 paced_tokens,
             };
-            let runtime = runner::client_runtime(client_threads)
-                .context("starting the async runtime")?;
+            let runtime =
+                runner::client_runtime(client_threads).context("starting the async runtime")?;
             println!("{}", bench::HEADER);
             for row in runtime.block_on(bench::run(&config))? {
                 println!("{}", bench::render_row(&row));

@@ -1,16 +1,17 @@
 //! Running one trial end to end: server, load, summary, verdict, reports. Shared by the test
 //! harness and the CLI.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::case::{AttachSpec, Destination, Expect, Kind, LoadMode, LoadedCase, ServerSpec};
-use crate::client::{Client, ClientConfig, Generation};
+use crate::client::{Client, ClientConfig, CountTokens, Generation};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource, Shape};
 use crate::matrix::Combination;
 use crate::metrics::{RequestRecord, Summary};
-use crate::prompts::synthetic_prompt;
+use crate::prompts::{self, TokenCounter};
 use crate::report::{self, EndpointSummary, TrialReport};
 use crate::server::RunningServer;
 use crate::verdict::{self, Check, Status, Verdict};
@@ -248,6 +249,23 @@ async fn drive(
             format!("environment variable `{var}` (client.api_key_env) is not set")
         })?),
     };
+    // A local tokenizer also counts each answer, to check the server's counts (or stand in
+    // for them when it gives none).
+    let output_counter: Option<Arc<dyn CountTokens>> = match (
+        &plan.case.model.tokenizer,
+        spec.prompts.use_server_tokenizer,
+    ) {
+        (Some(file), false) => {
+            let path = plan
+                .case
+                .model_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file);
+            Some(Arc::new(cached_tokenizer(&path)?))
+        }
+        _ => None,
+    };
     let mut endpoints = Vec::with_capacity(servers.len());
     for (destination, server) in destinations.iter().zip(servers) {
         let config = ClientConfig {
@@ -261,7 +279,7 @@ async fn drive(
             stream: spec.client.stream,
             headers: spec.client.headers.clone().into_iter().collect(),
             api_key: api_key.clone(),
-            tokenizer: None,
+            tokenizer: output_counter.clone(),
         };
         let client = Client::new(config).map_err(|e| e.to_string())?;
         endpoints.push(Endpoint {
@@ -271,29 +289,105 @@ async fn drive(
         });
     }
     let names = endpoints.iter().map(|e| e.name.clone()).collect();
-    let c = &plan.combination;
-    let seed = spec.load.seed;
-    let measured = synthetic_pool(c.isl, c.osl, seed, plan.shape.pool_size(), 0);
-    let warmup = synthetic_pool(
-        c.isl,
-        c.osl,
-        seed,
-        load::warmup_pool_size(&spec.load, &plan.shape),
-        u64::MAX / 2,
-    );
-    let source =
-        RequestSource::new(endpoints, measured, warmup, seed).map_err(|e| e.to_string())?;
+    let (measured, warmup) = prompts_for(plan, &endpoints, &servers[0]).await?;
+    let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
+        .map_err(|e| e.to_string())?;
     let outcome = load::run(&spec.load, &plan.shape, &Arc::new(source)).await;
     Ok((outcome, names))
 }
 
-fn synthetic_pool(isl: u32, osl: u32, seed: u64, count: u32, index_base: u64) -> Vec<Generation> {
-    (0..u64::from(count))
-        .map(|i| Generation {
-            prompt: synthetic_prompt(isl, seed, index_base.wrapping_add(i)),
-            max_tokens: osl,
-        })
-        .collect()
+/// The token counter a case's prompts are measured with: the server's `/tokenize`
+/// (`prompts.use_server_tokenizer`), the model spec's `tokenizer.json`, or words (exact for the
+/// embedded server only).
+fn token_counter(
+    plan: &TrialPlan,
+    endpoints: &[Endpoint],
+    server: &RunningServer,
+) -> Result<TokenCounter, String> {
+    let case = &plan.case;
+    if case.spec.prompts.use_server_tokenizer {
+        let http = endpoints
+            .first()
+            .map(|e| e.client.http().clone())
+            .ok_or("no endpoint")?;
+        return Ok(TokenCounter::server(
+            http,
+            &server.base_url,
+            &server.served_model,
+        ));
+    }
+    match &case.model.tokenizer {
+        Some(file) => {
+            let path = case
+                .model_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file);
+            cached_tokenizer(&path)
+        }
+        None => Ok(TokenCounter::words()),
+    }
+}
+
+/// Tokenizer files are read once per process and shared by its trials.
+fn cached_tokenizer(path: &Path) -> Result<TokenCounter, String> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, TokenCounter>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(counter) = cache.lock().ok().and_then(|c| c.get(path).cloned()) {
+        return Ok(counter);
+    }
+    let counter = TokenCounter::from_file(path).map_err(|e| e.to_string())?;
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(path.to_path_buf(), counter.clone());
+    }
+    Ok(counter)
+}
+
+/// Builds the measured and warmup prompts (before anything is measured), and gives each
+/// endpoint's client the local tokenizer, if any, to count output text with.
+async fn prompts_for(
+    plan: &TrialPlan,
+    endpoints: &[Endpoint],
+    server: &RunningServer,
+) -> Result<(Vec<Generation>, Vec<Generation>), String> {
+    let spec = &plan.case.spec;
+    let counter = token_counter(plan, endpoints, server)?;
+    let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
+    let c = &plan.combination;
+    let build = |count: u32, index_base: u64| {
+        let counter = &counter;
+        async move {
+            prompts::build(
+                &spec.prompts,
+                case_dir,
+                counter,
+                c.isl,
+                c.osl,
+                spec.load.seed,
+                count as usize,
+                index_base,
+            )
+            .await
+            .map(|items| {
+                items
+                    .into_iter()
+                    .map(|item| Generation {
+                        prompt: item.text,
+                        max_tokens: item.osl,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| format!("prompts: {e}"))
+        }
+    };
+    let measured = build(plan.shape.pool_size(), 0).await?;
+    let warmup_count = load::warmup_pool_size(&spec.load, &plan.shape);
+    let warmup = if warmup_count == 0 {
+        Vec::new()
+    } else {
+        build(warmup_count, u64::MAX / 2).await?
+    };
+    Ok((measured, warmup))
 }
 
 /// Summarises the outcome (overall and per endpoint) and checks it.

@@ -12,7 +12,7 @@
 pub mod clock;
 pub mod server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,12 +95,15 @@ pub enum BenchError {
 }
 
 /// A `bench-server` child process, killed when dropped.
-struct ServerProcess {
-    url: String,
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// Its base URL.
+    pub url: String,
     _child: Child,
 }
 
-async fn spawn_server(exe: &PathBuf, args: &[String]) -> Result<ServerProcess, BenchError> {
+/// Starts `exe bench-server ARGS` and waits for the line saying where it listens.
+pub async fn spawn_server(exe: &Path, args: &[String]) -> Result<ServerProcess, BenchError> {
     let mut child = Command::new(exe)
         .arg("bench-server")
         .args(args)
@@ -249,17 +252,7 @@ async fn precision(config: &BenchConfig, streams: u32) -> Result<Distribution, B
     let (load, shape) = closed(streams, requests);
     let clocks = ClockPair::now();
     let outcome = load::run(&load, &shape, &source).await;
-    let log: WriteLog = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| BenchError::Server(e.to_string()))?
-        .get(format!("{}/log", server.url))
-        .send()
-        .await
-        .map_err(|e| BenchError::Server(format!("GET /log: {e}")))?
-        .json()
-        .await
-        .map_err(|e| BenchError::Server(format!("GET /log: {e}")))?;
+    let log = fetch_log(&server.url).await?;
     let start_ns = clocks.ns_of(outcome.window_start) as f64;
     let errors = outcome.records.iter().flat_map(|record| {
         let writes = log.get(&record.id).cloned().unwrap_or_default();
@@ -271,6 +264,22 @@ async fn precision(config: &BenchConfig, streams: u32) -> Result<Distribution, B
     });
     Distribution::from_ms(errors.collect::<Vec<_>>())
         .ok_or_else(|| BenchError::Server("no chunk was logged".into()))
+}
+
+/// The write log of a `bench-server --log` at `url`.
+pub async fn fetch_log(url: &str) -> Result<WriteLog, BenchError> {
+    let failed = |e: reqwest::Error| BenchError::Server(format!("GET {url}/log: {e}"));
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(failed)?
+        .get(format!("{url}/log"))
+        .send()
+        .await
+        .map_err(failed)?
+        .json()
+        .await
+        .map_err(failed)
 }
 
 /// Runs both phases for every stream count.

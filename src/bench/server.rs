@@ -163,9 +163,16 @@ async fn serve(
     log: Option<Arc<Mutex<WriteLog>>>,
 ) {
     while let Some((request_line, body)) = read_request(&mut stream).await {
-        if answer(&mut stream, &request_line, &body, script, first, log.as_ref())
-            .await
-            .is_err()
+        if answer(
+            &mut stream,
+            &request_line,
+            &body,
+            script,
+            first,
+            log.as_ref(),
+        )
+        .await
+        .is_err()
         {
             return;
         }

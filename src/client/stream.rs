@@ -114,7 +114,10 @@ impl StreamState {
         let usage = chunk.usage();
         if chunk.has_content() {
             // With continuous usage stats the usage delta says how many tokens this chunk holds.
-            let tokens = match (usage.and_then(|u| u.completion_tokens), self.last_usage_tokens) {
+            let tokens = match (
+                usage.and_then(|u| u.completion_tokens),
+                self.last_usage_tokens,
+            ) {
                 (Some(now), Some(before)) if now > before => Some((now - before) as u32),
                 (Some(now), None) if now > 0 => Some(now as u32),
                 _ => None,

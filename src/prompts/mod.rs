@@ -25,9 +25,6 @@ pub use tokens::{LocalTokenizer, TokenCounter};
 use std::path::Path;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 use crate::case::{PromptSource, PromptSpec};
 use exact::exact_prompts_local;
@@ -117,41 +114,4 @@ pub async fn build(
         .buffered(IN_FLIGHT)
         .try_collect()
         .await
-}
-
-/// A prompt of `isl` whitespace-separated words for request `index` of a run seeded with
-/// `seed` (exact for the embedded server only; see [`exact_prompt`] for other servers). The
-/// first word differs per request, so a prefix cache cannot serve one request from another.
-pub fn synthetic_prompt(isl: u32, seed: u64, index: u64) -> String {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut picked: Vec<&str> = Vec::with_capacity(isl as usize);
-    let marker = format!("r{index}x{}", rng.random::<u32>());
-    for _ in 1..isl {
-        picked.push(words::COMMON.choose(&mut rng).copied().unwrap_or("the"));
-    }
-    if isl == 0 {
-        return String::new();
-    }
-    let mut prompt = marker;
-    for word in picked {
-        prompt.push(' ');
-        prompt.push_str(word);
-    }
-    prompt
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prompts_have_isl_words_are_reproducible_and_unique() {
-        let a = synthetic_prompt(128, 7, 0);
-        assert_eq!(a.split_whitespace().count(), 128);
-        assert_eq!(a, synthetic_prompt(128, 7, 0));
-        assert_ne!(a, synthetic_prompt(128, 7, 1));
-        assert_ne!(a, synthetic_prompt(128, 8, 0));
-        assert_eq!(synthetic_prompt(1, 0, 0).split_whitespace().count(), 1);
-        assert_eq!(synthetic_prompt(0, 0, 0), "");
-    }
 }

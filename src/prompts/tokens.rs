@@ -165,6 +165,12 @@ fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+impl crate::client::CountTokens for TokenCounter {
+    fn count_tokens(&self, text: &str) -> Option<u64> {
+        self.count_local(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
