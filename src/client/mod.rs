@@ -201,7 +201,10 @@ impl Client {
         }
         let counter = self.tokenizer.as_deref();
         if self.stream {
-            stream::read_stream(response, sent, deadline, record, counter).await
+            // At most one content chunk per token is expected (capped: max_tokens is the
+            // caller's number).
+            let expected = (request.max_tokens as usize).min(1 << 16);
+            stream::read_stream(response, sent, deadline, record, counter, expected).await
         } else {
             stream::read_whole(response, sent, deadline, record, counter).await
         }

@@ -17,9 +17,10 @@ pub async fn read_stream(
     deadline: tokio::time::Instant,
     record: RequestRecord,
     counter: Option<&dyn CountTokens>,
+    expected_chunks: usize,
 ) -> RequestRecord {
     let mut parser = SseParser::new();
-    let mut state = StreamState::new(record, counter.is_some());
+    let mut state = StreamState::new(record, counter.is_some(), expected_chunks);
     // One timer for the whole stream: a timeout per read would register and cancel a timer
     // for every chunk.
     let timeout = tokio::time::sleep_until(deadline);
@@ -74,12 +75,16 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(record: RequestRecord, keep_text: bool) -> StreamState {
+    /// `expected_chunks` sizes the per-chunk lists up front, so they do not grow (and move)
+    /// while chunks arrive.
+    fn new(mut record: RequestRecord, keep_text: bool, expected_chunks: usize) -> StreamState {
+        record.chunk_ms.reserve(expected_chunks);
+        record.chunk_tokens.reserve(expected_chunks);
         StreamState {
             record,
             done: false,
             finished: false,
-            chunk_chars: Vec::new(),
+            chunk_chars: Vec::with_capacity(expected_chunks),
             per_chunk_usage: false,
             last_usage_tokens: None,
             text: keep_text.then(String::new),
