@@ -167,3 +167,64 @@ async fn refused_connections_and_silent_servers_are_connect_and_timeout() {
     assert_eq!(record.error, Some(ErrorClass::Timeout), "{record:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A server that answers 401 quoting the request's headers back, as some gateways do.
+async fn echoing_headers() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&request).contains("\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&request).into_owned();
+        let head = &text[..text.find("\r\n\r\n").unwrap_or(text.len())];
+        let quoted: Vec<&str> = head
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                l.starts_with("authorization:") || l.starts_with("x-tenant:")
+            })
+            .collect();
+        let body = format!("{{\"error\":\"rejected: {}\"}}", quoted.join(" | "));
+        socket
+            .write_all(&http(
+                "401 Unauthorized",
+                "application/json",
+                body.as_bytes(),
+            ))
+            .await
+            .ok();
+        socket.shutdown().await.ok();
+    });
+    url
+}
+
+#[tokio::test]
+async fn the_api_key_is_sent_but_never_recorded() {
+    let url = echoing_headers().await;
+    let mut config = ClientConfig::new(&url, Api::Chat, "m", Duration::from_secs(2));
+    config.api_key = Some("sk-test-0123456789".into());
+    config.headers = vec![("X-Tenant".into(), "bench".into())];
+    let client = Client::new(config).expect("client");
+    let request = Generation {
+        prompt: "hello".into(),
+        max_tokens: 4,
+    };
+    let record = client.generate(0, Instant::now(), &request).await;
+    assert_eq!(record.error, Some(ErrorClass::Http4xx), "{record:?}");
+    let detail = record.error_detail.clone().unwrap_or_default();
+    // The server saw the key and the extra header; the record keeps neither the key...
+    assert!(detail.contains("Bearer [REDACTED]"), "{detail}");
+    assert!(detail.contains("bench"), "{detail}");
+    // ...nor does anything serialised from it.
+    let json = serde_json::to_string(&record).expect("json");
+    assert!(!json.contains("sk-test-0123456789"), "{json}");
+}

@@ -76,3 +76,27 @@ fn an_unreachable_server_fails_the_trial_with_evidence() {
     let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
     assert!(csv.contains(",FAIL,"), "{csv}");
 }
+
+#[test]
+fn a_model_tokenizer_sizes_prompts_and_checks_the_servers_output_counts() {
+    let (dir, _) = setup("tokenizer");
+    llm_stress::prompts::train_fixture_tokenizer(&dir.0.join("cases/models/tok.json"))
+        .expect("fixture tokenizer");
+    std::fs::write(
+        dir.0.join("cases/models/m.yaml"),
+        "name: m\nmax_context: 256\nmax_concurrency: 2\ntokenizer: tok.json\n",
+    )
+    .expect("model");
+    let mut found = discover(&dir.0.join("cases"), None);
+    let Some(Discovered::Plan(plan)) = found.pop() else {
+        panic!("one plan expected");
+    };
+    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    assert!(outcome.passed, "{:?}", outcome.report.verdict);
+    let s = &outcome.report.summary;
+    assert_eq!((s.requests_ok, s.estimated_token_counts), (2, 0));
+    // The embedded server counts words: its ` tok0 tok1 …` is 8 words but more tokens for
+    // the trained tokenizer, and the report says the counts disagree.
+    assert_eq!(s.token_count_mismatches, 2);
+    assert_eq!(s.output_tokens, 16, "the server's count is the one used");
+}
