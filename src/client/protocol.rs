@@ -127,12 +127,9 @@ pub struct Choice<'a> {
     /// Completions: generated text.
     #[serde(default, borrow)]
     pub text: Option<Cow<'a, str>>,
-    /// Chat: the delta.
-    #[serde(default, borrow)]
+    /// Chat: the delta (streamed) or the whole message (not streamed).
+    #[serde(default, borrow, alias = "message")]
     pub delta: Option<Delta<'a>>,
-    /// Chat, not streamed: the whole message.
-    #[serde(default, borrow)]
-    pub message: Option<Delta<'a>>,
     /// Set on the last chunk of a choice.
     #[serde(default)]
     pub finish_reason: Option<String>,
@@ -172,7 +169,7 @@ impl Choice<'_> {
     pub fn has_content(&self) -> bool {
         let non_empty = |s: &Option<Cow<'_, str>>| s.as_deref().is_some_and(|s| !s.is_empty());
         non_empty(&self.text)
-            || self.delta.iter().chain(&self.message).any(|d| {
+            || self.delta.iter().any(|d| {
                 non_empty(&d.content)
                     || non_empty(&d.reasoning_content)
                     || non_empty(&d.reasoning)
@@ -184,12 +181,7 @@ impl Choice<'_> {
     pub fn text(&self) -> &str {
         self.text
             .as_deref()
-            .or_else(|| {
-                self.delta
-                    .iter()
-                    .chain(&self.message)
-                    .find_map(|d| d.content.as_deref())
-            })
+            .or_else(|| self.delta.as_ref().and_then(|d| d.content.as_deref()))
             .unwrap_or("")
     }
 }
