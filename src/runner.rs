@@ -11,7 +11,7 @@ use crate::client::{Client, ClientConfig, CountTokens, Generation};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource, Shape};
 use crate::matrix::Combination;
 use crate::metrics::{RequestRecord, Summary};
-use crate::prompts::{self, TokenCounter};
+use crate::prompts::{self, TokenCounter, Wanted};
 use crate::report::{self, EndpointSummary, TrialReport};
 use crate::server::RunningServer;
 use crate::verdict::{self, Check, Status, Verdict};
@@ -357,27 +357,25 @@ async fn prompts_for(
     let build = |count: u32, index_base: u64| {
         let counter = &counter;
         async move {
-            prompts::build(
-                &spec.prompts,
-                case_dir,
-                counter,
-                c.isl,
-                c.osl,
-                spec.load.seed,
-                count as usize,
+            let wanted = Wanted {
+                isl: c.isl,
+                osl: c.osl,
+                seed: spec.load.seed,
+                count: count as usize,
                 index_base,
-            )
-            .await
-            .map(|items| {
-                items
-                    .into_iter()
-                    .map(|item| Generation {
-                        prompt: item.text,
-                        max_tokens: item.osl,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .map_err(|e| format!("prompts: {e}"))
+            };
+            prompts::build(&spec.prompts, case_dir, counter, &wanted)
+                .await
+                .map(|items| {
+                    items
+                        .into_iter()
+                        .map(|item| Generation {
+                            prompt: item.text,
+                            max_tokens: item.osl,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| format!("prompts: {e}"))
         }
     };
     let measured = build(plan.shape.pool_size(), 0).await?;

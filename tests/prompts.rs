@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::response::Json;
 use axum::routing::post;
 use llm_stress::case::{EmbeddedSpec, PromptSource, PromptSpec};
-use llm_stress::prompts::{self, PromptError, TokenCounter, exact_prompt, load_dataset};
+use llm_stress::prompts::{self, PromptError, TokenCounter, Wanted, exact_prompt, load_dataset};
 use llm_stress::server::embedded::EmbeddedServer;
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -118,11 +118,13 @@ async fn five_hundred_prompts_are_distinct_and_exact() {
         &synthetic(),
         Path::new("."),
         fixture_counter(),
-        256,
-        9,
-        1,
-        500,
-        0,
+        &Wanted {
+            isl: 256,
+            osl: 9,
+            seed: 1,
+            count: 500,
+            index_base: 0,
+        },
     )
     .await
     .expect("builds");
@@ -143,11 +145,13 @@ async fn five_hundred_prompts_are_distinct_and_exact() {
         &synthetic(),
         Path::new("."),
         fixture_counter(),
-        256,
-        9,
-        1,
-        5,
-        u64::MAX / 2,
+        &Wanted {
+            isl: 256,
+            osl: 9,
+            seed: 1,
+            count: 5,
+            index_base: u64::MAX / 2,
+        },
     )
     .await
     .expect("builds");
@@ -162,9 +166,20 @@ async fn build_speed() {
     let counter = fixture_counter();
     exact_prompt(counter, 8, 0, 0).await.expect("pool learnt");
     let start = Instant::now();
-    let items = prompts::build(&synthetic(), Path::new("."), counter, 1024, 1, 1, 2000, 0)
-        .await
-        .expect("builds");
+    let items = prompts::build(
+        &synthetic(),
+        Path::new("."),
+        counter,
+        &Wanted {
+            isl: 1024,
+            osl: 1,
+            seed: 1,
+            count: 2000,
+            index_base: 0,
+        },
+    )
+    .await
+    .expect("builds");
     let elapsed = start.elapsed();
     assert_eq!(items.len(), 2000);
     println!("2000 prompts of 1024 tokens: {elapsed:?}");
@@ -333,18 +348,40 @@ async fn cycled_dataset_prompts_stay_unique(#[case] source: PromptSource) {
         use_server_tokenizer: false,
     };
     for counter in [TokenCounter::words(), fixture_counter().clone()] {
-        let items = prompts::build(&spec, &dir, &counter, 999, 64, 1, 10, 0)
-            .await
-            .expect("builds");
+        let items = prompts::build(
+            &spec,
+            &dir,
+            &counter,
+            &Wanted {
+                isl: 999,
+                osl: 64,
+                seed: 1,
+                count: 10,
+                index_base: 0,
+            },
+        )
+        .await
+        .expect("builds");
         assert_eq!(items.len(), 10);
         let distinct: HashSet<&str> = items.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(distinct.len(), 10);
         for item in &items {
             assert_eq!(Some(u64::from(item.isl)), counter.count_local(&item.text));
         }
-        let warmup = prompts::build(&spec, &dir, &counter, 999, 64, 1, 3, u64::MAX / 2)
-            .await
-            .expect("builds");
+        let warmup = prompts::build(
+            &spec,
+            &dir,
+            &counter,
+            &Wanted {
+                isl: 999,
+                osl: 64,
+                seed: 1,
+                count: 3,
+                index_base: u64::MAX / 2,
+            },
+        )
+        .await
+        .expect("builds");
         assert!(warmup.iter().all(|w| !distinct.contains(w.text.as_str())));
         assert!(items[3].text.ends_with(&items[0].text));
         assert_eq!(items[3].osl, items[0].osl);
@@ -443,8 +480,19 @@ async fn a_dataset_source_needs_a_path() {
         path: None,
         use_server_tokenizer: false,
     };
-    let error = prompts::build(&spec, Path::new("."), &TokenCounter::words(), 8, 8, 0, 1, 0)
-        .await
-        .expect_err("no path");
+    let error = prompts::build(
+        &spec,
+        Path::new("."),
+        &TokenCounter::words(),
+        &Wanted {
+            isl: 8,
+            osl: 8,
+            seed: 0,
+            count: 1,
+            index_base: 0,
+        },
+    )
+    .await
+    .expect_err("no path");
     assert!(error.to_string().contains("prompts.path"), "{error}");
 }

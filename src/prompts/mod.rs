@@ -32,6 +32,21 @@ use exact::exact_prompts_local;
 /// Prompts built at once (matters for the server counter, whose counts are requests).
 const IN_FLIGHT: usize = 8;
 
+/// Which prompts [`build`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// Tokens per synthetic prompt.
+    pub isl: u32,
+    /// Tokens to generate (datasets: for entries that do not say).
+    pub osl: u32,
+    /// Seed of the run.
+    pub seed: u64,
+    /// How many prompts.
+    pub count: usize,
+    /// Index of the first prompt (warmup prompts start far from measured ones).
+    pub index_base: u64,
+}
+
 /// One prompt of a trial with its lengths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptItem {
@@ -52,17 +67,19 @@ pub struct PromptItem {
 /// `i < n`, otherwise (a cycled entry, or any index when `index_base` is past the entries)
 /// prefixed with the index words of [`exact_prompt`] so that it is unique from its first token
 /// on, and its ISL counted again.
-#[allow(clippy::too_many_arguments)]
 pub async fn build(
     spec: &PromptSpec,
     case_dir: &Path,
     counter: &TokenCounter,
-    isl: u32,
-    osl: u32,
-    seed: u64,
-    count: usize,
-    index_base: u64,
+    wanted: &Wanted,
 ) -> Result<Vec<PromptItem>, PromptError> {
+    let Wanted {
+        isl,
+        osl,
+        seed,
+        count,
+        index_base,
+    } = *wanted;
     if count == 0 {
         return Ok(Vec::new());
     }
