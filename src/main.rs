@@ -92,7 +92,7 @@ enum Command {
         /// Chunks per request in the precision phase.
         #[arg(long, default_value_t = 16)]
         paced_tokens: u32,
-        /// Worker threads of the client's runtime (default: as trials use, one per core or
+        /// Worker threads of the client's runtime (default: as trials use, 1 or
         /// `LLM_STRESS_CLIENT_THREADS`).
         #[arg(long, env = "LLM_STRESS_CLIENT_THREADS")]
         client_threads: Option<usize>,

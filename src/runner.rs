@@ -109,16 +109,22 @@ pub enum RunError {
     Report(#[from] report::ReportError),
 }
 
-/// Environment variable setting the client runtime's worker threads (default: one per core).
+/// Environment variable setting the client runtime's worker threads.
 pub const CLIENT_THREADS_ENV: &str = "LLM_STRESS_CLIENT_THREADS";
 
-/// The async runtime load runs on: `threads` workers (default one per core).
+/// Worker threads of the client runtime unless set: one thread handles about a million
+/// streamed chunks per second (see the README's benchmark), far more than a server on the
+/// same machine produces, and leaves the other cores to that server. The open-loop schedule
+/// and the embedded server have threads of their own.
+pub const DEFAULT_CLIENT_THREADS: usize = 1;
+
+/// The async runtime load runs on, with `threads` workers (default
+/// [`DEFAULT_CLIENT_THREADS`]).
 pub fn client_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = threads.filter(|t| *t > 0) {
-        builder.worker_threads(threads);
-    }
-    builder.enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.filter(|t| *t > 0).unwrap_or(DEFAULT_CLIENT_THREADS))
+        .enable_all()
+        .build()
 }
 
 /// Runs one trial and writes its reports (CSV row, trial folder). A server that cannot be

@@ -6,7 +6,7 @@ pub mod embedded;
 use std::time::Duration;
 
 use crate::case::{ModelSpec, ServerSpec};
-use embedded::EmbeddedServer;
+use embedded::thread::ServerThread;
 
 /// Environment variable that points every trial at a running server instead of the case's.
 pub const URL_ENV: &str = "LLM_STRESS_URL";
@@ -35,7 +35,7 @@ pub struct RunningServer {
     pub served_model: String,
     /// `embedded` or `attach`.
     pub label: &'static str,
-    embedded: Option<EmbeddedServer>,
+    embedded: Option<ServerThread>,
 }
 
 impl RunningServer {
@@ -68,11 +68,11 @@ impl RunningServer {
             }
             ServerSpec::Embedded(e) => {
                 let served_model = configured_name.unwrap_or_else(|| model.name.clone());
-                let server = EmbeddedServer::start(e.clone(), served_model.clone(), 0)
+                let server = ServerThread::start(e.clone(), served_model.clone())
                     .await
-                    .map_err(|e| ServerError::Embedded(e.to_string()))?;
+                    .map_err(ServerError::Embedded)?;
                 Ok(RunningServer {
-                    base_url: server.base_url(),
+                    base_url: server.base_url().to_string(),
                     served_model,
                     label: "embedded",
                     embedded: Some(server),

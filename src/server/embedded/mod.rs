@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod llama;
 pub mod protocol;
+pub mod thread;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
