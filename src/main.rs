@@ -114,6 +114,9 @@ enum Command {
         /// Log every write instant and serve the log at GET /log.
         #[arg(long)]
         log: bool,
+        /// Worker threads of the server's runtime.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
 }
 
@@ -184,6 +187,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             ttft_us,
             itl_us,
             log,
+            threads,
         } => {
             let script = Script {
                 ttft: Duration::from_micros(ttft_us),
@@ -191,7 +195,11 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 tokens,
                 stall_first: Duration::ZERO,
             };
-            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             runtime.block_on(async {
                 bench::raise_open_file_limit();
                 let server = ScriptServer::start(script, port, log).await?;

@@ -35,41 +35,72 @@ pub struct LoadOutcome {
     pub dropped: u64,
 }
 
-/// Warmup requests to prepare prompts for.
+/// Warmup requests to prepare prompts for (open loop: the arrivals of the warmup).
 pub fn warmup_pool_size(load: &LoadSpec, shape: &Shape) -> u32 {
-    match load.warmup {
-        Warmup::Requests(n) => n,
-        Warmup::Duration(_) => warmup_concurrency(load, shape, u32::MAX),
+    match (load.warmup, shape.rate()) {
+        (Warmup::Requests(n), _) => n,
+        (Warmup::Duration(d), Some(rate)) => open_arrivals(rate, d.0),
+        (Warmup::Duration(_), None) => shape.concurrency().unwrap_or(1).max(1),
     }
 }
 
-fn warmup_concurrency(load: &LoadSpec, shape: &Shape, requests: u32) -> u32 {
-    shape
-        .concurrency()
-        .or(load.max_in_flight)
-        .unwrap_or(requests.min(8))
-        .max(1)
+/// Arrivals at `rate` per second over `span`, at least one.
+fn open_arrivals(rate: f64, span: Duration) -> u32 {
+    (rate * span.as_secs_f64())
+        .ceil()
+        .clamp(1.0, shape::MAX_REQUESTS as f64) as u32
+}
+
+/// Runs the warmup: for closed loops and users, a closed loop at the trial's concurrency; for
+/// open loops, the same arrival process at the same rate. Nothing of it is measured.
+async fn warm_up(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) {
+    if let Some(rate) = shape.rate() {
+        let arrivals = match load.warmup {
+            Warmup::Requests(n) => n,
+            Warmup::Duration(d) => open_arrivals(rate, d.0),
+        };
+        if arrivals > 0 {
+            open_loop(load, rate, arrivals, Phase::Warmup)
+                .drive(source)
+                .await;
+        }
+        return;
+    }
+    let stop = match load.warmup {
+        Warmup::Requests(0) => return,
+        Warmup::Requests(n) => closed::Stop {
+            requests: u64::from(n),
+            after: None,
+        },
+        Warmup::Duration(d) => closed::Stop {
+            requests: shape::MAX_REQUESTS,
+            after: Some(d.0),
+        },
+    };
+    let concurrency = shape.concurrency().unwrap_or(1).max(1);
+    closed::drive(source, Phase::Warmup, concurrency, stop).await;
+}
+
+/// The open loop of `arrivals` at `rate` that `load` describes.
+fn open_loop(load: &LoadSpec, rate: f64, arrivals: u32, phase: Phase) -> open::OpenLoop {
+    open::OpenLoop {
+        offsets: schedule::arrival_offsets(
+            load.arrival,
+            rate,
+            load.burstiness,
+            arrivals as usize,
+            load.seed,
+        ),
+        max_in_flight: load.max_in_flight,
+        when_full: load.when_full,
+        timeout: Duration::from_secs_f64(load.timeout_s),
+        phase,
+    }
 }
 
 /// Runs the warmup, then the measured load of `shape`.
 pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) -> LoadOutcome {
-    let warmup = match load.warmup {
-        Warmup::Requests(0) => None,
-        Warmup::Requests(n) => Some(closed::Stop {
-            requests: u64::from(n),
-            after: None,
-        }),
-        Warmup::Duration(d) => Some(closed::Stop {
-            requests: shape::MAX_REQUESTS,
-            after: Some(d.0),
-        }),
-    };
-    if let Some(stop) = warmup {
-        let requests = u32::try_from(stop.requests).unwrap_or(u32::MAX);
-        let concurrency = warmup_concurrency(load, shape, requests);
-        closed::drive(source, Phase::Warmup, concurrency, stop).await;
-    }
-    let timeout = Duration::from_secs_f64(load.timeout_s);
+    warm_up(load, shape, source).await;
     let (mut records, window_start, dropped) = match *shape {
         Shape::Closed {
             concurrency,
@@ -88,19 +119,9 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
             (records, start, 0)
         }
         Shape::Open { rate, requests } => {
-            let plan = open::OpenLoop {
-                offsets: schedule::arrival_offsets(
-                    load.arrival,
-                    rate,
-                    load.burstiness,
-                    requests as usize,
-                    load.seed,
-                ),
-                max_in_flight: load.max_in_flight,
-                when_full: load.when_full,
-                timeout,
-            };
-            let outcome = plan.drive(source).await;
+            let outcome = open_loop(load, rate, requests, Phase::Measured)
+                .drive(source)
+                .await;
             (outcome.records, outcome.window_start, outcome.dropped)
         }
         Shape::Users {

@@ -27,6 +27,8 @@ pub struct OpenLoop {
     pub when_full: WhenFull,
     /// How long an arrival may wait for a slot (`WhenFull::Wait`) before it is dropped.
     pub timeout: Duration,
+    /// Warmup or measured requests.
+    pub phase: Phase,
 }
 
 /// What an open-loop run measured.
@@ -95,12 +97,8 @@ impl OpenLoop {
                 std::thread::sleep(intended - now);
             }
             let source = Arc::clone(source);
-            let id = id as u64;
-            let send = async move {
-                source
-                    .send(Phase::Measured, id, window_start, Some(intended))
-                    .await
-            };
+            let (id, phase) = (id as u64, self.phase);
+            let send = async move { source.send(phase, id, window_start, Some(intended)).await };
             let handle = match (&slots, self.when_full) {
                 (None, _) => runtime.spawn(async move { Some(send.await) }),
                 (Some(slots), WhenFull::Drop) => match Arc::clone(slots).try_acquire_owned() {
