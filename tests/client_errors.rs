@@ -11,6 +11,12 @@ use tokio::net::TcpListener;
 
 /// Serves one connection: reads the request, writes `response`, then (unless `hang`) closes.
 async fn scripted(response: Vec<u8>, hang: bool) -> String {
+    answering(move |_| response, hang).await
+}
+
+/// Serves one connection: reads the request, writes what `respond` makes of its bytes, then
+/// (unless `hang`) closes.
+async fn answering(respond: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static, hang: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
@@ -47,7 +53,7 @@ async fn scripted(response: Vec<u8>, hang: bool) -> String {
             tokio::time::sleep(Duration::from_secs(5)).await;
             return;
         }
-        socket.write_all(&response).await.ok();
+        socket.write_all(&respond(&request)).await.ok();
         socket.shutdown().await.ok();
     });
     url
@@ -170,21 +176,8 @@ async fn refused_connections_and_silent_servers_are_connect_and_timeout() {
 
 /// A server that answers 401 quoting the request's headers back, as some gateways do.
 async fn echoing_headers() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            return;
-        };
-        let mut request = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&request).contains("\r\n\r\n") {
-            match socket.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-        }
-        let text = String::from_utf8_lossy(&request).into_owned();
+    let respond = |request: &[u8]| {
+        let text = String::from_utf8_lossy(request);
         let head = &text[..text.find("\r\n\r\n").unwrap_or(text.len())];
         let quoted: Vec<&str> = head
             .lines()
@@ -194,17 +187,9 @@ async fn echoing_headers() -> String {
             })
             .collect();
         let body = format!("{{\"error\":\"rejected: {}\"}}", quoted.join(" | "));
-        socket
-            .write_all(&http(
-                "401 Unauthorized",
-                "application/json",
-                body.as_bytes(),
-            ))
-            .await
-            .ok();
-        socket.shutdown().await.ok();
-    });
-    url
+        http("401 Unauthorized", "application/json", body.as_bytes())
+    };
+    answering(respond, false).await
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ use llm_stress::server::embedded::EmbeddedServer;
 use rstest::rstest;
 
 /// A source of `requests` prompts `req-0`, `req-1`, … (the truth server keys its log by them).
-fn numbered_source(url: &str, requests: u32, max_tokens: u32) -> Arc<RequestSource> {
-    let config = ClientConfig::new(url, Api::Completions, "m", Duration::from_secs(30));
+fn numbered_source(url: &str, api: Api, requests: u32, max_tokens: u32) -> Arc<RequestSource> {
+    let config = ClientConfig::new(url, api, "m", Duration::from_secs(30));
     let endpoint = Endpoint {
         name: "default".into(),
         weight: 1.0,
@@ -113,7 +113,7 @@ async fn ttft_itl_and_e2el_match_the_servers_own_log(
     )
     .await
     .expect("bench server starts");
-    let source = numbered_source(&server.url, requests, tokens);
+    let source = numbered_source(&server.url, Api::Completions, requests, tokens);
     let (shape, concurrency) = match drive {
         Drive::Closed(concurrency) => (
             Shape::Closed {
@@ -207,7 +207,7 @@ async fn an_open_loop_at_500_per_second_keeps_its_rate_and_count() {
     )
     .await
     .expect("embedded server starts");
-    let source = numbered_source(&server.base_url(), 1000, 4);
+    let source = numbered_source(&server.base_url(), Api::Completions, 1000, 4);
     let load = LoadSpec {
         mode: LoadMode::Open,
         rate: Rates(vec![500.0]),
@@ -256,7 +256,7 @@ async fn a_two_second_stall_shows_in_intended_time_percentiles() {
     let server = ScriptServer::start(script, 0, false)
         .await
         .expect("server starts");
-    let source = numbered_source(&server.url, 150, script.tokens);
+    let source = numbered_source(&server.url, Api::Completions, 150, script.tokens);
     // 50 req/s for 3 s with one request in flight: while the first answer stalls, the next
     // arrivals wait for the slot. Counted from their actual send they look fast; counted
     // from when they were due they took up to 2 s.
@@ -307,26 +307,13 @@ async fn measure(spec: EmbeddedSpec, api: Api, closed: Closed) -> Summary {
     let server = EmbeddedServer::start(spec, "sim".into(), 0)
         .await
         .expect("embedded server starts");
-    let config = ClientConfig::new(&server.base_url(), api, "sim", Duration::from_secs(10));
-    let client = Client::new(config).expect("client builds");
-    let prompts = (0..u64::from(closed.requests))
-        .map(|i| Generation {
-            prompt: format!("req-{i} {}", "word ".repeat(31)),
-            max_tokens: closed.osl,
-        })
-        .collect();
-    let endpoint = Endpoint {
-        name: "default".into(),
-        weight: 1.0,
-        client,
-    };
-    let source = RequestSource::new(vec![endpoint], prompts, Vec::new(), 1).expect("source");
+    let source = numbered_source(&server.base_url(), api, closed.requests, closed.osl);
     let shape = Shape::Closed {
         concurrency: closed.concurrency,
         requests: closed.requests,
         duration: None,
     };
-    let outcome = load::run(&LoadSpec::default(), &shape, &Arc::new(source)).await;
+    let outcome = load::run(&LoadSpec::default(), &shape, &source).await;
     server.shutdown().await;
     assert_eq!(outcome.records.len(), closed.requests as usize);
     Summary::from_records(&outcome.records, outcome.duration_s)

@@ -17,37 +17,31 @@ pub fn request_body(
     request: &Generation,
     stream: bool,
 ) -> (&'static str, Value) {
-    if api == Api::LlamaCpp {
-        let body = json!({
-            "prompt": request.prompt,
-            "n_predict": request.max_tokens,
-            "stream": stream,
-            "ignore_eos": true,
-            "temperature": 0.0,
-            "cache_prompt": false,
-        });
-        return ("/completion", body);
-    }
-    let mut common = json!({
-        "model": model,
-        "max_tokens": request.max_tokens,
-        "stream": stream,
-        "ignore_eos": true,
-        "temperature": 0.0,
-    });
-    if stream {
-        common["stream_options"] = json!({"include_usage": true});
-    }
-    let (path, extra) = match api {
+    let (path, mut body) = match api {
+        Api::LlamaCpp => {
+            let body = json!({
+                "prompt": request.prompt,
+                "n_predict": request.max_tokens,
+                "stream": stream,
+                "ignore_eos": true,
+                "temperature": 0.0,
+                "cache_prompt": false,
+            });
+            return ("/completion", body);
+        }
         Api::Chat => (
             "/v1/chat/completions",
             json!({"messages": [{"role": "user", "content": request.prompt}]}),
         ),
-        Api::Completions | Api::LlamaCpp => ("/v1/completions", json!({"prompt": request.prompt})),
+        Api::Completions => ("/v1/completions", json!({"prompt": request.prompt})),
     };
-    let mut body = common;
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
+    body["model"] = json!(model);
+    body["max_tokens"] = json!(request.max_tokens);
+    body["stream"] = json!(stream);
+    body["ignore_eos"] = json!(true);
+    body["temperature"] = json!(0.0);
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
     }
     (path, body)
 }

@@ -48,7 +48,7 @@ pub async fn exact_prompt(
             return Ok(text);
         }
         fit.adjust(got)
-            .map_err(|got| not_exact(counter, isl, got))?;
+            .map_err(|got| not_exact(counter.label(), isl, got))?;
     }
 }
 
@@ -118,20 +118,12 @@ fn exact_local(
         if got == isl {
             return Ok(text);
         }
-        fit.adjust(got).map_err(|got| PromptError::NotExact {
-            isl,
-            got,
-            counter: label,
-        })?;
+        fit.adjust(got).map_err(|got| not_exact(label, isl, got))?;
     }
 }
 
-fn not_exact(counter: &TokenCounter, isl: u32, got: u32) -> PromptError {
-    PromptError::NotExact {
-        isl,
-        got,
-        counter: counter.label(),
-    }
+fn not_exact(counter: &'static str, isl: u32, got: u32) -> PromptError {
+    PromptError::NotExact { isl, got, counter }
 }
 
 /// The words of one prompt being fitted to its length.
