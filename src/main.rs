@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the cases' perf and stress trials and write reports.
+    /// Run the cases' perf, accuracy and stress trials and write reports.
     Run {
         /// Folder of case files.
         #[arg(default_value = "stress-cases")]
@@ -153,6 +153,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 slots,
                 prefill_us_per_token,
                 tokens_per_chunk,
+                ..EmbeddedSpec::default()
             };
             serve(spec, model, port)?;
             Ok(ExitCode::SUCCESS)
@@ -251,9 +252,11 @@ fn run(
             }
             Discovered::Plan(plan) => {
                 let full = format!("[{}] {}", plan.kind.as_str(), plan.name());
-                if filter.is_some_and(|f| !full.contains(f))
-                    || !matches!(plan.kind, Kind::Perf | Kind::Stress)
-                {
+                if filter.is_some_and(|f| !full.contains(f)) {
+                    continue;
+                }
+                if let Some(reason) = plan.unsupported_reason() {
+                    eprintln!("skipping {full}: {reason}");
                     continue;
                 }
                 ran += 1;

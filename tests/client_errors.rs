@@ -85,10 +85,7 @@ async fn request(url: &str, timeout_ms: u64) -> RequestRecord {
         Duration::from_millis(timeout_ms),
     ))
     .expect("client");
-    let request = Generation {
-        prompt: "hello".into(),
-        max_tokens: 4,
-    };
+    let request = Generation::exact("hello".into(), 4);
     client.generate(0, Instant::now(), &request).await
 }
 
@@ -199,10 +196,7 @@ async fn the_api_key_is_sent_but_never_recorded() {
     config.api_key = Some("sk-test-0123456789".into());
     config.headers = vec![("X-Tenant".into(), "bench".into())];
     let client = Client::new(config).expect("client");
-    let request = Generation {
-        prompt: "hello".into(),
-        max_tokens: 4,
-    };
+    let request = Generation::exact("hello".into(), 4);
     let record = client.generate(0, Instant::now(), &request).await;
     assert_eq!(record.error, Some(ErrorClass::Http4xx), "{record:?}");
     let detail = record.error_detail.clone().unwrap_or_default();

@@ -29,15 +29,9 @@ fn numbered_source(url: &str, api: Api, requests: u32, max_tokens: u32) -> Arc<R
         client: Client::new(config).expect("client builds"),
     };
     let prompts = (0..requests)
-        .map(|i| Generation {
-            prompt: format!("req-{i}"),
-            max_tokens,
-        })
+        .map(|i| Generation::exact(format!("req-{i}"), max_tokens))
         .collect();
-    let warmup = vec![Generation {
-        prompt: "warm-up".into(),
-        max_tokens,
-    }];
+    let warmup = vec![Generation::exact("warm-up".into(), max_tokens)];
     Arc::new(RequestSource::new(vec![endpoint], prompts, warmup, 1).expect("source"))
 }
 

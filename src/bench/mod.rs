@@ -137,10 +137,7 @@ fn source(url: &str, requests: u64, tokens: u32) -> Result<Arc<RequestSource>, B
         client: Client::new(config)?,
     };
     let prompts = (0..requests)
-        .map(|i| Generation {
-            prompt: format!("req-{i}"),
-            max_tokens: tokens,
-        })
+        .map(|i| Generation::exact(format!("req-{i}"), tokens))
         .collect();
     Ok(Arc::new(RequestSource::new(
         vec![endpoint],

@@ -305,10 +305,23 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
                 "slots and tokens_per_chunk must be at least 1",
             );
         }
+        if let Some(problem) = e.answers.correct.problem() {
+            return invalid("server.embedded.answers.correct", &problem);
+        }
     }
-    let needs_accuracy = spec.kinds.contains(&super::Kind::Accuracy);
-    if needs_accuracy && spec.accuracy.is_none() {
-        return invalid("accuracy", "kind `accuracy` needs an `accuracy` section");
+    for kind in [super::Kind::Accuracy, super::Kind::Stress] {
+        if spec.kinds.contains(&kind) && spec.accuracy.is_none() {
+            return invalid(
+                "accuracy",
+                &format!(
+                    "kind `{}` needs an `accuracy` section (the task it scores)",
+                    kind.as_str()
+                ),
+            );
+        }
+    }
+    if let Some((key, message)) = spec.accuracy.as_ref().and_then(|a| a.problem()) {
+        return invalid(&key, &message);
     }
     Ok(())
 }

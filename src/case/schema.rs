@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::request::{ClientSpec, EndpointSpec, PromptSource, PromptSpec};
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
 use crate::verdict::Slo;
@@ -199,6 +200,8 @@ pub struct EmbeddedSpec {
     pub prefill_us_per_token: f64,
     /// Tokens carried by each streamed chunk.
     pub tokens_per_chunk: u32,
+    /// Answer mode: how often it answers the accuracy task's questions right.
+    pub answers: AnswerSpec,
 }
 
 impl Default for EmbeddedSpec {
@@ -209,6 +212,7 @@ impl Default for EmbeddedSpec {
             slots: 8,
             prefill_us_per_token: 0.0,
             tokens_per_chunk: 1,
+            answers: AnswerSpec::default(),
         }
     }
 }

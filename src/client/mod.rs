@@ -18,10 +18,69 @@ pub const BODY_EXCERPT_BYTES: usize = 512;
 /// One generation request.
 #[derive(Debug, Clone)]
 pub struct Generation {
-    /// The prompt text (sent as one user message on chat endpoints).
+    /// The prompt text (sent as one user message on chat endpoints unless `turns` is given).
     pub prompt: String,
-    /// `max_tokens`: the output sequence length asked for.
+    /// Chat endpoints: the whole conversation, when it is more than `prompt` as one user
+    /// message (few-shot examples as turns). Ignored by the other endpoints.
+    pub turns: Vec<Turn>,
+    /// `max_tokens`: the output sequence length asked for (or allowed).
     pub max_tokens: u32,
+    /// Whether generation runs to exactly `max_tokens` or stops where the model stops.
+    pub ending: Ending,
+}
+
+impl Generation {
+    /// A load request: exactly `max_tokens` tokens for `prompt`.
+    pub fn exact(prompt: String, max_tokens: u32) -> Generation {
+        Generation {
+            prompt,
+            turns: Vec::new(),
+            max_tokens,
+            ending: Ending::Exact,
+        }
+    }
+}
+
+/// How a generation ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Exactly `max_tokens` tokens (`ignore_eos`): load requests, whose lengths are the
+    /// combination's. The text is not kept.
+    Exact,
+    /// Where the model stops: end of sequence, one of these stop sequences, or `max_tokens`.
+    /// The text is kept in the record (answers that are scored).
+    Natural {
+        /// Stop sequences sent to the server.
+        stop: Vec<String>,
+    },
+}
+
+/// One message of a chat conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    /// Who says it.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+/// The speaker of a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Role {
+    /// The role's name in the OpenAI API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
 }
 
 /// Counts tokens of generated text locally (a tokenizer), for servers that report no usage
@@ -199,14 +258,19 @@ impl Client {
                 &format!("HTTP {status}: {body}"),
             );
         }
-        let counter = self.tokenizer.as_deref();
+        let reading = stream::Reading {
+            sent,
+            deadline,
+            counter: self.tokenizer.as_deref(),
+            keep_text: matches!(request.ending, Ending::Natural { .. }),
+        };
         if self.stream {
             // At most one content chunk per token is expected (capped: max_tokens is the
             // caller's number).
             let expected = (request.max_tokens as usize).min(1 << 16);
-            stream::read_stream(response, sent, deadline, record, counter, expected).await
+            stream::read_stream(response, record, &reading, expected).await
         } else {
-            stream::read_whole(response, sent, deadline, record, counter).await
+            stream::read_whole(response, record, &reading).await
         }
     }
 }

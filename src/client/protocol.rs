@@ -6,11 +6,11 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Generation;
+use super::{Ending, Generation};
 use crate::case::Api;
 
-/// The path and JSON body of a request for exactly `max_tokens` tokens (`ignore_eos`),
-/// greedy, asking for usage when streaming.
+/// The path and JSON body of a request: greedy, asking for usage when streaming, and either
+/// for exactly `max_tokens` tokens (`ignore_eos`) or ending at the request's stop sequences.
 pub fn request_body(
     api: Api,
     model: &str,
@@ -18,27 +18,41 @@ pub fn request_body(
     stream: bool,
 ) -> (&'static str, Value) {
     let (path, mut body) = match api {
-        Api::LlamaCpp => {
-            let body = json!({
+        Api::LlamaCpp => (
+            "/completion",
+            json!({
                 "prompt": request.prompt,
                 "n_predict": request.max_tokens,
                 "stream": stream,
-                "ignore_eos": true,
                 "temperature": 0.0,
                 "cache_prompt": false,
-            });
-            return ("/completion", body);
-        }
-        Api::Chat => (
-            "/v1/chat/completions",
-            json!({"messages": [{"role": "user", "content": request.prompt}]}),
+            }),
         ),
+        Api::Chat => {
+            let messages: Vec<Value> = if request.turns.is_empty() {
+                vec![json!({"role": "user", "content": request.prompt})]
+            } else {
+                request
+                    .turns
+                    .iter()
+                    .map(|t| json!({"role": t.role.as_str(), "content": t.content}))
+                    .collect()
+            };
+            ("/v1/chat/completions", json!({"messages": messages}))
+        }
         Api::Completions => ("/v1/completions", json!({"prompt": request.prompt})),
     };
+    match &request.ending {
+        Ending::Exact => body["ignore_eos"] = json!(true),
+        Ending::Natural { stop } if !stop.is_empty() => body["stop"] = json!(stop),
+        Ending::Natural { .. } => {}
+    }
+    if api == Api::LlamaCpp {
+        return (path, body);
+    }
     body["model"] = json!(model);
     body["max_tokens"] = json!(request.max_tokens);
     body["stream"] = json!(stream);
-    body["ignore_eos"] = json!(true);
     body["temperature"] = json!(0.0);
     if stream {
         body["stream_options"] = json!({"include_usage": true});
@@ -185,6 +199,7 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::client::{Role, Turn};
 
     #[rstest]
     #[case(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#, false)]
@@ -213,10 +228,7 @@ mod tests {
         let (path, body) = request_body(
             Api::Chat,
             "m",
-            &Generation {
-                prompt: "p".into(),
-                max_tokens: 7,
-            },
+            &Generation::exact("p".into(), 7),
             true,
         );
         assert_eq!(path, "/v1/chat/completions");
@@ -226,15 +238,50 @@ mod tests {
         assert_eq!(body["messages"][0]["content"], "p");
     }
 
+    #[rstest]
+    #[case(Api::Chat)]
+    #[case(Api::Completions)]
+    #[case(Api::LlamaCpp)]
+    fn answers_stop_where_the_model_stops(#[case] api: Api) {
+        let request = Generation {
+            prompt: "Question: 1+1?\nAnswer:".into(),
+            turns: vec![
+                Turn {
+                    role: Role::User,
+                    content: "Question: 2+2?\nAnswer:".into(),
+                },
+                Turn {
+                    role: Role::Assistant,
+                    content: "4".into(),
+                },
+            ],
+            max_tokens: 256,
+            ending: Ending::Natural {
+                stop: vec!["Question:".into()],
+            },
+        };
+        let (_, body) = request_body(api, "m", &request, false);
+        assert!(body.get("ignore_eos").is_none(), "{body}");
+        assert_eq!(body["stop"], json!(["Question:"]));
+        assert_eq!(body["temperature"], 0.0);
+        match api {
+            Api::Chat => {
+                assert_eq!(body["messages"][1]["role"], "assistant");
+                assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
+            }
+            Api::Completions | Api::LlamaCpp => {
+                assert_eq!(body["prompt"], "Question: 1+1?\nAnswer:");
+            }
+        }
+    }
+
     #[test]
     fn llama_cpp_native_body_and_final_chunk() {
-        let request = Generation {
-            prompt: "p".into(),
-            max_tokens: 5,
-        };
+        let request = Generation::exact("p".into(), 5);
         let (path, body) = request_body(Api::LlamaCpp, "m", &request, true);
         assert_eq!(path, "/completion");
         assert_eq!(body["n_predict"], 5);
+        assert_eq!(body["ignore_eos"], true);
         assert_eq!(body["stream"], true);
         let last: Chunk = serde_json::from_str(
             r#"{"content":"","stop":true,"tokens_predicted":5,"tokens_evaluated":9,"timings":{}}"#,

@@ -8,19 +8,31 @@ use super::sse::SseParser;
 use super::{CountTokens, failed, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
+/// How one response is read.
+pub struct Reading<'a> {
+    /// When the request was sent.
+    pub sent: Instant,
+    /// When reading gives up.
+    pub deadline: tokio::time::Instant,
+    /// Local token counter of the output, if any.
+    pub counter: Option<&'a dyn CountTokens>,
+    /// Keep the generated text in the record.
+    pub keep_text: bool,
+}
+
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
 /// times, usage, and the failure class if the stream breaks, is malformed, times out or
 /// carries no output.
 pub async fn read_stream(
     mut response: reqwest::Response,
-    sent: Instant,
-    deadline: tokio::time::Instant,
     record: RequestRecord,
-    counter: Option<&dyn CountTokens>,
+    reading: &Reading<'_>,
     expected_chunks: usize,
 ) -> RequestRecord {
+    let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
     let mut parser = SseParser::new();
-    let mut state = StreamState::new(record, counter.is_some(), expected_chunks);
+    let keep_text = reading.keep_text || counter.is_some();
+    let mut state = StreamState::new(record, keep_text, expected_chunks);
     // One timer for the whole stream: a timeout per read would register and cancel a timer
     // for every chunk.
     let timeout = tokio::time::sleep_until(deadline);
@@ -57,7 +69,7 @@ pub async fn read_stream(
             return failed(state.record, class, &detail);
         }
     }
-    state.finish(counter)
+    state.finish(counter, reading.keep_text)
 }
 
 /// What a stream has shown so far.
@@ -70,7 +82,8 @@ struct StreamState {
     chunk_chars: Vec<usize>,
     per_chunk_usage: bool,
     last_usage_tokens: Option<u64>,
-    /// The generated text, kept only when a local tokenizer will count it.
+    /// The generated text, kept only when a local tokenizer will count it or the caller
+    /// wants it.
     text: Option<String>,
 }
 
@@ -153,10 +166,13 @@ impl StreamState {
         Ok(())
     }
 
-    /// Judges the ended stream and settles the token counts.
-    fn finish(self, counter: Option<&dyn CountTokens>) -> RequestRecord {
+    /// Judges the ended stream and settles the token counts; the text goes into the record
+    /// when `keep_text`.
+    fn finish(self, counter: Option<&dyn CountTokens>, keep_text: bool) -> RequestRecord {
         let mut record = self.record;
+        let text = self.text.filter(|_| keep_text || counter.is_some());
         if !self.finished {
+            record.text = text.filter(|_| keep_text);
             return failed(
                 record,
                 ErrorClass::BrokenStream,
@@ -171,7 +187,8 @@ impl StreamState {
             );
         }
         let chars: usize = self.chunk_chars.iter().sum();
-        count_output(&mut record, self.text.as_deref(), chars, counter);
+        count_output(&mut record, text.as_deref(), chars, counter);
+        record.text = text.filter(|_| keep_text);
         if let Some(total) = record.output_tokens
             && !self.per_chunk_usage
             && total != record.chunk_ms.len() as u64
@@ -211,11 +228,10 @@ fn count_output(
 /// token to time); usage gives the token counts.
 pub async fn read_whole(
     response: reqwest::Response,
-    sent: Instant,
-    deadline: tokio::time::Instant,
     mut record: RequestRecord,
-    counter: Option<&dyn CountTokens>,
+    reading: &Reading<'_>,
 ) -> RequestRecord {
+    let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
     let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
         Err(_) => {
             record.e2el_ms = Some(ms_between(sent, Instant::now()));
@@ -267,6 +283,9 @@ pub async fn read_whole(
     let mut text = String::new();
     answer.push_text(&mut text);
     count_output(&mut record, Some(&text), text.len(), counter);
+    if reading.keep_text {
+        record.text = Some(text);
+    }
     record
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::case::{self, LoadedCase};
+use crate::case::{self, Kind, LoadedCase};
 use crate::load::Shape;
 use crate::matrix;
 use crate::runner::TrialPlan;
@@ -26,11 +26,15 @@ pub enum Discovered {
 }
 
 impl Discovered {
-    fn sort_key(&self) -> (String, String) {
-        match self {
+    /// Sorted by case, then the case's accuracy trial before its other trials (so that, run in
+    /// order, stress trials can compare with its score), then name and kind.
+    fn sort_key(&self) -> (String, bool, String, String) {
+        let (name, kind) = match self {
             Discovered::Plan(p) => (p.name(), p.kind.as_str().to_string()),
             Discovered::Broken { name, kind, .. } => (name.clone(), kind.clone()),
-        }
+        };
+        let case = name.split("::").next().unwrap_or_default().to_string();
+        (case, kind != Kind::Accuracy.as_str(), name, kind)
     }
 }
 
@@ -108,13 +112,21 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
                     }
                 }
             }
+            // The accuracy trial sends no load: one per case, not one per combination.
+            let accuracy_trial = kinds
+                .contains(&Kind::Accuracy)
+                .then(|| shaped.first().cloned())
+                .flatten()
+                .map(|(combination, shape)| (Kind::Accuracy, combination, shape));
+            let load_kinds: Vec<Kind> = kinds.into_iter().filter(|k| *k != Kind::Accuracy).collect();
             shaped
                 .into_iter()
                 .flat_map(|(combination, shape)| {
-                    kinds
+                    load_kinds
                         .iter()
                         .map(move |&kind| (kind, combination.clone(), shape))
                 })
+                .chain(accuracy_trial)
                 .map(|(kind, combination, shape)| {
                     Discovered::Plan(TrialPlan {
                         kind,

@@ -102,6 +102,9 @@ pub struct RequestRecord {
     pub error: Option<ErrorClass>,
     /// Bounded excerpt of the failure evidence (body or message).
     pub error_detail: Option<String>,
+    /// The generated text, kept for requests that are scored (the accuracy phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 impl RequestRecord {

@@ -311,11 +311,34 @@ pub fn read_rows(path: &Path) -> Result<Vec<StringRecord>, ReportError> {
         .map_err(|e| ReportError::csv(path, e))
 }
 
+/// The accuracy score of the `accuracy` trial of `case` in run `run_id`, as `results.csv`
+/// at `path` holds it (the last such row); `None` when there is none or the file is unreadable.
+pub fn accuracy_in_run(path: &Path, run_id: &str, case: &str) -> Option<f64> {
+    let column = |name: &str| COLUMNS.iter().position(|c| *c == name);
+    let (run, kind, case_at, accuracy) = (
+        column("run_id")?,
+        column("kind")?,
+        column("case")?,
+        column("accuracy")?,
+    );
+    read_rows(path)
+        .ok()?
+        .iter()
+        .rev()
+        .find(|row| {
+            row.get(run) == Some(run_id)
+                && row.get(kind) == Some("accuracy")
+                && row.get(case_at) == Some(case)
+        })
+        .and_then(|row| row.get(accuracy)?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::case::Kind;
     use crate::report::sample::sample_report;
     use crate::verdict::{Check, Status, Verdict};
 
@@ -526,5 +549,25 @@ mod tests {
         assert_eq!(rows[0].len(), 2);
         assert_eq!(rows[1].len(), COLUMNS.len());
         let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
+    }
+
+    #[test]
+    fn the_accuracy_trial_of_the_same_run_and_case_is_found() {
+        let path = temp_csv("baseline");
+        let accuracy_trial = |run: &str, case: &str, score: f64| TrialReport {
+            run_id: run.into(),
+            case: case.into(),
+            kind: Kind::Accuracy,
+            accuracy: Some(score),
+            ..sample_report()
+        };
+        append(&path, &accuracy_trial("run-1", "other", 10.0)).expect("append");
+        append(&path, &accuracy_trial("run-0", "demo-chat", 20.0)).expect("append");
+        append(&path, &accuracy_trial("run-1", "demo-chat", 87.5)).expect("append");
+        append(&path, &sample_report()).expect("append");
+        assert_eq!(accuracy_in_run(&path, "run-1", "demo-chat"), Some(87.5));
+        assert_eq!(accuracy_in_run(&path, "run-2", "demo-chat"), None);
+        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
+        assert_eq!(accuracy_in_run(&path, "run-1", "demo-chat"), None);
     }
 }

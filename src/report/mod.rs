@@ -1,5 +1,6 @@
 //! Reports: every view here is computed from one [`TrialReport`] per trial.
 
+pub mod accuracy;
 pub mod csv;
 mod error;
 #[cfg(test)]
@@ -66,6 +67,9 @@ pub struct TrialReport {
     pub accuracy: Option<f64>,
     /// The accuracy threshold it was judged against.
     pub accuracy_threshold: Option<f64>,
+    /// The accuracy phase in full: every filter's score, the threshold, the comparison with
+    /// the accuracy trial.
+    pub accuracy_detail: Option<accuracy::AccuracySummary>,
     /// Checks and overall status.
     pub verdict: Verdict,
     /// True when the case expects its checks to fail (`expect: fail`).

@@ -109,6 +109,7 @@ pub fn sample_report() -> TrialReport {
         endpoints: Vec::new(),
         accuracy: None,
         accuracy_threshold: None,
+        accuracy_detail: None,
         verdict: Verdict::from_checks(checks),
         expect_fail: false,
     }

@@ -10,6 +10,8 @@
 //! printed.
 
 use super::TrialReport;
+use super::accuracy::AccuracySummary;
+use crate::case::Kind;
 use crate::metrics::Distribution;
 
 /// Whether measured numbers are printed or replaced by placeholders.
@@ -160,7 +162,35 @@ fn name_value_table(out: &mut String, header: [&str; 2], rows: Vec<(&str, String
 
 fn parameters(out: &mut String, report: &TrialReport) {
     out.push_str("### Parameters\n\n");
-    let rows = vec![
+    let rows = match &report.accuracy_detail {
+        Some(accuracy) if report.kind == Kind::Accuracy => vec![
+            ("trial", report.trial.clone()),
+            ("kind", report.kind.as_str().to_string()),
+            ("case", report.case.clone()),
+            ("model", report.model.clone()),
+            ("server", report.server.clone()),
+            ("api", report.api.clone()),
+            ("task", accuracy.task.clone()),
+            ("dataset", accuracy.dataset.clone()),
+            ("questions", accuracy.n.to_string()),
+            ("concurrency", report.concurrency.to_string()),
+        ],
+        _ => load_parameters(report),
+    };
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(name, value)| vec![name.to_string(), value])
+        .collect();
+    push_table(
+        out,
+        &["parameter", "value"],
+        &[Align::Left, Align::Left],
+        &rows,
+    );
+}
+
+fn load_parameters(report: &TrialReport) -> Vec<(&'static str, String)> {
+    vec![
         ("trial", report.trial.clone()),
         ("kind", report.kind.as_str().to_string()),
         ("case", report.case.clone()),
@@ -187,17 +217,70 @@ fn parameters(out: &mut String, report: &TrialReport) {
             "adjusted",
             report.adjusted.clone().unwrap_or_else(|| NONE.to_string()),
         ),
+    ]
+}
+
+/// The accuracy phase: each filter's score (the threshold and θ on the judged one), then the
+/// failed requests and, for stress trials, how many answers came back under load and the
+/// accuracy trial's score.
+fn accuracy(out: &mut String, accuracy: &AccuracySummary, numbers: Numbers) {
+    out.push_str("### Accuracy\n\n");
+    let header = ["dataset", "filter", "n", "score", "threshold", "θ"];
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Right,
     ];
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|(name, value)| vec![name.to_string(), value])
+    let rows: Vec<Vec<String>> = accuracy
+        .filters
+        .iter()
+        .map(|f| {
+            let judged = f.filter == accuracy.judged_filter;
+            let threshold = accuracy.threshold.as_ref().filter(|_| judged);
+            vec![
+                cell(&accuracy.dataset),
+                if judged {
+                    format!("{} (judged)", f.filter)
+                } else {
+                    f.filter.clone()
+                },
+                accuracy.n.to_string(),
+                measured(numbers, NUM, || format!("{:.2}", f.score)),
+                threshold.map_or_else(
+                    || NONE.to_string(),
+                    |t| format!("{:.2} ({})", t.value, t.kind),
+                ),
+                threshold
+                    .and_then(|t| t.theta)
+                    .map_or_else(|| NONE.to_string(), |theta| format!("{theta:.2}")),
+            ]
+        })
         .collect();
-    push_table(
-        out,
-        &["parameter", "value"],
-        &[Align::Left, Align::Left],
-        &rows,
-    );
+    push_table(out, &header, &align, &rows);
+    out.push('\n');
+    let mut rows = vec![(
+        "failed requests (scored wrong)",
+        measured(numbers, NUM, || accuracy.errors.to_string()),
+    )];
+    if let Some(under_load) = accuracy.under_load {
+        rows.push((
+            "answers back while the load ran",
+            measured(numbers, NUM, || format!("{under_load} of {}", accuracy.n)),
+        ));
+        rows.push((
+            "accuracy trial's score (this run)",
+            measured_opt(numbers, NUM, accuracy.baseline, |b| format!("{b:.2}")),
+        ));
+        let change = accuracy.baseline.zip(accuracy.score()).map(|(b, s)| s - b);
+        rows.push((
+            "change under load (points)",
+            measured_opt(numbers, NUM, change, |c| format!("{c:+.2}")),
+        ));
+    }
+    name_value_table(out, ["accuracy", "value"], rows);
 }
 
 fn latency_cell(numbers: Numbers, distribution: Option<&Distribution>, stat: &str) -> String {
@@ -299,18 +382,6 @@ fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
         "drift beyond 10 %",
         drift(|d| if d.flagged { "yes" } else { "no" }.to_string()),
     ));
-    if report.accuracy.is_some() || report.accuracy_threshold.is_some() {
-        rows.push((
-            "accuracy",
-            measured_opt(numbers, NUM, report.accuracy, plain),
-        ));
-        rows.push((
-            "accuracy threshold",
-            report
-                .accuracy_threshold
-                .map_or_else(|| NONE.to_string(), plain),
-        ));
-    }
     name_value_table(out, ["requests", "value"], rows);
     if !report.endpoints.is_empty() {
         out.push('\n');
@@ -401,8 +472,14 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
     let mut out = format!("## [{}] {}\n\n", report.kind.as_str(), cell(&report.trial));
     parameters(&mut out, report);
     out.push('\n');
-    metrics(&mut out, report, numbers);
-    out.push('\n');
+    if report.kind != Kind::Accuracy {
+        metrics(&mut out, report, numbers);
+        out.push('\n');
+    }
+    if let Some(detail) = &report.accuracy_detail {
+        accuracy(&mut out, detail, numbers);
+        out.push('\n');
+    }
     checks(&mut out, report, numbers);
     out.push('\n');
     out.push_str("verdict: ");
@@ -569,20 +646,76 @@ mod tests {
         assert!(table.contains("line one line \\| two"), "{table}");
     }
 
+    fn stress_accuracy() -> AccuracySummary {
+        use crate::report::accuracy::{FilterScore, ThresholdSummary};
+        AccuracySummary {
+            task: "gsm8k".into(),
+            dataset: "gsm8k/test.jsonl".into(),
+            n: 40,
+            errors: 1,
+            filters: vec![
+                FilterScore {
+                    filter: "strict-match".into(),
+                    score: 87.5,
+                },
+                FilterScore {
+                    filter: "flexible-extract".into(),
+                    score: 90.0,
+                },
+            ],
+            judged_filter: "strict-match".into(),
+            threshold: Some(ThresholdSummary {
+                kind: "hypothesis_test".into(),
+                value: 81.61,
+                theta: Some(27.22),
+                passed: true,
+            }),
+            under_load: Some(38),
+            baseline: Some(95.0),
+        }
+    }
+
     #[test]
-    fn accuracy_rows_appear_when_an_accuracy_phase_ran() {
+    fn the_accuracy_section_shows_scores_threshold_and_the_change_under_load() {
         let mut report = sample_report();
-        report.accuracy = Some(87.5);
-        report.accuracy_threshold = Some(80.0);
+        report.kind = Kind::Stress;
+        report.accuracy_detail = Some(stress_accuracy());
         let measured = render(&report, Numbers::Measured);
-        assert!(measured.contains("87.5"), "{measured}");
+        for expected in [
+            "87.50",
+            "81.61 (hypothesis_test)",
+            "27.22",
+            "38 of 40",
+            "95.00",
+            "-7.50",
+            "strict-match (judged)",
+        ] {
+            assert!(measured.contains(expected), "{expected}: {measured}");
+        }
+        assert!(measured.contains("### Metrics"), "{measured}");
         let redacted = render(&report, Numbers::Redacted);
-        assert!(!redacted.contains("87.5"), "{redacted}");
+        for hidden in ["87.50", "38 of 40", "95.00", "-7.50"] {
+            assert!(!redacted.contains(hidden), "{hidden}: {redacted}");
+        }
+        assert!(redacted.contains("81.61 (hypothesis_test)"), "{redacted}");
+    }
+
+    #[test]
+    fn an_accuracy_trial_shows_its_task_and_no_load_metrics() {
+        let mut report = sample_report();
+        report.kind = Kind::Accuracy;
+        let mut accuracy = stress_accuracy();
+        accuracy.under_load = None;
+        accuracy.baseline = None;
+        report.accuracy_detail = Some(accuracy);
+        let table = render(&report, Numbers::Measured);
+        assert!(!table.contains("### Metrics"), "{table}");
+        assert!(!table.contains("under load"), "{table}");
         assert!(
-            redacted
+            table
                 .lines()
-                .any(|l| l.contains("accuracy threshold") && l.contains("80")),
-            "{redacted}"
+                .any(|l| l.contains("questions") && l.contains("40")),
+            "{table}"
         );
     }
 

@@ -6,6 +6,9 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
+use super::accuracy::ScoredSample;
 use super::{ReportError, TrialReport};
 use crate::metrics::RequestRecord;
 use crate::verdict::Status;
@@ -25,6 +28,9 @@ pub const SUMMARY_FILE: &str = "summary.json";
 
 /// The trial's per-request records file.
 pub const RECORDS_FILE: &str = "records.jsonl";
+
+/// The trial's scored questions, when it ran an accuracy phase.
+pub const ACCURACY_FILE: &str = "accuracy.jsonl";
 
 /// The output folder: `cli` (`--out`), else [`OUT_ENV`] when set and not empty, else
 /// [`DEFAULT_OUT`].
@@ -89,12 +95,14 @@ pub fn trial_dir(out: &Path, report: &TrialReport, failed: bool) -> PathBuf {
         .join(leaf)
 }
 
-/// Writes [`SUMMARY_FILE`] (the report, pretty JSON) and [`RECORDS_FILE`] (one record per
-/// line) into the trial's folder, creating it, and returns the folder.
+/// Writes [`SUMMARY_FILE`] (the report, pretty JSON), [`RECORDS_FILE`] (one load record per
+/// line) and, when there are any, [`ACCURACY_FILE`] (one scored question per line) into the
+/// trial's folder, creating it, and returns the folder.
 pub fn write(
     out: &Path,
     report: &TrialReport,
     records: &[RequestRecord],
+    samples: &[ScoredSample],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
     let dir = trial_dir(out, report, failed);
@@ -106,23 +114,28 @@ pub fn write(
     json.push(b'\n');
     fs::write(&summary_path, json).map_err(|e| ReportError::io(&summary_path, "write", e))?;
 
-    let records_path = dir.join(RECORDS_FILE);
-    let file =
-        File::create(&records_path).map_err(|e| ReportError::io(&records_path, "create", e))?;
+    write_lines(&dir.join(RECORDS_FILE), records)?;
+    if !samples.is_empty() {
+        write_lines(&dir.join(ACCURACY_FILE), samples)?;
+    }
+    Ok(dir)
+}
+
+/// Writes one JSON value per line and syncs the file.
+fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), ReportError> {
+    let file = File::create(path).map_err(|e| ReportError::io(path, "create", e))?;
     let mut writer = BufWriter::new(file);
-    for record in records {
-        serde_json::to_writer(&mut writer, record)
-            .map_err(|e| ReportError::json(&records_path, e))?;
+    for item in items {
+        serde_json::to_writer(&mut writer, item).map_err(|e| ReportError::json(path, e))?;
         writer
             .write_all(b"\n")
-            .map_err(|e| ReportError::io(&records_path, "write", e))?;
+            .map_err(|e| ReportError::io(path, "write", e))?;
     }
     writer
         .into_inner()
-        .map_err(|e| ReportError::io(&records_path, "write", e.into_error()))?
+        .map_err(|e| ReportError::io(path, "write", e.into_error()))?
         .sync_all()
-        .map_err(|e| ReportError::io(&records_path, "sync", e))?;
-    Ok(dir)
+        .map_err(|e| ReportError::io(path, "sync", e))
 }
 
 #[cfg(test)]
@@ -224,7 +237,18 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let dir = write(&out, &report, &records, true).expect("write");
+        let samples = vec![ScoredSample {
+            id: "test/3".into(),
+            prompt_excerpt: "Question: 2 + 2?\nAnswer:".into(),
+            response: "#### 4".into(),
+            extracted: [("strict-match".to_string(), "4".to_string())].into(),
+            target: "4".into(),
+            correct: [("strict-match".to_string(), true)].into(),
+            error: None,
+            e2el_ms: Some(3.0),
+            under_load: Some(true),
+        }];
+        let dir = write(&out, &report, &records, &samples, true).expect("write");
         assert!(
             dir.ends_with("isl128_osl16_c2_n5_ERROR"),
             "{}",
@@ -239,6 +263,12 @@ mod tests {
             .map(|l| serde_json::from_str(l).expect("record"))
             .collect();
         assert_eq!(back, records);
+        let lines = fs::read_to_string(dir.join(ACCURACY_FILE)).expect("samples");
+        let back: Vec<ScoredSample> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("sample"))
+            .collect();
+        assert_eq!(back, samples);
         fs::remove_dir_all(&out).ok();
     }
 }

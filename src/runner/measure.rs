@@ -1,30 +1,39 @@
-//! The load phase of a trial: servers up, clients and prompts ready, load driven, outcome
-//! summarised and checked.
+//! The measuring part of a trial: servers up, clients and prompts ready, then the load, the
+//! accuracy phase, or both at once (stress), each summarised and checked.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::accuracy::{answer_key, ask_all, judge as judge_accuracy};
 use super::prompting::{model_tokenizer, prompts_for};
 use super::{RunContext, TrialPlan};
-use crate::case::{AttachSpec, Destination, LoadMode, ServerSpec};
+use crate::accuracy::Task;
+use crate::case::{AttachSpec, Destination, Kind, LoadMode, ServerSpec};
 use crate::client::{Client, ClientConfig, CountTokens};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
 use crate::report::EndpointSummary;
+use crate::report::accuracy::{AccuracySummary, ScoredSample};
 use crate::server::RunningServer;
 use crate::verdict::{self, Check, Status};
 
-/// What the load phase of a trial produced.
+/// What a trial measured.
 pub(super) struct Measured {
-    /// All requests, summarised.
+    /// All load requests, summarised.
     pub summary: Summary,
     /// Per endpoint, when there are several.
     pub endpoints: Vec<EndpointSummary>,
-    /// One record per measured request.
+    /// One record per measured load request.
     pub records: Vec<RequestRecord>,
-    /// Run, target and SLO checks (or the server's failure).
+    /// The accuracy phase's scores, when one ran.
+    pub accuracy: Option<AccuracySummary>,
+    /// One scored question per line of `accuracy.jsonl`.
+    pub samples: Vec<ScoredSample>,
+    /// Run, target, SLO and accuracy checks (or the server's failure).
     pub checks: Vec<Check>,
-    /// `embedded` or `attach`.
+    /// `embedded` or `attach` (set once the servers are known).
     pub server_label: &'static str,
 }
 
@@ -34,6 +43,8 @@ impl Measured {
             summary: Summary::default(),
             endpoints: Vec::new(),
             records: Vec::new(),
+            accuracy: None,
+            samples: Vec::new(),
             checks: vec![server_check(reason)],
             server_label,
         }
@@ -58,9 +69,14 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
     let label = destinations
         .first()
         .map_or("embedded", |d| d.server.label());
+    let task = match accuracy_task(plan) {
+        Ok(task) => task,
+        Err(reason) => return Measured::failed(label, reason),
+    };
+    let key = Arc::new(task.as_ref().map(answer_key).unwrap_or_default());
     let mut servers = Vec::new();
     for destination in &destinations {
-        match RunningServer::bring_up(&destination.server, &plan.case.model, None).await {
+        match RunningServer::bring_up(&destination.server, &plan.case.model, None, &key).await {
             Ok(server) => servers.push(server),
             Err(e) => {
                 shutdown_all(servers).await;
@@ -68,11 +84,24 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
             }
         }
     }
-    let result = drive(plan, &destinations, &servers).await;
+    let result = drive(plan, ctx, task.as_ref(), &destinations, &servers).await;
     shutdown_all(servers).await;
-    match result {
-        Err(reason) => Measured::failed(label, reason),
-        Ok((outcome, endpoint_names)) => judge(plan, outcome, &endpoint_names, label),
+    let mut measured = result.unwrap_or_else(|reason| Measured::failed(label, reason));
+    measured.server_label = label;
+    measured
+}
+
+/// The case's accuracy task, read from its files, for the kinds that run one.
+fn accuracy_task(plan: &TrialPlan) -> Result<Option<Task>, String> {
+    let spec = &plan.case.spec;
+    match (&spec.accuracy, plan.kind) {
+        (Some(accuracy), Kind::Accuracy | Kind::Stress) => {
+            let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
+            Task::from_spec(accuracy, case_dir)
+                .map(Some)
+                .map_err(|e| format!("accuracy: {e}"))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -82,12 +111,72 @@ async fn shutdown_all(servers: Vec<RunningServer>) {
     }
 }
 
-/// Builds the clients and prompts, and runs the load.
+/// Builds the clients and prompts, and runs the load, the accuracy phase, or both at once.
 async fn drive(
+    plan: &TrialPlan,
+    ctx: &RunContext,
+    task: Option<&Task>,
+    destinations: &[Destination],
+    servers: &[RunningServer],
+) -> Result<Measured, String> {
+    let spec = &plan.case.spec;
+    let endpoints = clients(plan, destinations, servers)?;
+    let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
+    // The accuracy phase asks the first endpoint.
+    let accuracy_client = endpoints.first().map(|e| e.client.clone());
+    let accuracy = task.zip(spec.accuracy.as_ref()).zip(accuracy_client);
+    if plan.kind == Kind::Accuracy {
+        let ((task, accuracy), client) = accuracy.ok_or("the case has no accuracy task")?;
+        let samples = ask_all(task, accuracy, &client, spec.api, None).await;
+        let (summary, checks) = judge_accuracy(task, accuracy, &samples, None);
+        return Ok(Measured {
+            summary: Summary::default(),
+            endpoints: Vec::new(),
+            records: Vec::new(),
+            accuracy: Some(summary),
+            samples,
+            checks,
+            server_label: "",
+        });
+    }
+    let first = servers.first().ok_or("no server to send to")?;
+    let (measured, warmup) = prompts_for(plan, &endpoints, first).await?;
+    let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
+        .map_err(|e| e.to_string())?;
+    let source = Arc::new(source);
+    let Some(((task, accuracy), client)) = accuracy.filter(|_| plan.kind == Kind::Stress) else {
+        let outcome = load::run(&spec.load, &plan.shape, &source).await;
+        return Ok(judge(plan, outcome, &names));
+    };
+    // Stress: the questions are asked while the load runs; each answer notes whether the load
+    // was still running when it came back.
+    let running = Arc::new(AtomicBool::new(true));
+    let load = async {
+        let outcome = load::run(&spec.load, &plan.shape, &source).await;
+        running.store(false, Ordering::Release);
+        outcome
+    };
+    let asked = ask_all(task, accuracy, &client, spec.api, Some(Arc::clone(&running)));
+    let (outcome, samples) = tokio::join!(load, asked);
+    let baseline = crate::report::csv::accuracy_in_run(
+        &ctx.out_dir.join("results.csv"),
+        &ctx.run_id,
+        &spec.name,
+    );
+    let (summary, checks) = judge_accuracy(task, accuracy, &samples, baseline);
+    let mut measured = judge(plan, outcome, &names);
+    measured.checks.extend(checks);
+    measured.accuracy = Some(summary);
+    measured.samples = samples;
+    Ok(measured)
+}
+
+/// One client per server.
+fn clients(
     plan: &TrialPlan,
     destinations: &[Destination],
     servers: &[RunningServer],
-) -> Result<(LoadOutcome, Vec<String>), String> {
+) -> Result<Vec<Endpoint>, String> {
     let spec = &plan.case.spec;
     let api_key = match &spec.client.api_key_env {
         None => None,
@@ -124,22 +213,11 @@ async fn drive(
             client,
         });
     }
-    let names = endpoints.iter().map(|e| e.name.clone()).collect();
-    let first = servers.first().ok_or("no server to send to")?;
-    let (measured, warmup) = prompts_for(plan, &endpoints, first).await?;
-    let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
-        .map_err(|e| e.to_string())?;
-    let outcome = load::run(&spec.load, &plan.shape, &Arc::new(source)).await;
-    Ok((outcome, names))
+    Ok(endpoints)
 }
 
 /// Summarises the outcome (overall and per endpoint) and checks it.
-fn judge(
-    plan: &TrialPlan,
-    outcome: LoadOutcome,
-    endpoint_names: &[String],
-    server_label: &'static str,
-) -> Measured {
+fn judge(plan: &TrialPlan, outcome: LoadOutcome, endpoint_names: &[String]) -> Measured {
     let spec = &plan.case.spec;
     let rate = plan.shape.rate();
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
@@ -177,8 +255,10 @@ fn judge(
         summary,
         endpoints,
         records: outcome.records,
+        accuracy: None,
+        samples: Vec::new(),
         checks,
-        server_label,
+        server_label: "",
     }
 }
 

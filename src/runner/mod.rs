@@ -1,9 +1,10 @@
 //! Running one trial end to end: server, load, summary, verdict, reports. Shared by the test
 //! harness and the CLI.
 //!
-//! [`execute`] is the whole trial; [`measure`] brings up the servers and drives the load;
-//! [`prompting`] prepares what is sent.
+//! [`execute`] is the whole trial; [`measure`] brings up the servers and drives the load, the
+//! accuracy phase ([`accuracy`]) or both; [`prompting`] prepares what is sent.
 
+mod accuracy;
 mod measure;
 mod prompting;
 
@@ -25,27 +26,31 @@ pub struct TrialPlan {
     pub kind: Kind,
     /// The case (shared by all its trials).
     pub case: Arc<LoadedCase>,
-    /// The combination.
+    /// The combination (an accuracy trial, one per case, sends no load and carries the case's
+    /// first combination).
     pub combination: Combination,
     /// How the combination is driven (closed, open at a rate, users).
     pub shape: Shape,
 }
 
 impl TrialPlan {
-    /// The trial name without the kind: `case::isl128_osl64_c4_n4`.
+    /// The trial name without the kind: `case::isl128_osl64_c4_n4`, or for the accuracy trial
+    /// the task and its size, `case::gsm8k_n50`.
     pub fn name(&self) -> String {
-        format!(
-            "{}::{}",
-            self.case.spec.name,
-            self.shape.slug(&self.combination)
-        )
+        let spec = &self.case.spec;
+        match (&spec.accuracy, self.kind) {
+            (Some(accuracy), Kind::Accuracy) => {
+                let size = accuracy.limit.map(|n| format!("_n{n}")).unwrap_or_default();
+                format!("{}::{}{size}", spec.name, accuracy.task.as_str())
+            }
+            _ => format!("{}::{}", spec.name, self.shape.slug(&self.combination)),
+        }
     }
 
     /// Why this trial cannot run in this build, if it cannot.
     pub fn unsupported_reason(&self) -> Option<&'static str> {
         match self.kind {
-            Kind::Perf | Kind::Stress => None,
-            Kind::Accuracy => Some("the accuracy phase is not in this build yet"),
+            Kind::Perf | Kind::Stress | Kind::Accuracy => None,
             Kind::Sim => Some("simulator studies are not in this build yet"),
         }
     }
@@ -142,6 +147,7 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
     let expect_fail = plan.case.spec.expect == Expect::Fail;
     let spec = &plan.case.spec;
     let c = &plan.combination;
+    let accuracy_only = plan.kind == Kind::Accuracy;
     let report = TrialReport {
         run_id: ctx.run_id.clone(),
         timestamp: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -151,29 +157,51 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
         model: plan.case.model.name.clone(),
         server: measured.server_label.to_string(),
         api: spec.api.as_str().to_string(),
-        isl: c.isl,
-        osl: c.osl,
-        mode: plan.shape.mode().as_str().to_string(),
-        concurrency: plan
-            .shape
-            .concurrency()
-            .or(spec.load.max_in_flight)
-            .unwrap_or(0),
-        rate: plan.shape.rate(),
-        num_prompts: plan.shape.pool_size(),
+        isl: if accuracy_only { 0 } else { c.isl },
+        osl: if accuracy_only { 0 } else { c.osl },
+        mode: if accuracy_only {
+            "accuracy".to_string()
+        } else {
+            plan.shape.mode().as_str().to_string()
+        },
+        concurrency: match (&spec.accuracy, accuracy_only) {
+            (Some(accuracy), true) => accuracy.concurrency,
+            _ => plan
+                .shape
+                .concurrency()
+                .or(spec.load.max_in_flight)
+                .unwrap_or(0),
+        },
+        rate: plan.shape.rate().filter(|_| !accuracy_only),
+        num_prompts: match &measured.accuracy {
+            Some(accuracy) if accuracy_only => u32::try_from(accuracy.n).unwrap_or(u32::MAX),
+            _ => plan.shape.pool_size(),
+        },
         adjusted: c
             .adjusted
+            .filter(|_| !accuracy_only)
             .map(|a| format!("{}/{} {}", a.isl, a.osl, a.policy.as_str())),
         summary: measured.summary,
         endpoints: measured.endpoints,
-        accuracy: None,
-        accuracy_threshold: None,
+        accuracy: measured.accuracy.as_ref().and_then(|a| a.score()),
+        accuracy_threshold: measured
+            .accuracy
+            .as_ref()
+            .and_then(|a| a.threshold.as_ref())
+            .map(|t| t.value),
+        accuracy_detail: measured.accuracy,
         verdict,
         expect_fail,
     };
     let passed = !report::trial_dir::trial_failed(&report);
     report::csv::append(&ctx.out_dir.join("results.csv"), &report)?;
-    let dir = report::trial_dir::write(&ctx.out_dir, &report, &measured.records, !passed)?;
+    let dir = report::trial_dir::write(
+        &ctx.out_dir,
+        &report,
+        &measured.records,
+        &measured.samples,
+        !passed,
+    )?;
     Ok(TrialOutcome {
         report,
         passed,

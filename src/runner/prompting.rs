@@ -83,10 +83,7 @@ pub(super) async fn prompts_for(
                 .map(|items| {
                     items
                         .into_iter()
-                        .map(|item| Generation {
-                            prompt: item.text,
-                            max_tokens: item.osl,
-                        })
+                        .map(|item| Generation::exact(item.text, item.osl))
                         .collect::<Vec<_>>()
                 })
                 .map_err(|e| format!("prompts: {e}"))

@@ -3,9 +3,11 @@
 pub mod attach;
 pub mod embedded;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::case::{ModelSpec, ServerSpec};
+use embedded::answers::AnswerKey;
 use embedded::thread::ServerThread;
 
 /// Environment variable that points every trial at a running server instead of the case's.
@@ -40,11 +42,12 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Brings up the case's server, or attaches to `url_override` (the CLI's `--url` or
-    /// `LLM_STRESS_URL`) when given.
+    /// `LLM_STRESS_URL`) when given. An embedded server answers the questions of `answers`.
     pub async fn bring_up(
         spec: &ServerSpec,
         model: &ModelSpec,
         url_override: Option<&str>,
+        answers: &Arc<AnswerKey>,
     ) -> Result<RunningServer, ServerError> {
         let configured_name = model.served_name.clone();
         let attach_to = |url: &str, name: Option<String>| {
@@ -68,7 +71,7 @@ impl RunningServer {
             }
             ServerSpec::Embedded(e) => {
                 let served_model = configured_name.unwrap_or_else(|| model.name.clone());
-                let server = ServerThread::start(e.clone(), served_model.clone())
+                let server = ServerThread::start(e.clone(), served_model.clone(), Arc::clone(answers))
                     .await
                     .map_err(ServerError::Embedded)?;
                 Ok(RunningServer {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::answers::{Ask, Output};
 use super::engine::Admission;
 use super::protocol::DEFAULT_MAX_TOKENS;
 
@@ -19,6 +20,8 @@ pub struct Completion {
     pub n_predict: u32,
     /// Stream the answer as server-sent events.
     pub stream: bool,
+    /// The question, `ignore_eos` and stop sequences, for answer mode.
+    pub ask: Ask,
 }
 
 /// Reads a `/completion` body; the error is the message of a 400 answer. Fields other than
@@ -43,6 +46,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
         prompt_tokens: words(prompt),
         n_predict,
         stream: value["stream"].as_bool().unwrap_or(false),
+        ask: Ask::from_body(&value, prompt.to_string()),
     })
 }
 
@@ -66,22 +70,32 @@ pub fn chunk(content: &str) -> Value {
 }
 
 /// The last event of a stream (empty `content`) or the whole non-streaming answer.
-pub fn last(model: &str, content: &str, request: &Completion, admission: &Admission) -> Value {
+pub fn last(
+    model: &str,
+    content: &str,
+    request: &Completion,
+    output: &Output,
+    admission: &Admission,
+) -> Value {
+    let stop_type = match output.finish_reason() {
+        "stop" => "eos",
+        _ => "limit",
+    };
     json!({
         "content": content,
         "stop": true,
-        "stop_type": "limit",
+        "stop_type": stop_type,
         "model": model,
-        "tokens_predicted": request.n_predict,
+        "tokens_predicted": output.tokens(),
         "tokens_evaluated": request.prompt_tokens,
-        "timings": timings(request, admission),
+        "timings": timings(request.prompt_tokens, output.tokens(), admission),
     })
 }
 
 /// llama-server's `timings`, from the engine's schedule: prompt processing until the first
 /// token is due, generation from the first to the last token, divided by the tokens made.
-fn timings(request: &Completion, admission: &Admission) -> Value {
-    let n = request.n_predict as usize;
+fn timings(prompt_tokens: u64, tokens: u32, admission: &Admission) -> Value {
+    let n = tokens as usize;
     let due = |i: usize| admission.token_offsets.get(i).copied().unwrap_or_default();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (prompt_ms, predicted_ms) = match n {
@@ -90,7 +104,7 @@ fn timings(request: &Completion, admission: &Admission) -> Value {
     };
     let per_token = if n == 0 { 0.0 } else { predicted_ms / n as f64 };
     json!({
-        "prompt_n": request.prompt_tokens,
+        "prompt_n": prompt_tokens,
         "prompt_ms": prompt_ms,
         "predicted_n": n,
         "predicted_ms": predicted_ms,
@@ -135,12 +149,8 @@ mod tests {
     ) {
         let parsed = parse_completion(body.as_bytes()).expect("valid");
         assert_eq!(
-            parsed,
-            Completion {
-                prompt_tokens,
-                n_predict,
-                stream
-            }
+            (parsed.prompt_tokens, parsed.n_predict, parsed.stream),
+            (prompt_tokens, n_predict, stream)
         );
     }
 

@@ -3,6 +3,7 @@
 //! (vLLM and llama.cpp forms), with tokens released on the schedule of an [`Engine`]. Trials
 //! start it on a free loopback port inside their own process.
 
+pub mod answers;
 pub mod engine;
 pub mod llama;
 pub mod protocol;
@@ -11,7 +12,7 @@ pub mod thread;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -27,8 +28,9 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::case::EmbeddedSpec;
+use answers::{AnswerKey, Answerer, Ask, Output};
 use engine::{Admission, Engine, EngineRequest, LatencyModel};
-use protocol::{Endpoint, Responder, error_body, token_text};
+use protocol::{Endpoint, Responder, error_body};
 
 /// Why the embedded server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +44,30 @@ pub struct EmbeddedError {
 
 struct AppState {
     engine: Arc<dyn Engine>,
+    answerer: Answerer,
     model: String,
     tokens_per_chunk: usize,
     next_id: AtomicU64,
+    /// Generation requests in the server: queued, in service or still streaming.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl AppState {
+    /// Counts a request in until the returned guard is dropped, and decides its output.
+    fn enter(&self, ask: &Ask, max_tokens: u32) -> (InFlight, Output) {
+        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let guard = InFlight(Arc::clone(&self.in_flight));
+        (guard, self.answerer.output(ask, max_tokens, in_flight))
+    }
+}
+
+/// One request counted in [`AppState::in_flight`] until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running embedded server.
@@ -56,15 +79,28 @@ pub struct EmbeddedServer {
 
 impl EmbeddedServer {
     /// Binds `127.0.0.1:port` (0 picks a free port) and serves in a background task on the
-    /// current tokio runtime, with the fixed-latency engine of `spec`.
+    /// current tokio runtime, with the fixed-latency engine of `spec`, knowing no answers.
     pub async fn start(
         spec: EmbeddedSpec,
         served_model: String,
         port: u16,
     ) -> Result<EmbeddedServer, EmbeddedError> {
+        Self::start_answering(spec, served_model, port, Arc::default()).await
+    }
+
+    /// Like [`EmbeddedServer::start`], answering the questions of `key` as `spec.answers`
+    /// says.
+    pub async fn start_answering(
+        spec: EmbeddedSpec,
+        served_model: String,
+        port: u16,
+        key: Arc<AnswerKey>,
+    ) -> Result<EmbeddedServer, EmbeddedError> {
         let tokens_per_chunk = spec.tokens_per_chunk.max(1) as usize;
+        let answerer = Answerer::new(key, spec.answers.clone());
         Self::start_with_engine(
             Arc::new(LatencyModel::new(spec)),
+            answerer,
             tokens_per_chunk,
             served_model,
             port,
@@ -72,9 +108,10 @@ impl EmbeddedServer {
         .await
     }
 
-    /// Like [`EmbeddedServer::start`] with any engine.
+    /// Like [`EmbeddedServer::start_answering`] with any engine.
     pub async fn start_with_engine(
         engine: Arc<dyn Engine>,
+        answerer: Answerer,
         tokens_per_chunk: usize,
         served_model: String,
         port: u16,
@@ -86,9 +123,11 @@ impl EmbeddedServer {
         let addr = listener.local_addr().map_err(error)?;
         let state = Arc::new(AppState {
             engine,
+            answerer,
             model: served_model,
             tokens_per_chunk: tokens_per_chunk.max(1),
             next_id: AtomicU64::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         });
         let app = Router::new()
             .route("/health", get(health))
@@ -201,28 +240,35 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         model: state.model.clone(),
         created: unix_seconds(),
     };
+    let (guard, output) = state.enter(&request.ask, request.max_tokens);
     let engine_request = EngineRequest {
         prompt_tokens: request.prompt_tokens,
-        output_tokens: request.max_tokens,
+        output_tokens: output.tokens(),
     };
     if !request.stream {
         let admission = admit_all(&state, engine_request).await;
-        let body = responder.full(request.prompt_tokens, request.max_tokens);
-        drop(admission);
+        let body = responder.full(request.prompt_tokens, &output);
+        drop((admission, guard));
         return Json(body).into_response();
     }
     let first = (endpoint == Endpoint::Chat).then(|| event(&responder.role_chunk()));
-    let total = request.max_tokens as usize;
+    let total = output.tokens() as usize;
     let chunk_responder = responder.clone();
+    let output = Arc::new(output);
+    let last_output = Arc::clone(&output);
     stream_tokens(
         state,
         engine_request,
+        guard,
         first,
-        move |from, to| event(&chunk_responder.content_chunk(&token_text(from, to), to == total)),
+        move |from, to| {
+            let finish = (to == total).then(|| output.finish_reason());
+            event(&chunk_responder.content_chunk(&output.text(from, to), finish))
+        },
         move |_| {
-            let usage = request
-                .include_usage
-                .then(|| event(&responder.usage_chunk(request.prompt_tokens, request.max_tokens)));
+            let usage = request.include_usage.then(|| {
+                event(&responder.usage_chunk(request.prompt_tokens, last_output.tokens()))
+            });
             usage
                 .into_iter()
                 .chain([Bytes::from_static(b"data: [DONE]\n\n")])
@@ -238,22 +284,36 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(request) => request,
         Err(message) => return bad_request(&message),
     };
+    let (guard, output) = state.enter(&request.ask, request.n_predict);
     let engine_request = EngineRequest {
         prompt_tokens: request.prompt_tokens,
-        output_tokens: request.n_predict,
+        output_tokens: output.tokens(),
     };
     let model = state.model.clone();
     if !request.stream {
         let admission = admit_all(&state, engine_request).await;
-        let content = token_text(0, request.n_predict as usize);
-        return Json(llama::last(&model, &content, &request, &admission)).into_response();
+        let content = output.text(0, output.tokens() as usize);
+        let body = llama::last(&model, &content, &request, &output, &admission);
+        drop((admission, guard));
+        return Json(body).into_response();
     }
+    let output = Arc::new(output);
+    let last_output = Arc::clone(&output);
     stream_tokens(
         state,
         engine_request,
+        guard,
         None,
-        |from, to| event(&llama::chunk(&token_text(from, to))),
-        move |admission| vec![event(&llama::last(&model, "", &request, admission))],
+        move |from, to| event(&llama::chunk(&output.text(from, to))),
+        move |admission| {
+            vec![event(&llama::last(
+                &model,
+                "",
+                &request,
+                &last_output,
+                admission,
+            ))]
+        },
     )
 }
 
@@ -268,10 +328,12 @@ async fn admit_all(state: &AppState, request: EngineRequest) -> Admission {
 
 /// Streams a response as server-sent events: once admitted, `first` (if any), then
 /// `chunk(from, to)` for each run of `tokens_per_chunk` tokens when its last token is due, then
-/// the events of `last`. A client that goes away stops it, which frees the engine's place.
+/// the events of `last`. A client that goes away stops it, which frees the engine's place;
+/// `guard` counts the request in the server until then.
 fn stream_tokens<C, L>(
     state: Arc<AppState>,
     request: EngineRequest,
+    guard: InFlight,
     first: Option<Bytes>,
     chunk: C,
     last: L,
@@ -304,7 +366,7 @@ where
                 return;
             }
         }
-        drop(admission);
+        drop((admission, guard));
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")

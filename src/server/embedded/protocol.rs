@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use super::answers::{Ask, Output};
+
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -22,6 +24,8 @@ pub struct Parsed {
     pub stream: bool,
     /// Send a final usage chunk when streaming.
     pub include_usage: bool,
+    /// The question, `ignore_eos` and stop sequences, for answer mode.
+    pub ask: Ask,
 }
 
 /// Tokens generated when the request does not say.
@@ -32,11 +36,11 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let words = |text: &str| text.split_whitespace().count() as u64;
-    let prompt_tokens = match endpoint {
+    let (prompt_tokens, query) = match endpoint {
         Endpoint::Completions => match &value["prompt"] {
-            Value::String(s) => words(s),
+            Value::String(s) => (words(s), s.clone()),
             Value::Array(items) => match items.first() {
-                Some(Value::String(s)) => words(s),
+                Some(Value::String(s)) => (words(s), s.clone()),
                 _ => return Err("`prompt` must be a string or an array of strings".into()),
             },
             _ => return Err("`prompt` is required".into()),
@@ -46,10 +50,17 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
                 .as_array()
                 .filter(|m| !m.is_empty())
                 .ok_or("`messages` must be a non-empty array")?;
-            messages
+            let tokens = messages
                 .iter()
                 .map(|m| m["content"].as_str().map_or(0, words) + 4)
-                .sum()
+                .sum();
+            let last_user = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default();
+            (tokens, last_user.to_string())
         }
     };
     let max_tokens = ["max_tokens", "max_completion_tokens"]
@@ -63,6 +74,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
         include_usage: value["stream_options"]["include_usage"]
             .as_bool()
             .unwrap_or(false),
+        ask: Ask::from_body(&value, query),
     })
 }
 
@@ -116,9 +128,8 @@ impl Responder {
         )
     }
 
-    /// A content chunk; `last` sets `finish_reason: "length"`.
-    pub fn content_chunk(&self, text: &str, last: bool) -> Value {
-        let finish = if last { json!("length") } else { Value::Null };
+    /// A content chunk; the last one carries the finish reason.
+    pub fn content_chunk(&self, text: &str, finish: Option<&str>) -> Value {
         let choice = match self.endpoint {
             Endpoint::Completions => {
                 json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
@@ -138,16 +149,18 @@ impl Responder {
     }
 
     /// A complete non-streaming response.
-    pub fn full(&self, prompt_tokens: u64, completion_tokens: u32) -> Value {
-        let text = token_text(0, completion_tokens as usize);
+    pub fn full(&self, prompt_tokens: u64, output: &Output) -> Value {
+        let completion_tokens = output.tokens();
+        let text = output.text(0, completion_tokens as usize);
+        let finish = output.finish_reason();
         let choice = match self.endpoint {
             Endpoint::Completions => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": "length"})
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
             }
             Endpoint::Chat => json!({
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "length",
+                "finish_reason": finish,
             }),
         };
         let mut body = self.envelope(false, json!([choice]));

@@ -2,10 +2,12 @@
 //! be: its work does not queue behind the client's on the client's runtime, so the client's
 //! timestamps measure the server, not the two sharing one scheduler.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use super::answers::AnswerKey;
 use super::{EmbeddedError, EmbeddedServer};
 use crate::case::EmbeddedSpec;
 
@@ -18,8 +20,13 @@ pub struct ServerThread {
 }
 
 impl ServerThread {
-    /// Starts the server on a new thread with a single-threaded runtime, on a free port.
-    pub async fn start(spec: EmbeddedSpec, served_model: String) -> Result<ServerThread, String> {
+    /// Starts the server on a new thread with a single-threaded runtime, on a free port,
+    /// answering the questions of `key`.
+    pub async fn start(
+        spec: EmbeddedSpec,
+        served_model: String,
+        key: Arc<AnswerKey>,
+    ) -> Result<ServerThread, String> {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<String, EmbeddedError>>();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -36,7 +43,7 @@ impl ServerThread {
                     }
                 };
                 runtime.block_on(async move {
-                    match EmbeddedServer::start(spec, served_model, 0).await {
+                    match EmbeddedServer::start_answering(spec, served_model, 0, key).await {
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                         }

@@ -1,0 +1,197 @@
+//! The accuracy phase end to end against the embedded server's answer mode: scores are what
+//! the server was told to get right, every question leaves its evidence, and a server whose
+//! answers get worse under load passes its accuracy trial and fails its stress trial.
+
+use std::path::{Path, PathBuf};
+
+use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::report::accuracy::ScoredSample;
+use llm_stress::runner::{RunContext, TrialOutcome, TrialPlan, execute};
+use llm_stress::verdict::Status;
+
+struct Temp(PathBuf);
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A cases folder holding one case (`case_yaml` after `name: c`, `model: m`), with the
+/// repository's GSM8K copy reachable as `gsm8k/`.
+fn cases(tag: &str, case_yaml: &str) -> Temp {
+    let dir = std::env::temp_dir().join(format!(
+        "llm-stress-accuracy-{tag}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
+    std::fs::write(
+        dir.join("cases/models/m.yaml"),
+        "name: m\nmax_context: 4096\nmax_concurrency: 32\n",
+    )
+    .expect("model");
+    let gsm8k = Path::new(env!("CARGO_MANIFEST_DIR")).join("stress-cases/data/gsm8k");
+    std::fs::write(
+        dir.join("cases/c.yaml"),
+        format!(
+            "name: c\nmodel: m\n{}",
+            case_yaml.replace("GSM8K", &gsm8k.display().to_string())
+        ),
+    )
+    .expect("case");
+    Temp(dir)
+}
+
+fn plans(dir: &Temp) -> Vec<TrialPlan> {
+    discover(&dir.0.join("cases"), None)
+        .into_iter()
+        .map(|found| match found {
+            Discovered::Plan(plan) => plan,
+            Discovered::Broken { name, message, .. } => panic!("{name}: {message}"),
+        })
+        .collect()
+}
+
+fn context(dir: &Temp) -> RunContext {
+    RunContext {
+        run_id: "accuracy-run".into(),
+        out_dir: dir.0.join("out"),
+        url_override: None,
+    }
+}
+
+fn samples(outcome: &TrialOutcome) -> Vec<ScoredSample> {
+    std::fs::read_to_string(outcome.dir.join("accuracy.jsonl"))
+        .expect("accuracy.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("sample"))
+        .collect()
+}
+
+#[test]
+fn a_server_that_knows_the_answers_scores_what_it_was_told_on_every_api() {
+    for (api, stream) in [
+        ("completions", true),
+        ("chat", true),
+        ("chat", false),
+        ("llama_cpp", true),
+    ] {
+        let dir = cases(
+            &format!("apis-{api}-{stream}"),
+            &format!(
+                "kinds: [accuracy]\napi: {api}\nclient: {{ stream: {stream} }}\n\
+                 server:\n  embedded: {{ ttft_ms: 1, tpot_ms: 0, slots: 8, answers: {{ correct: 0.5, seed: 11 }} }}\n\
+                 matrix: {{ mode: single }}\n\
+                 accuracy:\n  task: gsm8k\n  dataset: GSM8K\n  limit: 60\n  concurrency: 4\n"
+            ),
+        );
+        let plans = plans(&dir);
+        assert_eq!(plans.len(), 1, "one accuracy trial per case");
+        assert_eq!(plans[0].name(), "c::gsm8k_n60");
+        let outcome = execute(&plans[0], &context(&dir)).expect("reports");
+        let detail = outcome.report.accuracy_detail.clone().expect("accuracy ran");
+        assert_eq!((detail.n, detail.errors), (60, 0), "{api}");
+        let scored = samples(&outcome);
+        assert_eq!(scored.len(), 60);
+        // The server answers right with probability 0.5, decided per question: the two
+        // filters agree on every answer (right replies end `#### N`, wrong ones `#### N+1`).
+        let right = scored
+            .iter()
+            .filter(|s| s.correct["strict-match"])
+            .count();
+        assert!((15..=45).contains(&right), "{api}: {right} of 60");
+        for sample in &scored {
+            assert_eq!(
+                sample.correct["strict-match"], sample.correct["flexible-extract"],
+                "{sample:?}"
+            );
+            assert!(sample.prompt_excerpt.ends_with("Answer:"), "{sample:?}");
+            assert!(sample.response.contains("#### "), "{sample:?}");
+        }
+        let score = 100.0 * right as f64 / 60.0;
+        assert_eq!(outcome.report.accuracy, Some(score), "{api}");
+        // No threshold: the accuracy check says so and does not pass or fail the trial.
+        assert_eq!(outcome.report.verdict.status, Status::NotApplicable);
+    }
+}
+
+#[test]
+fn the_same_questions_get_the_same_answers_in_every_run() {
+    let yaml = "kinds: [accuracy]\napi: completions\n\
+                server:\n  embedded: { ttft_ms: 1, tpot_ms: 0, slots: 8, answers: { correct: 0.7 } }\n\
+                matrix: { mode: single }\n\
+                accuracy:\n  task: synthetic_arithmetic\n  limit: 50\n  concurrency: 8\n";
+    let scores: Vec<Vec<bool>> = (0..2)
+        .map(|run| {
+            let dir = cases(&format!("repeat-{run}"), yaml);
+            let outcome = execute(&plans(&dir)[0], &context(&dir)).expect("reports");
+            samples(&outcome)
+                .iter()
+                .map(|s| s.correct["first-number"])
+                .collect()
+        })
+        .collect();
+    assert_eq!(scores[0], scores[1]);
+    let right = scores[0].iter().filter(|&&r| r).count();
+    assert!((25..=45).contains(&right), "{right} of 50 at a 0.7 chance");
+}
+
+#[test]
+fn answers_that_get_worse_under_load_fail_the_stress_trial_but_not_the_accuracy_trial() {
+    // Right every time with up to 4 requests in the server, one time in five from 12 on.
+    let dir = cases(
+        "degrade",
+        "kinds: [accuracy, perf, stress]\napi: completions\n\
+         server:\n  embedded: { ttft_ms: 2, tpot_ms: 1, slots: 32, answers: { correct: { 4: 1.0, 12: 0.2 } } }\n\
+         matrix: { mode: custom, isl: [32], osl: [32], concurrency: [16] }\n\
+         load: { duration: 3s, warmup: 0 }\n\
+         slo:\n  - error_rate < 0.01\n\
+         accuracy:\n  task: gsm8k\n  dataset: GSM8K\n  limit: 40\n  concurrency: 4\n  \
+         threshold: { kind: absolute, expected_value: 100%, tolerance: 10% }\n",
+    );
+    let plans = plans(&dir);
+    let names: Vec<String> = plans
+        .iter()
+        .map(|p| format!("[{}] {}", p.kind.as_str(), p.name()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "[accuracy] c::gsm8k_n40",
+            "[perf] c::isl32_osl32_c16_3s",
+            "[stress] c::isl32_osl32_c16_3s",
+        ],
+        "the accuracy trial comes first"
+    );
+    let ctx = context(&dir);
+    let outcomes: Vec<TrialOutcome> = plans
+        .iter()
+        .map(|p| execute(p, &ctx).expect("reports"))
+        .collect();
+    let (accuracy, perf, stress) = (&outcomes[0], &outcomes[1], &outcomes[2]);
+
+    assert!(accuracy.passed, "{:#?}", accuracy.report.verdict);
+    assert_eq!(accuracy.report.accuracy, Some(100.0));
+    assert!(perf.passed, "{:#?}", perf.report.verdict);
+
+    assert!(!stress.passed);
+    let failed: Vec<&str> = stress
+        .report
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["accuracy gsm8k/strict-match"], "only accuracy fails");
+    let detail = stress.report.accuracy_detail.as_ref().expect("accuracy ran");
+    assert_eq!(detail.under_load, Some(40), "every answer came back under load");
+    assert_eq!(detail.baseline, Some(100.0), "the accuracy trial's score");
+    let under_load = detail.score().expect("score");
+    assert!(under_load < 50.0, "{under_load}");
+    assert_eq!(stress.report.accuracy_threshold, Some(90.0));
+    assert!(stress.dir.join("accuracy.jsonl").is_file());
+    assert!(stress.dir.join("records.jsonl").is_file());
+    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 4, "header and three rows");
+}
