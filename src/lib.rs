@@ -4,6 +4,7 @@
 //! server ([`server`]), drive load at it ([`load`], [`client`]), summarise what was measured
 //! ([`metrics`]), judge it against targets ([`verdict`]) and write reports ([`report`]).
 
+pub mod accuracy;
 pub mod bench;
 pub mod case;
 pub mod client;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use llm_stress::bench::server::{Script, ScriptServer};
 use llm_stress::bench::{self, BenchConfig};
-use llm_stress::case::{self, EmbeddedSpec, Kind};
+use llm_stress::case::{self, EmbeddedSpec};
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::matrix;
 use llm_stress::report::table::{self, Numbers};

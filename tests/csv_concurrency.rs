@@ -81,6 +81,7 @@ fn report(writer: usize, row: usize) -> TrialReport {
         endpoints: Vec::new(),
         accuracy: None,
         accuracy_threshold: None,
+        accuracy_detail: None,
         verdict: Verdict::from_checks(vec![check]),
         expect_fail: false,
     }

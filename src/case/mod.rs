@@ -1,5 +1,6 @@
 //! Cases and model specs: schema, loading and validation.
 
+mod accuracy;
 pub mod answer;
 pub mod load;
 pub mod request;

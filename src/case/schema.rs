@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::accuracy::{
+    AccuracySpec, AccuracyThreshold, ArithmeticSpec, Operator, Score, TaskName, ThresholdKind,
+};
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::request::{ClientSpec, EndpointSpec, PromptSource, PromptSpec};
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
@@ -346,36 +349,6 @@ impl Default for TargetSpec {
             tolerance: 0.10,
         }
     }
-}
-
-/// Accuracy section of a case (the phase itself is run by accuracy and stress trials).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccuracySpec {
-    /// Task name: `gsm8k`, `mmlu_generative` or `synthetic_arithmetic`.
-    pub task: String,
-    /// Path of the dataset (relative to the case file).
-    #[serde(default)]
-    pub dataset: Option<String>,
-    /// Number of samples scored.
-    #[serde(default)]
-    pub limit: Option<u32>,
-    /// Threshold the score must meet.
-    #[serde(default)]
-    pub threshold: Option<AccuracyThreshold>,
-}
-
-/// Accuracy threshold.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccuracyThreshold {
-    /// `absolute`, `relative` or `hypothesis_test`.
-    pub kind: String,
-    /// Reference score.
-    pub expected_value: f64,
-    /// Tolerance for `absolute` and `relative`.
-    #[serde(default)]
-    pub tolerance: Option<f64>,
 }
 
 /// A model spec: context and concurrency limits and reference performance.
