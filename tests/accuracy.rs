@@ -20,10 +20,8 @@ impl Drop for Temp {
 /// A cases folder holding one case (`case_yaml` after `name: c`, `model: m`), with the
 /// repository's GSM8K copy reachable as `gsm8k/`.
 fn cases(tag: &str, case_yaml: &str) -> Temp {
-    let dir = std::env::temp_dir().join(format!(
-        "llm-stress-accuracy-{tag}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("llm-stress-accuracy-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
     std::fs::write(
         dir.join("cases/models/m.yaml"),
@@ -89,16 +87,17 @@ fn a_server_that_knows_the_answers_scores_what_it_was_told_on_every_api() {
         assert_eq!(plans.len(), 1, "one accuracy trial per case");
         assert_eq!(plans[0].name(), "c::gsm8k_n60");
         let outcome = execute(&plans[0], &context(&dir)).expect("reports");
-        let detail = outcome.report.accuracy_detail.clone().expect("accuracy ran");
+        let detail = outcome
+            .report
+            .accuracy_detail
+            .clone()
+            .expect("accuracy ran");
         assert_eq!((detail.n, detail.errors), (60, 0), "{api}");
         let scored = samples(&outcome);
         assert_eq!(scored.len(), 60);
         // The server answers right with probability 0.5, decided per question: the two
         // filters agree on every answer (right replies end `#### N`, wrong ones `#### N+1`).
-        let right = scored
-            .iter()
-            .filter(|s| s.correct["strict-match"])
-            .count();
+        let right = scored.iter().filter(|s| s.correct["strict-match"]).count();
         assert!((15..=45).contains(&right), "{api}: {right} of 60");
         for sample in &scored {
             assert_eq!(
@@ -183,9 +182,21 @@ fn answers_that_get_worse_under_load_fail_the_stress_trial_but_not_the_accuracy_
         .filter(|c| c.status == Status::Fail)
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(failed, ["accuracy gsm8k/strict-match"], "only accuracy fails");
-    let detail = stress.report.accuracy_detail.as_ref().expect("accuracy ran");
-    assert_eq!(detail.under_load, Some(40), "every answer came back under load");
+    assert_eq!(
+        failed,
+        ["accuracy gsm8k/strict-match"],
+        "only accuracy fails"
+    );
+    let detail = stress
+        .report
+        .accuracy_detail
+        .as_ref()
+        .expect("accuracy ran");
+    assert_eq!(
+        detail.under_load,
+        Some(40),
+        "every answer came back under load"
+    );
     assert_eq!(detail.baseline, Some(100.0), "the accuracy trial's score");
     let under_load = detail.score().expect("score");
     assert!(under_load < 50.0, "{under_load}");

@@ -225,12 +225,7 @@ mod tests {
 
     #[test]
     fn request_asks_for_usage_and_exact_length() {
-        let (path, body) = request_body(
-            Api::Chat,
-            "m",
-            &Generation::exact("p".into(), 7),
-            true,
-        );
+        let (path, body) = request_body(Api::Chat, "m", &Generation::exact("p".into(), 7), true);
         assert_eq!(path, "/v1/chat/completions");
         assert_eq!(body["max_tokens"], 7);
         assert_eq!(body["stream_options"]["include_usage"], true);

@@ -118,7 +118,8 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
                 .then(|| shaped.first().cloned())
                 .flatten()
                 .map(|(combination, shape)| (Kind::Accuracy, combination, shape));
-            let load_kinds: Vec<Kind> = kinds.into_iter().filter(|k| *k != Kind::Accuracy).collect();
+            let load_kinds: Vec<Kind> =
+                kinds.into_iter().filter(|k| *k != Kind::Accuracy).collect();
             shaped
                 .into_iter()
                 .flat_map(|(combination, shape)| {

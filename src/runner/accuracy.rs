@@ -58,7 +58,15 @@ pub(super) async fn ask_all(
                     });
                     (
                         i,
-                        score(task, sample, &request, response, error, record.e2el_ms, under_load),
+                        score(
+                            task,
+                            sample,
+                            &request,
+                            response,
+                            error,
+                            record.e2el_ms,
+                            under_load,
+                        ),
                     )
                 }
             })

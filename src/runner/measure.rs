@@ -156,7 +156,13 @@ async fn drive(
         running.store(false, Ordering::Release);
         outcome
     };
-    let asked = ask_all(task, accuracy, &client, spec.api, Some(Arc::clone(&running)));
+    let asked = ask_all(
+        task,
+        accuracy,
+        &client,
+        spec.api,
+        Some(Arc::clone(&running)),
+    );
     let (outcome, samples) = tokio::join!(load, asked);
     let baseline = crate::report::csv::accuracy_in_run(
         &ctx.out_dir.join("results.csv"),

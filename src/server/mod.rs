@@ -71,9 +71,10 @@ impl RunningServer {
             }
             ServerSpec::Embedded(e) => {
                 let served_model = configured_name.unwrap_or_else(|| model.name.clone());
-                let server = ServerThread::start(e.clone(), served_model.clone(), Arc::clone(answers))
-                    .await
-                    .map_err(ServerError::Embedded)?;
+                let server =
+                    ServerThread::start(e.clone(), served_model.clone(), Arc::clone(answers))
+                        .await
+                        .map_err(ServerError::Embedded)?;
                 Ok(RunningServer {
                     base_url: server.base_url().to_string(),
                     served_model,

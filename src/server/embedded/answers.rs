@@ -322,8 +322,11 @@ mod tests {
     #[case(1.0, "2 + 2 = 4\n#### 4")]
     #[case(0.0, "2 + 2 = 5\n#### 5")]
     fn the_chance_of_a_right_answer_decides_the_reply(#[case] chance: f64, #[case] text: &str) {
-        let output = answerer(CorrectRate::Fixed(chance))
-            .output(&ask("Question: What is 2 + 2?\nAnswer:"), 256, 1);
+        let output = answerer(CorrectRate::Fixed(chance)).output(
+            &ask("Question: What is 2 + 2?\nAnswer:"),
+            256,
+            1,
+        );
         assert_eq!(output.text(0, output.tokens() as usize), text);
         assert_eq!(output.finish_reason(), "stop");
     }
