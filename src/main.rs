@@ -3,19 +3,22 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use llm_stress::accuracy::Task;
 use llm_stress::bench::server::{Script, ScriptServer};
 use llm_stress::bench::{self, BenchConfig};
-use llm_stress::case::{self, EmbeddedSpec};
+use llm_stress::case::{self, AnswerSpec, CorrectRate, EmbeddedSpec};
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::matrix;
 use llm_stress::report::table::{self, Numbers};
 use llm_stress::runner::{self, RunContext};
 use llm_stress::server::embedded::EmbeddedServer;
+use llm_stress::server::embedded::answers::AnswerKey;
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +71,13 @@ enum Command {
         /// Tokens per streamed chunk.
         #[arg(long, default_value_t = 1)]
         tokens_per_chunk: u32,
+        /// Answer the questions of this case's accuracy task (synthetic arithmetic is always
+        /// answered).
+        #[arg(long, value_name = "CASE.yaml")]
+        answers: Option<PathBuf>,
+        /// Chance of answering a known question right.
+        #[arg(long, default_value_t = 1.0)]
+        correct: f64,
     },
     /// Print the parameter combinations a case generates.
     Matrix {
@@ -146,16 +156,28 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             slots,
             prefill_us_per_token,
             tokens_per_chunk,
+            answers,
+            correct,
         } => {
+            if !(0.0..=1.0).contains(&correct) {
+                bail!("--correct must be a chance between 0 and 1, not {correct}");
+            }
             let spec = EmbeddedSpec {
                 ttft_ms,
                 tpot_ms,
                 slots,
                 prefill_us_per_token,
                 tokens_per_chunk,
-                ..EmbeddedSpec::default()
+                answers: AnswerSpec {
+                    correct: CorrectRate::Fixed(correct),
+                    seed: 0,
+                },
             };
-            serve(spec, model, port)?;
+            let key = match answers {
+                Some(case) => answer_key(&case)?,
+                None => AnswerKey::default(),
+            };
+            serve(spec, model, port, key)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchClient {
@@ -284,10 +306,30 @@ fn run(
     })
 }
 
-fn serve(spec: EmbeddedSpec, model: String, port: u16) -> Result<()> {
+/// The key to the questions of a case's accuracy task.
+fn answer_key(case_path: &std::path::Path) -> Result<AnswerKey> {
+    let loaded = case::load_case(case_path)?;
+    let accuracy = loaded
+        .spec
+        .accuracy
+        .as_ref()
+        .with_context(|| format!("{} has no accuracy section", case_path.display()))?;
+    let case_dir = case_path.parent().unwrap_or(std::path::Path::new("."));
+    let task = Task::from_spec(accuracy, case_dir)?;
+    let key = AnswerKey::for_task(&task);
+    eprintln!(
+        "answering {} questions of {} ({})",
+        key.len(),
+        task.name(),
+        task.dataset_label()
+    );
+    Ok(key)
+}
+
+fn serve(spec: EmbeddedSpec, model: String, port: u16, key: AnswerKey) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = EmbeddedServer::start(spec, model, port)
+        let server = EmbeddedServer::start_answering(spec, model, port, Arc::new(key))
             .await
             .context("starting the embedded server")?;
         println!("serving on {} (Ctrl-C to stop)", server.base_url());

@@ -49,7 +49,7 @@ fn trials_are_one_per_kind_and_combination_sorted_and_unique() {
     let dir = Dir::new("sorted");
     dir.case(
         "zeta.yaml",
-        "name: zeta\nmodel: m\nkinds: [stress, perf]\nmatrix:\n  mode: custom\n  isl: [64]\n  osl: [8]\n  concurrency: [2, 1]\n",
+        "name: zeta\nmodel: m\nkinds: [stress, perf, accuracy]\nmatrix:\n  mode: custom\n  isl: [64]\n  osl: [8]\n  concurrency: [2, 1]\naccuracy: { task: synthetic_arithmetic, limit: 5 }\n",
     )
     .case(
         "alpha.yaml",
@@ -60,6 +60,8 @@ fn trials_are_one_per_kind_and_combination_sorted_and_unique() {
         names(&found),
         vec![
             "[perf] alpha::isl768_osl128_c1_n1",
+            // One accuracy trial per case, before the case's load trials.
+            "[accuracy] zeta::synthetic_arithmetic_n5",
             "[perf] zeta::isl64_osl8_c1_n1",
             "[stress] zeta::isl64_osl8_c1_n1",
             "[perf] zeta::isl64_osl8_c2_n2",

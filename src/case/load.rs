@@ -459,4 +459,36 @@ mod tests {
         assert!(message.contains("key `kinds`"), "{message}");
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    #[rstest]
+    #[case::stress_without_a_task(
+        "kinds: [stress]\n",
+        "key `accuracy`: kind `stress` needs an `accuracy` section"
+    )]
+    #[case::tolerance_in_a_hypothesis_test(
+        "kinds: [accuracy]\naccuracy:\n  task: synthetic_arithmetic\n  threshold: { kind: hypothesis_test, expected_value: 90%, tolerance: 2% }\n",
+        "key `accuracy.threshold.tolerance`"
+    )]
+    #[case::a_chance_above_one(
+        "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",
+        "key `server.embedded.answers.correct`: 1.5 is not a chance"
+    )]
+    fn accuracy_and_answer_mode_mistakes_name_the_key(#[case] rest: &str, #[case] wanted: &str) {
+        let dir = std::env::temp_dir().join(format!(
+            "llm-stress-accuracy-case-{}-{}",
+            std::process::id(),
+            wanted.len()
+        ));
+        std::fs::create_dir_all(dir.join("models")).expect("dir");
+        std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");
+        let case = dir.join("c.yaml");
+        std::fs::write(
+            &case,
+            format!("name: c\nmodel: m\nmatrix: {{mode: single}}\n{rest}"),
+        )
+        .expect("write");
+        let message = load_case(&case).expect_err("invalid").to_string();
+        assert!(message.contains(wanted), "{message}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

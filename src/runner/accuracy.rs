@@ -11,22 +11,10 @@ use crate::accuracy::{Sample, Task};
 use crate::case::{AccuracySpec, Api};
 use crate::client::{Client, Ending, Generation, Role, Turn};
 use crate::report::accuracy::{AccuracySummary, FilterScore, ScoredSample, ThresholdSummary};
-use crate::server::embedded::answers::AnswerKey;
 use crate::verdict::{Check, Status};
 
 /// Bytes of the prompt's end kept in each scored sample.
 const PROMPT_EXCERPT_BYTES: usize = 300;
-
-/// The embedded server's key to a task: each question with its right and wrong reply.
-pub(super) fn answer_key(task: &Task) -> AnswerKey {
-    AnswerKey::new(task.samples().iter().map(|s| {
-        (
-            s.question.clone(),
-            s.right_reply.clone(),
-            s.wrong_reply.clone(),
-        )
-    }))
-}
 
 /// Sends every question (at most `spec.concurrency` at once) and scores the answers. With
 /// `load_running`, each sample notes whether its answer came back while the load still ran.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::accuracy::{answer_key, ask_all, judge as judge_accuracy};
+use super::accuracy::{ask_all, judge as judge_accuracy};
 use super::prompting::{model_tokenizer, prompts_for};
 use super::{RunContext, TrialPlan};
 use crate::accuracy::Task;
@@ -17,6 +17,7 @@ use crate::metrics::{RequestRecord, Summary};
 use crate::report::EndpointSummary;
 use crate::report::accuracy::{AccuracySummary, ScoredSample};
 use crate::server::RunningServer;
+use crate::server::embedded::answers::AnswerKey;
 use crate::verdict::{self, Check, Status};
 
 /// What a trial measured.
@@ -73,7 +74,7 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
         Ok(task) => task,
         Err(reason) => return Measured::failed(label, reason),
     };
-    let key = Arc::new(task.as_ref().map(answer_key).unwrap_or_default());
+    let key = Arc::new(task.as_ref().map(AnswerKey::for_task).unwrap_or_default());
     let mut servers = Vec::new();
     for destination in &destinations {
         match RunningServer::bring_up(&destination.server, &plan.case.model, None, &key).await {

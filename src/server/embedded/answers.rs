@@ -4,10 +4,12 @@
 //! A request that asks for exactly `max_tokens` tokens (`ignore_eos`, as load requests do) gets
 //! filler text. Any other request is looked up in the [`AnswerKey`] by how its prompt ends (the
 //! question it asks); a known question gets its right or wrong reply, an unknown one filler.
-//! Whether a reply is right is decided by a hash of the question against the probability at the
+//! Synthetic arithmetic questions (`What is 37 + 58 * 2?`) need no key: the server works them
+//! out. Whether a reply is right is decided by a hash of the question against the probability at the
 //! number of requests in the server, so it is repeatable: the same question at the same load
 //! gets the same reply, and a question answered wrongly stays wrong when the load rises.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -69,6 +71,17 @@ impl AnswerKey {
             .filter(|e| prompt.ends_with(e.question.as_str()))
             .max_by_key(|e| e.question.len())
             .map(|e| (e.question.as_str(), e.right.as_str(), e.wrong.as_str()))
+    }
+
+    /// The key to an accuracy task: each of its questions with its right and wrong reply.
+    pub fn for_task(task: &crate::accuracy::Task) -> AnswerKey {
+        AnswerKey::new(task.samples().iter().map(|s| {
+            (
+                s.question.clone(),
+                s.right_reply.clone(),
+                s.wrong_reply.clone(),
+            )
+        }))
     }
 
     /// Number of questions known.
@@ -184,14 +197,24 @@ impl Answerer {
         if ask.exact {
             return filler;
         }
-        let Some((question, right, wrong)) = self.key.lookup(&ask.query) else {
-            return filler;
-        };
+        // A question of the key, else a synthetic arithmetic question it can work out.
+        let (question, right, wrong): (&str, Cow<'_, str>, Cow<'_, str>) =
+            match self.key.lookup(&ask.query) {
+                Some((question, right, wrong)) => (question, right.into(), wrong.into()),
+                None => match crate::accuracy::solve(&ask.query) {
+                    Some(n) => (
+                        ask.query.trim_end(),
+                        n.to_string().into(),
+                        n.wrapping_add(1).to_string().into(),
+                    ),
+                    None => return filler,
+                },
+            };
         let chance = self.spec.correct.at(in_flight);
-        let reply = if unit_hash(self.spec.seed, question) < chance {
-            right
+        let reply: &str = if unit_hash(self.spec.seed, question) < chance {
+            &right
         } else {
-            wrong
+            &wrong
         };
         let reply = ask
             .stop
@@ -316,6 +339,21 @@ mod tests {
             answerer.output(&ask("what?"), 3, 1),
             Output::Filler { tokens: 3 }
         );
+    }
+
+    #[rstest]
+    #[case(1.0, "121")]
+    #[case(0.0, "122")]
+    fn arithmetic_is_worked_out_without_a_key(#[case] chance: f64, #[case] reply: &str) {
+        let answerer = Answerer::new(
+            Arc::default(),
+            AnswerSpec {
+                correct: CorrectRate::Fixed(chance),
+                seed: 0,
+            },
+        );
+        let output = answerer.output(&ask("Question: What is 37 + 42 * 2?\nAnswer:"), 16, 1);
+        assert_eq!(output.text(0, output.tokens() as usize), reply);
     }
 
     #[rstest]
