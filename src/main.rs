@@ -291,6 +291,7 @@ fn run(
             }
         }
     }
+    llm_stress::server::spawn::stop_all();
     println!(
         "{ran} trials, {} failed; reports in {}",
         failed.len(),

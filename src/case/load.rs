@@ -286,6 +286,14 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
     }
     for target in spec.destinations() {
+        if let super::ServerSpec::Spawn(s) = &target.server
+            && !(s.startup_timeout_s.is_finite() && s.startup_timeout_s > 0.0)
+        {
+            return invalid(
+                "server.spawn.startup_timeout_s",
+                "must be a positive number of seconds",
+            );
+        }
         let super::ServerSpec::Embedded(e) = &target.server else {
             continue;
         };

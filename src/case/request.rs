@@ -18,6 +18,10 @@ pub struct ClientSpec {
     /// Name of an environment variable holding an API key, sent as `Authorization: Bearer`.
     /// The key itself is never written to any output.
     pub api_key_env: Option<String>,
+    /// Reuse connections between requests. Turn it off for servers that close a connection
+    /// after a streamed response without saying so (llama.cpp's llama-server does): a request
+    /// sent on such a connection fails with "connection closed before message completed".
+    pub keep_alive: bool,
 }
 
 impl Default for ClientSpec {
@@ -26,6 +30,7 @@ impl Default for ClientSpec {
             stream: true,
             headers: BTreeMap::new(),
             api_key_env: None,
+            keep_alive: true,
         }
     }
 }

@@ -171,6 +171,8 @@ pub enum ServerSpec {
     Embedded(EmbeddedSpec),
     /// An already running server at a URL (`LLM_STRESS_URL` overrides it).
     Attach(AttachSpec),
+    /// A server the harness starts from a command, on a free port, and stops at the end.
+    Spawn(SpawnSpec),
 }
 
 impl Default for ServerSpec {
@@ -185,6 +187,7 @@ impl ServerSpec {
         match self {
             ServerSpec::Embedded(_) => "embedded",
             ServerSpec::Attach(_) => "attach",
+            ServerSpec::Spawn(_) => "spawn",
         }
     }
 }
@@ -229,6 +232,44 @@ pub struct AttachSpec {
     /// Model name sent in requests; defaults to the first model `/v1/models` lists.
     #[serde(default)]
     pub served_model: Option<String>,
+}
+
+/// A server started from a command for the trials that need it, and stopped (its whole
+/// process group) when the run ends.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnSpec {
+    /// Shell command (`sh -c`). `{port}` (a free loopback port), `{host}` (`127.0.0.1`) and
+    /// `{name}` for each `vars` entry are substituted; environment variables expand as in sh.
+    pub command: String,
+    /// Values for `{name}` in the command.
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
+    /// Environment of the server (added to the harness's own).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Working folder, relative to the case file (default: the case file's folder).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Seconds to wait for the server to answer its health check.
+    #[serde(default = "default_startup_timeout_s")]
+    pub startup_timeout_s: f64,
+    /// Model name sent in requests (default: the model spec's `served_name`, else what
+    /// `/v1/models` lists first).
+    #[serde(default)]
+    pub served_model: Option<String>,
+    /// Environment variables that must name existing files (the server binary, the model):
+    /// without them the case's trials are listed as ignored with `install_hint`, or fail when
+    /// `LLM_STRESS_REQUIRE_REAL=1`.
+    #[serde(default)]
+    pub requires_files: Vec<String>,
+    /// How to get what `requires_files` names.
+    #[serde(default)]
+    pub install_hint: Option<String>,
+}
+
+fn default_startup_timeout_s() -> f64 {
+    120.0
 }
 
 /// Matrix generation mode.

@@ -109,6 +109,8 @@ pub struct ClientConfig {
     pub api_key: Option<String>,
     /// Local token counter for output text.
     pub tokenizer: Option<Arc<dyn CountTokens>>,
+    /// Reuse connections between requests (keep-alive).
+    pub keep_alive: bool,
 }
 
 impl ClientConfig {
@@ -123,6 +125,7 @@ impl ClientConfig {
             headers: Vec::new(),
             api_key: None,
             tokenizer: None,
+            keep_alive: true,
         }
     }
 }
@@ -169,8 +172,9 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        let idle_per_host = if config.keep_alive { usize::MAX } else { 0 };
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
+            .pool_max_idle_per_host(idle_per_host)
             .tcp_nodelay(true)
             .no_proxy()
             .default_headers(headers)

@@ -61,7 +61,9 @@ impl Harness {
             .into_iter()
             .map(|d| self.trial(d, &ctx))
             .collect();
-        libtest_mimic::run(&args, trials).exit_code()
+        let conclusion = libtest_mimic::run(&args, trials);
+        crate::server::spawn::stop_all();
+        conclusion.exit_code()
     }
 
     fn trial(&self, discovered: Discovered, ctx: &Arc<RunContext>) -> Trial {

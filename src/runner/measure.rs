@@ -16,7 +16,8 @@ use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
 use crate::report::EndpointSummary;
 use crate::report::accuracy::{AccuracySummary, ScoredSample};
-use crate::server::RunningServer;
+use crate::report::trial_dir::safe_name;
+use crate::server::{RunningServer, Surroundings};
 use crate::server::embedded::answers::AnswerKey;
 use crate::verdict::{self, Check, Status};
 
@@ -75,9 +76,17 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
         Err(reason) => return Measured::failed(label, reason),
     };
     let key = Arc::new(task.as_ref().map(AnswerKey::for_task).unwrap_or_default());
+    let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
+    let log_dir = ctx.out_dir.join(safe_name(&ctx.run_id)).join("servers");
+    let around = Surroundings {
+        model: &plan.case.model,
+        answers: &key,
+        case_dir,
+        log_dir: &log_dir,
+    };
     let mut servers = Vec::new();
     for destination in &destinations {
-        match RunningServer::bring_up(&destination.server, &plan.case.model, None, &key).await {
+        match RunningServer::bring_up(&destination.server, &around).await {
             Ok(server) => servers.push(server),
             Err(e) => {
                 shutdown_all(servers).await;
@@ -85,10 +94,23 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
             }
         }
     }
+    let notes: Vec<Check> = servers
+        .iter()
+        .flat_map(|s| s.notes.iter().map(|note| server_note(note.clone())))
+        .collect();
     let result = drive(plan, ctx, task.as_ref(), &destinations, &servers).await;
+    // A spawned server that died while the trial ran fails it, with its exit and log.
+    let deaths: Vec<Check> = servers
+        .iter()
+        .filter(|s| s.label == "spawn")
+        .filter_map(|s| crate::server::spawn::death_of(&s.base_url))
+        .map(server_check)
+        .collect();
     shutdown_all(servers).await;
     let mut measured = result.unwrap_or_else(|reason| Measured::failed(label, reason));
     measured.server_label = label;
+    measured.checks.splice(0..0, notes);
+    measured.checks.extend(deaths);
     measured
 }
 
@@ -141,7 +163,14 @@ async fn drive(
         });
     }
     let first = servers.first().ok_or("no server to send to")?;
-    let (measured, warmup) = prompts_for(plan, &endpoints, first).await?;
+    // The server's tokenizer is asked on connections of its own: a server that closes a
+    // connection after so many requests (cpp-httplib does) must not close one the load is
+    // about to reuse.
+    let tokenizer_client = clients(plan, &destinations[..1], &servers[..1])?
+        .pop()
+        .map(|e| e.client)
+        .ok_or("no server to ask for tokens")?;
+    let (measured, warmup) = prompts_for(plan, tokenizer_client.http(), first).await?;
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
         .map_err(|e| e.to_string())?;
     let source = Arc::new(source);
@@ -212,6 +241,7 @@ fn clients(
             headers: spec.client.headers.clone().into_iter().collect(),
             api_key: api_key.clone(),
             tokenizer: output_counter.clone(),
+            keep_alive: spec.client.keep_alive,
         };
         let client = Client::new(config).map_err(|e| e.to_string())?;
         endpoints.push(Endpoint {
@@ -266,6 +296,21 @@ fn judge(plan: &TrialPlan, outcome: LoadOutcome, endpoint_names: &[String]) -> M
         samples: Vec::new(),
         checks,
         server_label: "",
+    }
+}
+
+/// Something that happened to the server that the report must say without failing the trial
+/// (a spawned server that had died and was started again).
+fn server_note(reason: String) -> Check {
+    Check {
+        name: "server restarted".to_string(),
+        source: "run".to_string(),
+        actual: None,
+        target: None,
+        ratio: None,
+        rule: "a server that died between trials is started again".to_string(),
+        status: Status::NotApplicable,
+        reason,
     }
 }
 

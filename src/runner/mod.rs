@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::case::{Expect, Kind, LoadedCase};
+use crate::case::{Expect, Kind, LoadedCase, ServerSpec};
 use crate::load::Shape;
 use crate::matrix::Combination;
 use crate::report::{self, TrialReport};
@@ -47,12 +47,16 @@ impl TrialPlan {
         }
     }
 
-    /// Why this trial cannot run in this build, if it cannot.
-    pub fn unsupported_reason(&self) -> Option<&'static str> {
-        match self.kind {
-            Kind::Perf | Kind::Stress | Kind::Accuracy => None,
-            Kind::Sim => Some("simulator studies are not in this build yet"),
+    /// Why this trial cannot run here, if it cannot: a kind not in this build, or a spawned
+    /// server whose binary or model is missing (unless `LLM_STRESS_REQUIRE_REAL=1`).
+    pub fn unsupported_reason(&self) -> Option<String> {
+        if self.kind == Kind::Sim {
+            return Some("simulator studies are not in this build yet".into());
         }
+        self.case.spec.destinations().iter().find_map(|d| match &d.server {
+            ServerSpec::Spawn(spawn) => crate::server::spawn::missing_requirement(spawn),
+            _ => None,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Mutex, OnceLock};
 
 use super::TrialPlan;
 use crate::client::Generation;
-use crate::load::{self, Endpoint};
+use crate::load;
 use crate::prompts::{self, TokenCounter, Wanted};
 use crate::server::RunningServer;
 
@@ -15,17 +15,13 @@ use crate::server::RunningServer;
 /// embedded server only).
 fn token_counter(
     plan: &TrialPlan,
-    endpoints: &[Endpoint],
+    tokenizer_http: &reqwest::Client,
     server: &RunningServer,
 ) -> Result<TokenCounter, String> {
     let case = &plan.case;
     if case.spec.prompts.use_server_tokenizer {
-        let http = endpoints
-            .first()
-            .map(|e| e.client.http().clone())
-            .ok_or("no endpoint")?;
         return Ok(TokenCounter::server(
-            http,
+            tokenizer_http.clone(),
             &server.base_url,
             &server.served_model,
         ));
@@ -61,11 +57,11 @@ fn cached_tokenizer(path: &Path) -> Result<TokenCounter, String> {
 /// endpoint's client the local tokenizer, if any, to count output text with.
 pub(super) async fn prompts_for(
     plan: &TrialPlan,
-    endpoints: &[Endpoint],
+    tokenizer_http: &reqwest::Client,
     server: &RunningServer,
 ) -> Result<(Vec<Generation>, Vec<Generation>), String> {
     let spec = &plan.case.spec;
-    let counter = token_counter(plan, endpoints, server)?;
+    let counter = token_counter(plan, tokenizer_http, server)?;
     let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
     let c = &plan.combination;
     let build = |count: u32, index_base: u64| {

@@ -1,8 +1,10 @@
-//! Servers under test: the embedded simulated server and attached servers.
+//! Servers under test: the embedded simulated server, spawned servers and attached servers.
 
 pub mod attach;
 pub mod embedded;
+pub mod spawn;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,9 @@ pub enum ServerError {
     /// The embedded server could not start.
     #[error("embedded server failed to start: {0}")]
     Embedded(String),
+    /// A spawned server could not be had (missing binary or model, exited, never healthy).
+    #[error("spawned server: {0}")]
+    Spawn(String),
     /// Nothing healthy answers at the URL.
     #[error("server at {url} is not usable: {reason}")]
     Unreachable {
@@ -35,57 +40,81 @@ pub struct RunningServer {
     pub base_url: String,
     /// Model name to put in requests.
     pub served_model: String,
-    /// `embedded` or `attach`.
+    /// `embedded`, `attach` or `spawn`.
     pub label: &'static str,
+    /// What happened on the way up that a report should say (a spawned server restarted).
+    pub notes: Vec<String>,
     embedded: Option<ServerThread>,
 }
 
+/// What bringing up a server needs besides its spec.
+pub struct Surroundings<'a> {
+    /// The model spec (its `served_name` is the default model name).
+    pub model: &'a ModelSpec,
+    /// The questions an embedded server answers.
+    pub answers: &'a Arc<AnswerKey>,
+    /// The case file's folder (a spawned server's default working folder).
+    pub case_dir: &'a Path,
+    /// Where a spawned server's log goes.
+    pub log_dir: &'a Path,
+}
+
 impl RunningServer {
-    /// Brings up the case's server, or attaches to `url_override` (the CLI's `--url` or
-    /// `LLM_STRESS_URL`) when given. An embedded server answers the questions of `answers`.
+    /// Brings up the case's server: starts an embedded one (answering the questions of
+    /// `answers`), starts or reuses a spawned one, or health-checks an attached one.
     pub async fn bring_up(
         spec: &ServerSpec,
-        model: &ModelSpec,
-        url_override: Option<&str>,
-        answers: &Arc<AnswerKey>,
+        around: &Surroundings<'_>,
     ) -> Result<RunningServer, ServerError> {
+        let model = around.model;
         let configured_name = model.served_name.clone();
-        let attach_to = |url: &str, name: Option<String>| {
-            let url = url.to_string();
-            async move {
-                let listed = attach::check(&url, Duration::from_secs(10)).await?;
-                Ok(RunningServer {
-                    served_model: name.or(listed).unwrap_or_else(|| model.name.clone()),
-                    base_url: url,
-                    label: "attach",
-                    embedded: None,
-                })
-            }
+        let server = |base_url: String, served_model: String, label| RunningServer {
+            base_url,
+            served_model,
+            label,
+            notes: Vec::new(),
+            embedded: None,
         };
-        if let Some(url) = url_override {
-            return attach_to(url, configured_name).await;
-        }
         match spec {
             ServerSpec::Attach(a) => {
-                attach_to(&a.url, a.served_model.clone().or(configured_name)).await
+                let listed = attach::check(&a.url, Duration::from_secs(10)).await?;
+                let name = a.served_model.clone().or(configured_name).or(listed);
+                Ok(server(
+                    a.url.clone(),
+                    name.unwrap_or_else(|| model.name.clone()),
+                    "attach",
+                ))
+            }
+            ServerSpec::Spawn(s) => {
+                let acquired = spawn::acquire(s, around.case_dir, around.log_dir).await?;
+                let name = s
+                    .served_model
+                    .clone()
+                    .or(configured_name)
+                    .or(acquired.listed_model);
+                let mut running = server(
+                    acquired.base_url,
+                    name.unwrap_or_else(|| model.name.clone()),
+                    "spawn",
+                );
+                running.notes.extend(acquired.restarted);
+                Ok(running)
             }
             ServerSpec::Embedded(e) => {
                 let served_model = configured_name.unwrap_or_else(|| model.name.clone());
-                let server =
-                    ServerThread::start(e.clone(), served_model.clone(), Arc::clone(answers))
+                let thread =
+                    ServerThread::start(e.clone(), served_model.clone(), Arc::clone(around.answers))
                         .await
                         .map_err(ServerError::Embedded)?;
-                Ok(RunningServer {
-                    base_url: server.base_url().to_string(),
-                    served_model,
-                    label: "embedded",
-                    embedded: Some(server),
-                })
+                let mut running = server(thread.base_url().to_string(), served_model, "embedded");
+                running.embedded = Some(thread);
+                Ok(running)
             }
         }
     }
 
-    /// Stops the server if this process started it.
+    /// Stops the server if it is embedded (spawned servers stay up for later trials until
+    /// [`spawn::stop_all`]).
     pub async fn shutdown(self) {
         if let Some(server) = self.embedded {
             server.shutdown().await;

@@ -1,0 +1,403 @@
+//! Servers the harness starts itself: a command on a free loopback port, its output captured
+//! to a log file, readiness by health check, and teardown of its whole process group.
+//!
+//! Started servers are kept for the rest of the process, so trials that need the same server
+//! share one ([`acquire`]); one that died between trials is started again and the death is
+//! reported. [`stop_all`] stops them (the harness calls it at the end of a run); an interrupt
+//! (SIGINT, SIGTERM, SIGHUP) stops them too before the process ends.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{ServerError, attach};
+use crate::case::SpawnSpec;
+
+/// Environment variable that turns missing real servers into failures instead of ignored
+/// trials (CI sets it).
+pub const REQUIRE_REAL_ENV: &str = "LLM_STRESS_REQUIRE_REAL";
+
+/// Bytes of the end of a server log quoted in errors.
+const LOG_TAIL_BYTES: usize = 2048;
+
+/// Time a server gets to exit after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Why a spawned server's trials cannot run here, if they cannot: a file named by one of its
+/// `requires_files` variables is missing. `None` also when `LLM_STRESS_REQUIRE_REAL` is set
+/// (the trial then runs and fails with the same message).
+pub fn missing_requirement(spec: &SpawnSpec) -> Option<String> {
+    let missing = requirement_problem(spec)?;
+    if std::env::var(REQUIRE_REAL_ENV).is_ok_and(|v| v == "1") {
+        return None;
+    }
+    Some(missing)
+}
+
+fn requirement_problem(spec: &SpawnSpec) -> Option<String> {
+    let missing: Vec<String> = spec
+        .requires_files
+        .iter()
+        .filter_map(|var| match std::env::var_os(var) {
+            Some(path) if Path::new(&path).exists() => None,
+            Some(path) => Some(format!("{var}={} does not exist", path.to_string_lossy())),
+            None => Some(format!("{var} is not set")),
+        })
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let hint = spec
+        .install_hint
+        .as_deref()
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+    Some(format!("needs a real server: {}{hint}", missing.join(", ")))
+}
+
+/// A started server.
+struct Spawned {
+    child: Child,
+    base_url: String,
+    log: PathBuf,
+    listed_model: Option<String>,
+}
+
+/// The running servers by their spec and case folder.
+static REGISTRY: OnceLock<Mutex<HashMap<String, Spawned>>> = OnceLock::new();
+
+fn registry() -> &'static Mutex<HashMap<String, Spawned>> {
+    REGISTRY.get_or_init(|| {
+        install_signal_handlers();
+        Mutex::new(HashMap::new())
+    })
+}
+
+/// What [`acquire`] gives: where the server is, and what happened to an earlier one.
+#[derive(Debug, Clone)]
+pub struct Acquired {
+    /// Base URL, such as `http://127.0.0.1:40123`.
+    pub base_url: String,
+    /// The first model `/v1/models` lists, if it lists any.
+    pub listed_model: Option<String>,
+    /// The server's log file.
+    pub log: PathBuf,
+    /// Set when the server this process started earlier had died and was started again.
+    pub restarted: Option<String>,
+}
+
+/// The running server for `spec`, started (and health-checked) if there is none or the one
+/// there was has exited. Its output goes to a log file under `log_dir`.
+pub async fn acquire(
+    spec: &SpawnSpec,
+    case_dir: &Path,
+    log_dir: &Path,
+) -> Result<Acquired, ServerError> {
+    if let Some(missing) = requirement_problem(spec) {
+        return Err(ServerError::Spawn(missing));
+    }
+    let key = format!("{:?}", (spec, case_dir));
+    let mut restarted = None;
+    {
+        let mut servers = registry().lock().map_err(|_| poisoned())?;
+        if let Some(server) = servers.get_mut(&key) {
+            match server.child.try_wait() {
+                Ok(None) => {
+                    return Ok(Acquired {
+                        base_url: server.base_url.clone(),
+                        listed_model: server.listed_model.clone(),
+                        log: server.log.clone(),
+                        restarted: None,
+                    });
+                }
+                Ok(Some(status)) => {
+                    restarted = Some(format!(
+                        "the server started earlier had exited ({}); started it again. Its log \
+                         ends:\n{}",
+                        describe(status),
+                        log_tail(&server.log)
+                    ));
+                    servers.remove(&key);
+                }
+                Err(e) => return Err(ServerError::Spawn(format!("cannot check the server: {e}"))),
+            }
+        }
+    }
+    let mut spawned = start(spec, case_dir, log_dir)?;
+    match wait_ready(&mut spawned, spec).await {
+        Ok(listed) => spawned.listed_model = listed,
+        Err(e) => {
+            stop(&mut spawned.child);
+            return Err(e);
+        }
+    }
+    let acquired = Acquired {
+        base_url: spawned.base_url.clone(),
+        listed_model: spawned.listed_model.clone(),
+        log: spawned.log.clone(),
+        restarted,
+    };
+    registry()
+        .lock()
+        .map_err(|_| poisoned())?
+        .insert(key, spawned);
+    Ok(acquired)
+}
+
+/// If the spawned server at `base_url` has exited: how, and the end of its log.
+pub fn death_of(base_url: &str) -> Option<String> {
+    let mut servers = REGISTRY.get()?.lock().ok()?;
+    let server = servers.values_mut().find(|s| s.base_url == base_url)?;
+    let status = server.child.try_wait().ok()??;
+    Some(format!(
+        "the server at {base_url} exited during the trial ({}); its log ends:\n{}",
+        describe(status),
+        log_tail(&server.log)
+    ))
+}
+
+fn poisoned() -> ServerError {
+    ServerError::Spawn("the server registry is unusable after a panic".into())
+}
+
+/// Starts the command in a process group of its own, on a free port.
+fn start(spec: &SpawnSpec, case_dir: &Path, log_dir: &Path) -> Result<Spawned, ServerError> {
+    let port = free_port().map_err(|e| ServerError::Spawn(format!("no free port: {e}")))?;
+    let command = render(&spec.command, port, &spec.vars);
+    std::fs::create_dir_all(log_dir).map_err(|e| {
+        ServerError::Spawn(format!("cannot create {}: {e}", log_dir.display()))
+    })?;
+    let log = log_dir.join(format!("server-{port}.log"));
+    let out = File::create(&log)
+        .map_err(|e| ServerError::Spawn(format!("cannot create {}: {e}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| ServerError::Spawn(format!("cannot share {}: {e}", log.display())))?;
+    let cwd = spec
+        .cwd
+        .as_deref()
+        .map_or_else(|| case_dir.to_path_buf(), |c| case_dir.join(c));
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(&cwd)
+        .envs(&spec.env)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| ServerError::Spawn(format!("cannot run `{command}`: {e}")))?;
+    remember_group(child.id());
+    Ok(Spawned {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+        log,
+        listed_model: None,
+    })
+}
+
+/// Polls the health check with backoff until it answers, the server exits, or the startup
+/// timeout passes.
+async fn wait_ready(spawned: &mut Spawned, spec: &SpawnSpec) -> Result<Option<String>, ServerError> {
+    let deadline = Instant::now() + Duration::from_secs_f64(spec.startup_timeout_s.max(0.1));
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if let Ok(Some(status)) = spawned.child.try_wait() {
+            return Err(ServerError::Spawn(format!(
+                "the server exited before it was ready ({}); its log ends:\n{}",
+                describe(status),
+                log_tail(&spawned.log)
+            )));
+        }
+        let last = match attach::check(&spawned.base_url, Duration::from_secs(2)).await {
+            Ok(listed) => return Ok(listed),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(ServerError::Spawn(format!(
+                "not healthy after {} s ({last}); its log ends:\n{}",
+                spec.startup_timeout_s,
+                log_tail(&spawned.log)
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// `{port}`, `{host}` and every `{name}` of `vars` substituted.
+fn render(
+    command: &str,
+    port: u16,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut text = command
+        .replace("{port}", &port.to_string())
+        .replace("{host}", "127.0.0.1");
+    for (name, value) in vars {
+        text = text.replace(&format!("{{{name}}}"), value);
+    }
+    text
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The last lines of a log file.
+pub fn log_tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let start = len.saturating_sub(LOG_TAIL_BYTES as u64);
+        if file.seek(SeekFrom::Start(start)).is_ok() {
+            let mut bytes = Vec::new();
+            if file.read_to_end(&mut bytes).is_ok() {
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+    }
+    if text.trim().is_empty() {
+        "(the log is empty)".to_string()
+    } else {
+        text
+    }
+}
+
+/// SIGTERM to the server's process group, SIGKILL after the grace period; waits for it.
+fn stop(child: &mut Child) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: killpg only sends a signal; the group is the child's own (process_group(0)).
+    unsafe {
+        libc::killpg(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The group may hold processes the command started, still running after the leader left.
+    // SAFETY: as above.
+    unsafe {
+        libc::killpg(pid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    forget_group(pid);
+}
+
+/// Stops every server this process started.
+pub fn stop_all() {
+    let Some(registry) = REGISTRY.get() else {
+        return;
+    };
+    let servers: Vec<Spawned> = match registry.lock() {
+        Ok(mut servers) => servers.drain().map(|(_, s)| s).collect(),
+        Err(_) => return,
+    };
+    for mut server in servers {
+        stop(&mut server.child);
+    }
+}
+
+/// Process groups of running servers, for the signal handler (which may not lock).
+static GROUPS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+
+/// Notes a server's group for the signal handler (beyond 16 servers, only [`stop_all`] and
+/// the registry know it).
+fn remember_group(pid: u32) {
+    registry();
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = GROUPS
+            .iter()
+            .any(|g| g.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire).is_ok());
+    }
+}
+
+fn forget_group(pid: i32) {
+    for slot in &GROUPS {
+        let _ = slot.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: SIGTERM to every server group, then the signal's default
+/// action (the process ends as it would have).
+fn install_signal_handlers() {
+    extern "C" fn on_signal(signal: libc::c_int) {
+        for slot in &GROUPS {
+            let pid = slot.load(Ordering::Acquire);
+            if pid > 0 {
+                // SAFETY: killpg is async-signal-safe.
+                unsafe {
+                    libc::killpg(pid, libc::SIGTERM);
+                }
+            }
+        }
+        // SAFETY: signal and raise are async-signal-safe; the default action ends the process.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only calls async-signal-safe functions and reads atomics.
+        unsafe {
+            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_get_the_port_host_and_vars() {
+        let vars = [("model".to_string(), "/m/smol.gguf".to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            render("srv -m {model} --host {host} --port {port}", 4000, &vars),
+            "srv -m /m/smol.gguf --host 127.0.0.1 --port 4000"
+        );
+    }
+
+    #[test]
+    fn missing_files_are_named_with_the_hint() {
+        let spec = SpawnSpec {
+            command: "true".into(),
+            vars: Default::default(),
+            env: Default::default(),
+            cwd: None,
+            startup_timeout_s: 1.0,
+            served_model: None,
+            requires_files: vec!["LLM_STRESS_TEST_SURELY_UNSET_VAR".into()],
+            install_hint: Some("run .ci/install-llama.sh".into()),
+        };
+        let problem = requirement_problem(&spec).expect("missing");
+        assert!(
+            problem.contains("LLM_STRESS_TEST_SURELY_UNSET_VAR is not set")
+                && problem.contains("install-llama"),
+            "{problem}"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Spawned servers: this crate's own binary (`llm-stress serve`) started from a command on a
+//! free port, shared by the trials of one process, restarted (and the death reported) when it
+//! died, failing a trial with its exit status and log when it cannot start, and gone, with its
+//! whole process group, after `stop_all`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::runner::{RunContext, TrialPlan, execute};
+use llm_stress::server::spawn;
+
+struct Temp(PathBuf);
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A cases folder with one case whose server is `command` (`{exe}` is this crate's binary).
+fn case(tag: &str, command: &str, extra: &str) -> (Temp, Vec<TrialPlan>) {
+    let dir = std::env::temp_dir().join(format!("llm-stress-spawn-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
+    std::fs::write(
+        dir.join("cases/models/m.yaml"),
+        "name: m\nmax_context: 256\nmax_concurrency: 4\n",
+    )
+    .expect("model");
+    let yaml = format!(
+        "name: c\nmodel: m\nkinds: [perf]\nserver:\n  spawn:\n    command: '{command}'\n    vars: {{ exe: {exe} }}\n    startup_timeout_s: 20\n{extra}\
+         matrix: {{ mode: custom, isl: [16], osl: [8], concurrency: [1, 2] }}\nload: {{ warmup: 0 }}\n",
+        exe = env!("CARGO_BIN_EXE_llm-stress"),
+    );
+    std::fs::write(dir.join("cases/c.yaml"), yaml).expect("case");
+    let plans = discover(&dir.join("cases"), None)
+        .into_iter()
+        .map(|found| match found {
+            Discovered::Plan(plan) => plan,
+            Discovered::Broken { name, message, .. } => panic!("{name}: {message}"),
+        })
+        .collect();
+    (Temp(dir), plans)
+}
+
+fn context(dir: &Temp) -> RunContext {
+    RunContext {
+        run_id: "spawn-run".into(),
+        out_dir: dir.0.join("out"),
+        url_override: None,
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn pid_in(path: &Path) -> i32 {
+    for _ in 0..100 {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no pid in {}", path.display());
+}
+
+#[test]
+fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
+    let (dir, plans) = case(
+        "lifecycle",
+        "echo $$ > server.pid; exec {exe} serve --port {port} --ttft-ms 2 --tpot-ms 1",
+        "",
+    );
+    assert_eq!(plans.len(), 2);
+    let ctx = context(&dir);
+    let first = execute(&plans[0], &ctx).expect("reports");
+    assert!(first.passed, "{:#?}", first.report.verdict);
+    assert_eq!(first.report.server, "spawn");
+    let pid_file = dir.0.join("cases/server.pid");
+    let pid = pid_in(&pid_file);
+    assert!(alive(pid));
+
+    // The second trial shares the server.
+    let second = execute(&plans[1], &ctx).expect("reports");
+    assert!(second.passed, "{:#?}", second.report.verdict);
+    assert_eq!(pid_in(&pid_file), pid, "the same server process");
+
+    // Killed between trials: the next trial starts it again, says so, and passes.
+    std::fs::remove_file(&pid_file).expect("remove pid file");
+    // SAFETY: plain kill of the server this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let third = execute(&plans[0], &ctx).expect("reports");
+    assert!(third.passed, "{:#?}", third.report.verdict);
+    let note = third
+        .report
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name == "server restarted")
+        .expect("the restart is reported");
+    assert!(note.reason.contains("signal 9"), "{}", note.reason);
+    let new_pid = pid_in(&pid_file);
+    assert_ne!(new_pid, pid);
+
+    spawn::stop_all();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(new_pid), "stop_all leaves no server behind");
+}
+
+#[test]
+fn a_server_that_cannot_start_fails_its_trial_with_its_exit_and_log() {
+    let (dir, plans) = case("dies", "echo model file is missing >&2; exit 3", "");
+    let outcome = execute(&plans[0], &context(&dir)).expect("reports");
+    assert!(!outcome.passed);
+    let reasons = outcome.report.verdict.failure_reasons().join("\n");
+    assert!(
+        reasons.contains("exit status 3") && reasons.contains("model file is missing"),
+        "{reasons}"
+    );
+}
+
+#[test]
+fn a_missing_binary_makes_the_trials_ignored_with_the_install_command() {
+    let (_dir, plans) = case(
+        "missing",
+        "{exe} serve --port {port}",
+        "    requires_files: [LLM_STRESS_SPAWN_TEST_UNSET]\n    install_hint: 'eval \"$(.ci/install-llama.sh)\"'\n",
+    );
+    let reason = plans[0].unsupported_reason().expect("ignored");
+    assert!(
+        reason.contains("LLM_STRESS_SPAWN_TEST_UNSET is not set") && reason.contains("install-llama"),
+        "{reason}"
+    );
+}
