@@ -136,7 +136,8 @@ fn a_missing_binary_makes_the_trials_ignored_with_the_install_command() {
     );
     let reason = plans[0].unsupported_reason().expect("ignored");
     assert!(
-        reason.contains("LLM_STRESS_SPAWN_TEST_UNSET is not set") && reason.contains("install-llama"),
+        reason.contains("LLM_STRESS_SPAWN_TEST_UNSET is not set")
+            && reason.contains("install-llama"),
         "{reason}"
     );
 }

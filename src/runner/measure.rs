@@ -17,8 +17,8 @@ use crate::metrics::{RequestRecord, Summary};
 use crate::report::EndpointSummary;
 use crate::report::accuracy::{AccuracySummary, ScoredSample};
 use crate::report::trial_dir::safe_name;
-use crate::server::{RunningServer, Surroundings};
 use crate::server::embedded::answers::AnswerKey;
+use crate::server::{RunningServer, Surroundings};
 use crate::verdict::{self, Check, Status};
 
 /// What a trial measured.

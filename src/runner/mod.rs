@@ -53,10 +53,14 @@ impl TrialPlan {
         if self.kind == Kind::Sim {
             return Some("simulator studies are not in this build yet".into());
         }
-        self.case.spec.destinations().iter().find_map(|d| match &d.server {
-            ServerSpec::Spawn(spawn) => crate::server::spawn::missing_requirement(spawn),
-            _ => None,
-        })
+        self.case
+            .spec
+            .destinations()
+            .iter()
+            .find_map(|d| match &d.server {
+                ServerSpec::Spawn(spawn) => crate::server::spawn::missing_requirement(spawn),
+                _ => None,
+            })
     }
 }
 

@@ -102,10 +102,13 @@ impl RunningServer {
             }
             ServerSpec::Embedded(e) => {
                 let served_model = configured_name.unwrap_or_else(|| model.name.clone());
-                let thread =
-                    ServerThread::start(e.clone(), served_model.clone(), Arc::clone(around.answers))
-                        .await
-                        .map_err(ServerError::Embedded)?;
+                let thread = ServerThread::start(
+                    e.clone(),
+                    served_model.clone(),
+                    Arc::clone(around.answers),
+                )
+                .await
+                .map_err(ServerError::Embedded)?;
                 let mut running = server(thread.base_url().to_string(), served_model, "embedded");
                 running.embedded = Some(thread);
                 Ok(running)

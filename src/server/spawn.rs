@@ -170,9 +170,8 @@ fn poisoned() -> ServerError {
 fn start(spec: &SpawnSpec, case_dir: &Path, log_dir: &Path) -> Result<Spawned, ServerError> {
     let port = free_port().map_err(|e| ServerError::Spawn(format!("no free port: {e}")))?;
     let command = render(&spec.command, port, &spec.vars);
-    std::fs::create_dir_all(log_dir).map_err(|e| {
-        ServerError::Spawn(format!("cannot create {}: {e}", log_dir.display()))
-    })?;
+    std::fs::create_dir_all(log_dir)
+        .map_err(|e| ServerError::Spawn(format!("cannot create {}: {e}", log_dir.display())))?;
     let log = log_dir.join(format!("server-{port}.log"));
     let out = File::create(&log)
         .map_err(|e| ServerError::Spawn(format!("cannot create {}: {e}", log.display())))?;
@@ -205,7 +204,10 @@ fn start(spec: &SpawnSpec, case_dir: &Path, log_dir: &Path) -> Result<Spawned, S
 
 /// Polls the health check with backoff until it answers, the server exits, or the startup
 /// timeout passes.
-async fn wait_ready(spawned: &mut Spawned, spec: &SpawnSpec) -> Result<Option<String>, ServerError> {
+async fn wait_ready(
+    spawned: &mut Spawned,
+    spec: &SpawnSpec,
+) -> Result<Option<String>, ServerError> {
     let deadline = Instant::now() + Duration::from_secs_f64(spec.startup_timeout_s.max(0.1));
     let mut pause = Duration::from_millis(50);
     loop {
@@ -233,11 +235,7 @@ async fn wait_ready(spawned: &mut Spawned, spec: &SpawnSpec) -> Result<Option<St
 }
 
 /// `{port}`, `{host}` and every `{name}` of `vars` substituted.
-fn render(
-    command: &str,
-    port: u16,
-    vars: &std::collections::BTreeMap<String, String>,
-) -> String {
+fn render(command: &str, port: u16, vars: &std::collections::BTreeMap<String, String>) -> String {
     let mut text = command
         .replace("{port}", &port.to_string())
         .replace("{host}", "127.0.0.1");
@@ -327,9 +325,10 @@ static GROUPS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
 fn remember_group(pid: u32) {
     registry();
     if let Ok(pid) = i32::try_from(pid) {
-        let _ = GROUPS
-            .iter()
-            .any(|g| g.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire).is_ok());
+        let _ = GROUPS.iter().any(|g| {
+            g.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        });
     }
 }
 
