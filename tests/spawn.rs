@@ -128,16 +128,24 @@ fn a_server_that_cannot_start_fails_its_trial_with_its_exit_and_log() {
 }
 
 #[test]
-fn a_missing_binary_makes_the_trials_ignored_with_the_install_command() {
-    let (_dir, plans) = case(
+fn a_missing_binary_makes_the_trials_ignored_or_failed_when_real_servers_are_required() {
+    let (dir, plans) = case(
         "missing",
         "{exe} serve --port {port}",
         "    requires_files: [LLM_STRESS_SPAWN_TEST_UNSET]\n    install_hint: 'eval \"$(.ci/install-llama.sh)\"'\n",
     );
-    let reason = plans[0].unsupported_reason().expect("ignored");
-    assert!(
-        reason.contains("LLM_STRESS_SPAWN_TEST_UNSET is not set")
-            && reason.contains("install-llama"),
-        "{reason}"
-    );
+    let wanted = |text: &str| {
+        text.contains("LLM_STRESS_SPAWN_TEST_UNSET is not set") && text.contains("install-llama")
+    };
+    if std::env::var(spawn::REQUIRE_REAL_ENV).is_ok_and(|v| v == "1") {
+        // CI: the trial runs and fails with the same message.
+        assert_eq!(plans[0].unsupported_reason(), None);
+        let outcome = execute(&plans[0], &context(&dir)).expect("reports");
+        assert!(!outcome.passed);
+        let reasons = outcome.report.verdict.failure_reasons().join("\n");
+        assert!(wanted(&reasons), "{reasons}");
+    } else {
+        let reason = plans[0].unsupported_reason().expect("ignored");
+        assert!(wanted(&reason), "{reason}");
+    }
 }

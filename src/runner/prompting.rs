@@ -53,6 +53,17 @@ fn cached_tokenizer(path: &Path) -> Result<TokenCounter, String> {
     Ok(counter)
 }
 
+/// The prompts' seed: the case's, mixed with the trial's kind and name, so that no two trials
+/// send the same prompts. A server that caches prompts (llama.cpp's slots, vLLM's prefix cache)
+/// would otherwise skip the prefill of every trial after the first, and TTFT would not
+/// include it.
+fn trial_prompt_seed(seed: u64, plan: &TrialPlan) -> u64 {
+    let name = format!("[{}] {}", plan.kind.as_str(), plan.name());
+    name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Builds the measured and warmup prompts (before anything is measured), and gives each
 /// endpoint's client the local tokenizer, if any, to count output text with.
 pub(super) async fn prompts_for(
@@ -70,7 +81,7 @@ pub(super) async fn prompts_for(
             let wanted = Wanted {
                 isl: c.isl,
                 osl: c.osl,
-                seed: spec.load.seed,
+                seed: trial_prompt_seed(spec.load.seed, plan),
                 count: count as usize,
                 index_base,
             };
