@@ -117,6 +117,9 @@ pub async fn acquire(
                     });
                 }
                 Ok(Some(status)) => {
+                    if let Ok(pid) = i32::try_from(server.child.id()) {
+                        forget_group(pid);
+                    }
                     restarted = Some(format!(
                         "the server started earlier had exited ({}); started it again. Its log \
                          ends:\n{}",
