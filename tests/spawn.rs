@@ -4,11 +4,22 @@
 //! whole process group, after `stop_all`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::runner::{RunContext, TrialPlan, execute};
 use llm_stress::server::spawn;
+
+/// The tests share this process's server registry, and `stop_all` stops every server in it:
+/// under `cargo test` (threads, one process) they take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 struct Temp(PathBuf);
 
@@ -20,6 +31,15 @@ impl Drop for Temp {
 
 /// A cases folder with one case whose server is `command` (`{exe}` is this crate's binary).
 fn case(tag: &str, command: &str, extra: &str) -> (Temp, Vec<TrialPlan>) {
+    case_with_matrix(
+        tag,
+        command,
+        extra,
+        "{ mode: custom, isl: [16], osl: [8], concurrency: [1, 2] }",
+    )
+}
+
+fn case_with_matrix(tag: &str, command: &str, extra: &str, matrix: &str) -> (Temp, Vec<TrialPlan>) {
     let dir = std::env::temp_dir().join(format!("llm-stress-spawn-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
     std::fs::write(
@@ -29,7 +49,7 @@ fn case(tag: &str, command: &str, extra: &str) -> (Temp, Vec<TrialPlan>) {
     .expect("model");
     let yaml = format!(
         "name: c\nmodel: m\nkinds: [perf]\nserver:\n  spawn:\n    command: '{command}'\n    vars: {{ exe: {exe} }}\n    startup_timeout_s: 20\n{extra}\
-         matrix: {{ mode: custom, isl: [16], osl: [8], concurrency: [1, 2] }}\nload: {{ warmup: 0 }}\n",
+         matrix: {matrix}\nload: {{ warmup: 0 }}\n",
         exe = env!("CARGO_BIN_EXE_llm-stress"),
     );
     std::fs::write(dir.join("cases/c.yaml"), yaml).expect("case");
@@ -71,6 +91,7 @@ fn pid_in(path: &Path) -> i32 {
 
 #[test]
 fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
+    let _turn = one_at_a_time();
     let (dir, plans) = case(
         "lifecycle",
         "echo $$ > server.pid; exec {exe} serve --port {port} --ttft-ms 2 --tpot-ms 1",
@@ -116,7 +137,54 @@ fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
 }
 
 #[test]
+fn a_server_killed_during_a_trial_fails_it_with_evidence_and_the_next_trial_restarts_it() {
+    let _turn = one_at_a_time();
+    // Each request takes about 20 + 64 × 10 ms, so 6 of them one at a time take about 4 s.
+    let (dir, plans) = case_with_matrix(
+        "midrun",
+        "echo $$ > server.pid; echo serving >&2; exec {exe} serve --port {port} --ttft-ms 20 --tpot-ms 10",
+        "",
+        "{ mode: custom, isl: [16], osl: [64], concurrency: [1], prompts: { fixed: 6 } }",
+    );
+    let ctx = context(&dir);
+    let pid_file = dir.0.join("cases/server.pid");
+    let killer = std::thread::spawn(move || {
+        let pid = pid_in(&pid_file);
+        std::thread::sleep(Duration::from_millis(1500));
+        std::fs::remove_file(&pid_file).expect("remove pid file");
+        // SAFETY: plain kill of the server this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    });
+    let killed = execute(&plans[0], &ctx).expect("reports");
+    killer.join().expect("killer");
+    assert!(!killed.passed);
+    let reasons = killed.report.verdict.failure_reasons().join("\n");
+    assert!(
+        reasons.contains("exited during the trial (killed by signal 9)")
+            && reasons.contains("serving"),
+        "{reasons}"
+    );
+    assert!(killed.report.summary.requests_failed > 0, "{reasons}");
+
+    let next = execute(&plans[0], &ctx).expect("reports");
+    assert!(next.passed, "{:#?}", next.report.verdict);
+    assert!(
+        next.report
+            .verdict
+            .checks
+            .iter()
+            .any(|c| c.name == "server restarted"),
+        "{:#?}",
+        next.report.verdict
+    );
+    spawn::stop_all();
+}
+
+#[test]
 fn a_server_that_cannot_start_fails_its_trial_with_its_exit_and_log() {
+    let _turn = one_at_a_time();
     let (dir, plans) = case("dies", "echo model file is missing >&2; exit 3", "");
     let outcome = execute(&plans[0], &context(&dir)).expect("reports");
     assert!(!outcome.passed);
@@ -129,6 +197,7 @@ fn a_server_that_cannot_start_fails_its_trial_with_its_exit_and_log() {
 
 #[test]
 fn a_missing_binary_makes_the_trials_ignored_or_failed_when_real_servers_are_required() {
+    let _turn = one_at_a_time();
     let (dir, plans) = case(
         "missing",
         "{exe} serve --port {port}",
