@@ -90,6 +90,16 @@ pub enum AccuracyError {
     Regex(#[from] regex::Error),
 }
 
+/// `text` up to the first occurrence of any of the (non-empty) stop sequences: what a server
+/// that honours `stop` sends, and how an answer from one that does not is scored.
+pub fn cut_at_stop<'a>(text: &'a str, stop: &[String]) -> &'a str {
+    stop.iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+        .map_or(text, |end| &text[..end])
+}
+
 /// A few-shot example: a doc's question and its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shot {
@@ -278,8 +288,24 @@ pub(crate) struct Loaded {
 
 #[cfg(test)]
 mod tests {
+    use rstest::rstest;
+
     use super::*;
     use crate::case::load::parse_yaml;
+
+    #[rstest]
+    #[case("18\n\nQuestion: next", &["Question:"], "18\n\n")]
+    #[case("18</s>x<|im_end|>", &["<|im_end|>", "</s>"], "18")]
+    #[case("no stop", &["Question:"], "no stop")]
+    #[case("empty stop", &[""], "empty stop")]
+    fn answers_are_cut_at_the_first_stop_sequence(
+        #[case] text: &str,
+        #[case] stop: &[&str],
+        #[case] cut: &str,
+    ) {
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        assert_eq!(cut_at_stop(text, &stop), cut);
+    }
 
     pub(crate) fn spec(yaml: &str) -> AccuracySpec {
         parse_yaml(Path::new("c.yaml"), yaml).expect("spec parses")

@@ -61,7 +61,7 @@ impl AccuracyThreshold {
                     "score within {:.2} % of ref {expected:.2} ({low:.2} to {high:.2})",
                     ratio * 100.0
                 );
-                if expected == 0.0 {
+                let (passed, reason) = if expected == 0.0 {
                     let passed = actual_points == 0.0;
                     let reason = if passed {
                         "score 0.00 equals the reference 0.00".to_string()
@@ -70,28 +70,24 @@ impl AccuracyThreshold {
                             "score {actual_points:.2} differs from a reference of 0, which no relative tolerance allows"
                         )
                     };
-                    Judgement {
-                        threshold,
-                        theta: None,
-                        passed,
-                        rule,
-                        reason,
-                    }
+                    (passed, reason)
                 } else {
-                    let passed = (actual_points - expected).abs() / expected.abs() <= ratio;
+                    let distance = (actual_points - expected).abs() / expected.abs();
+                    let passed = distance <= ratio;
                     let reason = format!(
                         "score {actual_points:.2} is {} {:.2} % from ref {expected:.2} (allowed {:.2} %)",
                         if passed { "within" } else { "more than" },
-                        (actual_points - expected).abs() / expected.abs() * 100.0,
+                        distance * 100.0,
                         ratio * 100.0
                     );
-                    Judgement {
-                        threshold,
-                        theta: None,
-                        passed,
-                        rule,
-                        reason,
-                    }
+                    (passed, reason)
+                };
+                Judgement {
+                    threshold,
+                    theta: None,
+                    passed,
+                    rule,
+                    reason,
                 }
             }
             ThresholdKind::HypothesisTest => {

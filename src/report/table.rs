@@ -162,21 +162,16 @@ fn name_value_table(out: &mut String, header: [&str; 2], rows: Vec<(&str, String
 
 fn parameters(out: &mut String, report: &TrialReport) {
     out.push_str("### Parameters\n\n");
-    let rows = match &report.accuracy_detail {
-        Some(accuracy) if report.kind == Kind::Accuracy => vec![
-            ("trial", report.trial.clone()),
-            ("kind", report.kind.as_str().to_string()),
-            ("case", report.case.clone()),
-            ("model", report.model.clone()),
-            ("server", report.server.clone()),
-            ("api", report.api.clone()),
+    let mut rows = identity(report);
+    match &report.accuracy_detail {
+        Some(accuracy) if report.kind == Kind::Accuracy => rows.extend([
             ("task", accuracy.task.clone()),
             ("dataset", accuracy.dataset.clone()),
             ("questions", accuracy.n.to_string()),
             ("concurrency", report.concurrency.to_string()),
-        ],
-        _ => load_parameters(report),
-    };
+        ]),
+        _ => rows.extend(load_parameters(report)),
+    }
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .map(|(name, value)| vec![name.to_string(), value])
@@ -189,7 +184,8 @@ fn parameters(out: &mut String, report: &TrialReport) {
     );
 }
 
-fn load_parameters(report: &TrialReport) -> Vec<(&'static str, String)> {
+/// The rows every trial's parameters start with: what ran, against what.
+fn identity(report: &TrialReport) -> Vec<(&'static str, String)> {
     vec![
         ("trial", report.trial.clone()),
         ("kind", report.kind.as_str().to_string()),
@@ -197,6 +193,12 @@ fn load_parameters(report: &TrialReport) -> Vec<(&'static str, String)> {
         ("model", report.model.clone()),
         ("server", report.server.clone()),
         ("api", report.api.clone()),
+    ]
+}
+
+/// The load's parameters: mode, lengths, concurrency or users, rate, prompts, adjustment.
+fn load_parameters(report: &TrialReport) -> Vec<(&'static str, String)> {
+    vec![
         ("mode", report.mode.clone()),
         ("ISL", report.isl.to_string()),
         ("OSL", report.osl.to_string()),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
-use crate::accuracy::{Sample, Task};
+use crate::accuracy::{Sample, Task, cut_at_stop};
 use crate::case::{AccuracySpec, Api};
 use crate::client::{Client, Ending, Generation, Role, Turn};
 use crate::report::accuracy::{AccuracySummary, FilterScore, ScoredSample, ThresholdSummary};
@@ -100,16 +100,6 @@ fn generation(task: &Task, sample: &Sample, api: Api, multiturn: bool) -> Genera
             stop: task.stop().to_vec(),
         },
     }
-}
-
-/// The answer up to the first stop sequence (a server that ignores `stop` is scored as if it
-/// had stopped there).
-fn cut_at_stop<'a>(text: &'a str, stop: &[String]) -> &'a str {
-    stop.iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
-        .map_or(text, |end| &text[..end])
 }
 
 fn score(
@@ -284,20 +274,6 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-
-    #[rstest]
-    #[case("18\n\nQuestion: next", &["Question:"], "18\n\n")]
-    #[case("18</s>x<|im_end|>", &["<|im_end|>", "</s>"], "18")]
-    #[case("no stop", &["Question:"], "no stop")]
-    #[case("empty stop", &[""], "empty stop")]
-    fn answers_are_cut_at_the_first_stop_sequence(
-        #[case] text: &str,
-        #[case] stop: &[&str],
-        #[case] cut: &str,
-    ) {
-        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
-        assert_eq!(cut_at_stop(text, &stop), cut);
-    }
 
     #[rstest]
     #[case("abcdef", 3, "def")]

@@ -216,12 +216,7 @@ impl Answerer {
         } else {
             &wrong
         };
-        let reply = ask
-            .stop
-            .iter()
-            .filter_map(|s| reply.find(s.as_str()))
-            .min()
-            .map_or(reply, |end| &reply[..end]);
+        let reply = crate::accuracy::cut_at_stop(reply, &ask.stop);
         let mut pieces = pieces(reply);
         let cut = pieces.len() > max_tokens as usize;
         pieces.truncate(max_tokens as usize);

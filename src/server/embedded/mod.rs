@@ -53,11 +53,22 @@ struct AppState {
 }
 
 impl AppState {
-    /// Counts a request in until the returned guard is dropped, and decides its output.
-    fn enter(&self, ask: &Ask, max_tokens: u32) -> (InFlight, Output) {
+    /// Counts a request in until the returned guard is dropped, decides its output, and says
+    /// what the engine must schedule for it.
+    fn enter(
+        &self,
+        ask: &Ask,
+        prompt_tokens: u64,
+        max_tokens: u32,
+    ) -> (InFlight, Output, EngineRequest) {
         let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         let guard = InFlight(Arc::clone(&self.in_flight));
-        (guard, self.answerer.output(ask, max_tokens, in_flight))
+        let output = self.answerer.output(ask, max_tokens, in_flight);
+        let request = EngineRequest {
+            prompt_tokens,
+            output_tokens: output.tokens(),
+        };
+        (guard, output, request)
     }
 }
 
@@ -240,11 +251,8 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         model: state.model.clone(),
         created: unix_seconds(),
     };
-    let (guard, output) = state.enter(&request.ask, request.max_tokens);
-    let engine_request = EngineRequest {
-        prompt_tokens: request.prompt_tokens,
-        output_tokens: output.tokens(),
-    };
+    let (guard, output, engine_request) =
+        state.enter(&request.ask, request.prompt_tokens, request.max_tokens);
     if !request.stream {
         let admission = admit_all(&state, engine_request).await;
         let body = responder.full(request.prompt_tokens, &output);
@@ -284,11 +292,8 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(request) => request,
         Err(message) => return bad_request(&message),
     };
-    let (guard, output) = state.enter(&request.ask, request.n_predict);
-    let engine_request = EngineRequest {
-        prompt_tokens: request.prompt_tokens,
-        output_tokens: output.tokens(),
-    };
+    let (guard, output, engine_request) =
+        state.enter(&request.ask, request.prompt_tokens, request.n_predict);
     let model = state.model.clone();
     if !request.stream {
         let admission = admit_all(&state, engine_request).await;
