@@ -16,4 +16,5 @@ pub mod prompts;
 pub mod report;
 pub mod runner;
 pub mod server;
+pub mod server_metrics;
 pub mod verdict;

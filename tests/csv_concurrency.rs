@@ -82,6 +82,7 @@ fn report(writer: usize, row: usize) -> TrialReport {
         accuracy: None,
         accuracy_threshold: None,
         accuracy_detail: None,
+        server_metrics: Vec::new(),
         verdict: Verdict::from_checks(vec![check]),
         expect_fail: false,
     }

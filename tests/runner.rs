@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::runner::{RunContext, TrialPlan, execute};
+use llm_stress::server_metrics::{Reading, known};
 use llm_stress::verdict::Status;
 
 struct Temp(PathBuf);
@@ -99,4 +100,98 @@ fn a_model_tokenizer_sizes_prompts_and_checks_the_servers_output_counts() {
     // the trained tokenizer, and the report says the counts disagree.
     assert_eq!(s.token_count_mismatches, 2);
     assert_eq!(s.output_tokens, 16, "the server's count is the one used");
+}
+
+/// Writes a one-trial case (with the model spec of [`setup`]) and returns its plan.
+fn plan_of(dir: &Temp, case: &str) -> TrialPlan {
+    std::fs::write(dir.0.join("cases/c.yaml"), case).expect("case");
+    let mut found = discover(&dir.0.join("cases"), None);
+    match found.pop() {
+        Some(Discovered::Plan(plan)) => plan,
+        Some(Discovered::Broken { message, .. }) => panic!("{message}"),
+        _ => panic!("one plan expected"),
+    }
+}
+
+#[test]
+fn the_servers_metrics_and_timings_are_reported_beside_the_clients() {
+    let (dir, _) = setup("server-side");
+    // Two slots, twelve requests six at a time: four requests always queue. llama.cpp's
+    // native API, whose last event carries the server's timings.
+    let plan = plan_of(
+        &dir,
+        "name: c\nmodel: m\nkinds: [perf]\napi: llama_cpp\n\
+         server:\n  embedded: { ttft_ms: 20, tpot_ms: 5, slots: 2 }\n\
+         client: { metrics: { interval_ms: 10 } }\n\
+         load: { warmup: 0 }\n\
+         matrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [6]\n  prompts: { fixed: 12 }\n",
+    );
+    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    assert!(outcome.passed, "{:?}", outcome.report.verdict);
+    let s = &outcome.report.summary;
+    assert_eq!(s.requests_ok, 12);
+
+    // The server's timings are its schedule: 20 ms to the first token, then 5 ms a token.
+    let timing = s.server_timing.as_ref().expect("server timings");
+    assert_eq!(timing.requests, 12);
+    let prompt = timing.prompt_ms.expect("prompt");
+    let tpot = timing.tpot_ms.expect("tpot");
+    assert!((prompt.min - 20.0).abs() < 0.05 && (prompt.max - 20.0).abs() < 0.05);
+    assert!((tpot.min - 5.0).abs() < 0.01 && (tpot.max - 5.0).abs() < 0.01);
+    // Queued requests waited for a slot: at least one full service time (20 + 7 × 5 ms).
+    let wait = timing.wait_ms.expect("wait");
+    assert!(wait.min >= 0.0 && wait.max >= 55.0, "{wait:?}");
+
+    // The scraped counters saw exactly what the client received (no warmup requests).
+    let [metrics] = outcome.report.server_metrics.as_slice() else {
+        panic!("one scraped server: {:?}", outcome.report.server_metrics);
+    };
+    assert!(metrics.unavailable.is_none(), "{metrics:?}");
+    assert!(metrics.scrapes >= 3, "{metrics:?}");
+    let increase = |label| match metrics.reading(label) {
+        Some(Reading::Counter { increase, .. }) => increase,
+        other => panic!("{label}: {other:?}"),
+    };
+    let max = |label| match metrics.reading(label) {
+        Some(Reading::Gauge { max, .. }) => max,
+        other => panic!("{label}: {other:?}"),
+    };
+    assert_eq!(increase(known::GENERATED_TOKENS), s.output_tokens as f64);
+    assert_eq!(increase(known::PROMPT_TOKENS), s.input_tokens as f64);
+    assert_eq!(increase("requests finished"), 12.0);
+    assert!(max(known::RUNNING) <= 2.0, "{metrics:?}");
+    assert!(max(known::WAITING) >= 1.0, "{metrics:?}");
+
+    let table = std::fs::read_to_string(outcome.dir.join("summary.json")).expect("summary");
+    assert!(table.contains("vllm:num_requests_waiting"), "{table}");
+    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().expect("header").clone();
+    let row = rows.records().next().expect("row").expect("row");
+    let field = |name: &str| {
+        let at = header.iter().position(|h| h == name).expect(name);
+        row[at].to_string()
+    };
+    assert_eq!(field("server_generated_tokens"), format!("{}.000", s.output_tokens));
+    assert_eq!(field("server_prompt_ms_p50").parse::<f64>().ok().map(f64::round), Some(20.0));
+}
+
+#[test]
+fn a_server_without_metrics_is_noted_and_the_trial_still_passes() {
+    let (dir, _) = setup("no-metrics");
+    let plan = plan_of(
+        &dir,
+        "name: c\nmodel: m\nkinds: [perf]\n\
+         server:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2 }\n\
+         client: { metrics: { path: /nothing-here } }\n\
+         matrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [2]\n",
+    );
+    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    assert!(outcome.passed, "{:?}", outcome.report.verdict);
+    let [metrics] = outcome.report.server_metrics.as_slice() else {
+        panic!("one scraped server");
+    };
+    let reason = metrics.unavailable.as_deref().expect("unavailable");
+    assert!(reason.contains("/nothing-here") && reason.contains("404"), "{reason}");
+    assert!(metrics.metrics.is_empty());
 }

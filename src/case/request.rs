@@ -22,6 +22,8 @@ pub struct ClientSpec {
     /// after a streamed response without saying so (llama.cpp's llama-server does): a request
     /// sent on such a connection fails with "connection closed before message completed".
     pub keep_alive: bool,
+    /// Scraping the server's Prometheus metrics while the load runs.
+    pub metrics: MetricsSpec,
 }
 
 impl Default for ClientSpec {
@@ -31,6 +33,29 @@ impl Default for ClientSpec {
             headers: BTreeMap::new(),
             api_key_env: None,
             keep_alive: true,
+            metrics: MetricsSpec::default(),
+        }
+    }
+}
+
+/// Scraping the server's Prometheus metrics (`/metrics`) while a trial's load runs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSpec {
+    /// Scrape at all. A server with no metrics there is noted, not failed.
+    pub scrape: bool,
+    /// Path of the exposition on the server.
+    pub path: String,
+    /// Time between scrapes, in milliseconds (at least 10).
+    pub interval_ms: u64,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        Self {
+            scrape: true,
+            path: "/metrics".to_string(),
+            interval_ms: 500,
         }
     }
 }

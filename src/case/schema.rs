@@ -9,7 +9,7 @@ pub use super::accuracy::{
     AccuracySpec, AccuracyThreshold, ArithmeticSpec, Operator, Score, TaskName, ThresholdKind,
 };
 pub use super::answer::{AnswerSpec, CorrectRate};
-pub use super::request::{ClientSpec, EndpointSpec, PromptSource, PromptSpec};
+pub use super::request::{ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec};
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
 use crate::verdict::Slo;
 

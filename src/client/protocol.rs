@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{Ending, Generation};
 use crate::case::Api;
+use crate::metrics::ServerTiming;
 
 /// The path and JSON body of a request: greedy, asking for usage when streaming, and either
 /// for exactly `max_tokens` tokens (`ignore_eos`) or ending at the request's stop sequences.
@@ -88,6 +89,9 @@ pub struct Chunk<'a> {
     /// An error reported inside the stream.
     #[serde(default)]
     pub error: Option<Value>,
+    /// llama-server: its own timings of the request, on the last chunk (all endpoints).
+    #[serde(default)]
+    pub timings: Option<ServerTiming>,
 }
 
 impl Chunk<'_> {

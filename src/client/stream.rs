@@ -154,6 +154,9 @@ impl StreamState {
         if chunk.is_final() {
             self.finished = true;
         }
+        if chunk.timings.is_some() {
+            self.record.server_timing = chunk.timings;
+        }
         if let Some(usage) = usage {
             if usage.prompt_tokens.is_some() {
                 self.record.prompt_tokens = usage.prompt_tokens;
@@ -280,6 +283,7 @@ pub async fn read_whole(
         record.prompt_tokens = usage.prompt_tokens;
         record.output_tokens = usage.completion_tokens;
     }
+    record.server_timing = answer.timings;
     let mut text = String::new();
     answer.push_text(&mut text);
     count_output(&mut record, Some(&text), text.len(), counter);

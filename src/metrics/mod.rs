@@ -3,9 +3,11 @@
 pub mod distribution;
 pub mod drift;
 pub mod record;
+pub mod server_timing;
 pub mod summary;
 
 pub use distribution::Distribution;
 pub use drift::Drift;
 pub use record::{ErrorClass, RequestRecord};
+pub use server_timing::{ServerTiming, ServerTimingSummary};
 pub use summary::Summary;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::server_timing::ServerTiming;
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +107,9 @@ pub struct RequestRecord {
     /// The generated text, kept for requests that are scored (the accuracy phase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The server's own timings of this request, when it reports them (llama-server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timing: Option<ServerTiming>,
 }
 
 impl RequestRecord {

@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 use super::distribution::{Distribution, STAT_NAMES};
 use super::drift::Drift;
 use super::record::{ErrorClass, RequestRecord};
+use super::server_timing::ServerTimingSummary;
 
 /// Latency metrics that have a distribution, as named in SLOs (`ttft_ms.p95`). The
-/// `*_intended_ms` ones count from the open-loop schedule's intended send time, and
-/// `lateness_ms` is how late the client sent (open loop only).
-pub const DISTRIBUTION_METRICS: [&str; 7] = [
+/// `*_intended_ms` ones count from the open-loop schedule's intended send time,
+/// `lateness_ms` is how late the client sent (open loop only), and the `server_*` ones come
+/// from the server's own timings (see [`ServerTimingSummary`]).
+pub const DISTRIBUTION_METRICS: [&str; 10] = [
     "ttft_ms",
     "tpot_ms",
     "itl_ms",
@@ -19,6 +21,9 @@ pub const DISTRIBUTION_METRICS: [&str; 7] = [
     "ttft_intended_ms",
     "e2el_intended_ms",
     "lateness_ms",
+    "server_prompt_ms",
+    "server_tpot_ms",
+    "server_wait_ms",
 ];
 
 /// Metrics that are one number, as named in SLOs (`error_rate < 0.01`).
@@ -91,6 +96,9 @@ pub struct Summary {
     pub req_s: f64,
     /// Tokens per second per user: 1000 / mean TPOT.
     pub tput_user: f64,
+    /// The server's own timings beside the client's, when the server reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timing: Option<ServerTimingSummary>,
 }
 
 impl Summary {
@@ -159,6 +167,7 @@ impl Summary {
             input_tok_s: per_second(input_tokens),
             output_tok_s: per_second(output_tokens),
             req_s: per_second(requests_ok),
+            server_timing: ServerTimingSummary::of(ok.iter().copied()),
         }
     }
 
@@ -186,7 +195,7 @@ impl Summary {
             "ttft_intended_ms" => self.ttft_intended_ms.as_ref(),
             "e2el_intended_ms" => self.e2el_intended_ms.as_ref(),
             "lateness_ms" => self.lateness_ms.as_ref(),
-            _ => None,
+            _ => self.server_timing.as_ref()?.distribution(metric),
         }
     }
 
@@ -289,6 +298,12 @@ mod tests {
     fn every_listed_metric_name_resolves_on_a_full_summary() {
         let mut open = ok_record(5.0, 95.0, 10);
         open.intended_ms = Some(0.0);
+        open.server_timing = Some(crate::metrics::ServerTiming {
+            prompt_ms: Some(4.0),
+            predicted_n: Some(10),
+            predicted_ms: Some(88.0),
+            ..Default::default()
+        });
         let mut second = open.clone();
         second.send_ms = 1.0;
         let s = Summary::from_records(&[open, second], 1.0);

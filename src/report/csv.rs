@@ -12,6 +12,8 @@ use ::csv::{ReaderBuilder, StringRecord, Terminator, WriterBuilder};
 
 use super::{ReportError, TrialReport};
 use crate::metrics::Distribution;
+use crate::server_metrics::Reading;
+use crate::server_metrics::known;
 
 /// The columns of `results.csv`, in order.
 pub const COLUMNS: &[&str] = &[
@@ -80,6 +82,19 @@ pub const COLUMNS: &[&str] = &[
     "lateness_ms_p50",
     "lateness_ms_p99",
     "lateness_ms_max",
+    "server_prompt_ms_mean",
+    "server_prompt_ms_p50",
+    "server_tpot_ms_mean",
+    "server_tpot_ms_p50",
+    "server_wait_ms_mean",
+    "server_wait_ms_p50",
+    "server_wait_ms_p99",
+    "server_running_max",
+    "server_waiting_max",
+    "server_kv_usage_max",
+    "server_prompt_tokens",
+    "server_generated_tokens",
+    "server_preemptions",
     "input_tok_s",
     "output_tok_s",
     "req_s",
@@ -98,8 +113,9 @@ pub const COLUMNS: &[&str] = &[
 /// The distribution statistics written per latency metric, in column order.
 const ROW_STATS: [&str; 9] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99", "cv"];
 
-/// The open-loop metrics written, with the statistics of each, in column order.
-const OPEN_LOOP_FIELDS: [(&str, &str); 7] = [
+/// The open-loop metrics and the server's own timings written, with the statistics of each,
+/// in column order.
+const SELECTED_FIELDS: [(&str, &str); 14] = [
     ("ttft_intended_ms", "p50"),
     ("ttft_intended_ms", "p99"),
     ("e2el_intended_ms", "p50"),
@@ -107,7 +123,37 @@ const OPEN_LOOP_FIELDS: [(&str, &str); 7] = [
     ("lateness_ms", "p50"),
     ("lateness_ms", "p99"),
     ("lateness_ms", "max"),
+    ("server_prompt_ms", "mean"),
+    ("server_prompt_ms", "p50"),
+    ("server_tpot_ms", "mean"),
+    ("server_tpot_ms", "p50"),
+    ("server_wait_ms", "mean"),
+    ("server_wait_ms", "p50"),
+    ("server_wait_ms", "p99"),
 ];
+
+/// The servers' own metrics written, by label, in column order: gauges by their largest value
+/// over the servers, counters by their increase added up over the servers.
+const SERVER_METRIC_FIELDS: [&str; 6] = [
+    known::RUNNING,
+    known::WAITING,
+    known::KV_USAGE,
+    known::PROMPT_TOKENS,
+    known::GENERATED_TOKENS,
+    known::PREEMPTIONS,
+];
+
+/// One server metric's field: empty when no scraped server exposes it.
+fn server_metric_field(report: &TrialReport, label: &str) -> String {
+    let readings = report.server_metrics.iter().filter_map(|m| m.reading(label));
+    let combined = readings.fold(None, |acc: Option<f64>, reading| {
+        Some(match reading {
+            Reading::Gauge { max, .. } => acc.map_or(max, |a| a.max(max)),
+            Reading::Counter { increase, .. } => acc.unwrap_or(0.0) + increase,
+        })
+    });
+    combined.map(f3).unwrap_or_default()
+}
 
 /// Separator between the failure reasons in the `reasons` column.
 pub const REASON_SEPARATOR: &str = "; ";
@@ -158,12 +204,17 @@ pub fn row(report: &TrialReport) -> Vec<String> {
     for distribution in [&s.ttft_ms, &s.tpot_ms, &s.itl_ms, &s.e2el_ms] {
         fields.extend(distribution_fields(distribution.as_ref()));
     }
-    fields.extend(OPEN_LOOP_FIELDS.iter().map(|(metric, stat)| {
+    fields.extend(SELECTED_FIELDS.iter().map(|(metric, stat)| {
         s.distribution(metric)
             .and_then(|d| d.stat(stat))
             .map(f3)
             .unwrap_or_default()
     }));
+    fields.extend(
+        SERVER_METRIC_FIELDS
+            .iter()
+            .map(|label| server_metric_field(report, label)),
+    );
     let drift = |value: fn(&crate::metrics::Drift) -> String| {
         s.drift.as_ref().map(value).unwrap_or_default()
     };
@@ -404,9 +455,20 @@ mod tests {
                 expected.push(format!("{metric}_ms_{stat}"));
             }
         }
-        for (metric, stat) in OPEN_LOOP_FIELDS {
+        for (metric, stat) in SELECTED_FIELDS {
             expected.push(format!("{metric}_{stat}"));
         }
+        expected.extend(
+            [
+                "server_running_max",
+                "server_waiting_max",
+                "server_kv_usage_max",
+                "server_prompt_tokens",
+                "server_generated_tokens",
+                "server_preemptions",
+            ]
+            .map(String::from),
+        );
         expected.extend(
             [
                 "input_tok_s",

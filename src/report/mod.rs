@@ -70,6 +70,9 @@ pub struct TrialReport {
     /// The accuracy phase in full: every filter's score, the threshold, the comparison with
     /// the accuracy trial.
     pub accuracy_detail: Option<accuracy::AccuracySummary>,
+    /// The servers' own Prometheus metrics over the load, one per scraped server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_metrics: Vec<crate::server_metrics::ServerMetrics>,
     /// Checks and overall status.
     pub verdict: Verdict,
     /// True when the case expects its checks to fail (`expect: fail`).

@@ -110,6 +110,7 @@ pub fn sample_report() -> TrialReport {
         accuracy: None,
         accuracy_threshold: None,
         accuracy_detail: None,
+        server_metrics: Vec::new(),
         verdict: Verdict::from_checks(checks),
         expect_fail: false,
     }

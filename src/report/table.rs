@@ -13,6 +13,7 @@ use super::TrialReport;
 use super::accuracy::AccuracySummary;
 use crate::case::Kind;
 use crate::metrics::Distribution;
+use crate::server_metrics::Reading;
 
 /// Whether measured numbers are printed or replaced by placeholders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,13 @@ const OPEN_LOOP_LATENCIES: [(&str, &str); 3] = [
     ("ttft (intended)", "ttft_intended_ms"),
     ("e2el (intended)", "e2el_intended_ms"),
     ("send lateness", "lateness_ms"),
+];
+
+/// The server's own timings (llama-server's `timings`), shown when the server reports them.
+const SERVER_LATENCIES: [(&str, &str); 3] = [
+    ("server prompt", "server_prompt_ms"),
+    ("server tpot", "server_tpot_ms"),
+    ("ttft - server prompt", "server_wait_ms"),
 ];
 
 /// The statistics shown per latency metric.
@@ -304,9 +312,12 @@ fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
     let mut align = vec![Align::Left];
     align.extend([Align::Right; STATS.len()]);
     let open_loop = report.mode == "open";
+    // Whether the server reports timings depends on the server, not on the measurement.
+    let server_timed = s.server_timing.is_some();
     let rows: Vec<Vec<String>> = LATENCIES
         .iter()
         .chain(OPEN_LOOP_LATENCIES.iter().filter(|_| open_loop))
+        .chain(SERVER_LATENCIES.iter().filter(|_| server_timed))
         .map(|(label, metric)| {
             let distribution = s.distribution(metric);
             let mut row = vec![label.to_string()];
@@ -424,6 +435,64 @@ fn endpoints(out: &mut String, report: &TrialReport, numbers: Numbers) {
     push_table(out, &header, &align, &rows);
 }
 
+/// The servers' own metrics: gauges by mean and maximum, counters by their increase.
+fn server_metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
+    out.push_str("### Server metrics\n\n");
+    let several = report.server_metrics.len() > 1;
+    let mut rows = Vec::new();
+    for server in &report.server_metrics {
+        let prefix = if several {
+            format!("{}: ", server.endpoint)
+        } else {
+            String::new()
+        };
+        if let Some(reason) = &server.unavailable {
+            let why = match numbers {
+                Numbers::Measured => reason.clone(),
+                Numbers::Redacted => "not available".to_string(),
+            };
+            rows.push(vec![
+                format!("{prefix}(none)"),
+                why,
+                NONE.into(),
+                NONE.into(),
+                NONE.into(),
+                NONE.into(),
+            ]);
+            continue;
+        }
+        for metric in &server.metrics {
+            let num = |value: f64| measured(numbers, NUM, || f3(value));
+            let (mean, max, increase, per_s) = match metric.reading {
+                Reading::Gauge { mean, max, .. } => {
+                    (num(mean), num(max), NONE.to_string(), NONE.to_string())
+                }
+                Reading::Counter { increase, per_s } => {
+                    (NONE.to_string(), NONE.to_string(), num(increase), num(per_s))
+                }
+            };
+            rows.push(vec![
+                format!("{prefix}{}", metric.label),
+                cell(&metric.name),
+                mean,
+                max,
+                increase,
+                per_s,
+            ]);
+        }
+    }
+    let header = ["server metric", "name", "mean", "max", "increase", "per s"];
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+    ];
+    push_table(out, &header, &align, &rows);
+}
+
 fn checks(out: &mut String, report: &TrialReport, numbers: Numbers) {
     out.push_str("### Checks\n\n");
     if report.verdict.checks.is_empty() {
@@ -476,6 +545,10 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
     out.push('\n');
     if report.kind != Kind::Accuracy {
         metrics(&mut out, report, numbers);
+        out.push('\n');
+    }
+    if !report.server_metrics.is_empty() {
+        server_metrics(&mut out, report, numbers);
         out.push('\n');
     }
     if let Some(detail) = &report.accuracy_detail {

@@ -19,6 +19,7 @@ use crate::report::accuracy::{AccuracySummary, ScoredSample};
 use crate::report::trial_dir::safe_name;
 use crate::server::embedded::answers::AnswerKey;
 use crate::server::{RunningServer, Surroundings};
+use crate::server_metrics::{Scraper, ServerMetrics};
 use crate::verdict::{self, Check, Status};
 
 /// What a trial measured.
@@ -37,6 +38,8 @@ pub(super) struct Measured {
     pub checks: Vec<Check>,
     /// `embedded` or `attach` (set once the servers are known).
     pub server_label: &'static str,
+    /// The servers' own metrics over the load, one per scraped server.
+    pub server_metrics: Vec<ServerMetrics>,
 }
 
 impl Measured {
@@ -49,6 +52,7 @@ impl Measured {
             samples: Vec::new(),
             checks: vec![server_check(reason)],
             server_label,
+            server_metrics: Vec::new(),
         }
     }
 }
@@ -160,6 +164,7 @@ async fn drive(
             samples,
             checks,
             server_label: "",
+            server_metrics: Vec::new(),
         });
     }
     let first = servers.first().ok_or("no server to send to")?;
@@ -174,9 +179,12 @@ async fn drive(
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
         .map_err(|e| e.to_string())?;
     let source = Arc::new(source);
+    let scrapers = start_scrapers(plan, &names, servers).await;
     let Some(((task, accuracy), client)) = accuracy.filter(|_| plan.kind == Kind::Stress) else {
         let outcome = load::run(&spec.load, &plan.shape, &source).await;
-        return Ok(judge(plan, outcome, &names));
+        let mut measured = judge(plan, outcome, &names);
+        measured.server_metrics = finish_scrapers(scrapers).await;
+        return Ok(measured);
     };
     // Stress: the questions are asked while the load runs; each answer notes whether the load
     // was still running when it came back.
@@ -194,6 +202,7 @@ async fn drive(
         Some(Arc::clone(&running)),
     );
     let (outcome, samples) = tokio::join!(load, asked);
+    let server_metrics = finish_scrapers(scrapers).await;
     let baseline = crate::report::csv::accuracy_in_run(
         &ctx.out_dir.join("results.csv"),
         &ctx.run_id,
@@ -204,7 +213,32 @@ async fn drive(
     measured.checks.extend(checks);
     measured.accuracy = Some(summary);
     measured.samples = samples;
+    measured.server_metrics = server_metrics;
     Ok(measured)
+}
+
+/// Starts scraping every server's metrics, unless the case turned it off.
+async fn start_scrapers(
+    plan: &TrialPlan,
+    names: &[String],
+    servers: &[RunningServer],
+) -> Vec<Scraper> {
+    let spec = &plan.case.spec.client.metrics;
+    let mut scrapers = Vec::new();
+    if spec.scrape {
+        for (name, server) in names.iter().zip(servers) {
+            scrapers.push(Scraper::start(name, &server.base_url, spec).await);
+        }
+    }
+    scrapers
+}
+
+async fn finish_scrapers(scrapers: Vec<Scraper>) -> Vec<ServerMetrics> {
+    let mut metrics = Vec::with_capacity(scrapers.len());
+    for scraper in scrapers {
+        metrics.push(scraper.finish().await);
+    }
+    metrics
 }
 
 /// One client per server.
@@ -296,6 +330,7 @@ fn judge(plan: &TrialPlan, outcome: LoadOutcome, endpoint_names: &[String]) -> M
         samples: Vec::new(),
         checks,
         server_label: "",
+        server_metrics: Vec::new(),
     }
 }
 

@@ -198,6 +198,7 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
             .and_then(|a| a.threshold.as_ref())
             .map(|t| t.value),
         accuracy_detail: measured.accuracy,
+        server_metrics: measured.server_metrics,
         verdict,
         expect_fail,
     };

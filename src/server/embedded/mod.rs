@@ -6,6 +6,7 @@
 pub mod answers;
 pub mod engine;
 pub mod llama;
+pub mod metrics;
 pub mod protocol;
 pub mod thread;
 
@@ -30,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::case::EmbeddedSpec;
 use answers::{AnswerKey, Answerer, Ask, Output};
 use engine::{Admission, Engine, EngineRequest, LatencyModel};
+use metrics::ServingCounts;
 use protocol::{Endpoint, Responder, error_body};
 
 /// Why the embedded server could not start.
@@ -50,6 +52,8 @@ struct AppState {
     next_id: AtomicU64,
     /// Generation requests in the server: queued, in service or still streaming.
     in_flight: Arc<AtomicUsize>,
+    /// What `/metrics` reports.
+    counts: ServingCounts,
 }
 
 impl AppState {
@@ -139,6 +143,7 @@ impl EmbeddedServer {
             tokens_per_chunk: tokens_per_chunk.max(1),
             next_id: AtomicU64::new(0),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            counts: ServingCounts::default(),
         });
         let app = Router::new()
             .route("/health", get(health))
@@ -147,6 +152,7 @@ impl EmbeddedServer {
             .route("/v1/chat/completions", post(chat))
             .route("/completion", post(llama_completion))
             .route("/tokenize", post(tokenize))
+            .route("/metrics", get(prometheus))
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         // Without TCP_NODELAY, Nagle's algorithm holds small SSE writes on a kept-alive
@@ -201,6 +207,17 @@ impl Drop for EmbeddedServer {
 
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
+    let text = state
+        .counts
+        .render(&state.model, state.in_flight.load(Ordering::Relaxed));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -325,9 +342,13 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
 /// Admits a request and waits until its last token is due (non-streaming answers).
 async fn admit_all(state: &AppState, request: EngineRequest) -> Admission {
     let admission = state.engine.admit(request).await;
+    let running = state.counts.admitted(request.prompt_tokens);
     if request.output_tokens > 0 {
         tokio::time::sleep_until(admission.token_due(request.output_tokens as usize - 1)).await;
     }
+    state.counts.sent(request.output_tokens as usize);
+    state.counts.finished();
+    drop(running);
     admission
 }
 
@@ -350,6 +371,7 @@ where
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
         let admission = state.engine.admit(request).await;
+        let running = state.counts.admitted(request.prompt_tokens);
         let send = |bytes: Bytes| tx.send(Ok(bytes));
         if let Some(first) = first
             && send(first).await.is_err()
@@ -364,6 +386,7 @@ where
             if send(chunk(next, end)).await.is_err() {
                 return;
             }
+            state.counts.sent(end - next);
             next = end;
         }
         for bytes in last(&admission) {
@@ -371,7 +394,8 @@ where
                 return;
             }
         }
-        drop((admission, guard));
+        state.counts.finished();
+        drop((admission, running, guard));
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")

@@ -1,0 +1,12 @@
+//! The server's own Prometheus metrics (`/metrics`), scraped while a trial's load runs and
+//! summarised beside what the client measured: how many requests the server was running and
+//! queueing, how full its KV cache was, how many tokens it says it processed.
+
+mod exposition;
+pub mod known;
+mod scrape;
+mod summary;
+
+pub use known::{KnownMetric, MetricKind};
+pub use scrape::Scraper;
+pub use summary::{MetricSummary, Reading, ServerMetrics, Series};

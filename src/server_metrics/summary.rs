@@ -1,0 +1,231 @@
+//! The known metrics' values over a trial's scrapes, and their summary.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::exposition::samples;
+use super::known::{Combine, KNOWN, MetricKind, index_of};
+
+/// What one scraped server's metrics did during a trial.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerMetrics {
+    /// The endpoint (from the case) whose server was scraped.
+    pub endpoint: String,
+    /// Scrapes that returned an exposition.
+    pub scrapes: u32,
+    /// Scrapes that failed after the first had succeeded.
+    pub failed_scrapes: u32,
+    /// From the first successful scrape to the last, in seconds.
+    pub window_s: f64,
+    /// Why the server's metrics could not be read at all (the first scrape failed), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    /// One entry per known metric the server exposes, in [`KNOWN`] order.
+    pub metrics: Vec<MetricSummary>,
+}
+
+/// One metric over the trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Its name in the exposition (`llamacpp:requests_deferred`).
+    pub name: String,
+    /// What it measures, the same words for every server (`requests waiting`).
+    pub label: String,
+    /// Its values, summarised as its kind says.
+    pub reading: Reading,
+}
+
+/// A metric's values over the trial.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reading {
+    /// A gauge: the mean and maximum of its scraped values, and the last one.
+    Gauge {
+        /// Mean of the scraped values (scrapes are evenly spaced, so this is its time average).
+        mean: f64,
+        /// Largest scraped value.
+        max: f64,
+        /// Value at the last scrape.
+        last: f64,
+    },
+    /// A counter: how much it grew between the first and the last scrape (a drop is read as
+    /// a restart from zero, as Prometheus's `increase` does), and that per second.
+    Counter {
+        /// Growth over the window.
+        increase: f64,
+        /// `increase / window_s` (0 over an empty window).
+        per_s: f64,
+    },
+}
+
+impl ServerMetrics {
+    /// The summary of the first metric with this label (`requests waiting`), if exposed.
+    pub fn reading(&self, label: &str) -> Option<Reading> {
+        self.metrics
+            .iter()
+            .find(|m| m.label == label)
+            .map(|m| m.reading)
+    }
+}
+
+/// The known metrics' values, scrape after scrape.
+#[derive(Debug, Default)]
+pub struct Series {
+    /// Per index in [`KNOWN`]: (seconds since the first scrape, value).
+    points: BTreeMap<usize, Vec<(f64, f64)>>,
+    scrapes: u32,
+    failed: u32,
+    first_s: Option<f64>,
+    last_s: f64,
+}
+
+impl Series {
+    /// Adds the scrape of `text` taken `at_s` seconds into the trial. Label sets of one
+    /// metric are combined as [`KNOWN`] says; unknown metrics are ignored.
+    pub fn add(&mut self, at_s: f64, text: &str) {
+        let mut now: BTreeMap<usize, f64> = BTreeMap::new();
+        for sample in samples(text).filter(|s| s.value.is_finite()) {
+            let Some(index) = index_of(sample.name) else {
+                continue;
+            };
+            now.entry(index)
+                .and_modify(|v| match KNOWN[index].combine {
+                    Combine::Sum => *v += sample.value,
+                    Combine::Max => *v = v.max(sample.value),
+                })
+                .or_insert(sample.value);
+        }
+        for (index, value) in now {
+            self.points.entry(index).or_default().push((at_s, value));
+        }
+        self.scrapes += 1;
+        self.first_s.get_or_insert(at_s);
+        self.last_s = at_s;
+    }
+
+    /// Counts a scrape that failed.
+    pub fn add_failure(&mut self) {
+        self.failed += 1;
+    }
+
+    /// Whether any scrape succeeded.
+    pub fn is_empty(&self) -> bool {
+        self.scrapes == 0
+    }
+
+    /// The summary of every known metric seen.
+    pub fn summarise(&self, endpoint: &str) -> ServerMetrics {
+        let window_s = self.first_s.map_or(0.0, |first| self.last_s - first);
+        let metrics = self
+            .points
+            .iter()
+            .map(|(&index, points)| {
+                let known = KNOWN[index];
+                let values = points.iter().map(|&(_, v)| v);
+                let reading = match known.kind {
+                    MetricKind::Gauge => Reading::Gauge {
+                        mean: values.clone().sum::<f64>() / points.len() as f64,
+                        max: values.clone().fold(f64::NEG_INFINITY, f64::max),
+                        last: points.last().map_or(0.0, |&(_, v)| v),
+                    },
+                    MetricKind::Counter => {
+                        let increase = increase(points.iter().map(|&(_, v)| v));
+                        Reading::Counter {
+                            increase,
+                            per_s: if window_s > 0.0 {
+                                increase / window_s
+                            } else {
+                                0.0
+                            },
+                        }
+                    }
+                };
+                MetricSummary {
+                    name: known.name.to_string(),
+                    label: known.label.to_string(),
+                    reading,
+                }
+            })
+            .collect();
+        ServerMetrics {
+            endpoint: endpoint.to_string(),
+            scrapes: self.scrapes,
+            failed_scrapes: self.failed,
+            window_s,
+            unavailable: None,
+            metrics,
+        }
+    }
+}
+
+/// A counter's growth over consecutive values; a drop means it restarted from zero.
+fn increase(values: impl Iterator<Item = f64>) -> f64 {
+    let mut total = 0.0;
+    let mut previous: Option<f64> = None;
+    for value in values {
+        if let Some(before) = previous {
+            total += if value >= before { value - before } else { value };
+        }
+        previous = Some(value);
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::server_metrics::known::{GENERATED_TOKENS, RUNNING, WAITING};
+
+    #[rstest]
+    #[case(&[10.0, 15.0, 30.0], 20.0)]
+    #[case(&[10.0, 15.0, 4.0, 6.0], 11.0)]
+    #[case(&[7.0], 0.0)]
+    fn counters_grow_across_restarts(#[case] values: &[f64], #[case] expected: f64) {
+        assert_eq!(increase(values.iter().copied()), expected);
+    }
+
+    #[test]
+    fn gauges_and_counters_are_summarised_and_label_sets_combined() {
+        let mut series = Series::default();
+        let scrape = |running: [u32; 2], waiting: u32, tokens: u32| {
+            format!(
+                "vllm:num_requests_running{{engine=\"0\"}} {}\n\
+                 vllm:num_requests_running{{engine=\"1\"}} {}\n\
+                 vllm:num_requests_waiting {waiting}\n\
+                 vllm:generation_tokens_total {tokens}\n\
+                 vllm:unknown_metric 99\n",
+                running[0], running[1]
+            )
+        };
+        series.add(0.0, &scrape([0, 0], 0, 100));
+        series.add(1.0, &scrape([2, 2], 3, 150));
+        series.add(2.0, &scrape([1, 1], 1, 300));
+        series.add_failure();
+        let summary = series.summarise("default");
+        assert_eq!((summary.scrapes, summary.failed_scrapes), (3, 1));
+        assert_eq!(summary.window_s, 2.0);
+        assert_eq!(summary.metrics.len(), 3);
+        assert_eq!(
+            summary.reading(RUNNING),
+            Some(Reading::Gauge {
+                mean: 2.0,
+                max: 4.0,
+                last: 2.0
+            })
+        );
+        assert!(matches!(
+            summary.reading(WAITING),
+            Some(Reading::Gauge { max, .. }) if max == 3.0
+        ));
+        assert_eq!(
+            summary.reading(GENERATED_TOKENS),
+            Some(Reading::Counter {
+                increase: 200.0,
+                per_s: 100.0
+            })
+        );
+    }
+}
