@@ -71,9 +71,19 @@ fn context(dir: &Temp) -> RunContext {
     }
 }
 
+/// Whether the process exists and is not a zombie (an orphan's zombie waits for whatever
+/// adopts it to reap it, but runs no more).
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1;
+            after_name.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false);
+    exists && !zombie
 }
 
 fn pid_in(path: &Path) -> i32 {
@@ -217,4 +227,55 @@ fn a_missing_binary_makes_the_trials_ignored_or_failed_when_real_servers_are_req
         let reason = plans[0].unsupported_reason().expect("ignored");
         assert!(wanted(&reason), "{reason}");
     }
+}
+
+#[test]
+fn ctrl_c_during_a_run_stops_the_servers_whole_process_group() {
+    let _turn = one_at_a_time();
+    // The server's shell ignores SIGTERM, and so does the server it starts in the background
+    // (an ignored signal stays ignored across exec): only the SIGKILL after the grace period
+    // stops them. 50 requests of about 0.66 s each keep the trial running meanwhile.
+    let (dir, _) = case_with_matrix(
+        "ctrl-c",
+        "trap \"\" TERM; echo $$ > server.pid; {exe} serve --port {port} --ttft-ms 20 --tpot-ms 10 & echo $! > child.pid; wait",
+        "",
+        "{ mode: custom, isl: [16], osl: [64], concurrency: [1], prompts: { fixed: 50 } }",
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_llm-stress"))
+        .arg("run")
+        .arg(dir.0.join("cases"))
+        .arg("--out")
+        .arg(dir.0.join("out"))
+        .env_remove("LLM_STRESS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("llm-stress run starts");
+    let shell = pid_in(&dir.0.join("cases/server.pid"));
+    let server = pid_in(&dir.0.join("cases/child.pid"));
+    // Let the server come up and the load start.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alive(shell) && alive(server));
+    assert!(run.try_wait().expect("wait").is_none(), "the run is still going");
+    let run_pid = i32::try_from(run.id()).expect("pid");
+    // SAFETY: SIGINT to the run this test started, as Ctrl-C would send.
+    unsafe {
+        libc::kill(run_pid, libc::SIGINT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not end after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!alive(shell), "the server's shell is gone");
+    assert!(!alive(server), "the server the shell started is gone");
 }

@@ -341,19 +341,53 @@ fn forget_group(pid: i32) {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: SIGTERM to every server group, then the signal's default
-/// action (the process ends as it would have).
-fn install_signal_handlers() {
-    extern "C" fn on_signal(signal: libc::c_int) {
-        for slot in &GROUPS {
-            let pid = slot.load(Ordering::Acquire);
-            if pid > 0 {
-                // SAFETY: killpg is async-signal-safe.
-                unsafe {
-                    libc::killpg(pid, libc::SIGTERM);
-                }
+/// Sends `signal` to every remembered server group. Async-signal-safe.
+fn signal_groups(signal: libc::c_int) {
+    for slot in &GROUPS {
+        let pid = slot.load(Ordering::Acquire);
+        if pid > 0 {
+            // SAFETY: killpg is async-signal-safe.
+            unsafe {
+                libc::killpg(pid, signal);
             }
         }
+    }
+}
+
+/// Whether any remembered server group still has a process. A leader that exited is reaped
+/// first (it is this process's child), so its zombie does not count. Async-signal-safe.
+fn any_group_alive() -> bool {
+    GROUPS.iter().any(|slot| {
+        let pid = slot.load(Ordering::Acquire);
+        // SAFETY: waitpid with WNOHANG and killpg with signal 0 are async-signal-safe and only
+        // touch the server's own process and group.
+        pid > 0
+            && unsafe {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+                libc::killpg(pid, 0) == 0
+            }
+    })
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: SIGTERM to every server group, SIGKILL to what is left after
+/// the grace period, then the signal's default action (the process ends as it would have).
+fn install_signal_handlers() {
+    extern "C" fn on_signal(signal: libc::c_int) {
+        signal_groups(libc::SIGTERM);
+        let step = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
+        for _ in 0..GRACE.as_millis() / 50 {
+            if !any_group_alive() {
+                break;
+            }
+            // SAFETY: nanosleep is async-signal-safe.
+            unsafe {
+                libc::nanosleep(&step, std::ptr::null_mut());
+            }
+        }
+        signal_groups(libc::SIGKILL);
         // SAFETY: signal and raise are async-signal-safe; the default action ends the process.
         unsafe {
             libc::signal(signal, libc::SIG_DFL);

@@ -1,7 +1,8 @@
 //! The embedded OpenAI-compatible server: `/health`, `/v1/models`, `/v1/completions` and
-//! `/v1/chat/completions` (streaming and not), llama.cpp's `/completion`, and `/tokenize`
-//! (vLLM and llama.cpp forms), with tokens released on the schedule of an [`Engine`]. Trials
-//! start it on a free loopback port inside their own process.
+//! `/v1/chat/completions` (streaming and not), llama.cpp's `/completion`, `/tokenize` (vLLM
+//! and llama.cpp forms) and Prometheus `/metrics` (vLLM's names), with tokens released on the
+//! schedule of an [`Engine`]. Trials start it on a free loopback port inside their own
+//! process.
 
 pub mod answers;
 pub mod engine;
