@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use llm_stress::accuracy::Task;
 use llm_stress::bench::server::{Script, ScriptServer};
 use llm_stress::bench::{self, BenchConfig};
-use llm_stress::case::{self, AnswerSpec, CorrectRate, EmbeddedSpec};
+use llm_stress::case::{self, AnswerSpec, CorrectRate, EmbeddedSpec, FaultSpec};
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::matrix;
 use llm_stress::report::table::{self, Numbers};
@@ -29,6 +29,62 @@ use llm_stress::server::embedded::answers::AnswerKey;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The embedded server's injected faults, as `serve` flags (see a case's `faults`).
+#[derive(clap::Args)]
+struct FaultArgs {
+    /// Share of requests answered with --error-status.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Status of injected errors.
+    #[arg(long, default_value_t = 500)]
+    error_status: u16,
+    /// Share of streams cut halfway.
+    #[arg(long, default_value_t = 0.0)]
+    disconnect_rate: f64,
+    /// Share of streams that stall halfway for --stall-ms.
+    #[arg(long, default_value_t = 0.0)]
+    stall_rate: f64,
+    /// Length of a stall, milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    stall_ms: f64,
+    /// Share of streams with one malformed event halfway.
+    #[arg(long, default_value_t = 0.0)]
+    malformed_rate: f64,
+    /// Delay before every response's first byte, milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    slow_first_byte_ms: f64,
+    /// Requests allowed to wait for a place; more are refused with --queue-full-status.
+    #[arg(long)]
+    max_queue: Option<usize>,
+    /// Status of a refusal for a full queue (429 or 503).
+    #[arg(long, default_value_t = 429)]
+    queue_full_status: u16,
+    /// Seeds which requests get which fault.
+    #[arg(long, default_value_t = 0)]
+    fault_seed: u64,
+}
+
+impl FaultArgs {
+    fn spec(&self) -> Result<FaultSpec> {
+        let spec = FaultSpec {
+            error_rate: self.error_rate,
+            error_status: Some(self.error_status),
+            disconnect_rate: self.disconnect_rate,
+            stall_rate: self.stall_rate,
+            stall_ms: self.stall_ms,
+            malformed_rate: self.malformed_rate,
+            slow_first_byte_ms: self.slow_first_byte_ms,
+            max_queue: self.max_queue,
+            queue_full_status: Some(self.queue_full_status),
+            seed: self.fault_seed,
+        };
+        match spec.problem() {
+            Some(problem) => bail!("faults: {problem}"),
+            None => Ok(spec),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,6 +134,8 @@ enum Command {
         /// Chance of answering a known question right.
         #[arg(long, default_value_t = 1.0)]
         correct: f64,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// Print the parameter combinations a case generates.
     Matrix {
@@ -158,6 +216,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             tokens_per_chunk,
             answers,
             correct,
+            faults,
         } => {
             if !(0.0..=1.0).contains(&correct) {
                 bail!("--correct must be a chance between 0 and 1, not {correct}");
@@ -172,6 +231,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                     correct: CorrectRate::Fixed(correct),
                     seed: 0,
                 },
+                faults: faults.spec()?,
             };
             let key = match answers {
                 Some(case) => answer_key(&case)?,

@@ -172,8 +172,17 @@ fn the_servers_metrics_and_timings_are_reported_beside_the_clients() {
         let at = header.iter().position(|h| h == name).expect(name);
         row[at].to_string()
     };
-    assert_eq!(field("server_generated_tokens"), format!("{}.000", s.output_tokens));
-    assert_eq!(field("server_prompt_ms_p50").parse::<f64>().ok().map(f64::round), Some(20.0));
+    assert_eq!(
+        field("server_generated_tokens"),
+        format!("{}.000", s.output_tokens)
+    );
+    assert_eq!(
+        field("server_prompt_ms_p50")
+            .parse::<f64>()
+            .ok()
+            .map(f64::round),
+        Some(20.0)
+    );
 }
 
 #[test]
@@ -192,6 +201,9 @@ fn a_server_without_metrics_is_noted_and_the_trial_still_passes() {
         panic!("one scraped server");
     };
     let reason = metrics.unavailable.as_deref().expect("unavailable");
-    assert!(reason.contains("/nothing-here") && reason.contains("404"), "{reason}");
+    assert!(
+        reason.contains("/nothing-here") && reason.contains("404"),
+        "{reason}"
+    );
     assert!(metrics.metrics.is_empty());
 }

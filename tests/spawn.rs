@@ -80,7 +80,10 @@ fn alive(pid: i32) -> bool {
         .ok()
         .and_then(|stat| {
             let after_name = stat.rsplit_once(')')?.1;
-            after_name.split_whitespace().next().map(|state| state == "Z")
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
         })
         .unwrap_or(false);
     exists && !zombie
@@ -256,7 +259,10 @@ fn ctrl_c_during_a_run_stops_the_servers_whole_process_group() {
     // Let the server come up and the load start.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(alive(shell) && alive(server));
-    assert!(run.try_wait().expect("wait").is_none(), "the run is still going");
+    assert!(
+        run.try_wait().expect("wait").is_none(),
+        "the run is still going"
+    );
     let run_pid = i32::try_from(run.id()).expect("pid");
     // SAFETY: SIGINT to the run this test started, as Ctrl-C would send.
     unsafe {

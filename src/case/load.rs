@@ -316,6 +316,9 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
         if let Some(problem) = e.answers.correct.problem() {
             return invalid("server.embedded.answers.correct", &problem);
         }
+        if let Some(problem) = e.faults.problem() {
+            return invalid("server.embedded.faults", &problem);
+        }
     }
     for kind in [super::Kind::Accuracy, super::Kind::Stress] {
         if spec.kinds.contains(&kind) && spec.accuracy.is_none() {

@@ -2,6 +2,7 @@
 
 mod accuracy;
 pub mod answer;
+pub mod fault;
 pub mod load;
 pub mod request;
 pub mod schema;

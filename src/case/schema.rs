@@ -9,6 +9,7 @@ pub use super::accuracy::{
     AccuracySpec, AccuracyThreshold, ArithmeticSpec, Operator, Score, TaskName, ThresholdKind,
 };
 pub use super::answer::{AnswerSpec, CorrectRate};
+pub use super::fault::FaultSpec;
 pub use super::request::{ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec};
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
 use crate::verdict::Slo;
@@ -208,6 +209,9 @@ pub struct EmbeddedSpec {
     pub tokens_per_chunk: u32,
     /// Answer mode: how often it answers the accuracy task's questions right.
     pub answers: AnswerSpec,
+    /// Faults to inject: errors, refusals when the queue is full, cut streams, stalls,
+    /// malformed events, a slow first byte.
+    pub faults: FaultSpec,
 }
 
 impl Default for EmbeddedSpec {
@@ -219,6 +223,7 @@ impl Default for EmbeddedSpec {
             prefill_us_per_token: 0.0,
             tokens_per_chunk: 1,
             answers: AnswerSpec::default(),
+            faults: FaultSpec::default(),
         }
     }
 }

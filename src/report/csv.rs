@@ -145,7 +145,10 @@ const SERVER_METRIC_FIELDS: [&str; 6] = [
 
 /// One server metric's field: empty when no scraped server exposes it.
 fn server_metric_field(report: &TrialReport, label: &str) -> String {
-    let readings = report.server_metrics.iter().filter_map(|m| m.reading(label));
+    let readings = report
+        .server_metrics
+        .iter()
+        .filter_map(|m| m.reading(label));
     let combined = readings.fold(None, |acc: Option<f64>, reading| {
         Some(match reading {
             Reading::Gauge { max, .. } => acc.map_or(max, |a| a.max(max)),

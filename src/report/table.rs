@@ -467,9 +467,12 @@ fn server_metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
                 Reading::Gauge { mean, max, .. } => {
                     (num(mean), num(max), NONE.to_string(), NONE.to_string())
                 }
-                Reading::Counter { increase, per_s } => {
-                    (NONE.to_string(), NONE.to_string(), num(increase), num(per_s))
-                }
+                Reading::Counter { increase, per_s } => (
+                    NONE.to_string(),
+                    NONE.to_string(),
+                    num(increase),
+                    num(per_s),
+                ),
             };
             rows.push(vec![
                 format!("{prefix}{}", metric.label),

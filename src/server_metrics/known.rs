@@ -91,7 +91,10 @@ pub const KNOWN: &[KnownMetric] = &[
     counter("llamacpp:prompt_tokens_total", PROMPT_TOKENS),
     counter("llamacpp:tokens_predicted_total", GENERATED_TOKENS),
     counter("llamacpp:prompt_seconds_total", "prompt seconds"),
-    counter("llamacpp:tokens_predicted_seconds_total", "generation seconds"),
+    counter(
+        "llamacpp:tokens_predicted_seconds_total",
+        "generation seconds",
+    ),
     counter("llamacpp:n_decode_total", "decode calls"),
     // Hugging Face TGI.
     gauge("tgi_batch_current_size", RUNNING, Combine::Sum),

@@ -9,4 +9,4 @@ mod summary;
 
 pub use known::{KnownMetric, MetricKind};
 pub use scrape::Scraper;
-pub use summary::{MetricSummary, Reading, ServerMetrics, Series};
+pub use summary::{MetricSummary, Reading, Series, ServerMetrics};

@@ -55,11 +55,7 @@ impl Scraper {
         let (stop, stopped) = oneshot::channel();
         let endpoint = scraper.endpoint.clone();
         let task = tokio::spawn(async move {
-            let context = Context {
-                client,
-                url,
-                start,
-            };
+            let context = Context { client, url, start };
             scrape_until(&context, series, interval, stopped)
                 .await
                 .summarise(&endpoint)

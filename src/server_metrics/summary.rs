@@ -165,7 +165,11 @@ fn increase(values: impl Iterator<Item = f64>) -> f64 {
     let mut previous: Option<f64> = None;
     for value in values {
         if let Some(before) = previous {
-            total += if value >= before { value - before } else { value };
+            total += if value >= before {
+                value - before
+            } else {
+                value
+            };
         }
         previous = Some(value);
     }

@@ -211,7 +211,7 @@ impl Answerer {
                 },
             };
         let chance = self.spec.correct.at(in_flight);
-        let reply: &str = if unit_hash(self.spec.seed, question) < chance {
+        let reply: &str = if unit_hash(self.spec.seed, question.as_bytes()) < chance {
             &right
         } else {
             &wrong
@@ -247,12 +247,12 @@ fn pieces(text: &str) -> Vec<String> {
     pieces
 }
 
-/// A number in [0, 1) fixed by the seed and the text (FNV-1a, 64 bits).
-fn unit_hash(seed: u64, text: &str) -> f64 {
+/// A number in [0, 1) fixed by the seed and the bytes (FNV-1a, 64 bits).
+pub(super) fn unit_hash(seed: u64, bytes: &[u8]) -> f64 {
     let hash = seed
         .to_le_bytes()
         .iter()
-        .chain(text.as_bytes())
+        .chain(bytes)
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });

@@ -33,6 +33,11 @@ impl ServingCounts {
         Running(Arc::clone(&self.running))
     }
 
+    /// Requests in service now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
     /// Counts tokens written to a client.
     pub fn sent(&self, tokens: usize) {
         self.generated_tokens
@@ -47,7 +52,7 @@ impl ServingCounts {
     /// The exposition text, given how many generation requests are in the server (queued,
     /// in service or streaming).
     pub fn render(&self, model: &str, in_server: usize) -> String {
-        let running = self.running.load(Ordering::Relaxed);
+        let running = self.running();
         let waiting = in_server.saturating_sub(running);
         let metrics: [(&str, &str, &str, String); 5] = [
             (
@@ -118,6 +123,10 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
         drop(second);
-        assert!(counts.render("m", 0).contains("running{model_name=\"m\"} 0"));
+        assert!(
+            counts
+                .render("m", 0)
+                .contains("running{model_name=\"m\"} 0")
+        );
     }
 }

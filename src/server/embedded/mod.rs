@@ -6,6 +6,7 @@
 
 pub mod answers;
 pub mod engine;
+pub mod faults;
 pub mod llama;
 pub mod metrics;
 pub mod protocol;
@@ -32,6 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::case::EmbeddedSpec;
 use answers::{AnswerKey, Answerer, Ask, Output};
 use engine::{Admission, Engine, EngineRequest, LatencyModel};
+use faults::{Fault, Faults};
 use metrics::ServingCounts;
 use protocol::{Endpoint, Responder, error_body};
 
@@ -45,9 +47,21 @@ pub struct EmbeddedError {
     pub source: std::io::Error,
 }
 
+/// How the server behaves apart from its engine's timing: what it answers, how it streams,
+/// which faults it injects.
+pub struct Behaviour {
+    /// Answers to known questions.
+    pub answerer: Answerer,
+    /// Tokens per streamed chunk (at least 1).
+    pub tokens_per_chunk: usize,
+    /// Injected faults.
+    pub faults: Faults,
+}
+
 struct AppState {
     engine: Arc<dyn Engine>,
     answerer: Answerer,
+    faults: Faults,
     model: String,
     tokens_per_chunk: usize,
     next_id: AtomicU64,
@@ -74,6 +88,31 @@ impl AppState {
             output_tokens: output.tokens(),
         };
         (guard, output, request)
+    }
+}
+
+impl AppState {
+    /// Applies the faults that come before generation: the slow first byte, the refusal of a
+    /// full queue, an error answer. Returns the response to send instead, or the fault to
+    /// apply while streaming.
+    async fn fault_first(&self, id: u64) -> Result<Option<Fault>, Response> {
+        if let Some(delay) = self.faults.first_byte_delay() {
+            tokio::time::sleep(delay).await;
+        }
+        let waiting = self
+            .in_flight
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.counts.running());
+        if let Some(status) = self.faults.refusal(waiting) {
+            let body = Json(error_body("the queue is full; try again later"));
+            return Err((status, [(header::RETRY_AFTER, "1")], body).into_response());
+        }
+        match self.faults.of(id) {
+            Some(Fault::Error(status)) => {
+                Err((status, Json(error_body("injected fault"))).into_response())
+            }
+            fault => Ok(fault),
+        }
     }
 }
 
@@ -112,12 +151,14 @@ impl EmbeddedServer {
         port: u16,
         key: Arc<AnswerKey>,
     ) -> Result<EmbeddedServer, EmbeddedError> {
-        let tokens_per_chunk = spec.tokens_per_chunk.max(1) as usize;
-        let answerer = Answerer::new(key, spec.answers.clone());
+        let behaviour = Behaviour {
+            answerer: Answerer::new(key, spec.answers.clone()),
+            tokens_per_chunk: spec.tokens_per_chunk.max(1) as usize,
+            faults: Faults::new(spec.faults.clone()),
+        };
         Self::start_with_engine(
             Arc::new(LatencyModel::new(spec)),
-            answerer,
-            tokens_per_chunk,
+            behaviour,
             served_model,
             port,
         )
@@ -127,8 +168,7 @@ impl EmbeddedServer {
     /// Like [`EmbeddedServer::start_answering`] with any engine.
     pub async fn start_with_engine(
         engine: Arc<dyn Engine>,
-        answerer: Answerer,
-        tokens_per_chunk: usize,
+        behaviour: Behaviour,
         served_model: String,
         port: u16,
     ) -> Result<EmbeddedServer, EmbeddedError> {
@@ -139,9 +179,10 @@ impl EmbeddedServer {
         let addr = listener.local_addr().map_err(error)?;
         let state = Arc::new(AppState {
             engine,
-            answerer,
+            answerer: behaviour.answerer,
+            faults: behaviour.faults,
             model: served_model,
-            tokens_per_chunk: tokens_per_chunk.max(1),
+            tokens_per_chunk: behaviour.tokens_per_chunk.max(1),
             next_id: AtomicU64::new(0),
             in_flight: Arc::new(AtomicUsize::new(0)),
             counts: ServingCounts::default(),
@@ -214,11 +255,7 @@ async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
     let text = state
         .counts
         .render(&state.model, state.in_flight.load(Ordering::Relaxed));
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -263,6 +300,10 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         Err(message) => return bad_request(&message),
     };
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let fault = match state.fault_first(id).await {
+        Ok(fault) => fault,
+        Err(response) => return response,
+    };
     let responder = Responder {
         endpoint,
         id: format!("cmpl-{id}"),
@@ -272,10 +313,10 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
     let (guard, output, engine_request) =
         state.enter(&request.ask, request.prompt_tokens, request.max_tokens);
     if !request.stream {
-        let admission = admit_all(&state, engine_request).await;
+        let admission = admit_all(&state, engine_request, fault).await;
         let body = responder.full(request.prompt_tokens, &output);
         drop((admission, guard));
-        return Json(body).into_response();
+        return whole_answer(body, fault);
     }
     let first = (endpoint == Endpoint::Chat).then(|| event(&responder.role_chunk()));
     let total = output.tokens() as usize;
@@ -285,7 +326,7 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
     stream_tokens(
         state,
         engine_request,
-        guard,
+        (guard, fault),
         first,
         move |from, to| {
             let finish = (to == total).then(|| output.finish_reason());
@@ -310,22 +351,27 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(request) => request,
         Err(message) => return bad_request(&message),
     };
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let fault = match state.fault_first(id).await {
+        Ok(fault) => fault,
+        Err(response) => return response,
+    };
     let (guard, output, engine_request) =
         state.enter(&request.ask, request.prompt_tokens, request.n_predict);
     let model = state.model.clone();
     if !request.stream {
-        let admission = admit_all(&state, engine_request).await;
+        let admission = admit_all(&state, engine_request, fault).await;
         let content = output.text(0, output.tokens() as usize);
         let body = llama::last(&model, &content, &request, &output, &admission);
         drop((admission, guard));
-        return Json(body).into_response();
+        return whole_answer(body, fault);
     }
     let output = Arc::new(output);
     let last_output = Arc::clone(&output);
     stream_tokens(
         state,
         engine_request,
-        guard,
+        (guard, fault),
         None,
         move |from, to| event(&llama::chunk(&output.text(from, to))),
         move |admission| {
@@ -340,12 +386,18 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
     )
 }
 
-/// Admits a request and waits until its last token is due (non-streaming answers).
-async fn admit_all(state: &AppState, request: EngineRequest) -> Admission {
+/// Admits a request and waits until its last token is due (non-streaming answers), plus a
+/// stall's length if it has one.
+async fn admit_all(state: &AppState, request: EngineRequest, fault: Option<Fault>) -> Admission {
     let admission = state.engine.admit(request).await;
     let running = state.counts.admitted(request.prompt_tokens);
+    let stall = match fault {
+        Some(Fault::Stall(stall)) => stall,
+        _ => Duration::ZERO,
+    };
     if request.output_tokens > 0 {
-        tokio::time::sleep_until(admission.token_due(request.output_tokens as usize - 1)).await;
+        let due = admission.token_due(request.output_tokens as usize - 1);
+        tokio::time::sleep_until(due + stall).await;
     }
     state.counts.sent(request.output_tokens as usize);
     state.counts.finished();
@@ -353,14 +405,35 @@ async fn admit_all(state: &AppState, request: EngineRequest) -> Admission {
     admission
 }
 
+/// A whole (non-streamed) answer; a cut or malformed one is its JSON truncated.
+fn whole_answer(body: Value, fault: Option<Fault>) -> Response {
+    match fault {
+        Some(Fault::Disconnect | Fault::Malformed) => {
+            let text = body.to_string();
+            let cut = text.len() / 2;
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                text[..cut].to_string(),
+            )
+                .into_response()
+        }
+        _ => Json(body).into_response(),
+    }
+}
+
+/// What a malformed event looks like: the start of a chunk that never ends.
+const MALFORMED_EVENT: &[u8] = b"data: {\"choices\": [{\"text\": \n\n";
+
 /// Streams a response as server-sent events: once admitted, `first` (if any), then
 /// `chunk(from, to)` for each run of `tokens_per_chunk` tokens when its last token is due, then
 /// the events of `last`. A client that goes away stops it, which frees the engine's place;
-/// `guard` counts the request in the server until then.
+/// the in-flight guard counts the request in the server until then. A fault strikes halfway
+/// through the tokens: the stream is cut there, a malformed event is sent there, or the rest
+/// comes a stall later.
 fn stream_tokens<C, L>(
     state: Arc<AppState>,
     request: EngineRequest,
-    guard: InFlight,
+    (guard, fault): (InFlight, Option<Fault>),
     first: Option<Bytes>,
     chunk: C,
     last: L,
@@ -381,9 +454,23 @@ where
         }
         let total = request.output_tokens as usize;
         let mut next = 0;
+        let mut fault = fault;
+        let mut shift = Duration::ZERO;
         while next < total {
+            if next >= total / 2 {
+                match fault.take() {
+                    Some(Fault::Disconnect) => return,
+                    Some(Fault::Malformed) => {
+                        if send(Bytes::from_static(MALFORMED_EVENT)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Fault::Stall(stall)) => shift = stall,
+                    Some(Fault::Error(_)) | None => {}
+                }
+            }
             let end = (next + state.tokens_per_chunk).min(total);
-            tokio::time::sleep_until(admission.token_due(end - 1)).await;
+            tokio::time::sleep_until(admission.token_due(end - 1) + shift).await;
             if send(chunk(next, end)).await.is_err() {
                 return;
             }
