@@ -35,6 +35,21 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// The column names.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// Each column's alignment.
+    pub fn align(&self) -> &[Align] {
+        &self.align
+    }
+
+    /// The rows, each as wide as the header.
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
+    }
+
     /// Whether the table has no rows.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()

@@ -5,8 +5,11 @@ pub mod analysis;
 pub mod columns;
 pub mod csv;
 mod error;
+pub mod html;
 pub mod knee;
 pub mod markdown;
+pub mod publish;
+pub mod pushgateway;
 pub mod run;
 #[cfg(test)]
 mod sample;

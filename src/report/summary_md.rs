@@ -85,8 +85,8 @@ pub fn render(run: &Run, thresholds: &Thresholds, numbers: Numbers, detail: Deta
     out
 }
 
-/// `40 trials: 38 PASS, 1 FAIL, 1 NA; 0 failed as tests.`
-fn counts(run: &Run) -> String {
+/// `40 trials: 38 PASS, 1 FAIL, 1 NA; 0 failed as tests (…).`
+pub fn counts(run: &Run) -> String {
     let count = |status: Status| {
         run.trials
             .iter()
@@ -159,11 +159,21 @@ fn level(numbers: Numbers, level: Level) -> String {
 }
 
 fn run_analysis(analysis: &RunAnalysis, thresholds: &Thresholds, numbers: Numbers) -> String {
-    let mut out = format!(
-        "Run: {} ({} load trials analysed)\n\n",
+    format!(
+        "Run: {} ({} load trials analysed)\n\n{}",
         level(numbers, analysis.level()),
-        analysis.trials
-    );
+        analysis.trials,
+        run_analysis_table(analysis, thresholds, numbers).render()
+    )
+}
+
+/// The run's analysis: per quantity its level, the worst trial and value, how many trials
+/// reached WARNING and CRITICAL, and the thresholds.
+pub fn run_analysis_table(
+    analysis: &RunAnalysis,
+    thresholds: &Thresholds,
+    numbers: Numbers,
+) -> Table {
     let mut table = Table::new(&[
         ("check", Align::Left),
         ("level", Align::Left),
@@ -191,13 +201,12 @@ fn run_analysis(analysis: &RunAnalysis, thresholds: &Thresholds, numbers: Number
             f.quantity.rule(thresholds),
         ]);
     }
-    out.push_str(&table.render());
-    out
+    table
 }
 
 /// One row per trial: kind, lengths, load, prompts, mean latencies, throughputs, accuracy
 /// (when any trial of the case has one), verdict.
-fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
+pub fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
     let with_accuracy = trials.iter().any(|t| t.report.accuracy.is_some());
     let mut columns = vec![
         ("kind", Align::Left),
@@ -249,7 +258,7 @@ fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
 }
 
 /// Each load trial's analysis: the level and value of every quantity.
-fn trial_analysis(trials: &[RunTrial], thresholds: &Thresholds, numbers: Numbers) -> Table {
+pub fn trial_analysis(trials: &[RunTrial], thresholds: &Thresholds, numbers: Numbers) -> Table {
     let mut columns = vec![("trial", Align::Left), ("level", Align::Left)];
     columns.extend(Quantity::ALL.iter().map(|q| (q.label(), Align::Left)));
     let mut table = Table::new(&columns);
@@ -276,7 +285,7 @@ fn trial_analysis(trials: &[RunTrial], thresholds: &Thresholds, numbers: Numbers
 }
 
 /// The per-endpoint split of the trials that spread their load over several endpoints.
-fn endpoints(trials: &[RunTrial], numbers: Numbers) -> Table {
+pub fn endpoints(trials: &[RunTrial], numbers: Numbers) -> Table {
     let mut table = Table::new(&[
         ("trial", Align::Left),
         ("endpoint", Align::Left),
@@ -323,7 +332,7 @@ fn endpoints(trials: &[RunTrial], numbers: Numbers) -> Table {
 }
 
 /// One latency metric's distribution for every load trial of a case.
-fn distributions(trials: &[RunTrial], metric: &str, numbers: Numbers) -> Table {
+pub fn distributions(trials: &[RunTrial], metric: &str, numbers: Numbers) -> Table {
     let mut columns = vec![
         ("kind", Align::Left),
         ("ISL", Align::Right),
