@@ -75,10 +75,15 @@ impl Sweep<'_> {
     }
 }
 
+/// What the trials of one sweep share: load axis, kind, mode, ISL, OSL.
+type SweepKey<'a> = (Axis, Kind, &'a str, u32, u32);
+
+/// What the trials of one TTFT-against-ISL line share: kind, mode, OSL, load.
+type IslKey<'a> = (Kind, &'a str, u32, String);
+
 /// The case's sweeps with at least two load levels, in a stable order.
 fn sweeps(trials: &[RunTrial]) -> Vec<Sweep<'_>> {
-    let mut groups: BTreeMap<(Axis, Kind, &str, u32, u32), Vec<(f64, &TrialReport)>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<SweepKey, Vec<(f64, &TrialReport)>> = BTreeMap::new();
     for trial in trials {
         let r = &trial.report;
         if let Some((axis, load)) = load_of(r) {
@@ -229,7 +234,7 @@ fn percentiles(
 
 /// Median TTFT against ISL, one line per (kind, mode, OSL, load) with two ISLs or more.
 fn ttft_by_isl(case: &str, trials: &[RunTrial]) -> Option<Chart> {
-    let mut groups: BTreeMap<(Kind, &str, u32, String), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut groups: BTreeMap<IslKey, Vec<(f64, f64)>> = BTreeMap::new();
     for trial in trials {
         let r = &trial.report;
         let (Some((axis, load)), Some(ttft)) = (load_of(r), r.summary.ttft_ms) else {

@@ -97,6 +97,18 @@ pub fn case_cdf(case: &str, metric: &str, trials: &[(String, Vec<f64>)]) -> Char
     }
 }
 
+/// `2nd`, `3rd`, `4th`, `11th`, `21st`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// Each request as a line from its send to its end, its first token as a dot, failures as
 /// red dots; requests numbered in send order. Returns the chart and how many requests it
 /// shows.
@@ -145,10 +157,10 @@ pub fn timeline(name: &str, times: &[RequestTimes]) -> (Chart, usize) {
         id: id(&format!("{name}-timeline")),
         title: if shown.len() < ordered.len() {
             format!(
-                "Request timeline: {} of {} requests (every {}th by send time)",
+                "Request timeline: {} of {} requests (every {} by send time)",
                 shown.len(),
                 ordered.len(),
-                ordered.len().div_ceil(TIMELINE_REQUESTS)
+                ordinal(ordered.len().div_ceil(TIMELINE_REQUESTS))
             )
         } else {
             format!("Request timeline: {} requests", ordered.len())
@@ -168,6 +180,19 @@ mod tests {
 
     use super::*;
     use crate::metrics::ErrorClass;
+
+    #[rstest]
+    #[case(1, "1st")]
+    #[case(2, "2nd")]
+    #[case(3, "3rd")]
+    #[case(4, "4th")]
+    #[case(11, "11th")]
+    #[case(12, "12th")]
+    #[case(22, "22nd")]
+    #[case(101, "101st")]
+    fn ordinals_read_as_words(#[case] n: usize, #[case] text: &str) {
+        assert_eq!(ordinal(n), text);
+    }
 
     #[test]
     fn a_small_cdf_has_every_point() {
