@@ -472,16 +472,16 @@ fn run(
         println!("report:  {}", written.html.display());
         let all: Vec<_> = written.run.trials.iter().map(|t| &t.report).collect();
         let body = pushgateway::exposition(&all, &reporting.thresholds);
-        match (pusher, &reporting.gateway) {
-            (Some(pusher), Some(gateway)) => {
-                pusher.finish(body)?;
-                println!("pushed:  {}", gateway.endpoint());
-            }
-            (None, Some(gateway)) => {
-                gateway.push_blocking(body)?;
-                println!("pushed:  {}", gateway.endpoint());
-            }
-            _ => {}
+        // The trials decide the exit code; a gateway that cannot be reached is reported.
+        let pushed = match (pusher, &reporting.gateway) {
+            (Some(pusher), Some(gateway)) => Some((pusher.finish(body), gateway)),
+            (None, Some(gateway)) => Some((gateway.push_blocking(body), gateway)),
+            _ => None,
+        };
+        match pushed {
+            Some((Ok(()), gateway)) => println!("pushed:  {}", gateway.endpoint()),
+            Some((Err(e), _)) => eprintln!("warning: {e}"),
+            None => {}
         }
     }
     Ok(if failed.is_empty() {
