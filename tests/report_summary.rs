@@ -142,6 +142,27 @@ fn a_trial_folder_without_its_summary_is_an_error_naming_the_file() {
 }
 
 #[test]
+fn an_incomplete_older_run_does_not_hide_the_newest() {
+    let out = Temp::new("summary-incomplete");
+    let old = write_trial(
+        out.path(),
+        &Spec {
+            run_id: "run-old",
+            ..Spec::perf("knee", 1)
+        },
+    );
+    fs::create_dir_all(old.with_file_name("isl1_osl1_c1_n1")).expect("folder");
+    age(&out.path().join("run-old"));
+    write_trial(out.path(), &Spec::perf("knee", 2));
+    let gathered = run::load(out.path(), None).expect("newest run");
+    assert_eq!(gathered.run_id, "run-new");
+    let error = run::load(out.path(), Some("run-old"))
+        .expect_err("incomplete")
+        .to_string();
+    assert!(error.contains("isl1_osl1_c1_n1/summary.json"), "{error}");
+}
+
+#[test]
 fn a_corrupt_summary_is_an_error_naming_file_and_line() {
     let out = Temp::new("summary-corrupt");
     let dir = write_trial(out.path(), &Spec::perf("knee", 1));

@@ -41,6 +41,16 @@ pub enum ReportError {
         /// What is wrong.
         message: String,
     },
+    /// The output folder does not exist.
+    #[error(
+        "{}: no such folder (the output folder of a run: `run --out`, LLM_STRESS_OUT, or \
+         target/llm-stress)",
+        path.display()
+    )]
+    NoFolder {
+        /// The folder.
+        path: PathBuf,
+    },
     /// The output folder holds no run.
     #[error(
         "{}: no run found (a run folder holds KIND/CASE/COMBINATION/summary.json)",

@@ -113,7 +113,8 @@ pub struct RunFolder {
     pub newest: SystemTime,
 }
 
-/// The run folders under `out`, newest first (by their newest trial).
+/// The run folders under `out`, newest first (by their newest trial). Only [`load`] checks
+/// a run's folders: an incomplete trial folder in one run does not hide the others.
 pub fn runs(out: &Path) -> Result<Vec<RunFolder>, ReportError> {
     let entries = fs::read_dir(out).map_err(|e| ReportError::io(out, "read the folder", e))?;
     let mut runs = Vec::new();
@@ -122,9 +123,14 @@ pub fn runs(out: &Path) -> Result<Vec<RunFolder>, ReportError> {
         if !path.is_dir() {
             continue;
         }
-        let newest = summary_files(&path)?
+        let newest = trial_folders(&path)
+            .unwrap_or_default()
             .iter()
-            .filter_map(|f| fs::metadata(f).and_then(|m| m.modified()).ok())
+            .filter_map(|dir| {
+                fs::metadata(dir.join(SUMMARY_FILE))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
             .max();
         if let Some(newest) = newest {
             runs.push(RunFolder {
@@ -137,28 +143,36 @@ pub fn runs(out: &Path) -> Result<Vec<RunFolder>, ReportError> {
     Ok(runs)
 }
 
-/// The `summary.json` files of a run folder: one per trial folder `{kind}/{case}/{combo}`.
-/// A trial folder without one is an error naming the missing file.
-fn summary_files(run_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let mut files = Vec::new();
+/// The trial folders `{kind}/{case}/{combination}` of a run folder.
+fn trial_folders(run_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let mut folders = Vec::new();
     for kind in KINDS {
-        let kind_dir = run_dir.join(kind.as_str());
-        for case_dir in subfolders(&kind_dir)? {
-            for trial_dir in subfolders(&case_dir)? {
-                let summary = trial_dir.join(SUMMARY_FILE);
-                if !summary.is_file() {
-                    return Err(ReportError::corrupt(
-                        &summary,
-                        None,
-                        "missing: every trial folder holds its summary (the trial may still \
-                         be running, or was interrupted)",
-                    ));
-                }
-                files.push(summary);
-            }
+        for case_dir in subfolders(&run_dir.join(kind.as_str()))? {
+            folders.extend(subfolders(&case_dir)?);
         }
     }
-    Ok(files)
+    Ok(folders)
+}
+
+/// The `summary.json` files of a run folder, one per trial folder; a trial folder without
+/// one is an error naming the missing file.
+fn summary_files(run_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    trial_folders(run_dir)?
+        .into_iter()
+        .map(|dir| {
+            let summary = dir.join(SUMMARY_FILE);
+            if summary.is_file() {
+                Ok(summary)
+            } else {
+                Err(ReportError::corrupt(
+                    &summary,
+                    None,
+                    "missing: every trial folder holds its summary (the trial may still be \
+                     running, or was interrupted)",
+                ))
+            }
+        })
+        .collect()
 }
 
 /// The folders inside `dir`, sorted; none when `dir` does not exist.
@@ -180,11 +194,9 @@ fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
 /// Reads the run `run_id` (default: the newest) under `out`.
 pub fn load(out: &Path, run_id: Option<&str>) -> Result<Run, ReportError> {
     if !out.is_dir() {
-        return Err(ReportError::io(
-            out,
-            "read the output folder",
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        ));
+        return Err(ReportError::NoFolder {
+            path: out.to_path_buf(),
+        });
     }
     let folder = match run_id {
         Some(id) => {
