@@ -95,6 +95,7 @@ fn the_summary_is_written_in_the_run_folder() {
         "E2EL (ms):",
         " 4 users |",
         "20 req/s",
+        "- perf closed ISL 128 OSL 64: concurrency 4\n",
     ] {
         assert!(text.contains(expected), "{expected} in\n{text}");
     }

@@ -14,6 +14,7 @@ pub mod run;
 #[cfg(test)]
 mod sample;
 pub mod summary_md;
+pub mod sweep;
 pub mod table;
 pub mod trial_dir;
 

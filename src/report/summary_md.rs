@@ -15,6 +15,7 @@ use super::columns::{
 };
 use super::markdown::{Align, Table, cell};
 use super::run::{Run, RunTrial};
+use super::sweep::sweeps;
 use super::table::{NUM, Numbers};
 use super::trial_dir::trial_failed;
 use crate::verdict::Status;
@@ -27,6 +28,13 @@ pub const LEVEL: &str = "<level>";
 
 /// Placeholder of the trial a measurement picked (the worst one) in redacted mode.
 pub const TRIAL: &str = "<trial>";
+
+/// Placeholder of a sweep's knee in redacted mode.
+pub const KNEE: &str = "<knee>";
+
+/// What the knee lines mean.
+pub const KNEE_INTRO: &str = "Knee (the first load whose output tok/s is < 10 % above the previous load's while its \
+     TTFT p50 is higher):";
 
 /// Placeholder of a re-run note in redacted mode.
 pub const NOTE: &str = "<note>";
@@ -62,6 +70,13 @@ pub fn render(run: &Run, thresholds: &Thresholds, numbers: Numbers, detail: Deta
     for (case, trials) in by_case(&run.trials) {
         out.push_str(&format!("\n## {}\n\n", cell(case)));
         out.push_str(&case_table(trials, numbers).render());
+        let knees = knees(trials, numbers);
+        if !knees.is_empty() {
+            out.push_str(&format!("\n{KNEE_INTRO}\n\n"));
+            for knee in knees {
+                out.push_str(&format!("- {knee}\n"));
+            }
+        }
         let analysis = trial_analysis(trials, thresholds, numbers);
         if !analysis.is_empty() {
             out.push_str("\nAnalysis:\n\n");
@@ -257,6 +272,25 @@ pub fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
     table
 }
 
+/// The knee of each sweep of the case with two loads or more: `perf closed ISL 128 OSL 64:
+/// concurrency 4`, or `none up to concurrency 16`. Which sweeps there are does not depend on
+/// what was measured; where (and whether) each has a knee does, and is redacted.
+pub fn knees(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
+    sweeps(trials)
+        .iter()
+        .map(|sweep| {
+            let at = measured(numbers, KNEE, || match sweep.knee() {
+                Some(k) => sweep.axis.describe(k.load),
+                None => {
+                    let top = sweep.trials.last().map_or(0.0, |(load, _)| *load);
+                    format!("none up to {}", sweep.axis.describe(top))
+                }
+            });
+            format!("{}: {at}", sweep.label)
+        })
+        .collect()
+}
+
 /// Each load trial's analysis: the level and value of every quantity.
 pub fn trial_analysis(trials: &[RunTrial], thresholds: &Thresholds, numbers: Numbers) -> Table {
     let mut columns = vec![("trial", Align::Left), ("level", Align::Left)];
@@ -411,6 +445,27 @@ mod tests {
         assert!(text.contains("92.50"), "{text}");
         assert!(text.contains("E2EL (ms):"), "{text}");
         assert!(text.contains("CRITICAL 20.00 %"), "{text}");
+    }
+
+    #[test]
+    fn each_sweep_gets_its_knee_or_says_there_is_none() {
+        let mut run = sample_run();
+        assert_eq!(
+            knees(&run.trials, Numbers::Measured),
+            ["perf closed ISL 128 OSL 16: none up to concurrency 4"]
+        );
+        // At 4 in flight TTFT doubles for no more throughput.
+        if let Some(ttft) = run.trials[2].report.summary.ttft_ms.as_mut() {
+            ttft.p50 *= 2.0;
+        }
+        assert_eq!(
+            knees(&run.trials, Numbers::Measured),
+            ["perf closed ISL 128 OSL 16: concurrency 4"]
+        );
+        assert_eq!(
+            knees(&run.trials, Numbers::Redacted),
+            ["perf closed ISL 128 OSL 16: <knee>"]
+        );
     }
 
     #[test]

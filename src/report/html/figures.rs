@@ -1,9 +1,6 @@
 //! A case's charts from its trials' summaries: throughput against load with the knee marked,
-//! TTFT and TPOT percentiles against load, TTFT against ISL, and accuracy against load.
-//!
-//! A *sweep* is the load trials of one kind, mode, ISL and OSL: its points differ only in
-//! load, which is the concurrency (closed loop), the number of users, or the requested rate
-//! (open loop). The load charts need a sweep of at least two load levels.
+//! TTFT and TPOT percentiles against load (per sweep, see [`crate::report::sweep`]), TTFT
+//! against ISL, and accuracy against load.
 
 use std::collections::BTreeMap;
 
@@ -11,101 +8,12 @@ use super::chart::{Chart, Layer, Stroke};
 use super::markup::id;
 use super::{Extras, Overlay};
 use crate::case::Kind;
-use crate::report::knee::{LoadPoint, knee};
 use crate::report::run::RunTrial;
+use crate::report::sweep::{Axis, Sweep, load_of, sweeps};
 use crate::report::{ReportError, TrialReport};
-
-/// What the load of a sweep is measured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Axis {
-    /// Requests in flight (closed loop) or users.
-    Concurrency,
-    /// Requests per second asked for (open loop).
-    Rate,
-}
-
-impl Axis {
-    fn label(self) -> &'static str {
-        match self {
-            Axis::Concurrency => "concurrency (requests in flight or users)",
-            Axis::Rate => "requested rate (req/s)",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Axis::Concurrency => "concurrency",
-            Axis::Rate => "rate",
-        }
-    }
-
-    fn describe(self, load: f64) -> String {
-        match self {
-            Axis::Concurrency => format!("concurrency {load}"),
-            Axis::Rate => format!("{load} req/s"),
-        }
-    }
-}
-
-/// Where a load trial sits on a load axis; `None` for trials that sent no load.
-fn load_of(report: &TrialReport) -> Option<(Axis, f64)> {
-    if !report.kind.drives_load() {
-        return None;
-    }
-    match (report.mode.as_str(), report.rate) {
-        ("open", Some(rate)) => Some((Axis::Rate, rate)),
-        ("open", None) => None,
-        _ => Some((Axis::Concurrency, f64::from(report.concurrency))),
-    }
-}
-
-/// The load trials of one kind, mode, ISL and OSL, by load.
-struct Sweep<'a> {
-    label: String,
-    axis: Axis,
-    trials: Vec<(f64, &'a TrialReport)>,
-}
-
-impl Sweep<'_> {
-    fn points(&self, value: impl Fn(&TrialReport) -> Option<f64>) -> Vec<(f64, f64)> {
-        self.trials
-            .iter()
-            .filter_map(|(x, r)| value(r).filter(|v| v.is_finite()).map(|v| (*x, v)))
-            .collect()
-    }
-}
-
-/// What the trials of one sweep share: load axis, kind, mode, ISL, OSL.
-type SweepKey<'a> = (Axis, Kind, &'a str, u32, u32);
 
 /// What the trials of one TTFT-against-ISL line share: kind, mode, OSL, load.
 type IslKey<'a> = (Kind, &'a str, u32, String);
-
-/// The case's sweeps with at least two load levels, in a stable order.
-fn sweeps(trials: &[RunTrial]) -> Vec<Sweep<'_>> {
-    let mut groups: BTreeMap<SweepKey, Vec<(f64, &TrialReport)>> = BTreeMap::new();
-    for trial in trials {
-        let r = &trial.report;
-        if let Some((axis, load)) = load_of(r) {
-            groups
-                .entry((axis, r.kind, r.mode.as_str(), r.isl, r.osl))
-                .or_default()
-                .push((load, r));
-        }
-    }
-    groups
-        .into_iter()
-        .filter_map(|((axis, kind, mode, isl, osl), mut trials)| {
-            trials.sort_by(|a, b| a.0.total_cmp(&b.0));
-            trials.dedup_by(|a, b| a.0 == b.0);
-            (trials.len() >= 2).then(|| Sweep {
-                label: format!("{} {mode} ISL {isl} OSL {osl}", kind.as_str()),
-                axis,
-                trials,
-            })
-        })
-        .collect()
-}
 
 /// Every chart of a case, as HTML figures.
 pub fn case_figures(
@@ -156,16 +64,7 @@ fn throughput(case: &str, axis: Axis, sweeps: &[&Sweep], overlays: &[&Overlay]) 
             color: i,
             stroke: Stroke::SolidWithPoints,
         });
-        let points: Vec<LoadPoint> = sweep
-            .trials
-            .iter()
-            .map(|(load, r)| LoadPoint {
-                load: *load,
-                output_tok_s: r.summary.output_tok_s,
-                ttft_p50_ms: r.summary.ttft_ms.map(|d| d.p50),
-            })
-            .collect();
-        if let Some(k) = knee(&points) {
+        if let Some(k) = sweep.knee() {
             marks.push(Layer::Mark {
                 label: format!("knee: {} ({})", axis.describe(k.load), sweep.label),
                 at: (k.load, k.output_tok_s),

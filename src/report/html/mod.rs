@@ -24,8 +24,8 @@ use super::knee::MIN_GAIN;
 use super::markdown::{Align, Table};
 use super::run::{Run, RunTrial};
 use super::summary_md::{
-    by_case, case_table, counts, distributions, endpoints, in_verdict_order, run_analysis_table,
-    trial_analysis,
+    KNEE_INTRO, by_case, case_table, counts, distributions, endpoints, in_verdict_order, knees,
+    run_analysis_table, trial_analysis,
 };
 use super::table::Numbers;
 use super::{ReportError, TrialReport};
@@ -245,6 +245,14 @@ fn case_section(
     if !split.is_empty() {
         out.push_str("<h3>Endpoints</h3>");
         out.push_str(&html_table(&split));
+    }
+    let knees = knees(trials, Numbers::Measured);
+    if !knees.is_empty() {
+        out.push_str(&format!("<p>{}</p><ul>", escape(KNEE_INTRO)));
+        for knee in knees {
+            out.push_str(&format!("<li>{}</li>", escape(&knee)));
+        }
+        out.push_str("</ul>");
     }
     let mut figures = figures::case_figures(case, trials, extras)?;
     figures.push_str(&case_cdfs(case, trials)?);
