@@ -2,7 +2,8 @@
 //!
 //! YAML cases and model specs become test trials (see [`harness`]) that bring up or attach to a
 //! server ([`server`]), drive load at it ([`load`], [`client`]), summarise what was measured
-//! ([`metrics`]), judge it against targets ([`verdict`]) and write reports ([`report`]).
+//! ([`metrics`]), judge it against targets ([`verdict`]) and write reports ([`report`]);
+//! [`progress`] shows a load while it runs.
 
 pub mod accuracy;
 pub mod bench;
@@ -12,6 +13,7 @@ pub mod harness;
 pub mod load;
 pub mod matrix;
 pub mod metrics;
+pub mod progress;
 pub mod prompts;
 pub mod report;
 pub mod runner;

@@ -1,5 +1,5 @@
-//! `llm-stress`: run stress cases against a server, serve the embedded simulated server, or
-//! print a case's parameter matrix.
+//! `llm-stress`: run stress cases against a server, report on a run, serve the embedded
+//! simulated server, or print a case's parameter matrix.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,13 @@ use llm_stress::bench::{self, BenchConfig};
 use llm_stress::case::{self, AnswerSpec, CorrectRate, EmbeddedSpec, FaultSpec};
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::matrix;
+use llm_stress::progress::{self, ProgressDisplay};
+use llm_stress::report::analysis::Thresholds;
+use llm_stress::report::html::Extras;
+use llm_stress::report::pushgateway::{self, Gateway, PeriodicPush};
+use llm_stress::report::summary_md::{self, Detail};
 use llm_stress::report::table::{self, Numbers};
+use llm_stress::report::{publish, trial_dir};
 use llm_stress::runner::{self, RunContext};
 use llm_stress::server::embedded::EmbeddedServer;
 use llm_stress::server::embedded::answers::AnswerKey;
@@ -103,6 +109,33 @@ enum Command {
         /// Only trials whose `[kind] case::combination` name contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Live progress of each load: auto (a bar on a terminal, else a line every 10 s on
+        /// stderr), bar, lines or off.
+        #[arg(long, env = progress::PROGRESS_ENV, default_value = "auto")]
+        progress: String,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+        #[command(flatten)]
+        push: PushArgs,
+        /// Also push every so often while the run goes (e.g. `30s`), not only at its end.
+        #[arg(long, env = "LLM_STRESS_PUSH_INTERVAL", requires = "pushgateway")]
+        push_interval: Option<humantime::Duration>,
+    },
+    /// Gather a run's trials into `summary.md` and `report.html` in its folder, print the
+    /// summary, and optionally push its metrics to a Prometheus Pushgateway.
+    Report {
+        /// Output folder (default: `LLM_STRESS_OUT`, else target/llm-stress).
+        out: Option<PathBuf>,
+        /// The run id (default: the newest run in the folder).
+        #[arg(long)]
+        run: Option<String>,
+        /// Print the detailed summary (every latency's distribution) too.
+        #[arg(long)]
+        detailed: bool,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+        #[command(flatten)]
+        push: PushArgs,
     },
     /// Serve the embedded simulated OpenAI-compatible server until Ctrl-C.
     Serve {
@@ -188,6 +221,65 @@ enum Command {
     },
 }
 
+/// Thresholds of the automatic analysis.
+#[derive(clap::Args)]
+struct AnalysisArgs {
+    /// YAML file of analysis thresholds (see the README); keys left out keep their defaults.
+    #[arg(long, value_name = "FILE")]
+    thresholds: Option<PathBuf>,
+    /// One analysis threshold, such as `e2el_p90_s.warning=2` (repeatable; applied after
+    /// --thresholds).
+    #[arg(long = "threshold", value_name = "NAME.LEVEL=VALUE")]
+    threshold: Vec<String>,
+}
+
+impl AnalysisArgs {
+    fn thresholds(&self) -> Result<Thresholds> {
+        let base = match &self.thresholds {
+            Some(path) => Thresholds::from_file(path)?,
+            None => Thresholds::default(),
+        };
+        Ok(base.with_overrides(&self.threshold)?)
+    }
+}
+
+/// Where to push metrics.
+#[derive(clap::Args)]
+struct PushArgs {
+    /// Push the run's metrics to this Prometheus Pushgateway, such as http://127.0.0.1:9091.
+    #[arg(long, env = "LLM_STRESS_PUSHGATEWAY")]
+    pushgateway: Option<String>,
+    /// The `job` grouping label.
+    #[arg(long, env = "LLM_STRESS_PUSH_JOB", default_value = pushgateway::DEFAULT_JOB)]
+    push_job: String,
+    /// The `instance` grouping label (default: this machine's host name).
+    #[arg(long, env = "LLM_STRESS_PUSH_INSTANCE")]
+    push_instance: Option<String>,
+}
+
+impl PushArgs {
+    fn gateway(&self) -> Option<Gateway> {
+        let url = self.pushgateway.clone().filter(|u| !u.is_empty())?;
+        Some(Gateway {
+            url,
+            job: self.push_job.clone(),
+            instance: self.push_instance.clone().unwrap_or_else(host_name),
+        })
+    }
+}
+
+/// This machine's host name, or `localhost`.
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    match std::str::from_utf8(&buffer[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
         Ok(code) => code,
@@ -205,7 +297,48 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             url,
             out,
             filter,
-        } => run(&cases, url, out, filter.as_deref()),
+            progress,
+            analysis,
+            push,
+            push_interval,
+        } => {
+            let style = progress::style_from(&progress).map_err(anyhow::Error::msg)?;
+            let reporting = Reporting {
+                thresholds: analysis.thresholds()?,
+                gateway: push.gateway(),
+                push_interval: push_interval.map(Into::into),
+            };
+            run(&cases, url, out, filter.as_deref(), style, &reporting)
+        }
+        Command::Report {
+            out,
+            run,
+            detailed,
+            analysis,
+            push,
+        } => {
+            let thresholds = analysis.thresholds()?;
+            let out = trial_dir::out_dir(out.as_deref());
+            let written =
+                publish::write_run(&out, run.as_deref(), &thresholds, &Extras::default())?;
+            let detail = if detailed {
+                Detail::Full
+            } else {
+                Detail::Compact
+            };
+            print!(
+                "{}",
+                summary_md::render(&written.run, &thresholds, Numbers::Measured, detail)
+            );
+            println!("\nsummary: {}", written.summary.display());
+            println!("report:  {}", written.html.display());
+            if let Some(gateway) = push.gateway() {
+                let reports: Vec<_> = written.run.trials.iter().map(|t| &t.report).collect();
+                gateway.push_blocking(pushgateway::exposition(&reports, &thresholds))?;
+                println!("pushed:  {}", gateway.endpoint());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             port,
             model,
@@ -313,15 +446,30 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// What `run` does with its results besides the trial reports.
+struct Reporting {
+    thresholds: Thresholds,
+    gateway: Option<Gateway>,
+    push_interval: Option<Duration>,
+}
+
 fn run(
     cases: &std::path::Path,
     url: Option<String>,
     out: Option<PathBuf>,
     filter: Option<&str>,
+    progress: Option<progress::Style>,
+    reporting: &Reporting,
 ) -> Result<ExitCode> {
     let ctx = RunContext::from_env(out, url);
+    let display = progress.map(ProgressDisplay::start);
+    let pusher = reporting
+        .gateway
+        .clone()
+        .zip(reporting.push_interval)
+        .map(|(gateway, every)| PeriodicPush::start(gateway, every));
     let mut failed = Vec::new();
-    let mut ran = 0usize;
+    let mut reports = Vec::new();
     for found in discover(cases, None) {
         match found {
             Discovered::Broken {
@@ -341,24 +489,60 @@ fn run(
                     eprintln!("skipping {full}: {reason}");
                     continue;
                 }
-                ran += 1;
                 eprintln!("running {full}");
-                let outcome = runner::execute(&plan, &ctx)?;
+                if let Some(display) = &display {
+                    display.trial(&full);
+                }
+                let outcome = runner::execute(&plan, &ctx);
+                if let Some(display) = &display {
+                    display.finish_trial();
+                }
+                let outcome = outcome?;
                 println!("{}", table::render(&outcome.report, Numbers::Measured));
                 if !outcome.passed {
                     failed.push(full);
                 }
+                reports.push(outcome.report);
+                if let Some(pusher) = &pusher {
+                    let all: Vec<_> = reports.iter().collect();
+                    pusher.update(pushgateway::exposition(&all, &reporting.thresholds));
+                }
             }
         }
     }
+    drop(display);
     llm_stress::server::spawn::stop_all();
     println!(
-        "{ran} trials, {} failed; reports in {}",
+        "{} trials, {} failed; reports in {}",
+        reports.len(),
         failed.len(),
         ctx.out_dir.display()
     );
     for name in &failed {
         println!("FAILED {name}");
+    }
+    if !reports.is_empty() {
+        let written = publish::write_run(
+            &ctx.out_dir,
+            Some(&ctx.run_id),
+            &reporting.thresholds,
+            &Extras::default(),
+        )?;
+        println!("summary: {}", written.summary.display());
+        println!("report:  {}", written.html.display());
+        let all: Vec<_> = written.run.trials.iter().map(|t| &t.report).collect();
+        let body = pushgateway::exposition(&all, &reporting.thresholds);
+        // The trials decide the exit code; a gateway that cannot be reached is reported.
+        let pushed = match (pusher, &reporting.gateway) {
+            (Some(pusher), Some(gateway)) => Some((pusher.finish(body), gateway)),
+            (None, Some(gateway)) => Some((gateway.push_blocking(body), gateway)),
+            _ => None,
+        };
+        match pushed {
+            Some((Ok(()), gateway)) => println!("pushed:  {}", gateway.endpoint()),
+            Some((Err(e), _)) => eprintln!("warning: {e}"),
+            None => {}
+        }
     }
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+use crate::progress::{self, ProgressDisplay};
 use crate::report::table::{self, Numbers};
 use crate::runner::{self, RunContext, TrialPlan};
 use discovery::{Discovered, discover};
@@ -57,16 +58,23 @@ impl Harness {
         let exact = args.filter.as_deref().filter(|_| args.exact);
         // One context per process: every trial of a `cargo test` run shares its run id.
         let ctx = Arc::new(RunContext::from_env(None, None));
+        let display = progress_display();
         let trials = discover(&self.cases_dir, exact)
             .into_iter()
-            .map(|d| self.trial(d, &ctx))
+            .map(|d| self.trial(d, &ctx, display.as_ref()))
             .collect();
         let conclusion = libtest_mimic::run(&args, trials);
+        drop(display);
         crate::server::spawn::stop_all();
         conclusion.exit_code()
     }
 
-    fn trial(&self, discovered: Discovered, ctx: &Arc<RunContext>) -> Trial {
+    fn trial(
+        &self,
+        discovered: Discovered,
+        ctx: &Arc<RunContext>,
+        display: Option<&Arc<ProgressDisplay>>,
+    ) -> Trial {
         match discovered {
             Discovered::Broken {
                 name,
@@ -85,8 +93,25 @@ impl Harness {
                 }
                 let snapshot = self.snapshot.clone();
                 let ctx = Arc::clone(ctx);
-                Trial::test(name, move || run_trial(&plan, &ctx, snapshot)).with_kind(kind)
+                let display = display.cloned();
+                Trial::test(name, move || {
+                    run_trial(&plan, &ctx, snapshot, display.as_deref())
+                })
+                .with_kind(kind)
             }
+        }
+    }
+}
+
+/// The progress display the harness shows only when [`progress::PROGRESS_ENV`] asks for one
+/// (passing trials stay quiet otherwise).
+fn progress_display() -> Option<Arc<ProgressDisplay>> {
+    let setting = std::env::var(progress::PROGRESS_ENV).ok()?;
+    match progress::style_from(&setting) {
+        Ok(style) => style.map(|s| Arc::new(ProgressDisplay::start(s))),
+        Err(message) => {
+            eprintln!("{}: {message}; no progress shown", progress::PROGRESS_ENV);
+            None
         }
     }
 }
@@ -95,8 +120,16 @@ fn run_trial(
     plan: &TrialPlan,
     ctx: &RunContext,
     snapshot: Option<SnapshotCheck>,
+    display: Option<&ProgressDisplay>,
 ) -> Result<(), Failed> {
-    let outcome = runner::execute(plan, ctx).map_err(|e| Failed::from(e.to_string()))?;
+    if let Some(display) = display {
+        display.trial(&format!("[{}] {}", plan.kind.as_str(), plan.name()));
+    }
+    let outcome = runner::execute(plan, ctx);
+    if let Some(display) = display {
+        display.finish_trial();
+    }
+    let outcome = outcome.map_err(|e| Failed::from(e.to_string()))?;
     if !outcome.passed {
         let measured = table::render(&outcome.report, Numbers::Measured);
         let expectation = if outcome.report.expect_fail {

@@ -6,6 +6,7 @@
 
 pub mod closed;
 pub mod open;
+pub mod progress;
 pub mod schedule;
 pub mod shape;
 pub mod source;
@@ -101,6 +102,10 @@ fn open_loop(load: &LoadSpec, rate: f64, arrivals: u32, phase: Phase) -> open::O
 /// Runs the warmup, then the measured load of `shape`.
 pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) -> LoadOutcome {
     warm_up(load, shape, source).await;
+    let observer = progress::observed();
+    if let Some(progress) = observer {
+        progress.load_started(shape.planned_requests());
+    }
     let (mut records, window_start, dropped) = match *shape {
         Shape::Closed {
             concurrency,
@@ -142,6 +147,9 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
     let duration_s = Instant::now()
         .saturating_duration_since(window_start)
         .as_secs_f64();
+    if let Some(progress) = observer {
+        progress.load_finished();
+    }
     records.sort_by_key(|r| r.id);
     LoadOutcome {
         window_start,

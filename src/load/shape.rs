@@ -103,6 +103,20 @@ impl Shape {
         }
     }
 
+    /// Measured requests the load will send, when that is fixed up front (a closed loop of
+    /// N requests, an open loop's arrivals); `None` when a duration decides.
+    pub fn planned_requests(&self) -> Option<u64> {
+        match *self {
+            Shape::Closed {
+                duration: None,
+                requests,
+                ..
+            }
+            | Shape::Open { requests, .. } => Some(u64::from(requests)),
+            Shape::Closed { .. } | Shape::Users { .. } => None,
+        }
+    }
+
     /// Distinct measured prompts to prepare.
     pub fn pool_size(&self) -> u32 {
         match *self {
@@ -176,5 +190,20 @@ mod tests {
             .map(|s| s.slug(&c))
             .collect();
         assert_eq!(names, slugs);
+    }
+
+    #[rstest]
+    #[case("{}", Some(8))]
+    #[case("{duration: 30s}", None)]
+    #[case("{mode: open, rate: 10}", Some(8))]
+    #[case("{mode: open, rate: 20, duration: 5s}", Some(100))]
+    #[case("{mode: users, duration: 1m}", None)]
+    fn planned_requests_are_known_unless_a_duration_decides(
+        #[case] load: &str,
+        #[case] planned: Option<u64>,
+    ) {
+        let load: LoadSpec = parse_yaml(Path::new("l.yaml"), load).expect("parses");
+        let shapes = Shape::for_combination(&load, &combination(4, 8));
+        assert_eq!(shapes[0].planned_requests(), planned);
     }
 }

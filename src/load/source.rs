@@ -121,12 +121,19 @@ impl RequestSource {
         };
         let request = &pool[(id % pool.len() as u64) as usize];
         let endpoint = self.endpoint_of(phase, id);
+        let observer = super::progress::observed().filter(|_| phase == Phase::Measured);
+        if let Some(progress) = observer {
+            progress.request_sent();
+        }
         let mut record = self.endpoints[endpoint]
             .client
             .generate(id, window_start, request)
             .await;
         record.endpoint = endpoint as u32;
         record.intended_ms = intended.map(|at| ms_between(window_start, at));
+        if let Some(progress) = observer {
+            progress.request_finished(&record);
+        }
         record
     }
 }

@@ -31,6 +31,64 @@ pub enum ReportError {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// A file of a trial folder is missing or is not what this version writes.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line, for files of one JSON value per line.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output folder does not exist.
+    #[error(
+        "{}: no such folder (the output folder of a run: `run --out`, LLM_STRESS_OUT, or \
+         target/llm-stress)",
+        path.display()
+    )]
+    NoFolder {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The output folder holds no run.
+    #[error(
+        "{}: no run found (a run folder holds KIND/CASE/COMBINATION/summary.json)",
+        path.display()
+    )]
+    NoRun {
+        /// The output folder.
+        path: PathBuf,
+    },
+    /// The run asked for is not in the output folder.
+    #[error("{}: no run `{run_id}`; runs here, newest first: {available}", path.display())]
+    UnknownRun {
+        /// The output folder.
+        path: PathBuf,
+        /// The run asked for.
+        run_id: String,
+        /// The runs that are there.
+        available: String,
+    },
+    /// A plot could not be drawn.
+    #[error("plot `{plot}`: {message}")]
+    Plot {
+        /// Which plot.
+        plot: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The analysis thresholds are unusable.
+    #[error("analysis thresholds: {0}")]
+    Thresholds(String),
+    /// The Prometheus Pushgateway refused or could not be reached.
+    #[error("pushgateway {url}: {message}")]
+    Push {
+        /// Where the metrics were pushed.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// An existing results file has other columns than this version writes.
     #[error(
         "{}: the existing header has other columns than this version writes \
@@ -52,6 +110,15 @@ impl ReportError {
             path: path.to_path_buf(),
             action,
             source,
+        }
+    }
+
+    /// A missing or malformed file of a trial folder.
+    pub fn corrupt(path: &Path, line: Option<usize>, message: impl Into<String>) -> ReportError {
+        ReportError::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
         }
     }
 

@@ -1,10 +1,20 @@
 //! Reports: every view here is computed from one [`TrialReport`] per trial.
 
 pub mod accuracy;
+pub mod analysis;
+pub mod columns;
 pub mod csv;
 mod error;
+pub mod html;
+pub mod knee;
+pub mod markdown;
+pub mod publish;
+pub mod pushgateway;
+pub mod run;
 #[cfg(test)]
 mod sample;
+pub mod summary_md;
+pub mod sweep;
 pub mod table;
 pub mod trial_dir;
 

@@ -1,6 +1,9 @@
 //! A fixed trial report for the report tests.
 
-use super::TrialReport;
+use std::path::PathBuf;
+
+use super::run::{Run, RunTrial};
+use super::{EndpointSummary, TrialReport};
 use crate::case::Kind;
 use crate::metrics::{Distribution, ErrorClass, Summary};
 use crate::verdict::{Check, Status, Verdict};
@@ -113,5 +116,52 @@ pub fn sample_report() -> TrialReport {
         server_metrics: Vec::new(),
         verdict: Verdict::from_checks(checks),
         expect_fail: false,
+    }
+}
+
+/// A run of four trials over two cases: the failing sample, a passing sweep point, an
+/// accuracy trial, and a trial split over two endpoints.
+pub fn sample_run() -> Run {
+    let trial = |report| RunTrial {
+        report,
+        dir: PathBuf::from("out/run-1/x"),
+    };
+    let failing = sample_report();
+    let mut passing = sample_report();
+    passing.trial = "demo-chat::isl128_osl16_c4_n5".into();
+    passing.concurrency = 4;
+    passing.summary.error_rate = 0.0;
+    passing.summary.requests_failed = 0;
+    passing.summary.errors.clear();
+    passing.verdict = Verdict::from_checks(vec![passing.verdict.checks[0].clone()]);
+    let mut accuracy = sample_report();
+    accuracy.kind = Kind::Accuracy;
+    accuracy.trial = "demo-chat::gsm8k_n40".into();
+    accuracy.isl = 0;
+    accuracy.osl = 0;
+    accuracy.mode = "accuracy".into();
+    accuracy.num_prompts = 40;
+    accuracy.accuracy = Some(92.5);
+    accuracy.verdict = Verdict::from_checks(Vec::new());
+    let mut split = passing.clone();
+    split.case = "demo-endpoints".into();
+    split.trial = "demo-endpoints::isl128_osl16_c4_n5".into();
+    split.endpoints = ["large", "small"]
+        .iter()
+        .map(|name| EndpointSummary {
+            name: name.to_string(),
+            summary: passing.summary.clone(),
+        })
+        .collect();
+    Run {
+        run_id: "run-1".into(),
+        dir: PathBuf::from("out/run-1"),
+        trials: vec![
+            trial(accuracy),
+            trial(failing),
+            trial(passing),
+            trial(split),
+        ],
+        notes: vec!["[perf] demo-chat::x ran 2 times in this run; the newest is shown".into()],
     }
 }

@@ -1,0 +1,334 @@
+//! A case's charts from its trials' summaries: throughput against load with the knee marked,
+//! TTFT and TPOT percentiles against load (per sweep, see [`crate::report::sweep`]), TTFT
+//! against ISL, and accuracy against load.
+
+use std::collections::BTreeMap;
+
+use super::chart::{Chart, Layer, Stroke};
+use super::markup::id;
+use super::{Extras, Overlay};
+use crate::case::Kind;
+use crate::report::run::RunTrial;
+use crate::report::sweep::{Axis, Sweep, load_of, sweeps};
+use crate::report::{ReportError, TrialReport};
+
+/// What the trials of one TTFT-against-ISL line share: kind, mode, OSL, load.
+type IslKey<'a> = (Kind, &'a str, u32, String);
+
+/// Every chart of a case, as HTML figures.
+pub fn case_figures(
+    case: &str,
+    trials: &[RunTrial],
+    extras: &Extras,
+) -> Result<String, ReportError> {
+    let sweeps = sweeps(trials);
+    let mut charts = Vec::new();
+    for axis in [Axis::Concurrency, Axis::Rate] {
+        let on_axis: Vec<&Sweep> = sweeps.iter().filter(|s| s.axis == axis).collect();
+        let overlays: Vec<&Overlay> = extras
+            .throughput_overlays
+            .iter()
+            .filter(|o| o.case == case && axis == Axis::Concurrency)
+            .collect();
+        if on_axis.is_empty() && overlays.is_empty() {
+            continue;
+        }
+        charts.push(throughput(case, axis, &on_axis, &overlays));
+        if !on_axis.is_empty() {
+            charts.push(percentiles(case, axis, &on_axis, "TTFT", |r| {
+                r.summary.ttft_ms
+            }));
+            charts.push(percentiles(case, axis, &on_axis, "TPOT", |r| {
+                r.summary.tpot_ms
+            }));
+        }
+    }
+    charts.extend(ttft_by_isl(case, trials));
+    charts.extend(accuracy_by_load(case, trials));
+    let mut html = String::new();
+    for chart in charts.iter().filter(|c| !c.is_empty()) {
+        html.push_str(&chart.figure()?);
+    }
+    Ok(html)
+}
+
+/// Output tok/s against load, one line per sweep, its knee ringed, and any overlays (such as
+/// a simulator's prediction) dashed.
+fn throughput(case: &str, axis: Axis, sweeps: &[&Sweep], overlays: &[&Overlay]) -> Chart {
+    let mut layers = Vec::new();
+    let mut marks = Vec::new();
+    for (i, sweep) in sweeps.iter().enumerate() {
+        layers.push(Layer::Line {
+            label: sweep.label.clone(),
+            points: sweep.points(|r| Some(r.summary.output_tok_s)),
+            color: i,
+            stroke: Stroke::SolidWithPoints,
+        });
+        if let Some(k) = sweep.knee() {
+            marks.push(Layer::Mark {
+                label: format!("knee: {} ({})", axis.describe(k.load), sweep.label),
+                at: (k.load, k.output_tok_s),
+            });
+        }
+    }
+    for (i, overlay) in overlays.iter().enumerate() {
+        layers.push(Layer::Line {
+            label: overlay.label.clone(),
+            points: overlay.points.clone(),
+            color: sweeps.len() + i,
+            stroke: Stroke::Dashed,
+        });
+    }
+    layers.extend(marks);
+    Chart {
+        id: id(&format!("{case}-throughput-{}", axis.name())),
+        title: format!("{case}: output throughput against {}", axis.name()),
+        x_label: axis.label().into(),
+        y_label: "output tok/s".into(),
+        layers,
+        y_from_zero: true,
+        x_integer: axis == Axis::Concurrency,
+    }
+}
+
+/// A latency's p50, p90 and p99 against load (p50 alone when more than three sweeps share
+/// the chart).
+fn percentiles(
+    case: &str,
+    axis: Axis,
+    sweeps: &[&Sweep],
+    metric: &str,
+    distribution: fn(&TrialReport) -> Option<crate::metrics::Distribution>,
+) -> Chart {
+    let stats: &[(&str, Stroke)] = if sweeps.len() > 3 {
+        &[("p50", Stroke::SolidWithPoints)]
+    } else {
+        &[
+            ("p50", Stroke::SolidWithPoints),
+            ("p90", Stroke::Dashed),
+            ("p99", Stroke::Dotted),
+        ]
+    };
+    let mut layers = Vec::new();
+    for (i, sweep) in sweeps.iter().enumerate() {
+        for (stat, stroke) in stats {
+            layers.push(Layer::Line {
+                label: format!("{} {stat}", sweep.label),
+                points: sweep.points(|r| distribution(r).and_then(|d| d.stat(stat))),
+                color: i,
+                stroke: *stroke,
+            });
+        }
+    }
+    Chart {
+        id: id(&format!("{case}-{}-{}", metric.to_lowercase(), axis.name())),
+        title: format!("{case}: {metric} percentiles against {}", axis.name()),
+        x_label: axis.label().into(),
+        y_label: format!("{metric} (ms)"),
+        layers,
+        y_from_zero: true,
+        x_integer: axis == Axis::Concurrency,
+    }
+}
+
+/// Median TTFT against ISL, one line per (kind, mode, OSL, load) with two ISLs or more.
+fn ttft_by_isl(case: &str, trials: &[RunTrial]) -> Option<Chart> {
+    let mut groups: BTreeMap<IslKey, Vec<(f64, f64)>> = BTreeMap::new();
+    for trial in trials {
+        let r = &trial.report;
+        let (Some((axis, load)), Some(ttft)) = (load_of(r), r.summary.ttft_ms) else {
+            continue;
+        };
+        groups
+            .entry((r.kind, r.mode.as_str(), r.osl, axis.describe(load)))
+            .or_default()
+            .push((f64::from(r.isl), ttft.p50));
+    }
+    let layers: Vec<Layer> = groups
+        .into_iter()
+        .filter_map(|((kind, mode, osl, load), mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points.dedup_by(|a, b| a.0 == b.0);
+            (points.len() >= 2).then(|| {
+                (
+                    format!("{} {mode} OSL {osl}, {load}", kind.as_str()),
+                    points,
+                )
+            })
+        })
+        .enumerate()
+        .map(|(i, (label, points))| Layer::Line {
+            label,
+            points,
+            color: i,
+            stroke: Stroke::SolidWithPoints,
+        })
+        .collect();
+    (!layers.is_empty()).then(|| Chart {
+        id: id(&format!("{case}-ttft-isl")),
+        title: format!("{case}: median TTFT against input length"),
+        x_label: "ISL (tokens)".into(),
+        y_label: "TTFT p50 (ms)".into(),
+        layers,
+        y_from_zero: true,
+        x_integer: true,
+    })
+}
+
+/// The accuracy of stress trials against their load, with the accuracy trial's score (no
+/// load) and the threshold as horizontal lines.
+fn accuracy_by_load(case: &str, trials: &[RunTrial]) -> Option<Chart> {
+    let mut under_load: BTreeMap<Axis, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut threshold = None;
+    let mut alone = None;
+    for trial in trials {
+        let r = &trial.report;
+        match (r.kind, r.accuracy, load_of(r)) {
+            (Kind::Stress, Some(score), Some((axis, load))) => {
+                under_load.entry(axis).or_default().push((load, score));
+                threshold = threshold.or(r.accuracy_threshold);
+                alone = alone.or(r.accuracy_detail.as_ref().and_then(|d| d.baseline));
+            }
+            (Kind::Accuracy, Some(score), _) => alone = Some(score),
+            _ => {}
+        }
+    }
+    if under_load.is_empty() {
+        return None;
+    }
+    let axis = if under_load.contains_key(&Axis::Concurrency) {
+        Axis::Concurrency
+    } else {
+        Axis::Rate
+    };
+    let mut points = under_load.remove(&axis).unwrap_or_default();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut layers = vec![Layer::Line {
+        label: "stress trials (under load)".into(),
+        points,
+        color: 0,
+        stroke: Stroke::SolidWithPoints,
+    }];
+    if let Some(score) = alone {
+        layers.push(Layer::Rule {
+            label: "accuracy trial (no load)".into(),
+            y: score,
+            color: 4,
+        });
+    }
+    if let Some(value) = threshold {
+        layers.push(Layer::Rule {
+            label: "threshold".into(),
+            y: value,
+            color: 2,
+        });
+    }
+    Some(Chart {
+        id: id(&format!("{case}-accuracy-{}", axis.name())),
+        title: format!("{case}: accuracy against {}", axis.name()),
+        x_label: axis.label().into(),
+        y_label: "score (0–100)".into(),
+        layers,
+        y_from_zero: false,
+        x_integer: axis == Axis::Concurrency,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::report::sample::sample_report;
+
+    fn at(concurrency: u32, output_tok_s: f64, ttft_p50: f64) -> RunTrial {
+        let mut report = sample_report();
+        report.concurrency = concurrency;
+        report.trial = format!("demo-chat::c{concurrency}");
+        report.summary.output_tok_s = output_tok_s;
+        if let Some(ttft) = report.summary.ttft_ms.as_mut() {
+            ttft.p50 = ttft_p50;
+        }
+        RunTrial {
+            report,
+            dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn a_sweep_gets_throughput_and_percentile_charts_with_its_knee() {
+        let trials = [at(1, 59.0, 470.0), at(2, 64.0, 900.0), at(4, 65.0, 2050.0)];
+        let html = case_figures("demo-chat", &trials, &Extras::default()).expect("draws");
+        for plot in [
+            "data-plot=\"demo-chat-throughput-concurrency\"",
+            "data-plot=\"demo-chat-ttft-concurrency\"",
+            "data-plot=\"demo-chat-tpot-concurrency\"",
+        ] {
+            assert!(html.contains(plot), "{plot}");
+        }
+        assert!(
+            html.contains("knee: concurrency 2 (perf closed ISL 128 OSL 16)"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn one_load_level_is_no_sweep() {
+        let html =
+            case_figures("demo-chat", &[at(4, 65.0, 20.0)], &Extras::default()).expect("draws");
+        assert!(html.is_empty(), "{html}");
+    }
+
+    #[test]
+    fn ttft_by_isl_needs_two_lengths_at_one_load() {
+        let mut long = at(1, 60.0, 90.0);
+        long.report.isl = 1024;
+        let trials = [at(1, 59.0, 40.0), long];
+        let chart = ttft_by_isl("c", &trials).expect("two lengths");
+        assert_eq!(
+            chart.layers,
+            [Layer::Line {
+                label: "perf closed OSL 16, concurrency 1".into(),
+                points: vec![(128.0, 40.0), (1024.0, 90.0)],
+                color: 0,
+                stroke: Stroke::SolidWithPoints,
+            }]
+        );
+    }
+
+    #[test]
+    fn accuracy_is_drawn_against_load_with_the_unloaded_score_and_threshold() {
+        let mut stress = at(8, 60.0, 50.0);
+        stress.report.kind = Kind::Stress;
+        stress.report.accuracy = Some(87.5);
+        stress.report.accuracy_threshold = Some(81.6);
+        let mut alone = at(4, 0.0, 0.0);
+        alone.report.kind = Kind::Accuracy;
+        alone.report.accuracy = Some(95.0);
+        let chart = accuracy_by_load("c", &[alone, stress]).expect("a stress trial");
+        assert_eq!(chart.layers.len(), 3);
+        assert!(matches!(&chart.layers[0], Layer::Line { points, .. } if points == &[(8.0, 87.5)]));
+        assert!(matches!(chart.layers[1], Layer::Rule { y, .. } if y == 95.0));
+        assert!(matches!(chart.layers[2], Layer::Rule { y, .. } if y == 81.6));
+    }
+
+    #[test]
+    fn overlays_are_drawn_dashed_over_their_case() {
+        let extras = Extras {
+            throughput_overlays: vec![Overlay {
+                case: "demo-chat".into(),
+                label: "simulator".into(),
+                points: vec![(1.0, 50.0), (8.0, 70.0)],
+            }],
+            sections: Vec::new(),
+        };
+        let trials = [at(1, 59.0, 470.0), at(2, 64.0, 900.0)];
+        let html = case_figures("demo-chat", &trials, &extras).expect("draws");
+        assert!(
+            html.contains("swatch dashed\" style=\"--c:#F28E2B\"></span>simulator"),
+            "{html}"
+        );
+        let other = case_figures("other", &trials, &extras).expect("draws");
+        assert!(!other.contains("simulator"), "{other}");
+    }
+}

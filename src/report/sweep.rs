@@ -1,0 +1,186 @@
+//! Sweeps: the load trials of one case that share kind, mode, ISL and OSL, so that their
+//! points differ only in load — the concurrency (closed loop), the number of users, or the
+//! requested rate (open loop). Throughput, latency and the knee are read along a sweep.
+
+use std::collections::BTreeMap;
+
+use super::TrialReport;
+use super::knee::{LoadPoint, knee};
+use super::run::RunTrial;
+use crate::case::Kind;
+
+/// What the load of a sweep is measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Axis {
+    /// Requests in flight (closed loop) or users.
+    Concurrency,
+    /// Requests per second asked for (open loop).
+    Rate,
+}
+
+impl Axis {
+    /// The axis title of charts.
+    pub fn label(self) -> &'static str {
+        match self {
+            Axis::Concurrency => "concurrency (requests in flight or users)",
+            Axis::Rate => "requested rate (req/s)",
+        }
+    }
+
+    /// A short name: `concurrency` or `rate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Concurrency => "concurrency",
+            Axis::Rate => "rate",
+        }
+    }
+
+    /// A load on this axis in words: `concurrency 4`, `20 req/s`.
+    pub fn describe(self, load: f64) -> String {
+        match self {
+            Axis::Concurrency => format!("concurrency {load}"),
+            Axis::Rate => format!("{load} req/s"),
+        }
+    }
+}
+
+/// Where a load trial sits on a load axis; `None` for trials that sent no load.
+pub fn load_of(report: &TrialReport) -> Option<(Axis, f64)> {
+    if !report.kind.drives_load() {
+        return None;
+    }
+    match (report.mode.as_str(), report.rate) {
+        ("open", Some(rate)) => Some((Axis::Rate, rate)),
+        ("open", None) => None,
+        _ => Some((Axis::Concurrency, f64::from(report.concurrency))),
+    }
+}
+
+/// The load trials of one kind, mode, ISL and OSL, by load.
+pub struct Sweep<'a> {
+    /// `perf closed ISL 128 OSL 64`.
+    pub label: String,
+    /// What its load is measured in.
+    pub axis: Axis,
+    /// Its trials by increasing load, one per load level.
+    pub trials: Vec<(f64, &'a TrialReport)>,
+}
+
+impl Sweep<'_> {
+    /// (load, value) of every trial where `value` is measured.
+    pub fn points(&self, value: impl Fn(&TrialReport) -> Option<f64>) -> Vec<(f64, f64)> {
+        self.trials
+            .iter()
+            .filter_map(|(x, r)| value(r).filter(|v| v.is_finite()).map(|v| (*x, v)))
+            .collect()
+    }
+
+    /// The sweep's knee (see [`crate::report::knee`]), if it reaches one.
+    pub fn knee(&self) -> Option<LoadPoint> {
+        let points: Vec<LoadPoint> = self
+            .trials
+            .iter()
+            .map(|(load, r)| LoadPoint {
+                load: *load,
+                output_tok_s: r.summary.output_tok_s,
+                ttft_p50_ms: r.summary.ttft_ms.map(|d| d.p50),
+            })
+            .collect();
+        knee(&points)
+    }
+}
+
+/// What the trials of one sweep share: load axis, kind, mode, ISL, OSL.
+type SweepKey<'a> = (Axis, Kind, &'a str, u32, u32);
+
+/// The case's sweeps with at least two load levels, in a stable order.
+pub fn sweeps(trials: &[RunTrial]) -> Vec<Sweep<'_>> {
+    let mut groups: BTreeMap<SweepKey, Vec<(f64, &TrialReport)>> = BTreeMap::new();
+    for trial in trials {
+        let r = &trial.report;
+        if let Some((axis, load)) = load_of(r) {
+            groups
+                .entry((axis, r.kind, r.mode.as_str(), r.isl, r.osl))
+                .or_default()
+                .push((load, r));
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|((axis, kind, mode, isl, osl), mut trials)| {
+            trials.sort_by(|a, b| a.0.total_cmp(&b.0));
+            trials.dedup_by(|a, b| a.0 == b.0);
+            (trials.len() >= 2).then(|| Sweep {
+                label: format!("{} {mode} ISL {isl} OSL {osl}", kind.as_str()),
+                axis,
+                trials,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::report::sample::sample_report;
+
+    fn trial(kind: Kind, mode: &str, isl: u32, concurrency: u32, rate: Option<f64>) -> RunTrial {
+        let mut report = sample_report();
+        report.kind = kind;
+        report.mode = mode.into();
+        report.isl = isl;
+        report.concurrency = concurrency;
+        report.rate = rate;
+        RunTrial {
+            report,
+            dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn sweeps_group_by_kind_mode_and_lengths_and_need_two_loads() {
+        let trials = [
+            trial(Kind::Perf, "closed", 128, 4, None),
+            trial(Kind::Perf, "closed", 128, 1, None),
+            trial(Kind::Perf, "closed", 128, 1, None),
+            trial(Kind::Stress, "closed", 128, 2, None),
+            trial(Kind::Perf, "closed", 512, 1, None),
+            trial(Kind::Perf, "closed", 512, 2, None),
+            trial(Kind::Perf, "open", 128, 0, Some(20.0)),
+            trial(Kind::Perf, "open", 128, 0, Some(5.0)),
+            trial(Kind::Accuracy, "accuracy", 0, 4, None),
+        ];
+        let found: Vec<(String, Axis, Vec<f64>)> = sweeps(&trials)
+            .iter()
+            .map(|s| {
+                (
+                    s.label.clone(),
+                    s.axis,
+                    s.trials.iter().map(|(load, _)| *load).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "perf closed ISL 128 OSL 16".to_string(),
+                    Axis::Concurrency,
+                    vec![1.0, 4.0]
+                ),
+                (
+                    "perf closed ISL 512 OSL 16".to_string(),
+                    Axis::Concurrency,
+                    vec![1.0, 2.0]
+                ),
+                (
+                    "perf open ISL 128 OSL 16".to_string(),
+                    Axis::Rate,
+                    vec![5.0, 20.0]
+                ),
+            ]
+        );
+    }
+}

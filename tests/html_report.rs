@@ -1,0 +1,262 @@
+//! `report.html` in a real browser: headless Chromium loads the page from disk, the page's
+//! own check script records whether every plot has a size and something drawn and whether
+//! anything was fetched, and Chromium's log must show no console message at all (the page
+//! logs nothing when it is fine; a script error or a failed check would).
+//!
+//! Without Chromium the browser tests print why and pass, except in CI (`CI=true`), where
+//! a missing browser is a failure: `.ci/run` installs Debian's `chromium`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Temp, full_run};
+use llm_stress::report::analysis::Thresholds;
+use llm_stress::report::html::{self, Extras, Overlay};
+use llm_stress::report::{publish, run};
+
+/// The browsers tried, in order (`LLM_STRESS_CHROMIUM` names another).
+const BROWSERS: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+/// How long one page load may take.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The browser to use, or `None` (after saying why) when there is none and this is not CI.
+fn browser() -> Option<PathBuf> {
+    let named = std::env::var_os("LLM_STRESS_CHROMIUM").map(PathBuf::from);
+    let found = named
+        .into_iter()
+        .chain(BROWSERS.iter().map(PathBuf::from))
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if found.is_none() {
+        let message = format!(
+            "no headless browser found (tried {}; set LLM_STRESS_CHROMIUM or install Debian's \
+             `chromium`)",
+            BROWSERS.join(", ")
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}: CI must run the browser test");
+        }
+        eprintln!("skipping the browser check: {message}");
+    }
+    found
+}
+
+/// What the browser made of a page.
+struct Loaded {
+    /// The DOM after the page's scripts ran.
+    dom: String,
+    /// Console messages Chromium logged.
+    console: Vec<String>,
+}
+
+/// Loads `page` in headless Chromium and returns the DOM and the console messages.
+fn load(browser: &Path, page: &Path, scratch: &Path) -> Loaded {
+    let profile = scratch.join("profile");
+    let (dom_path, log_path) = (scratch.join("dom.html"), scratch.join("chromium.log"));
+    let url = format!("file://{}", page.display());
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", &url])
+        .stdout(std::fs::File::create(&dom_path).expect("dom file"))
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("start the browser");
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if started.elapsed() > BROWSER_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the browser did not finish loading {url} in {BROWSER_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    Loaded {
+        dom: std::fs::read_to_string(&dom_path).expect("dom"),
+        // `INFO:CONSOLE(12)]` in older Chromium, `INFO:CONSOLE:12]` in newer.
+        console: log
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// The value of an attribute of the page's `<body>`.
+fn body_attribute(dom: &str, name: &str) -> Option<String> {
+    let body = &dom[dom.find("<body")?..];
+    let tag = &body[..body.find('>')?];
+    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = start + tag[start..].find('"')?;
+    Some(tag[start..end].to_string())
+}
+
+fn written_report(out: &Temp, extras: &Extras) -> PathBuf {
+    full_run(out.path());
+    publish::write_run(out.path(), None, &Thresholds::default(), extras)
+        .expect("reports")
+        .html
+}
+
+#[test]
+fn the_report_renders_in_a_browser_with_every_plot_and_no_console_message() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let out = Temp::new("html-browser");
+    let page = written_report(&out, &Extras::default());
+    let html = std::fs::read_to_string(&page).expect("page");
+    let plots = html.matches("<figure class=\"plot\"").count();
+    assert!(plots >= 20, "{plots} plots");
+    let loaded = load(&browser, &page, out.path());
+    assert!(loaded.console.is_empty(), "console: {:#?}", loaded.console);
+    assert_eq!(
+        body_attribute(&loaded.dom, "data-render").as_deref(),
+        Some("ok"),
+        "the page's render check did not pass"
+    );
+    assert_eq!(
+        body_attribute(&loaded.dom, "data-plots"),
+        Some(plots.to_string())
+    );
+}
+
+#[test]
+fn the_browser_check_catches_script_errors_and_plots_that_do_not_render() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let out = Temp::new("html-broken");
+    let page = written_report(&out, &Extras::default());
+    let html = std::fs::read_to_string(&page).expect("page");
+
+    let with_error = out.path().join("error.html");
+    let broken = html.replacen("<script>", "<script>notAFunction();</script>\n<script>", 1);
+    std::fs::write(&with_error, broken).expect("write");
+    let loaded = load(&browser, &with_error, out.path());
+    assert!(
+        loaded.console.iter().any(|l| l.contains("notAFunction")),
+        "console: {:#?}",
+        loaded.console
+    );
+
+    let hidden = out.path().join("hidden.html");
+    let broken = html.replacen(
+        "</style>",
+        "figure.plot svg { display: none; }\n</style>",
+        1,
+    );
+    std::fs::write(&hidden, broken).expect("write");
+    let loaded = load(&browser, &hidden, out.path());
+    assert_eq!(
+        body_attribute(&loaded.dom, "data-render").as_deref(),
+        Some("failed")
+    );
+    assert!(
+        loaded.console.iter().any(|l| l.contains("no size")),
+        "console: {:#?}",
+        loaded.console
+    );
+}
+
+#[test]
+fn the_page_is_self_contained() {
+    let out = Temp::new("html-contained");
+    let page = written_report(&out, &Extras::default());
+    let html = std::fs::read_to_string(&page).expect("page");
+    for reference in [
+        "src=",
+        "href=\"http",
+        "href=\"//",
+        "url(",
+        "@import",
+        "@font-face",
+    ] {
+        assert!(!html.contains(reference), "{reference} in the page");
+    }
+    assert_eq!(html.matches("<script>").count(), 1);
+    assert!(html.contains("<style>"));
+}
+
+#[test]
+fn the_page_shows_verdicts_first_and_every_kind_of_plot() {
+    let out = Temp::new("html-content");
+    let page = written_report(&out, &Extras::default());
+    let html = std::fs::read_to_string(&page).expect("page");
+    let verdicts = html.find("id=\"verdicts\"").expect("verdicts");
+    let failed = html
+        .find("flaky::isl128_osl64_c4_n40</a>")
+        .expect("failed trial");
+    let passed = html
+        .find("knee::isl128_osl64_c1_n40</a>")
+        .expect("passing trial");
+    assert!(verdicts < failed && failed < passed);
+    for plot in [
+        "knee-throughput-concurrency",
+        "knee-ttft-concurrency",
+        "knee-tpot-concurrency",
+        "knee-ttft-isl",
+        "knee-ttft-cdf",
+        "knee-e2el-cdf",
+        "gsm-accuracy-concurrency",
+        "-perf--knee--isl128_osl64_c4_n40-timeline",
+        "-perf--knee--isl128_osl64_c4_n40-cdf",
+    ] {
+        assert!(
+            html.contains(&format!("data-plot=\"{plot}\"")),
+            "no plot {plot}"
+        );
+    }
+    // Two slots: 2 → 4 in flight gains nothing while TTFT rises.
+    assert!(
+        html.contains("knee: concurrency 4 (perf closed ISL 128 OSL 64)"),
+        "no knee"
+    );
+    // 2,000 requests are drawn as 286 (every 7th).
+    assert!(
+        html.contains("Request timeline: 286 of 2000 requests (every 7th by send time)"),
+        "timeline not downsampled"
+    );
+    assert!(html.contains("<h3>Endpoints</h3>"));
+    assert!(html.contains(">large</td>"));
+}
+
+#[test]
+fn simulator_curves_go_over_their_case() {
+    let out = Temp::new("html-extras");
+    let extras = Extras {
+        throughput_overlays: vec![Overlay {
+            case: "knee".into(),
+            label: "simulator: predicted".into(),
+            points: vec![(1.0, 150.0), (2.0, 300.0), (8.0, 310.0)],
+        }],
+        sections: Vec::new(),
+    };
+    let page = written_report(&out, &extras);
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("simulator: predicted</li>"));
+    let gathered = run::load(out.path(), None).expect("run");
+    assert_eq!(page, gathered.dir.join(html::REPORT_HTML));
+}
