@@ -16,4 +16,5 @@ pub mod prompts;
 pub mod report;
 pub mod runner;
 pub mod server;
+pub mod sim;
 pub mod verdict;
