@@ -79,6 +79,12 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         correct: f64,
     },
+    /// The discrete-event serving simulator: run one simulation, the scaling study, or its
+    /// benchmark.
+    Sim {
+        #[command(subcommand)]
+        command: llm_stress::sim::cli::SimCommand,
+    },
     /// Print the parameter combinations a case generates.
     Matrix {
         /// The case file.
@@ -230,6 +236,10 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 server.run_until_interrupted().await;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim { command } => {
+            llm_stress::sim::cli::execute(command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { case } => {

@@ -7,6 +7,10 @@
 //! deterministic for a seed and does work in proportion to events, not tokens. [`metrics`]
 //! summarises a run; [`config`] reads a run's settings from YAML or flags.
 
+pub mod bench;
+pub mod capacity;
+pub mod cli;
+pub mod config;
 pub mod cost;
 pub mod engine;
 pub mod error;
@@ -16,6 +20,8 @@ pub mod profile;
 pub mod request;
 pub mod router;
 pub mod scheduler;
+pub mod study;
+pub mod table;
 pub mod workload;
 
 pub use engine::{Engine, EngineConfig, EngineEvent, RequestId, simulate};

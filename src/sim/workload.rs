@@ -68,6 +68,70 @@ pub enum Lengths {
     },
 }
 
+impl std::str::FromStr for Arrival {
+    type Err = String;
+
+    /// `at-once`, `poisson:RATE` or `gamma:RATE:CV`.
+    fn from_str(text: &str) -> Result<Arrival, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let number = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| format!("`{s}` is not a number in arrival `{text}`"))
+        };
+        match parts.as_slice() {
+            ["at-once"] => Ok(Arrival::AtOnce),
+            ["poisson", rate] => Ok(Arrival::Poisson {
+                rate: number(rate)?,
+            }),
+            ["gamma", rate, cv] => Ok(Arrival::Gamma {
+                rate: number(rate)?,
+                cv: number(cv)?,
+            }),
+            _ => Err(format!(
+                "arrival `{text}`: expected at-once, poisson:RATE or gamma:RATE:CV"
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for Lengths {
+    type Err = String;
+
+    /// `N` or `fixed:N`, `uniform:MIN:MAX`, `exponential:MEAN` (or `exp:MEAN`),
+    /// `lognormal:MEAN:SIGMA`.
+    fn from_str(text: &str) -> Result<Lengths, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let int = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| format!("`{s}` is not a whole number in lengths `{text}`"))
+        };
+        let number = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| format!("`{s}` is not a number in lengths `{text}`"))
+        };
+        match parts.as_slice() {
+            [n] | ["fixed", n] => Ok(Lengths::Fixed(int(n)?)),
+            ["uniform", min, max] => Ok(Lengths::Uniform {
+                min: int(min)?,
+                max: int(max)?,
+            }),
+            ["exponential" | "exp", mean] => Ok(Lengths::Exponential {
+                mean: number(mean)?,
+                max: None,
+            }),
+            ["lognormal", mean, sigma] => Ok(Lengths::Lognormal {
+                mean: number(mean)?,
+                sigma: number(sigma)?,
+                max: None,
+            }),
+            _ => Err(format!(
+                "lengths `{text}`: expected N, fixed:N, uniform:MIN:MAX, exponential:MEAN or \
+                 lognormal:MEAN:SIGMA"
+            )),
+        }
+    }
+}
+
 /// Default cap of the unbounded length distributions.
 const DEFAULT_MAX_TOKENS: u32 = 1_000_000;
 
@@ -369,6 +433,25 @@ mod tests {
     #[case::nan_sigma(Lengths::Lognormal { mean: 10.0, sigma: f64::NAN, max: None })]
     fn bad_lengths_are_errors(#[case] output: Lengths) {
         assert!(spec(Arrival::AtOnce, output).generate().is_err());
+    }
+
+    #[rstest]
+    #[case("128", Lengths::Fixed(128))]
+    #[case("uniform:10:20", Lengths::Uniform { min: 10, max: 20 })]
+    #[case("exp:500", Lengths::Exponential { mean: 500.0, max: None })]
+    #[case("lognormal:300:0.5", Lengths::Lognormal { mean: 300.0, sigma: 0.5, max: None })]
+    fn lengths_parse_from_flags(#[case] text: &str, #[case] expected: Lengths) {
+        assert_eq!(text.parse::<Lengths>().unwrap(), expected);
+    }
+
+    #[rstest]
+    #[case("at-once", Some(Arrival::AtOnce))]
+    #[case("poisson:2.5", Some(Arrival::Poisson { rate: 2.5 }))]
+    #[case("gamma:3:2", Some(Arrival::Gamma { rate: 3.0, cv: 2.0 }))]
+    #[case("poisson", None)]
+    #[case("gamma:x:1", None)]
+    fn arrivals_parse_from_flags(#[case] text: &str, #[case] expected: Option<Arrival>) {
+        assert_eq!(text.parse::<Arrival>().ok(), expected);
     }
 
     #[test]

@@ -433,3 +433,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,8 @@
 //! over the run's `n` steps in closed form as if each took the run's mean step time:
 //! `τ ← (1 − α)ⁿ τ + (1 − (1 − α)ⁿ) · mean`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::sim::error::SimError;
 
 /// Smoothing factor of the moving averages.
@@ -26,7 +28,8 @@ pub const EMA_ALPHA: f64 = 0.2;
 pub const RESERVED_SHARE: f64 = 0.1;
 
 /// Settings of the dynamic batch size.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DynamicBatchConfig {
     /// Smallest batch, `B_min`.
     pub min_batch: u32,
