@@ -8,11 +8,11 @@
 use std::time::Instant;
 
 use super::config::SimConfig;
-use crate::bench::process_cpu_s;
 use super::engine::simulate;
 use super::error::SimError;
 use super::scheduler::SchedulerKind;
 use super::workload::{Arrival, Lengths};
+use crate::bench::process_cpu_s;
 
 /// What to benchmark.
 #[derive(Debug, Clone, Copy, PartialEq)]

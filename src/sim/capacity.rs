@@ -58,7 +58,10 @@ pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capac
         return Err(SimError::invalid("capacity.start_qps", "must be positive"));
     }
     if !(0.0..1.0).contains(&search.max_violation) {
-        return Err(SimError::invalid("capacity.max_violation", "must be in [0, 1)"));
+        return Err(SimError::invalid(
+            "capacity.max_violation",
+            "must be in [0, 1)",
+        ));
     }
     let mut probes = Vec::new();
     let mut probe = |rate: f64| -> Result<bool, SimError> {
@@ -101,8 +104,8 @@ pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::cost::FittedCost;
     use crate::sim::config::CostSpec;
+    use crate::sim::cost::FittedCost;
     use crate::sim::metrics::Sla;
     use crate::sim::scheduler::SchedulerKind;
     use crate::sim::workload::Lengths;
@@ -127,7 +130,11 @@ mod tests {
         };
         let capacity = capacity_qps(&config, &CapacitySearch::default()).unwrap();
         assert!(capacity.qps > 3.0 && capacity.qps < 10.0, "{capacity:?}");
-        let last_pass = capacity.probes.iter().find(|p| p.rate == capacity.qps).unwrap();
+        let last_pass = capacity
+            .probes
+            .iter()
+            .find(|p| p.rate == capacity.qps)
+            .unwrap();
         assert!(last_pass.violation_rate <= 0.05);
     }
 }

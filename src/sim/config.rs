@@ -35,7 +35,7 @@ use super::cost::{CostModel, FittedCost, Roofline, fit};
 use super::engine::{EngineConfig, SimRun, simulate};
 use super::error::SimError;
 use super::kv::KvGeometry;
-use super::metrics::{Sla, SimSummary};
+use super::metrics::{SimSummary, Sla};
 use super::profile::{HardwareProfile, ModelProfile, kv_capacity_tokens};
 use super::router::Router;
 use super::scheduler::{
@@ -196,10 +196,10 @@ impl SimConfig {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        if let CostSpec::FittedCsv(csv) = &mut config.cost {
-            if csv.is_relative() {
-                *csv = path.parent().unwrap_or(Path::new(".")).join(&*csv);
-            }
+        if let CostSpec::FittedCsv(csv) = &mut config.cost
+            && csv.is_relative()
+        {
+            *csv = path.parent().unwrap_or(Path::new(".")).join(&*csv);
         }
         Ok(config)
     }
@@ -283,9 +283,15 @@ impl SimConfig {
     }
 
     fn sla_valid(&self) -> Result<(), SimError> {
-        for (key, value) in [("sla.tpot_s", self.sla.tpot_s), ("sla.e2e_s", self.sla.e2e_s)] {
-            if !(value > 0.0) {
-                return Err(SimError::invalid(key, format!("must be positive, not {value}")));
+        for (key, value) in [
+            ("sla.tpot_s", self.sla.tpot_s),
+            ("sla.e2e_s", self.sla.e2e_s),
+        ] {
+            if value.is_nan() || value <= 0.0 {
+                return Err(SimError::invalid(
+                    key,
+                    format!("must be positive, not {value}"),
+                ));
             }
         }
         Ok(())
@@ -326,7 +332,10 @@ mod tests {
         let config = SimConfig::load(&path).unwrap();
         let result = config.run().unwrap();
         assert_eq!(result.summary.completed, 200);
-        assert_eq!(config.scheduler_config().unwrap().kind(), SchedulerKind::MultiBin);
+        assert_eq!(
+            config.scheduler_config().unwrap().kind(),
+            SchedulerKind::MultiBin
+        );
     }
 
     #[test]
@@ -338,7 +347,13 @@ mod tests {
             hardware: "tpu".to_string(),
             ..SimConfig::default()
         };
-        assert!(config.engine_config().unwrap_err().to_string().contains("h100-sxm"));
+        assert!(
+            config
+                .engine_config()
+                .unwrap_err()
+                .to_string()
+                .contains("h100-sxm")
+        );
     }
 
     #[test]
@@ -355,6 +370,9 @@ mod tests {
         let CostModel::Fitted(f) = SimConfig::load(&path).unwrap().cost_model().unwrap() else {
             panic!("not fitted");
         };
-        assert!((f.alpha - 0.005).abs() < 1e-9 && (f.gamma - 0.5).abs() < 1e-4, "{f:?}");
+        assert!(
+            (f.alpha - 0.005).abs() < 1e-9 && (f.gamma - 0.5).abs() < 1e-4,
+            "{f:?}"
+        );
     }
 }

@@ -169,7 +169,11 @@ mod tests {
         }
         for available in [40, 41, 55, 100, 333] {
             let expected = (3..10_000).find(|&c| brute(&offsets, u64::from(block), c) > available);
-            assert_eq!(set.first_overflow(3, available), expected, "available {available}");
+            assert_eq!(
+                set.first_overflow(3, available),
+                expected,
+                "available {available}"
+            );
         }
         set.remove(-3);
         set.remove(100);

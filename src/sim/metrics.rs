@@ -117,8 +117,20 @@ impl SimSummary {
         } else {
             0.0
         };
-        let per_s = |x: f64| if makespan_s > 0.0 { x / makespan_s } else { 0.0 };
-        let share = |n: usize| if requests > 0 { n as f64 / requests as f64 } else { 0.0 };
+        let per_s = |x: f64| {
+            if makespan_s > 0.0 {
+                x / makespan_s
+            } else {
+                0.0
+            }
+        };
+        let share = |n: usize| {
+            if requests > 0 {
+                n as f64 / requests as f64
+            } else {
+                0.0
+            }
+        };
         let stats = &run.stats;
         let steps = stats.steps();
         let sequence_steps: u64 = stats.replicas.iter().map(|r| r.sequence_steps).sum();

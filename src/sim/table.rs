@@ -192,7 +192,10 @@ pub fn render(config: &SimConfig, summary: &SimSummary, kv_tokens: u64) -> Strin
     let results = [
         (
             "completed",
-            format!("{} of {} ({} rejected)", s.completed, s.requests, s.rejected),
+            format!(
+                "{} of {} ({} rejected)",
+                s.completed, s.requests, s.rejected
+            ),
         ),
         ("makespan s", format!("{:.3}", s.makespan_s)),
         ("throughput req/s", format!("{:.3}", s.qps)),

@@ -176,7 +176,9 @@ impl Lengths {
             if mean.is_finite() && mean >= 1.0 {
                 Ok(mean)
             } else {
-                Err(invalid(format!("mean must be at least 1 token, not {mean}")))
+                Err(invalid(format!(
+                    "mean must be at least 1 token, not {mean}"
+                )))
             }
         };
         match *self {
@@ -187,8 +189,7 @@ impl Lengths {
             ))),
             Lengths::Uniform { min, max } => Ok(LengthSampler::Uniform(min, max)),
             Lengths::Exponential { mean, max } => {
-                let d = Exp::new(1.0 / positive_mean(mean)?)
-                    .map_err(|e| invalid(e.to_string()))?;
+                let d = Exp::new(1.0 / positive_mean(mean)?).map_err(|e| invalid(e.to_string()))?;
                 Ok(LengthSampler::Exponential(d, cap(max)?))
             }
             Lengths::Lognormal { mean, sigma, max } => {
@@ -255,7 +256,7 @@ impl WorkloadSpec {
                     format!("must be a positive number of requests per second, not {rate}"),
                 ));
             }
-            Arrival::Gamma { rate, cv } if !rate_ok(rate) || !(cv.is_finite() && cv > 0.0) => {
+            Arrival::Gamma { rate, cv } if !(rate_ok(rate) && cv.is_finite() && cv > 0.0) => {
                 return Err(SimError::invalid(
                     "workload.arrival.gamma",
                     format!("rate and cv must be positive, got rate {rate}, cv {cv}"),
@@ -380,10 +381,17 @@ mod tests {
     #[case::fixed(Lengths::Fixed(64), 64.0)]
     fn output_lengths_have_the_asked_mean(#[case] output: Lengths, #[case] mean: f64) {
         let requests = spec(Arrival::AtOnce, output).generate().unwrap();
-        let got = requests.iter().map(|r| f64::from(r.output_tokens)).sum::<f64>()
+        let got = requests
+            .iter()
+            .map(|r| f64::from(r.output_tokens))
+            .sum::<f64>()
             / requests.len() as f64;
         assert!((got / mean - 1.0).abs() < 0.03, "mean {got}, wanted {mean}");
-        assert!(requests.iter().all(|r| (10..=20).contains(&r.prompt_tokens)));
+        assert!(
+            requests
+                .iter()
+                .all(|r| (10..=20).contains(&r.prompt_tokens))
+        );
     }
 
     #[rstest]
@@ -408,8 +416,11 @@ mod tests {
         let mut b = a.clone();
         b.output = Lengths::Fixed(9);
         let (ra, rb) = (a.generate().unwrap(), b.generate().unwrap());
-        assert!(ra.iter().zip(&rb).all(|(x, y)| x.arrival_s == y.arrival_s
-            && x.prompt_tokens == y.prompt_tokens));
+        assert!(
+            ra.iter()
+                .zip(&rb)
+                .all(|(x, y)| x.arrival_s == y.arrival_s && x.prompt_tokens == y.prompt_tokens)
+        );
     }
 
     #[test]
@@ -423,7 +434,10 @@ mod tests {
             .collect();
         let mean = logs.iter().sum::<f64>() / logs.len() as f64;
         let std = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
-        assert!(mean.abs() < 0.02 && (std - 0.5).abs() < 0.02, "{mean} {std}");
+        assert!(
+            mean.abs() < 0.02 && (std - 0.5).abs() < 0.02,
+            "{mean} {std}"
+        );
     }
 
     #[rstest]

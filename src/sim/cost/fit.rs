@@ -94,7 +94,10 @@ pub fn fit(points: &[Measurement]) -> Result<Fit, SimError> {
     let steps = (GAMMA_MAX / GAMMA_STEP).round() as usize;
     let best_index = (0..=steps)
         .map(|i| (i, sse(i as f64 * GAMMA_STEP)))
-        .fold((0, f64::INFINITY), |best, (i, s)| if s < best.1 { (i, s) } else { best })
+        .fold(
+            (0, f64::INFINITY),
+            |best, (i, s)| if s < best.1 { (i, s) } else { best },
+        )
         .0;
     let best = best_index as f64 * GAMMA_STEP;
     let gamma = golden_section(
@@ -270,17 +273,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("llm-stress-fit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.csv");
-        std::fs::write(&good, "batch_size,max_seq_len,latency_ms\n1,100,5.5\n8,200,7\n").unwrap();
+        std::fs::write(
+            &good,
+            "batch_size,max_seq_len,latency_ms\n1,100,5.5\n8,200,7\n",
+        )
+        .unwrap();
         let points = read_csv(&good).unwrap();
         assert_eq!(points.len(), 2);
         assert!((points[0].latency_s - 0.0055).abs() < 1e-15);
         let bad = dir.join("bad.csv");
-        std::fs::write(&bad, "batch_size,max_seq_len,latency_s\n1,100,0.1\nx,1,0.1\n").unwrap();
+        std::fs::write(
+            &bad,
+            "batch_size,max_seq_len,latency_s\n1,100,0.1\nx,1,0.1\n",
+        )
+        .unwrap();
         let err = read_csv(&bad).unwrap_err().to_string();
         assert!(err.contains("row 3") && err.contains("batch_size"), "{err}");
         let missing = dir.join("missing.csv");
         std::fs::write(&missing, "b,l,t\n1,2,3\n").unwrap();
-        assert!(read_csv(&missing).unwrap_err().to_string().contains("needs columns"));
+        assert!(
+            read_csv(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("needs columns")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

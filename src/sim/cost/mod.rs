@@ -116,7 +116,9 @@ mod tests {
     #[test]
     fn decode_series_agrees_with_step_by_step_costs() {
         for model in models() {
-            for (batch, context, longest) in [(1, 100, 100), (64, 64_000, 3_000), (300, 9e5 as u64, 4000)] {
+            for (batch, context, longest) in
+                [(1, 100, 100), (64, 64_000, 3_000), (300, 9e5 as u64, 4000)]
+            {
                 let series = model.decode_series(batch, context, longest);
                 let mut total = 0.0;
                 for k in 0..200u64 {

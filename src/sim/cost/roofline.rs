@@ -92,9 +92,8 @@ impl Roofline {
 
     /// Checks the rates are positive, so every step takes a positive, finite time.
     pub fn validate(&self) -> Result<(), SimError> {
-        if !(self.flops_per_s > 0.0 && self.bytes_per_s > 0.0)
-            || !(self.flops_per_s.is_finite() && self.bytes_per_s.is_finite())
-        {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !(positive(self.flops_per_s) && positive(self.bytes_per_s)) {
             return Err(SimError::invalid(
                 "cost.roofline",
                 "effective FLOP/s and bytes/s must be positive and finite",

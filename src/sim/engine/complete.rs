@@ -35,8 +35,7 @@ impl Engine {
                 let before = u64::from(t.prefilled);
                 t.prefilled += chunk.tokens;
                 if t.prefilled < t.prefill_len() {
-                    replica.prefill_blocks +=
-                        kv.blocks(u64::from(t.prefilled)) - kv.blocks(before);
+                    replica.prefill_blocks += kv.blocks(u64::from(t.prefilled)) - kv.blocks(before);
                     continue;
                 }
                 // The prefill is done and produced the next token.

@@ -96,7 +96,13 @@ mod tests {
     fn pops_by_time_then_class_then_order_of_scheduling() {
         let mut q = EventQueue::default();
         q.push(2.0, Event::Wake(0));
-        q.push(1.0, Event::SegmentEnd { replica: 1, generation: 0 });
+        q.push(
+            1.0,
+            Event::SegmentEnd {
+                replica: 1,
+                generation: 0,
+            },
+        );
         q.push(1.0, Event::Timer(3));
         q.push(1.0, Event::Wake(2));
         let order: Vec<Event> = std::iter::from_fn(|| q.pop().map(|(_, e)| e)).collect();
@@ -105,7 +111,10 @@ mod tests {
             [
                 Event::Timer(3),
                 Event::Wake(2),
-                Event::SegmentEnd { replica: 1, generation: 0 },
+                Event::SegmentEnd {
+                    replica: 1,
+                    generation: 0
+                },
                 Event::Wake(0)
             ]
         );

@@ -235,10 +235,7 @@ impl Engine {
     /// Adds a request arriving at `request.arrival_s`, which must not be before the engine's
     /// time nor before the previous push's arrival.
     pub fn push(&mut self, request: SimRequest) -> Result<RequestId, SimError> {
-        let previous_s = self
-            .requests
-            .last()
-            .map_or(0.0, |t| t.request.arrival_s);
+        let previous_s = self.requests.last().map_or(0.0, |t| t.request.arrival_s);
         if !(request.arrival_s.is_finite() && request.arrival_s >= self.now.max(previous_s)) {
             return Err(SimError::PastArrival {
                 arrival_s: request.arrival_s,
@@ -256,7 +253,10 @@ impl Engine {
             ));
         }
         if self.closed {
-            return Err(SimError::invalid("request", "the engine was closed to new requests"));
+            return Err(SimError::invalid(
+                "request",
+                "the engine was closed to new requests",
+            ));
         }
         self.requests.push(Tracked::new(request));
         Ok(RequestId(self.requests.len() - 1))
@@ -280,7 +280,11 @@ impl Engine {
         for r in 0..self.replicas.len() {
             self.report_progress(r, t);
         }
-        let mut events = self.reported.as_mut().map(std::mem::take).unwrap_or_default();
+        let mut events = self
+            .reported
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
         events.sort_by(|a, b| a.at_s().total_cmp(&b.at_s()));
         events
     }
@@ -288,7 +292,10 @@ impl Engine {
     /// Time of the next event the engine will process, if any: a driver against the wall
     /// clock can sleep until then (or until the next token, see [`Engine::next_token_s`]).
     pub fn next_event_s(&self) -> Option<f64> {
-        let arrival = self.requests.get(self.next_arrival).map(|t| t.request.arrival_s);
+        let arrival = self
+            .requests
+            .get(self.next_arrival)
+            .map(|t| t.request.arrival_s);
         match (arrival, self.queue.peek_time()) {
             (Some(a), Some(q)) => Some(a.min(q)),
             (a, q) => a.or(q),
@@ -368,10 +375,7 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let done = r
-                    .segment
-                    .as_ref()
-                    .map_or(0, |s| s.steps_before(self.now));
+                let done = r.segment.as_ref().map_or(0, |s| s.steps_before(self.now));
                 ReplicaSnapshot {
                     queued: if self.config.shared_pool() {
                         0

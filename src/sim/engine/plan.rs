@@ -42,10 +42,11 @@ impl Engine {
                 replica.segment = Some(segment);
                 self.pools[p].idle.remove(&r);
                 // In a shared pool, another idle replica may find work too.
-                if self.config.shared_pool() && self.pools[p].len() > 0 {
-                    if let Some(&other) = self.pools[p].idle.first() {
-                        self.wake(other);
-                    }
+                if self.config.shared_pool()
+                    && self.pools[p].len() > 0
+                    && let Some(&other) = self.pools[p].idle.first()
+                {
+                    self.wake(other);
                 }
             }
             None => {
@@ -130,12 +131,11 @@ impl Engine {
             if self.replicas[r].decode_count() > 0 {
                 return Some(self.decode_segment(r));
             }
-            if self.replicas[r].running == 0 {
-                return None;
-            }
             // Only part-prefilled prompts remain and none can go on: free the cache by
             // preempting the latest admitted, which lets the earlier ones proceed.
-            self.preempt_latest(r);
+            if self.replicas[r].running == 0 || !self.preempt_latest(r) {
+                return None;
+            }
         }
     }
 
@@ -188,7 +188,10 @@ impl Engine {
         if t.admitted_s.is_nan() {
             t.admitted_s = now;
         }
-        let (epoch, expected) = (t.epoch, t.request.prompt_tokens + t.request.predicted_output_tokens);
+        let (epoch, expected) = (
+            t.epoch,
+            t.request.prompt_tokens + t.request.predicted_output_tokens,
+        );
         let replica = &mut self.replicas[r];
         replica.running += 1;
         replica.prefilling.push(id);
@@ -285,16 +288,18 @@ impl Engine {
             if replica.decode_count() == 0 || replica.blocks_at(replica.counter + 1) <= capacity {
                 return;
             }
-            self.preempt_latest(r);
+            if !self.preempt_latest(r) {
+                return;
+            }
         }
     }
 
     /// Preemption by recompute of replica `r`'s most recently admitted running request: it
-    /// loses its KV cache and goes back to the head of its queue.
-    fn preempt_latest(&mut self, r: usize) {
+    /// loses its KV cache and goes back to the head of its queue. False if nothing runs.
+    fn preempt_latest(&mut self, r: usize) -> bool {
         let id = loop {
             let Some((id, epoch)) = self.replicas[r].admitted.pop() else {
-                return;
+                return false;
             };
             let t = &self.requests[id];
             if t.epoch == epoch && matches!(t.phase, Phase::Prefilling | Phase::Decoding) {
@@ -330,6 +335,7 @@ impl Engine {
             id: RequestId(id),
             at_s: self.now,
         });
+        true
     }
 
     /// Replica `r`'s decoding requests (for token reports).

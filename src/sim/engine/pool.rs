@@ -115,7 +115,10 @@ mod tests {
         pool.push_back(1, 3);
         let at = |id: usize| arrivals[id];
         assert_eq!(pool.readiness(2, 2.5, 10.0, false, at), Readiness::Bin(1));
-        assert_eq!(pool.readiness(3, 2.5, 10.0, false, at), Readiness::DueAt(10.0));
+        assert_eq!(
+            pool.readiness(3, 2.5, 10.0, false, at),
+            Readiness::DueAt(10.0)
+        );
         assert_eq!(pool.readiness(3, 10.0, 10.0, false, at), Readiness::Bin(0));
         pool.served(0);
         assert_eq!(pool.readiness(3, 12.0, 10.0, false, at), Readiness::Bin(1));

@@ -128,7 +128,11 @@ fn too_small_a_kv_cache_preempts_and_every_request_still_finishes() {
 #[test]
 fn a_request_that_never_fits_is_rejected_not_looped_on() {
     let cfg = config(continuous(8), unit_steps(), 64);
-    let run = simulate(&cfg, &[SimRequest::new(0.0, 60, 10), SimRequest::new(0.0, 4, 4)]).unwrap();
+    let run = simulate(
+        &cfg,
+        &[SimRequest::new(0.0, 60, 10), SimRequest::new(0.0, 4, 4)],
+    )
+    .unwrap();
     assert!(run.outcomes[0].rejected && run.outcomes[0].finished_s.is_none());
     assert_eq!(run.outcomes[1].finished_s, Some(4.0));
 }
@@ -141,8 +145,11 @@ fn chunked_prefill_spreads_a_long_prompt_over_steps() {
         chunked_prefill: true,
         dynamic: None,
     });
-    let run = simulate(&config(scheduler, unit_steps(), 1000), &[SimRequest::new(0.0, 20, 2)])
-        .unwrap();
+    let run = simulate(
+        &config(scheduler, unit_steps(), 1000),
+        &[SimRequest::new(0.0, 20, 2)],
+    )
+    .unwrap();
     // 8 + 8 + 4 prompt tokens in three steps, the first token at the end of the third.
     assert_eq!(run.outcomes[0].first_token_s, Some(3.0));
     assert_eq!(run.outcomes[0].finished_s, Some(4.0));
@@ -262,7 +269,11 @@ fn closed_form_engine_matches_a_step_by_step_reference() {
         }
         // Work in proportion to events: at most an arrival cut, a prefill step and a finish
         // per request, however many decode steps there were.
-        assert!(run.stats.segments() <= 3 * requests.len() as u64, "{:?}", run.stats);
+        assert!(
+            run.stats.segments() <= 3 * requests.len() as u64,
+            "{:?}",
+            run.stats
+        );
     }
 }
 
@@ -295,7 +306,10 @@ fn incremental_and_offline_runs_agree_on_every_request() {
         // A cache small enough to preempt.
         let cfg = config(scheduler, roofline(), 3_000);
         let offline = simulate(&cfg, &requests).unwrap();
-        assert!(offline.outcomes.iter().any(|o| o.preemptions > 0), "{cfg:?}");
+        assert!(
+            offline.outcomes.iter().any(|o| o.preemptions > 0),
+            "{cfg:?}"
+        );
         let mut engine = Engine::new(cfg.clone()).unwrap();
         let mut events = Vec::new();
         for (i, &r) in requests.iter().enumerate() {
@@ -316,7 +330,11 @@ fn incremental_and_offline_runs_agree_on_every_request() {
 
 /// Tokens 0 … n−1 of every request in order and in time order, each once; the last at the
 /// finish; `Finished` once.
-fn check_event_stream(events: &[EngineEvent], requests: &[SimRequest], outcomes: &[RequestOutcome]) {
+fn check_event_stream(
+    events: &[EngineEvent],
+    requests: &[SimRequest],
+    outcomes: &[RequestOutcome],
+) {
     assert!(events.windows(2).all(|w| w[0].at_s() <= w[1].at_s()));
     let mut next_token = vec![0u32; requests.len()];
     let mut last_token_at = vec![f64::NAN; requests.len()];
@@ -367,7 +385,10 @@ fn same_seed_same_results() {
     let requests = random_requests(500, 30.0, 9);
     for scheduler in schedulers() {
         let cfg = config(scheduler, roofline(), 20_000);
-        let (a, b) = (simulate(&cfg, &requests).unwrap(), simulate(&cfg, &requests).unwrap());
+        let (a, b) = (
+            simulate(&cfg, &requests).unwrap(),
+            simulate(&cfg, &requests).unwrap(),
+        );
         assert_eq!(a.outcomes, b.outcomes);
         assert_eq!(a.stats, b.stats);
     }

@@ -126,6 +126,9 @@ mod tests {
     #[test]
     fn unknown_name_lists_the_known_ones() {
         let err = HardwareProfile::by_name("h300").unwrap_err().to_string();
-        assert!(err.contains("h100-sxm") && err.contains("cpu-2core"), "{err}");
+        assert!(
+            err.contains("h100-sxm") && err.contains("cpu-2core"),
+            "{err}"
+        );
     }
 }

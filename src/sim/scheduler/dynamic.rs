@@ -104,9 +104,7 @@ impl DynamicBatch {
     /// `b_mem` (B_max before any length is known).
     pub fn memory_bound(&self) -> u32 {
         match self.mean_length {
-            Some(len) => {
-                self.clamp((self.eta_tokens * (1.0 - RESERVED_SHARE)) / len.max(1.0))
-            }
+            Some(len) => self.clamp((self.eta_tokens * (1.0 - RESERVED_SHARE)) / len.max(1.0)),
             None => self.max_batch,
         }
     }
@@ -225,8 +223,26 @@ mod tests {
             margin_s: 0.01,
         };
         assert!(ok.validate(8).is_ok());
-        assert!(DynamicBatchConfig { min_batch: 9, ..ok }.validate(8).is_err());
-        assert!(DynamicBatchConfig { margin_s: 0.06, ..ok }.validate(8).is_err());
-        assert!(DynamicBatchConfig { tbt_deadline_s: 0.0, ..ok }.validate(8).is_err());
+        assert!(
+            DynamicBatchConfig { min_batch: 9, ..ok }
+                .validate(8)
+                .is_err()
+        );
+        assert!(
+            DynamicBatchConfig {
+                margin_s: 0.06,
+                ..ok
+            }
+            .validate(8)
+            .is_err()
+        );
+        assert!(
+            DynamicBatchConfig {
+                tbt_deadline_s: 0.0,
+                ..ok
+            }
+            .validate(8)
+            .is_err()
+        );
     }
 }

@@ -127,11 +127,17 @@ impl SchedulerConfig {
         match self {
             SchedulerConfig::Static(s) if !wait_ok(s.max_wait_s) => Err(SimError::invalid(
                 "max_wait_s",
-                format!("must be a finite number of seconds ≥ 0, not {}", s.max_wait_s),
+                format!(
+                    "must be a finite number of seconds ≥ 0, not {}",
+                    s.max_wait_s
+                ),
             )),
             SchedulerConfig::MultiBin(m) if !wait_ok(m.max_wait_s) => Err(SimError::invalid(
                 "max_wait_s",
-                format!("must be a finite number of seconds ≥ 0, not {}", m.max_wait_s),
+                format!(
+                    "must be a finite number of seconds ≥ 0, not {}",
+                    m.max_wait_s
+                ),
             )),
             SchedulerConfig::Continuous(c) if c.token_budget < c.max_batch => {
                 Err(SimError::invalid(

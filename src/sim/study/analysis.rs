@@ -125,7 +125,10 @@ pub fn analyse(rows: &[StudyRow]) -> Analysis {
             Some(b) if goodput(b) >= goodput(r) => Some(b),
             _ => Some(r),
         });
-    let one_bin_goodput = bins.iter().find(|r| r.bins == 1).map_or(0.0, |r| goodput(r));
+    let one_bin_goodput = bins
+        .iter()
+        .find(|r| r.bins == 1)
+        .map_or(0.0, |r| goodput(r));
     if let Some(best) = best {
         findings.push(format!(
             "K-bins at {} replicas: K = {} gives the most goodput, {:.2} requests/s meeting \
@@ -177,7 +180,7 @@ pub fn analyse(rows: &[StudyRow]) -> Analysis {
         sla_replicas,
         bins_replicas: bins.first().map(|r| r.replicas),
         best_bins: best.map(|r| r.bins),
-        best_bins_goodput: best.map_or(0.0, |r| goodput(r)),
+        best_bins_goodput: best.map_or(0.0, goodput),
         one_bin_goodput,
         schedulers,
         findings,

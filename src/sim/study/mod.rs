@@ -89,10 +89,15 @@ pub struct StudyConfig {
 
 impl StudyConfig {
     fn with_rate(rate: f64) -> SimConfig {
-        let mut base = SimConfig::default();
-        base.router = super::router::Router::LeastOutstanding;
+        let mut base = SimConfig {
+            router: super::router::Router::LeastOutstanding,
+            ..SimConfig::default()
+        };
         base.workload.arrival = Arrival::Poisson { rate };
-        base.workload.prompt = Lengths::Uniform { min: 128, max: 1024 };
+        base.workload.prompt = Lengths::Uniform {
+            min: 128,
+            max: 1024,
+        };
         base.workload.output = Lengths::Exponential {
             mean: 500.0,
             max: Some(8192),
