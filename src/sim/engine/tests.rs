@@ -171,20 +171,27 @@ fn pushing_into_the_past_or_empty_requests_are_errors() {
 
 #[test]
 fn least_outstanding_sends_work_to_the_emptier_replica() {
-    let mut cfg = config(continuous(8), unit_steps(), 1000);
-    cfg.replicas = 2;
-    cfg.router = Router::LeastOutstanding;
-    // A long request takes replica 0; the next two go to 1 then, with 1 busier, to 0 … but
-    // least-outstanding counts queued plus running, so replica 1 gets the second and the
-    // third goes to replica 0 only once it has fewer.
+    // Replica 0 takes a long request, replica 1 a short one that is done by t = 3. At t = 5
+    // two requests arrive: least-outstanding gives the first to the empty replica 1 and the
+    // second (both now hold one) to replica 0; round-robin just alternates.
     let requests = [
         SimRequest::new(0.0, 4, 100),
-        SimRequest::new(0.5, 4, 100),
-        SimRequest::new(1.0, 4, 100),
+        SimRequest::new(0.1, 4, 2),
+        SimRequest::new(5.0, 4, 100),
+        SimRequest::new(5.0, 4, 100),
     ];
-    let run = simulate(&cfg, &requests).unwrap();
-    let replicas: Vec<Option<usize>> = run.outcomes.iter().map(|o| o.replica).collect();
-    assert_eq!(replicas, [Some(0), Some(1), Some(0)]);
+    let replicas_by = |router: Router| {
+        let mut cfg = config(continuous(8), unit_steps(), 1000);
+        cfg.replicas = 2;
+        cfg.router = router;
+        let run = simulate(&cfg, &requests).unwrap();
+        run.outcomes
+            .iter()
+            .map(|o| o.replica.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(replicas_by(Router::LeastOutstanding), [0, 1, 1, 0]);
+    assert_eq!(replicas_by(Router::RoundRobin), [0, 1, 0, 1]);
 }
 
 fn roofline() -> CostModel {
