@@ -1,5 +1,9 @@
 //! What the simulator knows about one request.
 
+/// The longest prompt or output the simulator accepts, tokens (so that a prompt plus its
+/// generated tokens always fits in 32 bits).
+pub const MAX_TOKENS: u32 = 100_000_000;
+
 /// One request offered to the simulated server.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimRequest {

@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Exp, Gamma, LogNormal, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::error::SimError;
-use super::request::SimRequest;
+use super::request::{MAX_TOKENS, SimRequest};
 
 /// When requests arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -135,6 +135,9 @@ impl std::str::FromStr for Lengths {
 /// Default cap of the unbounded length distributions.
 const DEFAULT_MAX_TOKENS: u32 = 1_000_000;
 
+/// The most requests a workload generates (about 10 GB of simulator state).
+pub const MAX_REQUESTS: usize = 100_000_000;
+
 /// A length distribution ready to sample.
 enum LengthSampler {
     Fixed(u32),
@@ -167,8 +170,10 @@ impl Lengths {
 
     fn sampler(&self, key: &str) -> Result<LengthSampler, SimError> {
         let invalid = |message: String| SimError::invalid(key, message);
+        let too_long = |n: u32| n > MAX_TOKENS;
         let cap = |max: Option<u32>| match max {
             Some(0) => Err(invalid("max must be at least 1".to_string())),
+            Some(m) if too_long(m) => Err(invalid(format!("max must be at most {MAX_TOKENS}"))),
             Some(m) => Ok(m),
             None => Ok(DEFAULT_MAX_TOKENS),
         };
@@ -182,11 +187,15 @@ impl Lengths {
             }
         };
         match *self {
-            Lengths::Fixed(0) => Err(invalid("fixed length must be at least 1".to_string())),
-            Lengths::Fixed(n) => Ok(LengthSampler::Fixed(n)),
-            Lengths::Uniform { min, max } if min == 0 || min > max => Err(invalid(format!(
-                "uniform needs 1 ≤ min ≤ max, got min {min}, max {max}"
+            Lengths::Fixed(n) if n == 0 || too_long(n) => Err(invalid(format!(
+                "fixed length must be 1 to {MAX_TOKENS}, not {n}"
             ))),
+            Lengths::Fixed(n) => Ok(LengthSampler::Fixed(n)),
+            Lengths::Uniform { min, max } if min == 0 || min > max || too_long(max) => {
+                Err(invalid(format!(
+                    "uniform needs 1 ≤ min ≤ max ≤ {MAX_TOKENS}, got min {min}, max {max}"
+                )))
+            }
             Lengths::Uniform { min, max } => Ok(LengthSampler::Uniform(min, max)),
             Lengths::Exponential { mean, max } => {
                 let d = Exp::new(1.0 / positive_mean(mean)?).map_err(|e| invalid(e.to_string()))?;
@@ -245,6 +254,12 @@ impl WorkloadSpec {
 
     /// Checks the spec can be sampled.
     pub fn validate(&self) -> Result<(), SimError> {
+        if self.requests > MAX_REQUESTS {
+            return Err(SimError::invalid(
+                "workload.requests",
+                format!("at most {MAX_REQUESTS}, not {}", self.requests),
+            ));
+        }
         self.prompt.sampler("workload.prompt")?;
         self.output.sampler("workload.output")?;
         let rate_ok = |rate: f64| rate.is_finite() && rate > 0.0;
@@ -445,6 +460,7 @@ mod tests {
     #[case::inverted_uniform(Lengths::Uniform { min: 5, max: 2 })]
     #[case::negative_mean(Lengths::Exponential { mean: -1.0, max: None })]
     #[case::nan_sigma(Lengths::Lognormal { mean: 10.0, sigma: f64::NAN, max: None })]
+    #[case::absurdly_long(Lengths::Fixed(u32::MAX))]
     fn bad_lengths_are_errors(#[case] output: Lengths) {
         assert!(spec(Arrival::AtOnce, output).generate().is_err());
     }
@@ -466,6 +482,13 @@ mod tests {
     #[case("gamma:x:1", None)]
     fn arrivals_parse_from_flags(#[case] text: &str, #[case] expected: Option<Arrival>) {
         assert_eq!(text.parse::<Arrival>().ok(), expected);
+    }
+
+    #[test]
+    fn absurd_request_counts_are_errors_not_allocations() {
+        let mut s = spec(Arrival::AtOnce, Lengths::Fixed(1));
+        s.requests = usize::MAX;
+        assert!(s.generate().unwrap_err().to_string().contains("requests"));
     }
 
     #[test]

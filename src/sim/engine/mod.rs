@@ -39,9 +39,12 @@ use tracked::{Phase, Tracked};
 use super::cost::CostModel;
 use super::error::SimError;
 use super::kv::KvGeometry;
-use super::request::SimRequest;
+use super::request::{MAX_TOKENS, SimRequest};
 use super::router::Router;
 use super::scheduler::{DynamicBatch, SchedulerConfig};
+
+/// The most replicas an engine simulates.
+pub const MAX_REPLICAS: usize = 100_000;
 
 /// Everything an engine needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +65,11 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Checks the configuration can run.
     pub fn validate(&self) -> Result<(), SimError> {
-        if self.replicas == 0 {
-            return Err(SimError::invalid("replicas", "must be at least 1"));
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            return Err(SimError::invalid(
+                "replicas",
+                format!("must be 1 to {MAX_REPLICAS}, not {}", self.replicas),
+            ));
         }
         self.scheduler.validate()?;
         self.cost.validate()
@@ -243,11 +249,12 @@ impl Engine {
                 previous_s,
             });
         }
-        if request.prompt_tokens == 0 || request.output_tokens == 0 {
+        let tokens_ok = |n: u32| (1..=MAX_TOKENS).contains(&n);
+        if !(tokens_ok(request.prompt_tokens) && tokens_ok(request.output_tokens)) {
             return Err(SimError::invalid(
                 "request",
                 format!(
-                    "prompt and output must be at least one token, got {} and {}",
+                    "prompt and output must be 1 to {MAX_TOKENS} tokens, got {} and {}",
                     request.prompt_tokens, request.output_tokens
                 ),
             ));

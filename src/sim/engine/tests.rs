@@ -167,6 +167,10 @@ fn pushing_into_the_past_or_empty_requests_are_errors() {
     assert!(engine.push(SimRequest::new(9.0, 1, 1)).is_err());
     assert!(engine.push(SimRequest::new(10.0, 0, 1)).is_err());
     assert!(engine.push(SimRequest::new(f64::NAN, 1, 1)).is_err());
+    assert!(engine.push(SimRequest::new(10.0, u32::MAX, 1)).is_err());
+    let mut too_many = config(continuous(8), unit_steps(), 1000);
+    too_many.replicas = usize::MAX;
+    assert!(Engine::new(too_many).is_err());
 }
 
 #[test]
