@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::config::SimConfig;
 use super::error::SimError;
-use super::workload::Arrival;
+use super::workload::{Arrival, MAX_REQUESTS};
 
 /// How to search.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,15 +16,24 @@ pub struct CapacitySearch {
     pub start_qps: f64,
     /// Bisection steps once a passing and a failing rate bracket the capacity.
     pub bisections: u32,
+    /// Each probe offers at least this many per-request deadlines' worth of arrivals
+    /// (`span_deadlines × sla.e2e_s × rate` requests, or the workload's count if more): a run
+    /// much shorter than the deadline would let an overloaded system drain its backlog within
+    /// the deadline and pass. A rate `r` above the sustainable rate `μ` builds a backlog that
+    /// delays the last arrivals by about `(r/μ − 1) · span_deadlines` deadlines, so the
+    /// capacity found is at most `1/span_deadlines` (10 %) above `μ`.
+    pub span_deadlines: f64,
 }
 
 impl Default for CapacitySearch {
-    /// 5 % violations, from 1 request/s, 12 bisections.
+    /// 5 % violations, from 1 request/s, 12 bisections, probes spanning at least 10
+    /// per-request deadlines.
     fn default() -> Self {
         CapacitySearch {
             max_violation: 0.05,
             start_qps: 1.0,
             bisections: 12,
+            span_deadlines: 10.0,
         }
     }
 }
@@ -34,6 +43,8 @@ impl Default for CapacitySearch {
 pub struct Probe {
     /// Arrival rate, requests per second.
     pub rate: f64,
+    /// Requests offered.
+    pub requests: usize,
     /// SLA violation rate measured.
     pub violation_rate: f64,
 }
@@ -51,8 +62,9 @@ pub struct Capacity {
 const MAX_DOUBLINGS: u32 = 40;
 
 /// Searches the Poisson (or gamma, keeping its cv) arrival rate of `config`'s workload, every
-/// probe with the same seed, for the highest rate whose SLA violation rate is at most
-/// `search.max_violation`: doubling from `start_qps` until a rate fails, then bisecting.
+/// probe with the same seed (and at least `span_deadlines` per-request deadlines of arrivals),
+/// for the highest rate whose SLA violation rate is at most `search.max_violation`: doubling
+/// from `start_qps` until a rate fails, then bisecting.
 pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capacity, SimError> {
     if !(search.start_qps.is_finite() && search.start_qps > 0.0) {
         return Err(SimError::invalid("capacity.start_qps", "must be positive"));
@@ -66,6 +78,11 @@ pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capac
     let mut probes = Vec::new();
     let mut probe = |rate: f64| -> Result<bool, SimError> {
         let mut c = config.clone();
+        let span = (search.span_deadlines * config.sla.e2e_s * rate).ceil();
+        c.workload.requests = config
+            .workload
+            .requests
+            .max(span.min(MAX_REQUESTS as f64) as usize);
         c.workload.arrival = match config.workload.arrival {
             Arrival::Gamma { cv, .. } => Arrival::Gamma { rate, cv },
             Arrival::AtOnce | Arrival::Poisson { .. } => Arrival::Poisson { rate },
@@ -73,6 +90,7 @@ pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capac
         let violation_rate = c.run()?.summary.sla_violation_rate;
         probes.push(Probe {
             rate,
+            requests: c.workload.requests,
             violation_rate,
         });
         Ok(violation_rate <= search.max_violation)
@@ -136,5 +154,17 @@ mod tests {
             .find(|p| p.rate == capacity.qps)
             .unwrap();
         assert!(last_pass.violation_rate <= 0.05);
+    }
+
+    #[test]
+    fn short_workloads_are_lengthened_so_overload_shows() {
+        // Continuous batching on one H100 sustains about 22 requests/s of this workload. With
+        // only 300 requests a far higher rate drains within the 60 s deadline; probes of at
+        // least ten deadlines of arrivals expose it.
+        let mut config = SimConfig::default();
+        config.workload.requests = 300;
+        let capacity = capacity_qps(&config, &CapacitySearch::default()).unwrap();
+        assert!(capacity.qps < 25.0, "{capacity:?}");
+        assert!(capacity.probes.iter().all(|p| p.requests >= 300));
     }
 }

@@ -53,11 +53,11 @@ pub enum SimError {
         message: String,
     },
     /// A YAML configuration that does not parse or fit the schema.
-    #[error("{}: {message}", path.display())]
+    #[error("{message}")]
     Yaml {
         /// The file.
         path: PathBuf,
-        /// The parser's message, with the position and key when known.
+        /// The parser's message, with the file, position and key when known.
         message: String,
     },
     /// A least-squares fit whose data do not determine the model.
