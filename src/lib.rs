@@ -19,4 +19,5 @@ pub mod report;
 pub mod runner;
 pub mod server;
 pub mod server_metrics;
+pub mod sim;
 pub mod verdict;

@@ -170,6 +170,12 @@ enum Command {
         #[command(flatten)]
         faults: FaultArgs,
     },
+    /// The discrete-event serving simulator: run one simulation, the scaling study, or its
+    /// benchmark.
+    Sim {
+        #[command(subcommand)]
+        command: llm_stress::sim::cli::SimCommand,
+    },
     /// Print the parameter combinations a case generates.
     Matrix {
         /// The case file.
@@ -423,6 +429,10 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 server.run_until_interrupted().await;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim { command } => {
+            llm_stress::sim::cli::execute(command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { case } => {
