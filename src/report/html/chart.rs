@@ -166,6 +166,8 @@ pub struct Chart {
     /// Whether x values are whole numbers (concurrency, tokens): ticks between them are not
     /// labelled.
     pub x_integer: bool,
+    /// The same for y values (request numbers).
+    pub y_integer: bool,
 }
 
 /// A tick label: at most three decimals, trailing zeros dropped (`700`, `0.45`, `1.5`).
@@ -268,7 +270,11 @@ impl Chart {
             } else {
                 &any_ticks
             })
-            .y_label_formatter(&any_ticks)
+            .y_label_formatter(if self.y_integer {
+                &integer_ticks
+            } else {
+                &any_ticks
+            })
             .label_style(("sans-serif", 15))
             .axis_desc_style(("sans-serif", 16))
             .light_line_style(RGBColor(238, 238, 238))
@@ -403,6 +409,7 @@ mod tests {
             ],
             y_from_zero: true,
             x_integer: true,
+            y_integer: false,
         }
     }
 

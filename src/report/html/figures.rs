@@ -88,6 +88,7 @@ fn throughput(case: &str, axis: Axis, sweeps: &[&Sweep], overlays: &[&Overlay]) 
         layers,
         y_from_zero: true,
         x_integer: axis == Axis::Concurrency,
+        y_integer: false,
     }
 }
 
@@ -128,6 +129,7 @@ fn percentiles(
         layers,
         y_from_zero: true,
         x_integer: axis == Axis::Concurrency,
+        y_integer: false,
     }
 }
 
@@ -172,6 +174,7 @@ fn ttft_by_isl(case: &str, trials: &[RunTrial]) -> Option<Chart> {
         layers,
         y_from_zero: true,
         x_integer: true,
+        y_integer: false,
     })
 }
 
@@ -231,6 +234,7 @@ fn accuracy_by_load(case: &str, trials: &[RunTrial]) -> Option<Chart> {
         layers,
         y_from_zero: false,
         x_integer: axis == Axis::Concurrency,
+        y_integer: false,
     })
 }
 

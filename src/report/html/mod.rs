@@ -516,6 +516,7 @@ mod tests {
                     }],
                     y_from_zero: true,
                     x_integer: true,
+                    y_integer: false,
                 }],
             }],
         };

@@ -70,6 +70,7 @@ pub fn latency_cdf(name: &str, times: &[RequestTimes]) -> Chart {
         layers,
         y_from_zero: true,
         x_integer: false,
+        y_integer: false,
     }
 }
 
@@ -94,6 +95,7 @@ pub fn case_cdf(case: &str, metric: &str, trials: &[(String, Vec<f64>)]) -> Char
         layers,
         y_from_zero: true,
         x_integer: false,
+        y_integer: false,
     }
 }
 
@@ -168,8 +170,10 @@ pub fn timeline(name: &str, times: &[RequestTimes]) -> (Chart, usize) {
         x_label: "time since the load started (s)".into(),
         y_label: "request (in send order)".into(),
         layers,
-        y_from_zero: true,
+        // Requests sit on whole numbers from 0: pad below the first.
+        y_from_zero: false,
         x_integer: false,
+        y_integer: true,
     };
     (chart, shown.len())
 }
