@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{Ending, Generation};
@@ -90,8 +90,17 @@ pub struct Chunk<'a> {
     #[serde(default)]
     pub error: Option<Value>,
     /// llama-server: its own timings of the request, on the last chunk (all endpoints).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_timings")]
     pub timings: Option<ServerTiming>,
+}
+
+/// Timings in llama-server's shape, else `None`: another server's field of the same name must
+/// not make the chunk unreadable.
+fn lenient_timings<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ServerTiming>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl Chunk<'_> {
@@ -272,6 +281,20 @@ mod tests {
                 assert_eq!(body["prompt"], "Question: 1+1?\nAnswer:");
             }
         }
+    }
+
+    #[rstest]
+    #[case(r#"{"prompt_n":3,"prompt_ms":1.5}"#, Some(1.5))]
+    #[case(r#"{"prompt_n":"three"}"#, None)]
+    #[case(r#""fast""#, None)]
+    fn timings_of_another_shape_are_dropped_not_fatal(
+        #[case] timings: &str,
+        #[case] prompt_ms: Option<f64>,
+    ) {
+        let json = format!(r#"{{"content":" x","stop":true,"timings":{timings}}}"#);
+        let chunk: Chunk = serde_json::from_str(&json).expect("the chunk still parses");
+        assert!(chunk.has_content());
+        assert_eq!(chunk.timings.and_then(|t| t.prompt_ms), prompt_ms);
     }
 
     #[test]
