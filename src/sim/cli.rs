@@ -270,6 +270,9 @@ fn study(args: &StudyArgs) -> Result<String, SimError> {
     let outcome = study::run_study(&config, &args.out, |step, wall_s| {
         eprintln!("{step}: {wall_s:.2} s");
     })?;
+    let page = crate::report::html::study::write(&args.out, &outcome.rows, &outcome.analysis)
+        .map_err(|e| SimError::Report(e.to_string()))?;
+    eprintln!("study page: {}", page.display());
     Ok(format!(
         "{}\n{}\n{}\n",
         study::render(&outcome.rows),
@@ -280,7 +283,7 @@ fn study(args: &StudyArgs) -> Result<String, SimError> {
 
 fn written(out: &Path) -> String {
     format!(
-        "wrote {}: one CSV per step, all.csv and analysis.json",
+        "wrote {}: one CSV per step, all.csv, analysis.json and study.html",
         out.display()
     )
 }

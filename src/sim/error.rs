@@ -63,6 +63,9 @@ pub enum SimError {
     /// A least-squares fit whose data do not determine the model.
     #[error("cannot fit the step-time model: {0}")]
     Fit(String),
+    /// The study's page could not be drawn or written.
+    #[error("study.html: {0}")]
+    Report(String),
 }
 
 impl SimError {

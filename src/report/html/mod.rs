@@ -14,6 +14,7 @@ pub mod chart;
 mod figures;
 pub mod markup;
 mod requests;
+pub mod study;
 
 use chart::Chart;
 use markup::{escape, id, level_badge, table, verdict_badge};
@@ -112,15 +113,21 @@ pub fn render(run: &Run, thresholds: &Thresholds, extras: &Extras) -> Result<Str
         body.push_str(&extra_section(section)?);
     }
     body.push_str(&footer(thresholds));
-    Ok(format!(
+    Ok(page(&title, &body))
+}
+
+/// A whole self-contained page: inline style, `body`, and the script that checks every plot
+/// rendered.
+fn page(title: &str, body: &str) -> String {
+    format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <link rel=\"icon\" href=\"data:,\">\n<title>{}</title>\n<style>\n{}</style>\n</head>\n\
          <body data-render=\"pending\">\n{body}<script>\n{}</script>\n</body>\n</html>\n",
-        escape(&title),
+        escape(title),
         include_str!("style.css"),
         include_str!("check.js"),
-    ))
+    )
 }
 
 /// Writes the page into the run's folder and returns its path.
