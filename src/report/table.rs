@@ -11,6 +11,7 @@
 
 use super::TrialReport;
 use super::accuracy::AccuracySummary;
+use super::markdown::{Align, Table, cell};
 use crate::case::Kind;
 use crate::metrics::Distribution;
 use crate::server_metrics::Reading;
@@ -59,12 +60,6 @@ const STATS: [&str; 9] = ["mean", "std", "p5", "p25", "p50", "p90", "p95", "p99"
 /// Shown for a value that does not exist.
 const NONE: &str = "-";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Align {
-    Left,
-    Right,
-}
-
 /// A measured number, or its placeholder.
 fn measured(numbers: Numbers, placeholder: &str, text: impl FnOnce() -> String) -> String {
     match numbers {
@@ -104,60 +99,15 @@ fn f3(value: f64) -> String {
     format!("{value:.3}")
 }
 
-/// Makes text fit in one cell: no line breaks, no column separators.
-fn cell(text: &str) -> String {
-    text.replace("\r\n", " ")
-        .replace(['\n', '\r'], " ")
-        .replace('|', "\\|")
-}
-
 /// Appends an aligned table. Column widths come from the cells, so in redacted mode (where
 /// every measured cell is a placeholder) they do not depend on what was measured.
 fn push_table(out: &mut String, header: &[&str], align: &[Align], rows: &[Vec<String>]) {
-    let header: Vec<String> = header.iter().map(|h| cell(h)).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|c| cell(c)).collect())
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .filter_map(|row| row.get(i))
-                .chain([&header[i]])
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(3)
-        })
-        .collect();
-    let line = |out: &mut String, cells: &[String]| {
-        out.push('|');
-        for (i, width) in widths.iter().enumerate() {
-            let text = cells.get(i).map_or("", String::as_str);
-            let pad = " ".repeat(width - text.chars().count());
-            out.push(' ');
-            if align[i] == Align::Right {
-                out.push_str(&pad);
-                out.push_str(text);
-            } else {
-                out.push_str(text);
-                out.push_str(&pad);
-            }
-            out.push_str(" |");
-        }
-        out.push('\n');
-    };
-    line(out, &header);
-    out.push('|');
-    for (i, width) in widths.iter().enumerate() {
-        out.push_str(&"-".repeat(width + 1));
-        out.push(if align[i] == Align::Right { ':' } else { '-' });
-        out.push('|');
+    let columns: Vec<(&str, Align)> = header.iter().copied().zip(align.iter().copied()).collect();
+    let mut table = Table::new(&columns);
+    for row in rows {
+        table.row(row.clone());
     }
-    out.push('\n');
-    for row in &rows {
-        line(out, row);
-    }
+    out.push_str(&table.render());
 }
 
 fn name_value_table(out: &mut String, header: [&str; 2], rows: Vec<(&str, String)>) {
