@@ -9,7 +9,7 @@ use super::markup::escape;
 use super::{Section, extra_section, page};
 use crate::report::ReportError;
 use crate::sim::study::StudyRow;
-use crate::sim::study::analysis::Analysis;
+use crate::sim::study::analysis::{Analysis, goodput};
 
 /// The study page's file name.
 pub const STUDY_HTML: &str = "study.html";
@@ -115,18 +115,7 @@ fn replica_scaling(rows: &[StudyRow], analysis: &Analysis) -> Section {
 /// Goodput (requests meeting the SLA per second) against K, the best K marked.
 fn bins(rows: &[StudyRow], analysis: &Analysis) -> Section {
     let rows = rows_of(rows, "bins");
-    let goodput: Vec<(f64, f64)> = rows
-        .iter()
-        .map(|r| {
-            let s = &r.summary;
-            let per_s = if s.makespan_s > 0.0 {
-                s.requests as f64 * (1.0 - s.sla_violation_rate) / s.makespan_s
-            } else {
-                0.0
-            };
-            (r.bins as f64, per_s)
-        })
-        .collect();
+    let goodput: Vec<(f64, f64)> = rows.iter().map(|r| (r.bins as f64, goodput(r))).collect();
     let mut layers = vec![line("goodput (req/s)".into(), goodput, 2)];
     if let Some(best) = analysis.best_bins {
         layers.push(Layer::Mark {

@@ -50,7 +50,8 @@ pub struct Analysis {
     pub findings: Vec<String>,
 }
 
-fn goodput(row: &StudyRow) -> f64 {
+/// Requests that met the SLA per second of the run.
+pub fn goodput(row: &StudyRow) -> f64 {
     let s = &row.summary;
     if s.makespan_s > 0.0 {
         s.requests as f64 * (1.0 - s.sla_violation_rate) / s.makespan_s
