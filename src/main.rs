@@ -25,6 +25,8 @@ use llm_stress::report::{publish, trial_dir};
 use llm_stress::runner::{self, RunContext};
 use llm_stress::server::embedded::EmbeddedServer;
 use llm_stress::server::embedded::answers::AnswerKey;
+use llm_stress::sim::config::SimConfig;
+use llm_stress::sim::scheduler::SchedulerKind;
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +92,73 @@ impl FaultArgs {
             Some(problem) => bail!("faults: {problem}"),
             None => Ok(spec),
         }
+    }
+}
+
+/// `serve` on the simulator instead of fixed latencies.
+#[derive(clap::Args)]
+struct SimServeArgs {
+    /// Serve with the discrete-event simulator on this hardware profile (h100-sxm, h200,
+    /// a100-80gb, cpu-2core) against the wall clock; --ttft-ms, --tpot-ms, --slots and
+    /// --prefill-us-per-token are then ignored.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Model profile of the simulator (llama-3.1-8b, llama-3.1-70b, smollm2-135m); default
+    /// smollm2-135m on cpu-2core, else llama-3.1-8b.
+    #[arg(long, value_name = "NAME")]
+    model_profile: Option<String>,
+    /// Serve with the simulator configured by this YAML file (as `sim run --config`; its
+    /// workload only places multi-bin boundaries and sets the length predictor's noise).
+    #[arg(long, value_name = "FILE")]
+    sim_config: Option<PathBuf>,
+    /// Simulator scheduler: static, continuous or multi-bin.
+    #[arg(long, value_parser = llm_stress::sim::cli::parse_scheduler)]
+    scheduler: Option<SchedulerKind>,
+    /// Simulator batch size (static, multi-bin) or maximum batch size (continuous).
+    #[arg(long)]
+    batch_size: Option<u32>,
+    /// Simulator replicas.
+    #[arg(long)]
+    replicas: Option<usize>,
+}
+
+impl SimServeArgs {
+    /// The simulator's configuration, if `serve` should run on it.
+    fn config(&self) -> Result<Option<SimConfig>> {
+        let mut config = match (&self.sim_config, &self.profile) {
+            (Some(path), _) => SimConfig::load(path)?,
+            (None, Some(_)) => SimConfig::default(),
+            (None, None) => {
+                if self.model_profile.is_some()
+                    || self.scheduler.is_some()
+                    || self.batch_size.is_some()
+                    || self.replicas.is_some()
+                {
+                    bail!("simulator flags need --profile or --sim-config");
+                }
+                return Ok(None);
+            }
+        };
+        if let Some(profile) = &self.profile {
+            config.hardware = profile.clone();
+            if self.model_profile.is_none() && profile == "cpu-2core" {
+                config.model = "smollm2-135m".into();
+            }
+        }
+        if let Some(model) = &self.model_profile {
+            config.model = model.clone();
+        }
+        if let Some(kind) = self.scheduler {
+            config.scheduler.kind = kind;
+        }
+        if let Some(batch) = self.batch_size {
+            config.scheduler.batch_size = batch;
+        }
+        if let Some(replicas) = self.replicas {
+            config.replicas = replicas;
+        }
+        config.engine_config()?;
+        Ok(Some(config))
     }
 }
 
@@ -169,6 +238,8 @@ enum Command {
         correct: f64,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        sim: SimServeArgs,
     },
     /// The discrete-event serving simulator: run one simulation, the scaling study, or its
     /// benchmark.
@@ -356,6 +427,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             answers,
             correct,
             faults,
+            sim,
         } => {
             if !(0.0..=1.0).contains(&correct) {
                 bail!("--correct must be a chance between 0 and 1, not {correct}");
@@ -371,6 +443,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                     seed: 0,
                 },
                 faults: faults.spec()?,
+                sim: sim.config()?,
             };
             let key = match answers {
                 Some(case) => answer_key(&case)?,

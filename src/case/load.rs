@@ -319,6 +319,9 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
         if let Some(problem) = e.faults.problem() {
             return invalid("server.embedded.faults", &problem);
         }
+        if let Some(Err(problem)) = e.sim.as_ref().map(|sim| sim.engine_config()) {
+            return invalid("server.embedded.sim", &problem.to_string());
+        }
     }
     for kind in [super::Kind::Accuracy, super::Kind::Stress] {
         if spec.kinds.contains(&kind) && spec.accuracy.is_none() {

@@ -12,6 +12,7 @@ pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
 pub use super::request::{ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec};
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
+use crate::sim::config::SimConfig;
 use crate::verdict::Slo;
 
 /// What a trial does: load only, accuracy only, both at once, or a simulator study.
@@ -212,6 +213,10 @@ pub struct EmbeddedSpec {
     /// Faults to inject: errors, refusals when the queue is full, cut streams, stalls,
     /// malformed events, a slow first byte.
     pub faults: FaultSpec,
+    /// Serve with the discrete-event simulator (hardware and model profiles, scheduler, KV
+    /// cache) against the wall clock instead of the fixed latencies above (`ttft_ms`,
+    /// `tpot_ms`, `slots`, `prefill_us_per_token` are then ignored).
+    pub sim: Option<SimConfig>,
 }
 
 impl Default for EmbeddedSpec {
@@ -224,6 +229,7 @@ impl Default for EmbeddedSpec {
             tokens_per_chunk: 1,
             answers: AnswerSpec::default(),
             faults: FaultSpec::default(),
+            sim: None,
         }
     }
 }

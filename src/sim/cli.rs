@@ -140,7 +140,8 @@ pub struct BenchArgs {
     pub rate: f64,
 }
 
-fn parse_scheduler(text: &str) -> Result<SchedulerKind, String> {
+/// Parses `static`, `continuous` or `multi-bin`.
+pub fn parse_scheduler(text: &str) -> Result<SchedulerKind, String> {
     match text {
         "static" => Ok(SchedulerKind::Static),
         "continuous" => Ok(SchedulerKind::Continuous),

@@ -316,12 +316,16 @@ impl WorkloadSpec {
     }
 
     fn predict(&self, output_tokens: u32, rng: &mut ChaCha8Rng) -> u32 {
-        if self.prediction_sigma == 0.0 {
-            return output_tokens;
+        noisy_prediction(self.prediction_sigma, output_tokens, rng)
+    }
+
+    /// The workload's output-length predictor for requests that come from elsewhere (a
+    /// server's clients): the same noise, on the stream the workload's own predictions use.
+    pub fn predictor(&self) -> LengthPredictor {
+        LengthPredictor {
+            sigma: self.prediction_sigma,
+            rng: self.rng(Stream::Predictions),
         }
-        let z: f64 = StandardNormal.sample(rng);
-        let predicted = f64::from(output_tokens) * (self.prediction_sigma * z).exp();
-        predicted.round().clamp(1.0, f64::from(u32::MAX)) as u32
     }
 
     /// `n` predicted output lengths drawn independently of the workload's own requests (its
@@ -337,6 +341,30 @@ impl WorkloadSpec {
                 self.predict(real, &mut rng)
             })
             .collect())
+    }
+}
+
+/// `max(1, round(output × exp(σ·Z)))`, or `output` itself when σ is 0.
+fn noisy_prediction(sigma: f64, output_tokens: u32, rng: &mut ChaCha8Rng) -> u32 {
+    if sigma == 0.0 {
+        return output_tokens;
+    }
+    let z: f64 = StandardNormal.sample(rng);
+    let predicted = f64::from(output_tokens) * (sigma * z).exp();
+    predicted.round().clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// Predicts output lengths with a workload's noise (see [`WorkloadSpec::predictor`]).
+#[derive(Debug, Clone)]
+pub struct LengthPredictor {
+    sigma: f64,
+    rng: ChaCha8Rng,
+}
+
+impl LengthPredictor {
+    /// What the predictor says a request of `output_tokens` will generate.
+    pub fn predict(&mut self, output_tokens: u32) -> u32 {
+        noisy_prediction(self.sigma, output_tokens, &mut self.rng)
     }
 }
 

@@ -96,7 +96,7 @@ pub fn last(
 /// token is due, generation from the first to the last token, divided by the tokens made.
 fn timings(prompt_tokens: u64, tokens: u32, admission: &Admission) -> Value {
     let n = tokens as usize;
-    let due = |i: usize| admission.token_offsets.get(i).copied().unwrap_or_default();
+    let due = |i: usize| admission.known_offset(i).unwrap_or_default();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (prompt_ms, predicted_ms) = match n {
         0 => (0.0, 0.0),

@@ -1,9 +1,12 @@
 //! The embedded server's Prometheus `/metrics`, under vLLM's names: requests running and
-//! waiting, prompt and generated tokens, finished requests.
+//! waiting, prompt and generated tokens, finished requests, and when the engine reports them,
+//! KV cache usage and preemptions.
 
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::engine::EngineGauges;
 
 /// The server's counts, updated as requests are admitted and tokens are sent.
 #[derive(Debug, Default)]
@@ -50,11 +53,17 @@ impl ServingCounts {
     }
 
     /// The exposition text, given how many generation requests are in the server (queued,
-    /// in service or streaming).
-    pub fn render(&self, model: &str, in_server: usize) -> String {
-        let running = self.running();
-        let waiting = in_server.saturating_sub(running);
-        let metrics: [(&str, &str, &str, String); 5] = [
+    /// in service or streaming) and the engine's own gauges if it has them (running and
+    /// waiting then come from the engine, with KV cache usage and preemptions).
+    pub fn render(&self, model: &str, in_server: usize, engine: Option<EngineGauges>) -> String {
+        let (running, waiting) = match engine {
+            Some(g) => (g.running, g.waiting),
+            None => {
+                let running = self.running();
+                (running, in_server.saturating_sub(running))
+            }
+        };
+        let mut metrics: Vec<(&str, &str, &str, String)> = vec![
             (
                 "vllm:num_requests_running",
                 "gauge",
@@ -86,6 +95,20 @@ impl ServingCounts {
                 self.finished.load(Ordering::Relaxed).to_string(),
             ),
         ];
+        if let Some(g) = engine {
+            metrics.push((
+                "vllm:kv_cache_usage_perc",
+                "gauge",
+                "Used fraction of the KV cache (1 is full).",
+                g.kv_usage.to_string(),
+            ));
+            metrics.push((
+                "vllm:num_preemptions_total",
+                "counter",
+                "Requests preempted (their KV cache freed, to be recomputed).",
+                g.preemptions.to_string(),
+            ));
+        }
         let model = model.replace('\\', "\\\\").replace('"', "\\\"");
         let mut text = String::new();
         for (name, kind, help, value) in metrics {
@@ -111,7 +134,7 @@ mod tests {
         counts.sent(3);
         counts.finished();
         drop(first);
-        let text = counts.render("m\"x", 4);
+        let text = counts.render("m\"x", 4, None);
         for line in [
             "vllm:num_requests_running{model_name=\"m\\\"x\"} 1",
             "vllm:num_requests_waiting{model_name=\"m\\\"x\"} 3",
@@ -125,7 +148,7 @@ mod tests {
         drop(second);
         assert!(
             counts
-                .render("m", 0)
+                .render("m", 0, None)
                 .contains("running{model_name=\"m\"} 0")
         );
     }

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod llama;
 pub mod metrics;
 pub mod protocol;
+pub mod simulated;
 pub mod thread;
 
 use std::convert::Infallible;
@@ -36,15 +37,22 @@ use engine::{Admission, Engine, EngineRequest, LatencyModel};
 use faults::{Fault, Faults};
 use metrics::ServingCounts;
 use protocol::{Endpoint, Responder, error_body};
+use simulated::SimulatedEngine;
 
 /// Why the embedded server could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on 127.0.0.1:{port}: {source}")]
-pub struct EmbeddedError {
-    /// The port asked for.
-    pub port: u16,
-    /// The underlying error.
-    pub source: std::io::Error,
+pub enum EmbeddedError {
+    /// The port could not be bound (or the server's runtime not started).
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Listen {
+        /// The port asked for.
+        port: u16,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The simulated engine's configuration was refused.
+    #[error("the simulated engine: {0}")]
+    Simulator(#[from] crate::sim::SimError),
 }
 
 /// How the server behaves apart from its engine's timing: what it answers, how it streams,
@@ -144,7 +152,7 @@ impl EmbeddedServer {
     }
 
     /// Like [`EmbeddedServer::start`], answering the questions of `key` as `spec.answers`
-    /// says.
+    /// says; with `spec.sim`, the simulator is the engine.
     pub async fn start_answering(
         spec: EmbeddedSpec,
         served_model: String,
@@ -156,13 +164,11 @@ impl EmbeddedServer {
             tokens_per_chunk: spec.tokens_per_chunk.max(1) as usize,
             faults: Faults::new(spec.faults.clone()),
         };
-        Self::start_with_engine(
-            Arc::new(LatencyModel::new(spec)),
-            behaviour,
-            served_model,
-            port,
-        )
-        .await
+        let engine: Arc<dyn Engine> = match &spec.sim {
+            Some(sim) => Arc::new(SimulatedEngine::start(sim)?),
+            None => Arc::new(LatencyModel::new(spec)),
+        };
+        Self::start_with_engine(engine, behaviour, served_model, port).await
     }
 
     /// Like [`EmbeddedServer::start_answering`] with any engine.
@@ -172,7 +178,7 @@ impl EmbeddedServer {
         served_model: String,
         port: u16,
     ) -> Result<EmbeddedServer, EmbeddedError> {
-        let error = |source| EmbeddedError { port, source };
+        let error = |source| EmbeddedError::Listen { port, source };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .map_err(error)?;
@@ -252,9 +258,11 @@ async fn health() -> Json<Value> {
 }
 
 async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
-    let text = state
-        .counts
-        .render(&state.model, state.in_flight.load(Ordering::Relaxed));
+    let text = state.counts.render(
+        &state.model,
+        state.in_flight.load(Ordering::Relaxed),
+        state.engine.gauges(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -312,8 +320,15 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
     };
     let (guard, output, engine_request) =
         state.enter(&request.ask, request.prompt_tokens, request.max_tokens);
+    // A request the engine can never serve gets a 400, as vLLM answers one longer than its
+    // context.
+    if let Some(reason) = state.engine.refusal(engine_request) {
+        return bad_request(&reason);
+    }
     if !request.stream {
-        let admission = admit_all(&state, engine_request, fault).await;
+        let Some(admission) = admit_all(&state, engine_request, fault).await else {
+            return engine_stopped();
+        };
         let body = responder.full(request.prompt_tokens, &output);
         drop((admission, guard));
         return whole_answer(body, fault);
@@ -358,9 +373,16 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
     };
     let (guard, output, engine_request) =
         state.enter(&request.ask, request.prompt_tokens, request.n_predict);
+    // A request the engine can never serve gets a 400, as vLLM answers one longer than its
+    // context.
+    if let Some(reason) = state.engine.refusal(engine_request) {
+        return bad_request(&reason);
+    }
     let model = state.model.clone();
     if !request.stream {
-        let admission = admit_all(&state, engine_request, fault).await;
+        let Some(admission) = admit_all(&state, engine_request, fault).await else {
+            return engine_stopped();
+        };
         let content = output.text(0, output.tokens() as usize);
         let body = llama::last(&model, &content, &request, &output, &admission);
         drop((admission, guard));
@@ -387,22 +409,36 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
 }
 
 /// Admits a request and waits until its last token is due (non-streaming answers), plus a
-/// stall's length if it has one.
-async fn admit_all(state: &AppState, request: EngineRequest, fault: Option<Fault>) -> Admission {
-    let admission = state.engine.admit(request).await;
+/// stall's length if it has one. `None`: the engine stopped before releasing every token.
+async fn admit_all(
+    state: &AppState,
+    request: EngineRequest,
+    fault: Option<Fault>,
+) -> Option<Admission> {
+    let mut admission = state.engine.admit(request).await;
     let running = state.counts.admitted(request.prompt_tokens);
     let stall = match fault {
         Some(Fault::Stall(stall)) => stall,
         _ => Duration::ZERO,
     };
     if request.output_tokens > 0 {
-        let due = admission.token_due(request.output_tokens as usize - 1);
+        let due = admission
+            .token_due(request.output_tokens as usize - 1)
+            .await?;
         tokio::time::sleep_until(due + stall).await;
     }
     state.counts.sent(request.output_tokens as usize);
     state.counts.finished();
     drop(running);
-    admission
+    Some(admission)
+}
+
+/// The answer when the engine stopped before a request's last token.
+fn engine_stopped() -> Response {
+    let body = Json(error_body(
+        "the engine stopped before the answer was complete",
+    ));
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
 /// A whole (non-streamed) answer; a cut or malformed one is its JSON truncated.
@@ -444,7 +480,7 @@ where
 {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
-        let admission = state.engine.admit(request).await;
+        let mut admission = state.engine.admit(request).await;
         let running = state.counts.admitted(request.prompt_tokens);
         let send = |bytes: Bytes| tx.send(Ok(bytes));
         if let Some(first) = first
@@ -470,7 +506,11 @@ where
                 }
             }
             let end = (next + state.tokens_per_chunk).min(total);
-            tokio::time::sleep_until(admission.token_due(end - 1) + shift).await;
+            // An engine that stops releasing tokens cuts the stream.
+            let Some(due) = admission.token_due(end - 1).await else {
+                return;
+            };
+            tokio::time::sleep_until(due + shift).await;
             if send(chunk(next, end)).await.is_err() {
                 return;
             }

@@ -38,7 +38,7 @@ impl ServerThread {
                 {
                     Ok(runtime) => runtime,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(EmbeddedError { port: 0, source: e }));
+                        let _ = ready_tx.send(Err(EmbeddedError::Listen { port: 0, source: e }));
                         return;
                     }
                 };
