@@ -53,6 +53,9 @@ pub enum EmbeddedError {
     /// The simulated engine's configuration was refused.
     #[error("the simulated engine: {0}")]
     Simulator(#[from] crate::sim::SimError),
+    /// The simulated engine's thread could not start.
+    #[error("cannot start the simulated engine's thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// How the server behaves apart from its engine's timing: what it answers, how it streams,
@@ -425,7 +428,7 @@ async fn admit_all(
         let due = admission
             .token_due(request.output_tokens as usize - 1)
             .await?;
-        tokio::time::sleep_until(due + stall).await;
+        release_at(due + stall).await;
     }
     state.counts.sent(request.output_tokens as usize);
     state.counts.finished();
@@ -439,6 +442,15 @@ fn engine_stopped() -> Response {
         "the engine stopped before the answer was complete",
     ));
     (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+}
+
+/// Waits until `at`. An instant already past returns at once: tokio's timer would hold it
+/// until its next millisecond tick (a simulated engine tells a token's instant only once it
+/// has passed).
+async fn release_at(at: tokio::time::Instant) {
+    if at > tokio::time::Instant::now() {
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 /// A whole (non-streamed) answer; a cut or malformed one is its JSON truncated.
@@ -510,7 +522,7 @@ where
             let Some(due) = admission.token_due(end - 1).await else {
                 return;
             };
-            tokio::time::sleep_until(due + shift).await;
+            release_at(due + shift).await;
             if send(chunk(next, end)).await.is_err() {
                 return;
             }

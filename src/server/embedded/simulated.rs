@@ -1,6 +1,6 @@
 //! The serving simulator as the embedded server's engine, against the wall clock.
 //!
-//! One driver task owns a [`sim::Engine`]. Each HTTP request becomes a simulated request
+//! One driver thread owns a [`sim::Engine`]. Each HTTP request becomes a simulated request
 //! arriving at the moment the driver hears of it; the driver sleeps until the engine's next
 //! event or step end (or the next arrival), advances the engine to the wall clock's time, and
 //! hands each request its events: the instant it was admitted and, in order, the instant each
@@ -9,10 +9,14 @@
 //! exactly as they shape the simulation, and later arrivals change earlier requests' timing as
 //! they would on a real engine.
 //!
-//! Limits: the simulated request runs to its end even when the client goes away (the
-//! simulator has no cancellation), and a token is released at the first timer tick after its
-//! simulated instant (tokio's timer has a resolution of 1 ms).
+//! The driver is a thread of its own, not a task, because it must wake on time: a blocking
+//! wait with a timeout wakes within tens of microseconds of the step's end, where tokio's
+//! timer rounds up to the next millisecond.
+//!
+//! Limit: the simulated request runs to its end even when the client goes away (the simulator
+//! has no cancellation).
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,12 +24,13 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::EmbeddedError;
 use super::engine::{Admission, Engine, EngineGauges, EngineRequest};
 use crate::sim::config::SimConfig;
 use crate::sim::engine::RequestOutcome;
 use crate::sim::kv::KvGeometry;
 use crate::sim::workload::LengthPredictor;
-use crate::sim::{self, EngineEvent, RequestId, SimError, SimRequest};
+use crate::sim::{self, EngineEvent, RequestId, SimRequest};
 
 /// What a request hands the driver.
 struct Submission {
@@ -52,7 +57,7 @@ struct Shared {
 /// The discrete-event simulator serving HTTP requests in real time (see the module
 /// documentation). Dropping it stops the driver; requests it had not finished end early.
 pub struct SimulatedEngine {
-    submissions: mpsc::UnboundedSender<Submission>,
+    submissions: Sender<Submission>,
     shared: Arc<Shared>,
     kv: KvGeometry,
 }
@@ -60,24 +65,27 @@ pub struct SimulatedEngine {
 impl SimulatedEngine {
     /// Builds the engine of `config` (its replicas, router, scheduler, cost model and KV cache;
     /// its workload only places multi-bin boundaries and sets the length predictor's noise)
-    /// and starts its driver on the current tokio runtime.
-    pub fn start(config: &SimConfig) -> Result<SimulatedEngine, SimError> {
+    /// and starts its driver thread.
+    pub fn start(config: &SimConfig) -> Result<SimulatedEngine, EmbeddedError> {
         let engine_config = config.engine_config()?;
         let kv = engine_config.kv;
         let engine = sim::Engine::new(engine_config)?;
         let predictor = config.workload.predictor();
-        let (submissions, received) = mpsc::unbounded_channel();
+        let (submissions, received) = channel();
         let shared = Arc::new(Shared::default());
         let driver = Driver {
             engine,
             predictor,
-            epoch: Instant::now(),
+            epoch: std::time::Instant::now(),
             sinks: Vec::new(),
             last_arrival_s: 0.0,
             preemptions: 0,
             shared: Arc::clone(&shared),
         };
-        tokio::spawn(driver.run(received));
+        std::thread::Builder::new()
+            .name("sim-engine".into())
+            .spawn(move || driver.run(&received))
+            .map_err(EmbeddedError::Thread)?;
         Ok(SimulatedEngine {
             submissions,
             shared,
@@ -143,12 +151,12 @@ impl Engine for SimulatedEngine {
     }
 }
 
-/// The task that runs the simulator against the wall clock.
+/// The thread that runs the simulator against the wall clock.
 struct Driver {
     engine: sim::Engine,
     predictor: LengthPredictor,
     /// Virtual time 0.
-    epoch: Instant,
+    epoch: std::time::Instant,
     /// Indexed by the engine's request id; `None` once finished or refused.
     sinks: Vec<Option<Sink>>,
     last_arrival_s: f64,
@@ -157,7 +165,8 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut submissions: mpsc::UnboundedReceiver<Submission>) {
+    /// Serves until the engine's handle is dropped (the server is gone).
+    fn run(mut self, submissions: &Receiver<Submission>) {
         loop {
             let wake = [self.engine.next_event_s(), self.engine.next_token_s()]
                 .into_iter()
@@ -165,23 +174,25 @@ impl Driver {
                 .min_by(f64::total_cmp)
                 .map(|s| self.epoch + Duration::from_secs_f64(s.max(0.0)));
             let received = match wake {
-                Some(wake) => tokio::select! {
-                    biased;
-                    received = submissions.recv() => Some(received),
-                    () = tokio::time::sleep_until(wake) => None,
-                },
-                None => Some(submissions.recv().await),
-            };
-            match received {
-                // The engine's handle was dropped: the server is gone.
-                Some(None) => return,
-                Some(Some(first)) => {
-                    self.arrive(first);
-                    while let Ok(more) = submissions.try_recv() {
-                        self.arrive(more);
+                Some(wake) => {
+                    match submissions
+                        .recv_timeout(wake.saturating_duration_since(std::time::Instant::now()))
+                    {
+                        Ok(submission) => Some(submission),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
-                None => {}
+                None => match submissions.recv() {
+                    Ok(submission) => Some(submission),
+                    Err(_) => return,
+                },
+            };
+            if let Some(first) = received {
+                self.arrive(first);
+                while let Ok(more) = submissions.try_recv() {
+                    self.arrive(more);
+                }
             }
             let events = self.engine.advance_to(self.now_s());
             self.dispatch(&events);
@@ -223,7 +234,7 @@ impl Driver {
     }
 
     fn instant(&self, at_s: f64) -> Instant {
-        self.epoch + Duration::from_secs_f64(at_s.max(0.0))
+        Instant::from_std(self.epoch + Duration::from_secs_f64(at_s.max(0.0)))
     }
 
     fn dispatch(&mut self, events: &[EngineEvent]) {

@@ -1,0 +1,212 @@
+//! The embedded server running the simulator against the wall clock: the harness measures
+//! what the engine simulated, request by request, and the engine driven in real time computes
+//! what the offline simulator computes for the same arrivals.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use llm_stress::case::{AnswerSpec, FaultSpec};
+use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::runner::{RunContext, execute};
+use llm_stress::server::embedded::answers::Answerer;
+use llm_stress::server::embedded::faults::Faults;
+use llm_stress::server::embedded::simulated::SimulatedEngine;
+use llm_stress::server::embedded::{Behaviour, EmbeddedServer};
+use llm_stress::server_metrics::{Reading, known};
+use llm_stress::sim::config::SimConfig;
+use llm_stress::sim::engine::RequestOutcome;
+use llm_stress::sim::scheduler::SchedulerKind;
+use llm_stress::sim::{SimRequest, simulate};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+struct Temp(PathBuf);
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// The server on a thread and runtime of its own (as trials run it), keeping a handle on its
+/// engine to read the engine's own account.
+struct Served {
+    base_url: String,
+    engine: Arc<SimulatedEngine>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    fn start(config: SimConfig) -> Served {
+        let (ready, started) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let engine = Arc::new(SimulatedEngine::start(&config).expect("engine"));
+                let behaviour = Behaviour {
+                    answerer: Answerer::new(Arc::default(), AnswerSpec::default()),
+                    tokens_per_chunk: 1,
+                    faults: Faults::new(FaultSpec::default()),
+                };
+                let server =
+                    EmbeddedServer::start_with_engine(engine.clone(), behaviour, "m".into(), 0)
+                        .await
+                        .expect("server");
+                ready.send((server.base_url(), engine)).expect("test waits");
+                stopped.await.ok();
+                server.shutdown().await;
+            });
+        });
+        let (base_url, engine) = started.recv().expect("server started");
+        Served {
+            base_url,
+            engine,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
+/// SmolLM2-135M on the 2-core CPU profile with continuous batches of at most 4.
+fn cpu_config() -> SimConfig {
+    let mut config = SimConfig {
+        hardware: "cpu-2core".into(),
+        model: "smollm2-135m".into(),
+        ..SimConfig::default()
+    };
+    config.scheduler.kind = SchedulerKind::Continuous;
+    config.scheduler.batch_size = 4;
+    config
+}
+
+fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+/// Checks two sorted samples agree element by element: the harness's stamps are never more
+/// than 0.5 ms before the engine's instants, at most `max_ms` after, and `mean_ms` after on
+/// average (HTTP parsing before the request enters the engine, the 1 ms timer tick that
+/// releases a token, the client's read).
+fn assert_close(what: &str, harness: &[f64], engine: &[f64], mean_ms: f64, max_ms: f64) {
+    assert_eq!(harness.len(), engine.len(), "{what}");
+    let diffs: Vec<f64> = harness.iter().zip(engine).map(|(h, e)| h - e).collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let report = format!("{what}: harness {harness:?}\nengine {engine:?}\ndiffs {diffs:?}");
+    assert!(
+        diffs.iter().all(|d| (-0.5..=max_ms).contains(d)),
+        "{report}"
+    );
+    assert!(mean <= mean_ms, "mean {mean} ms; {report}");
+    eprintln!(
+        "{what}: harness − engine mean {mean:.3} ms, max {:.3} ms",
+        diffs.iter().copied().fold(f64::MIN, f64::max)
+    );
+}
+
+#[test]
+fn the_harness_measures_what_the_real_time_simulator_computed() {
+    let dir = std::env::temp_dir().join(format!("llm-stress-sim-server-{}", std::process::id()));
+    let dir = Temp(dir);
+    std::fs::create_dir_all(dir.0.join("cases/models")).expect("dirs");
+    std::fs::write(
+        dir.0.join("cases/models/m.yaml"),
+        "name: m\nmax_context: 2048\nmax_concurrency: 8\n",
+    )
+    .expect("model");
+    // Eight clients, a batch of four: half of them queue; 24 requests of 64 prompt and 16
+    // output tokens, no warmup, so every request the engine saw is one the harness measured.
+    std::fs::write(
+        dir.0.join("cases/c.yaml"),
+        "name: c\nmodel: m\nkinds: [perf]\nload: { warmup: 0 }\n\
+         client: { metrics: { interval_ms: 20 } }\n\
+         matrix:\n  mode: custom\n  isl: [64]\n  osl: [16]\n  concurrency: [8]\n  prompts: { fixed: 24 }\n",
+    )
+    .expect("case");
+    let Some(Discovered::Plan(plan)) = discover(&dir.0.join("cases"), None).pop() else {
+        panic!("one plan expected");
+    };
+    let config = cpu_config();
+    let served = Served::start(config.clone());
+    let context = RunContext {
+        run_id: "sim-server".into(),
+        out_dir: dir.0.join("out"),
+        url_override: Some(served.base_url.clone()),
+    };
+    let outcome = execute(&plan, &context).expect("reports written");
+    assert_eq!(
+        outcome.report.summary.requests_ok, 24,
+        "{:?}",
+        outcome.report
+    );
+
+    let records: Vec<Value> = std::fs::read_to_string(outcome.dir.join("records.jsonl"))
+        .expect("records")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
+    let field = |name: &str| sorted(records.iter().map(|r| r[name].as_f64().expect(name)));
+    let finished: Vec<RequestOutcome> = served.engine.finished();
+    assert_eq!(finished.len(), 24);
+    let since_arrival = |at: fn(&RequestOutcome) -> Option<f64>| {
+        sorted(
+            finished
+                .iter()
+                .map(|o| (at(o).expect("finished") - o.request.arrival_s) * 1e3),
+        )
+    };
+    let engine_ttft = since_arrival(|o| o.first_token_s);
+    let engine_e2el = since_arrival(|o| o.finished_s);
+    // The engine's latencies are far above the tolerance: a wrong release would show.
+    assert!(
+        engine_ttft[0] > 100.0,
+        "a 64-token prefill on the CPU profile"
+    );
+    assert!(
+        engine_e2el[23] > engine_e2el[0] + 100.0,
+        "queued requests waited"
+    );
+    assert_close("ttft", &field("ttft_ms"), &engine_ttft, 2.0, 8.0);
+    assert_close("e2el", &field("e2el_ms"), &engine_e2el, 2.0, 8.0);
+
+    // The server's /metrics came from the engine: never more than 4 in a batch, a queue.
+    let [metrics] = outcome.report.server_metrics.as_slice() else {
+        panic!("one scraped server");
+    };
+    let max = |label| match metrics.reading(label) {
+        Some(Reading::Gauge { max, .. }) => max,
+        other => panic!("{label}: {other:?}"),
+    };
+    assert_eq!(max(known::RUNNING), 4.0, "{metrics:?}");
+    assert!(max(known::WAITING) >= 1.0, "{metrics:?}");
+    assert!(max(known::KV_USAGE) > 0.0, "{metrics:?}");
+
+    // Driven against the wall clock, the engine computed exactly what the offline simulator
+    // computes for the same arrivals.
+    let mut requests: Vec<SimRequest> = finished.iter().map(|o| o.request).collect();
+    requests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+    let offline = simulate(&config.engine_config().expect("config"), &requests).expect("run");
+    let key = |o: &RequestOutcome| (o.request.arrival_s.to_bits(), o.first_token_s, o.finished_s);
+    let mut live: Vec<_> = finished.iter().map(key).collect();
+    let mut replay: Vec<_> = offline.outcomes.iter().map(key).collect();
+    live.sort_by_key(|k| k.0);
+    replay.sort_by_key(|k| k.0);
+    assert_eq!(live, replay);
+}
