@@ -443,7 +443,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                     seed: 0,
                 },
                 faults: faults.spec()?,
-                sim: sim.config()?,
+                sim: sim.config()?.map(Box::new),
             };
             let key = match answers {
                 Some(case) => answer_key(&case)?,

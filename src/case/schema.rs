@@ -216,7 +216,7 @@ pub struct EmbeddedSpec {
     /// Serve with the discrete-event simulator (hardware and model profiles, scheduler, KV
     /// cache) against the wall clock instead of the fixed latencies above (`ttft_ms`,
     /// `tpot_ms`, `slots`, `prefill_us_per_token` are then ignored).
-    pub sim: Option<SimConfig>,
+    pub sim: Option<Box<SimConfig>>,
 }
 
 impl Default for EmbeddedSpec {
