@@ -164,7 +164,7 @@ impl SimServeArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the cases' perf, accuracy and stress trials and write reports.
+    /// Run the cases' perf, accuracy, stress and sim trials and write reports.
     Run {
         /// Folder of case files.
         #[arg(default_value = "stress-cases")]
@@ -510,18 +510,20 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
         }
         Command::Matrix { case } => {
             let loaded = case::load_case(&case)?;
-            let combinations = matrix::generate(&loaded.spec.matrix, &loaded.model)
+            let (Some(spec), Some(model)) = (&loaded.spec.matrix, &loaded.model) else {
+                bail!(
+                    "{}: the case needs a `matrix` and a `model` to generate combinations (a case of only `sim` trials has none)",
+                    case.display()
+                );
+            };
+            let combinations = matrix::generate(spec, model)
                 .with_context(|| format!("{}: key `matrix`", case.display()))?;
             println!(
                 "{}: {} combinations (max_context {}, max_concurrency {})",
                 loaded.spec.name,
                 combinations.len(),
-                loaded
-                    .spec
-                    .matrix
-                    .max_context
-                    .unwrap_or(loaded.model.max_context),
-                loaded.model.max_concurrency
+                spec.max_context.unwrap_or(model.max_context),
+                model.max_concurrency
             );
             print!("{}", matrix::render_table(&combinations));
             Ok(ExitCode::SUCCESS)

@@ -83,6 +83,7 @@ fn report(writer: usize, row: usize) -> TrialReport {
         accuracy_threshold: None,
         accuracy_detail: None,
         server_metrics: Vec::new(),
+        sim: None,
         verdict: Verdict::from_checks(vec![check]),
         expect_fail: false,
     }

@@ -122,3 +122,28 @@ fn duplicate_case_names_are_an_error_not_a_silent_merge() {
         vec!["[error] b::case", "[perf] same::isl768_osl128_c1_n1"]
     );
 }
+
+#[test]
+fn a_sim_case_makes_one_trial_per_study_step_beside_its_load_trials() {
+    let dir = Dir::new("sim");
+    dir.case("study.yaml", "name: study\nkinds: [sim]\nsim: {}\n")
+        .case(
+            "both.yaml",
+            "name: both\nmodel: m\nkinds: [sim, perf]\nmatrix: {mode: single}\nsim: { preset: small }\n",
+        );
+    let found = discover(dir.path(), None);
+    assert_eq!(
+        names(&found),
+        vec![
+            "[sim] both::bins",
+            "[perf] both::isl768_osl128_c1_n1",
+            "[sim] both::replica-scaling",
+            "[sim] both::request-scaling",
+            "[sim] study::bins",
+            "[sim] study::replica-scaling",
+            "[sim] study::request-scaling",
+        ]
+    );
+    let exact = discover(dir.path(), Some("[sim] study::replica-scaling"));
+    assert_eq!(exact.len(), 3, "the exact path reads study.yaml alone");
+}

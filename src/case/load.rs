@@ -15,10 +15,10 @@ pub struct LoadedCase {
     pub spec: CaseSpec,
     /// Where it was read from.
     pub path: PathBuf,
-    /// Its model spec.
-    pub model: ModelSpec,
-    /// Where the model spec was read from.
-    pub model_path: PathBuf,
+    /// Its model spec, when the case names one (every kind but `sim` needs one).
+    pub model: Option<ModelSpec>,
+    /// Where the model spec was read from (set together with `model`).
+    pub model_path: Option<PathBuf>,
 }
 
 /// A position in a YAML file.
@@ -217,23 +217,27 @@ pub fn load_model(path: &Path) -> Result<ModelSpec, CaseError> {
 pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
     let spec: CaseSpec = parse_yaml(path, &read(path)?)?;
     validate(path, &spec)?;
-    let model_path = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("models")
-        .join(format!("{}.yaml", spec.model));
-    if !model_path.is_file() {
-        return Err(CaseError::Invalid {
-            path: path.to_path_buf(),
-            key: "model".into(),
-            message: format!(
-                "model spec `{}` not found (looked for {})",
-                spec.model,
-                model_path.display()
-            ),
-        });
-    }
-    let model = load_model(&model_path)?;
+    let (model, model_path) = match &spec.model {
+        Some(name) => {
+            let model_path = path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("models")
+                .join(format!("{name}.yaml"));
+            if !model_path.is_file() {
+                return Err(CaseError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "model".into(),
+                    message: format!(
+                        "model spec `{name}` not found (looked for {})",
+                        model_path.display()
+                    ),
+                });
+            }
+            (Some(load_model(&model_path)?), Some(model_path))
+        }
+        None => (None, None),
+    };
     Ok(LoadedCase {
         spec,
         path: path.to_path_buf(),
@@ -261,7 +265,7 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
             "must be non-empty and use only letters, digits, `-`, `_` and `.`",
         );
     }
-    if !name_ok(&spec.model) {
+    if spec.model.as_deref().is_some_and(|m| !name_ok(m)) {
         return invalid(
             "model",
             "must be a model spec file stem (letters, digits, `-`, `_`, `.`)",
@@ -269,6 +273,9 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     }
     if spec.kinds.is_empty() {
         return invalid("kinds", "list at least one of perf, accuracy, stress, sim");
+    }
+    if let Some((key, message)) = kinds_problem(spec) {
+        return invalid(key, &message);
     }
     if let Some((key, message)) = spec.load.problem() {
         return invalid(key, &message);
@@ -337,7 +344,32 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.accuracy.as_ref().and_then(|a| a.problem()) {
         return invalid(&key, &message);
     }
+    if let Some((key, message)) = spec.sim.as_ref().and_then(|s| s.problem()) {
+        return invalid(&key, &message);
+    }
     Ok(())
+}
+
+/// A kind without the section it needs: `perf`, `accuracy` and `stress` run the `matrix`
+/// against a server for the `model`; `sim` runs the `sim` study.
+fn kinds_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
+    if let Some(kind) = spec.kinds.iter().find(|k| k.uses_server()) {
+        let needs = |what: &str| format!("kind `{}` needs {what}", kind.as_str());
+        if spec.model.is_none() {
+            return Some(("model", needs("a `model` (a model spec in `models/`)")));
+        }
+        if spec.matrix.is_none() {
+            return Some(("matrix", needs("a `matrix` (the combinations it runs)")));
+        }
+    }
+    if spec.kinds.contains(&super::Kind::Sim) && spec.sim.is_none() {
+        return Some((
+            "sim",
+            "kind `sim` needs a `sim` section (the study it runs, such as `sim: { preset: small }`)"
+                .into(),
+        ));
+    }
+    None
 }
 
 fn endpoints_problem(spec: &CaseSpec) -> Option<(String, String)> {
@@ -434,9 +466,24 @@ mod tests {
         "did you mean `targets`?"
     )]
     #[case::missing_field(
-        "name: x\nkinds: [perf]\nmatrix: {mode: single}\n",
-        "cases/x.yaml:3:1: key `model`: missing field `model`",
+        "name: x\nmodel: m\nmatrix: {mode: single}\n",
+        "cases/x.yaml:3:1: key `kinds`: missing field `kinds`",
         "^ missing field"
+    )]
+    #[case::sim_typo(
+        "name: x\nkinds: [sim]\nsim:\n  presett: full\n",
+        "cases/x.yaml:4:3: key `sim.presett`: unknown field `presett`",
+        "did you mean `preset`?"
+    )]
+    #[case::sim_bad_preset(
+        "name: x\nkinds: [sim]\nsim: { preset: smal }\n",
+        "cases/x.yaml:3:16: key `sim.preset`: unknown variant `smal`",
+        "did you mean `small`?"
+    )]
+    #[case::sim_bad_count(
+        "name: x\nkinds: [sim]\nsim:\n  replica_counts: [1, -2]\n",
+        "cases/x.yaml:4:23: key `sim.replica_counts[1]`: invalid u64",
+        "^ invalid u64"
     )]
     #[case::syntax("name: [x\n", "cases/x.yaml:", "x.yaml")]
     fn yaml_errors_name_file_line_column_and_key(
@@ -471,6 +518,55 @@ mod tests {
         .expect("write");
         let message = load_case(&case).expect_err("no kinds").to_string();
         assert!(message.contains("key `kinds`"), "{message}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[rstest]
+    #[case::sim_without_a_study(
+        "kinds: [sim]\n",
+        "c.yaml: key `sim`: kind `sim` needs a `sim` section"
+    )]
+    #[case::perf_without_a_matrix(
+        "kinds: [sim, perf]\nmodel: m\nsim: {}\n",
+        "c.yaml: key `matrix`: kind `perf` needs a `matrix`"
+    )]
+    #[case::stress_without_a_model(
+        "kinds: [stress]\nmatrix: {mode: single}\n",
+        "c.yaml: key `model`: kind `stress` needs a `model`"
+    )]
+    #[case::sim_counts_out_of_order(
+        "kinds: [sim]\nsim: { replica_counts: [4, 2] }\n",
+        "c.yaml: key `sim.replica_counts[1]`: 2 is not greater than the count before it (4)"
+    )]
+    fn a_kind_without_its_section_names_the_key(#[case] rest: &str, #[case] wanted: &str) {
+        // Cases run in parallel: each needs a folder of its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "llm-stress-kinds-case-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(dir.join("models")).expect("dir");
+        std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");
+        let case = dir.join("c.yaml");
+        std::fs::write(&case, format!("name: c\n{rest}")).expect("write");
+        let message = load_case(&case).expect_err("invalid").to_string();
+        assert!(message.contains(wanted), "{message}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_sim_case_needs_no_model_or_matrix() {
+        let dir = std::env::temp_dir().join(format!("llm-stress-sim-case-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let case = dir.join("c.yaml");
+        std::fs::write(&case, "name: c\nkinds: [sim]\nsim: { preset: small }\n").expect("write");
+        let loaded = load_case(&case).expect("loads");
+        assert!(loaded.model.is_none() && loaded.spec.matrix.is_none());
+        assert_eq!(
+            loaded.spec.sim.map(|s| s.preset),
+            Some(super::super::StudyPreset::Small)
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

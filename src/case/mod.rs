@@ -6,6 +6,7 @@ pub mod fault;
 pub mod load;
 pub mod request;
 pub mod schema;
+pub mod sim;
 pub mod traffic;
 
 pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};

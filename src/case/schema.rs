@@ -11,6 +11,7 @@ pub use super::accuracy::{
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
 pub use super::request::{ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec};
+pub use super::sim::{SimStudySpec, StudyPreset};
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
 use crate::sim::config::SimConfig;
 use crate::verdict::Slo;
@@ -44,6 +45,12 @@ impl Kind {
     pub fn drives_load(self) -> bool {
         matches!(self, Kind::Perf | Kind::Stress)
     }
+
+    /// Whether trials of this kind talk to a server, and so need the case's model spec and
+    /// matrix (every kind but `sim`).
+    pub fn uses_server(self) -> bool {
+        self != Kind::Sim
+    }
 }
 
 /// One case file: what to run, against which server, and how it is judged.
@@ -55,9 +62,12 @@ pub struct CaseSpec {
     /// Free text shown in reports.
     #[serde(default)]
     pub description: Option<String>,
-    /// Name of the model spec in `models/` (file stem).
-    pub model: String,
-    /// Kinds of trial generated for each combination.
+    /// Name of the model spec in `models/` (file stem). Required by `perf`, `accuracy` and
+    /// `stress` trials; `sim` trials simulate the model of their study instead.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Kinds of trial: `perf` and `stress` make one per combination, `accuracy` one per case,
+    /// `sim` one per step of the `sim` study.
     pub kinds: Vec<Kind>,
     /// The server under test (the embedded one when neither this nor `endpoints` is given).
     #[serde(default)]
@@ -74,8 +84,10 @@ pub struct CaseSpec {
     /// Where prompts come from and how their tokens are counted.
     #[serde(default)]
     pub prompts: PromptSpec,
-    /// How parameter combinations are generated.
-    pub matrix: MatrixSpec,
+    /// How parameter combinations are generated. Required by `perf`, `accuracy` and `stress`
+    /// trials.
+    #[serde(default)]
+    pub matrix: Option<MatrixSpec>,
     /// Load shape shared by every combination.
     #[serde(default)]
     pub load: LoadSpec,
@@ -88,6 +100,9 @@ pub struct CaseSpec {
     /// Accuracy task (run by `accuracy` and `stress` trials).
     #[serde(default)]
     pub accuracy: Option<AccuracySpec>,
+    /// The scaling study of `sim` trials.
+    #[serde(default)]
+    pub sim: Option<SimStudySpec>,
     /// Expected verdict. `fail` documents a case that must fail its checks: the trial passes
     /// only when the verdict is FAIL, so the failure path is exercised on every run.
     #[serde(default)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::case::{self, Kind, LoadedCase};
 use crate::load::Shape;
 use crate::matrix;
-use crate::runner::TrialPlan;
+use crate::runner::{MatrixPoint, SimStep, TrialPlan, Work};
 
 /// One trial found by discovery.
 #[derive(Debug)]
@@ -91,7 +91,36 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
     let mut kinds = case.spec.kinds.clone();
     kinds.sort();
     kinds.dedup();
-    match matrix::generate(&case.spec.matrix, &case.model) {
+    // One sim trial per study step (each runs whatever earlier step it needs itself).
+    let mut found: Vec<Discovered> = if kinds.contains(&Kind::Sim) {
+        SimStep::ALL
+            .iter()
+            .map(|&step| {
+                Discovered::Plan(TrialPlan {
+                    kind: Kind::Sim,
+                    case: Arc::clone(&case),
+                    work: Work::Sim(step),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    kinds.retain(|k| k.uses_server());
+    found.extend(matrix_plans(&case, kinds));
+    found
+}
+
+/// The trials of the kinds that run the case's matrix against its servers.
+fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
+    if kinds.is_empty() {
+        return Vec::new();
+    }
+    let generated = match (&case.spec.matrix, &case.model) {
+        (Some(spec), Some(model)) => matrix::generate(spec, model).map_err(|e| e.to_string()),
+        _ => Err("perf, accuracy and stress trials need a `matrix` and a `model`".to_string()),
+    };
+    match generated {
         Err(e) => kinds
             .iter()
             .map(|kind| Discovered::Broken {
@@ -108,7 +137,10 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
             for combination in combinations {
                 for shape in Shape::for_combination(&case.spec.load, &combination) {
                     if slugs.insert(shape.slug(&combination)) {
-                        shaped.push((combination.clone(), shape));
+                        shaped.push(MatrixPoint {
+                            combination: combination.clone(),
+                            shape,
+                        });
                     }
                 }
             }
@@ -117,23 +149,18 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
                 .contains(&Kind::Accuracy)
                 .then(|| shaped.first().cloned())
                 .flatten()
-                .map(|(combination, shape)| (Kind::Accuracy, combination, shape));
+                .map(|point| (Kind::Accuracy, point));
             let load_kinds: Vec<Kind> =
                 kinds.into_iter().filter(|k| *k != Kind::Accuracy).collect();
             shaped
                 .into_iter()
-                .flat_map(|(combination, shape)| {
-                    load_kinds
-                        .iter()
-                        .map(move |&kind| (kind, combination.clone(), shape))
-                })
+                .flat_map(|point| load_kinds.iter().map(move |&kind| (kind, point.clone())))
                 .chain(accuracy_trial)
-                .map(|(kind, combination, shape)| {
+                .map(|(kind, point)| {
                     Discovered::Plan(TrialPlan {
                         kind,
-                        case: Arc::clone(&case),
-                        combination,
-                        shape,
+                        case: Arc::clone(case),
+                        work: Work::Matrix(point),
                     })
                 })
                 .collect()

@@ -1,5 +1,6 @@
-//! The test harness: cases become libtest-mimic trials named `[kind] case::isl…_osl…_c…_n…`,
-//! run by `cargo test --test stress` and `cargo nextest run`.
+//! The test harness: cases become libtest-mimic trials named `[kind] case::isl…_osl…_c…_n…`
+//! (`[sim] case::STEP` for simulator study steps), run by `cargo test --test stress` and
+//! `cargo nextest run`.
 
 pub mod discovery;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+use crate::case::Kind;
 use crate::progress::{self, ProgressDisplay};
 use crate::report::table::{self, Numbers};
 use crate::runner::{self, RunContext, TrialPlan};
@@ -142,8 +144,10 @@ fn run_trial(
             outcome.dir.display()
         )));
     }
-    // Snapshots pin the embedded server's tables; an attached server is another system.
-    if let Some(check) = snapshot.filter(|_| ctx.url_override.is_none()) {
+    // Snapshots pin the embedded server's tables; an attached server is another system. A sim
+    // trial talks to no server: its table is the same wherever it runs.
+    let pinned = ctx.url_override.is_none() || plan.kind == Kind::Sim;
+    if let Some(check) = snapshot.filter(|_| pinned) {
         let name = format!(
             "{}__{}",
             plan.kind.as_str(),

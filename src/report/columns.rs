@@ -57,8 +57,11 @@ pub fn load_level(report: &TrialReport) -> String {
 }
 
 /// The trial's load parameters: ISL, OSL, load level, prompts (accuracy trials have no
-/// lengths; their prompts are the questions).
+/// lengths; their prompts are the questions; sim trials have none of them).
 pub fn parameters(report: &TrialReport) -> [String; 4] {
+    if report.kind == Kind::Sim {
+        return std::array::from_fn(|_| NONE.to_string());
+    }
     let length = |n: u32| {
         if report.kind == Kind::Accuracy {
             NONE.to_string()

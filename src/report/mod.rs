@@ -13,6 +13,7 @@ pub mod pushgateway;
 pub mod run;
 #[cfg(test)]
 mod sample;
+pub mod sim;
 pub mod summary_md;
 pub mod sweep;
 pub mod table;
@@ -83,6 +84,9 @@ pub struct TrialReport {
     /// The servers' own Prometheus metrics over the load, one per scraped server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_metrics: Vec<crate::server_metrics::ServerMetrics>,
+    /// The simulator study step a `sim` trial ran (its load fields are empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<sim::SimStepReport>,
     /// Checks and overall status.
     pub verdict: Verdict,
     /// True when the case expects its checks to fail (`expect: fail`).

@@ -114,6 +114,7 @@ pub fn sample_report() -> TrialReport {
         accuracy_threshold: None,
         accuracy_detail: None,
         server_metrics: Vec::new(),
+        sim: None,
         verdict: Verdict::from_checks(checks),
         expect_fail: false,
     }

@@ -7,11 +7,13 @@
 //! instead of its `reason`. Parameters, targets, check names, statuses and the verdict are
 //! printed as they are, so the redacted table is the same on every run of an unchanged case
 //! and changes when the matrix, a target or an outcome does. The run id and timestamp are not
-//! printed.
+//! printed. A sim trial's numbers come from virtual time and are printed exactly in both
+//! modes, except its wall time.
 
 use super::TrialReport;
 use super::accuracy::AccuracySummary;
 use super::markdown::{Align, Table, cell};
+use super::sim::SimStepReport;
 use crate::case::Kind;
 use crate::metrics::Distribution;
 use crate::server_metrics::Reading;
@@ -490,25 +492,79 @@ fn checks(out: &mut String, report: &TrialReport, numbers: Numbers) {
     push_table(out, &header, &align, &rows);
 }
 
+/// A sim trial's parameters, its study table and findings. Virtual time makes every number
+/// exact except the wall time, which is the only one redacted.
+fn sim(out: &mut String, report: &TrialReport, sim: &SimStepReport, numbers: Numbers) {
+    out.push_str("### Parameters\n\n");
+    let mut rows = vec![
+        ("trial", report.trial.clone()),
+        ("kind", report.kind.as_str().to_string()),
+        ("case", report.case.clone()),
+        ("model", report.model.clone()),
+        ("hardware", sim.hardware.clone()),
+        ("preset", sim.preset.clone()),
+        ("step", sim.step.clone()),
+        ("simulations", sim.runs.to_string()),
+        (
+            "requests",
+            format!(
+                "{} ({} completed, {} rejected)",
+                sim.requests, sim.completed, sim.rejected
+            ),
+        ),
+    ];
+    if let Some(knee) = sim.knee_replicas {
+        rows.push(("knee (replicas)", knee.to_string()));
+    }
+    if let Some(bins) = sim.best_bins {
+        rows.push(("best K (bins)", bins.to_string()));
+    }
+    rows.push(("wall s", measured(numbers, NUM, || f3(sim.wall_s))));
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(name, value)| vec![name.to_string(), value])
+        .collect();
+    push_table(
+        out,
+        &["parameter", "value"],
+        &[Align::Left, Align::Left],
+        &rows,
+    );
+    out.push_str("\n### Study\n\n");
+    out.push_str(&sim.table);
+    if !sim.findings.is_empty() {
+        out.push_str("\n### Findings\n\n");
+        for finding in &sim.findings {
+            out.push_str(&format!("- {finding}\n"));
+        }
+    }
+}
+
 /// Renders the trial's table. See the module documentation for what [`Numbers::Redacted`]
 /// leaves out.
 pub fn render(report: &TrialReport, numbers: Numbers) -> String {
     let mut out = format!("## [{}] {}\n\n", report.kind.as_str(), cell(&report.trial));
-    parameters(&mut out, report);
-    out.push('\n');
-    if report.kind != Kind::Accuracy {
-        metrics(&mut out, report, numbers);
+    if let Some(study) = &report.sim {
+        sim(&mut out, report, study, numbers);
         out.push('\n');
-    }
-    if !report.server_metrics.is_empty() {
-        server_metrics(&mut out, report, numbers);
+        checks(&mut out, report, Numbers::Measured);
+    } else {
+        parameters(&mut out, report);
         out.push('\n');
+        if report.kind != Kind::Accuracy {
+            metrics(&mut out, report, numbers);
+            out.push('\n');
+        }
+        if !report.server_metrics.is_empty() {
+            server_metrics(&mut out, report, numbers);
+            out.push('\n');
+        }
+        if let Some(detail) = &report.accuracy_detail {
+            accuracy(&mut out, detail, numbers);
+            out.push('\n');
+        }
+        checks(&mut out, report, numbers);
     }
-    if let Some(detail) = &report.accuracy_detail {
-        accuracy(&mut out, detail, numbers);
-        out.push('\n');
-    }
-    checks(&mut out, report, numbers);
     out.push('\n');
     out.push_str("verdict: ");
     out.push_str(report.verdict.status.as_str());
@@ -755,6 +811,51 @@ mod tests {
     #[case(-0.000_01, "0")]
     fn targets_print_in_their_shortest_form(#[case] value: f64, #[case] text: &str) {
         assert_eq!(plain(value), text);
+    }
+
+    #[test]
+    fn a_sim_table_shows_its_study_exactly_and_redacts_only_the_wall_time() {
+        let report = TrialReport {
+            kind: Kind::Sim,
+            trial: "study::bins".into(),
+            sim: Some(SimStepReport {
+                preset: "small".into(),
+                step: "bins".into(),
+                hardware: "h100-sxm".into(),
+                runs: 2,
+                requests: 20,
+                completed: 18,
+                rejected: 2,
+                knee_replicas: Some(4),
+                best_bins: Some(2),
+                findings: vec!["K = 2 gives the most goodput.".into()],
+                table: "| step | bins |\n|------|-----:|\n| bins |    2 |\n".into(),
+                wall_s: 0.125,
+            }),
+            ..sample_report()
+        };
+        let measured = render(&report, Numbers::Measured);
+        let redacted = render(&report, Numbers::Redacted);
+        let differ: Vec<(&str, &str)> = measured
+            .lines()
+            .zip(redacted.lines())
+            .filter(|(m, r)| m != r)
+            .collect();
+        assert_eq!(differ.len(), 1, "{differ:?}");
+        assert!(differ[0].0.contains("| wall s ") && differ[0].0.contains("0.125"));
+        assert!(differ[0].1.contains(NUM));
+        for wanted in [
+            "| requests        | 20 (18 completed, 2 rejected) |",
+            "| knee (replicas) | 4 ",
+            "| best K (bins)   | 2 ",
+            "### Study\n\n| step | bins |\n",
+            "### Findings\n\n- K = 2 gives the most goodput.\n",
+            // Checks are exact too: their reasons, not their rules.
+            "57.644 does not satisfy < 50",
+        ] {
+            assert!(redacted.contains(wanted), "{wanted:?} in\n{redacted}");
+        }
+        assert!(!measured.contains("### Metrics"), "{measured}");
     }
 
     #[test]

@@ -105,19 +105,28 @@ pub fn write(
     samples: &[ScoredSample],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
+    let dir = write_summary(out, report, failed)?;
+    write_lines(&dir.join(RECORDS_FILE), records)?;
+    if !samples.is_empty() {
+        write_lines(&dir.join(ACCURACY_FILE), samples)?;
+    }
+    Ok(dir)
+}
+
+/// Writes only [`SUMMARY_FILE`] (the report, pretty JSON) into the trial's folder, creating
+/// it, and returns the folder (a `sim` trial adds its own files, and has no records).
+pub fn write_summary(
+    out: &Path,
+    report: &TrialReport,
+    failed: bool,
+) -> Result<PathBuf, ReportError> {
     let dir = trial_dir(out, report, failed);
     fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
-
     let summary_path = dir.join(SUMMARY_FILE);
     let mut json =
         serde_json::to_vec_pretty(report).map_err(|e| ReportError::json(&summary_path, e))?;
     json.push(b'\n');
     fs::write(&summary_path, json).map_err(|e| ReportError::io(&summary_path, "write", e))?;
-
-    write_lines(&dir.join(RECORDS_FILE), records)?;
-    if !samples.is_empty() {
-        write_lines(&dir.join(ACCURACY_FILE), samples)?;
-    }
     Ok(dir)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::accuracy::{ask_all, judge as judge_accuracy};
 use super::prompting::{model_tokenizer, prompts_for};
-use super::{RunContext, TrialPlan};
+use super::{MatrixPoint, RunContext, TrialPlan};
 use crate::accuracy::Task;
 use crate::case::{AttachSpec, Destination, Kind, LoadMode, ServerSpec};
 use crate::client::{Client, ClientConfig, CountTokens};
@@ -57,7 +57,7 @@ impl Measured {
     }
 }
 
-pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
+pub(super) async fn measure(plan: &TrialPlan, point: &MatrixPoint, ctx: &RunContext) -> Measured {
     let spec = &plan.case.spec;
     let destinations = match &ctx.url_override {
         // One attached server replaces every endpoint of the case.
@@ -75,6 +75,9 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
     let label = destinations
         .first()
         .map_or("embedded", |d| d.server.label());
+    let Some(model) = plan.case.model.as_ref() else {
+        return Measured::failed(label, "the case names no model spec (`model`)".into());
+    };
     let task = match accuracy_task(plan) {
         Ok(task) => task,
         Err(reason) => return Measured::failed(label, reason),
@@ -83,7 +86,7 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
     let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
     let log_dir = ctx.out_dir.join(safe_name(&ctx.run_id)).join("servers");
     let around = Surroundings {
-        model: &plan.case.model,
+        model,
         answers: &key,
         case_dir,
         log_dir: &log_dir,
@@ -102,7 +105,7 @@ pub(super) async fn measure(plan: &TrialPlan, ctx: &RunContext) -> Measured {
         .iter()
         .flat_map(|s| s.notes.iter().map(|note| server_note(note.clone())))
         .collect();
-    let result = drive(plan, ctx, task.as_ref(), &destinations, &servers).await;
+    let result = drive(plan, point, ctx, task.as_ref(), &destinations, &servers).await;
     // A spawned server that died while the trial ran fails it, with its exit and log.
     let deaths: Vec<Check> = servers
         .iter()
@@ -141,6 +144,7 @@ async fn shutdown_all(servers: Vec<RunningServer>) {
 /// Builds the clients and prompts, and runs the load, the accuracy phase, or both at once.
 async fn drive(
     plan: &TrialPlan,
+    point: &MatrixPoint,
     ctx: &RunContext,
     task: Option<&Task>,
     destinations: &[Destination],
@@ -175,14 +179,14 @@ async fn drive(
         .pop()
         .map(|e| e.client)
         .ok_or("no server to ask for tokens")?;
-    let (measured, warmup) = prompts_for(plan, tokenizer_client.http(), first).await?;
+    let (measured, warmup) = prompts_for(plan, point, tokenizer_client.http(), first).await?;
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
         .map_err(|e| e.to_string())?;
     let source = Arc::new(source);
     let scrapers = start_scrapers(plan, &names, servers).await;
     let Some(((task, accuracy), client)) = accuracy.filter(|_| plan.kind == Kind::Stress) else {
-        let outcome = load::run(&spec.load, &plan.shape, &source).await;
-        let mut measured = judge(plan, outcome, &names);
+        let outcome = load::run(&spec.load, &point.shape, &source).await;
+        let mut measured = judge(plan, point, outcome, &names);
         measured.server_metrics = finish_scrapers(scrapers).await;
         return Ok(measured);
     };
@@ -190,7 +194,7 @@ async fn drive(
     // was still running when it came back.
     let running = Arc::new(AtomicBool::new(true));
     let load = async {
-        let outcome = load::run(&spec.load, &plan.shape, &source).await;
+        let outcome = load::run(&spec.load, &point.shape, &source).await;
         running.store(false, Ordering::Release);
         outcome
     };
@@ -209,7 +213,7 @@ async fn drive(
         &spec.name,
     );
     let (summary, checks) = judge_accuracy(task, accuracy, &samples, baseline);
-    let mut measured = judge(plan, outcome, &names);
+    let mut measured = judge(plan, point, outcome, &names);
     measured.checks.extend(checks);
     measured.accuracy = Some(summary);
     measured.samples = samples;
@@ -288,9 +292,14 @@ fn clients(
 }
 
 /// Summarises the outcome (overall and per endpoint) and checks it.
-fn judge(plan: &TrialPlan, outcome: LoadOutcome, endpoint_names: &[String]) -> Measured {
+fn judge(
+    plan: &TrialPlan,
+    point: &MatrixPoint,
+    outcome: LoadOutcome,
+    endpoint_names: &[String],
+) -> Measured {
     let spec = &plan.case.spec;
-    let rate = plan.shape.rate();
+    let rate = point.shape.rate();
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
         .with_arrivals(rate, outcome.dropped);
     let endpoints = if endpoint_names.len() > 1 {
@@ -315,10 +324,10 @@ fn judge(plan: &TrialPlan, outcome: LoadOutcome, endpoint_names: &[String]) -> M
     };
     let mut checks = vec![verdict::run_check(&summary)];
     // Reference targets are measured at a concurrency: an open-loop trial has none to match.
-    let targets = if plan.shape.mode() == LoadMode::Open {
+    let targets = if point.shape.mode() == LoadMode::Open {
         None
     } else {
-        plan.combination.targets.as_ref()
+        point.combination.targets.as_ref()
     };
     checks.extend(verdict::target_checks(targets, &spec.targets, &summary));
     checks.extend(spec.slo.iter().map(|slo| slo.check(&summary)));

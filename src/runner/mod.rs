@@ -2,11 +2,13 @@
 //! harness and the CLI.
 //!
 //! [`execute`] is the whole trial; [`measure`] brings up the servers and drives the load, the
-//! accuracy phase ([`accuracy`]) or both; [`prompting`] prepares what is sent.
+//! accuracy phase ([`accuracy`]) or both; [`prompting`] prepares what is sent; [`sim`] runs a
+//! step of the simulator study instead.
 
 mod accuracy;
 mod measure;
 mod prompting;
+pub mod sim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,40 +20,61 @@ use crate::matrix::Combination;
 use crate::report::{self, TrialReport};
 use crate::verdict::Verdict;
 use measure::measure;
+pub use sim::SimStep;
 
-/// One trial to run: a kind, a case and one combination of its matrix.
+/// One trial to run: a kind, a case and what of the case it runs.
 #[derive(Debug, Clone)]
 pub struct TrialPlan {
     /// What the trial does.
     pub kind: Kind,
     /// The case (shared by all its trials).
     pub case: Arc<LoadedCase>,
-    /// The combination (an accuracy trial, one per case, sends no load and carries the case's
-    /// first combination).
+    /// The matrix point or study step it runs.
+    pub work: Work,
+}
+
+/// What a trial runs.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// One point of the case's matrix, sent to its servers (`perf`, `stress`; an `accuracy`
+    /// trial sends no load and carries the case's first point).
+    Matrix(MatrixPoint),
+    /// One step of the case's simulator study (`sim`).
+    Sim(SimStep),
+}
+
+/// A combination of the matrix and how it is driven.
+#[derive(Debug, Clone)]
+pub struct MatrixPoint {
+    /// The combination.
     pub combination: Combination,
     /// How the combination is driven (closed, open at a rate, users).
     pub shape: Shape,
 }
 
 impl TrialPlan {
-    /// The trial name without the kind: `case::isl128_osl64_c4_n4`, or for the accuracy trial
-    /// the task and its size, `case::gsm8k_n50`.
+    /// The trial name without the kind: `case::isl128_osl64_c4_n4`, for the accuracy trial the
+    /// task and its size, `case::gsm8k_n50`, and for a sim trial the step,
+    /// `case::replica-scaling`.
     pub fn name(&self) -> String {
         let spec = &self.case.spec;
-        match (&spec.accuracy, self.kind) {
-            (Some(accuracy), Kind::Accuracy) => {
+        match (&self.work, &spec.accuracy, self.kind) {
+            (Work::Sim(step), _, _) => format!("{}::{}", spec.name, step.name()),
+            (Work::Matrix(_), Some(accuracy), Kind::Accuracy) => {
                 let size = accuracy.limit.map(|n| format!("_n{n}")).unwrap_or_default();
                 format!("{}::{}{size}", spec.name, accuracy.task.as_str())
             }
-            _ => format!("{}::{}", spec.name, self.shape.slug(&self.combination)),
+            (Work::Matrix(point), _, _) => {
+                format!("{}::{}", spec.name, point.shape.slug(&point.combination))
+            }
         }
     }
 
-    /// Why this trial cannot run here, if it cannot: a kind not in this build, or a spawned
-    /// server whose binary or model is missing (unless `LLM_STRESS_REQUIRE_REAL=1`).
+    /// Why this trial cannot run here, if it cannot: a spawned server whose binary or model
+    /// is missing (unless `LLM_STRESS_REQUIRE_REAL=1`). A sim trial needs no server.
     pub fn unsupported_reason(&self) -> Option<String> {
-        if self.kind == Kind::Sim {
-            return Some("simulator studies are not in this build yet".into());
+        if let Work::Sim(_) = self.work {
+            return None;
         }
         self.case
             .spec
@@ -122,6 +145,9 @@ pub enum RunError {
     /// Writing reports failed.
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    /// Writing a sim trial's study files failed.
+    #[error(transparent)]
+    Sim(#[from] crate::sim::error::SimError),
 }
 
 /// Environment variable setting the client runtime's worker threads.
@@ -142,19 +168,30 @@ pub fn client_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime:
         .build()
 }
 
-/// Runs one trial and writes its reports (CSV row, trial folder). A server that cannot be
-/// had, or requests that fail, make a FAIL verdict with the evidence; only failing to write
-/// results is an error.
+/// Runs one trial and writes its reports (CSV row, trial folder; a sim trial writes its
+/// folder only, see [`sim`]). A server that cannot be had, or requests that fail, make a
+/// FAIL verdict with the evidence; only failing to write results is an error.
 pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunError> {
+    match &plan.work {
+        Work::Matrix(point) => execute_point(plan, point, ctx),
+        Work::Sim(step) => sim::execute(plan, *step, ctx),
+    }
+}
+
+fn execute_point(
+    plan: &TrialPlan,
+    point: &MatrixPoint,
+    ctx: &RunContext,
+) -> Result<TrialOutcome, RunError> {
     let threads = std::env::var(CLIENT_THREADS_ENV)
         .ok()
         .and_then(|v| v.parse().ok());
     let runtime = client_runtime(threads)?;
-    let measured = runtime.block_on(measure(plan, ctx));
+    let measured = runtime.block_on(measure(plan, point, ctx));
     let verdict = Verdict::from_checks(measured.checks);
     let expect_fail = plan.case.spec.expect == Expect::Fail;
     let spec = &plan.case.spec;
-    let c = &plan.combination;
+    let (c, shape) = (&point.combination, &point.shape);
     let accuracy_only = plan.kind == Kind::Accuracy;
     let report = TrialReport {
         run_id: ctx.run_id.clone(),
@@ -162,7 +199,12 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
         trial: plan.name(),
         kind: plan.kind,
         case: spec.name.clone(),
-        model: plan.case.model.name.clone(),
+        model: plan
+            .case
+            .model
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
         server: measured.server_label.to_string(),
         api: spec.api.as_str().to_string(),
         isl: if accuracy_only { 0 } else { c.isl },
@@ -170,20 +212,16 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
         mode: if accuracy_only {
             "accuracy".to_string()
         } else {
-            plan.shape.mode().as_str().to_string()
+            shape.mode().as_str().to_string()
         },
         concurrency: match (&spec.accuracy, accuracy_only) {
             (Some(accuracy), true) => accuracy.concurrency,
-            _ => plan
-                .shape
-                .concurrency()
-                .or(spec.load.max_in_flight)
-                .unwrap_or(0),
+            _ => shape.concurrency().or(spec.load.max_in_flight).unwrap_or(0),
         },
-        rate: plan.shape.rate().filter(|_| !accuracy_only),
+        rate: shape.rate().filter(|_| !accuracy_only),
         num_prompts: match &measured.accuracy {
             Some(accuracy) if accuracy_only => u32::try_from(accuracy.n).unwrap_or(u32::MAX),
-            _ => plan.shape.pool_size(),
+            _ => shape.pool_size(),
         },
         adjusted: c
             .adjusted
@@ -199,6 +237,7 @@ pub fn execute(plan: &TrialPlan, ctx: &RunContext) -> Result<TrialOutcome, RunEr
             .map(|t| t.value),
         accuracy_detail: measured.accuracy,
         server_metrics: measured.server_metrics,
+        sim: None,
         verdict,
         expect_fail,
     };

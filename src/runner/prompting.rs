@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use super::TrialPlan;
+use super::{MatrixPoint, TrialPlan};
 use crate::client::Generation;
 use crate::load;
 use crate::prompts::{self, TokenCounter, Wanted};
@@ -32,10 +32,14 @@ fn token_counter(
 /// The model spec's `tokenizer.json` (relative to the spec file), if it names one.
 pub(super) fn model_tokenizer(plan: &TrialPlan) -> Result<Option<TokenCounter>, String> {
     let case = &plan.case;
-    let Some(file) = &case.model.tokenizer else {
+    let Some(file) = case.model.as_ref().and_then(|m| m.tokenizer.as_ref()) else {
         return Ok(None);
     };
-    let dir = case.model_path.parent().unwrap_or(Path::new("."));
+    let dir = case
+        .model_path
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
     cached_tokenizer(&dir.join(file)).map(Some)
 }
 
@@ -68,13 +72,14 @@ fn trial_prompt_seed(seed: u64, plan: &TrialPlan) -> u64 {
 /// endpoint's client the local tokenizer, if any, to count output text with.
 pub(super) async fn prompts_for(
     plan: &TrialPlan,
+    point: &MatrixPoint,
     tokenizer_http: &reqwest::Client,
     server: &RunningServer,
 ) -> Result<(Vec<Generation>, Vec<Generation>), String> {
     let spec = &plan.case.spec;
     let counter = token_counter(plan, tokenizer_http, server)?;
     let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
-    let c = &plan.combination;
+    let c = &point.combination;
     let build = |count: u32, index_base: u64| {
         let counter = &counter;
         async move {
@@ -96,8 +101,8 @@ pub(super) async fn prompts_for(
                 .map_err(|e| format!("prompts: {e}"))
         }
     };
-    let measured = build(plan.shape.pool_size(), 0).await?;
-    let warmup_count = load::warmup_pool_size(&spec.load, &plan.shape);
+    let measured = build(point.shape.pool_size(), 0).await?;
+    let warmup_count = load::warmup_pool_size(&spec.load, &point.shape);
     let warmup = if warmup_count == 0 {
         Vec::new()
     } else {

@@ -30,7 +30,7 @@ impl Default for Sla {
 /// Summary of one run. Latencies are per completed request: TTFT = first token − arrival,
 /// TPOT = (last token − first token) / (output − 1) (requests of one token have none),
 /// E2E = last token − arrival.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SimSummary {
     /// Requests offered.
     pub requests: usize,
