@@ -1,10 +1,12 @@
-//! The embedded server's `/tokenize` (vLLM and llama.cpp forms) and llama.cpp-native
-//! `/completion` (streaming and not), against a real listener.
+//! The embedded server's `/tokenize` (vLLM and llama.cpp forms), llama.cpp-native
+//! `/completion` (streaming and not), and its routes on the simulator, against a real
+//! listener.
 
 use std::time::{Duration, Instant};
 
 use llm_stress::case::EmbeddedSpec;
 use llm_stress::server::embedded::EmbeddedServer;
+use llm_stress::sim::config::{KvSpec, SimConfig};
 use rstest::rstest;
 use serde_json::{Value, json};
 
@@ -199,5 +201,68 @@ async fn completion_streams_chunks_then_a_stop_event_and_no_done() {
     assert_eq!(last["tokens_predicted"], 5);
     assert_eq!(last["tokens_evaluated"], 3);
     assert!(last["timings"]["predicted_per_token_ms"].as_f64().is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_the_simulator_a_request_too_long_for_the_kv_cache_gets_400_and_metrics_come_from_the_engine()
+ {
+    let sim = SimConfig {
+        hardware: "cpu-2core".into(),
+        model: "smollm2-135m".into(),
+        kv: KvSpec {
+            capacity_tokens: Some(256),
+            ..KvSpec::default()
+        },
+        ..SimConfig::default()
+    };
+    let server = server(EmbeddedSpec {
+        sim: Some(Box::new(sim)),
+        ..EmbeddedSpec::default()
+    })
+    .await;
+    let prompt = |words: usize| vec!["word"; words].join(" ");
+
+    // 200 prompt + 100 output tokens can never fit 256 tokens of KV cache.
+    let body = json!({"model": "m", "prompt": prompt(200), "max_tokens": 100, "stream": true});
+    let response = post(&server, "/v1/completions", &body).await;
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.expect("json");
+    let message = answer["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("300 tokens") && message.contains("KV cache"),
+        "{message}"
+    );
+
+    // One that fits streams all its tokens, paced by the engine (a prefill, then steps).
+    let body = json!({"model": "m", "prompt": prompt(100), "max_tokens": 8, "stream": true});
+    let started = Instant::now();
+    let text = post(&server, "/v1/completions", &body)
+        .await
+        .text()
+        .await
+        .expect("body");
+    let chunks = events(&text).iter().filter(|e| e.contains("tok")).count();
+    assert_eq!(chunks, 8, "{text}");
+    assert!(
+        started.elapsed() > Duration::from_millis(40),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let metrics = reqwest::get(format!("{}/metrics", server.base_url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "vllm:num_requests_running{model_name=\"m\"} 0",
+        "vllm:generation_tokens_total{model_name=\"m\"} 8",
+        "vllm:kv_cache_usage_perc{model_name=\"m\"} 0",
+        "vllm:num_preemptions_total{model_name=\"m\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     server.shutdown().await;
 }

@@ -1,6 +1,6 @@
 //! The embedded server running the simulator against the wall clock: the harness measures
 //! what the engine simulated, request by request, and the engine driven in real time computes
-//! what the offline simulator computes for the same arrivals.
+//! what the offline simulator computes for the same arrivals; `llm-stress serve --profile`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,4 +209,71 @@ fn the_harness_measures_what_the_real_time_simulator_computed() {
     live.sort_by_key(|k| k.0);
     replay.sort_by_key(|k| k.0);
     assert_eq!(live, replay);
+}
+
+/// Starts `llm-stress serve` with `args`: the process and its first line (`serving on URL`)
+/// when it serves, or what it printed on stderr when it exits (with a failure status).
+fn serve(args: &[&str]) -> Result<(std::process::Child, String), String> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llm-stress"))
+        .arg("serve")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    if !first.is_empty() {
+        return Ok((child, first));
+    }
+    let mut errors = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut errors)
+        .expect("read");
+    assert!(!child.wait().expect("wait").success(), "{errors}");
+    Err(errors)
+}
+
+/// One plain HTTP/1.0 GET on loopback: the whole answer.
+fn get(base_url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+}
+
+#[test]
+fn serve_runs_the_simulator_on_a_profile_and_refuses_its_flags_without_one() {
+    for (args, wanted) in [
+        (
+            &["--port", "0", "--scheduler", "static"][..],
+            "simulator flags need --profile or --sim-config",
+        ),
+        (
+            &["--port", "0", "--profile", "tpu"][..],
+            "unknown hardware profile `tpu`",
+        ),
+    ] {
+        let errors = serve(args).err().expect("refused");
+        assert!(errors.contains(wanted), "{errors}");
+    }
+
+    let (mut child, first) = serve(&["--port", "0", "--profile", "cpu-2core"]).expect("serves");
+    let metrics = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(|url| get(url, "/metrics"));
+    child.kill().ok();
+    child.wait().ok();
+    let metrics = metrics.unwrap_or_else(|| panic!("no address in {first:?}"));
+    assert!(metrics.contains("vllm:kv_cache_usage_perc"), "{metrics}");
 }

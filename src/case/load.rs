@@ -521,6 +521,19 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// A folder of its own (with an empty `models/`) for each case of a table: they run in
+    /// parallel.
+    fn case_dir(tag: &str) -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "llm-stress-{tag}-case-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(dir.join("models")).expect("dir");
+        dir
+    }
+
     #[rstest]
     #[case::sim_without_a_study(
         "kinds: [sim]\n",
@@ -539,14 +552,7 @@ mod tests {
         "c.yaml: key `sim.replica_counts[1]`: 2 is not greater than the count before it (4)"
     )]
     fn a_kind_without_its_section_names_the_key(#[case] rest: &str, #[case] wanted: &str) {
-        // Cases run in parallel: each needs a folder of its own.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "llm-stress-kinds-case-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(dir.join("models")).expect("dir");
+        let dir = case_dir("kinds");
         std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");
         let case = dir.join("c.yaml");
         std::fs::write(&case, format!("name: c\n{rest}")).expect("write");
@@ -579,17 +585,16 @@ mod tests {
         "kinds: [accuracy]\naccuracy:\n  task: synthetic_arithmetic\n  threshold: { kind: hypothesis_test, expected_value: 90%, tolerance: 2% }\n",
         "key `accuracy.threshold.tolerance`"
     )]
+    #[case::an_unknown_simulator_profile(
+        "kinds: [perf]\nserver:\n  embedded: { sim: { hardware: tpu } }\n",
+        "key `server.embedded.sim`: unknown hardware profile `tpu`; known: h100-sxm"
+    )]
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",
         "key `server.embedded.answers.correct`: 1.5 is not a chance"
     )]
-    fn accuracy_and_answer_mode_mistakes_name_the_key(#[case] rest: &str, #[case] wanted: &str) {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-stress-accuracy-case-{}-{}",
-            std::process::id(),
-            wanted.len()
-        ));
-        std::fs::create_dir_all(dir.join("models")).expect("dir");
+    fn server_and_accuracy_mistakes_name_the_key(#[case] rest: &str, #[case] wanted: &str) {
+        let dir = case_dir("accuracy");
         std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");
         let case = dir.join("c.yaml");
         std::fs::write(
