@@ -263,7 +263,7 @@ fn serve_runs_the_simulator_on_a_profile_and_refuses_its_flags_without_one() {
             "unknown hardware profile `tpu`",
         ),
     ] {
-        let errors = serve(args).err().expect("refused");
+        let errors = serve(args).expect_err("refused");
         assert!(errors.contains(wanted), "{errors}");
     }
 
