@@ -132,6 +132,11 @@ fn parameters(out: &mut String, report: &TrialReport) {
         ]),
         _ => rows.extend(load_parameters(report)),
     }
+    push_parameters(out, rows);
+}
+
+/// A two-column table of named parameters.
+fn push_parameters(out: &mut String, rows: Vec<(&'static str, String)>) {
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .map(|(name, value)| vec![name.to_string(), value])
@@ -520,16 +525,7 @@ fn sim(out: &mut String, report: &TrialReport, sim: &SimStepReport, numbers: Num
         rows.push(("best K (bins)", bins.to_string()));
     }
     rows.push(("wall s", measured(numbers, NUM, || f3(sim.wall_s))));
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|(name, value)| vec![name.to_string(), value])
-        .collect();
-    push_table(
-        out,
-        &["parameter", "value"],
-        &[Align::Left, Align::Left],
-        &rows,
-    );
+    push_parameters(out, rows);
     out.push_str("\n### Study\n\n");
     out.push_str(&sim.table);
     if !sim.findings.is_empty() {
