@@ -11,6 +11,7 @@ use llm_stress::runner::{RunContext, execute};
 use llm_stress::server::embedded::answers::Answerer;
 use llm_stress::server::embedded::faults::Faults;
 use llm_stress::server::embedded::simulated::SimulatedEngine;
+use llm_stress::server::embedded::thread::ServerThread;
 use llm_stress::server::embedded::{Behaviour, EmbeddedServer};
 use llm_stress::server_metrics::{Reading, known};
 use llm_stress::sim::config::SimConfig;
@@ -18,7 +19,6 @@ use llm_stress::sim::engine::RequestOutcome;
 use llm_stress::sim::scheduler::SchedulerKind;
 use llm_stress::sim::{SimRequest, simulate};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 struct Temp(PathBuf);
 
@@ -28,59 +28,21 @@ impl Drop for Temp {
     }
 }
 
-/// The server on a thread and runtime of its own (as trials run it), keeping a handle on its
-/// engine to read the engine's own account.
-struct Served {
-    base_url: String,
-    engine: Arc<SimulatedEngine>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Served {
-    fn start(config: SimConfig) -> Served {
-        let (ready, started) = std::sync::mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let engine = Arc::new(SimulatedEngine::start(&config).expect("engine"));
-                let behaviour = Behaviour {
-                    answerer: Answerer::new(Arc::default(), AnswerSpec::default()),
-                    tokens_per_chunk: 1,
-                    faults: Faults::new(FaultSpec::default()),
-                };
-                let server =
-                    EmbeddedServer::start_with_engine(engine.clone(), behaviour, "m".into(), 0)
-                        .await
-                        .expect("server");
-                ready.send((server.base_url(), engine)).expect("test waits");
-                stopped.await.ok();
-                server.shutdown().await;
-            });
-        });
-        let (base_url, engine) = started.recv().expect("server started");
-        Served {
-            base_url,
-            engine,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().ok();
-        }
-    }
+/// The server on a thread and runtime of its own (as trials run it), with the engine whose
+/// own account the test reads.
+fn serve_engine(engine: Arc<SimulatedEngine>) -> (tokio::runtime::Runtime, ServerThread) {
+    let behaviour = Behaviour {
+        answerer: Answerer::new(Arc::default(), AnswerSpec::default()),
+        tokens_per_chunk: 1,
+        faults: Faults::new(FaultSpec::default()),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime
+        .block_on(ServerThread::start_with(move || {
+            EmbeddedServer::start_with_engine(engine, behaviour, "m".into(), 0)
+        }))
+        .expect("server");
+    (runtime, server)
 }
 
 /// SmolLM2-135M on the 2-core CPU profile with continuous batches of at most 4.
@@ -144,11 +106,12 @@ fn the_harness_measures_what_the_real_time_simulator_computed() {
         panic!("one plan expected");
     };
     let config = cpu_config();
-    let served = Served::start(config.clone());
+    let engine = Arc::new(SimulatedEngine::start(&config).expect("engine"));
+    let (runtime, server) = serve_engine(Arc::clone(&engine));
     let context = RunContext {
         run_id: "sim-server".into(),
         out_dir: dir.0.join("out"),
-        url_override: Some(served.base_url.clone()),
+        url_override: Some(server.base_url().to_string()),
     };
     let outcome = execute(&plan, &context).expect("reports written");
     assert_eq!(
@@ -163,7 +126,8 @@ fn the_harness_measures_what_the_real_time_simulator_computed() {
         .map(|line| serde_json::from_str(line).expect("json"))
         .collect();
     let field = |name: &str| sorted(records.iter().map(|r| r[name].as_f64().expect(name)));
-    let finished: Vec<RequestOutcome> = served.engine.finished();
+    let finished: Vec<RequestOutcome> = engine.finished();
+    runtime.block_on(server.shutdown());
     assert_eq!(finished.len(), 24);
     let since_arrival = |at: fn(&RequestOutcome) -> Option<f64>| {
         sorted(

@@ -2,6 +2,7 @@
 //! be: its work does not queue behind the client's on the client's runtime, so the client's
 //! timestamps measure the server, not the two sharing one scheduler.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -27,6 +28,16 @@ impl ServerThread {
         served_model: String,
         key: Arc<AnswerKey>,
     ) -> Result<ServerThread, String> {
+        Self::start_with(move || EmbeddedServer::start_answering(spec, served_model, 0, key)).await
+    }
+
+    /// Starts the server that `start` makes, on a new thread with a single-threaded runtime
+    /// (`start` runs there).
+    pub async fn start_with<S, F>(start: S) -> Result<ServerThread, String>
+    where
+        S: FnOnce() -> F + Send + 'static,
+        F: Future<Output = Result<EmbeddedServer, EmbeddedError>>,
+    {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<String, EmbeddedError>>();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -43,7 +54,7 @@ impl ServerThread {
                     }
                 };
                 runtime.block_on(async move {
-                    match EmbeddedServer::start_answering(spec, served_model, 0, key).await {
+                    match start().await {
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                         }
