@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::load::progress::{LoadProgress, Snapshot, observe};
+use crate::load::progress::{LoadProgress, Snapshot};
+use crate::session::{Event, Sink, SinkError};
 
 /// Environment variable choosing the progress display: `auto` (a bar on a terminal, else
 /// plain lines), `bar`, `lines`, or `off`. The harness shows nothing unless it is set.
@@ -40,25 +41,48 @@ pub enum Style {
     Lines(Duration),
 }
 
-/// The style a setting asks for: `auto`, `bar`, `lines`, `off` (also `1`/`on` for auto,
-/// `0` and empty for off); `None` for off. `auto` is a bar when stderr is a terminal.
-pub fn style_from(setting: &str) -> Result<Option<Style>, String> {
-    let auto = || {
-        if std::io::stderr().is_terminal() {
-            Style::Bar
-        } else {
-            Style::Lines(LINE_INTERVAL)
+/// The progress setting, as `--progress` and [`PROGRESS_ENV`] take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressSetting {
+    /// A bar when stderr is a terminal, else a line every [`LINE_INTERVAL`].
+    #[value(alias = "1", alias = "on", alias = "true")]
+    Auto,
+    /// A redrawn bar.
+    Bar,
+    /// A line every [`LINE_INTERVAL`].
+    Lines,
+    /// Nothing.
+    #[value(alias = "0", alias = "false")]
+    Off,
+}
+
+impl ProgressSetting {
+    /// The style it asks for; `None` for off. `auto` is a bar when stderr is a terminal.
+    pub fn style(self) -> Option<Style> {
+        match self {
+            ProgressSetting::Auto if std::io::stderr().is_terminal() => Some(Style::Bar),
+            ProgressSetting::Auto | ProgressSetting::Lines => Some(Style::Lines(LINE_INTERVAL)),
+            ProgressSetting::Bar => Some(Style::Bar),
+            ProgressSetting::Off => None,
         }
-    };
-    match setting.trim().to_ascii_lowercase().as_str() {
-        "auto" | "1" | "on" | "true" => Ok(Some(auto())),
-        "bar" => Ok(Some(Style::Bar)),
-        "lines" => Ok(Some(Style::Lines(LINE_INTERVAL))),
-        "off" | "0" | "false" | "" => Ok(None),
-        other => Err(format!(
-            "progress `{other}`: expected auto, bar, lines or off"
-        )),
     }
+}
+
+/// A progress setting that is none of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("progress `{0}`: expected auto, bar, lines or off")]
+pub struct UnknownProgress(pub String);
+
+/// The style a setting asks for: `auto`, `bar`, `lines`, `off` (also `1`/`on` for auto,
+/// `0` and empty for off), in any case; `None` for off.
+pub fn style_from(setting: &str) -> Result<Option<Style>, UnknownProgress> {
+    let setting = setting.trim();
+    if setting.is_empty() {
+        return Ok(None);
+    }
+    <ProgressSetting as clap::ValueEnum>::from_str(setting, true)
+        .map(ProgressSetting::style)
+        .map_err(|_| UnknownProgress(setting.to_ascii_lowercase()))
 }
 
 /// The figures a progress display shows.
@@ -122,10 +146,11 @@ pub struct ProgressDisplay {
 }
 
 impl ProgressDisplay {
-    /// Starts counting the load (see [`observe`]) and showing it.
+    /// Starts showing the load counted into [`ProgressDisplay::counters`] (give them to the
+    /// session that runs the load).
     pub fn start(style: Style) -> ProgressDisplay {
         let shared = Arc::new(Shared {
-            progress: observe(),
+            progress: Arc::new(LoadProgress::new()),
             style,
             label: Mutex::new("load".into()),
             bar: Mutex::new(None),
@@ -141,6 +166,11 @@ impl ProgressDisplay {
         ProgressDisplay { shared, thread }
     }
 
+    /// The counters this display shows: the session counts its measured requests into them.
+    pub fn counters(&self) -> Arc<LoadProgress> {
+        Arc::clone(&self.shared.progress)
+    }
+
     /// Names the trial whose load is shown next.
     pub fn trial(&self, name: &str) {
         *self
@@ -153,6 +183,18 @@ impl ProgressDisplay {
     /// Clears the bar now, so that what is printed next is not mixed with it.
     pub fn finish_trial(&self) {
         clear(&self.shared);
+    }
+}
+
+/// The display follows the session: each trial's name while its load runs, and the bar
+/// cleared when it finishes (before anything else prints its results).
+impl Sink for ProgressDisplay {
+    fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError> {
+        match event {
+            Event::TrialStarted { plan } => self.trial(&plan.full_name()),
+            Event::TrialFinished { .. } | Event::RunFinished { .. } => self.finish_trial(),
+        }
+        Ok(())
     }
 }
 
@@ -312,12 +354,21 @@ mod tests {
     #[case("off", Ok(None))]
     #[case("0", Ok(None))]
     #[case("", Ok(None))]
-    #[case("loud", Err("progress `loud`: expected auto, bar, lines or off".to_string()))]
+    #[case("loud", Err(UnknownProgress("loud".to_string())))]
     fn settings_choose_a_style(
         #[case] setting: &str,
-        #[case] style: Result<Option<Style>, String>,
+        #[case] style: Result<Option<Style>, UnknownProgress>,
     ) {
         assert_eq!(style_from(setting), style);
+    }
+
+    #[test]
+    fn unknown_settings_say_what_is_expected() {
+        let err = style_from("loud").expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "progress `loud`: expected auto, bar, lines or off"
+        );
     }
 
     #[test]

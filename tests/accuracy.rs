@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use llm_stress::accuracy::summary::ScoredSample;
 use llm_stress::harness::discovery::{Discovered, discover};
-use llm_stress::report::accuracy::ScoredSample;
 use llm_stress::runner::{RunContext, TrialOutcome, TrialPlan, execute};
 use llm_stress::verdict::Status;
 

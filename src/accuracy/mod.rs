@@ -13,6 +13,7 @@ pub mod fewshot;
 pub mod filter;
 mod gsm8k;
 mod mmlu;
+pub mod summary;
 pub mod threshold;
 
 use std::path::{Path, PathBuf};

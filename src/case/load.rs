@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::schema::{CaseSpec, ModelSpec};
-use crate::verdict::closest;
+use super::slo::closest;
 
 /// A case file that was read and validated, with its model spec.
 #[derive(Debug, Clone)]

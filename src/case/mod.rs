@@ -7,7 +7,9 @@ pub mod load;
 pub mod request;
 pub mod schema;
 pub mod sim;
+pub mod slo;
 pub mod traffic;
 
 pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
 pub use schema::*;
+pub use slo::{Op, Slo, SloError, closest};

@@ -12,9 +12,9 @@ pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
 pub use super::request::{ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec};
 pub use super::sim::{SimStudySpec, StudyPreset};
+use super::slo::Slo;
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
 use crate::sim::config::SimConfig;
-use crate::verdict::Slo;
 
 /// What a trial does: load only, accuracy only, both at once, or a simulator study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]

@@ -1,8 +1,7 @@
 //! The test harness: cases become libtest-mimic trials named `[kind] case::isl…_osl…_c…_n…`
 //! (`[sim] case::STEP` for simulator study steps), run by `cargo test --test stress` and
-//! `cargo nextest run`.
-
-pub mod discovery;
+//! `cargo nextest run`. It is a thin adapter over the [`Session`]: discovery gives the plans,
+//! each libtest trial runs one through the session, and a failed trial prints its table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +10,12 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use crate::case::Kind;
+use crate::plan::TrialPlan;
+use crate::plan::discovery::{Discovered, discover};
 use crate::progress::{self, ProgressDisplay};
 use crate::report::table::{self, Numbers};
-use crate::runner::{self, RunContext, TrialPlan};
-use discovery::{Discovered, discover};
+use crate::session::sinks::TrialFiles;
+use crate::session::{RunContext, Session};
 
 /// Environment variable naming the folder of cases (default `stress-cases/`).
 pub const CASES_ENV: &str = "LLM_STRESS_CASES";
@@ -58,25 +59,31 @@ impl Harness {
             args.test_threads = Some(1);
         }
         let exact = args.filter.as_deref().filter(|_| args.exact);
-        // One context per process: every trial of a `cargo test` run shares its run id.
-        let ctx = Arc::new(RunContext::from_env(None, None));
-        let display = progress_display();
+        // One session per process: every trial of a `cargo test` run shares its run id.
+        let context = RunContext::from_env(None, None);
+        let snapshots_pinned = context.url_override.is_none();
+        let mut session = Session::new(context.clone());
+        if let Some(display) = progress_display() {
+            session = session
+                .count_load_into(Some(display.counters()))
+                .with_sink(display);
+        }
+        let session = Arc::new(session.with_sink(TrialFiles::new(context.out_dir.clone())));
         let trials = discover(&self.cases_dir, exact)
             .into_iter()
-            .map(|d| self.trial(d, &ctx, display.as_ref()))
+            .map(|d| self.trial(d, &session, snapshots_pinned))
             .collect();
         let conclusion = libtest_mimic::run(&args, trials);
-        drop(display);
-        crate::server::spawn::stop_all();
+        // Every trial closure is gone: the session ends here, stopping its spawned servers.
+        if let Ok(session) = Arc::try_unwrap(session)
+            && let Err(e) = session.finish()
+        {
+            eprintln!("error: {e}");
+        }
         conclusion.exit_code()
     }
 
-    fn trial(
-        &self,
-        discovered: Discovered,
-        ctx: &Arc<RunContext>,
-        display: Option<&Arc<ProgressDisplay>>,
-    ) -> Trial {
+    fn trial(&self, discovered: Discovered, session: &Arc<Session>, pinned: bool) -> Trial {
         match discovered {
             Discovered::Broken {
                 name,
@@ -84,7 +91,7 @@ impl Harness {
                 message,
             } => Trial::test(name, move || Err(Failed::from(message))).with_kind(kind),
             Discovered::Plan(plan) => {
-                let kind = plan.kind.as_str();
+                let kind = plan.kind().as_str();
                 let name = plan.name();
                 if let Some(reason) = plan.unsupported_reason() {
                     return Trial::ignorable_test(name, move || {
@@ -93,13 +100,15 @@ impl Harness {
                     .with_kind(kind)
                     .with_ignored_flag(true);
                 }
-                let snapshot = self.snapshot.clone();
-                let ctx = Arc::clone(ctx);
-                let display = display.cloned();
-                Trial::test(name, move || {
-                    run_trial(&plan, &ctx, snapshot, display.as_deref())
-                })
-                .with_kind(kind)
+                // Snapshots pin the embedded server's tables; an attached server is another
+                // system. A sim trial talks to no server: its table is the same wherever it
+                // runs.
+                let snapshot = self
+                    .snapshot
+                    .clone()
+                    .filter(|_| pinned || plan.kind() == Kind::Sim);
+                let session = Arc::clone(session);
+                Trial::test(name, move || run_trial(&plan, &session, snapshot)).with_kind(kind)
             }
         }
     }
@@ -107,12 +116,12 @@ impl Harness {
 
 /// The progress display the harness shows only when [`progress::PROGRESS_ENV`] asks for one
 /// (passing trials stay quiet otherwise).
-fn progress_display() -> Option<Arc<ProgressDisplay>> {
+fn progress_display() -> Option<ProgressDisplay> {
     let setting = std::env::var(progress::PROGRESS_ENV).ok()?;
     match progress::style_from(&setting) {
-        Ok(style) => style.map(|s| Arc::new(ProgressDisplay::start(s))),
-        Err(message) => {
-            eprintln!("{}: {message}; no progress shown", progress::PROGRESS_ENV);
+        Ok(style) => style.map(ProgressDisplay::start),
+        Err(e) => {
+            eprintln!("{}: {e}; no progress shown", progress::PROGRESS_ENV);
             None
         }
     }
@@ -120,21 +129,15 @@ fn progress_display() -> Option<Arc<ProgressDisplay>> {
 
 fn run_trial(
     plan: &TrialPlan,
-    ctx: &RunContext,
+    session: &Session,
     snapshot: Option<SnapshotCheck>,
-    display: Option<&ProgressDisplay>,
 ) -> Result<(), Failed> {
-    if let Some(display) = display {
-        display.trial(&format!("[{}] {}", plan.kind.as_str(), plan.name()));
-    }
-    let outcome = runner::execute(plan, ctx);
-    if let Some(display) = display {
-        display.finish_trial();
-    }
-    let outcome = outcome.map_err(|e| Failed::from(e.to_string()))?;
+    let outcome = session
+        .run_trial(plan)
+        .map_err(|e| Failed::from(e.to_string()))?;
     if !outcome.passed {
         let measured = table::render(&outcome.report, Numbers::Measured);
-        let expectation = if outcome.report.expect_fail {
+        let expectation = if outcome.report.expects_failure() {
             "the case expects FAIL but every check passed\n"
         } else {
             ""
@@ -144,13 +147,10 @@ fn run_trial(
             outcome.dir.display()
         )));
     }
-    // Snapshots pin the embedded server's tables; an attached server is another system. A sim
-    // trial talks to no server: its table is the same wherever it runs.
-    let pinned = ctx.url_override.is_none() || plan.kind == Kind::Sim;
-    if let Some(check) = snapshot.filter(|_| pinned) {
+    if let Some(check) = snapshot {
         let name = format!(
             "{}__{}",
-            plan.kind.as_str(),
+            plan.kind().as_str(),
             plan.name().replace("::", "__")
         );
         check(&name, &table::render(&outcome.report, Numbers::Redacted));

@@ -102,7 +102,7 @@ fn open_loop(load: &LoadSpec, rate: f64, arrivals: u32, phase: Phase) -> open::O
 /// Runs the warmup, then the measured load of `shape`.
 pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) -> LoadOutcome {
     warm_up(load, shape, source).await;
-    let observer = progress::observed();
+    let observer = source.progress();
     if let Some(progress) = observer {
         progress.load_started(shape.planned_requests());
     }

@@ -2,12 +2,11 @@
 //! request updates with a few relaxed atomic operations (no lock, no allocation), and a
 //! ring of the most recent end-to-end latencies for a cheap p90.
 //!
-//! Nothing is counted until someone calls [`observe`] (the CLI does; the test harness only
-//! when asked): without an observer the load pays one atomic load per request. One load runs
-//! at a time per process in the CLI and the harness; two at once would share the counters.
+//! Nothing is counted unless the session was given counters to count into (the CLI's
+//! progress display does; the test harness only when asked): without them the load pays one
+//! branch per request. One load runs at a time per session; two at once would share them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use crate::metrics::RequestRecord;
 
@@ -52,18 +51,6 @@ impl Snapshot {
     pub fn in_flight(&self) -> u64 {
         self.sent.saturating_sub(self.done)
     }
-}
-
-static OBSERVED: OnceLock<Arc<LoadProgress>> = OnceLock::new();
-
-/// Turns counting on for this process and returns the counters.
-pub fn observe() -> Arc<LoadProgress> {
-    Arc::clone(OBSERVED.get_or_init(|| Arc::new(LoadProgress::new())))
-}
-
-/// The counters, when someone observes them.
-pub(crate) fn observed() -> Option<&'static LoadProgress> {
-    OBSERVED.get().map(Arc::as_ref)
 }
 
 impl Default for LoadProgress {

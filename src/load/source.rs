@@ -1,6 +1,7 @@
 //! What a load run sends and where: prepared prompts, and the endpoints requests are spread
 //! over by weight.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -8,6 +9,7 @@ use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand_chacha::ChaCha8Rng;
 
+use super::progress::LoadProgress;
 use crate::client::{Client, Generation, ms_between};
 use crate::metrics::RequestRecord;
 
@@ -41,6 +43,7 @@ pub struct RequestSource {
     measured: Vec<Generation>,
     warmup: Vec<Generation>,
     seed: u64,
+    progress: Option<Arc<LoadProgress>>,
 }
 
 /// Why a request source cannot be built.
@@ -79,7 +82,20 @@ impl RequestSource {
             measured,
             warmup,
             seed,
+            progress: None,
         })
+    }
+
+    /// Counts the measured requests into `progress` as they are sent and finish, for a live
+    /// display (a few relaxed atomic operations per request).
+    pub fn with_progress(mut self, progress: Option<Arc<LoadProgress>>) -> RequestSource {
+        self.progress = progress;
+        self
+    }
+
+    /// The counters measured requests are counted into, if any.
+    pub fn progress(&self) -> Option<&LoadProgress> {
+        self.progress.as_deref()
     }
 
     /// The endpoints, in case order.
@@ -121,7 +137,7 @@ impl RequestSource {
         };
         let request = &pool[(id % pool.len() as u64) as usize];
         let endpoint = self.endpoint_of(phase, id);
-        let observer = super::progress::observed().filter(|_| phase == Phase::Measured);
+        let observer = self.progress().filter(|_| phase == Phase::Measured);
         if let Some(progress) = observer {
             progress.request_sent();
         }

@@ -1,9 +1,8 @@
 //! The cells the run summary and the HTML report share: one trial per row, the load it ran
 //! and what it measured.
 
-use super::TrialReport;
 use super::table::{MS, NUM, Numbers};
-use crate::case::Kind;
+use super::{LoadShape, TrialBody, TrialReport};
 use crate::metrics::Distribution;
 
 /// Shown for a value that does not exist.
@@ -44,37 +43,50 @@ pub fn latency(numbers: Numbers, distribution: Option<&Distribution>, stat: &str
     }
 }
 
-/// The load level as one cell: `4` (closed), `4 users`, `20 req/s`, `20 req/s (cap 4)`.
+/// The load level as one cell: `4` (closed), `4 users`, `20 req/s`, `20 req/s (cap 4)`; an
+/// accuracy trial's questions in flight; `-` for a sim trial.
 pub fn load_level(report: &TrialReport) -> String {
-    match (report.mode.as_str(), report.rate) {
-        ("open", Some(rate)) if report.concurrency > 0 => {
-            format!("{rate} req/s (cap {})", report.concurrency)
-        }
-        ("open", Some(rate)) => format!("{rate} req/s"),
-        ("users", _) => format!("{} users", report.concurrency),
-        _ => report.concurrency.to_string(),
+    match &report.body {
+        TrialBody::Load(load) => shape_level(load.shape),
+        TrialBody::Accuracy(accuracy) => accuracy.concurrency.to_string(),
+        TrialBody::Sim(_) => NONE.to_string(),
+    }
+}
+
+/// A load shape's level: `4` (closed), `4 users`, `20 req/s`, `20 req/s (cap 4)`.
+pub fn shape_level(shape: LoadShape) -> String {
+    match shape {
+        LoadShape::Closed { concurrency } => concurrency.to_string(),
+        LoadShape::Users { users } => format!("{users} users"),
+        LoadShape::Open {
+            rate,
+            max_in_flight: Some(cap),
+        } => format!("{rate} req/s (cap {cap})"),
+        LoadShape::Open {
+            rate,
+            max_in_flight: None,
+        } => format!("{rate} req/s"),
     }
 }
 
 /// The trial's load parameters: ISL, OSL, load level, prompts (accuracy trials have no
 /// lengths; their prompts are the questions; sim trials have none of them).
 pub fn parameters(report: &TrialReport) -> [String; 4] {
-    if report.kind == Kind::Sim {
-        return std::array::from_fn(|_| NONE.to_string());
+    match &report.body {
+        TrialBody::Sim(_) => std::array::from_fn(|_| NONE.to_string()),
+        TrialBody::Accuracy(accuracy) => [
+            NONE.to_string(),
+            NONE.to_string(),
+            load_level(report),
+            accuracy.accuracy.as_ref().map_or(0, |a| a.n).to_string(),
+        ],
+        TrialBody::Load(load) => [
+            load.isl.to_string(),
+            load.osl.to_string(),
+            load_level(report),
+            load.num_prompts.to_string(),
+        ],
     }
-    let length = |n: u32| {
-        if report.kind == Kind::Accuracy {
-            NONE.to_string()
-        } else {
-            n.to_string()
-        }
-    };
-    [
-        length(report.isl),
-        length(report.osl),
-        load_level(report),
-        report.num_prompts.to_string(),
-    ]
 }
 
 /// The combination part of the trial name: `isl128_osl64_c4_n8` of `case::isl128_osl64_c4_n8`.
@@ -85,7 +97,7 @@ pub fn combination(report: &TrialReport) -> &str {
 /// The verdict as shown: `PASS`, `FAIL`, `NA`, or `FAIL (expected)` when the case expects it.
 pub fn verdict(report: &TrialReport) -> String {
     let status = report.verdict.status.as_str();
-    if report.expect_fail {
+    if report.expects_failure() {
         format!("{status} (expected FAIL)")
     } else {
         status.to_string()
@@ -99,7 +111,7 @@ pub fn failure_reasons(report: &TrialReport, numbers: Numbers) -> String {
         .verdict
         .checks
         .iter()
-        .filter(|c| c.status == crate::verdict::Status::Fail)
+        .filter(|c| c.status == crate::judge::Status::Fail)
         .map(|c| match numbers {
             Numbers::Measured => format!("{}: {}", c.name, c.reason),
             Numbers::Redacted => format!("{}: {}", c.name, c.rule),
@@ -120,20 +132,15 @@ mod tests {
     use crate::report::sample::sample_report;
 
     #[rstest]
-    #[case("closed", None, 4, "4")]
-    #[case("users", None, 8, "8 users")]
-    #[case("open", Some(20.0), 0, "20 req/s")]
-    #[case("open", Some(2.5), 4, "2.5 req/s (cap 4)")]
-    fn the_load_level_names_its_mode(
-        #[case] mode: &str,
-        #[case] rate: Option<f64>,
-        #[case] concurrency: u32,
-        #[case] text: &str,
-    ) {
+    #[case(LoadShape::Closed { concurrency: 4 }, "4")]
+    #[case(LoadShape::Users { users: 8 }, "8 users")]
+    #[case(LoadShape::Open { rate: 20.0, max_in_flight: None }, "20 req/s")]
+    #[case(LoadShape::Open { rate: 2.5, max_in_flight: Some(4) }, "2.5 req/s (cap 4)")]
+    fn the_load_level_names_its_mode(#[case] shape: LoadShape, #[case] text: &str) {
         let mut report = sample_report();
-        report.mode = mode.into();
-        report.rate = rate;
-        report.concurrency = concurrency;
+        if let Some(load) = report.load_mut() {
+            load.shape = shape;
+        }
         assert_eq!(load_level(&report), text);
     }
 

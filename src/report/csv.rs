@@ -10,7 +10,10 @@ use std::path::Path;
 
 use ::csv::{ReaderBuilder, StringRecord, Terminator, WriterBuilder};
 
+use super::wire::TrialRecord;
 use super::{ReportError, TrialReport};
+use crate::case::Kind;
+use crate::judge::Baseline;
 use crate::metrics::Distribution;
 use crate::server_metrics::Reading;
 use crate::server_metrics::known;
@@ -144,7 +147,7 @@ const SERVER_METRIC_FIELDS: [&str; 6] = [
 ];
 
 /// One server metric's field: empty when no scraped server exposes it.
-fn server_metric_field(report: &TrialReport, label: &str) -> String {
+fn server_metric_field(report: &TrialRecord, label: &str) -> String {
     let readings = report
         .server_metrics
         .iter()
@@ -179,6 +182,7 @@ fn distribution_fields(distribution: Option<&Distribution>) -> impl Iterator<Ite
 /// The fields of one trial's row, in [`COLUMNS`] order. Absent values (a distribution with no
 /// samples, no accuracy phase, no adjustment) are empty fields.
 pub fn row(report: &TrialReport) -> Vec<String> {
+    let report = TrialRecord::from(report.clone());
     let s = &report.summary;
     let mut fields = vec![
         report.run_id.clone(),
@@ -216,7 +220,7 @@ pub fn row(report: &TrialReport) -> Vec<String> {
     fields.extend(
         SERVER_METRIC_FIELDS
             .iter()
-            .map(|label| server_metric_field(report, label)),
+            .map(|label| server_metric_field(&report, label)),
     );
     let drift = |value: fn(&crate::metrics::Drift) -> String| {
         s.drift.as_ref().map(value).unwrap_or_default()
@@ -365,26 +369,39 @@ pub fn read_rows(path: &Path) -> Result<Vec<StringRecord>, ReportError> {
         .map_err(|e| ReportError::csv(path, e))
 }
 
-/// The accuracy score of the `accuracy` trial of `case` in run `run_id`, as `results.csv`
-/// at `path` holds it (the last such row); `None` when there is none or the file is unreadable.
-pub fn accuracy_in_run(path: &Path, run_id: &str, case: &str) -> Option<f64> {
-    let column = |name: &str| COLUMNS.iter().position(|c| *c == name);
-    let (run, kind, case_at, accuracy) = (
-        column("run_id")?,
-        column("kind")?,
-        column("case")?,
-        column("accuracy")?,
-    );
-    read_rows(path)
-        .ok()?
-        .iter()
-        .rev()
-        .find(|row| {
-            row.get(run) == Some(run_id)
-                && row.get(kind) == Some("accuracy")
-                && row.get(case_at) == Some(case)
-        })
-        .and_then(|row| row.get(accuracy)?.parse().ok())
+/// The accuracy-trial scores of one run as its `results.csv` holds them: the [`Baseline`]
+/// of stress trials that run in another process than their accuracy trial (nextest runs one
+/// process per trial). It reads the file each time it is asked.
+#[derive(Debug, Clone)]
+pub struct RunCsvBaseline {
+    /// The run's `results.csv`.
+    pub path: std::path::PathBuf,
+    /// The run whose rows count.
+    pub run_id: String,
+}
+
+impl Baseline for RunCsvBaseline {
+    /// The score of the last `accuracy` row of `case` in the run; `None` when there is none
+    /// or the file is unreadable.
+    fn accuracy_score(&self, case: &str) -> Option<f64> {
+        let column = |name: &str| COLUMNS.iter().position(|c| *c == name);
+        let (run, kind, case_at, accuracy) = (
+            column("run_id")?,
+            column("kind")?,
+            column("case")?,
+            column("accuracy")?,
+        );
+        read_rows(&self.path)
+            .ok()?
+            .iter()
+            .rev()
+            .find(|row| {
+                row.get(run) == Some(self.run_id.as_str())
+                    && row.get(kind) == Some(Kind::Accuracy.as_str())
+                    && row.get(case_at) == Some(case)
+            })
+            .and_then(|row| row.get(accuracy)?.parse().ok())
+    }
 }
 
 #[cfg(test)]
@@ -392,9 +409,8 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-    use crate::case::Kind;
-    use crate::report::sample::sample_report;
-    use crate::verdict::{Check, Status, Verdict};
+    use crate::judge::{Check, CheckSource, Status, Verdict};
+    use crate::report::sample::{ReportBuilder, accuracy_summary, sample_report};
 
     fn column(name: &str) -> usize {
         COLUMNS
@@ -406,7 +422,7 @@ mod tests {
     fn failing_check(reason: &str) -> Check {
         Check {
             name: "ttft_ms.p95 < 10".to_string(),
-            source: "slo".to_string(),
+            source: CheckSource::Slo,
             actual: Some(12.0),
             target: Some(10.0),
             ratio: None,
@@ -498,7 +514,8 @@ mod tests {
 
     #[rstest]
     #[case::full(sample_report())]
-    #[case::empty_summary(TrialReport { summary: Default::default(), ..sample_report() })]
+    #[case::empty_summary(ReportBuilder::load("demo-chat", "x").build())]
+    #[case::accuracy(ReportBuilder::accuracy("demo-chat", "gsm8k_n40", None).build())]
     fn a_row_has_one_field_per_column(#[case] report: TrialReport) {
         assert_eq!(row(&report).len(), COLUMNS.len());
     }
@@ -526,19 +543,19 @@ mod tests {
     }
 
     #[rstest]
-    #[case(Some("8192/128 neutral".to_string()), Some(87.5), "8192/128 neutral", "87.500")]
+    #[case(Some(crate::matrix::Adjustment { isl: 8192, osl: 128, policy: crate::case::FitPolicy::Neutral }), Some(87.5), "8192/128 neutral", "87.500")]
     #[case(None, None, "", "")]
     fn optional_parameters_are_written_when_present(
-        #[case] adjusted: Option<String>,
+        #[case] adjusted: Option<crate::matrix::Adjustment>,
         #[case] accuracy: Option<f64>,
         #[case] adjusted_field: &str,
         #[case] accuracy_field: &str,
     ) {
-        let report = TrialReport {
-            adjusted,
-            accuracy,
-            ..sample_report()
-        };
+        let mut report = sample_report();
+        if let Some(load) = report.load_mut() {
+            load.adjusted = adjusted;
+            load.accuracy = accuracy.map(|score| accuracy_summary(40, score));
+        }
         let fields = row(&report);
         assert_eq!(fields[column("adjusted")], adjusted_field);
         assert_eq!(fields[column("accuracy")], accuracy_field);
@@ -619,20 +636,22 @@ mod tests {
     #[test]
     fn the_accuracy_trial_of_the_same_run_and_case_is_found() {
         let path = temp_csv("baseline");
-        let accuracy_trial = |run: &str, case: &str, score: f64| TrialReport {
+        let accuracy_trial = |run: &str, case: &str, score: f64| {
+            ReportBuilder::accuracy(case, "gsm8k_n40", Some(accuracy_summary(40, score)))
+                .run_id(run)
+                .build()
+        };
+        let baseline = |run: &str| RunCsvBaseline {
+            path: path.clone(),
             run_id: run.into(),
-            case: case.into(),
-            kind: Kind::Accuracy,
-            accuracy: Some(score),
-            ..sample_report()
         };
         append(&path, &accuracy_trial("run-1", "other", 10.0)).expect("append");
         append(&path, &accuracy_trial("run-0", "demo-chat", 20.0)).expect("append");
         append(&path, &accuracy_trial("run-1", "demo-chat", 87.5)).expect("append");
         append(&path, &sample_report()).expect("append");
-        assert_eq!(accuracy_in_run(&path, "run-1", "demo-chat"), Some(87.5));
-        assert_eq!(accuracy_in_run(&path, "run-2", "demo-chat"), None);
+        assert_eq!(baseline("run-1").accuracy_score("demo-chat"), Some(87.5));
+        assert_eq!(baseline("run-2").accuracy_score("demo-chat"), None);
         let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
-        assert_eq!(accuracy_in_run(&path, "run-1", "demo-chat"), None);
+        assert_eq!(baseline("run-1").accuracy_score("demo-chat"), None);
     }
 }

@@ -1,6 +1,5 @@
 //! Reports: every view here is computed from one [`TrialReport`] per trial.
 
-pub mod accuracy;
 pub mod analysis;
 pub mod columns;
 pub mod csv;
@@ -11,21 +10,25 @@ pub mod markdown;
 pub mod publish;
 pub mod pushgateway;
 pub mod run;
-#[cfg(test)]
-mod sample;
+pub mod sample;
 pub mod sim;
 pub mod summary_md;
 pub mod sweep;
 pub mod table;
 pub mod trial_dir;
+mod wire;
 
 pub use error::ReportError;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::Kind;
+use crate::accuracy::summary::AccuracySummary;
+use crate::case::{Api, Expect, Kind, LoadMode};
+use crate::judge::Verdict;
+use crate::matrix::Adjustment;
 use crate::metrics::Summary;
-use crate::verdict::Verdict;
+use crate::server_metrics::ServerMetrics;
+use sim::SimStepReport;
 
 /// The measurements of the requests that went to one endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,8 +41,24 @@ pub struct EndpointSummary {
 
 /// Everything known about one finished trial: the single result model that CSV rows, JSON
 /// summaries and tables are views of.
+///
+/// In JSON (`summary.json`) it is one flat object whose keys have not changed since the first
+/// release (see `wire.rs`); in memory it is typed: what every trial has ([`TrialMeta`]),
+/// what its kind measured ([`TrialBody`]), and the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "wire::TrialRecord", try_from = "wire::TrialRecord")]
 pub struct TrialReport {
+    /// Names, kind and provenance.
+    pub meta: TrialMeta,
+    /// What the trial measured.
+    pub body: TrialBody,
+    /// Checks and overall status.
+    pub verdict: Verdict,
+}
+
+/// What every trial report has, whatever its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialMeta {
     /// Identifies the run (one `cargo test` / `llm-stress run` invocation, or a nextest run).
     pub run_id: String,
     /// When the trial finished, RFC 3339 UTC.
@@ -50,45 +69,188 @@ pub struct TrialReport {
     pub kind: Kind,
     /// Case name.
     pub case: String,
-    /// Model spec name.
+    /// Model spec name (the simulated model for a sim trial).
     pub model: String,
-    /// Server label (`embedded`, `attach`, …).
+    /// Server label (`embedded`, `spawn`, `attach`, `simulator`).
     pub server: String,
-    /// Protocol (`chat`, `completions`).
-    pub api: String,
+    /// Protocol; none for a sim trial, which talks to no server.
+    pub api: Option<Api>,
+    /// What the case expects of its checks (`expect: fail` inverts the test outcome).
+    pub expect: Expect,
+}
+
+/// What a trial measured, by what kind of trial it was.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrialBody {
+    /// A load trial (`perf`, `stress`).
+    Load(Box<LoadBody>),
+    /// An accuracy trial: the task alone, no load.
+    Accuracy(AccuracyBody),
+    /// A simulator study step (`sim`), in virtual time.
+    Sim(SimStepReport),
+}
+
+/// What a load trial measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBody {
     /// Input sequence length.
     pub isl: u32,
     /// Output sequence length.
     pub osl: u32,
-    /// Load mode: `closed`, `open` or `users`.
-    pub mode: String,
-    /// Requests in flight (closed), users (users), or the in-flight cap (open; 0 = none).
-    pub concurrency: u32,
-    /// Open loop: requests per second asked for.
-    pub rate: Option<f64>,
-    /// Measured requests.
+    /// How the load was driven.
+    pub shape: LoadShape,
+    /// Measured requests planned (the prompt pool with a duration).
     pub num_prompts: u32,
-    /// The pre-adjustment ISL/OSL when the matrix fitted them to the context, e.g. `8192/128 neutral`.
-    pub adjusted: Option<String>,
-    /// Measurements.
+    /// The pre-fit ISL/OSL when the matrix fitted them to the context.
+    pub adjusted: Option<Adjustment>,
+    /// Measurements of every load request.
     pub summary: Summary,
     /// The same measurements split by endpoint, when requests went to several.
     pub endpoints: Vec<EndpointSummary>,
-    /// Accuracy score (0–100), when an accuracy phase ran.
-    pub accuracy: Option<f64>,
-    /// The accuracy threshold it was judged against.
-    pub accuracy_threshold: Option<f64>,
-    /// The accuracy phase in full: every filter's score, the threshold, the comparison with
-    /// the accuracy trial.
-    pub accuracy_detail: Option<accuracy::AccuracySummary>,
     /// The servers' own Prometheus metrics over the load, one per scraped server.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub server_metrics: Vec<crate::server_metrics::ServerMetrics>,
-    /// The simulator study step a `sim` trial ran (its load fields are empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sim: Option<sim::SimStepReport>,
-    /// Checks and overall status.
-    pub verdict: Verdict,
-    /// True when the case expects its checks to fail (`expect: fail`).
-    pub expect_fail: bool,
+    pub server_metrics: Vec<ServerMetrics>,
+    /// A stress trial's accuracy phase (asked while the load ran).
+    pub accuracy: Option<AccuracySummary>,
+}
+
+/// What an accuracy trial measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyBody {
+    /// Questions in flight at once.
+    pub concurrency: u32,
+    /// The scores; none when the trial could not ask (its server failed).
+    pub accuracy: Option<AccuracySummary>,
+}
+
+/// How a load trial drove its server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadShape {
+    /// A closed loop of `concurrency` requests in flight.
+    Closed {
+        /// Requests in flight.
+        concurrency: u32,
+    },
+    /// An open loop: arrivals at `rate` per second, whatever the server does.
+    Open {
+        /// Requests per second asked for.
+        rate: f64,
+        /// The case's cap on requests in flight, if any.
+        max_in_flight: Option<u32>,
+    },
+    /// Closed-loop virtual users.
+    Users {
+        /// Virtual users.
+        users: u32,
+    },
+}
+
+impl LoadShape {
+    /// The load mode.
+    pub fn mode(&self) -> LoadMode {
+        match self {
+            LoadShape::Closed { .. } => LoadMode::Closed,
+            LoadShape::Open { .. } => LoadMode::Open,
+            LoadShape::Users { .. } => LoadMode::Users,
+        }
+    }
+
+    /// The open loop's rate.
+    pub fn rate(&self) -> Option<f64> {
+        match *self {
+            LoadShape::Open { rate, .. } => Some(rate),
+            _ => None,
+        }
+    }
+
+    /// The `concurrency` column: requests in flight (closed), users (users), or the open
+    /// loop's cap (0 for none).
+    pub fn concurrency_column(&self) -> u32 {
+        match *self {
+            LoadShape::Closed { concurrency } => concurrency,
+            LoadShape::Users { users } => users,
+            LoadShape::Open { max_in_flight, .. } => max_in_flight.unwrap_or(0),
+        }
+    }
+}
+
+impl TrialReport {
+    /// The load trial's body, if it is one.
+    pub fn load(&self) -> Option<&LoadBody> {
+        match &self.body {
+            TrialBody::Load(load) => Some(load),
+            _ => None,
+        }
+    }
+
+    /// The load trial's body, mutably.
+    pub fn load_mut(&mut self) -> Option<&mut LoadBody> {
+        match &mut self.body {
+            TrialBody::Load(load) => Some(load),
+            _ => None,
+        }
+    }
+
+    /// The sim trial's step, if it is one.
+    pub fn sim(&self) -> Option<&SimStepReport> {
+        match &self.body {
+            TrialBody::Sim(sim) => Some(sim),
+            _ => None,
+        }
+    }
+
+    /// The load summary; `None` for accuracy and sim trials, which send no load.
+    pub fn summary(&self) -> Option<&Summary> {
+        self.load().map(|l| &l.summary)
+    }
+
+    /// The accuracy phase in full, when one ran (accuracy and stress trials).
+    pub fn accuracy(&self) -> Option<&AccuracySummary> {
+        match &self.body {
+            TrialBody::Load(load) => load.accuracy.as_ref(),
+            TrialBody::Accuracy(body) => body.accuracy.as_ref(),
+            TrialBody::Sim(_) => None,
+        }
+    }
+
+    /// The judged accuracy score (0–100), when an accuracy phase ran.
+    pub fn accuracy_score(&self) -> Option<f64> {
+        self.accuracy().and_then(AccuracySummary::score)
+    }
+
+    /// The accuracy threshold the score was judged against.
+    pub fn accuracy_threshold(&self) -> Option<f64> {
+        self.accuracy()
+            .and_then(|a| a.threshold.as_ref())
+            .map(|t| t.value)
+    }
+
+    /// The load mode's name, or what stands in its place: `closed`, `open`, `users`,
+    /// `accuracy` (an accuracy trial) or `sim` (a sim trial).
+    pub fn mode_label(&self) -> &'static str {
+        match &self.body {
+            TrialBody::Load(load) => load.shape.mode().as_str(),
+            TrialBody::Accuracy(_) => wire::ACCURACY_MODE,
+            TrialBody::Sim(_) => wire::SIM_MODE,
+        }
+    }
+
+    /// The load shape, for load trials.
+    pub fn shape(&self) -> Option<LoadShape> {
+        self.load().map(|l| l.shape)
+    }
+
+    /// `[kind] trial`, as the harness names it.
+    pub fn full_name(&self) -> String {
+        format!("[{}] {}", self.meta.kind.as_str(), self.meta.trial)
+    }
+
+    /// Whether the trial passes as a test: its verdict is what the case expects.
+    pub fn passed(&self) -> bool {
+        self.verdict.meets(self.meta.expect)
+    }
+
+    /// Whether the case expects its checks to fail (`expect: fail`).
+    pub fn expects_failure(&self) -> bool {
+        self.meta.expect == Expect::Fail
+    }
 }

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use super::ReportError;
 use super::TrialReport;
 use super::analysis::{Level, Thresholds, analyse, stability};
-use super::trial_dir::trial_failed;
-use crate::verdict::Status;
+use crate::judge::Status;
 
 /// Where and under which grouping key metrics are pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,14 +175,13 @@ pub fn exposition(trials: &[&TrialReport], thresholds: &Thresholds) -> String {
     for r in trials {
         let base = format!(
             "run_id=\"{}\",kind=\"{}\",case=\"{}\",trial=\"{}\"",
-            label_value(&r.run_id),
-            r.kind.as_str(),
-            label_value(&r.case),
-            label_value(&r.trial)
+            label_value(&r.meta.run_id),
+            r.meta.kind.as_str(),
+            label_value(&r.meta.case),
+            label_value(&r.meta.trial)
         );
         let with = |extra: &str| format!("{base},{extra}");
-        let s = &r.summary;
-        if r.kind.drives_load() {
+        if let Some(s) = r.summary().filter(|_| r.meta.kind.drives_load()) {
             let latencies: [(&'static str, &'static str, &'static str, &'static str, _); 4] = [
                 (
                     "llm_stress_ttft_ms",
@@ -272,7 +270,7 @@ pub fn exposition(trials: &[&TrialReport], thresholds: &Thresholds) -> String {
                 stability(s),
             );
         }
-        if let Some(accuracy) = r.accuracy {
+        if let Some(accuracy) = r.accuracy_score() {
             add(
                 "llm_stress_accuracy",
                 "Accuracy score, 0-100.",
@@ -280,7 +278,7 @@ pub fn exposition(trials: &[&TrialReport], thresholds: &Thresholds) -> String {
                 accuracy,
             );
         }
-        if let Some(threshold) = r.accuracy_threshold {
+        if let Some(threshold) = r.accuracy_threshold() {
             add(
                 "llm_stress_accuracy_threshold",
                 "The accuracy threshold, 0-100.",
@@ -300,7 +298,7 @@ pub fn exposition(trials: &[&TrialReport], thresholds: &Thresholds) -> String {
             "llm_stress_trial_failed",
             "1 when the trial failed as a test (its verdict is not what the case expects).",
             base.clone(),
-            f64::from(u8::from(trial_failed(r))),
+            f64::from(u8::from(!r.passed())),
         );
         if let Some(analysis) = analyse(r, thresholds) {
             for f in analysis
@@ -445,7 +443,7 @@ mod tests {
     #[test]
     fn every_family_is_declared_once_with_its_samples() {
         let mut second = sample_report();
-        second.trial = "demo-chat::\"quoted\"\nname".into();
+        second.meta.trial = "demo-chat::\"quoted\"\nname".into();
         let first = sample_report();
         let text = exposition(&[&first, &second], &Thresholds::default());
         assert_eq!(text.matches("# TYPE llm_stress_ttft_ms gauge").count(), 1);

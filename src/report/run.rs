@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::trial_dir::{ERROR_SUFFIX, RECORDS_FILE, SUMMARY_FILE, safe_name};
-use super::{ReportError, TrialReport};
+use super::{ReportError, TrialBody, TrialReport};
 use crate::case::Kind;
 use crate::metrics::ErrorClass;
 
@@ -36,7 +36,11 @@ pub struct RunTrial {
 impl RunTrial {
     /// `[kind] case::combination`, the trial's full name.
     pub fn name(&self) -> String {
-        format!("[{}] {}", self.report.kind.as_str(), self.report.trial)
+        format!(
+            "[{}] {}",
+            self.report.meta.kind.as_str(),
+            self.report.meta.trial
+        )
     }
 
     /// The timing of each measured request, from `records.jsonl`, in the file's order.
@@ -241,7 +245,7 @@ pub fn load(out: &Path, run_id: Option<&str>) -> Result<Run, ReportError> {
     }
     let run_id = found
         .iter()
-        .map(|t| t.trial.report.run_id.clone())
+        .map(|t| t.trial.report.meta.run_id.clone())
         .max()
         .unwrap_or(folder);
     let rows = rows_in_results(&out.join(RESULTS_FILE), &run_id);
@@ -333,7 +337,8 @@ fn keep_newest(
     let mut notes = Vec::new();
     for (name, mut versions) in by_name {
         versions.sort_by(|a, b| {
-            (&a.trial.report.timestamp, a.written).cmp(&(&b.trial.report.timestamp, b.written))
+            (&a.trial.report.meta.timestamp, a.written)
+                .cmp(&(&b.trial.report.meta.timestamp, b.written))
         });
         let folders = versions.len();
         let runs = rows
@@ -351,7 +356,7 @@ fn keep_newest(
             };
             notes.push(format!(
                 "{name} ran {runs} times in this run; the newest ({}, {outcome}) is shown",
-                newest.trial.report.timestamp
+                newest.trial.report.meta.timestamp
             ));
         }
         trials.push(newest.trial);
@@ -362,16 +367,38 @@ fn keep_newest(
 
 /// Case, kind, load mode, lengths, load level, prompts, name: the order trials are listed in.
 fn order_key(r: &TrialReport) -> impl Ord + '_ {
+    // (mode, ISL, OSL, load level, rate in mHz, prompts), by kind of body.
+    let (mode, isl, osl, level, rate, prompts) = match &r.body {
+        TrialBody::Load(load) => (
+            load.shape.mode().as_str(),
+            load.isl,
+            load.osl,
+            load.shape.concurrency_column(),
+            load.shape.rate(),
+            load.num_prompts,
+        ),
+        TrialBody::Accuracy(body) => (
+            "accuracy",
+            0,
+            0,
+            body.concurrency,
+            None,
+            body.accuracy
+                .as_ref()
+                .map_or(0, |a| u32::try_from(a.n).unwrap_or(u32::MAX)),
+        ),
+        TrialBody::Sim(_) => ("sim", 0, 0, 0, None, 0),
+    };
     (
-        r.case.as_str(),
-        r.kind,
-        r.mode.as_str(),
-        r.isl,
-        r.osl,
-        r.concurrency,
-        r.rate.map(|rate| (rate * 1000.0).round() as i64),
-        r.num_prompts,
-        r.trial.as_str(),
+        r.meta.case.as_str(),
+        r.meta.kind,
+        mode,
+        isl,
+        osl,
+        level,
+        rate.map(|rate| (rate * 1000.0).round() as i64),
+        prompts,
+        r.meta.trial.as_str(),
     )
 }
 
@@ -396,16 +423,16 @@ mod tests {
     #[test]
     fn a_trial_written_twice_keeps_the_newest_and_says_so() {
         let mut old = sample_report();
-        old.timestamp = "2026-11-24T19:00:00Z".into();
+        old.meta.timestamp = "2026-11-24T19:00:00Z".into();
         let mut new = sample_report();
-        new.timestamp = "2026-11-24T19:05:00Z".into();
+        new.meta.timestamp = "2026-11-24T19:05:00Z".into();
         let found = vec![
             found(new, "run/perf/demo-chat/x", 5),
             found(old, "run/perf/demo-chat/x_ERROR", 9),
         ];
         let (trials, notes) = keep_newest(found, None);
         assert_eq!(trials.len(), 1);
-        assert_eq!(trials[0].report.timestamp, "2026-11-24T19:05:00Z");
+        assert_eq!(trials[0].report.meta.timestamp, "2026-11-24T19:05:00Z");
         assert_eq!(
             notes,
             [
@@ -433,10 +460,11 @@ mod tests {
     fn trials_are_ordered_by_case_kind_and_load() {
         let at = |case: &str, kind: Kind, concurrency: u32| {
             let mut r = sample_report();
-            r.case = case.into();
-            r.kind = kind;
-            r.concurrency = concurrency;
-            r.trial = format!("{case}::c{concurrency}");
+            r.meta.case = case.into();
+            r.meta.kind = kind;
+            r.load_mut().expect("a load trial").shape =
+                crate::report::LoadShape::Closed { concurrency };
+            r.meta.trial = format!("{case}::c{concurrency}");
             found(r, "d", 0)
         };
         let (trials, _) = keep_newest(

@@ -17,8 +17,7 @@ use super::markdown::{Align, Table, cell};
 use super::run::{Run, RunTrial};
 use super::sweep::sweeps;
 use super::table::{NUM, Numbers};
-use super::trial_dir::trial_failed;
-use crate::verdict::Status;
+use crate::judge::Status;
 
 /// The file name of the run summary, in the run's folder.
 pub const SUMMARY_MD: &str = "summary.md";
@@ -108,11 +107,7 @@ pub fn counts(run: &Run) -> String {
             .filter(|t| t.report.verdict.status == status)
             .count()
     };
-    let failed = run
-        .trials
-        .iter()
-        .filter(|t| trial_failed(&t.report))
-        .count();
+    let failed = run.trials.iter().filter(|t| !t.report.passed()).count();
     format!(
         "{} trials: {} PASS, {} FAIL, {} NA; {failed} failed as tests (a FAIL the case \
          expects is not a test failure).\n",
@@ -128,8 +123,8 @@ pub fn by_case(trials: &[RunTrial]) -> Vec<(&str, &[RunTrial])> {
     let mut groups: Vec<(&str, &[RunTrial])> = Vec::new();
     let mut start = 0;
     for i in 1..=trials.len() {
-        if i == trials.len() || trials[i].report.case != trials[start].report.case {
-            groups.push((trials[start].report.case.as_str(), &trials[start..i]));
+        if i == trials.len() || trials[i].report.meta.case != trials[start].report.meta.case {
+            groups.push((trials[start].report.meta.case.as_str(), &trials[start..i]));
             start = i;
         }
     }
@@ -138,7 +133,7 @@ pub fn by_case(trials: &[RunTrial]) -> Vec<(&str, &[RunTrial])> {
 
 /// The trials in verdict order: test failures, then expected failures, then PASS, then NA.
 pub fn in_verdict_order(trials: &[RunTrial]) -> Vec<&RunTrial> {
-    let rank = |t: &RunTrial| match (trial_failed(&t.report), t.report.verdict.status) {
+    let rank = |t: &RunTrial| match (!t.report.passed(), t.report.verdict.status) {
         (true, _) => 0,
         (false, Status::Fail) => 1,
         (false, Status::Pass) => 2,
@@ -157,7 +152,7 @@ fn verdicts(run: &Run, numbers: Numbers) -> Table {
     ]);
     for trial in in_verdict_order(&run.trials) {
         let mut shown = verdict(&trial.report);
-        if trial_failed(&trial.report) {
+        if !trial.report.passed() {
             shown = format!("**{shown}**");
         }
         table.row(vec![
@@ -222,7 +217,7 @@ pub fn run_analysis_table(
 /// One row per trial: kind, lengths, load, prompts, mean latencies, throughputs, accuracy
 /// (when any trial of the case has one), verdict.
 pub fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
-    let with_accuracy = trials.iter().any(|t| t.report.accuracy.is_some());
+    let with_accuracy = trials.iter().any(|t| t.report.accuracy_score().is_some());
     let mut columns = vec![
         ("kind", Align::Left),
         ("ISL", Align::Right),
@@ -244,10 +239,9 @@ pub fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
     let mut table = Table::new(&columns);
     for trial in trials {
         let r = &trial.report;
-        let s = &r.summary;
-        let mut row = vec![r.kind.as_str().to_string()];
+        let mut row = vec![r.meta.kind.as_str().to_string()];
         row.extend(parameters(r));
-        if r.kind.drives_load() {
+        if let Some(s) = r.summary().filter(|_| r.meta.kind.drives_load()) {
             row.extend([
                 latency(numbers, s.ttft_ms.as_ref(), "mean"),
                 latency(numbers, s.tpot_ms.as_ref(), "mean"),
@@ -261,7 +255,7 @@ pub fn case_table(trials: &[RunTrial], numbers: Numbers) -> Table {
             row.extend(std::iter::repeat_n(NONE.to_string(), 7));
         }
         if with_accuracy {
-            row.push(r.accuracy.map_or_else(
+            row.push(r.accuracy_score().map_or_else(
                 || NONE.to_string(),
                 |a| measured(numbers, NUM, || format!("{a:.2}")),
             ));
@@ -303,7 +297,7 @@ pub fn trial_analysis(trials: &[RunTrial], thresholds: &Thresholds, numbers: Num
         let mut row = vec![
             format!(
                 "[{}] {}",
-                trial.report.kind.as_str(),
+                trial.report.meta.kind.as_str(),
                 combination(&trial.report)
             ),
             level(numbers, analysis.level()),
@@ -334,16 +328,16 @@ pub fn endpoints(trials: &[RunTrial], numbers: Numbers) -> Table {
     ]);
     for trial in trials {
         let r = &trial.report;
-        let total: u64 = r
-            .endpoints
+        let endpoints = r.load().map_or(&[][..], |l| l.endpoints.as_slice());
+        let total: u64 = endpoints
             .iter()
             .map(|e| e.summary.requests_ok + e.summary.requests_failed)
             .sum();
-        for e in &r.endpoints {
+        for e in endpoints {
             let s = &e.summary;
             let sent = s.requests_ok + s.requests_failed;
             table.row(vec![
-                format!("[{}] {}", r.kind.as_str(), combination(r)),
+                format!("[{}] {}", r.meta.kind.as_str(), combination(r)),
                 e.name.clone(),
                 measured(numbers, NUM, || {
                     if total == 0 {
@@ -376,10 +370,10 @@ pub fn distributions(trials: &[RunTrial], metric: &str, numbers: Numbers) -> Tab
     ];
     columns.extend(DETAIL_STATS.iter().map(|s| (*s, Align::Right)));
     let mut table = Table::new(&columns);
-    for trial in trials.iter().filter(|t| t.report.kind.drives_load()) {
+    for trial in trials.iter().filter(|t| t.report.meta.kind.drives_load()) {
         let r = &trial.report;
-        let distribution = r.summary.distribution(metric);
-        let mut row = vec![r.kind.as_str().to_string()];
+        let distribution = r.summary().and_then(|s| s.distribution(metric));
+        let mut row = vec![r.meta.kind.as_str().to_string()];
         row.extend(parameters(r));
         row.extend(
             DETAIL_STATS
@@ -455,7 +449,8 @@ mod tests {
             ["perf closed ISL 128 OSL 16: none up to concurrency 4"]
         );
         // At 4 in flight TTFT doubles for no more throughput.
-        if let Some(ttft) = run.trials[2].report.summary.ttft_ms.as_mut() {
+        let load = run.trials[2].report.load_mut().expect("a load trial");
+        if let Some(ttft) = load.summary.ttft_ms.as_mut() {
             ttft.p50 *= 2.0;
         }
         assert_eq!(
@@ -492,7 +487,10 @@ mod tests {
     fn a_redacted_summary_does_not_change_with_measurements() {
         let mut other = sample_run();
         for trial in &mut other.trials {
-            let s = &mut trial.report.summary;
+            let Some(load) = trial.report.load_mut() else {
+                continue;
+            };
+            let s = &mut load.summary;
             s.output_tok_s *= 3.7;
             s.error_rate = 0.5;
             if let Some(ttft) = s.ttft_ms.as_mut() {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::TrialReport;
 use super::knee::{LoadPoint, knee};
 use super::run::RunTrial;
+use super::{LoadShape, TrialReport};
 use crate::case::Kind;
 
 /// What the load of a sweep is measured in.
@@ -46,13 +46,10 @@ impl Axis {
 
 /// Where a load trial sits on a load axis; `None` for trials that sent no load.
 pub fn load_of(report: &TrialReport) -> Option<(Axis, f64)> {
-    if !report.kind.drives_load() {
-        return None;
-    }
-    match (report.mode.as_str(), report.rate) {
-        ("open", Some(rate)) => Some((Axis::Rate, rate)),
-        ("open", None) => None,
-        _ => Some((Axis::Concurrency, f64::from(report.concurrency))),
+    match report.shape()? {
+        LoadShape::Open { rate, .. } => Some((Axis::Rate, rate)),
+        LoadShape::Closed { concurrency } => Some((Axis::Concurrency, f64::from(concurrency))),
+        LoadShape::Users { users } => Some((Axis::Concurrency, f64::from(users))),
     }
 }
 
@@ -80,10 +77,13 @@ impl Sweep<'_> {
         let points: Vec<LoadPoint> = self
             .trials
             .iter()
-            .map(|(load, r)| LoadPoint {
-                load: *load,
-                output_tok_s: r.summary.output_tok_s,
-                ttft_p50_ms: r.summary.ttft_ms.map(|d| d.p50),
+            .filter_map(|(load, r)| {
+                let summary = r.summary()?;
+                Some(LoadPoint {
+                    load: *load,
+                    output_tok_s: summary.output_tok_s,
+                    ttft_p50_ms: summary.ttft_ms.map(|d| d.p50),
+                })
             })
             .collect();
         knee(&points)
@@ -91,16 +91,17 @@ impl Sweep<'_> {
 }
 
 /// What the trials of one sweep share: load axis, kind, mode, ISL, OSL.
-type SweepKey<'a> = (Axis, Kind, &'a str, u32, u32);
+type SweepKey = (Axis, Kind, &'static str, u32, u32);
 
 /// The case's sweeps with at least two load levels, in a stable order.
 pub fn sweeps(trials: &[RunTrial]) -> Vec<Sweep<'_>> {
     let mut groups: BTreeMap<SweepKey, Vec<(f64, &TrialReport)>> = BTreeMap::new();
     for trial in trials {
         let r = &trial.report;
-        if let Some((axis, load)) = load_of(r) {
+        if let (Some((axis, load)), Some(body)) = (load_of(r), r.load()) {
+            let mode = body.shape.mode().as_str();
             groups
-                .entry((axis, r.kind, r.mode.as_str(), r.isl, r.osl))
+                .entry((axis, r.meta.kind, mode, body.isl, body.osl))
                 .or_default()
                 .push((load, r));
         }
@@ -124,15 +125,15 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::report::sample::sample_report;
+    use crate::report::sample::{ReportBuilder, accuracy_summary, sample_report};
 
-    fn trial(kind: Kind, mode: &str, isl: u32, concurrency: u32, rate: Option<f64>) -> RunTrial {
+    fn trial(kind: Kind, shape: LoadShape, isl: u32) -> RunTrial {
         let mut report = sample_report();
-        report.kind = kind;
-        report.mode = mode.into();
-        report.isl = isl;
-        report.concurrency = concurrency;
-        report.rate = rate;
+        report.meta.kind = kind;
+        if let Some(load) = report.load_mut() {
+            load.shape = shape;
+            load.isl = isl;
+        }
         RunTrial {
             report,
             dir: PathBuf::new(),
@@ -141,16 +142,30 @@ mod tests {
 
     #[test]
     fn sweeps_group_by_kind_mode_and_lengths_and_need_two_loads() {
+        let closed = |concurrency| LoadShape::Closed { concurrency };
+        let open = |rate| LoadShape::Open {
+            rate,
+            max_in_flight: None,
+        };
+        let accuracy = RunTrial {
+            report: ReportBuilder::accuracy(
+                "demo-chat",
+                "gsm8k_n40",
+                Some(accuracy_summary(40, 90.0)),
+            )
+            .build(),
+            dir: PathBuf::new(),
+        };
         let trials = [
-            trial(Kind::Perf, "closed", 128, 4, None),
-            trial(Kind::Perf, "closed", 128, 1, None),
-            trial(Kind::Perf, "closed", 128, 1, None),
-            trial(Kind::Stress, "closed", 128, 2, None),
-            trial(Kind::Perf, "closed", 512, 1, None),
-            trial(Kind::Perf, "closed", 512, 2, None),
-            trial(Kind::Perf, "open", 128, 0, Some(20.0)),
-            trial(Kind::Perf, "open", 128, 0, Some(5.0)),
-            trial(Kind::Accuracy, "accuracy", 0, 4, None),
+            trial(Kind::Perf, closed(4), 128),
+            trial(Kind::Perf, closed(1), 128),
+            trial(Kind::Perf, closed(1), 128),
+            trial(Kind::Stress, closed(2), 128),
+            trial(Kind::Perf, closed(1), 512),
+            trial(Kind::Perf, closed(2), 512),
+            trial(Kind::Perf, open(20.0), 128),
+            trial(Kind::Perf, open(5.0), 128),
+            accuracy,
         ];
         let found: Vec<(String, Axis, Vec<f64>)> = sweeps(&trials)
             .iter()

@@ -10,13 +10,14 @@
 //! printed. A sim trial's numbers come from virtual time and are printed exactly in both
 //! modes, except its wall time.
 
-use super::TrialReport;
-use super::accuracy::AccuracySummary;
 use super::markdown::{Align, Table, cell};
 use super::sim::SimStepReport;
-use crate::case::Kind;
+use super::wire::adjusted_text;
+use super::{LoadBody, LoadShape, TrialBody, TrialReport};
+use crate::accuracy::summary::AccuracySummary;
 use crate::metrics::Distribution;
 use crate::server_metrics::Reading;
+use crate::server_metrics::ServerMetrics;
 
 /// Whether measured numbers are printed or replaced by placeholders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub const MS: &str = "<ms>";
 pub const NUM: &str = "<num>";
 /// Placeholder of the measured failures by class.
 pub const ERRORS: &str = "<errors>";
+/// Shown, in measured mode, for a stress trial whose run has no score of its case's accuracy
+/// trial (it did not run, or has not finished).
+pub const NO_BASELINE: &str = "none: no accuracy trial of the case in this run";
 
 /// The latency metrics, as labelled in the table, with their summary names.
 const LATENCIES: [(&str, &str); 4] = [
@@ -123,14 +127,19 @@ fn name_value_table(out: &mut String, header: [&str; 2], rows: Vec<(&str, String
 fn parameters(out: &mut String, report: &TrialReport) {
     out.push_str("### Parameters\n\n");
     let mut rows = identity(report);
-    match &report.accuracy_detail {
-        Some(accuracy) if report.kind == Kind::Accuracy => rows.extend([
-            ("task", accuracy.task.clone()),
-            ("dataset", accuracy.dataset.clone()),
-            ("questions", accuracy.n.to_string()),
-            ("concurrency", report.concurrency.to_string()),
-        ]),
-        _ => rows.extend(load_parameters(report)),
+    match &report.body {
+        TrialBody::Accuracy(body) => {
+            if let Some(accuracy) = &body.accuracy {
+                rows.extend([
+                    ("task", accuracy.task.clone()),
+                    ("dataset", accuracy.dataset.clone()),
+                    ("questions", accuracy.n.to_string()),
+                ]);
+            }
+            rows.push(("concurrency", body.concurrency.to_string()));
+        }
+        TrialBody::Load(load) => rows.extend(load_parameters(load)),
+        TrialBody::Sim(_) => {}
     }
     push_parameters(out, rows);
 }
@@ -152,37 +161,48 @@ fn push_parameters(out: &mut String, rows: Vec<(&'static str, String)>) {
 /// The rows every trial's parameters start with: what ran, against what.
 fn identity(report: &TrialReport) -> Vec<(&'static str, String)> {
     vec![
-        ("trial", report.trial.clone()),
-        ("kind", report.kind.as_str().to_string()),
-        ("case", report.case.clone()),
-        ("model", report.model.clone()),
-        ("server", report.server.clone()),
-        ("api", report.api.clone()),
+        ("trial", report.meta.trial.clone()),
+        ("kind", report.meta.kind.as_str().to_string()),
+        ("case", report.meta.case.clone()),
+        ("model", report.meta.model.clone()),
+        ("server", report.meta.server.clone()),
+        (
+            "api",
+            report.meta.api.map_or(NONE, |a| a.as_str()).to_string(),
+        ),
     ]
 }
 
 /// The load's parameters: mode, lengths, concurrency or users, rate, prompts, adjustment.
-fn load_parameters(report: &TrialReport) -> Vec<(&'static str, String)> {
+fn load_parameters(load: &LoadBody) -> Vec<(&'static str, String)> {
     vec![
-        ("mode", report.mode.clone()),
-        ("ISL", report.isl.to_string()),
-        ("OSL", report.osl.to_string()),
-        match (report.mode.as_str(), report.concurrency) {
-            ("open", 0) => ("max in flight", "unbounded".to_string()),
-            ("open", cap) => ("max in flight", cap.to_string()),
-            ("users", users) => ("users", users.to_string()),
-            (_, concurrency) => ("concurrency", concurrency.to_string()),
+        ("mode", load.shape.mode().as_str().to_string()),
+        ("ISL", load.isl.to_string()),
+        ("OSL", load.osl.to_string()),
+        match load.shape {
+            LoadShape::Open {
+                max_in_flight: None,
+                ..
+            } => ("max in flight", "unbounded".to_string()),
+            LoadShape::Open {
+                max_in_flight: Some(cap),
+                ..
+            } => ("max in flight", cap.to_string()),
+            LoadShape::Users { users } => ("users", users.to_string()),
+            LoadShape::Closed { concurrency } => ("concurrency", concurrency.to_string()),
         },
         (
             "rate",
-            report
-                .rate
+            load.shape
+                .rate()
                 .map_or_else(|| NONE.to_string(), |r| format!("{r} req/s")),
         ),
-        ("prompts", report.num_prompts.to_string()),
+        ("prompts", load.num_prompts.to_string()),
         (
             "adjusted",
-            report.adjusted.clone().unwrap_or_else(|| NONE.to_string()),
+            load.adjusted
+                .as_ref()
+                .map_or_else(|| NONE.to_string(), adjusted_text),
         ),
     ]
 }
@@ -237,14 +257,22 @@ fn accuracy(out: &mut String, accuracy: &AccuracySummary, numbers: Numbers) {
             "answers back while the load ran",
             measured(numbers, NUM, || format!("{under_load} of {}", accuracy.n)),
         ));
-        rows.push((
-            "accuracy trial's score (this run)",
-            measured_opt(numbers, NUM, accuracy.baseline, |b| format!("{b:.2}")),
-        ));
+        // Whether the accuracy trial's score is known depends on which trials ran in the
+        // run (and in which process), so a redacted table does not say.
         let change = accuracy.baseline.zip(accuracy.score()).map(|(b, s)| s - b);
         rows.push((
+            "accuracy trial's score (this run)",
+            measured(numbers, NUM, || {
+                accuracy
+                    .baseline
+                    .map_or_else(|| NO_BASELINE.to_string(), |b| format!("{b:.2}"))
+            }),
+        ));
+        rows.push((
             "change under load (points)",
-            measured_opt(numbers, NUM, change, |c| format!("{c:+.2}")),
+            measured(numbers, NUM, || {
+                change.map_or_else(|| NONE.to_string(), |c| format!("{c:+.2}"))
+            }),
         ));
     }
     name_value_table(out, ["accuracy", "value"], rows);
@@ -261,14 +289,14 @@ fn latency_cell(numbers: Numbers, distribution: Option<&Distribution>, stat: &st
     }
 }
 
-fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
-    let s = &report.summary;
+fn metrics(out: &mut String, load: &LoadBody, numbers: Numbers) {
+    let s = &load.summary;
     out.push_str("### Metrics\n\n");
     let mut header = vec!["latency (ms)"];
     header.extend(STATS);
     let mut align = vec![Align::Left];
     align.extend([Align::Right; STATS.len()]);
-    let open_loop = report.mode == "open";
+    let open_loop = load.shape.mode() == crate::case::LoadMode::Open;
     // Whether the server reports timings depends on the server, not on the measurement.
     let server_timed = s.server_timing.is_some();
     let rows: Vec<Vec<String>> = LATENCIES
@@ -353,13 +381,13 @@ fn metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
         drift(|d| if d.flagged { "yes" } else { "no" }.to_string()),
     ));
     name_value_table(out, ["requests", "value"], rows);
-    if !report.endpoints.is_empty() {
+    if !load.endpoints.is_empty() {
         out.push('\n');
-        endpoints(out, report, numbers);
+        endpoints(out, load, numbers);
     }
 }
 
-fn endpoints(out: &mut String, report: &TrialReport, numbers: Numbers) {
+fn endpoints(out: &mut String, load: &LoadBody, numbers: Numbers) {
     let header = [
         "endpoint",
         "ok",
@@ -372,7 +400,7 @@ fn endpoints(out: &mut String, report: &TrialReport, numbers: Numbers) {
     ];
     let mut align = vec![Align::Left];
     align.extend([Align::Right; 7]);
-    let rows: Vec<Vec<String>> = report
+    let rows: Vec<Vec<String>> = load
         .endpoints
         .iter()
         .map(|e| {
@@ -393,11 +421,11 @@ fn endpoints(out: &mut String, report: &TrialReport, numbers: Numbers) {
 }
 
 /// The servers' own metrics: gauges by mean and maximum, counters by their increase.
-fn server_metrics(out: &mut String, report: &TrialReport, numbers: Numbers) {
+fn server_metrics(out: &mut String, metrics: &[ServerMetrics], numbers: Numbers) {
     out.push_str("### Server metrics\n\n");
-    let several = report.server_metrics.len() > 1;
+    let several = metrics.len() > 1;
     let mut rows = Vec::new();
-    for server in &report.server_metrics {
+    for server in metrics {
         let prefix = if several {
             format!("{}: ", server.endpoint)
         } else {
@@ -482,7 +510,7 @@ fn checks(out: &mut String, report: &TrialReport, numbers: Numbers) {
         .map(|check| {
             vec![
                 check.name.clone(),
-                check.source.clone(),
+                check.source.as_str().to_string(),
                 measured_opt(numbers, NUM, check.actual, plain),
                 check.target.map_or_else(|| NONE.to_string(), plain),
                 measured_opt(numbers, NUM, check.ratio, f3),
@@ -502,10 +530,10 @@ fn checks(out: &mut String, report: &TrialReport, numbers: Numbers) {
 fn sim(out: &mut String, report: &TrialReport, sim: &SimStepReport, numbers: Numbers) {
     out.push_str("### Parameters\n\n");
     let mut rows = vec![
-        ("trial", report.trial.clone()),
-        ("kind", report.kind.as_str().to_string()),
-        ("case", report.case.clone()),
-        ("model", report.model.clone()),
+        ("trial", report.meta.trial.clone()),
+        ("kind", report.meta.kind.as_str().to_string()),
+        ("case", report.meta.case.clone()),
+        ("model", report.meta.model.clone()),
         ("hardware", sim.hardware.clone()),
         ("preset", sim.preset.clone()),
         ("step", sim.step.clone()),
@@ -539,23 +567,27 @@ fn sim(out: &mut String, report: &TrialReport, sim: &SimStepReport, numbers: Num
 /// Renders the trial's table. See the module documentation for what [`Numbers::Redacted`]
 /// leaves out.
 pub fn render(report: &TrialReport, numbers: Numbers) -> String {
-    let mut out = format!("## [{}] {}\n\n", report.kind.as_str(), cell(&report.trial));
-    if let Some(study) = &report.sim {
+    let mut out = format!(
+        "## [{}] {}\n\n",
+        report.meta.kind.as_str(),
+        cell(&report.meta.trial)
+    );
+    if let TrialBody::Sim(study) = &report.body {
         sim(&mut out, report, study, numbers);
         out.push('\n');
         checks(&mut out, report, Numbers::Measured);
     } else {
         parameters(&mut out, report);
         out.push('\n');
-        if report.kind != Kind::Accuracy {
-            metrics(&mut out, report, numbers);
+        if let Some(load) = report.load() {
+            metrics(&mut out, load, numbers);
             out.push('\n');
+            if !load.server_metrics.is_empty() {
+                server_metrics(&mut out, &load.server_metrics, numbers);
+                out.push('\n');
+            }
         }
-        if !report.server_metrics.is_empty() {
-            server_metrics(&mut out, report, numbers);
-            out.push('\n');
-        }
-        if let Some(detail) = &report.accuracy_detail {
+        if let Some(detail) = report.accuracy() {
             accuracy(&mut out, detail, numbers);
             out.push('\n');
         }
@@ -564,7 +596,7 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
     out.push('\n');
     out.push_str("verdict: ");
     out.push_str(report.verdict.status.as_str());
-    if report.expect_fail {
+    if report.expects_failure() {
         out.push_str(" (expected FAIL)");
     }
     out.push('\n');
@@ -576,14 +608,16 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::case::{Expect, Kind};
+    use crate::judge::Status;
+    use crate::matrix::Adjustment;
     use crate::metrics::ErrorClass;
-    use crate::report::sample::sample_report;
-    use crate::verdict::Status;
+    use crate::report::sample::{ReportBuilder, sample_report};
 
     /// The sample with every measured number changed, and the measured reasons reworded.
     fn remeasured() -> TrialReport {
         let mut r = sample_report();
-        let s = &mut r.summary;
+        let s = &mut r.load_mut().expect("a load trial").summary;
         s.requests_ok = 123_456;
         s.requests_failed = 98_765;
         s.error_rate = 0.987_654;
@@ -611,8 +645,8 @@ mod tests {
             check.ratio = check.ratio.map(|q| q * 1.9);
             check.reason = format!("measured 31415.9 and {}", check.reason.len());
         }
-        r.run_id = "another-run-4242".into();
-        r.timestamp = "2030-01-02T03:04:05Z".into();
+        r.meta.run_id = "another-run-4242".into();
+        r.meta.timestamp = "2030-01-02T03:04:05Z".into();
         r
     }
 
@@ -649,13 +683,17 @@ mod tests {
         r.verdict.status = Status::Pass;
     }
     fn changed_matrix(r: &mut TrialReport) {
-        r.concurrency = 4;
+        r.load_mut().expect("a load trial").shape = LoadShape::Closed { concurrency: 4 };
     }
     fn changed_adjustment(r: &mut TrialReport) {
-        r.adjusted = Some("8192/128 neutral".into());
+        r.load_mut().expect("a load trial").adjusted = Some(Adjustment {
+            isl: 8192,
+            osl: 128,
+            policy: crate::case::FitPolicy::Neutral,
+        });
     }
     fn expected_to_fail(r: &mut TrialReport) {
-        r.expect_fail = true;
+        r.meta.expect = Expect::Fail;
     }
     fn no_longer_measured(r: &mut TrialReport) {
         r.verdict.checks[3].actual = None;
@@ -716,7 +754,7 @@ mod tests {
     #[test]
     fn an_expected_failure_says_so_and_reasons_stay_on_one_line() {
         let mut report = sample_report();
-        report.expect_fail = true;
+        report.meta.expect = Expect::Fail;
         report.verdict.checks[3].reason = "line one\nline | two".into();
         let table = render(&report, Numbers::Measured);
         assert!(
@@ -727,7 +765,7 @@ mod tests {
     }
 
     fn stress_accuracy() -> AccuracySummary {
-        use crate::report::accuracy::{FilterScore, ThresholdSummary};
+        use crate::accuracy::summary::{FilterScore, ThresholdSummary};
         AccuracySummary {
             task: "gsm8k".into(),
             dataset: "gsm8k/test.jsonl".into(),
@@ -758,8 +796,8 @@ mod tests {
     #[test]
     fn the_accuracy_section_shows_scores_threshold_and_the_change_under_load() {
         let mut report = sample_report();
-        report.kind = Kind::Stress;
-        report.accuracy_detail = Some(stress_accuracy());
+        report.meta.kind = Kind::Stress;
+        report.load_mut().expect("a load trial").accuracy = Some(stress_accuracy());
         let measured = render(&report, Numbers::Measured);
         for expected in [
             "87.50",
@@ -781,13 +819,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stress_trial_without_an_accuracy_trial_says_so_and_redacts_alike() {
+        let mut with = sample_report();
+        with.meta.kind = Kind::Stress;
+        with.load_mut().expect("a load trial").accuracy = Some(stress_accuracy());
+        let mut without = with.clone();
+        if let Some(accuracy) = without.load_mut().and_then(|l| l.accuracy.as_mut()) {
+            accuracy.baseline = None;
+        }
+        let measured = render(&without, Numbers::Measured);
+        assert!(measured.contains(NO_BASELINE), "{measured}");
+        assert_eq!(
+            render(&with, Numbers::Redacted),
+            render(&without, Numbers::Redacted)
+        );
+    }
+
+    #[test]
     fn an_accuracy_trial_shows_its_task_and_no_load_metrics() {
-        let mut report = sample_report();
-        report.kind = Kind::Accuracy;
         let mut accuracy = stress_accuracy();
         accuracy.under_load = None;
         accuracy.baseline = None;
-        report.accuracy_detail = Some(accuracy);
+        let report = ReportBuilder::accuracy("demo-chat", "gsm8k_n40", Some(accuracy)).build();
         let table = render(&report, Numbers::Measured);
         assert!(!table.contains("### Metrics"), "{table}");
         assert!(!table.contains("under load"), "{table}");
@@ -811,25 +864,23 @@ mod tests {
 
     #[test]
     fn a_sim_table_shows_its_study_exactly_and_redacts_only_the_wall_time() {
-        let report = TrialReport {
-            kind: Kind::Sim,
-            trial: "study::bins".into(),
-            sim: Some(SimStepReport {
-                preset: "small".into(),
-                step: "bins".into(),
-                hardware: "h100-sxm".into(),
-                runs: 2,
-                requests: 20,
-                completed: 18,
-                rejected: 2,
-                knee_replicas: Some(4),
-                best_bins: Some(2),
-                findings: vec!["K = 2 gives the most goodput.".into()],
-                table: "| step | bins |\n|------|-----:|\n| bins |    2 |\n".into(),
-                wall_s: 0.125,
-            }),
-            ..sample_report()
-        };
+        let mut report = sample_report();
+        report.meta.kind = Kind::Sim;
+        report.meta.trial = "study::bins".into();
+        report.body = TrialBody::Sim(SimStepReport {
+            preset: "small".into(),
+            step: "bins".into(),
+            hardware: "h100-sxm".into(),
+            runs: 2,
+            requests: 20,
+            completed: 18,
+            rejected: 2,
+            knee_replicas: Some(4),
+            best_bins: Some(2),
+            findings: vec!["K = 2 gives the most goodput.".into()],
+            table: "| step | bins |\n|------|-----:|\n| bins |    2 |\n".into(),
+            wall_s: 0.125,
+        });
         let measured = render(&report, Numbers::Measured);
         let redacted = render(&report, Numbers::Redacted);
         let differ: Vec<(&str, &str)> = measured

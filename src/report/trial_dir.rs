@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::accuracy::ScoredSample;
 use super::{ReportError, TrialReport};
+use crate::accuracy::summary::ScoredSample;
 use crate::metrics::RequestRecord;
-use crate::verdict::Status;
 
 /// Environment variable naming the output folder.
 pub const OUT_ENV: &str = "LLM_STRESS_OUT";
@@ -69,17 +68,12 @@ pub fn safe_name(name: &str) -> String {
 /// `demo-chat::isl128_osl64_c4_n4`); the whole name when it has no `::`.
 pub fn slug(report: &TrialReport) -> &str {
     report
+        .meta
         .trial
-        .strip_prefix(report.case.as_str())
+        .strip_prefix(report.meta.case.as_str())
         .and_then(|rest| rest.strip_prefix("::"))
-        .or_else(|| report.trial.rsplit_once("::").map(|(_, slug)| slug))
-        .unwrap_or(&report.trial)
-}
-
-/// Whether the trial's outcome is a test failure: its verdict is not what the case expects
-/// (FAIL when `expect: fail`, anything but FAIL otherwise).
-pub fn trial_failed(report: &TrialReport) -> bool {
-    (report.verdict.status == Status::Fail) != report.expect_fail
+        .or_else(|| report.meta.trial.rsplit_once("::").map(|(_, slug)| slug))
+        .unwrap_or(&report.meta.trial)
 }
 
 /// The trial's folder: `{out}/{run_id}/{kind}/{case}/{slug}`, with [`ERROR_SUFFIX`] on the
@@ -89,9 +83,9 @@ pub fn trial_dir(out: &Path, report: &TrialReport, failed: bool) -> PathBuf {
     if failed {
         leaf.push_str(ERROR_SUFFIX);
     }
-    out.join(safe_name(&report.run_id))
-        .join(safe_name(report.kind.as_str()))
-        .join(safe_name(&report.case))
+    out.join(safe_name(&report.meta.run_id))
+        .join(safe_name(report.meta.kind.as_str()))
+        .join(safe_name(&report.meta.case))
         .join(leaf)
 }
 
@@ -181,33 +175,14 @@ mod tests {
 
     #[test]
     fn unsafe_run_ids_and_case_names_stay_inside_the_output_folder() {
-        let report = TrialReport {
-            run_id: "../up".into(),
-            case: "a::b".into(),
-            trial: "a::b::isl1_osl1_c1_n1".into(),
-            ..sample_report()
-        };
+        let mut report = sample_report();
+        report.meta.run_id = "../up".into();
+        report.meta.case = "a::b".into();
+        report.meta.trial = "a::b::isl1_osl1_c1_n1".into();
         assert_eq!(
             trial_dir(Path::new("out"), &report, false),
             Path::new("out/.._up/perf/a__b/isl1_osl1_c1_n1")
         );
-    }
-
-    #[rstest]
-    #[case(Status::Fail, false, true)]
-    #[case(Status::Pass, false, false)]
-    #[case(Status::NotApplicable, false, false)]
-    #[case(Status::Fail, true, false)]
-    #[case(Status::Pass, true, true)]
-    fn a_trial_fails_when_its_verdict_is_not_what_the_case_expects(
-        #[case] status: Status,
-        #[case] expect_fail: bool,
-        #[case] failed: bool,
-    ) {
-        let mut report = sample_report();
-        report.verdict.status = status;
-        report.expect_fail = expect_fail;
-        assert_eq!(trial_failed(&report), failed);
     }
 
     #[rstest]

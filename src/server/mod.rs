@@ -57,6 +57,8 @@ pub struct Surroundings<'a> {
     pub case_dir: &'a Path,
     /// Where a spawned server's log goes.
     pub log_dir: &'a Path,
+    /// The session's spawned servers, started here or reused.
+    pub spawned: &'a spawn::SpawnedServers,
 }
 
 impl RunningServer {
@@ -86,7 +88,10 @@ impl RunningServer {
                 ))
             }
             ServerSpec::Spawn(s) => {
-                let acquired = spawn::acquire(s, around.case_dir, around.log_dir).await?;
+                let acquired = around
+                    .spawned
+                    .acquire(s, around.case_dir, around.log_dir)
+                    .await?;
                 let name = s
                     .served_model
                     .clone()
@@ -117,7 +122,7 @@ impl RunningServer {
     }
 
     /// Stops the server if it is embedded (spawned servers stay up for later trials until
-    /// [`spawn::stop_all`]).
+    /// the session ends, see [`spawn::SpawnedServers`]).
     pub async fn shutdown(self) {
         if let Some(server) = self.embedded {
             server.shutdown().await;

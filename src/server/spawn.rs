@@ -1,19 +1,18 @@
 //! Servers the harness starts itself: a command on a free loopback port, its output captured
 //! to a log file, readiness by health check, and teardown of its whole process group.
 //!
-//! Started servers are kept for the rest of the process, so trials that need the same server
-//! share one ([`acquire`]); one that died between trials is started again and the death is
-//! reported. [`stop_all`] stops them (the harness calls it at the end of a run); an interrupt
-//! (SIGINT, SIGTERM, SIGHUP) stops them too before the process ends.
+//! Started servers are kept by the session's [`SpawnedServers`], so trials that need the same
+//! server share one ([`SpawnedServers::acquire`]); one that died between trials is started
+//! again and the death is reported. Dropping the list stops them (the session ends); an
+//! interrupt (SIGINT, SIGTERM, SIGHUP) stops them too before the process ends.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{ServerError, attach};
@@ -69,17 +68,40 @@ struct Spawned {
     listed_model: Option<String>,
 }
 
-/// The running servers by their spec and case folder.
-static REGISTRY: OnceLock<Mutex<HashMap<String, Spawned>>> = OnceLock::new();
-
-fn registry() -> &'static Mutex<HashMap<String, Spawned>> {
-    REGISTRY.get_or_init(|| {
-        install_signal_handlers();
-        Mutex::new(HashMap::new())
-    })
+/// What identifies a spawned server: its spec and the case folder it runs from.
+#[derive(Debug, Clone, PartialEq)]
+struct SpawnKey {
+    spec: SpawnSpec,
+    case_dir: PathBuf,
 }
 
-/// What [`acquire`] gives: where the server is, and what happened to an earlier one.
+/// The servers a session started, by spec and case folder, so that trials that need the same
+/// server share one. Dropping it (or [`SpawnedServers::stop_all`]) stops them all; an
+/// interrupt stops them too (see [`install_signal_handlers`]).
+#[derive(Default)]
+pub struct SpawnedServers {
+    servers: Mutex<Vec<(SpawnKey, Spawned)>>,
+}
+
+impl std::fmt::Debug for SpawnedServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .servers
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(_, server)| server.base_url.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        f.debug_struct("SpawnedServers")
+            .field("running", &urls)
+            .finish()
+    }
+}
+
+/// What [`SpawnedServers::acquire`] gives: where the server is, and what happened to an
+/// earlier one.
 #[derive(Debug, Clone)]
 pub struct Acquired {
     /// Base URL, such as `http://127.0.0.1:40123`.
@@ -88,85 +110,116 @@ pub struct Acquired {
     pub listed_model: Option<String>,
     /// The server's log file.
     pub log: PathBuf,
-    /// Set when the server this process started earlier had died and was started again.
+    /// Set when the server this session started earlier had died and was started again.
     pub restarted: Option<String>,
 }
 
-/// The running server for `spec`, started (and health-checked) if there is none or the one
-/// there was has exited. Its output goes to a log file under `log_dir`.
-pub async fn acquire(
-    spec: &SpawnSpec,
-    case_dir: &Path,
-    log_dir: &Path,
-) -> Result<Acquired, ServerError> {
-    if let Some(missing) = requirement_problem(spec) {
-        return Err(ServerError::Spawn(missing));
+impl SpawnedServers {
+    /// No servers yet.
+    pub fn new() -> SpawnedServers {
+        SpawnedServers::default()
     }
-    let key = format!("{:?}", (spec, case_dir));
-    let mut restarted = None;
-    {
-        let mut servers = registry().lock().map_err(|_| poisoned())?;
-        if let Some(server) = servers.get_mut(&key) {
-            match server.child.try_wait() {
-                Ok(None) => {
-                    return Ok(Acquired {
-                        base_url: server.base_url.clone(),
-                        listed_model: server.listed_model.clone(),
-                        log: server.log.clone(),
-                        restarted: None,
-                    });
-                }
-                Ok(Some(status)) => {
-                    if let Ok(pid) = i32::try_from(server.child.id()) {
-                        forget_group(pid);
+
+    /// The running server for `spec`, started (and health-checked) if there is none or the
+    /// one there was has exited. Its output goes to a log file under `log_dir`.
+    pub async fn acquire(
+        &self,
+        spec: &SpawnSpec,
+        case_dir: &Path,
+        log_dir: &Path,
+    ) -> Result<Acquired, ServerError> {
+        if let Some(missing) = requirement_problem(spec) {
+            return Err(ServerError::Spawn(missing));
+        }
+        let key = SpawnKey {
+            spec: spec.clone(),
+            case_dir: case_dir.to_path_buf(),
+        };
+        let mut restarted = None;
+        {
+            let mut servers = self.servers.lock().map_err(|_| poisoned())?;
+            if let Some(at) = servers.iter().position(|(k, _)| *k == key) {
+                let server = &mut servers[at].1;
+                match server.child.try_wait() {
+                    Ok(None) => {
+                        return Ok(Acquired {
+                            base_url: server.base_url.clone(),
+                            listed_model: server.listed_model.clone(),
+                            log: server.log.clone(),
+                            restarted: None,
+                        });
                     }
-                    restarted = Some(format!(
-                        "the server started earlier had exited ({}); started it again. Its log \
-                         ends:\n{}",
-                        describe(status),
-                        log_tail(&server.log)
-                    ));
-                    servers.remove(&key);
+                    Ok(Some(status)) => {
+                        if let Ok(pid) = i32::try_from(server.child.id()) {
+                            forget_group(pid);
+                        }
+                        restarted = Some(format!(
+                            "the server started earlier had exited ({}); started it again. Its \
+                             log ends:\n{}",
+                            describe(status),
+                            log_tail(&server.log)
+                        ));
+                        servers.remove(at);
+                    }
+                    Err(e) => {
+                        return Err(ServerError::Spawn(format!("cannot check the server: {e}")));
+                    }
                 }
-                Err(e) => return Err(ServerError::Spawn(format!("cannot check the server: {e}"))),
             }
         }
+        let mut spawned = start(spec, case_dir, log_dir)?;
+        match wait_ready(&mut spawned, spec).await {
+            Ok(listed) => spawned.listed_model = listed,
+            Err(e) => {
+                stop(&mut spawned.child);
+                return Err(e);
+            }
+        }
+        let acquired = Acquired {
+            base_url: spawned.base_url.clone(),
+            listed_model: spawned.listed_model.clone(),
+            log: spawned.log.clone(),
+            restarted,
+        };
+        self.servers
+            .lock()
+            .map_err(|_| poisoned())?
+            .push((key, spawned));
+        Ok(acquired)
     }
-    let mut spawned = start(spec, case_dir, log_dir)?;
-    match wait_ready(&mut spawned, spec).await {
-        Ok(listed) => spawned.listed_model = listed,
-        Err(e) => {
-            stop(&mut spawned.child);
-            return Err(e);
+
+    /// If the spawned server at `base_url` has exited: how, and the end of its log.
+    pub fn death_of(&self, base_url: &str) -> Option<String> {
+        let mut servers = self.servers.lock().ok()?;
+        let (_, server) = servers.iter_mut().find(|(_, s)| s.base_url == base_url)?;
+        let status = server.child.try_wait().ok()??;
+        Some(format!(
+            "the server at {base_url} exited during the trial ({}); its log ends:\n{}",
+            describe(status),
+            log_tail(&server.log)
+        ))
+    }
+
+    /// Stops every server this session started.
+    pub fn stop_all(&self) {
+        let servers: Vec<(SpawnKey, Spawned)> = match self.servers.lock() {
+            Ok(mut servers) => servers.drain(..).collect(),
+            Err(_) => return,
+        };
+        for (_, mut server) in servers {
+            stop(&mut server.child);
         }
     }
-    let acquired = Acquired {
-        base_url: spawned.base_url.clone(),
-        listed_model: spawned.listed_model.clone(),
-        log: spawned.log.clone(),
-        restarted,
-    };
-    registry()
-        .lock()
-        .map_err(|_| poisoned())?
-        .insert(key, spawned);
-    Ok(acquired)
 }
 
-/// If the spawned server at `base_url` has exited: how, and the end of its log.
-pub fn death_of(base_url: &str) -> Option<String> {
-    let mut servers = REGISTRY.get()?.lock().ok()?;
-    let server = servers.values_mut().find(|s| s.base_url == base_url)?;
-    let status = server.child.try_wait().ok()??;
-    Some(format!(
-        "the server at {base_url} exited during the trial ({}); its log ends:\n{}",
-        describe(status),
-        log_tail(&server.log)
-    ))
+impl Drop for SpawnedServers {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
 }
 
 fn poisoned() -> ServerError {
-    ServerError::Spawn("the server registry is unusable after a panic".into())
+    ServerError::Spawn("the spawned-server list is unusable after a panic".into())
 }
 
 /// Starts the command in a process group of its own, on a free port.
@@ -306,27 +359,15 @@ fn stop(child: &mut Child) {
     forget_group(pid);
 }
 
-/// Stops every server this process started.
-pub fn stop_all() {
-    let Some(registry) = REGISTRY.get() else {
-        return;
-    };
-    let servers: Vec<Spawned> = match registry.lock() {
-        Ok(mut servers) => servers.drain().map(|(_, s)| s).collect(),
-        Err(_) => return,
-    };
-    for mut server in servers {
-        stop(&mut server.child);
-    }
-}
-
-/// Process groups of running servers, for the signal handler (which may not lock).
+/// Process groups of running servers, for the signal handler (which may not lock, so the
+/// session's [`SpawnedServers`] cannot serve it): the one process-global the crate keeps.
 static GROUPS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
 
-/// Notes a server's group for the signal handler (beyond 16 servers, only [`stop_all`] and
-/// the registry know it).
+/// Notes a server's group for the signal handler (beyond 16 servers, only the session's
+/// [`SpawnedServers`] knows it), installing the handler the first time.
 fn remember_group(pid: u32) {
-    registry();
+    static HANDLERS: std::sync::Once = std::sync::Once::new();
+    HANDLERS.call_once(install_signal_handlers);
     if let Ok(pid) = i32::try_from(pid) {
         let _ = GROUPS.iter().any(|g| {
             g.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)

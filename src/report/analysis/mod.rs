@@ -219,8 +219,10 @@ impl TrialAnalysis {
 /// Analyses a trial's load. `None` for trials that sent no load (accuracy trials) or in which
 /// no load request was sent (a server that could not be had).
 pub fn analyse(report: &TrialReport, thresholds: &Thresholds) -> Option<TrialAnalysis> {
-    let s = &report.summary;
-    if !report.kind.drives_load() || s.requests_ok + s.requests_failed == 0 {
+    let s = report
+        .summary()
+        .filter(|_| report.meta.kind.drives_load())?;
+    if s.requests_ok + s.requests_failed == 0 {
         return None;
     }
     Some(TrialAnalysis {
@@ -324,9 +326,8 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-    use crate::case::Kind;
     use crate::metrics::{Distribution, Drift};
-    use crate::report::sample::sample_report;
+    use crate::report::sample::{ReportBuilder, sample_report};
 
     fn judged(quantity: Quantity, value: f64) -> Level {
         let (band, direction) = quantity.band(&Thresholds::default());
@@ -475,11 +476,10 @@ mod tests {
 
     #[test]
     fn accuracy_trials_and_trials_that_sent_nothing_are_not_analysed() {
-        let mut accuracy = sample_report();
-        accuracy.kind = Kind::Accuracy;
+        let accuracy = ReportBuilder::accuracy("demo-chat", "gsm8k_n40", None).build();
         assert_eq!(analyse(&accuracy, &Thresholds::default()), None);
         let mut nothing = sample_report();
-        nothing.summary = Summary::default();
+        nothing.load_mut().expect("a load trial").summary = Summary::default();
         assert_eq!(analyse(&nothing, &Thresholds::default()), None);
     }
 
@@ -487,9 +487,10 @@ mod tests {
     fn the_run_keeps_each_quantitys_worst_trial() {
         let trial = |name: &str, error_rate: f64, p90_ms: f64| {
             let mut report = sample_report();
-            report.trial = name.into();
-            report.summary.error_rate = error_rate;
-            if let Some(e2el) = report.summary.e2el_ms.as_mut() {
+            report.meta.trial = name.into();
+            let load = report.load_mut().expect("a load trial");
+            load.summary.error_rate = error_rate;
+            if let Some(e2el) = load.summary.e2el_ms.as_mut() {
                 e2el.p90 = p90_ms;
             }
             RunTrial {

@@ -13,7 +13,7 @@ use crate::report::sweep::{Axis, Sweep, load_of, sweeps};
 use crate::report::{ReportError, TrialReport};
 
 /// What the trials of one TTFT-against-ISL line share: kind, mode, OSL, load.
-type IslKey<'a> = (Kind, &'a str, u32, String);
+type IslKey = (Kind, &'static str, u32, String);
 
 /// Every chart of a case, as HTML figures.
 pub fn case_figures(
@@ -36,10 +36,10 @@ pub fn case_figures(
         charts.push(throughput(case, axis, &on_axis, &overlays));
         if !on_axis.is_empty() {
             charts.push(percentiles(case, axis, &on_axis, "TTFT", |r| {
-                r.summary.ttft_ms
+                r.summary().and_then(|s| s.ttft_ms)
             }));
             charts.push(percentiles(case, axis, &on_axis, "TPOT", |r| {
-                r.summary.tpot_ms
+                r.summary().and_then(|s| s.tpot_ms)
             }));
         }
     }
@@ -60,7 +60,7 @@ fn throughput(case: &str, axis: Axis, sweeps: &[&Sweep], overlays: &[&Overlay]) 
     for (i, sweep) in sweeps.iter().enumerate() {
         layers.push(Layer::Line {
             label: sweep.label.clone(),
-            points: sweep.points(|r| Some(r.summary.output_tok_s)),
+            points: sweep.points(|r| r.summary().map(|s| s.output_tok_s)),
             color: i,
             stroke: Stroke::SolidWithPoints,
         });
@@ -138,13 +138,17 @@ fn ttft_by_isl(case: &str, trials: &[RunTrial]) -> Option<Chart> {
     let mut groups: BTreeMap<IslKey, Vec<(f64, f64)>> = BTreeMap::new();
     for trial in trials {
         let r = &trial.report;
-        let (Some((axis, load)), Some(ttft)) = (load_of(r), r.summary.ttft_ms) else {
+        let (Some((axis, load)), Some(body)) = (load_of(r), r.load()) else {
             continue;
         };
+        let Some(ttft) = body.summary.ttft_ms else {
+            continue;
+        };
+        let mode = body.shape.mode().as_str();
         groups
-            .entry((r.kind, r.mode.as_str(), r.osl, axis.describe(load)))
+            .entry((r.meta.kind, mode, body.osl, axis.describe(load)))
             .or_default()
-            .push((f64::from(r.isl), ttft.p50));
+            .push((f64::from(body.isl), ttft.p50));
     }
     let layers: Vec<Layer> = groups
         .into_iter()
@@ -186,11 +190,11 @@ fn accuracy_by_load(case: &str, trials: &[RunTrial]) -> Option<Chart> {
     let mut alone = None;
     for trial in trials {
         let r = &trial.report;
-        match (r.kind, r.accuracy, load_of(r)) {
+        match (r.meta.kind, r.accuracy_score(), load_of(r)) {
             (Kind::Stress, Some(score), Some((axis, load))) => {
                 under_load.entry(axis).or_default().push((load, score));
-                threshold = threshold.or(r.accuracy_threshold);
-                alone = alone.or(r.accuracy_detail.as_ref().and_then(|d| d.baseline));
+                threshold = threshold.or(r.accuracy_threshold());
+                alone = alone.or(r.accuracy().and_then(|d| d.baseline));
             }
             (Kind::Accuracy, Some(score), _) => alone = Some(score),
             _ => {}
@@ -243,14 +247,17 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::report::sample::sample_report;
+    use crate::accuracy::summary::ThresholdSummary;
+    use crate::report::LoadShape;
+    use crate::report::sample::{ReportBuilder, accuracy_summary, sample_report};
 
     fn at(concurrency: u32, output_tok_s: f64, ttft_p50: f64) -> RunTrial {
         let mut report = sample_report();
-        report.concurrency = concurrency;
-        report.trial = format!("demo-chat::c{concurrency}");
-        report.summary.output_tok_s = output_tok_s;
-        if let Some(ttft) = report.summary.ttft_ms.as_mut() {
+        report.meta.trial = format!("demo-chat::c{concurrency}");
+        let load = report.load_mut().expect("a load trial");
+        load.shape = LoadShape::Closed { concurrency };
+        load.summary.output_tok_s = output_tok_s;
+        if let Some(ttft) = load.summary.ttft_ms.as_mut() {
             ttft.p50 = ttft_p50;
         }
         RunTrial {
@@ -286,7 +293,7 @@ mod tests {
     #[test]
     fn ttft_by_isl_needs_two_lengths_at_one_load() {
         let mut long = at(1, 60.0, 90.0);
-        long.report.isl = 1024;
+        long.report.load_mut().expect("a load trial").isl = 1024;
         let trials = [at(1, 59.0, 40.0), long];
         let chart = ttft_by_isl("c", &trials).expect("two lengths");
         assert_eq!(
@@ -303,12 +310,24 @@ mod tests {
     #[test]
     fn accuracy_is_drawn_against_load_with_the_unloaded_score_and_threshold() {
         let mut stress = at(8, 60.0, 50.0);
-        stress.report.kind = Kind::Stress;
-        stress.report.accuracy = Some(87.5);
-        stress.report.accuracy_threshold = Some(81.6);
-        let mut alone = at(4, 0.0, 0.0);
-        alone.report.kind = Kind::Accuracy;
-        alone.report.accuracy = Some(95.0);
+        stress.report.meta.kind = Kind::Stress;
+        let mut under_load = accuracy_summary(40, 87.5);
+        under_load.threshold = Some(ThresholdSummary {
+            kind: "absolute".into(),
+            value: 81.6,
+            theta: None,
+            passed: true,
+        });
+        stress.report.load_mut().expect("a load trial").accuracy = Some(under_load);
+        let alone = RunTrial {
+            report: ReportBuilder::accuracy(
+                "demo-chat",
+                "gsm8k_n40",
+                Some(accuracy_summary(40, 95.0)),
+            )
+            .build(),
+            dir: PathBuf::new(),
+        };
         let chart = accuracy_by_load("c", &[alone, stress]).expect("a stress trial");
         assert_eq!(chart.layers.len(), 3);
         assert!(matches!(&chart.layers[0], Layer::Line { points, .. } if points == &[(8.0, 87.5)]));

@@ -1,9 +1,8 @@
 //! HTML text: escaping, tables and status badges.
 
+use crate::judge::Status;
 use crate::report::TrialReport;
 use crate::report::analysis::Level;
-use crate::report::trial_dir::trial_failed;
-use crate::verdict::Status;
 
 /// Escapes text for HTML element content and double-quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -61,13 +60,13 @@ pub fn level_badge(level: Level) -> String {
 /// A trial's verdict as a coloured badge; a FAIL the case expects is marked as expected.
 pub fn verdict_badge(report: &TrialReport) -> String {
     let status = report.verdict.status;
-    let class = match (trial_failed(report), status) {
+    let class = match (!report.passed(), status) {
         (true, _) => "critical",
         (false, Status::Fail) => "expected",
         (false, Status::Pass) => "pass",
         (false, Status::NotApplicable) => "na",
     };
-    let text = if report.expect_fail {
+    let text = if report.expects_failure() {
         format!("{} (expected FAIL)", status.as_str())
     } else {
         status.as_str().to_string()
@@ -105,7 +104,7 @@ mod tests {
     fn verdicts_say_whether_a_failure_was_expected() {
         let mut report = sample_report();
         assert!(verdict_badge(&report).contains("critical\">FAIL<"));
-        report.expect_fail = true;
+        report.meta.expect = crate::case::Expect::Fail;
         assert!(verdict_badge(&report).contains("expected\">FAIL (expected FAIL)<"));
     }
 

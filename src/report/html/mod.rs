@@ -289,7 +289,7 @@ fn case_section(
 fn case_cdfs(case: &str, trials: &[RunTrial]) -> Result<String, ReportError> {
     let load: Vec<&RunTrial> = trials
         .iter()
-        .filter(|t| t.report.kind.drives_load())
+        .filter(|t| t.report.meta.kind.drives_load())
         .collect();
     if load.len() < 2 || load.len() > CASE_CDF_TRIALS {
         return Ok(String::new());
@@ -301,7 +301,7 @@ fn case_cdfs(case: &str, trials: &[RunTrial]) -> Result<String, ReportError> {
         let ok = || times.iter().filter(|t| t.error.is_none());
         let label = format!(
             "[{}] {}",
-            trial.report.kind.as_str(),
+            trial.report.meta.kind.as_str(),
             super::columns::combination(&trial.report)
         );
         ttft.push((label.clone(), ok().filter_map(|t| t.ttft_ms).collect()));
@@ -353,7 +353,7 @@ fn trial_section(trial: &RunTrial, thresholds: &Thresholds) -> Result<String, Re
             &rows,
         ));
     }
-    if r.kind.drives_load() {
+    if r.meta.kind.drives_load() {
         let times = trial.request_times()?;
         let name = trial.name();
         let cdf = requests::latency_cdf(&name, &times);
@@ -374,10 +374,17 @@ fn trial_section(trial: &RunTrial, thresholds: &Thresholds) -> Result<String, Re
 fn trial_facts(r: &TrialReport) -> String {
     let mut facts = format!(
         "model {}, server {}, api {}, mode {}, finished {}",
-        r.model, r.server, r.api, r.mode, r.timestamp
+        r.meta.model,
+        r.meta.server,
+        r.meta.api.map_or("-", |a| a.as_str()),
+        r.mode_label(),
+        r.meta.timestamp
     );
-    if let Some(adjusted) = &r.adjusted {
-        facts.push_str(&format!(", fitted from {adjusted}"));
+    if let Some(adjusted) = r.load().and_then(|l| l.adjusted.as_ref()) {
+        facts.push_str(&format!(
+            ", fitted from {}",
+            super::wire::adjusted_text(adjusted)
+        ));
     }
     facts
 }
@@ -395,7 +402,7 @@ fn checks(r: &TrialReport) -> String {
         .map(|c| {
             vec![
                 escape(&c.name),
-                escape(&c.source),
+                escape(c.source.as_str()),
                 number(c.actual),
                 number(c.target),
                 format!(
@@ -475,7 +482,7 @@ mod tests {
     fn run_without_records() -> Run {
         let mut run = sample_run();
         for trial in &mut run.trials {
-            trial.report.kind = crate::case::Kind::Accuracy;
+            trial.report.meta.kind = crate::case::Kind::Accuracy;
         }
         run
     }

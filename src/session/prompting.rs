@@ -1,12 +1,12 @@
 //! What a trial sends: the token counter its prompts are measured with, and the prompts.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::path::Path;
 
-use super::{MatrixPoint, TrialPlan};
+use super::{Session, TrialError};
+use crate::case::LoadedCase;
 use crate::client::Generation;
 use crate::load;
+use crate::plan::LoadTrial;
 use crate::prompts::{self, TokenCounter, Wanted};
 use crate::server::RunningServer;
 
@@ -14,11 +14,11 @@ use crate::server::RunningServer;
 /// (`prompts.use_server_tokenizer`), the model spec's `tokenizer.json`, or words (exact for the
 /// embedded server only).
 fn token_counter(
-    plan: &TrialPlan,
+    session: &Session,
+    case: &LoadedCase,
     tokenizer_http: &reqwest::Client,
     server: &RunningServer,
-) -> Result<TokenCounter, String> {
-    let case = &plan.case;
+) -> Result<TokenCounter, TrialError> {
     if case.spec.prompts.use_server_tokenizer {
         return Ok(TokenCounter::server(
             tokenizer_http.clone(),
@@ -26,12 +26,14 @@ fn token_counter(
             &server.served_model,
         ));
     }
-    Ok(model_tokenizer(plan)?.unwrap_or_else(TokenCounter::words))
+    Ok(model_tokenizer(session, case)?.unwrap_or_else(TokenCounter::words))
 }
 
 /// The model spec's `tokenizer.json` (relative to the spec file), if it names one.
-pub(super) fn model_tokenizer(plan: &TrialPlan) -> Result<Option<TokenCounter>, String> {
-    let case = &plan.case;
+pub(super) fn model_tokenizer(
+    session: &Session,
+    case: &LoadedCase,
+) -> Result<Option<TokenCounter>, TrialError> {
     let Some(file) = case.model.as_ref().and_then(|m| m.tokenizer.as_ref()) else {
         return Ok(None);
     };
@@ -40,53 +42,35 @@ pub(super) fn model_tokenizer(plan: &TrialPlan) -> Result<Option<TokenCounter>, 
         .as_deref()
         .and_then(Path::parent)
         .unwrap_or(Path::new("."));
-    cached_tokenizer(&dir.join(file)).map(Some)
-}
-
-/// Tokenizer files are read once per process and shared by its trials.
-fn cached_tokenizer(path: &Path) -> Result<TokenCounter, String> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, TokenCounter>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(counter) = cache.lock().ok().and_then(|c| c.get(path).cloned()) {
-        return Ok(counter);
-    }
-    let counter = TokenCounter::from_file(path).map_err(|e| e.to_string())?;
-    if let Ok(mut cache) = cache.lock() {
-        cache.insert(path.to_path_buf(), counter.clone());
-    }
-    Ok(counter)
-}
-
-/// The prompts' seed: the case's, mixed with the trial's kind and name, so that no two trials
-/// send the same prompts. A server that caches prompts (llama.cpp's slots, vLLM's prefix cache)
-/// would otherwise skip the prefill of every trial after the first, and TTFT would not
-/// include it.
-fn trial_prompt_seed(seed: u64, plan: &TrialPlan) -> u64 {
-    let name = format!("[{}] {}", plan.kind.as_str(), plan.name());
-    name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    session
+        .tokenizers
+        .get(&dir.join(file))
+        .map(Some)
+        .map_err(TrialError::Tokenizer)
 }
 
 /// Builds the measured and warmup prompts (before anything is measured), and gives each
-/// endpoint's client the local tokenizer, if any, to count output text with.
+/// endpoint's client the local tokenizer, if any, to count output text with. Their seed is
+/// the trial's ([`LoadTrial::prompt_seed`]).
 pub(super) async fn prompts_for(
-    plan: &TrialPlan,
-    point: &MatrixPoint,
+    session: &Session,
+    load: &LoadTrial,
     tokenizer_http: &reqwest::Client,
     server: &RunningServer,
-) -> Result<(Vec<Generation>, Vec<Generation>), String> {
-    let spec = &plan.case.spec;
-    let counter = token_counter(plan, tokenizer_http, server)?;
-    let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
+) -> Result<(Vec<Generation>, Vec<Generation>), TrialError> {
+    let spec = &load.case.spec;
+    let counter = token_counter(session, &load.case, tokenizer_http, server)?;
+    let case_dir = load.case.path.parent().unwrap_or(Path::new("."));
+    let point = &load.point;
     let c = &point.combination;
+    let seed = load.prompt_seed();
     let build = |count: u32, index_base: u64| {
         let counter = &counter;
         async move {
             let wanted = Wanted {
                 isl: c.isl,
                 osl: c.osl,
-                seed: trial_prompt_seed(spec.load.seed, plan),
+                seed,
                 count: count as usize,
                 index_base,
             };
@@ -98,7 +82,7 @@ pub(super) async fn prompts_for(
                         .map(|item| Generation::exact(item.text, item.osl))
                         .collect::<Vec<_>>()
                 })
-                .map_err(|e| format!("prompts: {e}"))
+                .map_err(TrialError::Prompts)
         }
     };
     let measured = build(point.shape.pool_size(), 0).await?;

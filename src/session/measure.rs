@@ -6,21 +6,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::accuracy::{ask_all, judge as judge_accuracy};
+use super::accuracy::ask_all;
 use super::prompting::{model_tokenizer, prompts_for};
-use super::{MatrixPoint, RunContext, TrialPlan};
+use super::{Session, TrialError};
 use crate::accuracy::Task;
-use crate::case::{AttachSpec, Destination, Kind, LoadMode, ServerSpec};
+use crate::accuracy::summary::{AccuracySummary, ScoredSample};
+use crate::case::{AttachSpec, Destination, LoadMode, ServerSpec};
 use crate::client::{Client, ClientConfig, CountTokens};
+use crate::judge::{self, Baseline, Check};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
+use crate::plan::{LoadKind, LoadTrial, TrialPlan};
 use crate::report::EndpointSummary;
-use crate::report::accuracy::{AccuracySummary, ScoredSample};
 use crate::report::trial_dir::safe_name;
 use crate::server::embedded::answers::AnswerKey;
 use crate::server::{RunningServer, Surroundings};
 use crate::server_metrics::{Scraper, ServerMetrics};
-use crate::verdict::{self, Check, Status};
 
 /// What a trial measured.
 pub(super) struct Measured {
@@ -43,22 +44,30 @@ pub(super) struct Measured {
 }
 
 impl Measured {
-    fn failed(server_label: &'static str, reason: String) -> Measured {
+    fn failed(server_label: &'static str, error: &TrialError) -> Measured {
         Measured {
             summary: Summary::default(),
             endpoints: Vec::new(),
             records: Vec::new(),
             accuracy: None,
             samples: Vec::new(),
-            checks: vec![server_check(reason)],
+            checks: vec![judge::run::server_unusable(error.to_string())],
             server_label,
             server_metrics: Vec::new(),
         }
     }
 }
 
-pub(super) async fn measure(plan: &TrialPlan, point: &MatrixPoint, ctx: &RunContext) -> Measured {
-    let spec = &plan.case.spec;
+/// Brings up the plan's servers, measures, and takes them down (spawned ones stay with the
+/// session). Anything that goes wrong is a failed check of the result, never an error.
+pub(super) async fn measure(
+    session: &Session,
+    plan: &TrialPlan,
+    baseline: &dyn Baseline,
+) -> Measured {
+    let case = plan.case();
+    let spec = &case.spec;
+    let ctx = &session.context;
     let destinations = match &ctx.url_override {
         // One attached server replaces every endpoint of the case.
         Some(url) => vec![Destination {
@@ -75,46 +84,63 @@ pub(super) async fn measure(plan: &TrialPlan, point: &MatrixPoint, ctx: &RunCont
     let label = destinations
         .first()
         .map_or("embedded", |d| d.server.label());
-    let Some(model) = plan.case.model.as_ref() else {
-        return Measured::failed(label, "the case names no model spec (`model`)".into());
+    let Some(model) = case.model.as_ref() else {
+        return Measured::failed(label, &TrialError::NoModel);
     };
     let task = match accuracy_task(plan) {
         Ok(task) => task,
-        Err(reason) => return Measured::failed(label, reason),
+        Err(e) => return Measured::failed(label, &e),
     };
     let key = Arc::new(task.as_ref().map(AnswerKey::for_task).unwrap_or_default());
-    let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
+    let case_dir = case.path.parent().unwrap_or(Path::new("."));
     let log_dir = ctx.out_dir.join(safe_name(&ctx.run_id)).join("servers");
     let around = Surroundings {
         model,
         answers: &key,
         case_dir,
         log_dir: &log_dir,
+        spawned: &session.spawned,
     };
     let mut servers = Vec::new();
     for destination in &destinations {
         match RunningServer::bring_up(&destination.server, &around).await {
             Ok(server) => servers.push(server),
-            Err(e) => {
+            Err(source) => {
                 shutdown_all(servers).await;
-                return Measured::failed(label, format!("endpoint `{}`: {e}", destination.name));
+                let error = TrialError::Server {
+                    endpoint: destination.name.clone(),
+                    source,
+                };
+                return Measured::failed(label, &error);
             }
         }
     }
     let notes: Vec<Check> = servers
         .iter()
-        .flat_map(|s| s.notes.iter().map(|note| server_note(note.clone())))
+        .flat_map(|s| {
+            s.notes
+                .iter()
+                .map(|note| judge::run::server_restarted(note.clone()))
+        })
         .collect();
-    let result = drive(plan, point, ctx, task.as_ref(), &destinations, &servers).await;
+    let result = drive(
+        session,
+        plan,
+        task.as_ref(),
+        baseline,
+        &destinations,
+        &servers,
+    )
+    .await;
     // A spawned server that died while the trial ran fails it, with its exit and log.
     let deaths: Vec<Check> = servers
         .iter()
         .filter(|s| s.label == "spawn")
-        .filter_map(|s| crate::server::spawn::death_of(&s.base_url))
-        .map(server_check)
+        .filter_map(|s| session.spawned.death_of(&s.base_url))
+        .map(judge::run::server_unusable)
         .collect();
     shutdown_all(servers).await;
-    let mut measured = result.unwrap_or_else(|reason| Measured::failed(label, reason));
+    let mut measured = result.unwrap_or_else(|e| Measured::failed(label, &e));
     measured.server_label = label;
     measured.checks.splice(0..0, notes);
     measured.checks.extend(deaths);
@@ -122,14 +148,19 @@ pub(super) async fn measure(plan: &TrialPlan, point: &MatrixPoint, ctx: &RunCont
 }
 
 /// The case's accuracy task, read from its files, for the kinds that run one.
-fn accuracy_task(plan: &TrialPlan) -> Result<Option<Task>, String> {
-    let spec = &plan.case.spec;
-    match (&spec.accuracy, plan.kind) {
-        (Some(accuracy), Kind::Accuracy | Kind::Stress) => {
-            let case_dir = plan.case.path.parent().unwrap_or(Path::new("."));
+fn accuracy_task(plan: &TrialPlan) -> Result<Option<Task>, TrialError> {
+    let case = plan.case();
+    let asks = match plan {
+        TrialPlan::Accuracy(_) => true,
+        TrialPlan::Load(load) => load.kind == LoadKind::Stress,
+        TrialPlan::Sim(_) => false,
+    };
+    match &case.spec.accuracy {
+        Some(accuracy) if asks => {
+            let case_dir = case.path.parent().unwrap_or(Path::new("."));
             Task::from_spec(accuracy, case_dir)
                 .map(Some)
-                .map_err(|e| format!("accuracy: {e}"))
+                .map_err(TrialError::AccuracyTask)
         }
         _ => Ok(None),
     }
@@ -143,58 +174,64 @@ async fn shutdown_all(servers: Vec<RunningServer>) {
 
 /// Builds the clients and prompts, and runs the load, the accuracy phase, or both at once.
 async fn drive(
+    session: &Session,
     plan: &TrialPlan,
-    point: &MatrixPoint,
-    ctx: &RunContext,
     task: Option<&Task>,
+    baseline: &dyn Baseline,
     destinations: &[Destination],
     servers: &[RunningServer],
-) -> Result<Measured, String> {
-    let spec = &plan.case.spec;
-    let endpoints = clients(plan, destinations, servers)?;
+) -> Result<Measured, TrialError> {
+    let case = plan.case();
+    let spec = &case.spec;
+    let endpoints = clients(session, plan, destinations, servers)?;
     let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
     // The accuracy phase asks the first endpoint.
     let accuracy_client = endpoints.first().map(|e| e.client.clone());
     let accuracy = task.zip(spec.accuracy.as_ref()).zip(accuracy_client);
-    if plan.kind == Kind::Accuracy {
-        let ((task, accuracy), client) = accuracy.ok_or("the case has no accuracy task")?;
-        let samples = ask_all(task, accuracy, &client, spec.api, None).await;
-        let (summary, checks) = judge_accuracy(task, accuracy, &samples, None);
-        return Ok(Measured {
-            summary: Summary::default(),
-            endpoints: Vec::new(),
-            records: Vec::new(),
-            accuracy: Some(summary),
-            samples,
-            checks,
-            server_label: "",
-            server_metrics: Vec::new(),
-        });
-    }
-    let first = servers.first().ok_or("no server to send to")?;
+    let load = match plan {
+        TrialPlan::Load(load) => load,
+        TrialPlan::Accuracy(_) | TrialPlan::Sim(_) => {
+            let ((task, accuracy), client) = accuracy.ok_or(TrialError::NoAccuracyTask)?;
+            let samples = ask_all(task, accuracy, &client, spec.api, None).await;
+            let (summary, checks) = judge::accuracy::judge(task, accuracy, &samples, None);
+            return Ok(Measured {
+                summary: Summary::default(),
+                endpoints: Vec::new(),
+                records: Vec::new(),
+                accuracy: Some(summary),
+                samples,
+                checks,
+                server_label: "",
+                server_metrics: Vec::new(),
+            });
+        }
+    };
+    let first = servers.first().ok_or(TrialError::NoServer)?;
     // The server's tokenizer is asked on connections of its own: a server that closes a
     // connection after so many requests (cpp-httplib does) must not close one the load is
     // about to reuse.
-    let tokenizer_client = clients(plan, &destinations[..1], &servers[..1])?
+    let tokenizer_client = clients(session, plan, &destinations[..1], &servers[..1])?
         .pop()
         .map(|e| e.client)
-        .ok_or("no server to ask for tokens")?;
-    let (measured, warmup) = prompts_for(plan, point, tokenizer_client.http(), first).await?;
-    let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)
-        .map_err(|e| e.to_string())?;
+        .ok_or(TrialError::NoServer)?;
+    let (measured, warmup) = prompts_for(session, load, tokenizer_client.http(), first).await?;
+    let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)?
+        .with_progress(session.progress.clone());
     let source = Arc::new(source);
+    let shape = &load.point.shape;
     let scrapers = start_scrapers(plan, &names, servers).await;
-    let Some(((task, accuracy), client)) = accuracy.filter(|_| plan.kind == Kind::Stress) else {
-        let outcome = load::run(&spec.load, &point.shape, &source).await;
-        let mut measured = judge(plan, point, outcome, &names);
+    let Some(((task, accuracy), client)) = accuracy.filter(|_| load.kind == LoadKind::Stress)
+    else {
+        let outcome = load::run(&spec.load, shape, &source).await;
+        let mut measured = judge_load(load, outcome, &names);
         measured.server_metrics = finish_scrapers(scrapers).await;
         return Ok(measured);
     };
     // Stress: the questions are asked while the load runs; each answer notes whether the load
     // was still running when it came back.
     let running = Arc::new(AtomicBool::new(true));
-    let load = async {
-        let outcome = load::run(&spec.load, &point.shape, &source).await;
+    let driven = async {
+        let outcome = load::run(&spec.load, shape, &source).await;
         running.store(false, Ordering::Release);
         outcome
     };
@@ -205,15 +242,15 @@ async fn drive(
         spec.api,
         Some(Arc::clone(&running)),
     );
-    let (outcome, samples) = tokio::join!(load, asked);
+    let (outcome, samples) = tokio::join!(driven, asked);
     let server_metrics = finish_scrapers(scrapers).await;
-    let baseline = crate::report::csv::accuracy_in_run(
-        &ctx.out_dir.join("results.csv"),
-        &ctx.run_id,
-        &spec.name,
+    let (summary, checks) = judge::accuracy::judge(
+        task,
+        accuracy,
+        &samples,
+        baseline.accuracy_score(&spec.name),
     );
-    let (summary, checks) = judge_accuracy(task, accuracy, &samples, baseline);
-    let mut measured = judge(plan, point, outcome, &names);
+    let mut measured = judge_load(load, outcome, &names);
     measured.checks.extend(checks);
     measured.accuracy = Some(summary);
     measured.samples = samples;
@@ -227,7 +264,7 @@ async fn start_scrapers(
     names: &[String],
     servers: &[RunningServer],
 ) -> Vec<Scraper> {
-    let spec = &plan.case.spec.client.metrics;
+    let spec = &plan.case().spec.client.metrics;
     let mut scrapers = Vec::new();
     if spec.scrape {
         for (name, server) in names.iter().zip(servers) {
@@ -247,23 +284,22 @@ async fn finish_scrapers(scrapers: Vec<Scraper>) -> Vec<ServerMetrics> {
 
 /// One client per server.
 fn clients(
+    session: &Session,
     plan: &TrialPlan,
     destinations: &[Destination],
     servers: &[RunningServer],
-) -> Result<Vec<Endpoint>, String> {
-    let spec = &plan.case.spec;
+) -> Result<Vec<Endpoint>, TrialError> {
+    let spec = &plan.case().spec;
     let api_key = match &spec.client.api_key_env {
         None => None,
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            format!("environment variable `{var}` (client.api_key_env) is not set")
-        })?),
+        Some(var) => Some(std::env::var(var).map_err(|_| TrialError::ApiKeyEnv(var.clone()))?),
     };
     // A local tokenizer also counts each answer, to check the server's counts (or stand in
     // for them when it gives none).
     let output_counter: Option<Arc<dyn CountTokens>> = if spec.prompts.use_server_tokenizer {
         None
     } else {
-        model_tokenizer(plan)?.map(|t| Arc::new(t) as Arc<dyn CountTokens>)
+        model_tokenizer(session, plan.case())?.map(|t| Arc::new(t) as Arc<dyn CountTokens>)
     };
     let mut endpoints = Vec::with_capacity(servers.len());
     for (destination, server) in destinations.iter().zip(servers) {
@@ -281,7 +317,7 @@ fn clients(
             tokenizer: output_counter.clone(),
             keep_alive: spec.client.keep_alive,
         };
-        let client = Client::new(config).map_err(|e| e.to_string())?;
+        let client = Client::new(config)?;
         endpoints.push(Endpoint {
             name: destination.name.clone(),
             weight: destination.weight,
@@ -292,13 +328,9 @@ fn clients(
 }
 
 /// Summarises the outcome (overall and per endpoint) and checks it.
-fn judge(
-    plan: &TrialPlan,
-    point: &MatrixPoint,
-    outcome: LoadOutcome,
-    endpoint_names: &[String],
-) -> Measured {
-    let spec = &plan.case.spec;
+fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String]) -> Measured {
+    let spec = &load.case.spec;
+    let point = &load.point;
     let rate = point.shape.rate();
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
         .with_arrivals(rate, outcome.dropped);
@@ -322,15 +354,13 @@ fn judge(
     } else {
         Vec::new()
     };
-    let mut checks = vec![verdict::run_check(&summary)];
     // Reference targets are measured at a concurrency: an open-loop trial has none to match.
     let targets = if point.shape.mode() == LoadMode::Open {
         None
     } else {
         point.combination.targets.as_ref()
     };
-    checks.extend(verdict::target_checks(targets, &spec.targets, &summary));
-    checks.extend(spec.slo.iter().map(|slo| slo.check(&summary)));
+    let checks = judge::run::load_checks(&summary, targets, &spec.targets, &spec.slo);
     Measured {
         summary,
         endpoints,
@@ -340,33 +370,5 @@ fn judge(
         checks,
         server_label: "",
         server_metrics: Vec::new(),
-    }
-}
-
-/// Something that happened to the server that the report must say without failing the trial
-/// (a spawned server that had died and was started again).
-fn server_note(reason: String) -> Check {
-    Check {
-        name: "server restarted".to_string(),
-        source: "run".to_string(),
-        actual: None,
-        target: None,
-        ratio: None,
-        rule: "a server that died between trials is started again".to_string(),
-        status: Status::NotApplicable,
-        reason,
-    }
-}
-
-fn server_check(reason: String) -> Check {
-    Check {
-        name: "server".to_string(),
-        source: "run".to_string(),
-        actual: None,
-        target: None,
-        ratio: None,
-        rule: "the server is usable".to_string(),
-        status: Status::Fail,
-        reason,
     }
 }

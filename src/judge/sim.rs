@@ -1,210 +1,20 @@
-//! `sim` trials: one step of the case's simulator study ([`crate::sim::study`]), in virtual
-//! time, so its results are exact and the same on every run.
-//!
-//! A case with kind `sim` has one trial per step: `request-scaling`, `replica-scaling` and
-//! `bins`. The K-bins step runs at the knee of replica scaling, so the `bins` trial runs the
-//! replica-scaling step itself first (trials must not depend on each other's order or
-//! process).
-//!
-//! The trial folder holds `summary.json` (the [`TrialReport`], with its [`SimStepReport`]),
-//! the step's CSV in the study's columns (`bins` also writes the `replica-scaling.csv` it found
-//! the knee in) and [`TABLE_FILE`], the trial's table. A sim trial writes no `results.csv`
-//! row: those columns measure load.
-//!
-//! Checks: every simulated request completes (none rejected as too long for the KV cache,
-//! none left unfinished); for replica scaling, output throughput does not fall as replicas are
-//! added. A simulation that cannot run (a setting the simulator refuses) fails the trial with
-//! the simulator's error.
+//! The simulator study's checks: every simulated request completes (none rejected as too
+//! long for the KV cache, none left unfinished); for replica scaling, output throughput does
+//! not fall as replicas are added. A simulation that cannot run fails with the simulator's
+//! error.
 
-use std::path::Path;
-use std::time::{Instant, SystemTime};
-
-use super::{RunContext, RunError, TrialOutcome, TrialPlan};
-use crate::case::{Expect, SimStudySpec};
-use crate::report::sim::SimStepReport;
-use crate::report::table::{self, Numbers};
-use crate::report::{ReportError, TrialReport, trial_dir};
+use super::{Check, CheckSource, Status};
+use crate::plan::SimStep;
 use crate::sim::error::SimError;
-use crate::sim::study::{self, StudyConfig, StudyRow, StudyStep, analysis};
-use crate::verdict::{Check, Status, Verdict};
-
-/// The trial's table (as `llm-stress run` prints it), in its folder.
-pub const TABLE_FILE: &str = "table.md";
+use crate::sim::study::StudyRow;
 
 /// How much output throughput may fall when replicas are added before the scaling check
 /// fails: routing makes the replicas' loads differ slightly from one count to the next.
 pub const SCALING_TOLERANCE: f64 = 0.01;
 
-/// One step of the study, as a trial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SimStep {
-    /// Request scaling: every scheduler variant at every request count.
-    RequestScaling,
-    /// Replica scaling: multi-bin at every replica count.
-    ReplicaScaling,
-    /// K-bins sensitivity at the knee of replica scaling (which the trial runs first).
-    Bins,
-}
-
-impl SimStep {
-    /// Every step, in the study's order.
-    pub const ALL: [SimStep; 3] = [
-        SimStep::RequestScaling,
-        SimStep::ReplicaScaling,
-        SimStep::Bins,
-    ];
-
-    /// The step's name in trial names and files (the study's own step names).
-    pub fn name(self) -> &'static str {
-        match self {
-            SimStep::RequestScaling => "request-scaling",
-            SimStep::ReplicaScaling => "replica-scaling",
-            SimStep::Bins => "bins",
-        }
-    }
-}
-
-/// What a trial's simulations gave.
-#[derive(Default)]
-struct Simulated {
-    /// Runs of the replica-scaling step that the K-bins step needed for its knee.
-    knee_runs: Vec<StudyRow>,
-    /// The step's runs.
-    rows: Vec<StudyRow>,
-}
-
-fn simulate(config: &StudyConfig, step: SimStep) -> Result<Simulated, SimError> {
-    let only = |step| {
-        Ok(Simulated {
-            knee_runs: Vec::new(),
-            rows: study::run_step(config, step)?,
-        })
-    };
-    match step {
-        SimStep::RequestScaling => only(StudyStep::RequestScaling),
-        SimStep::ReplicaScaling => only(StudyStep::ReplicaScaling),
-        SimStep::Bins => {
-            let knee_runs = study::run_step(config, StudyStep::ReplicaScaling)?;
-            let replicas = analysis::knee(&knee_runs).ok_or_else(|| {
-                SimError::invalid("sim.replica_counts", "replica scaling ran nothing: no knee")
-            })?;
-            let rows = study::run_step(config, StudyStep::Bins { replicas })?;
-            Ok(Simulated { knee_runs, rows })
-        }
-    }
-}
-
-/// Runs the study step and writes the trial folder. A simulation that fails fails the trial;
-/// only failing to write the folder is an error.
-pub(super) fn execute(
-    plan: &TrialPlan,
-    step: SimStep,
-    ctx: &RunContext,
-) -> Result<TrialOutcome, RunError> {
-    let spec = &plan.case.spec;
-    let study_spec = spec.sim.as_ref();
-    let config = study_spec.map_or_else(StudyConfig::small, SimStudySpec::study_config);
-    let started = Instant::now();
-    let simulated = match study_spec {
-        Some(_) => simulate(&config, step),
-        None => Err(SimError::invalid("sim", "the case has no `sim` section")),
-    };
-    let wall_s = started.elapsed().as_secs_f64();
-    let (Simulated { knee_runs, rows }, checks) = match simulated {
-        Ok(simulated) => {
-            let checks = checks(step, &simulated.rows);
-            (simulated, checks)
-        }
-        Err(e) => (Simulated::default(), vec![error_check(&e)]),
-    };
-    let sim = step_report(
-        study_spec.map_or("small", |s| s.preset.as_str()),
-        step,
-        &config,
-        &knee_runs,
-        &rows,
-        wall_s,
-    );
-    let report = TrialReport {
-        run_id: ctx.run_id.clone(),
-        timestamp: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        trial: plan.name(),
-        kind: plan.kind,
-        case: spec.name.clone(),
-        model: config.base.model.clone(),
-        server: "simulator".into(),
-        api: "-".into(),
-        isl: 0,
-        osl: 0,
-        mode: "sim".into(),
-        concurrency: 0,
-        rate: None,
-        num_prompts: 0,
-        adjusted: None,
-        summary: Default::default(),
-        endpoints: Vec::new(),
-        accuracy: None,
-        accuracy_threshold: None,
-        accuracy_detail: None,
-        server_metrics: Vec::new(),
-        sim: Some(sim),
-        verdict: Verdict::from_checks(checks),
-        expect_fail: spec.expect == Expect::Fail,
-    };
-    let passed = !trial_dir::trial_failed(&report);
-    let dir = trial_dir::write_summary(&ctx.out_dir, &report, !passed)?;
-    if !knee_runs.is_empty() {
-        let name = StudyStep::ReplicaScaling.name();
-        study::write_csv(&dir.join(format!("{name}.csv")), &knee_runs)?;
-    }
-    study::write_csv(&dir.join(format!("{}.csv", step.name())), &rows)?;
-    write_text(
-        &dir.join(TABLE_FILE),
-        &table::render(&report, Numbers::Measured),
-    )?;
-    Ok(TrialOutcome {
-        report,
-        passed,
-        dir,
-    })
-}
-
-fn write_text(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|e| ReportError::io(path, "write", e))
-}
-
-/// The report of the step: counts, the knee and best K where the step has them, the
-/// findings, and the rows as a table.
-fn step_report(
-    preset: &str,
-    step: SimStep,
-    config: &StudyConfig,
-    knee_runs: &[StudyRow],
-    rows: &[StudyRow],
-    wall_s: f64,
-) -> SimStepReport {
-    let all: Vec<StudyRow> = knee_runs.iter().chain(rows).cloned().collect();
-    let analysis = study::analyse(&all);
-    let total = |count: fn(&StudyRow) -> usize| rows.iter().map(count).sum::<usize>() as u64;
-    SimStepReport {
-        preset: preset.to_string(),
-        step: step.name().to_string(),
-        hardware: config.base.hardware.clone(),
-        runs: rows.len(),
-        requests: total(|r| r.requests),
-        completed: total(|r| r.summary.completed),
-        rejected: total(|r| r.summary.rejected),
-        knee_replicas: analysis.knee_replicas,
-        best_bins: analysis.best_bins,
-        findings: analysis.findings,
-        table: study::render(rows),
-        wall_s,
-    }
-}
-
-/// The step's checks: every request served; for replica scaling, throughput that does not
+/// A study step's checks: every request served; for replica scaling, throughput that does not
 /// fall with more replicas.
-fn checks(step: SimStep, rows: &[StudyRow]) -> Vec<Check> {
+pub fn checks(step: SimStep, rows: &[StudyRow]) -> Vec<Check> {
     let mut checks = vec![served_check(rows)];
     if step == SimStep::ReplicaScaling {
         checks.push(scaling_check(rows));
@@ -213,19 +23,11 @@ fn checks(step: SimStep, rows: &[StudyRow]) -> Vec<Check> {
 }
 
 fn check(name: &str, rule: &str, status: Status, reason: String) -> Check {
-    Check {
-        name: name.to_string(),
-        source: "sim".to_string(),
-        actual: None,
-        target: None,
-        ratio: None,
-        rule: rule.to_string(),
-        status,
-        reason,
-    }
+    Check::new(status, CheckSource::Sim, name, rule, reason)
 }
 
-fn error_check(error: &SimError) -> Check {
+/// The step could not run: fails with the simulator's error.
+pub fn error_check(error: &SimError) -> Check {
     check(
         "simulations",
         "every simulation of the step runs",
@@ -439,18 +241,5 @@ mod tests {
         let check = error_check(&SimError::invalid("sim.kv_tokens", "too small"));
         assert_eq!(check.status, Status::Fail);
         assert_eq!(check.reason, "`sim.kv_tokens`: too small");
-    }
-
-    #[test]
-    fn step_names_are_the_studys() {
-        assert_eq!(
-            SimStep::RequestScaling.name(),
-            StudyStep::RequestScaling.name()
-        );
-        assert_eq!(
-            SimStep::ReplicaScaling.name(),
-            StudyStep::ReplicaScaling.name()
-        );
-        assert_eq!(SimStep::Bins.name(), StudyStep::Bins { replicas: 1 }.name());
     }
 }

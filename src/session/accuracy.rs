@@ -1,5 +1,5 @@
 //! The accuracy phase of a trial: the task's questions sent to the server, each answer scored
-//! by every filter of the task, and the judged score checked against the case's threshold.
+//! by every filter of the task (the judge checks the score, see [`crate::judge::accuracy`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
+use crate::accuracy::summary::ScoredSample;
 use crate::accuracy::{Sample, Task, cut_at_stop};
 use crate::case::{AccuracySpec, Api};
 use crate::client::{Client, Ending, Generation, Role, Turn};
-use crate::report::accuracy::{AccuracySummary, FilterScore, ScoredSample, ThresholdSummary};
-use crate::verdict::{Check, Status};
 
 /// Bytes of the prompt's end kept in each scored sample.
 const PROMPT_EXCERPT_BYTES: usize = 300;
@@ -144,131 +143,6 @@ fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// The scores of the samples, judged against the case's threshold: the summary for the report
-/// and the checks (the threshold; for stress trials, that every answer came back under load).
-pub(super) fn judge(
-    task: &Task,
-    spec: &AccuracySpec,
-    samples: &[ScoredSample],
-    baseline: Option<f64>,
-) -> (AccuracySummary, Vec<Check>) {
-    let n = samples.len();
-    let filters: Vec<FilterScore> = task
-        .filters()
-        .iter()
-        .map(|&filter| {
-            let right = samples
-                .iter()
-                .filter(|s| s.correct.get(filter).copied().unwrap_or(false))
-                .count();
-            FilterScore {
-                filter: filter.to_string(),
-                score: percent(right, n),
-            }
-        })
-        .collect();
-    let judged = task.judged_filter();
-    let score = filters
-        .iter()
-        .find(|f| f.filter == judged)
-        .map_or(0.0, |f| f.score);
-    let errors = samples.iter().filter(|s| s.error.is_some()).count();
-    let under_load = samples
-        .iter()
-        .map(|s| s.under_load)
-        .collect::<Option<Vec<bool>>>()
-        .filter(|_| n > 0)
-        .map(|flags| flags.into_iter().filter(|&u| u).count());
-    let name = format!("accuracy {}/{judged}", task.name());
-    let failed_note = if errors > 0 {
-        format!(" ({errors} of {n} requests failed and count as wrong)")
-    } else {
-        String::new()
-    };
-    let (threshold, mut checks) = match &spec.threshold {
-        None => (
-            None,
-            vec![Check {
-                name,
-                source: "accuracy".into(),
-                actual: Some(score),
-                target: None,
-                ratio: None,
-                rule: "no threshold set".into(),
-                status: Status::NotApplicable,
-                reason: format!("score {score:.2} on {n} questions, no threshold set{failed_note}"),
-            }],
-        ),
-        Some(threshold) => {
-            let judgement = threshold.judge(score, n);
-            let summary = ThresholdSummary {
-                kind: threshold.kind.as_str().to_string(),
-                value: judgement.threshold,
-                theta: judgement.theta,
-                passed: judgement.passed,
-            };
-            let check = Check {
-                name,
-                source: "accuracy".into(),
-                actual: Some(score),
-                target: Some(judgement.threshold),
-                ratio: None,
-                rule: judgement.rule,
-                status: if judgement.passed {
-                    Status::Pass
-                } else {
-                    Status::Fail
-                },
-                reason: format!("{}{failed_note}", judgement.reason),
-            };
-            (Some(summary), vec![check])
-        }
-    };
-    if let Some(under) = under_load {
-        checks.push(Check {
-            name: "accuracy under load".into(),
-            source: "run".into(),
-            actual: Some(under as f64),
-            target: Some(n as f64),
-            ratio: None,
-            rule: "every answer comes back while the load runs".into(),
-            status: if under == n {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
-            reason: if under == n {
-                format!("all {n} answers came back while the load ran")
-            } else {
-                format!(
-                    "only {under} of {n} answers came back while the load ran: lengthen the \
-                     load (load.requests or load.duration) or shorten the task (accuracy.limit)"
-                )
-            },
-        });
-    }
-    let summary = AccuracySummary {
-        task: task.name().to_string(),
-        dataset: task.dataset_label(),
-        n,
-        errors,
-        filters,
-        judged_filter: judged.to_string(),
-        threshold,
-        under_load,
-        baseline,
-    };
-    (summary, checks)
-}
-
-fn percent(part: usize, whole: usize) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        100.0 * part as f64 / whole as f64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -285,11 +159,5 @@ mod tests {
         #[case] kept: &str,
     ) {
         assert_eq!(tail(text, max), kept);
-    }
-
-    #[test]
-    fn percent_of_nothing_is_zero() {
-        assert_eq!(percent(0, 0), 0.0);
-        assert_eq!(percent(1, 4), 25.0);
     }
 }

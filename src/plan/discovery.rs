@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::{AccuracyTrial, LoadKind, LoadTrial, MatrixPoint, SimStep, SimTrial, TrialPlan};
 use crate::case::{self, Kind, LoadedCase};
 use crate::load::Shape;
 use crate::matrix;
-use crate::runner::{MatrixPoint, SimStep, TrialPlan, Work};
 
 /// One trial found by discovery.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ impl Discovered {
     /// order, stress trials can compare with its score), then name and kind.
     fn sort_key(&self) -> (String, bool, String, String) {
         let (name, kind) = match self {
-            Discovered::Plan(p) => (p.name(), p.kind.as_str().to_string()),
+            Discovered::Plan(p) => (p.name(), p.kind().as_str().to_string()),
             Discovered::Broken { name, kind, .. } => (name.clone(), kind.clone()),
         };
         let case = name.split("::").next().unwrap_or_default().to_string();
@@ -96,11 +96,10 @@ fn plans(loaded: LoadedCase) -> Vec<Discovered> {
         SimStep::ALL
             .iter()
             .map(|&step| {
-                Discovered::Plan(TrialPlan {
-                    kind: Kind::Sim,
+                Discovered::Plan(TrialPlan::Sim(SimTrial {
                     case: Arc::clone(&case),
-                    work: Work::Sim(step),
-                })
+                    step,
+                }))
             })
             .collect()
     } else {
@@ -145,24 +144,32 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
                 }
             }
             // The accuracy trial sends no load: one per case, not one per combination.
-            let accuracy_trial = kinds
-                .contains(&Kind::Accuracy)
-                .then(|| shaped.first().cloned())
-                .flatten()
-                .map(|point| (Kind::Accuracy, point));
-            let load_kinds: Vec<Kind> =
-                kinds.into_iter().filter(|k| *k != Kind::Accuracy).collect();
+            let accuracy_trial =
+                (kinds.contains(&Kind::Accuracy) && !shaped.is_empty()).then(|| {
+                    Discovered::Plan(TrialPlan::Accuracy(AccuracyTrial {
+                        case: Arc::clone(case),
+                    }))
+                });
+            let load_kinds: Vec<LoadKind> = kinds
+                .iter()
+                .filter_map(|k| match k {
+                    Kind::Perf => Some(LoadKind::Perf),
+                    Kind::Stress => Some(LoadKind::Stress),
+                    Kind::Accuracy | Kind::Sim => None,
+                })
+                .collect();
             shaped
                 .into_iter()
-                .flat_map(|point| load_kinds.iter().map(move |&kind| (kind, point.clone())))
-                .chain(accuracy_trial)
-                .map(|(kind, point)| {
-                    Discovered::Plan(TrialPlan {
-                        kind,
-                        case: Arc::clone(case),
-                        work: Work::Matrix(point),
+                .flat_map(|point| {
+                    load_kinds.iter().map(move |&kind| {
+                        Discovered::Plan(TrialPlan::Load(LoadTrial {
+                            kind,
+                            case: Arc::clone(case),
+                            point: point.clone(),
+                        }))
                     })
                 })
+                .chain(accuracy_trial)
                 .collect()
         }
     }

@@ -1,0 +1,140 @@
+//! The command-line interface: one module per command, each with its `Args` and an `exec`.
+//! `main.rs` only parses and dispatches.
+
+pub mod bench;
+pub mod matrix;
+pub mod report;
+pub mod run;
+pub mod serve;
+pub mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::report::analysis::Thresholds;
+use crate::report::pushgateway::{self, Gateway};
+
+/// `llm-stress`: the command line.
+#[derive(Parser)]
+#[command(
+    name = "llm-stress",
+    version,
+    about = "Stress-test LLM inference servers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cases' perf, accuracy, stress and sim trials and write reports.
+    Run(run::Args),
+    /// Gather a run's trials into `summary.md` and `report.html` in its folder, print the
+    /// summary, and optionally push its metrics to a Prometheus Pushgateway.
+    Report(report::Args),
+    /// Serve the embedded simulated OpenAI-compatible server until Ctrl-C.
+    Serve(serve::Args),
+    /// The discrete-event serving simulator: run one simulation, the scaling study, or its
+    /// benchmark.
+    Sim(sim::Args),
+    /// Print the parameter combinations a case generates.
+    Matrix(matrix::Args),
+    /// Measure the client itself: chunks per client CPU-second and timestamp error against a
+    /// scripted server in a child process.
+    BenchClient(bench::ClientArgs),
+    /// Serve the scripted benchmark server (used by bench-client) until Ctrl-C.
+    BenchServer(bench::ServerArgs),
+}
+
+impl Cli {
+    /// Runs the command; its exit code, or an error for `main` to print (exit code 2).
+    pub fn exec(self) -> Result<ExitCode> {
+        match self.command {
+            Command::Run(args) => run::exec(args),
+            Command::Report(args) => report::exec(args),
+            Command::Serve(args) => serve::exec(args),
+            Command::Sim(args) => sim::exec(args),
+            Command::Matrix(args) => matrix::exec(args),
+            Command::BenchClient(args) => bench::exec_client(args),
+            Command::BenchServer(args) => bench::exec_server(args),
+        }
+    }
+}
+
+/// Thresholds of the automatic analysis (`run` and `report`).
+#[derive(clap::Args)]
+pub struct AnalysisArgs {
+    /// YAML file of analysis thresholds (see the book's analysis page); keys left out keep
+    /// their defaults.
+    #[arg(long, value_name = "FILE")]
+    thresholds: Option<PathBuf>,
+    /// One analysis threshold, such as `e2el_p90_s.warning=2` (repeatable; applied after
+    /// --thresholds).
+    #[arg(long = "threshold", value_name = "NAME.LEVEL=VALUE")]
+    threshold: Vec<String>,
+}
+
+impl AnalysisArgs {
+    /// The thresholds: the file's (or the defaults), then each `--threshold`.
+    pub fn thresholds(&self) -> Result<Thresholds> {
+        let base = match &self.thresholds {
+            Some(path) => Thresholds::from_file(path)?,
+            None => Thresholds::default(),
+        };
+        Ok(base.with_overrides(&self.threshold)?)
+    }
+}
+
+/// Where to push metrics (`run` and `report`).
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// Push the run's metrics to this Prometheus Pushgateway, such as http://127.0.0.1:9091.
+    #[arg(long, env = "LLM_STRESS_PUSHGATEWAY")]
+    pushgateway: Option<String>,
+    /// The `job` grouping label.
+    #[arg(long, env = "LLM_STRESS_PUSH_JOB", default_value = pushgateway::DEFAULT_JOB)]
+    push_job: String,
+    /// The `instance` grouping label (default: this machine's host name).
+    #[arg(long, env = "LLM_STRESS_PUSH_INSTANCE")]
+    push_instance: Option<String>,
+}
+
+impl PushArgs {
+    /// The gateway, when one is named.
+    pub fn gateway(&self) -> Option<Gateway> {
+        let url = self.pushgateway.clone().filter(|u| !u.is_empty())?;
+        Some(Gateway {
+            url,
+            job: self.push_job.clone(),
+            instance: self.push_instance.clone().unwrap_or_else(host_name),
+        })
+    }
+}
+
+/// This machine's host name, or `localhost`.
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    match std::str::from_utf8(&buffer[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

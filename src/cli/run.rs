@@ -1,0 +1,67 @@
+//! `llm-stress run`: every trial of the cases in a folder through one session, with the
+//! reports written, each table printed, and the run published at the end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{AnalysisArgs, PushArgs};
+use crate::plan::discovery::discover;
+use crate::progress::{self, ProgressDisplay, ProgressSetting};
+use crate::session::sinks::{Publisher, TablePrinter, TrialFiles};
+use crate::session::{RunContext, Session};
+
+/// Run the cases' trials and write reports.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder of case files.
+    #[arg(default_value = "stress-cases")]
+    cases: PathBuf,
+    /// Attach every trial to this OpenAI-compatible server instead of the case's own.
+    #[arg(long, env = "LLM_STRESS_URL")]
+    url: Option<String>,
+    /// Output folder.
+    #[arg(long, env = "LLM_STRESS_OUT")]
+    out: Option<PathBuf>,
+    /// Only trials whose `[kind] case::combination` name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Live progress of each load: auto (a bar on a terminal, else a line every 10 s on
+    /// stderr), bar, lines or off.
+    #[arg(long, env = progress::PROGRESS_ENV, default_value = "auto", ignore_case = true)]
+    progress: ProgressSetting,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+    #[command(flatten)]
+    push: PushArgs,
+    /// Also push every so often while the run goes (e.g. `30s`), not only at its end.
+    #[arg(long, env = "LLM_STRESS_PUSH_INTERVAL", requires = "pushgateway")]
+    push_interval: Option<humantime::Duration>,
+}
+
+/// Runs every trial; the exit code is 1 when any failed.
+pub fn exec(args: Args) -> Result<ExitCode> {
+    let publisher = Publisher::new(
+        args.analysis.thresholds()?,
+        args.push.gateway(),
+        args.push_interval.map(Into::into),
+    );
+    let context = RunContext::from_env(args.out, args.url);
+    let mut session = Session::new(context.clone());
+    if let Some(display) = args.progress.style().map(ProgressDisplay::start) {
+        session = session
+            .count_load_into(Some(display.counters()))
+            .with_sink(display);
+    }
+    let session = session
+        .with_sink(TrialFiles::new(context.out_dir.clone()))
+        .with_sink(TablePrinter)
+        .with_sink(publisher);
+    let tally = session.run_all(discover(&args.cases, None), args.filter.as_deref())?;
+    Ok(if tally.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,158 @@
+//! Accuracy: the judged score against the case's threshold, that a stress trial's answers
+//! came back while its load ran, and the accuracy trial's score a stress trial compares with
+//! ([`Baseline`]).
+
+use super::{Check, CheckSource, Status};
+use crate::accuracy::Task;
+use crate::accuracy::summary::{AccuracySummary, FilterScore, ScoredSample, ThresholdSummary};
+use crate::case::AccuracySpec;
+
+/// Where a stress trial finds the score of its case's accuracy trial, to report the change
+/// under load. It adds a comparison to the report and never decides an outcome: a stress
+/// trial run alone passes or fails exactly as it would beside its accuracy trial.
+pub trait Baseline: Send + Sync {
+    /// The judged score (0–100) of `case`'s accuracy trial in this run, if one has finished.
+    fn accuracy_score(&self, case: &str) -> Option<f64>;
+}
+
+/// No baseline: a stress trial reports that no accuracy-trial score was available.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBaseline;
+
+impl Baseline for NoBaseline {
+    fn accuracy_score(&self, _case: &str) -> Option<f64> {
+        None
+    }
+}
+
+/// The scores of the samples, judged against the case's threshold: the summary for the report
+/// and the checks (the threshold; for stress trials, that every answer came back under load).
+pub fn judge(
+    task: &Task,
+    spec: &AccuracySpec,
+    samples: &[ScoredSample],
+    baseline: Option<f64>,
+) -> (AccuracySummary, Vec<Check>) {
+    let n = samples.len();
+    let filters: Vec<FilterScore> = task
+        .filters()
+        .iter()
+        .map(|&filter| {
+            let right = samples
+                .iter()
+                .filter(|s| s.correct.get(filter).copied().unwrap_or(false))
+                .count();
+            FilterScore {
+                filter: filter.to_string(),
+                score: percent(right, n),
+            }
+        })
+        .collect();
+    let judged = task.judged_filter();
+    let score = filters
+        .iter()
+        .find(|f| f.filter == judged)
+        .map_or(0.0, |f| f.score);
+    let errors = samples.iter().filter(|s| s.error.is_some()).count();
+    let under_load = samples
+        .iter()
+        .map(|s| s.under_load)
+        .collect::<Option<Vec<bool>>>()
+        .filter(|_| n > 0)
+        .map(|flags| flags.into_iter().filter(|&u| u).count());
+    let name = format!("accuracy {}/{judged}", task.name());
+    let failed_note = if errors > 0 {
+        format!(" ({errors} of {n} requests failed and count as wrong)")
+    } else {
+        String::new()
+    };
+    let (threshold, mut checks) = match &spec.threshold {
+        None => (
+            None,
+            vec![
+                Check::not_applicable(
+                    CheckSource::Accuracy,
+                    name,
+                    "no threshold set",
+                    format!("score {score:.2} on {n} questions, no threshold set{failed_note}"),
+                )
+                .measured(Some(score)),
+            ],
+        ),
+        Some(threshold) => {
+            let judgement = threshold.judge(score, n);
+            let summary = ThresholdSummary {
+                kind: threshold.kind.as_str().to_string(),
+                value: judgement.threshold,
+                theta: judgement.theta,
+                passed: judgement.passed,
+            };
+            let check = Check::new(
+                Status::of(judgement.passed),
+                CheckSource::Accuracy,
+                name,
+                judgement.rule,
+                format!("{}{failed_note}", judgement.reason),
+            )
+            .measured(Some(score))
+            .against(Some(judgement.threshold));
+            (Some(summary), vec![check])
+        }
+    };
+    if let Some(under) = under_load {
+        checks.push(
+            Check::new(
+                Status::of(under == n),
+                CheckSource::Run,
+                "accuracy under load",
+                "every answer comes back while the load runs",
+                if under == n {
+                    format!("all {n} answers came back while the load ran")
+                } else {
+                    format!(
+                        "only {under} of {n} answers came back while the load ran: lengthen the \
+                     load (load.requests or load.duration) or shorten the task (accuracy.limit)"
+                    )
+                },
+            )
+            .measured(Some(under as f64))
+            .against(Some(n as f64)),
+        );
+    }
+    let summary = AccuracySummary {
+        task: task.name().to_string(),
+        dataset: task.dataset_label(),
+        n,
+        errors,
+        filters,
+        judged_filter: judged.to_string(),
+        threshold,
+        under_load,
+        baseline,
+    };
+    (summary, checks)
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_of_nothing_is_zero() {
+        assert_eq!(percent(0, 0), 0.0);
+        assert_eq!(percent(1, 4), 25.0);
+    }
+
+    #[test]
+    fn no_baseline_has_no_score() {
+        assert_eq!(NoBaseline.accuracy_score("demo-gsm8k"), None);
+    }
+}

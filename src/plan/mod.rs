@@ -1,0 +1,199 @@
+//! Trial plans: what one trial runs, typed by what it is — a load trial at one matrix point
+//! (perf or stress), a case's accuracy trial, or one step of its simulator study — with its
+//! stable name and the seed of the prompts it sends. [`discovery`] turns case files into
+//! plans.
+
+pub mod discovery;
+
+use std::sync::Arc;
+
+use crate::case::{Kind, LoadedCase, ServerSpec};
+use crate::load::Shape;
+use crate::matrix::Combination;
+use crate::sim::study::StudyStep;
+
+/// One trial to run.
+#[derive(Debug, Clone)]
+pub enum TrialPlan {
+    /// Load at one matrix point (`perf`; `stress` also asks the accuracy questions meanwhile).
+    Load(LoadTrial),
+    /// The case's accuracy task, alone (`accuracy`): one per case, no load.
+    Accuracy(AccuracyTrial),
+    /// One step of the case's simulator study (`sim`).
+    Sim(SimTrial),
+}
+
+/// The kinds of trial that drive load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoadKind {
+    /// Load only.
+    Perf,
+    /// Load, with the accuracy questions asked while it runs.
+    Stress,
+}
+
+impl From<LoadKind> for Kind {
+    fn from(kind: LoadKind) -> Kind {
+        match kind {
+            LoadKind::Perf => Kind::Perf,
+            LoadKind::Stress => Kind::Stress,
+        }
+    }
+}
+
+/// A load trial: a case driven at one point of its matrix.
+#[derive(Debug, Clone)]
+pub struct LoadTrial {
+    /// Perf or stress.
+    pub kind: LoadKind,
+    /// The case (shared by all its trials).
+    pub case: Arc<LoadedCase>,
+    /// The matrix point.
+    pub point: MatrixPoint,
+}
+
+/// A case's accuracy trial.
+#[derive(Debug, Clone)]
+pub struct AccuracyTrial {
+    /// The case; its `accuracy` section names the task.
+    pub case: Arc<LoadedCase>,
+}
+
+/// One step of a case's simulator study.
+#[derive(Debug, Clone)]
+pub struct SimTrial {
+    /// The case; its `sim` section configures the study.
+    pub case: Arc<LoadedCase>,
+    /// The step.
+    pub step: SimStep,
+}
+
+/// A combination of the matrix and how it is driven.
+#[derive(Debug, Clone)]
+pub struct MatrixPoint {
+    /// The combination.
+    pub combination: Combination,
+    /// How the combination is driven (closed, open at a rate, users).
+    pub shape: Shape,
+}
+
+impl MatrixPoint {
+    /// The trial-name part after `case::`, such as `isl128_osl64_c4_n4`.
+    pub fn slug(&self) -> String {
+        self.shape.slug(&self.combination)
+    }
+}
+
+/// One step of the study, as a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimStep {
+    /// Request scaling: every scheduler variant at every request count.
+    RequestScaling,
+    /// Replica scaling: multi-bin at every replica count.
+    ReplicaScaling,
+    /// K-bins sensitivity at the knee of replica scaling (which the trial runs first).
+    Bins,
+}
+
+impl SimStep {
+    /// Every step, in the study's order.
+    pub const ALL: [SimStep; 3] = [
+        SimStep::RequestScaling,
+        SimStep::ReplicaScaling,
+        SimStep::Bins,
+    ];
+
+    /// The step's name in trial names and files (the study's own step names).
+    pub fn name(self) -> &'static str {
+        match self {
+            SimStep::RequestScaling => StudyStep::RequestScaling.name(),
+            SimStep::ReplicaScaling => StudyStep::ReplicaScaling.name(),
+            SimStep::Bins => StudyStep::Bins { replicas: 1 }.name(),
+        }
+    }
+}
+
+impl TrialPlan {
+    /// What the trial does.
+    pub fn kind(&self) -> Kind {
+        match self {
+            TrialPlan::Load(load) => load.kind.into(),
+            TrialPlan::Accuracy(_) => Kind::Accuracy,
+            TrialPlan::Sim(_) => Kind::Sim,
+        }
+    }
+
+    /// The case the trial belongs to.
+    pub fn case(&self) -> &Arc<LoadedCase> {
+        match self {
+            TrialPlan::Load(LoadTrial { case, .. })
+            | TrialPlan::Accuracy(AccuracyTrial { case })
+            | TrialPlan::Sim(SimTrial { case, .. }) => case,
+        }
+    }
+
+    /// The trial name without the kind: `case::isl128_osl64_c4_n4`, for the accuracy trial the
+    /// task and its size, `case::gsm8k_n50`, and for a sim trial the step,
+    /// `case::replica-scaling`.
+    pub fn name(&self) -> String {
+        let case = &self.case().spec.name;
+        match self {
+            TrialPlan::Load(load) => format!("{case}::{}", load.point.slug()),
+            TrialPlan::Accuracy(trial) => format!("{case}::{}", trial.task_slug()),
+            TrialPlan::Sim(sim) => format!("{case}::{}", sim.step.name()),
+        }
+    }
+
+    /// The name with the kind, as the harness lists it: `[perf] case::isl128_osl64_c4_n4`.
+    pub fn full_name(&self) -> String {
+        format!("[{}] {}", self.kind().as_str(), self.name())
+    }
+
+    /// Why this trial cannot run here, if it cannot: a spawned server whose binary or model
+    /// is missing (unless `LLM_STRESS_REQUIRE_REAL=1`). A sim trial needs no server.
+    pub fn unsupported_reason(&self) -> Option<String> {
+        if let TrialPlan::Sim(_) = self {
+            return None;
+        }
+        self.case()
+            .spec
+            .destinations()
+            .iter()
+            .find_map(|d| match &d.server {
+                ServerSpec::Spawn(spawn) => crate::server::spawn::missing_requirement(spawn),
+                _ => None,
+            })
+    }
+}
+
+impl AccuracyTrial {
+    /// The task and its size, such as `gsm8k_n50` (`accuracy` if the case names no task).
+    pub fn task_slug(&self) -> String {
+        match &self.case.spec.accuracy {
+            Some(accuracy) => {
+                let size = accuracy.limit.map(|n| format!("_n{n}")).unwrap_or_default();
+                format!("{}{size}", accuracy.task.as_str())
+            }
+            None => "accuracy".to_string(),
+        }
+    }
+}
+
+impl LoadTrial {
+    /// The seed of the prompts this trial sends: the case's `load.seed`, mixed with the case,
+    /// the kind and the matrix point, so that no two trials send the same prompts. A server
+    /// that caches prompts (llama.cpp's slots, vLLM's prefix cache) would otherwise skip the
+    /// prefill of every trial after the first, and TTFT would not include it.
+    ///
+    /// The mixed-in key is `[kind] case::slug` by construction (FNV-1a over its bytes), which
+    /// is what the trial's name read when seeds were first derived: prompts stay the same as
+    /// they always were, and a change to how trials are *named* cannot change them.
+    pub fn prompt_seed(&self) -> u64 {
+        let kind = Kind::from(self.kind).as_str();
+        let key = format!("[{kind}] {}::{}", self.case.spec.name, self.point.slug());
+        key.bytes()
+            .fold(self.case.spec.load.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    }
+}

@@ -1,0 +1,368 @@
+//! The session: the one run loop. It runs trial plans one by one — servers up, load, accuracy,
+//! summary, judge — and tells its [`Sink`]s what happens ([`Event`]): a trial started, a trial
+//! finished (with everything it measured), the run finished. The CLI's `run` and the
+//! libtest-mimic harness are thin adapters over it.
+//!
+//! The session owns what trials share: the servers it spawned (stopped when it ends, and by
+//! the signal handler on an interrupt), the tokenizers it read, and the accuracy trials'
+//! scores that its stress trials compare with. Live load progress reaches a display through
+//! counters given to the session ([`Session::count_load_into`]), which the display samples on
+//! its own thread: a per-request event would put the display on the client's hot path.
+//!
+//! [`trial`] runs one plan; [`measure`] brings up the servers and drives the load, the
+//! accuracy phase ([`accuracy`]) or both; [`prompting`] prepares what is sent; [`sim`] runs a
+//! step of the simulator study instead.
+
+mod accuracy;
+mod error;
+mod measure;
+mod prompting;
+mod sim;
+pub mod sinks;
+mod tokenizers;
+mod trial;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+pub use error::{SessionError, SinkError, TrialError};
+pub use sim::StudyFiles;
+
+use crate::accuracy::summary::ScoredSample;
+use crate::judge::Baseline;
+use crate::load::progress::LoadProgress;
+use crate::metrics::RequestRecord;
+use crate::plan::TrialPlan;
+use crate::plan::discovery::Discovered;
+use crate::report::csv::RunCsvBaseline;
+use crate::report::{self, TrialReport};
+use crate::server::spawn::SpawnedServers;
+use tokenizers::TokenizerCache;
+
+/// Settings shared by every trial of a run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Identifies the run in reports.
+    pub run_id: String,
+    /// Output folder (results.csv and trial folders go under it).
+    pub out_dir: PathBuf,
+    /// Attach every trial to this server instead of the case's.
+    pub url_override: Option<String>,
+}
+
+impl RunContext {
+    /// A context from the environment: `LLM_STRESS_RUN_ID` or nextest's run id or a fresh one,
+    /// `LLM_STRESS_OUT` (or `out`), and `LLM_STRESS_URL`.
+    pub fn from_env(out: Option<PathBuf>, url: Option<String>) -> RunContext {
+        RunContext {
+            run_id: run_id(),
+            out_dir: report::trial_dir::out_dir(out.as_deref()),
+            url_override: url.or_else(|| std::env::var(crate::server::URL_ENV).ok()),
+        }
+    }
+
+    /// The run's `results.csv`.
+    pub fn results_csv(&self) -> PathBuf {
+        self.out_dir.join(report::run::RESULTS_FILE)
+    }
+}
+
+fn run_id() -> String {
+    if let Some(id) = ["LLM_STRESS_RUN_ID", "NEXTEST_RUN_ID"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    {
+        return id;
+    }
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let compact: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    format!("{compact}-{}", std::process::id())
+}
+
+/// Environment variable setting the client runtime's worker threads.
+pub const CLIENT_THREADS_ENV: &str = "LLM_STRESS_CLIENT_THREADS";
+
+/// Worker threads of the client runtime unless set: one thread handles about a million
+/// streamed chunks per second (see the book's client-performance page), far more than a
+/// server on the same machine produces, and leaves the other cores to that server. The
+/// open-loop schedule and the embedded server have threads of their own.
+pub const DEFAULT_CLIENT_THREADS: usize = 1;
+
+/// The async runtime load runs on, with `threads` workers (default
+/// [`DEFAULT_CLIENT_THREADS`]).
+pub fn client_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.filter(|t| *t > 0).unwrap_or(DEFAULT_CLIENT_THREADS))
+        .enable_all()
+        .build()
+}
+
+/// What a finished trial produced: the report every view is made from, and what its files
+/// hold besides.
+#[derive(Debug, Clone)]
+pub struct TrialOutcome {
+    /// The result model every report is a view of.
+    pub report: TrialReport,
+    /// One record per measured load request (`records.jsonl`).
+    pub records: Vec<RequestRecord>,
+    /// One scored question per line of `accuracy.jsonl`.
+    pub samples: Vec<ScoredSample>,
+    /// A sim trial's study rows (its CSV files).
+    pub study: Option<StudyFiles>,
+    /// Whether the trial passed (the verdict is what the case expects).
+    pub passed: bool,
+    /// The trial's folder.
+    pub dir: PathBuf,
+}
+
+/// What happens in a session, in order.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A trial is about to run.
+    TrialStarted {
+        /// The plan.
+        plan: &'a TrialPlan,
+    },
+    /// A trial finished, whatever its verdict.
+    TrialFinished {
+        /// What it produced.
+        outcome: &'a TrialOutcome,
+    },
+    /// Every trial of the session has run (its spawned servers are already stopped).
+    RunFinished {
+        /// The run's settings.
+        context: &'a RunContext,
+        /// Every report of the session, in the order the trials ran.
+        reports: &'a [TrialReport],
+        /// The full names of the trials that failed (and of cases that could not be read).
+        failed: &'a [String],
+    },
+}
+
+/// Something told what a session does: a display, a printer, a file writer, a publisher.
+pub trait Sink: Send {
+    /// Handles one event. An error (say, a folder that cannot be written) fails the trial the
+    /// event was about, or the run for [`Event::RunFinished`]; the other sinks still get the
+    /// event.
+    fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError>;
+}
+
+/// The accuracy scores of the accuracy trials this session ran, by case.
+#[derive(Debug, Default)]
+struct SessionScores(Mutex<HashMap<String, f64>>);
+
+impl Baseline for SessionScores {
+    fn accuracy_score(&self, case: &str) -> Option<f64> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(case)
+            .copied()
+    }
+}
+
+/// The baselines a stress trial looks in: this session's accuracy trials, then the run's
+/// `results.csv` (an accuracy trial that ran in another process of the same nextest run).
+struct SessionBaseline<'a> {
+    session: &'a SessionScores,
+    run: &'a RunCsvBaseline,
+}
+
+impl Baseline for SessionBaseline<'_> {
+    fn accuracy_score(&self, case: &str) -> Option<f64> {
+        self.session
+            .accuracy_score(case)
+            .or_else(|| self.run.accuracy_score(case))
+    }
+}
+
+/// One run of trials. See the module documentation.
+pub struct Session {
+    context: RunContext,
+    sinks: Mutex<Vec<Box<dyn Sink>>>,
+    spawned: SpawnedServers,
+    tokenizers: TokenizerCache,
+    scores: SessionScores,
+    run_baseline: RunCsvBaseline,
+    progress: Option<Arc<LoadProgress>>,
+    client_threads: Option<usize>,
+    reports: Mutex<Vec<TrialReport>>,
+    failed: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("context", &self.context)
+            .field("spawned", &self.spawned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session with no sinks. The client runtime's threads come from
+    /// [`CLIENT_THREADS_ENV`] when it is set.
+    pub fn new(context: RunContext) -> Session {
+        let client_threads = std::env::var(CLIENT_THREADS_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let run_baseline = RunCsvBaseline {
+            path: context.results_csv(),
+            run_id: context.run_id.clone(),
+        };
+        Session {
+            context,
+            sinks: Mutex::new(Vec::new()),
+            spawned: SpawnedServers::new(),
+            tokenizers: TokenizerCache::default(),
+            scores: SessionScores::default(),
+            run_baseline,
+            progress: None,
+            client_threads,
+            reports: Mutex::new(Vec::new()),
+            failed: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds a sink; sinks get each event in the order they were added.
+    pub fn with_sink(self, sink: impl Sink + 'static) -> Session {
+        self.sinks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(sink));
+        self
+    }
+
+    /// Counts every measured load request into `progress` (for a live display).
+    pub fn count_load_into(mut self, progress: Option<Arc<LoadProgress>>) -> Session {
+        self.progress = progress;
+        self
+    }
+
+    /// The run's settings.
+    pub fn context(&self) -> &RunContext {
+        &self.context
+    }
+
+    /// Runs one trial and tells the sinks. A server that cannot be had, or requests that
+    /// fail, make a FAIL verdict with the evidence; only a sink's failure (results that could
+    /// not be written) or a runtime that cannot start is an error.
+    pub fn run_trial(&self, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
+        self.emit(&Event::TrialStarted { plan })?;
+        let outcome = trial::run(self, plan)?;
+        if let (TrialPlan::Accuracy(_), Some(score)) = (plan, outcome.report.accuracy_score()) {
+            self.scores
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(outcome.report.meta.case.clone(), score);
+        }
+        if !outcome.passed {
+            self.note_failure(plan.full_name());
+        }
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(outcome.report.clone());
+        self.emit(&Event::TrialFinished { outcome: &outcome })?;
+        Ok(outcome)
+    }
+
+    /// Records a failure that is not a trial's verdict (a case that could not be read, a
+    /// trial whose results could not be written), for [`Event::RunFinished`].
+    pub fn note_failure(&self, name: String) {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name);
+    }
+
+    /// Runs every discovered trial whose full name contains `filter` (all without one),
+    /// skipping those that cannot run here and noting cases that could not be read, then
+    /// finishes the session.
+    pub fn run_all(
+        self,
+        discovered: Vec<Discovered>,
+        filter: Option<&str>,
+    ) -> Result<RunTally, SessionError> {
+        for found in discovered {
+            match found {
+                Discovered::Broken {
+                    name,
+                    kind,
+                    message,
+                } => {
+                    eprintln!("[{kind}] {name}: {message}\n");
+                    self.note_failure(format!("[{kind}] {name}"));
+                }
+                Discovered::Plan(plan) => {
+                    let full = plan.full_name();
+                    if filter.is_some_and(|f| !full.contains(f)) {
+                        continue;
+                    }
+                    if let Some(reason) = plan.unsupported_reason() {
+                        eprintln!("skipping {full}: {reason}");
+                        continue;
+                    }
+                    if let Err(e) = self.run_trial(&plan) {
+                        self.note_failure(full);
+                        self.finish()?;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Ends the session: stops the servers it spawned, then tells the sinks the run finished.
+    pub fn finish(self) -> Result<RunTally, SessionError> {
+        self.spawned.stop_all();
+        let reports =
+            std::mem::take(&mut *self.reports.lock().unwrap_or_else(PoisonError::into_inner));
+        let failed =
+            std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner));
+        self.emit(&Event::RunFinished {
+            context: &self.context,
+            reports: &reports,
+            failed: &failed,
+        })?;
+        Ok(RunTally {
+            trials: reports.len(),
+            failed,
+        })
+    }
+
+    /// Tells every sink; the first error is returned after all have been told.
+    fn emit(&self, event: &Event<'_>) -> Result<(), SessionError> {
+        let mut sinks = self.sinks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut first = None;
+        for sink in sinks.iter_mut() {
+            if let Err(e) = sink.event(event) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), |e| Err(SessionError::Sink(e)))
+    }
+}
+
+/// How a finished run went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTally {
+    /// Trials that ran.
+    pub trials: usize,
+    /// Full names of the trials that failed (and of cases that could not be read).
+    pub failed: Vec<String>,
+}
+
+impl RunTally {
+    /// Whether every trial passed.
+    pub fn passed(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
