@@ -167,7 +167,10 @@ fn broken_links(file: &Path) -> Vec<String> {
                 resolve(folder, path_part)
             };
             if !linked.exists() {
-                problems.push(format!("{where_}: `{target}`: {} does not exist", linked.display()));
+                problems.push(format!(
+                    "{where_}: `{target}`: {} does not exist",
+                    linked.display()
+                ));
                 continue;
             }
             if let Some(fragment) = fragment
@@ -278,7 +281,11 @@ fn csv_columns_page_lists_exactly_the_columns_written() {
     for name in &documented {
         *counts.entry(name).or_default() += 1;
     }
-    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).map(|(c, _)| c).collect();
+    let repeated: Vec<_> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(c, _)| c)
+        .collect();
     let first_difference = documented
         .iter()
         .zip(&code)
