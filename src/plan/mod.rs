@@ -197,3 +197,73 @@ impl LoadTrial {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::plan::discovery::{Discovered, discover};
+
+    fn demo_chat_plans() -> Vec<TrialPlan> {
+        let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("stress-cases");
+        discover(&cases, Some("[perf] demo-chat::isl128_osl64_c1_n8"))
+            .into_iter()
+            .filter_map(|d| match d {
+                Discovered::Plan(plan) => Some(plan),
+                Discovered::Broken { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The seeds the prompts of these trials have always had: FNV-1a of the trial's full name
+    /// over `load.seed` (0 here), as computed before seeds were taken from the plan's parts
+    /// (checked independently in Python).
+    #[rstest]
+    #[case("[stress] demo-chat::isl128_osl64_c4_n8", 0x1cde_1114_5a08_6d72)]
+    #[case("[perf] demo-chat::isl128_osl64_c1_n8", 0x88b4_0ce3_e1dc_86de)]
+    fn prompt_seeds_are_what_they_always_were(#[case] name: &str, #[case] seed: u64) {
+        let plans = demo_chat_plans();
+        let plan = plans
+            .iter()
+            .find(|p| p.full_name() == name)
+            .expect("the trial exists");
+        let TrialPlan::Load(load) = plan else {
+            panic!("{name} is a load trial");
+        };
+        assert_eq!(load.prompt_seed(), seed);
+    }
+
+    #[test]
+    fn every_load_trial_of_a_case_has_its_own_seed() {
+        let plans = demo_chat_plans();
+        let mut seeds: Vec<u64> = plans
+            .iter()
+            .filter_map(|p| match p {
+                TrialPlan::Load(load) => Some(load.prompt_seed()),
+                _ => None,
+            })
+            .collect();
+        let n = seeds.len();
+        seeds.sort_unstable();
+        seeds.dedup();
+        assert_eq!((n, seeds.len()), (4, 4));
+    }
+
+    #[test]
+    fn names_kinds_and_steps_are_as_listed() {
+        let plans = demo_chat_plans();
+        let names: Vec<String> = plans.iter().map(TrialPlan::full_name).collect();
+        assert!(
+            names.contains(&"[perf] demo-chat::isl128_osl64_c4_n8".to_string()),
+            "{names:?}"
+        );
+        assert!(plans.iter().all(|p| p.unsupported_reason().is_none()));
+        assert_eq!(
+            SimStep::ALL.map(SimStep::name),
+            ["request-scaling", "replica-scaling", "bins"]
+        );
+    }
+}
