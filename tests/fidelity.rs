@@ -14,9 +14,10 @@ use llm_stress::bench::server::{Script, ScriptServer};
 use llm_stress::bench::{fetch_log, spawn_server};
 use llm_stress::case::{Api, Arrival, EmbeddedSpec, LoadMode, LoadSpec, Rates, WhenFull};
 use llm_stress::client::{Client, ClientConfig, Generation};
-use llm_stress::load::{self, Endpoint, RequestSource, Shape};
+use llm_stress::load::{self, Endpoint, RequestSource};
 use llm_stress::metrics::Distribution;
 use llm_stress::metrics::Summary;
+use llm_stress::plan::Shape;
 use llm_stress::server::embedded::EmbeddedServer;
 use rstest::rstest;
 

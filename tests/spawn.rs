@@ -219,7 +219,7 @@ fn a_missing_binary_makes_the_trials_ignored_or_failed_when_real_servers_are_req
     let wanted = |text: &str| {
         text.contains("LLM_STRESS_SPAWN_TEST_UNSET is not set") && text.contains("install-llama")
     };
-    if std::env::var(spawn::REQUIRE_REAL_ENV).is_ok_and(|v| v == "1") {
+    if std::env::var(llm_stress::case::requirement::REQUIRE_REAL_ENV).is_ok_and(|v| v == "1") {
         // CI: the trial runs and fails with the same message.
         assert_eq!(plans[0].unsupported_reason(), None);
         let outcome = execute(&plans[0], &context(&dir)).expect("reports");

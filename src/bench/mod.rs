@@ -22,8 +22,9 @@ use tokio::process::{Child, Command};
 
 use crate::case::{Api, LoadSpec, Warmup};
 use crate::client::{Client, ClientConfig, Generation};
-use crate::load::{self, Endpoint, RequestSource, Shape};
+use crate::load::{self, Endpoint, RequestSource};
 use crate::metrics::Distribution;
+use crate::plan::Shape;
 use clock::ClockPair;
 use server::WriteLog;
 

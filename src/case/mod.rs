@@ -5,6 +5,7 @@ pub mod answer;
 pub mod fault;
 pub mod load;
 pub mod request;
+pub mod requirement;
 pub mod schema;
 pub mod sim;
 pub mod slo;

@@ -8,7 +8,6 @@ pub mod closed;
 pub mod open;
 pub mod progress;
 pub mod schedule;
-pub mod shape;
 pub mod source;
 pub mod users;
 
@@ -17,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-pub use shape::Shape;
 pub use source::{Endpoint, Phase, RequestSource, SourceError};
 
 use crate::case::{LoadSpec, Warmup};
 use crate::metrics::RequestRecord;
+use crate::plan::shape::{MAX_REQUESTS, Shape};
 
 /// What a load run measured.
 #[derive(Debug, Clone)]
@@ -49,7 +48,7 @@ pub fn warmup_pool_size(load: &LoadSpec, shape: &Shape) -> u32 {
 fn open_arrivals(rate: f64, span: Duration) -> u32 {
     (rate * span.as_secs_f64())
         .ceil()
-        .clamp(1.0, shape::MAX_REQUESTS as f64) as u32
+        .clamp(1.0, MAX_REQUESTS as f64) as u32
 }
 
 /// Runs the warmup: for closed loops and users, a closed loop at the trial's concurrency; for
@@ -74,7 +73,7 @@ async fn warm_up(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) {
             after: None,
         },
         Warmup::Duration(d) => closed::Stop {
-            requests: shape::MAX_REQUESTS,
+            requests: MAX_REQUESTS,
             after: Some(d.0),
         },
     };
@@ -114,7 +113,7 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
         } => {
             let stop = closed::Stop {
                 requests: if duration.is_some() {
-                    shape::MAX_REQUESTS
+                    MAX_REQUESTS
                 } else {
                     u64::from(requests)
                 },
@@ -138,7 +137,7 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
                 duration,
                 think_time: load.think_time.map_or(Duration::ZERO, |s| s.0),
                 progress_interval: load.progress_interval.map(|s| s.0),
-                max_requests: shape::MAX_REQUESTS,
+                max_requests: MAX_REQUESTS,
             };
             let (records, start) = plan.drive(source).await;
             (records, start, 0)

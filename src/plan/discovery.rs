@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::shape::Shape;
 use super::{AccuracyTrial, LoadKind, LoadTrial, MatrixPoint, SimStep, SimTrial, TrialPlan};
 use crate::case::{self, Kind, LoadedCase};
-use crate::load::Shape;
 use crate::matrix;
 
 /// One trial found by discovery.

@@ -4,13 +4,14 @@
 //! plans.
 
 pub mod discovery;
+pub mod shape;
 
 use std::sync::Arc;
 
 use crate::case::{Kind, LoadedCase, ServerSpec};
-use crate::load::Shape;
 use crate::matrix::Combination;
 use crate::sim::study::StudyStep;
+pub use shape::Shape;
 
 /// One trial to run.
 #[derive(Debug, Clone)]
@@ -160,7 +161,7 @@ impl TrialPlan {
             .destinations()
             .iter()
             .find_map(|d| match &d.server {
-                ServerSpec::Spawn(spawn) => crate::server::spawn::missing_requirement(spawn),
+                ServerSpec::Spawn(spawn) => spawn.missing_requirement(),
                 _ => None,
             })
     }

@@ -18,47 +18,11 @@ use std::time::{Duration, Instant};
 use super::{ServerError, attach};
 use crate::case::SpawnSpec;
 
-/// Environment variable that turns missing real servers into failures instead of ignored
-/// trials (CI sets it).
-pub const REQUIRE_REAL_ENV: &str = "LLM_STRESS_REQUIRE_REAL";
-
 /// Bytes of the end of a server log quoted in errors.
 const LOG_TAIL_BYTES: usize = 2048;
 
 /// Time a server gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
-
-/// Why a spawned server's trials cannot run here, if they cannot: a file named by one of its
-/// `requires_files` variables is missing. `None` also when `LLM_STRESS_REQUIRE_REAL` is set
-/// (the trial then runs and fails with the same message).
-pub fn missing_requirement(spec: &SpawnSpec) -> Option<String> {
-    let missing = requirement_problem(spec)?;
-    if std::env::var(REQUIRE_REAL_ENV).is_ok_and(|v| v == "1") {
-        return None;
-    }
-    Some(missing)
-}
-
-fn requirement_problem(spec: &SpawnSpec) -> Option<String> {
-    let missing: Vec<String> = spec
-        .requires_files
-        .iter()
-        .filter_map(|var| match std::env::var_os(var) {
-            Some(path) if Path::new(&path).exists() => None,
-            Some(path) => Some(format!("{var}={} does not exist", path.to_string_lossy())),
-            None => Some(format!("{var} is not set")),
-        })
-        .collect();
-    if missing.is_empty() {
-        return None;
-    }
-    let hint = spec
-        .install_hint
-        .as_deref()
-        .map(|h| format!("; {h}"))
-        .unwrap_or_default();
-    Some(format!("needs a real server: {}{hint}", missing.join(", ")))
-}
 
 /// A started server.
 struct Spawned {
@@ -128,7 +92,7 @@ impl SpawnedServers {
         case_dir: &Path,
         log_dir: &Path,
     ) -> Result<Acquired, ServerError> {
-        if let Some(missing) = requirement_problem(spec) {
+        if let Some(missing) = spec.requirement_problem() {
             return Err(ServerError::Spawn(missing));
         }
         let key = SpawnKey {
@@ -470,7 +434,7 @@ mod tests {
             requires_files: vec!["LLM_STRESS_TEST_SURELY_UNSET_VAR".into()],
             install_hint: Some("run .ci/install-llama.sh".into()),
         };
-        let problem = requirement_problem(&spec).expect("missing");
+        let problem = spec.requirement_problem().expect("missing");
         assert!(
             problem.contains("LLM_STRESS_TEST_SURELY_UNSET_VAR is not set")
                 && problem.contains("install-llama"),

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::measure::{Measured, measure};
 use super::{Session, SessionBaseline, SessionError, TrialOutcome, client_runtime};
 use crate::judge::Verdict;
-use crate::load::Shape;
+use crate::plan::Shape;
 use crate::plan::TrialPlan;
 use crate::report::{
     AccuracyBody, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport, trial_dir,
