@@ -370,3 +370,164 @@ fn the_checks_themselves_read_markdown_as_intended() {
         Path::new("/r/docs/src/reference/cli.md")
     );
 }
+
+/// The rows of `ARCHITECTURE.md`'s module map: each module of `llm_stress` and the modules it
+/// may import from (backticked names in the third column; `—` for none).
+fn module_map() -> BTreeMap<String, BTreeSet<String>> {
+    let text = read(&root().join("ARCHITECTURE.md"));
+    let start = text
+        .find("## Module map")
+        .expect("ARCHITECTURE.md has a module map");
+    let backticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut map = BTreeMap::new();
+    for line in text[start..].lines().skip(1) {
+        if line.starts_with("## ") {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 4 || cells[1].starts_with("---") || cells[1] == "module" {
+            continue;
+        }
+        let Some(module) = backticked(cells[1]).into_iter().next() else {
+            continue;
+        };
+        map.insert(module, backticked(cells[3]).into_iter().collect());
+    }
+    map
+}
+
+/// Every other module of `llm_stress` that the code of `module` names as `crate::NAME`
+/// (outside comments and `#[cfg(test)]` modules), with a file where it does.
+fn imports_of(module: &str) -> BTreeMap<String, PathBuf> {
+    let src = root().join("src");
+    let file = src.join(format!("{module}.rs"));
+    let mut files = if file.exists() {
+        vec![file]
+    } else {
+        Vec::new()
+    };
+    let mut pending = vec![src.join(module)];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("a folder entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut found = BTreeMap::new();
+    for path in files {
+        let text = read(&path);
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for line in code.lines() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            for (at, _) in line.match_indices("crate::") {
+                let name: String = line[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != module {
+                    found.entry(name).or_insert_with(|| path.clone());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The top-level modules `src/lib.rs` declares or re-exports.
+fn crate_modules() -> BTreeSet<String> {
+    read(&root().join("src").join("lib.rs"))
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let rest = line
+                .strip_prefix("pub mod ")
+                .map(|r| r.trim_end_matches(';').to_string())
+                .or_else(|| {
+                    let rest = line.strip_prefix("pub use ")?.trim_end_matches(';');
+                    Some(rest.rsplit(' ').next()?.trim_end_matches('}').to_string())
+                })?;
+            Some(rest)
+        })
+        .flat_map(|names| {
+            names
+                .trim_start_matches('{')
+                .split(',')
+                .map(|n| n.trim().rsplit("::").next().unwrap_or_default().to_string())
+                .filter(|n| !n.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_module_imports_only_what_the_architecture_map_allows() {
+    let map = module_map();
+    let modules = crate_modules();
+    let unmapped: Vec<&String> = modules.iter().filter(|m| !map.contains_key(*m)).collect();
+    assert!(
+        unmapped.is_empty(),
+        "modules of src/lib.rs missing from ARCHITECTURE.md's module map: {unmapped:?}"
+    );
+    let mut breaches = Vec::new();
+    for (module, allowed) in &map {
+        for (import, file) in imports_of(module) {
+            if modules.contains(&import) && !allowed.contains(&import) {
+                breaches.push(format!(
+                    "`{module}` imports `{import}` ({}), which the map does not allow",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(breaches.is_empty(), "{}", breaches.join("\n"));
+}
+
+#[test]
+fn the_architecture_map_has_no_cycle() {
+    let map = module_map();
+    // Depth-first search for a back edge.
+    fn visit<'a>(
+        module: &'a str,
+        map: &'a BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<String> {
+        if let Some(at) = path.iter().position(|m| *m == module) {
+            return Some(format!("{} -> {module}", path[at..].join(" -> ")));
+        }
+        if done.contains(module) {
+            return None;
+        }
+        path.push(module);
+        for next in map.get(module).into_iter().flatten() {
+            if let Some(cycle) = visit(next, map, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(module);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in map.keys() {
+        if let Some(cycle) = visit(module, &map, &mut Vec::new(), &mut done) {
+            panic!("the module map has a cycle: {cycle}");
+        }
+    }
+}
