@@ -8,6 +8,7 @@
 pub mod accuracy;
 pub mod bench;
 pub mod case;
+pub mod cli;
 pub mod client;
 pub mod harness;
 pub mod load;
@@ -19,5 +20,7 @@ pub mod report;
 pub mod runner;
 pub mod server;
 pub mod server_metrics;
-pub mod sim;
 pub mod verdict;
+
+pub use llm_sim as sim;
+pub use llm_stress_base::{os, yaml};

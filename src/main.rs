@@ -15,6 +15,7 @@ use llm_stress::bench::{self, BenchConfig};
 use llm_stress::case::{self, AnswerSpec, CorrectRate, EmbeddedSpec, FaultSpec};
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::matrix;
+use llm_stress::os;
 use llm_stress::progress::{self, ProgressDisplay};
 use llm_stress::report::analysis::Thresholds;
 use llm_stress::report::html::Extras;
@@ -112,7 +113,7 @@ struct SimServeArgs {
     #[arg(long, value_name = "FILE")]
     sim_config: Option<PathBuf>,
     /// Simulator scheduler: static, continuous or multi-bin.
-    #[arg(long, value_parser = llm_stress::sim::cli::parse_scheduler)]
+    #[arg(long, value_parser = llm_stress::cli::sim::parse_scheduler)]
     scheduler: Option<SchedulerKind>,
     /// Simulator batch size (static, multi-bin) or maximum batch size (continuous).
     #[arg(long)]
@@ -245,7 +246,7 @@ enum Command {
     /// benchmark.
     Sim {
         #[command(subcommand)]
-        command: llm_stress::sim::cli::SimCommand,
+        command: llm_stress::cli::sim::SimCommand,
     },
     /// Print the parameter combinations a case generates.
     Matrix {
@@ -340,20 +341,8 @@ impl PushArgs {
         Some(Gateway {
             url,
             job: self.push_job.clone(),
-            instance: self.push_instance.clone().unwrap_or_else(host_name),
+            instance: self.push_instance.clone().unwrap_or_else(os::host_name),
         })
-    }
-}
-
-/// This machine's host name, or `localhost`.
-fn host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most that.
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-    match std::str::from_utf8(&buffer[..end]) {
-        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
-        _ => "localhost".to_string(),
     }
 }
 
@@ -496,7 +485,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(async {
-                bench::raise_open_file_limit();
+                os::raise_open_file_limit();
                 let server = ScriptServer::start(script, port, log).await?;
                 println!("listening on {}", server.url);
                 server.run_until_interrupted().await;
@@ -505,7 +494,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { command } => {
-            llm_stress::sim::cli::execute(command, &mut std::io::stdout().lock())?;
+            llm_stress::cli::sim::execute(command, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Matrix { case } => {

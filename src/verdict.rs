@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::case::{TargetSpec, Theoretical};
 use crate::metrics::Summary;
 use crate::metrics::summary::metric_names;
+use crate::yaml::closest;
 
 /// Outcome of one check, or of a whole trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,16 +205,6 @@ impl fmt::Display for Slo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.metric, self.op.as_str(), self.value)
     }
-}
-
-/// The known name closest to `name`, if any is close enough to be a likely typo.
-pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Option<String> {
-    known
-        .into_iter()
-        .map(|k| (strsim::jaro_winkler(name, k), k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.clone())
 }
 
 impl Slo {

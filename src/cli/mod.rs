@@ -1,0 +1,3 @@
+//! The command-line interface, one module per command.
+
+pub mod sim;
