@@ -189,24 +189,28 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_column_key_and_suggest() {
-        let message = err("name: x\ninner:\n  concurrncy: [1]\n");
-        assert!(
-            message.starts_with(
-                "s.yaml:3:3: key `inner.concurrncy`: unknown field `concurrncy` \
-                 (did you mean `concurrency`?)"
+        for (text, head, tail) in [
+            (
+                "name: x\ninner:\n  concurrncy: [1]\n",
+                "s.yaml:3:3: key `inner.concurrncy`: unknown field `concurrncy`",
+                "(did you mean `concurrency`?)",
             ),
-            "{message}"
-        );
-        let message = err("name: x\ninner:\n  concurrency: [1, two]\n");
-        assert!(
-            message.starts_with("s.yaml:3:21: key `inner.concurrency[1]`"),
-            "{message}"
-        );
-        let message = err("name: x\n");
-        assert!(
-            message.starts_with("s.yaml:1:1: key `inner`: missing field `inner`"),
-            "{message}"
-        );
+            (
+                "name: x\ninner:\n  concurrency: [1, two]\n",
+                "s.yaml:3:20: key `inner.concurrency[1]`: invalid u32",
+                "u32",
+            ),
+            (
+                "name: x\n",
+                "s.yaml:1:1: key `inner`: missing field `inner`",
+                "^ missing field",
+            ),
+            ("name: [x\n", "s.yaml:", "s.yaml"),
+        ] {
+            let message = err(text);
+            assert!(message.starts_with(head), "{message}");
+            assert!(message.contains(tail), "{message}");
+        }
     }
 
     #[test]
