@@ -182,8 +182,11 @@ mod tests {
 
     #[test]
     fn good_yaml_parses() {
-        let s: Settings =
-            parse_yaml(Path::new("s.yaml"), "name: x\ninner:\n  concurrency: [1, 2]\n").unwrap();
+        let s: Settings = parse_yaml(
+            Path::new("s.yaml"),
+            "name: x\ninner:\n  concurrency: [1, 2]\n",
+        )
+        .unwrap();
         assert_eq!((s.name.as_str(), s.inner.concurrency.len()), ("x", 2));
     }
 
