@@ -3,7 +3,9 @@
 //! YAML cases and model specs become test trials (see [`harness`]) that bring up or attach to a
 //! server ([`server`]), drive load at it ([`load`], [`client`]), summarise what was measured
 //! ([`metrics`]), judge it against targets ([`verdict`]) and write reports ([`report`]);
-//! [`progress`] shows a load while it runs.
+//! [`progress`] shows a load while it runs. The serving simulator is the `llm-sim` crate,
+//! re-exported as [`sim`]; [`yaml`] and [`os`] come from `llm-stress-base`, which both share.
+//! [`cli`] holds the command-line interface of the `llm-stress` binary, one module per command.
 
 pub mod accuracy;
 pub mod bench;

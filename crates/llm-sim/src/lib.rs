@@ -6,6 +6,10 @@
 //! ([`cost`]: roofline from [`profile`]s, or fitted) times every batch step. The [`engine`] is
 //! deterministic for a seed and does work in proportion to events, not tokens. [`metrics`]
 //! summarises a run; [`config`] reads a run's settings from YAML or flags.
+//!
+//! The crate depends on `llm-stress-base` (YAML, CPU time, latency distributions) and not on
+//! the `llm-stress` harness, which re-exports it as `llm_stress::sim` and owns the
+//! `llm-stress sim` command line (`llm_stress::cli::sim`).
 
 pub mod bench;
 pub mod capacity;
