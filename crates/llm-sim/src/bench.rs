@@ -7,12 +7,13 @@
 
 use std::time::Instant;
 
+use llm_stress_base::os::process_cpu_s;
+
 use super::config::SimConfig;
 use super::engine::simulate;
 use super::error::SimError;
 use super::scheduler::SchedulerKind;
 use super::workload::{Arrival, Lengths};
-use llm_stress_base::os::process_cpu_s;
 
 /// What to benchmark.
 #[derive(Debug, Clone, Copy, PartialEq)]

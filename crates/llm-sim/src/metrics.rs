@@ -1,10 +1,10 @@
 //! What a run measured: latency distributions, throughput, SLA violations, batch size and
 //! utilisation.
 
+use llm_stress_base::distribution::Distribution;
 use serde::Serialize;
 
 use super::engine::{RequestOutcome, SimRun};
-use llm_stress_base::distribution::Distribution;
 
 /// Service-level deadlines a request must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]

@@ -2,11 +2,12 @@
 
 use std::fmt::Write;
 
+use llm_stress_base::distribution::Distribution;
+
 use super::config::{CostSpec, SimConfig};
 use super::metrics::SimSummary;
 use super::scheduler::SchedulerKind;
 use super::workload::{Arrival, Lengths};
-use llm_stress_base::distribution::Distribution;
 
 /// How the columns after the first are aligned (the first is always left-aligned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
