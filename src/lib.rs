@@ -6,7 +6,9 @@
 //! ([`prompts`]), asks accuracy questions ([`accuracy`]), summarises what was measured
 //! ([`metrics`], [`server_metrics`]), has it judged ([`judge`]) and tells its sinks: the
 //! reports ([`report`]) and the live display ([`progress`]). The test harness ([`harness`])
-//! and the command line ([`cli`]) are thin adapters over the session. See `ARCHITECTURE.md`.
+//! and the command line ([`cli`]) are thin adapters over the session. The serving simulator is
+//! the `llm-sim` crate, re-exported as [`sim`]; [`yaml`] and [`os`] come from `llm-stress-base`,
+//! which both share. See `ARCHITECTURE.md`.
 
 pub mod accuracy;
 pub mod bench;
@@ -25,4 +27,6 @@ pub mod report;
 pub mod server;
 pub mod server_metrics;
 pub mod session;
-pub mod sim;
+
+pub use llm_sim as sim;
+pub use llm_stress_base::{os, yaml};

@@ -90,7 +90,7 @@ async fn ttft_itl_and_e2el_match_the_servers_own_log(
     #[case] least_in_flight: usize,
     #[case] tail_ms: f64,
 ) {
-    llm_stress::bench::raise_open_file_limit();
+    llm_stress::os::raise_open_file_limit();
     let tokens = 16u32;
     // The scripted server runs in its own process, as a real server does: 40 ms to the first
     // chunk, then one every 20 ms, logging CLOCK_MONOTONIC before each write.

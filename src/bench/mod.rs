@@ -24,6 +24,7 @@ use crate::case::{Api, LoadSpec, Warmup};
 use crate::client::{Client, ClientConfig, Generation};
 use crate::load::{self, Endpoint, RequestSource};
 use crate::metrics::Distribution;
+use crate::os::{process_cpu_s, raise_open_file_limit};
 use crate::plan::Shape;
 use clock::ClockPair;
 use server::WriteLog;
@@ -146,34 +147,6 @@ fn source(url: &str, requests: u64, tokens: u32) -> Result<Arc<RequestSource>, B
         Vec::new(),
         0,
     )?))
-}
-
-/// CPU time (user + system) of this process so far, in seconds.
-pub fn process_cpu_s() -> f64 {
-    // SAFETY: getrusage writes only the struct it is given; zeroed is a valid rusage.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
-/// Raises the soft open-file limit to the hard one: thousands of streams need as many sockets.
-pub fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 /// A closed loop of `streams` streams sending `requests` requests in all, without warmup.

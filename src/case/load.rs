@@ -1,12 +1,11 @@
 //! Reading case files and model specs, with errors that name file, line, column and key.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
 use super::schema::{CaseSpec, ModelSpec};
-use super::slo::closest;
+pub use crate::yaml::{Position, YamlError};
 
 /// A case file that was read and validated, with its model spec.
 #[derive(Debug, Clone)]
@@ -21,15 +20,6 @@ pub struct LoadedCase {
     pub model_path: Option<PathBuf>,
 }
 
-/// A position in a YAML file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    /// 1-based line.
-    pub line: u64,
-    /// 1-based column.
-    pub column: u64,
-}
-
 /// Why a case or model spec could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
@@ -42,8 +32,8 @@ pub enum CaseError {
         source: std::io::Error,
     },
     /// The YAML is malformed or does not fit the schema.
-    #[error("{0}")]
-    Yaml(Box<YamlError>),
+    #[error(transparent)]
+    Yaml(#[from] Box<YamlError>),
     /// The values parse but make no sense together.
     #[error("{}: key `{key}`: {message}", path.display())]
     Invalid {
@@ -56,129 +46,9 @@ pub enum CaseError {
     },
 }
 
-/// A YAML syntax or schema error with its place in the file.
-#[derive(Debug)]
-pub struct YamlError {
-    /// The file.
-    pub path: PathBuf,
-    /// Where in the file, when known.
-    pub position: Option<Position>,
-    /// Dotted path of the offending key, such as `matrix.concurrency[2]`.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub message: String,
-    /// The closest valid key or value, for typos.
-    pub suggestion: Option<String>,
-    /// The offending lines with a caret, when available.
-    pub snippet: String,
-}
-
-impl fmt::Display for YamlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if let Some(Position { line, column }) = &self.position {
-            write!(f, ":{line}:{column}")?;
-        }
-        write!(f, ": ")?;
-        if let Some(key) = &self.key {
-            write!(f, "key `{key}`: ")?;
-        }
-        write!(f, "{}", self.message)?;
-        if let Some(suggestion) = &self.suggestion {
-            write!(f, " (did you mean `{suggestion}`?)")?;
-        }
-        if !self.snippet.is_empty() {
-            write!(f, "\n{}", self.snippet)?;
-        }
-        Ok(())
-    }
-}
-
 /// Parses YAML text into `T`, turning any failure into a [`CaseError::Yaml`] for `path`.
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CaseError> {
-    let mut key_path: Option<String> = None;
-    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            if path != "." && !path.is_empty() {
-                key_path = Some(path);
-            }
-            e.into_inner()
-        })
-    });
-    result.map_err(|e| yaml_error(path, key_path, &e))
-}
-
-fn yaml_error(path: &Path, key: Option<String>, error: &serde_saphyr::Error) -> CaseError {
-    let position = error.location().filter(|l| l.line() > 0).map(|l| Position {
-        line: l.line(),
-        column: l.column(),
-    });
-    let bare = error.without_snippet().to_string();
-    let message = strip_location_prefix(&bare).to_string();
-    let key = key_of_missing_field(&message, key);
-    let rendered = error.to_string();
-    let file = path.display().to_string();
-    let snippet: Vec<String> = rendered
-        .lines()
-        .skip(1)
-        .map(|line| line.replace("<input>", &file))
-        .collect();
-    CaseError::Yaml(Box::new(YamlError {
-        path: path.to_path_buf(),
-        position,
-        suggestion: suggestion_for(&message),
-        key,
-        message,
-        snippet: snippet.join("\n"),
-    }))
-}
-
-/// serde's "missing field `f`" names no key path of its own: the key is the missing field
-/// under the mapping being read.
-fn key_of_missing_field(message: &str, key: Option<String>) -> Option<String> {
-    let Some(field) = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-    else {
-        return key;
-    };
-    Some(match key {
-        Some(parent) => format!("{parent}.{field}"),
-        None => field.to_string(),
-    })
-}
-
-/// serde-saphyr prefixes messages with `error: line L column C: `; the position is reported
-/// separately, so drop it.
-fn strip_location_prefix(message: &str) -> &str {
-    let message = message.lines().next().unwrap_or(message);
-    let message = message.strip_prefix("error: ").unwrap_or(message);
-    let message = match message.split_once(": ") {
-        Some((head, rest)) if head.starts_with("line ") && head.contains(" column ") => rest,
-        _ => message,
-    };
-    match message.rsplit_once(" at line ") {
-        Some((head, tail)) if tail.contains(", column ") => head,
-        _ => message,
-    }
-}
-
-/// For serde's "unknown field `x`, expected one of `a`, `b`" (and the same for variants), the
-/// expected name closest to the one given.
-fn suggestion_for(message: &str) -> Option<String> {
-    let rest = message
-        .strip_prefix("unknown field ")
-        .or_else(|| message.strip_prefix("unknown variant "))?;
-    let (given, expected) = rest.split_once(", expected ")?;
-    let given = given.trim_matches('`');
-    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
-    let candidates: Vec<String> = expected
-        .split(", ")
-        .map(|s| s.trim().trim_matches('`').to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    closest(given, &candidates)
+    Ok(crate::yaml::parse_yaml(path, text)?)
 }
 
 fn read(path: &Path) -> Result<String, CaseError> {

@@ -13,4 +13,4 @@ pub mod traffic;
 
 pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
 pub use schema::*;
-pub use slo::{Op, Slo, SloError, closest};
+pub use slo::{Op, Slo, SloError};

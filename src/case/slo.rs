@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::metrics::summary::metric_names;
+use crate::yaml::closest;
 
 /// A comparison operator of an SLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,16 +122,6 @@ impl fmt::Display for Slo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.metric, self.op.as_str(), self.value)
     }
-}
-
-/// The known name closest to `name`, if any is close enough to be a likely typo.
-pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Option<String> {
-    known
-        .into_iter()
-        .map(|k| (strsim::jaro_winkler(name, k), k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.clone())
 }
 
 #[cfg(test)]

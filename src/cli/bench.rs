@@ -91,7 +91,7 @@ pub fn exec_server(args: ServerArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        bench::raise_open_file_limit();
+        crate::os::raise_open_file_limit();
         let server = ScriptServer::start(script, args.port, args.log).await?;
         println!("listening on {}", server.url);
         server.run_until_interrupted().await;

@@ -40,7 +40,7 @@ enum Command {
     Serve(serve::Args),
     /// The discrete-event serving simulator: run one simulation, the scaling study, or its
     /// benchmark.
-    Sim(sim::Args),
+    Sim(sim::SimArgs),
     /// Print the parameter combinations a case generates.
     Matrix(matrix::Args),
     /// Measure the client itself: chunks per client CPU-second and timestamp error against a
@@ -110,20 +110,11 @@ impl PushArgs {
         Some(Gateway {
             url,
             job: self.push_job.clone(),
-            instance: self.push_instance.clone().unwrap_or_else(host_name),
+            instance: self
+                .push_instance
+                .clone()
+                .unwrap_or_else(crate::os::host_name),
         })
-    }
-}
-
-/// This machine's host name, or `localhost`.
-fn host_name() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most that.
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
-    match std::str::from_utf8(&buffer[..end]) {
-        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
-        _ => "localhost".to_string(),
     }
 }
 

@@ -1,18 +1,337 @@
-//! `llm-stress sim …`: the discrete-event serving simulator's commands.
+//! The `llm-stress sim` subcommands: `run`, `study`, `bench` and `fit`.
 
-use std::process::ExitCode;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use clap::{Args, Subcommand};
 
-/// The simulator's subcommands.
+use crate::sim::bench::{self, BenchSpec};
+use crate::sim::capacity::{CapacitySearch, capacity_qps};
+use crate::sim::config::{CostSpec, SimConfig};
+use crate::sim::cost::{FittedCost, fit};
+use crate::sim::error::SimError;
+use crate::sim::router::Router;
+use crate::sim::scheduler::{DynamicBatchConfig, SchedulerKind};
+use crate::sim::study::{self, StudyConfig};
+use crate::sim::table;
+use crate::sim::workload::{Arrival, Lengths};
+
+/// What `llm-stress sim` does.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Simulate one configuration (YAML and/or flags) and print its summary.
+    Run(Box<RunArgs>),
+    /// Run the scaling study: request scaling, replica scaling and K-bins sensitivity.
+    Study(StudyArgs),
+    /// Measure how fast the simulator runs (1M requests per scheduler by default).
+    Bench(BenchArgs),
+    /// Fit t(b, L) = α + β·L·(1 + γ(b−1)/b) to a CSV of step latencies.
+    Fit {
+        /// CSV with columns batch_size, max_seq_len and latency_s or latency_ms.
+        csv: PathBuf,
+    },
+}
+
+/// Flags of `sim run`; each overrides the configuration file (or the defaults).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// YAML configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// static, continuous or multi-bin.
+    #[arg(long, value_parser = parse_scheduler)]
+    pub scheduler: Option<SchedulerKind>,
+    /// Replicas.
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// round-robin or least-outstanding.
+    #[arg(long, value_parser = parse_router)]
+    pub router: Option<Router>,
+    /// Hardware profile: h100-sxm, h200, a100-80gb, cpu-2core.
+    #[arg(long)]
+    pub hardware: Option<String>,
+    /// Model profile: llama-3.1-8b, llama-3.1-70b, smollm2-135m.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// GPUs per replica (tensor parallelism).
+    #[arg(long = "tp")]
+    pub tensor_parallel: Option<u32>,
+    /// roofline, fitted:ALPHA:BETA:GAMMA (seconds) or fitted-csv:PATH.
+    #[arg(long, value_parser = parse_cost)]
+    pub cost: Option<CostSpec>,
+    /// Batch size (static, multi-bin) or maximum batch size (continuous).
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    /// Continuous: most tokens per step.
+    #[arg(long)]
+    pub token_budget: Option<u32>,
+    /// Continuous: chunked prefill.
+    #[arg(long)]
+    pub chunked_prefill: bool,
+    /// Static and multi-bin: longest wait before a batch that is not full is served, seconds.
+    #[arg(long)]
+    pub max_wait_s: Option<f64>,
+    /// Multi-bin: number of bins.
+    #[arg(long)]
+    pub bins: Option<usize>,
+    /// Dynamic batch size against this decode time-between-tokens deadline, ms (margin 10 %).
+    #[arg(long)]
+    pub dynamic_tbt_ms: Option<f64>,
+    /// KV capacity per replica in tokens, instead of what the profiles leave.
+    #[arg(long)]
+    pub kv_tokens: Option<u64>,
+    /// KV block size, tokens.
+    #[arg(long)]
+    pub block_size: Option<u32>,
+    /// Number of requests.
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// at-once, poisson:RATE or gamma:RATE:CV.
+    #[arg(long)]
+    pub arrival: Option<Arrival>,
+    /// Prompt lengths: N, uniform:MIN:MAX, exponential:MEAN, lognormal:MEAN:SIGMA.
+    #[arg(long)]
+    pub prompt: Option<Lengths>,
+    /// Output lengths, as for --prompt.
+    #[arg(long)]
+    pub output: Option<Lengths>,
+    /// σ of the lognormal noise on predicted output lengths.
+    #[arg(long)]
+    pub prediction_sigma: Option<f64>,
+    /// Seed of the workload.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Per-token deadline, ms.
+    #[arg(long)]
+    pub sla_tpot_ms: Option<f64>,
+    /// Per-request deadline, s.
+    #[arg(long)]
+    pub sla_e2e_s: Option<f64>,
+    /// Also search the highest arrival rate whose SLA violation rate is at most this share.
+    #[arg(long, value_name = "MAX_VIOLATION")]
+    pub capacity: Option<f64>,
+    /// Print the summary as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `sim study`.
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// Output folder for the CSVs and analysis.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The reduced study the tests snapshot, instead of the full one.
+    #[arg(long)]
+    pub small: bool,
+}
+
+/// Flags of `sim bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Requests per scheduler.
+    #[arg(long, default_value_t = BenchSpec::default().requests)]
+    pub requests: usize,
+    /// Mean output length, tokens.
+    #[arg(long, default_value_t = BenchSpec::default().output_mean)]
+    pub output_mean: f64,
+    /// Poisson arrival rate, requests per second.
+    #[arg(long, default_value_t = BenchSpec::default().rate)]
+    pub rate: f64,
+}
+
+/// Parses `static`, `continuous` or `multi-bin`.
+pub fn parse_scheduler(text: &str) -> Result<SchedulerKind, String> {
+    match text {
+        "static" => Ok(SchedulerKind::Static),
+        "continuous" => Ok(SchedulerKind::Continuous),
+        "multi-bin" => Ok(SchedulerKind::MultiBin),
+        _ => Err("expected static, continuous or multi-bin".to_string()),
+    }
+}
+
+fn parse_router(text: &str) -> Result<Router, String> {
+    match text {
+        "round-robin" => Ok(Router::RoundRobin),
+        "least-outstanding" => Ok(Router::LeastOutstanding),
+        _ => Err("expected round-robin or least-outstanding".to_string()),
+    }
+}
+
+fn parse_cost(text: &str) -> Result<CostSpec, String> {
+    if text == "roofline" {
+        return Ok(CostSpec::Roofline);
+    }
+    if let Some(path) = text.strip_prefix("fitted-csv:") {
+        return Ok(CostSpec::FittedCsv(PathBuf::from(path)));
+    }
+    let numbers: Option<Vec<f64>> = text
+        .strip_prefix("fitted:")
+        .map(|rest| rest.split(':').map(str::parse).collect::<Result<_, _>>())
+        .and_then(Result::ok);
+    match numbers.as_deref() {
+        Some(&[alpha, beta, gamma]) => Ok(CostSpec::Fitted(FittedCost { alpha, beta, gamma })),
+        _ => Err("expected roofline, fitted:ALPHA:BETA:GAMMA or fitted-csv:PATH".to_string()),
+    }
+}
+
+impl RunArgs {
+    /// The configuration: the file (or the defaults) with the flags applied.
+    pub fn config(&self) -> Result<SimConfig, SimError> {
+        let mut c = match &self.config {
+            Some(path) => SimConfig::load(path)?,
+            None => SimConfig::default(),
+        };
+        let s = &mut c.scheduler;
+        set(&mut s.kind, self.scheduler);
+        set(&mut s.batch_size, self.batch_size);
+        set(&mut s.token_budget, self.token_budget);
+        s.chunked_prefill |= self.chunked_prefill;
+        if self.max_wait_s.is_some() {
+            s.max_wait_s = self.max_wait_s;
+        }
+        set(&mut s.bins, self.bins);
+        if let Some(ms) = self.dynamic_tbt_ms {
+            s.dynamic = Some(DynamicBatchConfig {
+                min_batch: 1,
+                tbt_deadline_s: ms / 1e3,
+                margin_s: ms / 1e4,
+            });
+        }
+        set(&mut c.replicas, self.replicas);
+        set(&mut c.router, self.router);
+        set(&mut c.hardware, self.hardware.clone());
+        set(&mut c.model, self.model.clone());
+        set(&mut c.tensor_parallel, self.tensor_parallel);
+        set(&mut c.cost, self.cost.clone());
+        if self.kv_tokens.is_some() {
+            c.kv.capacity_tokens = self.kv_tokens;
+        }
+        set(&mut c.kv.block_size, self.block_size);
+        let w = &mut c.workload;
+        set(&mut w.requests, self.requests);
+        set(&mut w.arrival, self.arrival);
+        set(&mut w.prompt, self.prompt);
+        set(&mut w.output, self.output);
+        set(&mut w.prediction_sigma, self.prediction_sigma);
+        set(&mut w.seed, self.seed);
+        set(&mut c.sla.tpot_s, self.sla_tpot_ms.map(|ms| ms / 1e3));
+        set(&mut c.sla.e2e_s, self.sla_e2e_s);
+        Ok(c)
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+/// Runs a `sim` subcommand, writing what it prints to `out` (progress goes to stderr).
+pub fn execute(command: SimCommand, out: &mut dyn Write) -> Result<(), SimError> {
+    let text = match command {
+        SimCommand::Run(args) => run(&args)?,
+        SimCommand::Study(args) => study(&args)?,
+        SimCommand::Bench(args) => {
+            let spec = BenchSpec {
+                requests: args.requests,
+                output_mean: args.output_mean,
+                rate: args.rate,
+            };
+            let mut text = format!("{}\n", bench::HEADER);
+            for row in bench::run(&spec)? {
+                text.push_str(&bench::render_row(&row));
+                text.push('\n');
+            }
+            text
+        }
+        SimCommand::Fit { csv } => {
+            let fit = fit::fit_csv(&csv)?;
+            format!(
+                "alpha {:.6e} s, beta {:.6e} s/token, gamma {:.4} ({} points, rms residual \
+                 {:.3e} s)\n",
+                fit.model.alpha, fit.model.beta, fit.model.gamma, fit.points, fit.rms_residual_s
+            )
+        }
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| SimError::Io {
+            path: PathBuf::from("<stdout>"),
+            source,
+        })
+}
+
+fn study(args: &StudyArgs) -> Result<String, SimError> {
+    let config = if args.small {
+        StudyConfig::small()
+    } else {
+        StudyConfig::full()
+    };
+    let outcome = study::run_study(&config, &args.out, |step, wall_s| {
+        eprintln!("{step}: {wall_s:.2} s");
+    })?;
+    let page = crate::report::html::study::write(&args.out, &outcome.rows, &outcome.analysis)
+        .map_err(|e| SimError::Report(e.to_string()))?;
+    eprintln!("study page: {}", page.display());
+    Ok(format!(
+        "{}\n{}\n{}\n",
+        study::render(&outcome.rows),
+        serde_json::to_string_pretty(&outcome.analysis).unwrap_or_default(),
+        written(&args.out)
+    ))
+}
+
+fn written(out: &Path) -> String {
+    format!(
+        "wrote {}: one CSV per step, all.csv, analysis.json and study.html",
+        out.display()
+    )
+}
+
+fn run(args: &RunArgs) -> Result<String, SimError> {
+    let config = args.config()?;
+    let kv_tokens = config.kv_geometry()?.capacity_tokens();
+    let result = config.run()?;
+    let capacity = args
+        .capacity
+        .map(|max_violation| {
+            let search = CapacitySearch {
+                max_violation,
+                ..CapacitySearch::default()
+            };
+            capacity_qps(&config, &search)
+        })
+        .transpose()?;
+    if args.json {
+        let json = serde_json::json!({
+            "config": config,
+            "summary": result.summary,
+            "capacity": capacity,
+        });
+        return Ok(serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
+    }
+    let mut text = table::render(&config, &result.summary, kv_tokens);
+    if let Some(capacity) = capacity {
+        text.push_str(&format!(
+            "\ncapacity under SLA: {:.3} req/s ({} probes, at most {:.1} % violations)\n",
+            capacity.qps,
+            capacity.probes.len(),
+            args.capacity.unwrap_or_default() * 100.0
+        ));
+    }
+    Ok(text)
+}
+
+/// The simulator's subcommands, as `llm-stress sim` takes them.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct SimArgs {
     #[command(subcommand)]
-    command: crate::sim::cli::SimCommand,
+    command: SimCommand,
 }
 
 /// Runs the simulator command, printing to stdout.
-pub fn exec(args: Args) -> Result<ExitCode> {
-    crate::sim::cli::execute(args.command, &mut std::io::stdout().lock())?;
-    Ok(ExitCode::SUCCESS)
+pub fn exec(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
+    execute(args.command, &mut std::io::stdout().lock())?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,10 +1,11 @@
 //! What was measured: per-request records and the summary computed from them.
 
-pub mod distribution;
 pub mod drift;
 pub mod record;
 pub mod server_timing;
 pub mod summary;
+
+pub use llm_stress_base::distribution;
 
 pub use distribution::Distribution;
 pub use drift::Drift;
