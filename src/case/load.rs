@@ -413,7 +413,7 @@ mod tests {
         "kinds: [sim, perf]\nmodel: m\nsim: {}\n",
         "c.yaml: key `matrix`: kind `perf` needs a `matrix`"
     )]
-    #[case::stress_without_a_model(
+    #[case::load_kind_without_a_model(
         "kinds: [stress]\nmatrix: {mode: single}\n",
         "c.yaml: key `model`: kind `stress` needs a `model`"
     )]
@@ -447,7 +447,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::stress_without_a_task(
+    #[case::load_kind_without_a_task(
         "kinds: [stress]\n",
         "key `accuracy`: kind `stress` needs an `accuracy` section"
     )]

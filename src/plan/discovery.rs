@@ -40,11 +40,22 @@ impl Discovered {
 
 /// Discovers every trial under `cases_dir`, sorted by name then kind. With `exact` (the
 /// `--exact` filter nextest passes, `[kind] case::combination` or `case::combination`), only
-/// the case file named after the case is read when it exists.
+/// the case file named after the case is read when it exists. A folder that cannot be read or
+/// holds no case file is one failing trial, `[error] cases::discovery`, not a run of none.
 pub fn discover(cases_dir: &Path, exact: Option<&str>) -> Vec<Discovered> {
     let cases = match exact.and_then(|name| exact_case(cases_dir, name)) {
         Some((path, loaded)) => vec![(path, Ok(loaded))],
         None => match case::discover(cases_dir) {
+            Ok(cases) if cases.is_empty() => {
+                return vec![Discovered::Broken {
+                    name: "cases::discovery".to_string(),
+                    kind: "error".to_string(),
+                    message: format!(
+                        "{}: no case file (*.yaml) in the folder",
+                        cases_dir.display()
+                    ),
+                }];
+            }
             Ok(cases) => cases,
             Err(e) => {
                 return vec![Discovered::Broken {

@@ -2,17 +2,17 @@
 //! run by default, every trial once (a re-run keeps the newest and says so), `summary.md` in
 //! the run's folder, and clear errors for missing or corrupt files.
 
-mod common;
-
 use std::fs;
 use std::time::{Duration, SystemTime};
 
-use common::{Spec, Temp, full_run, write_trial};
 use llm_stress::report::analysis::Thresholds;
 use llm_stress::report::html::Extras;
 use llm_stress::report::summary_md::{self, Detail, SUMMARY_MD};
 use llm_stress::report::table::Numbers;
 use llm_stress::report::{publish, run};
+
+use crate::support::Temp;
+use crate::support::runs::{Spec, full_run, write_trial};
 
 /// Makes every file of an older run look written an hour ago.
 fn age(dir: &std::path::Path) {

@@ -1,38 +1,12 @@
 //! Output folders of made-up runs, written through the same code trials use, for the report
 //! tests.
 
-#![allow(dead_code)] // Each test binary uses its own part of this module.
-
 use std::path::{Path, PathBuf};
 
 use llm_stress::metrics::{ErrorClass, RequestRecord, Summary};
 use llm_stress::report::trial_dir::{self, trial_failed};
 use llm_stress::report::{EndpointSummary, TrialReport, csv};
 use serde_json::json;
-
-/// A temporary folder removed on drop.
-pub struct Temp(pub PathBuf);
-
-impl Temp {
-    /// A fresh folder named after `tag` and this process.
-    pub fn new(tag: &str) -> Temp {
-        let dir = std::env::temp_dir().join(format!("llm-stress-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp folder");
-        Temp(dir)
-    }
-
-    /// The folder.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
 
 /// What a made-up trial ran and how its requests went.
 #[derive(Debug, Clone)]

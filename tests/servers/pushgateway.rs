@@ -1,8 +1,6 @@
 //! Pushing to a Prometheus Pushgateway, against a fake gateway on loopback: the method, the
 //! grouping-key path, the content type and the exposition text it receives.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,9 +8,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use common::{Spec, records, report};
 use llm_stress::report::analysis::Thresholds;
 use llm_stress::report::pushgateway::{Gateway, PeriodicPush, exposition};
+
+use crate::support::runs::{Spec, records, report};
 
 /// One request the fake gateway received.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 //! [`child_appends_rows`] test appends its rows and returns; without it, it does nothing.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,8 @@ use llm_stress::report::TrialReport;
 use llm_stress::report::csv::{self, COLUMNS};
 use llm_stress::verdict::{Check, Status, Verdict};
 
+use crate::support::Temp;
+
 /// Names the CSV a child process appends to.
 const CHILD_ENV: &str = "LLM_STRESS_CSV_CHILD";
 /// The child's number, which goes into its rows.
@@ -22,6 +24,9 @@ const CHILD_INDEX_ENV: &str = "LLM_STRESS_CSV_CHILD_INDEX";
 /// When the child starts appending, in milliseconds since the Unix epoch, so that all
 /// children contend at once instead of in the order they were started.
 const CHILD_START_ENV: &str = "LLM_STRESS_CSV_CHILD_START_MS";
+
+/// The child's test, by its name in this binary.
+const CHILD_TEST: &str = "csv_concurrency::child_appends_rows";
 
 /// Writers (processes or threads).
 const WRITERS: usize = 8;
@@ -101,13 +106,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "llm-stress-csv-concurrency-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn scratch(name: &str) -> Temp {
+    Temp::new(&format!("csv-concurrency-{name}"))
 }
 
 /// Asserts that the file holds one header and exactly `WRITERS × ROWS` whole rows.
@@ -174,7 +174,7 @@ fn processes_appending_at_once_never_tear_rows() {
     let children: Vec<_> = (0..WRITERS)
         .map(|writer| {
             Command::new(&exe)
-                .args(["--exact", "child_appends_rows", "--nocapture"])
+                .args(["--exact", CHILD_TEST, "--nocapture"])
                 .args(["--test-threads", "1"])
                 .env(CHILD_ENV, &path)
                 .env(CHILD_INDEX_ENV, writer.to_string())
@@ -202,7 +202,6 @@ fn processes_appending_at_once_never_tear_rows() {
         );
     }
     assert_whole(&path);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -220,5 +219,4 @@ fn threads_appending_at_once_never_tear_rows() {
         }
     });
     assert_whole(&path);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,11 +2,9 @@
 //! what the engine simulated, request by request, and the engine driven in real time computes
 //! what the offline simulator computes for the same arrivals; `llm-stress serve --profile`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use llm_stress::case::{AnswerSpec, FaultSpec};
-use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::runner::{RunContext, execute};
 use llm_stress::server::embedded::answers::Answerer;
 use llm_stress::server::embedded::faults::Faults;
@@ -20,13 +18,7 @@ use llm_stress::sim::scheduler::SchedulerKind;
 use llm_stress::sim::{SimRequest, simulate};
 use serde_json::Value;
 
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
+use crate::support::CaseDir;
 
 /// The server on a thread and runtime of its own (as trials run it), with the engine whose
 /// own account the test reads.
@@ -85,32 +77,24 @@ fn assert_close(what: &str, harness: &[f64], engine: &[f64], mean_ms: f64, max_m
 
 #[test]
 fn the_harness_measures_what_the_real_time_simulator_computed() {
-    let dir = std::env::temp_dir().join(format!("llm-stress-sim-server-{}", std::process::id()));
-    let dir = Temp(dir);
-    std::fs::create_dir_all(dir.0.join("cases/models")).expect("dirs");
-    std::fs::write(
-        dir.0.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 2048\nmax_concurrency: 8\n",
-    )
-    .expect("model");
+    let dir = CaseDir::named("sim-server");
     // Eight clients, a batch of four: half of them queue; 24 requests of 64 prompt and 16
     // output tokens, no warmup, so every request the engine saw is one the harness measured.
-    std::fs::write(
-        dir.0.join("cases/c.yaml"),
-        "name: c\nmodel: m\nkinds: [perf]\nload: { warmup: 0 }\n\
-         client: { metrics: { interval_ms: 20 } }\n\
-         matrix:\n  mode: custom\n  isl: [64]\n  osl: [16]\n  concurrency: [8]\n  prompts: { fixed: 24 }\n",
-    )
-    .expect("case");
-    let Some(Discovered::Plan(plan)) = discover(&dir.0.join("cases"), None).pop() else {
-        panic!("one plan expected");
-    };
+    let plan = dir
+        .model("m", "name: m\nmax_context: 2048\nmax_concurrency: 8\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\nload: { warmup: 0 }\n\
+             client: { metrics: { interval_ms: 20 } }\n\
+             matrix:\n  mode: custom\n  isl: [64]\n  osl: [16]\n  concurrency: [8]\n  prompts: { fixed: 24 }\n",
+        )
+        .plan();
     let config = cpu_config();
     let engine = Arc::new(SimulatedEngine::start(&config).expect("engine"));
     let (runtime, server) = serve_engine(Arc::clone(&engine));
     let context = RunContext {
         run_id: "sim-server".into(),
-        out_dir: dir.0.join("out"),
+        out_dir: dir.out(),
         url_override: Some(server.base_url().to_string()),
     };
     let outcome = execute(&plan, &context).expect("reports written");

@@ -1,45 +1,28 @@
 //! A trial end to end: it writes its CSV row and folder whether it passes or fails, and a
 //! server that cannot be had fails the trial with the evidence instead of stopping the run.
 
-use std::path::PathBuf;
-
-use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::runner::{RunContext, TrialPlan, execute};
 use llm_stress::server_metrics::{Reading, known};
 use llm_stress::verdict::Status;
 
-struct Temp(PathBuf);
+use crate::support::CaseDir;
 
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
+fn setup(tag: &str) -> (CaseDir, TrialPlan) {
+    let dir = CaseDir::named(&format!("runner-{tag}"));
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 2\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [2]\nslo:\n  - ttft_ms.p95 < 1000\n",
+        )
+        .plan();
+    (dir, plan)
 }
 
-fn setup(tag: &str) -> (Temp, TrialPlan) {
-    let dir = std::env::temp_dir().join(format!("llm-stress-runner-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
-    std::fs::write(
-        dir.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 256\nmax_concurrency: 2\n",
-    )
-    .expect("model");
-    std::fs::write(
-        dir.join("cases/c.yaml"),
-        "name: c\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [2]\nslo:\n  - ttft_ms.p95 < 1000\n",
-    )
-    .expect("case");
-    let mut found = discover(&dir.join("cases"), None);
-    let Some(Discovered::Plan(plan)) = found.pop() else {
-        panic!("one plan expected");
-    };
-    (Temp(dir), plan)
-}
-
-fn context(dir: &Temp, url: Option<String>) -> RunContext {
+fn context(dir: &CaseDir, url: Option<String>) -> RunContext {
     RunContext {
         run_id: "test-run".into(),
-        out_dir: dir.0.join("out"),
+        out_dir: dir.out(),
         url_override: url,
     }
 }
@@ -54,7 +37,7 @@ fn a_passing_trial_writes_its_row_and_folder() {
     assert!(outcome.dir.join("summary.json").is_file());
     let records = std::fs::read_to_string(outcome.dir.join("records.jsonl")).expect("records");
     assert_eq!(records.lines().count(), 2);
-    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");
     assert_eq!(csv.lines().count(), 2, "header and one row");
     assert!(csv.lines().nth(1).is_some_and(|row| row.contains(",PASS,")));
 }
@@ -74,24 +57,21 @@ fn an_unreachable_server_fails_the_trial_with_evidence() {
         "{reasons}"
     );
     assert!(outcome.dir.to_string_lossy().ends_with("_ERROR"));
-    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");
     assert!(csv.contains(",FAIL,"), "{csv}");
 }
 
 #[test]
 fn a_model_tokenizer_sizes_prompts_and_checks_the_servers_output_counts() {
     let (dir, _) = setup("tokenizer");
-    llm_stress::prompts::train_fixture_tokenizer(&dir.0.join("cases/models/tok.json"))
+    llm_stress::prompts::train_fixture_tokenizer(&dir.cases().join("models/tok.json"))
         .expect("fixture tokenizer");
-    std::fs::write(
-        dir.0.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 256\nmax_concurrency: 2\ntokenizer: tok.json\n",
-    )
-    .expect("model");
-    let mut found = discover(&dir.0.join("cases"), None);
-    let Some(Discovered::Plan(plan)) = found.pop() else {
-        panic!("one plan expected");
-    };
+    let plan = dir
+        .model(
+            "m",
+            "name: m\nmax_context: 256\nmax_concurrency: 2\ntokenizer: tok.json\n",
+        )
+        .plan();
     let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
     assert!(outcome.passed, "{:?}", outcome.report.verdict);
     let s = &outcome.report.summary;
@@ -103,14 +83,8 @@ fn a_model_tokenizer_sizes_prompts_and_checks_the_servers_output_counts() {
 }
 
 /// Writes a one-trial case (with the model spec of [`setup`]) and returns its plan.
-fn plan_of(dir: &Temp, case: &str) -> TrialPlan {
-    std::fs::write(dir.0.join("cases/c.yaml"), case).expect("case");
-    let mut found = discover(&dir.0.join("cases"), None);
-    match found.pop() {
-        Some(Discovered::Plan(plan)) => plan,
-        Some(Discovered::Broken { message, .. }) => panic!("{message}"),
-        _ => panic!("one plan expected"),
-    }
+fn plan_of(dir: &CaseDir, case: &str) -> TrialPlan {
+    dir.case("c", case).plan()
 }
 
 #[test]
@@ -164,7 +138,7 @@ fn the_servers_metrics_and_timings_are_reported_beside_the_clients() {
 
     let table = std::fs::read_to_string(outcome.dir.join("summary.json")).expect("summary");
     assert!(table.contains("vllm:num_requests_waiting"), "{table}");
-    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");
     let mut rows = csv::Reader::from_reader(csv.as_bytes());
     let header = rows.headers().expect("header").clone();
     let row = rows.records().next().expect("row").expect("row");

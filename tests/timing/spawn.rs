@@ -3,13 +3,14 @@
 //! died, failing a trial with its exit status and log when it cannot start, and gone, with its
 //! whole process group, after `stop_all`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::runner::{RunContext, TrialPlan, execute};
 use llm_stress::server::spawn;
+
+use crate::support::CaseDir;
 
 /// The tests share this process's server registry, and `stop_all` stops every server in it:
 /// under `cargo test` (threads, one process) they take turns.
@@ -21,16 +22,8 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
 /// A cases folder with one case whose server is `command` (`{exe}` is this crate's binary).
-fn case(tag: &str, command: &str, extra: &str) -> (Temp, Vec<TrialPlan>) {
+fn case(tag: &str, command: &str, extra: &str) -> (CaseDir, Vec<TrialPlan>) {
     case_with_matrix(
         tag,
         command,
@@ -39,34 +32,29 @@ fn case(tag: &str, command: &str, extra: &str) -> (Temp, Vec<TrialPlan>) {
     )
 }
 
-fn case_with_matrix(tag: &str, command: &str, extra: &str, matrix: &str) -> (Temp, Vec<TrialPlan>) {
-    let dir = std::env::temp_dir().join(format!("llm-stress-spawn-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
-    std::fs::write(
-        dir.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 256\nmax_concurrency: 4\n",
-    )
-    .expect("model");
+fn case_with_matrix(
+    tag: &str,
+    command: &str,
+    extra: &str,
+    matrix: &str,
+) -> (CaseDir, Vec<TrialPlan>) {
+    let dir = CaseDir::named(&format!("spawn-{tag}"));
     let yaml = format!(
         "name: c\nmodel: m\nkinds: [perf]\nserver:\n  spawn:\n    command: '{command}'\n    vars: {{ exe: {exe} }}\n    startup_timeout_s: 20\n{extra}\
          matrix: {matrix}\nload: {{ warmup: 0 }}\n",
         exe = env!("CARGO_BIN_EXE_llm-stress"),
     );
-    std::fs::write(dir.join("cases/c.yaml"), yaml).expect("case");
-    let plans = discover(&dir.join("cases"), None)
-        .into_iter()
-        .map(|found| match found {
-            Discovered::Plan(plan) => plan,
-            Discovered::Broken { name, message, .. } => panic!("{name}: {message}"),
-        })
-        .collect();
-    (Temp(dir), plans)
+    let plans = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 4\n")
+        .case("c", &yaml)
+        .plans();
+    (dir, plans)
 }
 
-fn context(dir: &Temp) -> RunContext {
+fn context(dir: &CaseDir) -> RunContext {
     RunContext {
         run_id: "spawn-run".into(),
-        out_dir: dir.0.join("out"),
+        out_dir: dir.out(),
         url_override: None,
     }
 }
@@ -115,7 +103,7 @@ fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
     let first = execute(&plans[0], &ctx).expect("reports");
     assert!(first.passed, "{:#?}", first.report.verdict);
     assert_eq!(first.report.server, "spawn");
-    let pid_file = dir.0.join("cases/server.pid");
+    let pid_file = dir.path().join("cases/server.pid");
     let pid = pid_in(&pid_file);
     assert!(alive(pid));
 
@@ -160,7 +148,7 @@ fn a_server_killed_during_a_trial_fails_it_with_evidence_and_the_next_trial_rest
         "{ mode: custom, isl: [16], osl: [64], concurrency: [1], prompts: { fixed: 6 } }",
     );
     let ctx = context(&dir);
-    let pid_file = dir.0.join("cases/server.pid");
+    let pid_file = dir.path().join("cases/server.pid");
     let killer = std::thread::spawn(move || {
         let pid = pid_in(&pid_file);
         std::thread::sleep(Duration::from_millis(1500));
@@ -246,16 +234,16 @@ fn ctrl_c_during_a_run_stops_the_servers_whole_process_group() {
     );
     let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_llm-stress"))
         .arg("run")
-        .arg(dir.0.join("cases"))
+        .arg(dir.path().join("cases"))
         .arg("--out")
-        .arg(dir.0.join("out"))
+        .arg(dir.path().join("out"))
         .env_remove("LLM_STRESS_URL")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("llm-stress run starts");
-    let shell = pid_in(&dir.0.join("cases/server.pid"));
-    let server = pid_in(&dir.0.join("cases/child.pid"));
+    let shell = pid_in(&dir.path().join("cases/server.pid"));
+    let server = pid_in(&dir.path().join("cases/child.pid"));
     // Let the server come up and the load start.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(alive(shell) && alive(server));

@@ -2,50 +2,33 @@
 //! refusal, cut stream and malformed event is counted in its class, and stalls and a slow
 //! first byte show in the latencies.
 
-use std::path::PathBuf;
-
 use llm_stress::case::FaultSpec;
-use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::metrics::{ErrorClass, RequestRecord};
 use llm_stress::runner::{RunContext, TrialOutcome, execute};
 use llm_stress::server::embedded::faults::{Fault, Faults};
 
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
+use crate::support::CaseDir;
 
 /// Runs the one trial of a case whose embedded server is `server` and whose load is
 /// `requests` requests `concurrency` at a time, with no warmup.
-fn run(tag: &str, server: &str, concurrency: u32, requests: u32) -> (Temp, TrialOutcome) {
-    let dir = std::env::temp_dir().join(format!("llm-stress-faults-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
-    std::fs::write(
-        dir.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 256\nmax_concurrency: 8\n",
-    )
-    .expect("model");
+fn run(tag: &str, server: &str, concurrency: u32, requests: u32) -> (CaseDir, TrialOutcome) {
+    let dir = CaseDir::named(&format!("faults-{tag}"));
     let case = format!(
         "name: c\nmodel: m\nkinds: [perf]\nserver:\n  embedded: {server}\n\
          load: {{ warmup: 0 }}\n\
          matrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [{concurrency}]\n  prompts: {{ fixed: {requests} }}\n"
     );
-    std::fs::write(dir.join("cases/c.yaml"), case).expect("case");
-    let plan = match discover(&dir.join("cases"), None).pop() {
-        Some(Discovered::Plan(plan)) => plan,
-        Some(Discovered::Broken { message, .. }) => panic!("{message}"),
-        None => panic!("one plan expected"),
-    };
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 8\n")
+        .case("c", &case)
+        .plan();
     let context = RunContext {
         run_id: "faults".into(),
-        out_dir: dir.join("out"),
+        out_dir: dir.out(),
         url_override: None,
     };
     let outcome = execute(&plan, &context).expect("reports written");
-    (Temp(dir), outcome)
+    (dir, outcome)
 }
 
 /// The trial's request records, from its `records.jsonl`.

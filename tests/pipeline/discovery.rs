@@ -1,37 +1,17 @@
 //! Discovery turns case files into sorted, unique, kind-tagged trials; a broken case becomes a
 //! failing trial of its own and does not hide the others.
 
-use std::path::{Path, PathBuf};
-
 use llm_stress::harness::discovery::{Discovered, discover};
+
+use crate::support::CaseDir;
 
 const MODEL: &str = "name: m\nmax_context: 1024\nmax_concurrency: 4\n";
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir =
-            std::env::temp_dir().join(format!("llm-stress-disc-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("models")).expect("temp dir");
-        std::fs::write(dir.join("models/m.yaml"), MODEL).expect("model");
-        Dir(dir)
-    }
-
-    fn case(&self, file: &str, text: &str) -> &Self {
-        std::fs::write(self.0.join(file), text).expect("case");
-        self
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
+/// A cases folder holding the model spec `m`.
+fn with_model() -> CaseDir {
+    let dir = CaseDir::named("disc");
+    dir.model("m", MODEL);
+    dir
 }
 
 fn names(found: &[Discovered]) -> Vec<String> {
@@ -46,7 +26,7 @@ fn names(found: &[Discovered]) -> Vec<String> {
 
 #[test]
 fn trials_are_one_per_kind_and_combination_sorted_and_unique() {
-    let dir = Dir::new("sorted");
+    let dir = with_model();
     dir.case(
         "zeta.yaml",
         "name: zeta\nmodel: m\nkinds: [stress, perf, accuracy]\nmatrix:\n  mode: custom\n  isl: [64]\n  osl: [8]\n  concurrency: [2, 1]\naccuracy: { task: synthetic_arithmetic, limit: 5 }\n",
@@ -55,7 +35,7 @@ fn trials_are_one_per_kind_and_combination_sorted_and_unique() {
         "alpha.yaml",
         "name: alpha\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n",
     );
-    let found = discover(dir.path(), None);
+    let found = discover(dir.cases(), None);
     assert_eq!(
         names(&found),
         vec![
@@ -72,7 +52,7 @@ fn trials_are_one_per_kind_and_combination_sorted_and_unique() {
 
 #[test]
 fn a_broken_case_fails_alone_with_file_line_and_key() {
-    let dir = Dir::new("broken");
+    let dir = with_model();
     dir.case(
         "good.yaml",
         "name: good\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n",
@@ -81,7 +61,7 @@ fn a_broken_case_fails_alone_with_file_line_and_key() {
         "bad.yaml",
         "name: bad\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: single\n  concurency: [1]\n",
     );
-    let found = discover(dir.path(), None);
+    let found = discover(dir.cases(), None);
     assert_eq!(
         names(&found),
         vec!["[error] bad::case", "[perf] good::isl768_osl128_c1_n1"]
@@ -98,25 +78,25 @@ fn a_broken_case_fails_alone_with_file_line_and_key() {
 
 #[test]
 fn an_exact_name_reads_only_its_own_case_file() {
-    let dir = Dir::new("exact");
+    let dir = with_model();
     dir.case(
         "one.yaml",
         "name: one\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n",
     )
     // Broken on purpose: the exact path must not even read it.
     .case("two.yaml", "name: [\n");
-    let found = discover(dir.path(), Some("[perf] one::isl768_osl128_c1_n1"));
+    let found = discover(dir.cases(), Some("[perf] one::isl768_osl128_c1_n1"));
     assert_eq!(names(&found), vec!["[perf] one::isl768_osl128_c1_n1"]);
-    let all = discover(dir.path(), None);
+    let all = discover(dir.cases(), None);
     assert_eq!(all.len(), 2, "full discovery sees both files");
 }
 
 #[test]
 fn duplicate_case_names_are_an_error_not_a_silent_merge() {
-    let dir = Dir::new("dup");
+    let dir = with_model();
     let text = "name: same\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\n";
     dir.case("a.yaml", text).case("b.yaml", text);
-    let found = names(&discover(dir.path(), None));
+    let found = names(&discover(dir.cases(), None));
     assert_eq!(
         found,
         vec!["[error] b::case", "[perf] same::isl768_osl128_c1_n1"]
@@ -125,13 +105,13 @@ fn duplicate_case_names_are_an_error_not_a_silent_merge() {
 
 #[test]
 fn a_sim_case_makes_one_trial_per_study_step_beside_its_load_trials() {
-    let dir = Dir::new("sim");
+    let dir = with_model();
     dir.case("study.yaml", "name: study\nkinds: [sim]\nsim: {}\n")
         .case(
             "both.yaml",
             "name: both\nmodel: m\nkinds: [sim, perf]\nmatrix: {mode: single}\nsim: { preset: small }\n",
         );
-    let found = discover(dir.path(), None);
+    let found = discover(dir.cases(), None);
     assert_eq!(
         names(&found),
         vec![
@@ -144,6 +124,6 @@ fn a_sim_case_makes_one_trial_per_study_step_beside_its_load_trials() {
             "[sim] study::request-scaling",
         ]
     );
-    let exact = discover(dir.path(), Some("[sim] study::replica-scaling"));
+    let exact = discover(dir.cases(), Some("[sim] study::replica-scaling"));
     assert_eq!(exact.len(), 3, "the exact path reads study.yaml alone");
 }

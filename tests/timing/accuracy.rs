@@ -2,58 +2,39 @@
 //! the server was told to get right, every question leaves its evidence, and a server whose
 //! answers get worse under load passes its accuracy trial and fails its stress trial.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use llm_stress::accuracy::summary::ScoredSample;
 use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::runner::{RunContext, TrialOutcome, TrialPlan, execute};
 use llm_stress::verdict::Status;
 
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
+use crate::support::CaseDir;
 
 /// A cases folder holding one case (`case_yaml` after `name: c`, `model: m`), with the
 /// repository's GSM8K copy reachable as `gsm8k/`.
-fn cases(tag: &str, case_yaml: &str) -> Temp {
-    let dir =
-        std::env::temp_dir().join(format!("llm-stress-accuracy-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
-    std::fs::write(
-        dir.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 4096\nmax_concurrency: 32\n",
-    )
-    .expect("model");
+fn cases(tag: &str, case_yaml: &str) -> CaseDir {
     let gsm8k = Path::new(env!("CARGO_MANIFEST_DIR")).join("stress-cases/data/gsm8k");
-    std::fs::write(
-        dir.join("cases/c.yaml"),
-        format!(
-            "name: c\nmodel: m\n{}",
-            case_yaml.replace("GSM8K", &gsm8k.display().to_string())
-        ),
-    )
-    .expect("case");
-    Temp(dir)
+    let dir = CaseDir::named(&format!("accuracy-{tag}"));
+    dir.model("m", "name: m\nmax_context: 4096\nmax_concurrency: 32\n")
+        .case(
+            "c",
+            &format!(
+                "name: c\nmodel: m\n{}",
+                case_yaml.replace("GSM8K", &gsm8k.display().to_string())
+            ),
+        );
+    dir
 }
 
-fn plans(dir: &Temp) -> Vec<TrialPlan> {
-    discover(&dir.0.join("cases"), None)
-        .into_iter()
-        .map(|found| match found {
-            Discovered::Plan(plan) => plan,
-            Discovered::Broken { name, message, .. } => panic!("{name}: {message}"),
-        })
-        .collect()
+fn plans(dir: &CaseDir) -> Vec<TrialPlan> {
+    dir.plans()
 }
 
-fn context(dir: &Temp) -> RunContext {
+fn context(dir: &CaseDir) -> RunContext {
     RunContext {
         run_id: "accuracy-run".into(),
-        out_dir: dir.0.join("out"),
+        out_dir: dir.out(),
         url_override: None,
     }
 }
@@ -136,7 +117,7 @@ fn the_same_questions_get_the_same_answers_in_every_run() {
 }
 
 #[test]
-fn answers_that_get_worse_under_load_fail_the_stress_trial_but_not_the_accuracy_trial() {
+fn answers_that_get_worse_under_load_fail_the_load_trial_but_not_the_accuracy_trial() {
     // Right every time with up to 4 requests in the server, one time in five from 12 on.
     let dir = cases(
         "degrade",
@@ -203,6 +184,6 @@ fn answers_that_get_worse_under_load_fail_the_stress_trial_but_not_the_accuracy_
     assert_eq!(stress.report.accuracy_threshold, Some(90.0));
     assert!(stress.dir.join("accuracy.jsonl").is_file());
     assert!(stress.dir.join("records.jsonl").is_file());
-    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");
     assert_eq!(csv.lines().count(), 4, "header and three rows");
 }

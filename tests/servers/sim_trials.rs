@@ -2,9 +2,8 @@
 //! folder, fails when a simulated request is not served, leaves `results.csv` to load trials,
 //! and appears in the run's summary and HTML report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use llm_stress::harness::discovery::{Discovered, discover};
 use llm_stress::report::analysis::Thresholds;
 use llm_stress::report::html::Extras;
 use llm_stress::report::publish;
@@ -12,13 +11,7 @@ use llm_stress::runner::{RunContext, TrialPlan, execute};
 use llm_stress::sim::study::COLUMNS;
 use llm_stress::verdict::Status;
 
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
+use crate::support::CaseDir;
 
 /// A quick study: one request count (five scheduler variants), three replica counts, two bin
 /// counts, 500 requests per scaled run.
@@ -27,29 +20,19 @@ const STUDY: &str = "sim:\n  request_counts: [200]\n  replica_counts: [1, 2, 4]\
 
 /// Writes `case` as the only case (beside a model spec `m`) and returns its plans, in
 /// discovery order.
-fn setup(tag: &str, case: &str) -> (Temp, Vec<TrialPlan>) {
-    let dir = std::env::temp_dir().join(format!("llm-stress-sim-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("cases/models")).expect("dirs");
-    std::fs::write(
-        dir.join("cases/models/m.yaml"),
-        "name: m\nmax_context: 256\nmax_concurrency: 2\n",
-    )
-    .expect("model");
-    std::fs::write(dir.join("cases/c.yaml"), case).expect("case");
-    let plans = discover(&dir.join("cases"), None)
-        .into_iter()
-        .map(|found| match found {
-            Discovered::Plan(plan) => plan,
-            Discovered::Broken { message, .. } => panic!("{message}"),
-        })
-        .collect();
-    (Temp(dir), plans)
+fn setup(tag: &str, case: &str) -> (CaseDir, Vec<TrialPlan>) {
+    let dir = CaseDir::named(&format!("sim-{tag}"));
+    let plans = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 2\n")
+        .case("c", case)
+        .plans();
+    (dir, plans)
 }
 
-fn context(dir: &Temp) -> RunContext {
+fn context(dir: &CaseDir) -> RunContext {
     RunContext {
         run_id: "test-run".into(),
-        out_dir: dir.0.join("out"),
+        out_dir: dir.out(),
         url_override: None,
     }
 }
@@ -96,7 +79,10 @@ fn each_step_writes_its_csv_table_and_summary() {
         let outcome = execute(plan, &ctx).expect("written");
         assert!(outcome.passed, "{:?}", outcome.report.verdict);
         let step = plan.name().replace("c::", "");
-        assert_eq!(outcome.dir, dir.0.join("out/test-run/sim/c").join(&step));
+        assert_eq!(
+            outcome.dir,
+            dir.path().join("out/test-run/sim/c").join(&step)
+        );
         for (name, rows) in files {
             let steps = column(&outcome.dir.join(format!("{name}.csv")), "step");
             assert_eq!(steps.len(), *rows, "{name}.csv");
@@ -128,7 +114,7 @@ fn each_step_writes_its_csv_table_and_summary() {
     assert!(scaling_knee.is_some(), "{knees:?}");
     assert_eq!(bins_knee, scaling_knee);
     assert_eq!(request_knee, None);
-    let bins_dir = dir.0.join("out/test-run/sim/c/bins");
+    let bins_dir = dir.path().join("out/test-run/sim/c/bins");
     let replicas = column(&bins_dir.join("bins.csv"), "replicas");
     assert!(
         replicas
@@ -137,7 +123,7 @@ fn each_step_writes_its_csv_table_and_summary() {
         "{replicas:?} vs knee {scaling_knee:?}"
     );
     assert!(
-        !dir.0.join("out/results.csv").exists(),
+        !dir.path().join("out/results.csv").exists(),
         "sim trials write no results.csv row"
     );
 }
@@ -202,7 +188,7 @@ fn sim_trials_leave_results_csv_to_load_trials_and_join_the_run_report() {
         let outcome = execute(plan(&plans, name), &ctx).expect("written");
         assert!(outcome.passed, "{name}: {:?}", outcome.report.verdict);
     }
-    let csv = std::fs::read_to_string(dir.0.join("out/results.csv")).expect("csv");
+    let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");
     assert_eq!(
         csv.lines().count(),
         2,

@@ -18,6 +18,8 @@ use llm_stress::server::embedded::EmbeddedServer;
 use rstest::rstest;
 use serde_json::{Value, json};
 
+use crate::support::Temp;
+
 const ISLS: [u32; 7] = [1, 2, 7, 64, 128, 1000, 4096];
 
 /// The fixture tokenizer, trained once per test process. Each process writes its own file and
@@ -50,12 +52,8 @@ fn fresh_ids(text: &str) -> Vec<u32> {
         .to_vec()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("prompts-{}", std::process::id()))
-        .join(name);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> Temp {
+    Temp::new(&format!("prompts-{name}"))
 }
 
 fn synthetic() -> PromptSpec {
@@ -64,7 +62,8 @@ fn synthetic() -> PromptSpec {
 
 #[test]
 fn fixture_training_is_deterministic() {
-    let again = temp_dir("determinism").join("tokenizer.json");
+    let dir = temp_dir("determinism");
+    let again = dir.join("tokenizer.json");
     prompts::train_fixture_tokenizer(&again).expect("trains");
     let a = std::fs::read(fixture_path()).expect("fixture");
     let b = std::fs::read(&again).expect("retrained");
@@ -412,7 +411,8 @@ async fn a_bad_jsonl_line_is_named_with_file_and_line() {
 #[case(PromptSource::Sharegpt)]
 #[tokio::test]
 async fn a_missing_file_is_named(#[case] source: PromptSource) {
-    let path = temp_dir("missing").join("nope.json");
+    let dir = temp_dir("missing");
+    let path = dir.join("nope.json");
     let error = load_dataset(source, &path, &TokenCounter::words(), 8, 10)
         .await
         .expect_err("no file");

@@ -1,0 +1,16 @@
+//! One test binary for the trial pipeline: discovery (and a cases folder without cases),
+//! prompts, the client and its errors, a trial end to end, injected faults, `results.csv` under
+//! concurrent writers and parity with lm-evaluation-harness. One binary instead of one per
+//! file: each test binary links the whole crate.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod accuracy_parity;
+mod client_errors;
+mod csv_concurrency;
+mod discovery;
+mod faults;
+mod no_cases;
+mod prompts;
+mod runner;
