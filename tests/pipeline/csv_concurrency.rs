@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use llm_stress::case::Kind;
-use llm_stress::metrics::Summary;
+use llm_stress::judge::{Check, CheckSource};
 use llm_stress::report::TrialReport;
 use llm_stress::report::csv::{self, COLUMNS};
-use llm_stress::verdict::{Check, Status, Verdict};
+use llm_stress::report::sample::ReportBuilder;
 
 use crate::support::Temp;
 
@@ -56,42 +55,19 @@ fn reason(writer: usize, row: usize) -> String {
 }
 
 fn report(writer: usize, row: usize) -> TrialReport {
-    let check = Check {
-        name: "ttft_ms.p95 < 1".to_string(),
-        source: "slo".to_string(),
-        actual: Some(2.0),
-        target: Some(1.0),
-        ratio: None,
-        rule: "ttft_ms.p95 < 1".to_string(),
-        status: Status::Fail,
-        reason: reason(writer, row),
-    };
-    TrialReport {
-        run_id: "concurrency".to_string(),
-        timestamp: "2026-01-01T00:00:00Z".to_string(),
-        trial: format!("writer{writer}::row{row}"),
-        kind: Kind::Perf,
-        case: format!("writer{writer}"),
-        model: "m".to_string(),
-        server: "embedded".to_string(),
-        api: "chat".to_string(),
-        isl: 1,
-        osl: 1,
-        mode: "closed".to_string(),
-        concurrency: 1,
-        rate: None,
-        num_prompts: 1,
-        adjusted: None,
-        summary: Summary::default(),
-        endpoints: Vec::new(),
-        accuracy: None,
-        accuracy_threshold: None,
-        accuracy_detail: None,
-        server_metrics: Vec::new(),
-        sim: None,
-        verdict: Verdict::from_checks(vec![check]),
-        expect_fail: false,
-    }
+    let check = Check::fail(
+        CheckSource::Slo,
+        "ttft_ms.p95 < 1",
+        "ttft_ms.p95 < 1",
+        reason(writer, row),
+    )
+    .measured(Some(2.0))
+    .against(Some(1.0));
+    ReportBuilder::load(&format!("writer{writer}"), &format!("row{row}"))
+        .run_id("concurrency")
+        .lengths(1, 1)
+        .checks(vec![check])
+        .build()
 }
 
 fn append_rows(path: &Path, writer: usize) {

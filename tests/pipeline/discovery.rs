@@ -1,7 +1,7 @@
 //! Discovery turns case files into sorted, unique, kind-tagged trials; a broken case becomes a
 //! failing trial of its own and does not hide the others.
 
-use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::plan::discovery::{Discovered, discover};
 
 use crate::support::CaseDir;
 
@@ -18,7 +18,7 @@ fn names(found: &[Discovered]) -> Vec<String> {
     found
         .iter()
         .map(|d| match d {
-            Discovered::Plan(p) => format!("[{}] {}", p.kind.as_str(), p.name()),
+            Discovered::Plan(p) => p.full_name(),
             Discovered::Broken { name, kind, .. } => format!("[{kind}] {name}"),
         })
         .collect()

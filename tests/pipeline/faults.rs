@@ -4,8 +4,8 @@
 
 use llm_stress::case::FaultSpec;
 use llm_stress::metrics::{ErrorClass, RequestRecord};
-use llm_stress::runner::{RunContext, TrialOutcome, execute};
 use llm_stress::server::embedded::faults::{Fault, Faults};
+use llm_stress::session::{RunContext, TrialOutcome};
 
 use crate::support::CaseDir;
 
@@ -27,7 +27,9 @@ fn run(tag: &str, server: &str, concurrency: u32, requests: u32) -> (CaseDir, Tr
         out_dir: dir.out(),
         url_override: None,
     };
-    let outcome = execute(&plan, &context).expect("reports written");
+    let outcome = crate::support::session(context.clone())
+        .run_trial(&plan)
+        .expect("reports written");
     (dir, outcome)
 }
 
@@ -72,7 +74,7 @@ fn every_injected_fault_is_counted_in_its_class() {
     let server = "{ ttft_ms: 10, tpot_ms: 2, slots: 8, faults: { error_rate: 0.1, error_status: 503, \
                   disconnect_rate: 0.1, stall_rate: 0.1, stall_ms: 150, malformed_rate: 0.1, seed: 3 } }";
     let (_dir, outcome) = run("classes", server, 4, requests);
-    let s = &outcome.report.summary;
+    let s = outcome.report.summary().expect("a load trial");
     let class = |c: ErrorClass| s.errors.get(&c).copied().unwrap_or(0);
     assert_eq!(class(ErrorClass::Http503), errors, "{:?}", s.errors);
     assert_eq!(class(ErrorClass::BrokenStream), cut, "{:?}", s.errors);
@@ -102,7 +104,7 @@ fn a_full_queue_refuses_with_429_and_a_slow_first_byte_delays_ttft() {
     let server =
         "{ ttft_ms: 10, tpot_ms: 5, slots: 1, faults: { max_queue: 1, slow_first_byte_ms: 40 } }";
     let (_dir, outcome) = run("queue", server, 4, 16);
-    let s = &outcome.report.summary;
+    let s = outcome.report.summary().expect("a load trial");
     let refused = s.errors.get(&ErrorClass::Http429).copied().unwrap_or(0);
     assert!(refused > 0, "{:?}", s.errors);
     assert_eq!(s.errors.len(), 1, "only refusals: {:?}", s.errors);

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use llm_stress::harness::discovery::{Discovered, discover};
+use llm_stress::plan::discovery::{Discovered, discover};
 
 use crate::support::CaseDir;
 

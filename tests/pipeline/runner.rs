@@ -1,9 +1,10 @@
 //! A trial end to end: it writes its CSV row and folder whether it passes or fails, and a
 //! server that cannot be had fails the trial with the evidence instead of stopping the run.
 
-use llm_stress::runner::{RunContext, TrialPlan, execute};
+use llm_stress::judge::Status;
+use llm_stress::plan::TrialPlan;
 use llm_stress::server_metrics::{Reading, known};
-use llm_stress::verdict::Status;
+use llm_stress::session::RunContext;
 
 use crate::support::CaseDir;
 
@@ -30,9 +31,14 @@ fn context(dir: &CaseDir, url: Option<String>) -> RunContext {
 #[test]
 fn a_passing_trial_writes_its_row_and_folder() {
     let (dir, plan) = setup("pass");
-    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    let outcome = crate::support::session(context(&dir, None))
+        .run_trial(&plan)
+        .expect("reports written");
     assert!(outcome.passed, "{:?}", outcome.report.verdict);
-    assert_eq!(outcome.report.summary.requests_ok, 2);
+    assert_eq!(
+        outcome.report.summary().expect("a load trial").requests_ok,
+        2
+    );
     assert!(outcome.dir.ends_with("test-run/perf/c/isl16_osl8_c2_n2"));
     assert!(outcome.dir.join("summary.json").is_file());
     let records = std::fs::read_to_string(outcome.dir.join("records.jsonl")).expect("records");
@@ -48,7 +54,9 @@ fn an_unreachable_server_fails_the_trial_with_evidence() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
-    let outcome = execute(&plan, &context(&dir, Some(url.clone()))).expect("reports written");
+    let outcome = crate::support::session(context(&dir, Some(url.clone())))
+        .run_trial(&plan)
+        .expect("reports written");
     assert!(!outcome.passed);
     assert_eq!(outcome.report.verdict.status, Status::Fail);
     let reasons = outcome.report.verdict.failure_reasons().join("; ");
@@ -72,9 +80,11 @@ fn a_model_tokenizer_sizes_prompts_and_checks_the_servers_output_counts() {
             "name: m\nmax_context: 256\nmax_concurrency: 2\ntokenizer: tok.json\n",
         )
         .plan();
-    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    let outcome = crate::support::session(context(&dir, None))
+        .run_trial(&plan)
+        .expect("reports written");
     assert!(outcome.passed, "{:?}", outcome.report.verdict);
-    let s = &outcome.report.summary;
+    let s = outcome.report.summary().expect("a load trial");
     assert_eq!((s.requests_ok, s.estimated_token_counts), (2, 0));
     // The embedded server counts words: its ` tok0 tok1 …` is 8 words but more tokens for
     // the trained tokenizer, and the report says the counts disagree.
@@ -100,9 +110,11 @@ fn the_servers_metrics_and_timings_are_reported_beside_the_clients() {
          load: { warmup: 0 }\n\
          matrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [6]\n  prompts: { fixed: 12 }\n",
     );
-    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    let outcome = crate::support::session(context(&dir, None))
+        .run_trial(&plan)
+        .expect("reports written");
     assert!(outcome.passed, "{:?}", outcome.report.verdict);
-    let s = &outcome.report.summary;
+    let s = outcome.report.summary().expect("a load trial");
     assert_eq!(s.requests_ok, 12);
 
     // The server's timings are its schedule: 20 ms to the first token, then 5 ms a token.
@@ -117,8 +129,17 @@ fn the_servers_metrics_and_timings_are_reported_beside_the_clients() {
     assert!(wait.min >= 0.0 && wait.max >= 55.0, "{wait:?}");
 
     // The scraped counters saw exactly what the client received (no warmup requests).
-    let [metrics] = outcome.report.server_metrics.as_slice() else {
-        panic!("one scraped server: {:?}", outcome.report.server_metrics);
+    let [metrics] = outcome
+        .report
+        .load()
+        .expect("a load trial")
+        .server_metrics
+        .as_slice()
+    else {
+        panic!(
+            "one scraped server: {:?}",
+            outcome.report.load().expect("a load trial").server_metrics
+        );
     };
     assert!(metrics.unavailable.is_none(), "{metrics:?}");
     assert!(metrics.scrapes >= 3, "{metrics:?}");
@@ -169,9 +190,17 @@ fn a_server_without_metrics_is_noted_and_the_trial_still_passes() {
          client: { metrics: { path: /nothing-here } }\n\
          matrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [2]\n",
     );
-    let outcome = execute(&plan, &context(&dir, None)).expect("reports written");
+    let outcome = crate::support::session(context(&dir, None))
+        .run_trial(&plan)
+        .expect("reports written");
     assert!(outcome.passed, "{:?}", outcome.report.verdict);
-    let [metrics] = outcome.report.server_metrics.as_slice() else {
+    let [metrics] = outcome
+        .report
+        .load()
+        .expect("a load trial")
+        .server_metrics
+        .as_slice()
+    else {
         panic!("one scraped server");
     };
     let reason = metrics.unavailable.as_deref().expect("unavailable");

@@ -62,10 +62,10 @@ fn the_newest_run_is_gathered_with_every_trial_once() {
     let flaky: Vec<_> = gathered
         .trials
         .iter()
-        .filter(|t| t.report.case == "flaky")
+        .filter(|t| t.report.meta.case == "flaky")
         .collect();
     assert_eq!(flaky.len(), 1);
-    assert_eq!(flaky[0].report.timestamp, "2026-11-24T19:30:00Z");
+    assert_eq!(flaky[0].report.meta.timestamp, "2026-11-24T19:30:00Z");
     assert_eq!(
         gathered.notes,
         [

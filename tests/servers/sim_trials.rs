@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
+use llm_stress::judge::Status;
+use llm_stress::plan::TrialPlan;
 use llm_stress::report::analysis::Thresholds;
 use llm_stress::report::html::Extras;
 use llm_stress::report::publish;
-use llm_stress::runner::{RunContext, TrialPlan, execute};
+use llm_stress::session::RunContext;
 use llm_stress::sim::study::COLUMNS;
-use llm_stress::verdict::Status;
 
 use crate::support::CaseDir;
 
@@ -76,7 +77,9 @@ fn each_step_writes_its_csv_table_and_summary() {
         &[("replica-scaling", 3)],
         &[("request-scaling", 5)],
     ]) {
-        let outcome = execute(plan, &ctx).expect("written");
+        let outcome = crate::support::session(ctx.clone())
+            .run_trial(plan)
+            .expect("written");
         assert!(outcome.passed, "{:?}", outcome.report.verdict);
         let step = plan.name().replace("c::", "");
         assert_eq!(
@@ -103,7 +106,7 @@ fn each_step_writes_its_csv_table_and_summary() {
         .expect("json");
         assert_eq!(summary["kind"], "sim");
         assert_eq!(summary["sim"]["step"], step);
-        let sim = outcome.report.sim.as_ref().expect("sim report");
+        let sim = outcome.report.sim().expect("sim report");
         assert_eq!(sim.completed, sim.requests);
         knees.push(sim.knee_replicas);
     }
@@ -142,7 +145,9 @@ fn a_request_that_never_fits_the_kv_cache(
         &format!("kv{}", expect.len()),
         &format!("name: c\nkinds: [sim]\n{STUDY}  kv_tokens: 1024\n{expect}"),
     );
-    let outcome = execute(plan(&plans, "c::replica-scaling"), &context(&dir)).expect("written");
+    let outcome = crate::support::session(context(&dir))
+        .run_trial(plan(&plans, "c::replica-scaling"))
+        .expect("written");
     assert_eq!(outcome.passed, passed, "{:?}", outcome.report.verdict);
     assert_eq!(outcome.report.verdict.status, Status::Fail);
     let reasons = outcome.report.verdict.failure_reasons().join("; ");
@@ -151,7 +156,7 @@ fn a_request_that_never_fits_the_kv_cache(
             && reasons.contains("rejected (never fit the KV cache)"),
         "{reasons}"
     );
-    let sim = outcome.report.sim.as_ref().expect("sim report");
+    let sim = outcome.report.sim().expect("sim report");
     assert!(
         sim.rejected > 0 && sim.completed + sim.rejected == sim.requests,
         "{sim:?}"
@@ -185,7 +190,9 @@ fn sim_trials_leave_results_csv_to_load_trials_and_join_the_run_report() {
     );
     let ctx = context(&dir);
     for name in ["c::isl16_osl8_c2_n2", "c::replica-scaling"] {
-        let outcome = execute(plan(&plans, name), &ctx).expect("written");
+        let outcome = crate::support::session(ctx.clone())
+            .run_trial(plan(&plans, name))
+            .expect("written");
         assert!(outcome.passed, "{name}: {:?}", outcome.report.verdict);
     }
     let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");

@@ -11,9 +11,27 @@ pub mod runs;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use llm_stress::harness::discovery::{Discovered, discover};
-use llm_stress::runner::TrialPlan;
+use llm_stress::plan::TrialPlan;
+use llm_stress::plan::discovery::{Discovered, discover};
+use llm_stress::session::sinks::TrialFiles;
+use llm_stress::session::{RunContext, Session};
 use tempfile::TempDir;
+
+/// A run writing under `out` (attached to `url` when given), with run id `run_id`.
+pub fn context(run_id: &str, out: PathBuf, url: Option<String>) -> RunContext {
+    RunContext {
+        run_id: run_id.to_string(),
+        out_dir: out,
+        url_override: url,
+    }
+}
+
+/// A session that writes each trial's folder and `results.csv` row, as the harness and the
+/// CLI do.
+pub fn session(context: RunContext) -> Session {
+    let out = context.out_dir.clone();
+    Session::new(context).with_sink(TrialFiles::new(out))
+}
 
 /// A fresh temporary folder, removed (with everything in it) on drop.
 pub struct Temp(TempDir);
@@ -55,7 +73,7 @@ impl AsRef<Path> for Temp {
 /// ```ignore
 /// let dir = CaseDir::new();
 /// let plans = dir.model("m", MODEL).case("c", CASE).plans();
-/// execute(&plans[0], &RunContext { out_dir: dir.out(), .. });
+/// support::session(support::context("run", dir.out(), None)).run_trial(&plans[0]);
 /// ```
 pub struct CaseDir {
     temp: Temp,

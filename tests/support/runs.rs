@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use llm_stress::metrics::{ErrorClass, RequestRecord, Summary};
-use llm_stress::report::trial_dir::{self, trial_failed};
+use llm_stress::report::trial_dir;
 use llm_stress::report::{EndpointSummary, TrialReport, csv};
 use serde_json::json;
 
@@ -156,6 +156,17 @@ pub fn report(spec: &Spec, records: &[RequestRecord]) -> TrialReport {
         _ => json!([]),
     };
     let load = spec.kind != "accuracy";
+    // What an accuracy phase of `requests` questions that scored `accuracy` writes.
+    let accuracy_detail = spec.accuracy.map(|score| {
+        json!({
+            "task": "gsm8k", "dataset": "gsm8k/test.jsonl", "n": spec.requests, "errors": 0,
+            "filters": [{ "filter": "strict-match", "score": score }],
+            "judged_filter": "strict-match",
+            "threshold": { "kind": "absolute", "value": 81.6, "theta": null, "passed": true },
+            "under_load": if load { Some(spec.requests) } else { None },
+            "baseline": null,
+        })
+    });
     serde_json::from_value(json!({
         "run_id": spec.run_id,
         "timestamp": spec.timestamp,
@@ -176,7 +187,7 @@ pub fn report(spec: &Spec, records: &[RequestRecord]) -> TrialReport {
         "endpoints": endpoints,
         "accuracy": spec.accuracy,
         "accuracy_threshold": spec.accuracy.map(|_| 81.6),
-        "accuracy_detail": null,
+        "accuracy_detail": accuracy_detail,
         "verdict": { "status": spec.verdict, "checks": checks },
         "expect_fail": false,
     }))
@@ -188,7 +199,7 @@ pub fn write_trial(out: &Path, spec: &Spec) -> PathBuf {
     let records = records(spec);
     let report = report(spec, &records);
     csv::append(&out.join("results.csv"), &report).expect("csv row");
-    trial_dir::write(out, &report, &records, &[], trial_failed(&report)).expect("trial folder")
+    trial_dir::write(out, &report, &records, &[], !report.passed()).expect("trial folder")
 }
 
 /// A run with a knee sweep (1, 2, 4, 8 in flight), a user-mode and an open-loop trial, a

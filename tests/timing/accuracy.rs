@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use llm_stress::accuracy::summary::ScoredSample;
-use llm_stress::harness::discovery::{Discovered, discover};
-use llm_stress::runner::{RunContext, TrialOutcome, TrialPlan, execute};
-use llm_stress::verdict::Status;
+use llm_stress::judge::Status;
+use llm_stress::plan::TrialPlan;
+use llm_stress::session::{RunContext, TrialOutcome};
 
 use crate::support::CaseDir;
 
@@ -67,12 +67,10 @@ fn a_server_that_knows_the_answers_scores_what_it_was_told_on_every_api() {
         let plans = plans(&dir);
         assert_eq!(plans.len(), 1, "one accuracy trial per case");
         assert_eq!(plans[0].name(), "c::gsm8k_n60");
-        let outcome = execute(&plans[0], &context(&dir)).expect("reports");
-        let detail = outcome
-            .report
-            .accuracy_detail
-            .clone()
-            .expect("accuracy ran");
+        let outcome = crate::support::session(context(&dir))
+            .run_trial(&plans[0])
+            .expect("reports");
+        let detail = outcome.report.accuracy().cloned().expect("accuracy ran");
         assert_eq!((detail.n, detail.errors), (60, 0), "{api}");
         let scored = samples(&outcome);
         assert_eq!(scored.len(), 60);
@@ -89,7 +87,7 @@ fn a_server_that_knows_the_answers_scores_what_it_was_told_on_every_api() {
             assert!(sample.response.contains("#### "), "{sample:?}");
         }
         let score = 100.0 * right as f64 / 60.0;
-        assert_eq!(outcome.report.accuracy, Some(score), "{api}");
+        assert_eq!(outcome.report.accuracy_score(), Some(score), "{api}");
         // No threshold: the accuracy check says so and does not pass or fail the trial.
         assert_eq!(outcome.report.verdict.status, Status::NotApplicable);
     }
@@ -104,7 +102,9 @@ fn the_same_questions_get_the_same_answers_in_every_run() {
     let scores: Vec<Vec<bool>> = (0..2)
         .map(|run| {
             let dir = cases(&format!("repeat-{run}"), yaml);
-            let outcome = execute(&plans(&dir)[0], &context(&dir)).expect("reports");
+            let outcome = crate::support::session(context(&dir))
+                .run_trial(&plans(&dir)[0])
+                .expect("reports");
             samples(&outcome)
                 .iter()
                 .map(|s| s.correct["first-number"])
@@ -130,10 +130,7 @@ fn answers_that_get_worse_under_load_fail_the_load_trial_but_not_the_accuracy_tr
          threshold: { kind: absolute, expected_value: 100%, tolerance: 10% }\n",
     );
     let plans = plans(&dir);
-    let names: Vec<String> = plans
-        .iter()
-        .map(|p| format!("[{}] {}", p.kind.as_str(), p.name()))
-        .collect();
+    let names: Vec<String> = plans.iter().map(TrialPlan::full_name).collect();
     assert_eq!(
         names,
         [
@@ -144,14 +141,20 @@ fn answers_that_get_worse_under_load_fail_the_load_trial_but_not_the_accuracy_tr
         "the accuracy trial comes first"
     );
     let ctx = context(&dir);
+    // One session per trial, as nextest runs them (one process each): the stress trial finds
+    // the accuracy trial's score in the run's results.csv.
     let outcomes: Vec<TrialOutcome> = plans
         .iter()
-        .map(|p| execute(p, &ctx).expect("reports"))
+        .map(|p| {
+            crate::support::session(ctx.clone())
+                .run_trial(p)
+                .expect("reports")
+        })
         .collect();
     let (accuracy, perf, stress) = (&outcomes[0], &outcomes[1], &outcomes[2]);
 
     assert!(accuracy.passed, "{:#?}", accuracy.report.verdict);
-    assert_eq!(accuracy.report.accuracy, Some(100.0));
+    assert_eq!(accuracy.report.accuracy_score(), Some(100.0));
     assert!(perf.passed, "{:#?}", perf.report.verdict);
 
     assert!(!stress.passed);
@@ -168,11 +171,7 @@ fn answers_that_get_worse_under_load_fail_the_load_trial_but_not_the_accuracy_tr
         ["accuracy gsm8k/strict-match"],
         "only accuracy fails"
     );
-    let detail = stress
-        .report
-        .accuracy_detail
-        .as_ref()
-        .expect("accuracy ran");
+    let detail = stress.report.accuracy().expect("accuracy ran");
     assert_eq!(
         detail.under_load,
         Some(40),
@@ -181,7 +180,7 @@ fn answers_that_get_worse_under_load_fail_the_load_trial_but_not_the_accuracy_tr
     assert_eq!(detail.baseline, Some(100.0), "the accuracy trial's score");
     let under_load = detail.score().expect("score");
     assert!(under_load < 50.0, "{under_load}");
-    assert_eq!(stress.report.accuracy_threshold, Some(90.0));
+    assert_eq!(stress.report.accuracy_threshold(), Some(90.0));
     assert!(stress.dir.join("accuracy.jsonl").is_file());
     assert!(stress.dir.join("records.jsonl").is_file());
     let csv = std::fs::read_to_string(dir.path().join("out/results.csv")).expect("csv");

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use llm_stress::case::{AnswerSpec, FaultSpec};
-use llm_stress::runner::{RunContext, execute};
 use llm_stress::server::embedded::answers::Answerer;
 use llm_stress::server::embedded::faults::Faults;
 use llm_stress::server::embedded::simulated::SimulatedEngine;
 use llm_stress::server::embedded::thread::ServerThread;
 use llm_stress::server::embedded::{Behaviour, EmbeddedServer};
 use llm_stress::server_metrics::{Reading, known};
+use llm_stress::session::RunContext;
 use llm_stress::sim::config::SimConfig;
 use llm_stress::sim::engine::RequestOutcome;
 use llm_stress::sim::scheduler::SchedulerKind;
@@ -97,9 +97,12 @@ fn the_harness_measures_what_the_real_time_simulator_computed() {
         out_dir: dir.out(),
         url_override: Some(server.base_url().to_string()),
     };
-    let outcome = execute(&plan, &context).expect("reports written");
+    let outcome = crate::support::session(context.clone())
+        .run_trial(&plan)
+        .expect("reports written");
     assert_eq!(
-        outcome.report.summary.requests_ok, 24,
+        outcome.report.summary().expect("a load trial").requests_ok,
+        24,
         "{:?}",
         outcome.report
     );
@@ -135,7 +138,13 @@ fn the_harness_measures_what_the_real_time_simulator_computed() {
     assert_close("e2el", &field("e2el_ms"), &engine_e2el, 2.0, 8.0);
 
     // The server's /metrics came from the engine: never more than 4 in a batch, a queue.
-    let [metrics] = outcome.report.server_metrics.as_slice() else {
+    let [metrics] = outcome
+        .report
+        .load()
+        .expect("a load trial")
+        .server_metrics
+        .as_slice()
+    else {
         panic!("one scraped server");
     };
     let max = |label| match metrics.reading(label) {

@@ -1,19 +1,19 @@
 //! Spawned servers: this crate's own binary (`llm-stress serve`) started from a command on a
 //! free port, shared by the trials of one process, restarted (and the death reported) when it
 //! died, failing a trial with its exit status and log when it cannot start, and gone, with its
-//! whole process group, after `stop_all`.
+//! whole process group, when the session ends.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use llm_stress::runner::{RunContext, TrialPlan, execute};
-use llm_stress::server::spawn;
+use llm_stress::plan::TrialPlan;
+use llm_stress::session::RunContext;
 
 use crate::support::CaseDir;
 
-/// The tests share this process's server registry, and `stop_all` stops every server in it:
-/// under `cargo test` (threads, one process) they take turns.
+/// Each test has its own session, but they all start real processes that take the CPU: under
+/// `cargo test` (threads, one process) they take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -99,16 +99,16 @@ fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
         "",
     );
     assert_eq!(plans.len(), 2);
-    let ctx = context(&dir);
-    let first = execute(&plans[0], &ctx).expect("reports");
+    let session = crate::support::session(context(&dir));
+    let first = session.run_trial(&plans[0]).expect("reports");
     assert!(first.passed, "{:#?}", first.report.verdict);
-    assert_eq!(first.report.server, "spawn");
+    assert_eq!(first.report.meta.server, "spawn");
     let pid_file = dir.path().join("cases/server.pid");
     let pid = pid_in(&pid_file);
     assert!(alive(pid));
 
     // The second trial shares the server.
-    let second = execute(&plans[1], &ctx).expect("reports");
+    let second = session.run_trial(&plans[1]).expect("reports");
     assert!(second.passed, "{:#?}", second.report.verdict);
     assert_eq!(pid_in(&pid_file), pid, "the same server process");
 
@@ -119,7 +119,7 @@ fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
         libc::kill(pid, libc::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(100));
-    let third = execute(&plans[0], &ctx).expect("reports");
+    let third = session.run_trial(&plans[0]).expect("reports");
     assert!(third.passed, "{:#?}", third.report.verdict);
     let note = third
         .report
@@ -132,9 +132,9 @@ fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
     let new_pid = pid_in(&pid_file);
     assert_ne!(new_pid, pid);
 
-    spawn::stop_all();
+    session.finish().expect("the run finishes");
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(new_pid), "stop_all leaves no server behind");
+    assert!(!alive(new_pid), "the ended session leaves no server behind");
 }
 
 #[test]
@@ -158,7 +158,8 @@ fn a_server_killed_during_a_trial_fails_it_with_evidence_and_the_next_trial_rest
             libc::kill(pid, libc::SIGKILL);
         }
     });
-    let killed = execute(&plans[0], &ctx).expect("reports");
+    let session = crate::support::session(ctx);
+    let killed = session.run_trial(&plans[0]).expect("reports");
     killer.join().expect("killer");
     assert!(!killed.passed);
     let reasons = killed.report.verdict.failure_reasons().join("\n");
@@ -167,9 +168,14 @@ fn a_server_killed_during_a_trial_fails_it_with_evidence_and_the_next_trial_rest
             && reasons.contains("serving"),
         "{reasons}"
     );
-    assert!(killed.report.summary.requests_failed > 0, "{reasons}");
+    let failed = killed
+        .report
+        .summary()
+        .expect("a load trial")
+        .requests_failed;
+    assert!(failed > 0, "{reasons}");
 
-    let next = execute(&plans[0], &ctx).expect("reports");
+    let next = session.run_trial(&plans[0]).expect("reports");
     assert!(next.passed, "{:#?}", next.report.verdict);
     assert!(
         next.report
@@ -180,14 +186,16 @@ fn a_server_killed_during_a_trial_fails_it_with_evidence_and_the_next_trial_rest
         "{:#?}",
         next.report.verdict
     );
-    spawn::stop_all();
+    drop(session);
 }
 
 #[test]
 fn a_server_that_cannot_start_fails_its_trial_with_its_exit_and_log() {
     let _turn = one_at_a_time();
     let (dir, plans) = case("dies", "echo model file is missing >&2; exit 3", "");
-    let outcome = execute(&plans[0], &context(&dir)).expect("reports");
+    let outcome = crate::support::session(context(&dir))
+        .run_trial(&plans[0])
+        .expect("reports");
     assert!(!outcome.passed);
     let reasons = outcome.report.verdict.failure_reasons().join("\n");
     assert!(
@@ -210,7 +218,9 @@ fn a_missing_binary_makes_the_trials_ignored_or_failed_when_real_servers_are_req
     if std::env::var(llm_stress::case::requirement::REQUIRE_REAL_ENV).is_ok_and(|v| v == "1") {
         // CI: the trial runs and fails with the same message.
         assert_eq!(plans[0].unsupported_reason(), None);
-        let outcome = execute(&plans[0], &context(&dir)).expect("reports");
+        let outcome = crate::support::session(context(&dir))
+            .run_trial(&plans[0])
+            .expect("reports");
         assert!(!outcome.passed);
         let reasons = outcome.report.verdict.failure_reasons().join("\n");
         assert!(wanted(&reasons), "{reasons}");
