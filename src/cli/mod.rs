@@ -7,6 +7,7 @@ pub mod report;
 pub mod run;
 pub mod serve;
 pub mod sim;
+pub mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

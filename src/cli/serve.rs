@@ -6,14 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
 
+use super::values::{HardwareArg, ModelArg, SchedulerArg, value_name};
 use crate::accuracy::Task;
 use crate::case::{self, AnswerSpec, CorrectRate, EmbeddedSpec, FaultSpec};
 use crate::server::embedded::EmbeddedServer;
 use crate::server::embedded::answers::AnswerKey;
 use crate::sim::config::SimConfig;
-use crate::sim::scheduler::SchedulerKind;
 
 /// Serve the embedded simulated server.
 #[derive(clap::Args)]
@@ -107,67 +106,6 @@ impl FaultArgs {
             None => Ok(spec),
         }
     }
-}
-
-/// The simulator's hardware profiles, as `--profile` takes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HardwareArg {
-    /// NVIDIA H100 SXM.
-    #[value(name = "h100-sxm")]
-    H100Sxm,
-    /// NVIDIA H200.
-    #[value(name = "h200")]
-    H200,
-    /// NVIDIA A100 80 GB.
-    #[value(name = "a100-80gb")]
-    A100_80gb,
-    /// Two CPU cores (SmolLM2 on llama.cpp, as measured here).
-    #[value(name = "cpu-2core")]
-    Cpu2Core,
-}
-
-/// The simulator's model profiles, as `--model-profile` takes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelArg {
-    /// Llama 3.1 8B.
-    #[value(name = "llama-3.1-8b")]
-    Llama31_8b,
-    /// Llama 3.1 70B.
-    #[value(name = "llama-3.1-70b")]
-    Llama31_70b,
-    /// SmolLM2 135M.
-    #[value(name = "smollm2-135m")]
-    Smollm2_135m,
-}
-
-/// The simulator's scheduler families, as `--scheduler` takes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SchedulerArg {
-    /// Fixed batches, run to completion.
-    Static,
-    /// Continuous batching.
-    Continuous,
-    /// Requests binned by predicted output length.
-    #[value(name = "multi-bin")]
-    MultiBin,
-}
-
-impl From<SchedulerArg> for SchedulerKind {
-    fn from(arg: SchedulerArg) -> SchedulerKind {
-        match arg {
-            SchedulerArg::Static => SchedulerKind::Static,
-            SchedulerArg::Continuous => SchedulerKind::Continuous,
-            SchedulerArg::MultiBin => SchedulerKind::MultiBin,
-        }
-    }
-}
-
-/// The name a value enum was given on the command line (its profile name).
-fn value_name(value: impl ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default()
 }
 
 /// `serve` on the simulator instead of fixed latencies.
@@ -297,29 +235,4 @@ fn serve(spec: EmbeddedSpec, model: String, port: u16, key: AnswerKey) -> Result
         server.shutdown().await;
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sim::profile::{HARDWARE_NAMES, MODEL_NAMES};
-
-    #[test]
-    fn the_profile_flags_take_exactly_the_simulators_profiles() {
-        let hardware: Vec<String> = HardwareArg::value_variants()
-            .iter()
-            .map(|&v| value_name(v))
-            .collect();
-        assert_eq!(hardware, HARDWARE_NAMES);
-        let models: Vec<String> = ModelArg::value_variants()
-            .iter()
-            .map(|&v| value_name(v))
-            .collect();
-        assert_eq!(models, MODEL_NAMES);
-        let schedulers: Vec<String> = SchedulerArg::value_variants()
-            .iter()
-            .map(|&s| SchedulerKind::from(s).as_str().to_string())
-            .collect();
-        assert_eq!(schedulers, ["static", "continuous", "multi-bin"]);
-    }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::values::{HardwareArg, ModelArg, RouterArg, SchedulerArg, value_name};
 use crate::sim::bench::{self, BenchSpec};
 use crate::sim::capacity::{CapacitySearch, capacity_qps};
 use crate::sim::config::{CostSpec, SimConfig};
@@ -38,21 +39,21 @@ pub struct RunArgs {
     /// YAML configuration.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// static, continuous or multi-bin.
-    #[arg(long, value_parser = parse_scheduler)]
-    pub scheduler: Option<SchedulerKind>,
+    /// Scheduler.
+    #[arg(long)]
+    pub scheduler: Option<SchedulerArg>,
     /// Replicas.
     #[arg(long)]
     pub replicas: Option<usize>,
-    /// round-robin or least-outstanding.
-    #[arg(long, value_parser = parse_router)]
-    pub router: Option<Router>,
-    /// Hardware profile: h100-sxm, h200, a100-80gb, cpu-2core.
+    /// Router between replicas.
     #[arg(long)]
-    pub hardware: Option<String>,
-    /// Model profile: llama-3.1-8b, llama-3.1-70b, smollm2-135m.
+    pub router: Option<RouterArg>,
+    /// Hardware profile.
     #[arg(long)]
-    pub model: Option<String>,
+    pub hardware: Option<HardwareArg>,
+    /// Model profile.
+    #[arg(long)]
+    pub model: Option<ModelArg>,
     /// GPUs per replica (tensor parallelism).
     #[arg(long = "tp")]
     pub tensor_parallel: Option<u32>,
@@ -140,24 +141,6 @@ pub struct BenchArgs {
     pub rate: f64,
 }
 
-/// Parses `static`, `continuous` or `multi-bin`.
-pub fn parse_scheduler(text: &str) -> Result<SchedulerKind, String> {
-    match text {
-        "static" => Ok(SchedulerKind::Static),
-        "continuous" => Ok(SchedulerKind::Continuous),
-        "multi-bin" => Ok(SchedulerKind::MultiBin),
-        _ => Err("expected static, continuous or multi-bin".to_string()),
-    }
-}
-
-fn parse_router(text: &str) -> Result<Router, String> {
-    match text {
-        "round-robin" => Ok(Router::RoundRobin),
-        "least-outstanding" => Ok(Router::LeastOutstanding),
-        _ => Err("expected round-robin or least-outstanding".to_string()),
-    }
-}
-
 fn parse_cost(text: &str) -> Result<CostSpec, String> {
     if text == "roofline" {
         return Ok(CostSpec::Roofline);
@@ -183,7 +166,7 @@ impl RunArgs {
             None => SimConfig::default(),
         };
         let s = &mut c.scheduler;
-        set(&mut s.kind, self.scheduler);
+        set(&mut s.kind, self.scheduler.map(SchedulerKind::from));
         set(&mut s.batch_size, self.batch_size);
         set(&mut s.token_budget, self.token_budget);
         s.chunked_prefill |= self.chunked_prefill;
@@ -199,9 +182,9 @@ impl RunArgs {
             });
         }
         set(&mut c.replicas, self.replicas);
-        set(&mut c.router, self.router);
-        set(&mut c.hardware, self.hardware.clone());
-        set(&mut c.model, self.model.clone());
+        set(&mut c.router, self.router.map(Router::from));
+        set(&mut c.hardware, self.hardware.map(value_name));
+        set(&mut c.model, self.model.map(value_name));
         set(&mut c.tensor_parallel, self.tensor_parallel);
         set(&mut c.cost, self.cost.clone());
         if self.kv_tokens.is_some() {
