@@ -1,5 +1,5 @@
 //! The stress harness: every case in `stress-cases/` becomes trials named
-//! `[kind] case::isl…_osl…_c…_n…` (see the README). Each passing trial's redacted summary table
+//! `[kind] case::isl…_osl…_c…_n…` (see the book, docs/src/guide/trials.md). Each passing trial's redacted summary table
 //! is an insta snapshot in `snapshots/`.
 
 use std::process::ExitCode;

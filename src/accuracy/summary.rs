@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::case::ThresholdKind;
+
 /// What an accuracy phase scored, and how it was judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccuracySummary {
@@ -51,8 +53,8 @@ pub struct FilterScore {
 /// The threshold an accuracy score was judged against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdSummary {
-    /// `absolute`, `relative` or `hypothesis_test`.
-    pub kind: String,
+    /// How the score was judged.
+    pub kind: ThresholdKind,
     /// The bound the score had to reach (0–100).
     pub value: f64,
     /// Hypothesis test: the minimum detectable effect θ, in points.

@@ -199,12 +199,38 @@ impl Default for ServerSpec {
 }
 
 impl ServerSpec {
-    /// Name used in reports.
-    pub fn label(&self) -> &'static str {
+    /// What kind of server it is, as reports name it.
+    pub fn kind(&self) -> ServerKind {
         match self {
-            ServerSpec::Embedded(_) => "embedded",
-            ServerSpec::Attach(_) => "attach",
-            ServerSpec::Spawn(_) => "spawn",
+            ServerSpec::Embedded(_) => ServerKind::Embedded,
+            ServerSpec::Attach(_) => ServerKind::Attach,
+            ServerSpec::Spawn(_) => ServerKind::Spawn,
+        }
+    }
+}
+
+/// What served a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// The crate's own embedded server.
+    Embedded,
+    /// A server the harness started from a command.
+    Spawn,
+    /// A server at a URL that was already running.
+    Attach,
+    /// No server: a sim trial's simulator, in virtual time.
+    Simulator,
+}
+
+impl ServerKind {
+    /// `embedded`, `spawn`, `attach` or `simulator`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Embedded => "embedded",
+            ServerKind::Spawn => "spawn",
+            ServerKind::Attach => "attach",
+            ServerKind::Simulator => "simulator",
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Why not `eventsource-stream`: it copies its whole remaining buffer after every line it
 //! takes (quadratic in the events per read) and allocates three strings per event; at a
-//! zero-latency server that was a quarter of the client's CPU time (see the README's client
+//! zero-latency server that was a quarter of the client's CPU time (see the book's client
 //! benchmark). The rules implemented here are the same: lines end at `\n`, `\r\n` or `\r`; a
 //! blank line dispatches the event; `data` fields are joined with `\n`; comments (`:`) and the
 //! other fields are read and ignored; a leading byte-order mark is skipped.

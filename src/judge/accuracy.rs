@@ -82,7 +82,7 @@ pub fn judge(
         Some(threshold) => {
             let judgement = threshold.judge(score, n);
             let summary = ThresholdSummary {
-                kind: threshold.kind.as_str().to_string(),
+                kind: threshold.kind,
                 value: judgement.threshold,
                 theta: judgement.theta,
                 passed: judgement.passed,

@@ -40,7 +40,9 @@ impl fmt::Debug for LocalTokenizer {
     }
 }
 
-/// The word pool of the [`TokenCounter::Words`] counter, shared by all of them.
+/// The word pool of the [`TokenCounter::Words`] counter, shared by all of them. It is a
+/// constant built on first use (the same words in every process, never changed), not state:
+/// process-global only so that it is built once.
 static WORDS_POOL: OnceCell<Arc<WordPool>> = OnceCell::const_new();
 
 impl TokenCounter {

@@ -191,7 +191,7 @@ pub fn row(report: &TrialReport) -> Vec<String> {
         report.kind.as_str().to_string(),
         report.case.clone(),
         report.model.clone(),
-        report.server.clone(),
+        report.server.as_str().to_string(),
         report.api.clone(),
         report.mode.clone(),
         report.isl.to_string(),

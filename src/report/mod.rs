@@ -23,7 +23,7 @@ pub use error::ReportError;
 use serde::{Deserialize, Serialize};
 
 use crate::accuracy::summary::AccuracySummary;
-use crate::case::{Api, Expect, Kind, LoadMode};
+use crate::case::{Api, Expect, Kind, LoadMode, ServerKind};
 use crate::judge::Verdict;
 use crate::matrix::Adjustment;
 use crate::metrics::Summary;
@@ -71,8 +71,8 @@ pub struct TrialMeta {
     pub case: String,
     /// Model spec name (the simulated model for a sim trial).
     pub model: String,
-    /// Server label (`embedded`, `spawn`, `attach`, `simulator`).
-    pub server: String,
+    /// What served it.
+    pub server: ServerKind,
     /// Protocol; none for a sim trial, which talks to no server.
     pub api: Option<Api>,
     /// What the case expects of its checks (`expect: fail` inverts the test outcome).

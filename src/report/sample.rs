@@ -7,7 +7,7 @@ use super::{
     AccuracyBody, EndpointSummary, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport,
 };
 use crate::accuracy::summary::{AccuracySummary, FilterScore};
-use crate::case::{Api, Expect, Kind};
+use crate::case::{Api, Expect, Kind, ServerKind};
 use crate::judge::{Check, CheckSource, Status, Verdict};
 use crate::metrics::{Distribution, ErrorClass, Summary};
 
@@ -124,7 +124,7 @@ impl ReportBuilder {
                     kind,
                     case: case.into(),
                     model: "sim-small".into(),
-                    server: "embedded".into(),
+                    server: ServerKind::Embedded,
                     api: Some(Api::Chat),
                     expect: Expect::Pass,
                 },

@@ -165,7 +165,7 @@ fn identity(report: &TrialReport) -> Vec<(&'static str, String)> {
         ("kind", report.meta.kind.as_str().to_string()),
         ("case", report.meta.case.clone()),
         ("model", report.meta.model.clone()),
-        ("server", report.meta.server.clone()),
+        ("server", report.meta.server.as_str().to_string()),
         (
             "api",
             report.meta.api.map_or(NONE, |a| a.as_str()).to_string(),
@@ -238,7 +238,7 @@ fn accuracy(out: &mut String, accuracy: &AccuracySummary, numbers: Numbers) {
                 measured(numbers, NUM, || format!("{:.2}", f.score)),
                 threshold.map_or_else(
                     || NONE.to_string(),
-                    |t| format!("{:.2} ({})", t.value, t.kind),
+                    |t| format!("{:.2} ({})", t.value, t.kind.as_str()),
                 ),
                 threshold
                     .and_then(|t| t.theta)
@@ -783,7 +783,7 @@ mod tests {
             ],
             judged_filter: "strict-match".into(),
             threshold: Some(ThresholdSummary {
-                kind: "hypothesis_test".into(),
+                kind: crate::case::ThresholdKind::HypothesisTest,
                 value: 81.61,
                 theta: Some(27.22),
                 passed: true,

@@ -9,7 +9,7 @@ use super::{
     AccuracyBody, EndpointSummary, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport,
 };
 use crate::accuracy::summary::AccuracySummary;
-use crate::case::{Api, Expect, FitPolicy, Kind};
+use crate::case::{Api, Expect, FitPolicy, Kind, ServerKind};
 use crate::judge::Verdict;
 use crate::matrix::Adjustment;
 use crate::metrics::Summary;
@@ -31,7 +31,7 @@ pub(super) struct TrialRecord {
     pub(super) kind: Kind,
     pub(super) case: String,
     pub(super) model: String,
-    pub(super) server: String,
+    pub(super) server: ServerKind,
     pub(super) api: String,
     pub(super) isl: u32,
     pub(super) osl: u32,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::case::{ModelSpec, ServerSpec};
+use crate::case::{ModelSpec, ServerKind, ServerSpec};
 use embedded::answers::AnswerKey;
 use embedded::thread::ServerThread;
 
@@ -20,7 +20,7 @@ pub const URL_ENV: &str = "LLM_STRESS_URL";
 pub enum ServerError {
     /// The embedded server could not start.
     #[error("embedded server failed to start: {0}")]
-    Embedded(String),
+    Embedded(#[source] embedded::EmbeddedError),
     /// A spawned server could not be had (missing binary or model, exited, never healthy).
     #[error("spawned server: {0}")]
     Spawn(String),
@@ -40,8 +40,8 @@ pub struct RunningServer {
     pub base_url: String,
     /// Model name to put in requests.
     pub served_model: String,
-    /// `embedded`, `attach` or `spawn`.
-    pub label: &'static str,
+    /// Embedded, spawned or attached.
+    pub kind: ServerKind,
     /// What happened on the way up that a report should say (a spawned server restarted).
     pub notes: Vec<String>,
     embedded: Option<ServerThread>,
@@ -70,10 +70,10 @@ impl RunningServer {
     ) -> Result<RunningServer, ServerError> {
         let model = around.model;
         let configured_name = model.served_name.clone();
-        let server = |base_url: String, served_model: String, label| RunningServer {
+        let server = |base_url: String, served_model: String, kind| RunningServer {
             base_url,
             served_model,
-            label,
+            kind,
             notes: Vec::new(),
             embedded: None,
         };
@@ -84,7 +84,7 @@ impl RunningServer {
                 Ok(server(
                     a.url.clone(),
                     name.unwrap_or_else(|| model.name.clone()),
-                    "attach",
+                    ServerKind::Attach,
                 ))
             }
             ServerSpec::Spawn(s) => {
@@ -100,7 +100,7 @@ impl RunningServer {
                 let mut running = server(
                     acquired.base_url,
                     name.unwrap_or_else(|| model.name.clone()),
-                    "spawn",
+                    ServerKind::Spawn,
                 );
                 running.notes.extend(acquired.restarted);
                 Ok(running)
@@ -114,7 +114,11 @@ impl RunningServer {
                 )
                 .await
                 .map_err(ServerError::Embedded)?;
-                let mut running = server(thread.base_url().to_string(), served_model, "embedded");
+                let mut running = server(
+                    thread.base_url().to_string(),
+                    served_model,
+                    ServerKind::Embedded,
+                );
                 running.embedded = Some(thread);
                 Ok(running)
             }

@@ -324,7 +324,8 @@ fn stop(child: &mut Child) {
 }
 
 /// Process groups of running servers, for the signal handler (which may not lock, so the
-/// session's [`SpawnedServers`] cannot serve it): the one process-global the crate keeps.
+/// session's [`SpawnedServers`] cannot serve it): the one piece of mutable process-global state
+/// the crate keeps.
 static GROUPS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
 
 /// Notes a server's group for the signal handler (beyond 16 servers, only the session's

@@ -11,7 +11,7 @@ use super::prompting::{model_tokenizer, prompts_for};
 use super::{Session, TrialError};
 use crate::accuracy::Task;
 use crate::accuracy::summary::{AccuracySummary, ScoredSample};
-use crate::case::{AttachSpec, Destination, LoadMode, ServerSpec};
+use crate::case::{AttachSpec, Destination, LoadMode, ServerKind, ServerSpec};
 use crate::client::{Client, ClientConfig, CountTokens};
 use crate::judge::{self, Baseline, Check};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
@@ -38,13 +38,13 @@ pub(super) struct Measured {
     /// Run, target, SLO and accuracy checks (or the server's failure).
     pub checks: Vec<Check>,
     /// `embedded` or `attach` (set once the servers are known).
-    pub server_label: &'static str,
+    pub server: ServerKind,
     /// The servers' own metrics over the load, one per scraped server.
     pub server_metrics: Vec<ServerMetrics>,
 }
 
 impl Measured {
-    fn failed(server_label: &'static str, error: &TrialError) -> Measured {
+    fn failed(server: ServerKind, error: &TrialError) -> Measured {
         Measured {
             summary: Summary::default(),
             endpoints: Vec::new(),
@@ -52,7 +52,7 @@ impl Measured {
             accuracy: None,
             samples: Vec::new(),
             checks: vec![judge::run::server_unusable(error.to_string())],
-            server_label,
+            server,
             server_metrics: Vec::new(),
         }
     }
@@ -83,7 +83,7 @@ pub(super) async fn measure(
     };
     let label = destinations
         .first()
-        .map_or("embedded", |d| d.server.label());
+        .map_or(ServerKind::Embedded, |d| d.server.kind());
     let Some(model) = case.model.as_ref() else {
         return Measured::failed(label, &TrialError::NoModel);
     };
@@ -135,13 +135,13 @@ pub(super) async fn measure(
     // A spawned server that died while the trial ran fails it, with its exit and log.
     let deaths: Vec<Check> = servers
         .iter()
-        .filter(|s| s.label == "spawn")
+        .filter(|s| s.kind == ServerKind::Spawn)
         .filter_map(|s| session.spawned.death_of(&s.base_url))
         .map(judge::run::server_unusable)
         .collect();
     shutdown_all(servers).await;
     let mut measured = result.unwrap_or_else(|e| Measured::failed(label, &e));
-    measured.server_label = label;
+    measured.server = label;
     measured.checks.splice(0..0, notes);
     measured.checks.extend(deaths);
     measured
@@ -201,7 +201,7 @@ async fn drive(
                 accuracy: Some(summary),
                 samples,
                 checks,
-                server_label: "",
+                server: ServerKind::Embedded,
                 server_metrics: Vec::new(),
             });
         }
@@ -368,7 +368,7 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
         accuracy: None,
         samples: Vec::new(),
         checks,
-        server_label: "",
+        server: ServerKind::Embedded,
         server_metrics: Vec::new(),
     }
 }

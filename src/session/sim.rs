@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::RunContext;
 use super::trial::meta;
-use crate::case::SimStudySpec;
+use crate::case::{ServerKind, SimStudySpec};
 use crate::judge::{self, Verdict};
 use crate::plan::{SimStep, TrialPlan};
 use crate::report::sim::SimStepReport;
@@ -97,7 +97,7 @@ pub(super) fn run(ctx: &RunContext, plan: &TrialPlan, step: SimStep) -> (TrialRe
             &ctx.run_id,
             plan,
             config.base.model.clone(),
-            "simulator".to_string(),
+            ServerKind::Simulator,
         ),
         body: TrialBody::Sim(sim),
         verdict: Verdict::from_checks(checks),

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use super::measure::{Measured, measure};
 use super::{Session, SessionBaseline, SessionError, TrialOutcome, client_runtime};
+use crate::case::ServerKind;
 use crate::judge::Verdict;
 use crate::plan::Shape;
 use crate::plan::TrialPlan;
@@ -48,7 +49,7 @@ pub(super) fn meta(
     session_run_id: &str,
     plan: &TrialPlan,
     model: String,
-    server: String,
+    server: ServerKind,
 ) -> TrialMeta {
     let spec = &plan.case().spec;
     TrialMeta {
@@ -76,12 +77,7 @@ fn report(session: &Session, plan: &TrialPlan, measured: Measured) -> TrialRepor
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    let meta = meta(
-        &session.context.run_id,
-        plan,
-        model,
-        measured.server_label.to_string(),
-    );
+    let meta = meta(&session.context.run_id, plan, model, measured.server);
     let body = match plan {
         TrialPlan::Load(load) => {
             let c = &load.point.combination;

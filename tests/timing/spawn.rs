@@ -102,7 +102,10 @@ fn a_spawned_server_is_shared_restarted_after_a_death_and_stopped_at_the_end() {
     let session = crate::support::session(context(&dir));
     let first = session.run_trial(&plans[0]).expect("reports");
     assert!(first.passed, "{:#?}", first.report.verdict);
-    assert_eq!(first.report.meta.server, "spawn");
+    assert_eq!(
+        first.report.meta.server,
+        llm_stress::case::ServerKind::Spawn
+    );
     let pid_file = dir.path().join("cases/server.pid");
     let pid = pid_in(&pid_file);
     assert!(alive(pid));

@@ -313,7 +313,7 @@ mod tests {
         stress.report.meta.kind = Kind::Stress;
         let mut under_load = accuracy_summary(40, 87.5);
         under_load.threshold = Some(ThresholdSummary {
-            kind: "absolute".into(),
+            kind: crate::case::ThresholdKind::Absolute,
             value: 81.6,
             theta: None,
             passed: true,

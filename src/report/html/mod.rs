@@ -375,7 +375,7 @@ fn trial_facts(r: &TrialReport) -> String {
     let mut facts = format!(
         "model {}, server {}, api {}, mode {}, finished {}",
         r.meta.model,
-        r.meta.server,
+        r.meta.server.as_str(),
         r.meta.api.map_or("-", |a| a.as_str()),
         r.mode_label(),
         r.meta.timestamp

@@ -56,6 +56,12 @@ pub enum EmbeddedError {
     /// The simulated engine's thread could not start.
     #[error("cannot start the simulated engine's thread: {0}")]
     Thread(std::io::Error),
+    /// The server's own thread could not start.
+    #[error("cannot start the server thread: {0}")]
+    ServerThread(std::io::Error),
+    /// The server's thread ended before the server listened.
+    #[error("the server thread ended before listening")]
+    ThreadEnded,
 }
 
 /// How the server behaves apart from its engine's timing: what it answers, how it streams,

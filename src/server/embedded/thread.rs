@@ -27,13 +27,13 @@ impl ServerThread {
         spec: EmbeddedSpec,
         served_model: String,
         key: Arc<AnswerKey>,
-    ) -> Result<ServerThread, String> {
+    ) -> Result<ServerThread, EmbeddedError> {
         Self::start_with(move || EmbeddedServer::start_answering(spec, served_model, 0, key)).await
     }
 
     /// Starts the server that `start` makes, on a new thread with a single-threaded runtime
     /// (`start` runs there).
-    pub async fn start_with<S, F>(start: S) -> Result<ServerThread, String>
+    pub async fn start_with<S, F>(start: S) -> Result<ServerThread, EmbeddedError>
     where
         S: FnOnce() -> F + Send + 'static,
         F: Future<Output = Result<EmbeddedServer, EmbeddedError>>,
@@ -66,15 +66,15 @@ impl ServerThread {
                     }
                 });
             })
-            .map_err(|e| format!("cannot start the server thread: {e}"))?;
+            .map_err(EmbeddedError::ServerThread)?;
         match ready_rx.await {
             Ok(Ok(base_url)) => Ok(ServerThread {
                 base_url,
                 stop: Some(stop),
                 thread: Some(thread),
             }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the server thread ended before listening".into()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(EmbeddedError::ThreadEnded),
         }
     }
 
