@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::{AnalysisArgs, PushArgs};
-use crate::plan::discovery::discover;
+use crate::plan::discovery::{Discovered, discover};
 use crate::progress::{self, ProgressDisplay, ProgressSetting};
 use crate::session::sinks::{Publisher, TablePrinter, TrialFiles};
-use crate::session::{RunContext, Session};
+use crate::session::{RunContext, RunTally, Session, SessionError};
 
 /// Run the cases' trials and write reports.
 #[derive(clap::Args)]
@@ -58,10 +58,49 @@ pub fn exec(args: Args) -> Result<ExitCode> {
         .with_sink(TrialFiles::new(context.out_dir.clone()))
         .with_sink(TablePrinter)
         .with_sink(publisher);
-    let tally = session.run_all(discover(&args.cases, None), args.filter.as_deref())?;
+    let tally = run_all(session, discover(&args.cases, None), args.filter.as_deref())?;
     Ok(if tally.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs every discovered trial whose full name contains `filter` (all without one), skipping
+/// those that cannot run here and noting cases that could not be read, then finishes the
+/// session. A trial whose results cannot be written ends the run early (after publishing what
+/// was written).
+fn run_all(
+    session: Session,
+    discovered: Vec<Discovered>,
+    filter: Option<&str>,
+) -> Result<RunTally, SessionError> {
+    for found in discovered {
+        match found {
+            Discovered::Broken {
+                name,
+                kind,
+                message,
+            } => {
+                eprintln!("[{kind}] {name}: {message}\n");
+                session.note_failure(format!("[{kind}] {name}"));
+            }
+            Discovered::Plan(plan) => {
+                let full = plan.full_name();
+                if filter.is_some_and(|f| !full.contains(f)) {
+                    continue;
+                }
+                if let Some(reason) = plan.unsupported_reason() {
+                    eprintln!("skipping {full}: {reason}");
+                    continue;
+                }
+                if let Err(e) = session.run_trial(&plan) {
+                    session.note_failure(full);
+                    session.finish()?;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    session.finish()
 }

@@ -35,7 +35,6 @@ use crate::judge::Baseline;
 use crate::load::progress::LoadProgress;
 use crate::metrics::RequestRecord;
 use crate::plan::TrialPlan;
-use crate::plan::discovery::Discovered;
 use crate::report::csv::RunCsvBaseline;
 use crate::report::{self, TrialReport};
 use crate::server::spawn::SpawnedServers;
@@ -280,44 +279,6 @@ impl Session {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(name);
-    }
-
-    /// Runs every discovered trial whose full name contains `filter` (all without one),
-    /// skipping those that cannot run here and noting cases that could not be read, then
-    /// finishes the session.
-    pub fn run_all(
-        self,
-        discovered: Vec<Discovered>,
-        filter: Option<&str>,
-    ) -> Result<RunTally, SessionError> {
-        for found in discovered {
-            match found {
-                Discovered::Broken {
-                    name,
-                    kind,
-                    message,
-                } => {
-                    eprintln!("[{kind}] {name}: {message}\n");
-                    self.note_failure(format!("[{kind}] {name}"));
-                }
-                Discovered::Plan(plan) => {
-                    let full = plan.full_name();
-                    if filter.is_some_and(|f| !full.contains(f)) {
-                        continue;
-                    }
-                    if let Some(reason) = plan.unsupported_reason() {
-                        eprintln!("skipping {full}: {reason}");
-                        continue;
-                    }
-                    if let Err(e) = self.run_trial(&plan) {
-                        self.note_failure(full);
-                        self.finish()?;
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        self.finish()
     }
 
     /// Ends the session: stops the servers it spawned, then tells the sinks the run finished.

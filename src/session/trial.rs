@@ -5,10 +5,11 @@ use std::time::SystemTime;
 
 use super::measure::{Measured, measure};
 use super::{Session, SessionBaseline, SessionError, TrialOutcome, client_runtime};
+use crate::accuracy::summary::ScoredSample;
 use crate::case::ServerKind;
 use crate::judge::Verdict;
-use crate::plan::Shape;
-use crate::plan::TrialPlan;
+use crate::metrics::RequestRecord;
+use crate::plan::{LoadTrial, Shape, TrialPlan};
 use crate::report::{
     AccuracyBody, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport, trial_dir,
 };
@@ -20,16 +21,35 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
             let (report, study) = super::sim::run(&session.context, plan, sim.step);
             (report, Vec::new(), Vec::new(), Some(study))
         }
-        TrialPlan::Load(_) | TrialPlan::Accuracy(_) => {
-            let runtime = client_runtime(session.client_threads)?;
-            let baseline = SessionBaseline {
-                session: &session.scores,
-                run: &session.run_baseline,
-            };
-            let mut measured = runtime.block_on(measure(session, plan, &baseline));
-            let records = std::mem::take(&mut measured.records);
-            let samples = std::mem::take(&mut measured.samples);
-            (report(session, plan, measured), records, samples, None)
+        TrialPlan::Load(load) => {
+            let mut measured = measure_on_client_runtime(session, plan)?;
+            let (records, samples) = take_files(&mut measured);
+            let body = TrialBody::Load(Box::new(load_body(load, &mut measured)));
+            (
+                report(session, plan, body, measured),
+                records,
+                samples,
+                None,
+            )
+        }
+        TrialPlan::Accuracy(_) => {
+            let mut measured = measure_on_client_runtime(session, plan)?;
+            let (records, samples) = take_files(&mut measured);
+            let body = TrialBody::Accuracy(AccuracyBody {
+                concurrency: plan
+                    .case()
+                    .spec
+                    .accuracy
+                    .as_ref()
+                    .map_or(0, |a| a.concurrency),
+                accuracy: measured.accuracy.take(),
+            });
+            (
+                report(session, plan, body, measured),
+                records,
+                samples,
+                None,
+            )
         }
     };
     let passed = report.passed();
@@ -42,6 +62,28 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         passed,
         dir,
     })
+}
+
+/// Measures the plan on a client runtime of its own, comparing a stress trial's accuracy
+/// with the session's baselines.
+fn measure_on_client_runtime(
+    session: &Session,
+    plan: &TrialPlan,
+) -> Result<Measured, SessionError> {
+    let runtime = client_runtime(session.client_threads)?;
+    let baseline = SessionBaseline {
+        session: &session.scores,
+        run: &session.run_baseline,
+    };
+    Ok(runtime.block_on(measure(session, plan, &baseline)))
+}
+
+/// The records and scored samples, which go to the trial's files rather than its report.
+fn take_files(measured: &mut Measured) -> (Vec<RequestRecord>, Vec<ScoredSample>) {
+    (
+        std::mem::take(&mut measured.records),
+        std::mem::take(&mut measured.samples),
+    )
 }
 
 /// What every report of the plan's trial starts with.
@@ -68,46 +110,40 @@ pub(super) fn meta(
     }
 }
 
-/// The report of a load or accuracy trial from what it measured.
-fn report(session: &Session, plan: &TrialPlan, measured: Measured) -> TrialReport {
+/// What a load trial measured, taken out of `measured`.
+fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
+    let c = &load.point.combination;
+    let shape = match load.point.shape {
+        Shape::Closed { concurrency, .. } => LoadShape::Closed { concurrency },
+        Shape::Open { rate, .. } => LoadShape::Open {
+            rate,
+            max_in_flight: load.case.spec.load.max_in_flight,
+        },
+        Shape::Users { users, .. } => LoadShape::Users { users },
+    };
+    LoadBody {
+        isl: c.isl,
+        osl: c.osl,
+        shape,
+        num_prompts: load.point.shape.pool_size(),
+        adjusted: c.adjusted,
+        summary: std::mem::take(&mut measured.summary),
+        endpoints: std::mem::take(&mut measured.endpoints),
+        server_metrics: std::mem::take(&mut measured.server_metrics),
+        accuracy: measured.accuracy.take(),
+    }
+}
+
+/// The report of a load or accuracy trial: its body and the checks it measured.
+fn report(session: &Session, plan: &TrialPlan, body: TrialBody, measured: Measured) -> TrialReport {
     let case = plan.case();
-    let spec = &case.spec;
     let model = case
         .model
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    let meta = meta(&session.context.run_id, plan, model, measured.server);
-    let body = match plan {
-        TrialPlan::Load(load) => {
-            let c = &load.point.combination;
-            let shape = match load.point.shape {
-                Shape::Closed { concurrency, .. } => LoadShape::Closed { concurrency },
-                Shape::Open { rate, .. } => LoadShape::Open {
-                    rate,
-                    max_in_flight: spec.load.max_in_flight,
-                },
-                Shape::Users { users, .. } => LoadShape::Users { users },
-            };
-            TrialBody::Load(Box::new(LoadBody {
-                isl: c.isl,
-                osl: c.osl,
-                shape,
-                num_prompts: load.point.shape.pool_size(),
-                adjusted: c.adjusted,
-                summary: measured.summary,
-                endpoints: measured.endpoints,
-                server_metrics: measured.server_metrics,
-                accuracy: measured.accuracy,
-            }))
-        }
-        TrialPlan::Accuracy(_) | TrialPlan::Sim(_) => TrialBody::Accuracy(AccuracyBody {
-            concurrency: spec.accuracy.as_ref().map_or(0, |a| a.concurrency),
-            accuracy: measured.accuracy,
-        }),
-    };
     TrialReport {
-        meta,
+        meta: meta(&session.context.run_id, plan, model, measured.server),
         body,
         verdict: Verdict::from_checks(measured.checks),
     }
