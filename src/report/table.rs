@@ -819,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stress_trial_without_an_accuracy_trial_says_so_and_redacts_alike() {
+    fn without_an_accuracy_trial_in_the_run_a_table_says_so_and_redacts_alike() {
         let mut with = sample_report();
         with.meta.kind = Kind::Stress;
         with.load_mut().expect("a load trial").accuracy = Some(stress_accuracy());
