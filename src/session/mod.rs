@@ -272,8 +272,9 @@ impl Session {
         Ok(outcome)
     }
 
-    /// Records a failure that is not a trial's verdict (a case that could not be read, a
-    /// trial whose results could not be written), for [`Event::RunFinished`].
+    /// Records a failure for [`Event::RunFinished`]: [`Session::run_trial`] records the trials
+    /// that fail; an adapter records what else failed (a case that could not be read, a trial
+    /// whose results could not be written).
     pub fn note_failure(&self, name: String) {
         self.failed
             .lock()
