@@ -136,8 +136,9 @@ pub enum Event<'a> {
     RunFinished {
         /// The run's settings.
         context: &'a RunContext,
-        /// Every report of the session, in the order the trials ran.
-        reports: &'a [TrialReport],
+        /// Trials that ran (their reports went out with [`Event::TrialFinished`]; a sink that
+        /// needs them keeps them, so the session's memory does not grow with the run).
+        trials: usize,
         /// The full names of the trials that failed (and of cases that could not be read).
         failed: &'a [String],
     },
@@ -190,7 +191,7 @@ pub struct Session {
     run_baseline: RunCsvBaseline,
     progress: Option<Arc<LoadProgress>>,
     client_threads: Option<usize>,
-    reports: Mutex<Vec<TrialReport>>,
+    trials: std::sync::atomic::AtomicUsize,
     failed: Mutex<Vec<String>>,
 }
 
@@ -223,7 +224,7 @@ impl Session {
             run_baseline,
             progress: None,
             client_threads,
-            reports: Mutex::new(Vec::new()),
+            trials: std::sync::atomic::AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
         }
     }
@@ -264,10 +265,8 @@ impl Session {
         if !outcome.passed {
             self.note_failure(plan.full_name());
         }
-        self.reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(outcome.report.clone());
+        self.trials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.emit(&Event::TrialFinished { outcome: &outcome })?;
         Ok(outcome)
     }
@@ -285,19 +284,15 @@ impl Session {
     /// Ends the session: stops the servers it spawned, then tells the sinks the run finished.
     pub fn finish(self) -> Result<RunTally, SessionError> {
         self.spawned.stop_all();
-        let reports =
-            std::mem::take(&mut *self.reports.lock().unwrap_or_else(PoisonError::into_inner));
+        let trials = self.trials.load(std::sync::atomic::Ordering::Relaxed);
         let failed =
             std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner));
         self.emit(&Event::RunFinished {
             context: &self.context,
-            reports: &reports,
+            trials,
             failed: &failed,
         })?;
-        Ok(RunTally {
-            trials: reports.len(),
-            failed,
-        })
+        Ok(RunTally { trials, failed })
     }
 
     /// Tells every sink; the first error is returned after all have been told.
