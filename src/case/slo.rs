@@ -48,7 +48,7 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Slo {
-    /// Metric name as [`Summary::metric`] knows it.
+    /// Metric name as [`crate::metrics::Summary::metric`] knows it.
     pub metric: String,
     /// Comparison.
     pub op: Op,

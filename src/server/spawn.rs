@@ -41,7 +41,7 @@ struct SpawnKey {
 
 /// The servers a session started, by spec and case folder, so that trials that need the same
 /// server share one. Dropping it (or [`SpawnedServers::stop_all`]) stops them all; an
-/// interrupt stops them too (see [`install_signal_handlers`]).
+/// interrupt stops them too (the signal handler installed with the first spawned server).
 #[derive(Default)]
 pub struct SpawnedServers {
     servers: Mutex<Vec<(SpawnKey, Spawned)>>,

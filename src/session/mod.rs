@@ -9,9 +9,9 @@
 //! counters given to the session ([`Session::count_load_into`]), which the display samples on
 //! its own thread: a per-request event would put the display on the client's hot path.
 //!
-//! [`trial`] runs one plan; [`measure`] brings up the servers and drives the load, the
-//! accuracy phase ([`accuracy`]) or both; [`prompting`] prepares what is sent; [`sim`] runs a
-//! step of the simulator study instead.
+//! Inside: `trial` runs one plan; `measure` brings up the servers and drives the load, the
+//! accuracy phase (`accuracy`) or both; `prompting` prepares what is sent; `sim` runs a step
+//! of the simulator study instead; [`sinks`] are the sinks the adapters use.
 
 mod accuracy;
 mod error;
