@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::load::progress::{LoadProgress, Snapshot};
-use crate::session::{Event, Sink, SinkError};
+use crate::session::{Event, Session, Sink, SinkError};
 
 /// Environment variable choosing the progress display: `auto` (a bar on a terminal, else
 /// plain lines), `bar`, `lines`, or `off`. The harness shows nothing unless it is set.
@@ -169,6 +169,14 @@ impl ProgressDisplay {
     /// The counters this display shows: the session counts its measured requests into them.
     pub fn counters(&self) -> Arc<LoadProgress> {
         Arc::clone(&self.shared.progress)
+    }
+
+    /// Shows `session`'s load: the session counts its measured requests into this display's
+    /// counters and tells it when each trial starts and finishes.
+    pub fn watch(self, session: Session) -> Session {
+        session
+            .count_load_into(Some(self.counters()))
+            .with_sink(self)
     }
 
     /// Names the trial whose load is shown next.

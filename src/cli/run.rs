@@ -50,9 +50,7 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     let context = RunContext::from_env(args.out, args.url);
     let mut session = Session::new(context.clone());
     if let Some(display) = args.progress.style().map(ProgressDisplay::start) {
-        session = session
-            .count_load_into(Some(display.counters()))
-            .with_sink(display);
+        session = display.watch(session);
     }
     let session = session
         .with_sink(TrialFiles::new(context.out_dir.clone()))

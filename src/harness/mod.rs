@@ -64,9 +64,7 @@ impl Harness {
         let snapshots_pinned = context.url_override.is_none();
         let mut session = Session::new(context.clone());
         if let Some(display) = progress_display() {
-            session = session
-                .count_load_into(Some(display.counters()))
-                .with_sink(display);
+            session = display.watch(session);
         }
         let session = Arc::new(session.with_sink(TrialFiles::new(context.out_dir.clone())));
         let trials = discover(&self.cases_dir, exact)

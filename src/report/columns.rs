@@ -74,11 +74,11 @@ pub fn shape_level(shape: LoadShape) -> String {
 pub fn parameters(report: &TrialReport) -> [String; 4] {
     match &report.body {
         TrialBody::Sim(_) => std::array::from_fn(|_| NONE.to_string()),
-        TrialBody::Accuracy(accuracy) => [
+        TrialBody::Accuracy(_) => [
             NONE.to_string(),
             NONE.to_string(),
             load_level(report),
-            accuracy.accuracy.as_ref().map_or(0, |a| a.n).to_string(),
+            report.listing().num_prompts.to_string(),
         ],
         TrialBody::Load(load) => [
             load.isl.to_string(),

@@ -173,6 +173,25 @@ impl LoadShape {
     }
 }
 
+/// A trial's load parameters in the flat form of `summary.json` and `results.csv`: an
+/// accuracy trial has mode `accuracy`, no lengths, its questions in flight and its questions
+/// as prompts; a sim trial has mode `sim` and zeros.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Listing {
+    /// `closed`, `open`, `users`, `accuracy` or `sim`.
+    pub mode: &'static str,
+    /// Input sequence length (0 without load).
+    pub isl: u32,
+    /// Output sequence length (0 without load).
+    pub osl: u32,
+    /// Requests in flight, users, the open loop's cap (0 for none), or questions in flight.
+    pub concurrency: u32,
+    /// The open loop's rate.
+    pub rate: Option<f64>,
+    /// Measured requests, or an accuracy trial's questions.
+    pub num_prompts: u32,
+}
+
 impl TrialReport {
     /// The load trial's body, if it is one.
     pub fn load(&self) -> Option<&LoadBody> {
@@ -224,13 +243,37 @@ impl TrialReport {
             .map(|t| t.value)
     }
 
-    /// The load mode's name, or what stands in its place: `closed`, `open`, `users`,
-    /// `accuracy` (an accuracy trial) or `sim` (a sim trial).
-    pub fn mode_label(&self) -> &'static str {
+    /// The load parameters as the flat views (`summary.json`, `results.csv`, the run's
+    /// order) list them, whatever the kind of trial.
+    pub fn listing(&self) -> Listing {
         match &self.body {
-            TrialBody::Load(load) => load.shape.mode().as_str(),
-            TrialBody::Accuracy(_) => wire::ACCURACY_MODE,
-            TrialBody::Sim(_) => wire::SIM_MODE,
+            TrialBody::Load(load) => Listing {
+                mode: load.shape.mode().as_str(),
+                isl: load.isl,
+                osl: load.osl,
+                concurrency: load.shape.concurrency_column(),
+                rate: load.shape.rate(),
+                num_prompts: load.num_prompts,
+            },
+            TrialBody::Accuracy(body) => Listing {
+                mode: wire::ACCURACY_MODE,
+                isl: 0,
+                osl: 0,
+                concurrency: body.concurrency,
+                rate: None,
+                num_prompts: body
+                    .accuracy
+                    .as_ref()
+                    .map_or(0, |a| u32::try_from(a.n).unwrap_or(u32::MAX)),
+            },
+            TrialBody::Sim(_) => Listing {
+                mode: wire::SIM_MODE,
+                isl: 0,
+                osl: 0,
+                concurrency: 0,
+                rate: None,
+                num_prompts: 0,
+            },
         }
     }
 

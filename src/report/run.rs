@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::trial_dir::{ERROR_SUFFIX, RECORDS_FILE, SUMMARY_FILE, safe_name};
-use super::{ReportError, TrialBody, TrialReport};
+use super::{ReportError, TrialReport};
 use crate::case::Kind;
 use crate::metrics::ErrorClass;
 
@@ -367,37 +367,16 @@ fn keep_newest(
 
 /// Case, kind, load mode, lengths, load level, prompts, name: the order trials are listed in.
 fn order_key(r: &TrialReport) -> impl Ord + '_ {
-    // (mode, ISL, OSL, load level, rate in mHz, prompts), by kind of body.
-    let (mode, isl, osl, level, rate, prompts) = match &r.body {
-        TrialBody::Load(load) => (
-            load.shape.mode().as_str(),
-            load.isl,
-            load.osl,
-            load.shape.concurrency_column(),
-            load.shape.rate(),
-            load.num_prompts,
-        ),
-        TrialBody::Accuracy(body) => (
-            "accuracy",
-            0,
-            0,
-            body.concurrency,
-            None,
-            body.accuracy
-                .as_ref()
-                .map_or(0, |a| u32::try_from(a.n).unwrap_or(u32::MAX)),
-        ),
-        TrialBody::Sim(_) => ("sim", 0, 0, 0, None, 0),
-    };
+    let l = r.listing();
     (
         r.meta.case.as_str(),
         r.meta.kind,
-        mode,
-        isl,
-        osl,
-        level,
-        rate.map(|rate| (rate * 1000.0).round() as i64),
-        prompts,
+        l.mode,
+        l.isl,
+        l.osl,
+        l.concurrency,
+        l.rate.map(|rate| (rate * 1000.0).round() as i64),
+        l.num_prompts,
         r.meta.trial.as_str(),
     )
 }

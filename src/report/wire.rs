@@ -113,6 +113,7 @@ fn parse_api(text: &str) -> Result<Option<Api>, WireError> {
 
 impl From<TrialReport> for TrialRecord {
     fn from(report: TrialReport) -> TrialRecord {
+        let listing = report.listing();
         let TrialReport {
             meta,
             body,
@@ -127,12 +128,12 @@ impl From<TrialReport> for TrialRecord {
             model: meta.model,
             server: meta.server,
             api: meta.api.map_or(NO_API, Api::as_str).to_string(),
-            isl: 0,
-            osl: 0,
-            mode: String::new(),
-            concurrency: 0,
-            rate: None,
-            num_prompts: 0,
+            isl: listing.isl,
+            osl: listing.osl,
+            mode: listing.mode.to_string(),
+            concurrency: listing.concurrency,
+            rate: listing.rate,
+            num_prompts: listing.num_prompts,
             adjusted: None,
             summary: Summary::default(),
             endpoints: Vec::new(),
@@ -147,29 +148,14 @@ impl From<TrialReport> for TrialRecord {
         let accuracy = match body {
             TrialBody::Load(load) => {
                 let load = *load;
-                record.isl = load.isl;
-                record.osl = load.osl;
-                record.mode = load.shape.mode().as_str().to_string();
-                record.concurrency = load.shape.concurrency_column();
-                record.rate = load.shape.rate();
-                record.num_prompts = load.num_prompts;
                 record.adjusted = load.adjusted.as_ref().map(adjusted_text);
                 record.summary = load.summary;
                 record.endpoints = load.endpoints;
                 record.server_metrics = load.server_metrics;
                 load.accuracy
             }
-            TrialBody::Accuracy(body) => {
-                record.mode = ACCURACY_MODE.to_string();
-                record.concurrency = body.concurrency;
-                record.num_prompts = body
-                    .accuracy
-                    .as_ref()
-                    .map_or(0, |a| u32::try_from(a.n).unwrap_or(u32::MAX));
-                body.accuracy
-            }
+            TrialBody::Accuracy(body) => body.accuracy,
             TrialBody::Sim(sim) => {
-                record.mode = SIM_MODE.to_string();
                 record.sim = Some(sim);
                 None
             }

@@ -24,6 +24,7 @@ use crate::server::{RunningServer, Surroundings};
 use crate::server_metrics::{Scraper, ServerMetrics};
 
 /// What a trial measured.
+#[derive(Default)]
 pub(super) struct Measured {
     /// All load requests, summarised.
     pub summary: Summary,
@@ -37,34 +38,28 @@ pub(super) struct Measured {
     pub samples: Vec<ScoredSample>,
     /// Run, target, SLO and accuracy checks (or the server's failure).
     pub checks: Vec<Check>,
-    /// `embedded` or `attach` (set once the servers are known).
-    pub server: ServerKind,
     /// The servers' own metrics over the load, one per scraped server.
     pub server_metrics: Vec<ServerMetrics>,
 }
 
 impl Measured {
-    fn failed(server: ServerKind, error: &TrialError) -> Measured {
+    fn failed(error: &TrialError) -> Measured {
         Measured {
-            summary: Summary::default(),
-            endpoints: Vec::new(),
-            records: Vec::new(),
-            accuracy: None,
-            samples: Vec::new(),
             checks: vec![judge::run::server_unusable(error.to_string())],
-            server,
-            server_metrics: Vec::new(),
+            ..Measured::default()
         }
     }
 }
 
 /// Brings up the plan's servers, measures, and takes them down (spawned ones stay with the
 /// session). Anything that goes wrong is a failed check of the result, never an error.
+/// Returns what served the trial (the kind of its first endpoint's server) with what it
+/// measured.
 pub(super) async fn measure(
     session: &Session,
     plan: &TrialPlan,
     baseline: &dyn Baseline,
-) -> Measured {
+) -> (ServerKind, Measured) {
     let case = plan.case();
     let spec = &case.spec;
     let ctx = &session.context;
@@ -81,15 +76,15 @@ pub(super) async fn measure(
         }],
         None => spec.destinations(),
     };
-    let label = destinations
+    let server = destinations
         .first()
         .map_or(ServerKind::Embedded, |d| d.server.kind());
     let Some(model) = case.model.as_ref() else {
-        return Measured::failed(label, &TrialError::NoModel);
+        return (server, Measured::failed(&TrialError::NoModel));
     };
     let task = match accuracy_task(plan) {
         Ok(task) => task,
-        Err(e) => return Measured::failed(label, &e),
+        Err(e) => return (server, Measured::failed(&e)),
     };
     let key = Arc::new(task.as_ref().map(AnswerKey::for_task).unwrap_or_default());
     let case_dir = case.path.parent().unwrap_or(Path::new("."));
@@ -111,7 +106,7 @@ pub(super) async fn measure(
                     endpoint: destination.name.clone(),
                     source,
                 };
-                return Measured::failed(label, &error);
+                return (server, Measured::failed(&error));
             }
         }
     }
@@ -140,11 +135,10 @@ pub(super) async fn measure(
         .map(judge::run::server_unusable)
         .collect();
     shutdown_all(servers).await;
-    let mut measured = result.unwrap_or_else(|e| Measured::failed(label, &e));
-    measured.server = label;
+    let mut measured = result.unwrap_or_else(|e| Measured::failed(&e));
     measured.checks.splice(0..0, notes);
     measured.checks.extend(deaths);
-    measured
+    (server, measured)
 }
 
 /// The case's accuracy task, read from its files, for the kinds that run one.
@@ -195,14 +189,10 @@ async fn drive(
             let samples = ask_all(task, accuracy, &client, spec.api, None).await;
             let (summary, checks) = judge::accuracy::judge(task, accuracy, &samples, None);
             return Ok(Measured {
-                summary: Summary::default(),
-                endpoints: Vec::new(),
-                records: Vec::new(),
                 accuracy: Some(summary),
                 samples,
                 checks,
-                server: ServerKind::Embedded,
-                server_metrics: Vec::new(),
+                ..Measured::default()
             });
         }
     };
@@ -365,10 +355,7 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
         summary,
         endpoints,
         records: outcome.records,
-        accuracy: None,
-        samples: Vec::new(),
         checks,
-        server: ServerKind::Embedded,
-        server_metrics: Vec::new(),
+        ..Measured::default()
     }
 }

@@ -22,18 +22,18 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
             (report, Vec::new(), Vec::new(), Some(study))
         }
         TrialPlan::Load(load) => {
-            let mut measured = measure_on_client_runtime(session, plan)?;
+            let (server, mut measured) = measure_on_client_runtime(session, plan)?;
             let (records, samples) = take_files(&mut measured);
             let body = TrialBody::Load(Box::new(load_body(load, &mut measured)));
             (
-                report(session, plan, body, measured),
+                report(session, plan, server, body, measured),
                 records,
                 samples,
                 None,
             )
         }
         TrialPlan::Accuracy(_) => {
-            let mut measured = measure_on_client_runtime(session, plan)?;
+            let (server, mut measured) = measure_on_client_runtime(session, plan)?;
             let (records, samples) = take_files(&mut measured);
             let body = TrialBody::Accuracy(AccuracyBody {
                 concurrency: plan
@@ -45,7 +45,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
                 accuracy: measured.accuracy.take(),
             });
             (
-                report(session, plan, body, measured),
+                report(session, plan, server, body, measured),
                 records,
                 samples,
                 None,
@@ -69,7 +69,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
 fn measure_on_client_runtime(
     session: &Session,
     plan: &TrialPlan,
-) -> Result<Measured, SessionError> {
+) -> Result<(ServerKind, Measured), SessionError> {
     let runtime = client_runtime(session.client_threads)?;
     let baseline = SessionBaseline {
         session: &session.scores,
@@ -135,7 +135,13 @@ fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
 }
 
 /// The report of a load or accuracy trial: its body and the checks it measured.
-fn report(session: &Session, plan: &TrialPlan, body: TrialBody, measured: Measured) -> TrialReport {
+fn report(
+    session: &Session,
+    plan: &TrialPlan,
+    server: ServerKind,
+    body: TrialBody,
+    measured: Measured,
+) -> TrialReport {
     let case = plan.case();
     let model = case
         .model
@@ -143,7 +149,7 @@ fn report(session: &Session, plan: &TrialPlan, body: TrialBody, measured: Measur
         .map(|m| m.name.clone())
         .unwrap_or_default();
     TrialReport {
-        meta: meta(&session.context.run_id, plan, model, measured.server),
+        meta: meta(&session.context.run_id, plan, model, server),
         body,
         verdict: Verdict::from_checks(measured.checks),
     }

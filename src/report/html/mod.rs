@@ -377,7 +377,7 @@ fn trial_facts(r: &TrialReport) -> String {
         r.meta.model,
         r.meta.server.as_str(),
         r.meta.api.map_or("-", |a| a.as_str()),
-        r.mode_label(),
+        r.listing().mode,
         r.meta.timestamp
     );
     if let Some(adjusted) = r.load().and_then(|l| l.adjusted.as_ref()) {
