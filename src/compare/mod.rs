@@ -17,9 +17,9 @@
 //! `regressed`/`improved` when significant at the confidence level, `unchanged` otherwise.
 
 pub mod gate;
-pub mod runs;
 pub mod metric;
 pub mod render;
+pub mod runs;
 pub mod sample;
 pub mod stats;
 
@@ -218,13 +218,14 @@ fn compare_metric(
             let alpha = 1.0 - gate.confidence;
             let worse = stats::fisher_more_failures(bf, bt, nf, nt);
             let better = stats::fisher_more_failures(nf, nt, bf, bt);
-            let (outcome, p_value) = if worse < alpha && new_rate - base_rate > gate.max_error_rate_increase {
-                (Outcome::Regressed, worse)
-            } else if better < alpha {
-                (Outcome::Improved, better)
-            } else {
-                (Outcome::Unchanged, worse.min(better))
-            };
+            let (outcome, p_value) =
+                if worse < alpha && new_rate - base_rate > gate.max_error_rate_increase {
+                    (Outcome::Regressed, worse)
+                } else if better < alpha {
+                    (Outcome::Improved, better)
+                } else {
+                    (Outcome::Unchanged, worse.min(better))
+                };
             Ok(MetricComparison {
                 metric,
                 base: base_rate,

@@ -35,7 +35,12 @@ impl Answers {
             filter: filter.to_string(),
             correct: samples
                 .iter()
-                .map(|s| (s.id.clone(), s.correct.get(filter).copied().unwrap_or(false)))
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        s.correct.get(filter).copied().unwrap_or(false),
+                    )
+                })
                 .collect(),
         }
     }
@@ -96,7 +101,10 @@ impl TrialData {
 
     /// Throughput in each of equal windows over the measured window, blocked by the windows
     /// one request spans. Output tokens are spread evenly over each request's decode (first
-    /// to last chunk); a request counts for `req_s` in the window it completed in.
+    /// to last chunk), and each request over its life (send to last chunk), so the mean over
+    /// the windows is the summary's figure (tokens or requests over the measured window)
+    /// while a closed loop's completions, which come in waves, do not make neighbouring
+    /// windows swing between waves.
     pub fn windows(&self, throughput: Throughput) -> Sample {
         let duration_ms = self.duration_s * 1000.0;
         let Some(origin) = self.records.iter().map(|r| r.send_ms).reduce(f64::min) else {
@@ -119,14 +127,13 @@ impl TrialData {
             ok += 1;
             let (start, end) = (r.send_ms + ttft, r.send_ms + e2el);
             spans += e2el / width;
-            match throughput {
-                Throughput::ReqS => totals[index(end)] += 1.0,
+            let (amount, from) = match throughput {
+                Throughput::ReqS => (1.0, r.send_ms),
                 Throughput::OutputTokS | Throughput::TputUser => {
-                    spread(&mut totals, r.output_tokens.unwrap_or(0) as f64, start, end, |t| {
-                        (t - origin) / width
-                    })
+                    (r.output_tokens.unwrap_or(0) as f64, start)
                 }
-            }
+            };
+            spread(&mut totals, amount, from, end, |t| (t - origin) / width);
         }
         let seconds = width / 1000.0;
         let values: Vec<f64> = totals.into_iter().map(|v| v / seconds).collect();

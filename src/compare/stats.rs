@@ -15,7 +15,9 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Hypergeometric, Normal, StudentsT};
+use statrs::distribution::{
+    Binomial, ContinuousCDF, DiscreteCDF, Hypergeometric, Normal, StudentsT,
+};
 
 /// Resamples per bootstrap interval. 2,000 puts the 2.5 % and 97.5 % percentiles of the
 /// resampled ratios within about ±0.5 % of their converged values for the sample sizes a
@@ -187,8 +189,7 @@ pub fn ratio_interval(
     for _ in 0..RESAMPLES {
         base.resample(&mut rng, &mut base_draw);
         new.resample(&mut rng, &mut new_draw);
-        let (Some(b), Some(n)) = (statistic.of(&mut base_draw), statistic.of(&mut new_draw))
-        else {
+        let (Some(b), Some(n)) = (statistic.of(&mut base_draw), statistic.of(&mut new_draw)) else {
             continue;
         };
         if b > 0.0 {

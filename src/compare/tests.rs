@@ -111,7 +111,12 @@ fn fewer_tokens_per_second_regress_output_throughput() {
         &gate(&[Metric::Throughput(Throughput::OutputTokS)]),
         1,
     );
-    assert_eq!(c.metrics[0].outcome, Outcome::Regressed, "{:?}", c.metrics[0]);
+    assert_eq!(
+        c.metrics[0].outcome,
+        Outcome::Regressed,
+        "{:?}",
+        c.metrics[0]
+    );
     assert!((c.metrics[0].change + 11.0 / 51.0).abs() < 0.01);
 }
 
@@ -130,7 +135,11 @@ fn a_and_a_comparisons_regress_at_most_as_often_as_the_confidence_allows() {
         let base = serial_run(200, 100.0, 5.0, 2 * i);
         let new = serial_run(200, 100.0, 5.0, 2 * i + 1);
         let c = compare_trial("t", &base, &new, &strict, i);
-        regressed += c.metrics.iter().filter(|m| m.outcome == Outcome::Regressed).count();
+        regressed += c
+            .metrics
+            .iter()
+            .filter(|m| m.outcome == Outcome::Regressed)
+            .count();
     }
     // 1 − confidence of 400 metric comparisons is 20; slack for sampling: +10.
     assert!(regressed <= 30, "{regressed} of {} regressed", 2 * trials);
@@ -183,7 +192,9 @@ fn blocks_keep_coupled_a_and_a_runs_from_regressing() {
         assert!(base.latency(Latency::Ttft).block >= 16);
         let c = compare_trial("t", &base, &new, &strict, i);
         blocked += usize::from(c.metrics[0].outcome == Outcome::Regressed);
-        if let Some((lo, hi)) = c.metrics[0].interval { zs.push(c.metrics[0].change / ((hi - lo) / 3.92)); }
+        if let Some((lo, hi)) = c.metrics[0].interval {
+            zs.push(c.metrics[0].change / ((hi - lo) / 3.92));
+        }
         let b = stats::Sample::independent(base.latency(Latency::Ttft).values);
         let n = stats::Sample::independent(new.latency(Latency::Ttft).values);
         let ci = stats::ratio_interval(&b, &n, Statistic::Mean, 0.95, i).expect("ci");
@@ -195,7 +206,10 @@ fn blocks_keep_coupled_a_and_a_runs_from_regressing() {
     eprintln!("coupled A/A: spread of change/sd {spread:.2}");
     assert!((0.8..1.25).contains(&spread), "spread {spread}");
     eprintln!("coupled A/A: {blocked} of {trials} regressed with blocks, {independent} without");
-    assert!(blocked <= 2 * trials as usize / 40 + 4, "blocked: {blocked}");
+    assert!(
+        blocked <= 2 * trials as usize / 40 + 4,
+        "blocked: {blocked}"
+    );
     assert!(independent > 2 * blocked + 5, "{independent} vs {blocked}");
 }
 
@@ -214,7 +228,12 @@ fn more_failures_regress_the_error_rate_and_one_more_does_not() {
     let mut one = serial_run(200, 100.0, 5.0, 2);
     fail(&mut one, 1);
     let c = compare_trial("t", &base, &one, &gate(&[Metric::ErrorRate]), 1);
-    assert_eq!(c.metrics[0].outcome, Outcome::Unchanged, "{:?}", c.metrics[0]);
+    assert_eq!(
+        c.metrics[0].outcome,
+        Outcome::Unchanged,
+        "{:?}",
+        c.metrics[0]
+    );
 }
 
 /// 200 questions; BASE right on 150. NEW loses 14 and gains 4: −5 points.
