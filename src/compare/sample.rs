@@ -116,7 +116,6 @@ impl TrialData {
         let count = ((self.duration_s * WINDOWS_PER_SECOND).round() as usize)
             .clamp(MIN_WINDOWS, MAX_WINDOWS);
         let width = duration_ms / count as f64;
-        let index = |t: f64| (((t - origin) / width).floor().max(0.0) as usize).min(count - 1);
         let mut totals = vec![0.0; count];
         let mut spans = 0.0;
         let mut ok = 0usize;

@@ -263,10 +263,11 @@ fn mcnemar_judges_paired_answers(
     #[case] expected: Outcome,
     #[case] change: f64,
 ) {
-    let mut base = TrialData::default();
-    base.answers = Some(answers(None));
-    let mut new = TrialData::default();
-    new.answers = Some(answers(churn));
+    let with = |answers| TrialData {
+        answers: Some(answers),
+        ..TrialData::default()
+    };
+    let (base, new) = (with(answers(None)), with(answers(churn)));
     let c = compare_trial("t", &base, &new, &gate(&[Metric::Accuracy]), 1);
     let m = &c.metrics[0];
     assert_eq!(m.outcome, expected, "{m:?}");
@@ -276,12 +277,16 @@ fn mcnemar_judges_paired_answers(
 
 #[test]
 fn an_unpaired_question_is_left_out() {
-    let mut base = TrialData::default();
-    base.answers = Some(answers(None));
+    let base = TrialData {
+        answers: Some(answers(None)),
+        ..TrialData::default()
+    };
     let mut other = answers(None);
     other.correct = [("elsewhere".to_string(), true)].into();
-    let mut new = TrialData::default();
-    new.answers = Some(other);
+    let new = TrialData {
+        answers: Some(other),
+        ..TrialData::default()
+    };
     let c = compare_trial("t", &base, &new, &gate(&[Metric::Accuracy]), 1);
     assert!(c.metrics.is_empty());
     assert_eq!(c.skipped, ["accuracy: no question asked in both runs"]);
