@@ -3,6 +3,7 @@
 mod accuracy;
 pub mod answer;
 pub mod fault;
+pub mod gate;
 pub mod load;
 pub mod request;
 pub mod requirement;

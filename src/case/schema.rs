@@ -103,6 +103,9 @@ pub struct CaseSpec {
     /// The scaling study of `sim` trials.
     #[serde(default)]
     pub sim: Option<SimStudySpec>,
+    /// How a run compared with a baseline (`run --baseline`) judges this case's trials.
+    #[serde(default)]
+    pub gate: Option<super::gate::Gate>,
     /// Expected verdict. `fail` documents a case that must fail its checks: the trial passes
     /// only when the verdict is FAIL, so the failure path is exercised on every run.
     #[serde(default)]

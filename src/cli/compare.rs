@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::compare::gate::{self, Gate, InconclusivePolicy};
+use crate::case::gate::{self, Gate, InconclusivePolicy};
 use crate::compare::runs::{self, DEFAULT_SEED};
 use crate::compare::{Outcome, render};
 
@@ -50,7 +50,7 @@ pub struct GateArgs {
     #[arg(long, value_name = "LIST")]
     pub metrics: Option<String>,
     /// What an inconclusive metric does: pass (with a warning) or fail.
-    #[arg(long, value_enum, default_value = "pass")]
+    #[arg(long, default_value = "pass")]
     pub inconclusive: InconclusivePolicy,
 }
 

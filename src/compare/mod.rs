@@ -16,8 +16,7 @@
 //! is better by more than the allowed change, `unchanged` otherwise. The tests give
 //! `regressed`/`improved` when significant at the confidence level, `unchanged` otherwise.
 
-pub mod gate;
-pub mod metric;
+pub mod baseline;
 pub mod render;
 pub mod runs;
 pub mod sample;
@@ -28,11 +27,10 @@ use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
 
-pub use gate::{Gate, InconclusivePolicy};
-pub use metric::Metric;
+pub use crate::case::gate::{Gate, InconclusivePolicy, Metric};
 pub use sample::{Answers, TrialData};
 
-use metric::Throughput;
+use crate::case::gate::{Stat, Throughput};
 use stats::{RatioInterval, Statistic};
 
 /// What a comparison concluded about one metric.
@@ -172,7 +170,7 @@ fn compare_metric(
         Metric::Latency(latency, stat) => {
             let (b, n) = (base.latency(latency), new.latency(latency));
             let samples = (b.values.len(), n.values.len());
-            let interval = stats::ratio_interval(&b, &n, stat.statistic(), gate.confidence, seed)
+            let interval = stats::ratio_interval(&b, &n, statistic(stat), gate.confidence, seed)
                 .ok_or("no successful request on one side")?;
             let mut compared = ratio_comparison(metric, interval, samples, gate);
             let fewest = samples.0.min(samples.1);
@@ -186,8 +184,8 @@ fn compare_metric(
         }
         Metric::Throughput(Throughput::TputUser) => {
             let (b, n) = (
-                base.latency(metric::Latency::Tpot),
-                new.latency(metric::Latency::Tpot),
+                base.latency(crate::case::gate::Latency::Tpot),
+                new.latency(crate::case::gate::Latency::Tpot),
             );
             let samples = (b.values.len(), n.values.len());
             let tpot = stats::ratio_interval(&b, &n, Statistic::Mean, gate.confidence, seed)
@@ -280,6 +278,11 @@ fn compare_metric(
             })
         }
     }
+}
+
+/// The bootstrap statistic of a gated statistic.
+fn statistic(stat: Stat) -> Statistic {
+    stat.quantile().map_or(Statistic::Mean, Statistic::Quantile)
 }
 
 /// The outcome of a ratio interval under the gate's allowed change.

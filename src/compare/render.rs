@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::metric::Metric;
+use super::Metric;
 use super::runs::RunComparison;
 use super::{MetricComparison, Outcome, TrialComparison};
 
@@ -36,6 +36,13 @@ fn row(m: &MetricComparison) -> [String; 6] {
         interval,
         m.outcome.as_str().to_string(),
     ]
+}
+
+/// A metric's row in one line: `base 100.1 → new 115.3: +15.2 % [+11.0 %, +19.9 %],
+/// regressed`.
+pub fn summary(m: &MetricComparison) -> String {
+    let [_, base, new, change, interval, outcome] = row(m);
+    format!("base {base} → new {new}: {change} {interval}, {outcome}")
 }
 
 /// Plain columns, padded, for the terminal.

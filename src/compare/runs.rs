@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::gate::Gate;
+use super::Gate;
 use super::sample::{Answers, TrialData};
 use super::{Outcome, TrialComparison, compare_trial};
 use crate::accuracy::summary::ScoredSample;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::metric::{Latency, Throughput};
 use super::stats::{self, Sample};
 use crate::accuracy::summary::ScoredSample;
+use crate::case::gate::{Latency, Throughput};
 use crate::metrics::RequestRecord;
 
 /// One trial's evidence, as a comparison needs it.

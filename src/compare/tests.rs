@@ -5,8 +5,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, LogNormal, Normal};
 use rstest::rstest;
 
-use super::metric::{Latency, Stat, Throughput};
 use super::*;
+use crate::case::gate::{Latency, Stat, Throughput};
 use crate::metrics::{ErrorClass, RequestRecord};
 
 /// `n` requests one after another, 100 ms apart: TTFT log-normal around `ttft_ms` (CV about

@@ -1,10 +1,8 @@
-//! The metrics a comparison gates on, by name (`ttft_ms.p95`, `output_tok_s`, `error_rate`,
+//! The metrics a baseline comparison gates on, by name (`ttft_ms.p95`, `output_tok_s`, `error_rate`,
 //! `accuracy`), and which way is worse for each.
 
 use std::fmt;
 use std::str::FromStr;
-
-use super::stats::Statistic;
 
 /// A per-request latency with a distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,14 +62,14 @@ impl Stat {
         }
     }
 
-    /// The bootstrap statistic it is.
-    pub fn statistic(self) -> Statistic {
+    /// The quantile it is, in (0, 1); none for the mean.
+    pub fn quantile(self) -> Option<f64> {
         match self {
-            Stat::Mean => Statistic::Mean,
-            Stat::P50 => Statistic::Quantile(0.50),
-            Stat::P90 => Statistic::Quantile(0.90),
-            Stat::P95 => Statistic::Quantile(0.95),
-            Stat::P99 => Statistic::Quantile(0.99),
+            Stat::Mean => None,
+            Stat::P50 => Some(0.50),
+            Stat::P90 => Some(0.90),
+            Stat::P95 => Some(0.95),
+            Stat::P99 => Some(0.99),
         }
     }
 

@@ -1,12 +1,17 @@
-//! How strict a comparison is: the allowed change, the confidence, the metrics, and what an
-//! inconclusive metric does to the verdict.
+//! How strict a comparison with a baseline is: the allowed change, the confidence, the
+//! metrics, and what an inconclusive metric does to the verdict. A case sets it with `gate:`;
+//! `llm-stress compare` and `run --baseline` take the same settings as flags.
+
+pub mod metric;
+
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::metric::Metric;
+pub use metric::{Latency, Metric, Stat, Throughput, UnknownMetric};
 
 /// What an `inconclusive` metric does to the verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InconclusivePolicy {
     /// Passes, with a warning (the default: a gate should not flap on noise).
@@ -16,8 +21,21 @@ pub enum InconclusivePolicy {
     Fail,
 }
 
+impl FromStr for InconclusivePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<InconclusivePolicy, String> {
+        match text {
+            "pass" => Ok(InconclusivePolicy::Pass),
+            "fail" => Ok(InconclusivePolicy::Fail),
+            _ => Err(format!("`{text}` is not `pass` or `fail`")),
+        }
+    }
+}
+
 /// The comparison's settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawGate")]
 pub struct Gate {
     /// The largest change that is not a regression, as a fraction (0.10 = 10 %).
     pub max_regression: f64,
@@ -55,7 +73,10 @@ pub enum GateError {
     Confidence(f64),
     /// A metric name that is not one.
     #[error(transparent)]
-    Metric(#[from] super::metric::UnknownMetric),
+    Metric(#[from] UnknownMetric),
+    /// A fraction that is not one.
+    #[error("{0}")]
+    Fraction(String),
 }
 
 impl Gate {
@@ -76,6 +97,67 @@ impl Gate {
             .filter(|s| !s.trim().is_empty())
             .map(|s| s.parse().map_err(GateError::from))
             .collect()
+    }
+}
+
+/// A fraction as YAML gives it: a number (`0.10`) or text (`10%`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Fraction {
+    Number(f64),
+    Text(String),
+}
+
+impl Fraction {
+    fn value(&self) -> Result<f64, GateError> {
+        match self {
+            Fraction::Number(v) => Ok(*v),
+            Fraction::Text(t) => parse_fraction(t).map_err(GateError::Fraction),
+        }
+    }
+}
+
+/// `gate:` as written in a case; every key optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGate {
+    #[serde(default)]
+    max_regression: Option<Fraction>,
+    #[serde(default)]
+    confidence: Option<f64>,
+    #[serde(default)]
+    metrics: Option<Vec<String>>,
+    #[serde(default)]
+    max_error_rate_increase: Option<Fraction>,
+    #[serde(default)]
+    inconclusive: Option<InconclusivePolicy>,
+}
+
+impl TryFrom<RawGate> for Gate {
+    type Error = GateError;
+
+    fn try_from(raw: RawGate) -> Result<Gate, GateError> {
+        let defaults = Gate::default();
+        Gate {
+            max_regression: match raw.max_regression {
+                Some(f) => f.value()?,
+                None => defaults.max_regression,
+            },
+            confidence: raw.confidence.unwrap_or(defaults.confidence),
+            metrics: match raw.metrics {
+                Some(names) => names
+                    .iter()
+                    .map(|n| n.parse().map_err(GateError::from))
+                    .collect::<Result<_, _>>()?,
+                None => defaults.metrics,
+            },
+            max_error_rate_increase: match raw.max_error_rate_increase {
+                Some(f) => f.value()?,
+                None => defaults.max_error_rate_increase,
+            },
+            inconclusive: raw.inconclusive.unwrap_or(defaults.inconclusive),
+        }
+        .validated()
     }
 }
 
@@ -114,6 +196,23 @@ mod tests {
     #[case("inf")]
     fn a_non_number_is_an_error(#[case] text: &str) {
         assert!(parse_fraction(text).is_err());
+    }
+
+    #[test]
+    fn a_case_gate_reads_percentages_names_and_defaults() {
+        let gate: Gate = serde_saphyr::from_str(
+            "max_regression: 5%\nmetrics: [ttft_ms.p95, accuracy]\ninconclusive: fail\n",
+        )
+        .expect("a gate");
+        assert_eq!(gate.max_regression, 0.05);
+        assert_eq!(gate.confidence, 0.95);
+        assert_eq!(gate.metrics.len(), 2);
+        assert_eq!(gate.inconclusive, InconclusivePolicy::Fail);
+        let error = serde_saphyr::from_str::<Gate>("metrics: [ttft.p95]\n")
+            .expect_err("unknown metric")
+            .to_string();
+        assert!(error.contains("did you mean `ttft_ms.p95`"), "{error}");
+        assert!(serde_saphyr::from_str::<Gate>("max_regresion: 5%\n").is_err());
     }
 
     #[test]
