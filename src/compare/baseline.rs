@@ -73,10 +73,10 @@ impl BaselineRun {
             records.to_vec(),
             report.summary().map_or(0.0, |s| s.duration_s),
         );
-        if let Some(accuracy) = report.accuracy() {
-            if !samples.is_empty() {
-                new.answers = Some(Answers::from_samples(&accuracy.judged_filter, samples));
-            }
+        if let Some(accuracy) = report.accuracy()
+            && !samples.is_empty()
+        {
+            new.answers = Some(Answers::from_samples(&accuracy.judged_filter, samples));
         }
         Some(Ok(compare_trial(&name, &base, &new, &gate, self.seed)))
     }
