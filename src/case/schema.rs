@@ -393,6 +393,10 @@ pub struct MatrixSpec {
     pub concurrency: Vec<u32>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
+    /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts
+    /// (TRT-LLM's `multi_round`), so a closed loop refills each stream `rounds` times and its
+    /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
+    pub rounds: Option<u32>,
 }
 
 /// Performance target tier.
