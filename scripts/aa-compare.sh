@@ -23,7 +23,8 @@ for i in $(seq 1 "$pairs"); do
   echo "pair $i: exit $code"
 done
 echo "== trial outcomes over $pairs pairs"
-grep -h ' — ' "$out"/compare-*.txt | awk '{print $NF}' | sort | uniq -c
+grep -h '^\[.* — ' "$out"/compare-*.txt | awk '{print $NF}' | sort | uniq -c
 echo "== metrics not unchanged"
-grep -h -E ' (regressed|inconclusive|improved)$' "$out"/compare-*.txt | awk '{print $1, $NF}' | sort | uniq -c
+grep -h -E ' (regressed|inconclusive|improved)$' "$out"/compare-*.txt | grep -v '^\[' \
+  | awk '{print $1, $NF}' | sort | uniq -c
 echo "output: $out"
