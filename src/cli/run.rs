@@ -59,6 +59,32 @@ pub struct Args {
     push_interval: Option<humantime::Duration>,
 }
 
+impl Args {
+    /// Every trial of the cases in `cases`, written under `out`, with the other settings at
+    /// their defaults (the variables `run` reads are still read).
+    pub(super) fn for_folder(
+        cases: PathBuf,
+        out: Option<PathBuf>,
+        progress: ProgressSetting,
+    ) -> Args {
+        Args {
+            cases,
+            url: None,
+            out,
+            filter: None,
+            tags: Vec::new(),
+            set: Vec::new(),
+            progress,
+            analysis: AnalysisArgs::default(),
+            push: PushArgs::default(),
+            baseline: None,
+            baseline_run: None,
+            gate: super::compare::GateArgs::default(),
+            push_interval: None,
+        }
+    }
+}
+
 /// Runs every trial; the exit code is 1 when any failed.
 pub fn exec(args: Args) -> Result<ExitCode> {
     let publisher = Publisher::new(

@@ -106,3 +106,63 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("override `matrix.concurrency`"), "{stderr}");
 }
+
+/// `llm-stress bench --url … --concurrency 1,4` against the embedded server: no YAML written
+/// by the user, the same trial folders, `results.csv` rows and run reports as a case.
+#[test]
+fn bench_from_flags_writes_the_reports_of_a_case() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime
+        .block_on(llm_stress::server::embedded::EmbeddedServer::start(
+            llm_stress::case::EmbeddedSpec {
+                ttft_ms: 2.0,
+                tpot_ms: 1.0,
+                ..Default::default()
+            },
+            "served".into(),
+            0,
+        ))
+        .expect("embedded server");
+    let out = crate::support::Temp::new("bench-flags");
+    let run = Command::new(env!("CARGO_BIN_EXE_llm-stress"))
+        .args([
+            "bench",
+            "--url",
+            &server.base_url(),
+            "--isl",
+            "32",
+            "--osl",
+            "8",
+        ])
+        .args([
+            "--concurrency",
+            "1,4",
+            "--rounds",
+            "2",
+            "--progress",
+            "off",
+            "--out",
+        ])
+        .arg(out.path())
+        .env_remove("LLM_STRESS_URL")
+        .env_remove("LLM_STRESS_SET")
+        .env("LLM_STRESS_RUN_ID", "flags")
+        .output()
+        .expect("llm-stress bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for trial in ["isl32_osl8_c1_n2", "isl32_osl8_c4_n8"] {
+        let dir = out.path().join("flags/perf/bench").join(trial);
+        assert!(dir.join("summary.json").is_file(), "{}", dir.display());
+        assert!(dir.join("records.jsonl").is_file());
+    }
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(out.path().join("flags/report.html").is_file());
+    assert!(out.path().join("bench-cases/bench.yaml").is_file());
+    runtime.block_on(server.shutdown());
+}
