@@ -11,7 +11,7 @@ use crate::case::Overrides;
 use crate::compare::baseline::BaselineRun;
 use crate::plan::discovery::{Discovered, discover_with};
 use crate::progress::{self, ProgressDisplay, ProgressSetting};
-use crate::session::sinks::{Publisher, TablePrinter, TrialFiles};
+use crate::session::sinks::{Publisher, SampleWarnings, TablePrinter, TrialFiles};
 use crate::session::{RunContext, RunTally, Session, SessionError};
 
 /// Run the cases' trials and write reports.
@@ -54,6 +54,9 @@ pub struct Args {
     baseline_run: Option<String>,
     #[command(flatten)]
     gate: super::compare::GateArgs,
+    /// Warn when a trial's latency distribution holds fewer samples than this.
+    #[arg(long, value_name = "N")]
+    min_samples: Option<u64>,
     /// Also push every so often while the run goes (e.g. `30s`), not only at its end.
     #[arg(long, env = "LLM_STRESS_PUSH_INTERVAL", requires = "pushgateway")]
     push_interval: Option<humantime::Duration>,
@@ -81,6 +84,7 @@ impl Args {
             baseline_run: None,
             gate: super::compare::GateArgs::default(),
             push_interval: None,
+            min_samples: None,
         }
     }
 }
@@ -103,6 +107,9 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     }
     if let Some(display) = args.progress.style().map(ProgressDisplay::start) {
         session = display.watch(session);
+    }
+    if let Some(min) = args.min_samples {
+        session = session.with_sink(SampleWarnings { min });
     }
     let session = session
         .with_sink(TrialFiles::new(context.out_dir.clone()))
