@@ -19,6 +19,10 @@ pub struct LoadedCase {
     pub model: Option<ModelSpec>,
     /// Where the model spec was read from (set together with `model`).
     pub model_path: Option<PathBuf>,
+    /// The case as it runs, as YAML: the file's text, or the document after the overrides.
+    pub resolved: String,
+    /// The overrides applied, as given (`matrix.concurrency=[1,8]`).
+    pub overrides: Vec<String>,
 }
 
 /// Why a case or model spec could not be used.
@@ -94,8 +98,9 @@ pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
 pub fn load_case_with(path: &Path, overrides: &Overrides) -> Result<LoadedCase, CaseError> {
     let text = read(path)?;
     let mut spec: CaseSpec = parse_yaml(path, &text)?;
+    let mut resolved = text;
     if !overrides.is_empty() {
-        spec = overrides.apply(path, &text)?;
+        (spec, resolved) = overrides.apply(path, &resolved)?;
     }
     validate(path, &spec)?;
     let (model, model_path) = match &spec.model {
@@ -124,6 +129,8 @@ pub fn load_case_with(path: &Path, overrides: &Overrides) -> Result<LoadedCase, 
         path: path.to_path_buf(),
         model,
         model_path,
+        resolved,
+        overrides: overrides.texts(),
     })
 }
 

@@ -68,8 +68,9 @@ impl Overrides {
     }
 
     /// The case in `text` (the file at `path`, already read once without overrides, so its
-    /// own mistakes were reported with line and column) with every override applied.
-    pub fn apply(&self, path: &Path, text: &str) -> Result<CaseSpec, CaseError> {
+    /// own mistakes were reported with line and column) with every override applied, and the
+    /// resolved document as YAML.
+    pub fn apply(&self, path: &Path, text: &str) -> Result<(CaseSpec, String), CaseError> {
         let invalid = |key: String, message: String| CaseError::Invalid {
             path: path.to_path_buf(),
             key,
@@ -82,7 +83,9 @@ impl Overrides {
                 invalid(o.key.join("."), format!("--set {}: {message}", o.text))
             })?;
         }
-        serde_path_to_error::deserialize(document).map_err(|e| {
+        let resolved = serde_saphyr::to_string(&document)
+            .map_err(|e| invalid("(document)".into(), e.to_string()))?;
+        let spec = serde_path_to_error::deserialize(document).map_err(|e| {
             let key = e.path().to_string();
             let given: Vec<&str> = self.0.iter().map(|o| o.text.as_str()).collect();
             invalid(
@@ -93,7 +96,13 @@ impl Overrides {
                     given.join(", --set ")
                 ),
             )
-        })
+        })?;
+        Ok((spec, resolved))
+    }
+
+    /// The overrides as given.
+    pub fn texts(&self) -> Vec<String> {
+        self.0.iter().map(|o| o.text.clone()).collect()
     }
 }
 
@@ -153,6 +162,7 @@ mod tests {
         Overrides::parse(settings)
             .map_err(|e| e.to_string())?
             .apply(Path::new("cases/c.yaml"), CASE)
+            .map(|(spec, _)| spec)
             .map_err(|e| e.to_string())
     }
 
@@ -168,6 +178,18 @@ mod tests {
         assert_eq!(matrix.concurrency, vec![1, 8]);
         assert_eq!(spec.load.seed, 7);
         assert!(spec.load.duration.is_some());
+    }
+
+    #[test]
+    fn the_resolved_document_reads_back_as_the_overridden_case() {
+        let overrides = Overrides::parse(&["matrix.concurrency=[1, 8]"]).expect("overrides");
+        let (spec, resolved) = overrides
+            .apply(Path::new("cases/c.yaml"), CASE)
+            .expect("a case");
+        let again: CaseSpec =
+            crate::case::load::parse_yaml(Path::new("case.yaml"), &resolved).expect("resolved");
+        assert_eq!(format!("{again:?}"), format!("{spec:?}"));
+        assert!(resolved.contains("concurrency"), "{resolved}");
     }
 
     #[test]

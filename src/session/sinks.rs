@@ -10,14 +10,14 @@ use crate::report::html::Extras;
 use crate::report::publish;
 use crate::report::pushgateway::{self, Gateway, PeriodicPush};
 use crate::report::table::{self, Numbers};
-use crate::report::{TrialReport, csv, trial_dir};
+use crate::report::{TrialReport, csv, rerun, trial_dir};
 use crate::sim::study::{self, StudyStep};
 
 /// A sim trial's table (as `llm-stress run` prints it), in its folder.
 pub const TABLE_FILE: &str = "table.md";
 
-/// Writes each finished trial's folder (`summary.json`, `records.jsonl`, `accuracy.jsonl`;
-/// a sim trial's study CSVs and table) and appends its row to the run's `results.csv` (not
+/// Writes each finished trial's folder (`summary.json`, `records.jsonl`, `accuracy.jsonl`,
+/// `case.yaml` and `rerun.json`; a sim trial's study CSVs and table) and appends its row to the run's `results.csv` (not
 /// for sim trials: those columns measure load).
 #[derive(Debug, Clone)]
 pub struct TrialFiles {
@@ -35,16 +35,18 @@ impl TrialFiles {
         let failed = !outcome.passed;
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
-            trial_dir::write(
+            let dir = trial_dir::write(
                 &self.out_dir,
                 report,
                 &outcome.records,
                 &outcome.samples,
                 failed,
             )?;
+            rerun::write(&dir, &outcome.case_yaml, &outcome.rerun)?;
             return Ok(());
         };
         let dir = trial_dir::write_summary(&self.out_dir, report, failed)?;
+        rerun::write(&dir, &outcome.case_yaml, &outcome.rerun)?;
         if !study_files.knee_runs.is_empty() {
             let name = StudyStep::ReplicaScaling.name();
             study::write_csv(&dir.join(format!("{name}.csv")), &study_files.knee_runs)?;

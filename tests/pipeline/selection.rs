@@ -93,6 +93,21 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     assert_eq!(rows.len(), 1, "{csv}");
     assert!(rows[0].contains("tagged::isl16_osl4_c1_n1"), "{csv}");
 
+    // The trial folder says how to run it again: the case as it ran, and the rest.
+    let folder = dir.out().join("selected/perf/tagged/isl16_osl4_c1_n1");
+    let case_yaml = std::fs::read_to_string(folder.join("case.yaml")).expect("case.yaml");
+    let rerun_again: llm_stress::case::CaseSpec =
+        llm_stress::case::load::parse_yaml(&folder.join("case.yaml"), &case_yaml)
+            .expect("case.yaml is a case");
+    assert_eq!(rerun_again.matrix.expect("matrix").concurrency, vec![1]);
+    let rerun: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join("rerun.json")).expect("rerun.json"),
+    )
+    .expect("rerun.json parses");
+    assert_eq!(rerun["overrides"][0], "matrix.concurrency=[1]");
+    assert_eq!(rerun["seed"], 0);
+    assert_eq!(rerun["llm_stress_version"], env!("CARGO_PKG_VERSION"));
+
     let bad = Command::new(env!("CARGO_BIN_EXE_llm-stress"))
         .arg("run")
         .arg(dir.cases())
