@@ -26,15 +26,7 @@ fn cases() -> CaseDir {
     dir
 }
 
-fn names(found: &[Discovered]) -> Vec<String> {
-    found
-        .iter()
-        .map(|d| match d {
-            Discovered::Plan(p) => p.full_name(),
-            Discovered::Broken { name, message, .. } => format!("broken {name}: {message}"),
-        })
-        .collect()
-}
+use crate::support::trial_names as names;
 
 #[test]
 fn overrides_change_every_case_before_its_trials_are_named() {
@@ -51,13 +43,14 @@ fn overrides_change_every_case_before_its_trials_are_named() {
         ]
     );
     let bad = Overrides::parse(&["matrix.concurency=[1]"]).expect("overrides");
-    let found = names(&discover_with(dir.cases(), None, &bad));
-    assert!(
-        found
-            .iter()
-            .all(|n| n.starts_with("broken") && n.contains("concurency")),
-        "{found:?}"
-    );
+    let found = discover_with(dir.cases(), None, &bad);
+    assert_eq!(found.len(), 2, "{:?}", names(&found));
+    for d in &found {
+        let Discovered::Broken { message, .. } = d else {
+            panic!("a broken case expected: {:?}", names(&found));
+        };
+        assert!(message.contains("concurency"), "{message}");
+    }
 }
 
 #[test]
