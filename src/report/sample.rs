@@ -308,3 +308,25 @@ pub fn sample_run() -> Run {
         notes: vec!["[perf] demo-chat::x ran 2 times in this run; the newest is shown".into()],
     }
 }
+
+/// Trials of one case at ISL 128 … 4096 and concurrency 1 whose median TTFT is
+/// 20 + 400·(ISL/4096)ᵏ ms: how prefill scales, with a known exponent.
+pub fn isl_series_run(k: f64) -> Vec<RunTrial> {
+    [128u32, 256, 512, 1024, 2048, 4096]
+        .into_iter()
+        .map(|isl| {
+            let mut report = sample_report();
+            report.meta.trial = format!("demo-chat::isl{isl}");
+            let load = report.load_mut().expect("a load trial");
+            load.isl = isl;
+            load.shape = LoadShape::Closed { concurrency: 1 };
+            if let Some(ttft) = load.summary.ttft_ms.as_mut() {
+                ttft.p50 = 20.0 + 400.0 * (f64::from(isl) / 4096.0).powf(k);
+            }
+            RunTrial {
+                report,
+                dir: PathBuf::new(),
+            }
+        })
+        .collect()
+}

@@ -8,6 +8,7 @@
 //! from measured numbers) and the re-run notes (which hold timestamps) are placeholders, as in
 //! the trial tables (see [`super::table`]).
 
+use super::analysis::prefill;
 use super::analysis::{Level, Quantity, RunAnalysis, Thresholds, analyse, analyse_run};
 use super::columns::{
     DETAIL_STATS, LATENCIES, NONE, combination, failure_reasons, latency, measured, number,
@@ -15,7 +16,7 @@ use super::columns::{
 };
 use super::markdown::{Align, Table, cell};
 use super::run::{Run, RunTrial};
-use super::sweep::sweeps;
+use super::sweep::{isl_series, sweeps};
 use super::table::{NUM, Numbers};
 use crate::judge::Status;
 
@@ -74,6 +75,13 @@ pub fn render(run: &Run, thresholds: &Thresholds, numbers: Numbers, detail: Deta
             out.push_str(&format!("\n{KNEE_INTRO}\n\n"));
             for knee in knees {
                 out.push_str(&format!("- {knee}\n"));
+            }
+        }
+        let prefill = prefill_scaling(trials, numbers);
+        if !prefill.is_empty() {
+            out.push_str(&format!("\n{PREFILL_INTRO}\n\n"));
+            for line in prefill {
+                out.push_str(&format!("- {line}\n"));
             }
         }
         let analysis = trial_analysis(trials, thresholds, numbers);
@@ -285,6 +293,36 @@ pub fn knees(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
         .collect()
 }
 
+/// How prefill scales along each series of trials that differ only in ISL (three lengths or
+/// more): `perf closed OSL 64, concurrency 1: TTFT ≈ … ; k = 1.02 [0.96, 1.08]: linear`, a
+/// super-linear class marked WARNING. Which series there are does not depend on what was
+/// measured; the fit does, and is redacted.
+pub fn prefill_scaling(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
+    isl_series(trials)
+        .into_iter()
+        .filter_map(|series| {
+            let fit = prefill::fit(&series.points)?;
+            let text = measured(numbers, PREFILL, || {
+                let warning = if fit.class == prefill::PrefillClass::SuperLinear {
+                    "WARNING: super-linear (something recomputes per request, or attention's \
+                     quadratic cost shows). "
+                } else {
+                    ""
+                };
+                format!("{warning}{}", fit.describe())
+            });
+            Some(format!("{}: {text}", series.label))
+        })
+        .collect()
+}
+
+/// What precedes the prefill-scaling lines.
+pub const PREFILL_INTRO: &str = "Prefill scaling (median TTFT = a + b·ISL^k, fitted on a log scale \
+     over trials that differ only in ISL; k ≈ 1 is linear):";
+
+/// Placeholder of a redacted prefill fit.
+pub const PREFILL: &str = "<fit>";
+
 /// Each load trial's analysis: the level and value of every quantity.
 pub fn trial_analysis(trials: &[RunTrial], thresholds: &Thresholds, numbers: Numbers) -> Table {
     let mut columns = vec![("trial", Align::Left), ("level", Align::Left)];
@@ -383,6 +421,24 @@ pub fn distributions(trials: &[RunTrial], metric: &str, numbers: Numbers) -> Tab
         table.row(row);
     }
     table
+}
+
+#[cfg(test)]
+mod prefill_tests {
+    use super::*;
+    use crate::report::sample::isl_series_run as prefill_trials;
+
+    #[test]
+    fn a_super_linear_prefill_is_a_warning_and_a_linear_one_is_not() {
+        let lines = prefill_scaling(&prefill_trials(1.5), Numbers::Measured);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("perf closed OSL 16, concurrency 1: WARNING: super-linear"));
+        let lines = prefill_scaling(&prefill_trials(1.0), Numbers::Measured);
+        assert!(lines[0].ends_with(": linear"), "{lines:?}");
+        assert!(!lines[0].contains("WARNING"), "{lines:?}");
+        let redacted = prefill_scaling(&prefill_trials(1.0), Numbers::Redacted);
+        assert_eq!(redacted, ["perf closed OSL 16, concurrency 1: <fit>"]);
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,53 @@ use super::run::RunTrial;
 use super::{LoadShape, TrialReport};
 use crate::case::Kind;
 
+/// The load trials of one case that share kind, mode, OSL and load, so that their points
+/// differ only in ISL: how TTFT grows with the prompt is read along one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IslSeries {
+    /// `perf closed OSL 64, concurrency 1`.
+    pub label: String,
+    /// (ISL, median TTFT in ms), by increasing ISL, one per ISL.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What the trials of one ISL series share: kind, mode, OSL, load.
+type IslKey = (Kind, &'static str, u32, String);
+
+/// The ISL series of a case's trials with two lengths or more.
+pub fn isl_series(trials: &[RunTrial]) -> Vec<IslSeries> {
+    let mut groups: BTreeMap<IslKey, Vec<(f64, f64)>> = BTreeMap::new();
+    for trial in trials {
+        let r = &trial.report;
+        let (Some((axis, load)), Some(body)) = (load_of(r), r.load()) else {
+            continue;
+        };
+        let Some(ttft) = body.summary.ttft_ms else {
+            continue;
+        };
+        groups
+            .entry((
+                r.meta.kind,
+                body.shape.mode().as_str(),
+                body.osl,
+                axis.describe(load),
+            ))
+            .or_default()
+            .push((f64::from(body.isl), ttft.p50));
+    }
+    groups
+        .into_iter()
+        .filter_map(|((kind, mode, osl, load), mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points.dedup_by(|a, b| a.0 == b.0);
+            (points.len() >= 2).then(|| IslSeries {
+                label: format!("{} {mode} OSL {osl}, {load}", kind.as_str()),
+                points,
+            })
+        })
+        .collect()
+}
+
 /// What the load of a sweep is measured in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Axis {

@@ -8,12 +8,10 @@ use super::chart::{Chart, Layer, Stroke};
 use super::markup::id;
 use super::{Extras, Overlay};
 use crate::case::Kind;
+use crate::report::analysis::prefill;
 use crate::report::run::RunTrial;
-use crate::report::sweep::{Axis, Sweep, load_of, sweeps};
+use crate::report::sweep::{Axis, Sweep, isl_series, load_of, sweeps};
 use crate::report::{ReportError, TrialReport};
-
-/// What the trials of one TTFT-against-ISL line share: kind, mode, OSL, load.
-type IslKey = (Kind, &'static str, u32, String);
 
 /// Every chart of a case, as HTML figures.
 pub fn case_figures(
@@ -133,43 +131,33 @@ fn percentiles(
     }
 }
 
-/// Median TTFT against ISL, one line per (kind, mode, OSL, load) with two ISLs or more.
+/// Median TTFT against ISL, one line per (kind, mode, OSL, load) with two ISLs or more, and
+/// the fitted prefill curve (TTFT = a + b·ISLᵏ) dashed over each with three or more.
 fn ttft_by_isl(case: &str, trials: &[RunTrial]) -> Option<Chart> {
-    let mut groups: BTreeMap<IslKey, Vec<(f64, f64)>> = BTreeMap::new();
-    for trial in trials {
-        let r = &trial.report;
-        let (Some((axis, load)), Some(body)) = (load_of(r), r.load()) else {
-            continue;
-        };
-        let Some(ttft) = body.summary.ttft_ms else {
-            continue;
-        };
-        let mode = body.shape.mode().as_str();
-        groups
-            .entry((r.meta.kind, mode, body.osl, axis.describe(load)))
-            .or_default()
-            .push((f64::from(body.isl), ttft.p50));
-    }
-    let layers: Vec<Layer> = groups
-        .into_iter()
-        .filter_map(|((kind, mode, osl, load), mut points)| {
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            points.dedup_by(|a, b| a.0 == b.0);
-            (points.len() >= 2).then(|| {
-                (
-                    format!("{} {mode} OSL {osl}, {load}", kind.as_str()),
-                    points,
-                )
-            })
-        })
-        .enumerate()
-        .map(|(i, (label, points))| Layer::Line {
-            label,
-            points,
+    let mut layers = Vec::new();
+    for (i, series) in isl_series(trials).into_iter().enumerate() {
+        if let Some(fit) = prefill::fit(&series.points) {
+            let (first, last) = (series.points[0].0, series.points[series.points.len() - 1].0);
+            let curve = (0..=40)
+                .map(|step| {
+                    let isl = first + (last - first) * f64::from(step) / 40.0;
+                    (isl, fit.at(isl))
+                })
+                .collect();
+            layers.push(Layer::Line {
+                label: format!("fit: k = {:.2} ({})", fit.k, fit.class.as_str()),
+                points: curve,
+                color: i,
+                stroke: Stroke::Dashed,
+            });
+        }
+        layers.push(Layer::Line {
+            label: series.label,
+            points: series.points,
             color: i,
             stroke: Stroke::SolidWithPoints,
-        })
-        .collect();
+        });
+    }
     (!layers.is_empty()).then(|| Chart {
         id: id(&format!("{case}-ttft-isl")),
         title: format!("{case}: median TTFT against input length"),
@@ -304,6 +292,31 @@ mod tests {
                 color: 0,
                 stroke: Stroke::SolidWithPoints,
             }]
+        );
+    }
+
+    #[test]
+    fn three_lengths_or_more_draw_the_fitted_prefill_curve() {
+        let chart =
+            ttft_by_isl("c", &crate::report::sample::isl_series_run(1.5)).expect("six lengths");
+        let [
+            Layer::Line {
+                label,
+                stroke,
+                points,
+                ..
+            },
+            Layer::Line { .. },
+        ] = chart.layers.as_slice()
+        else {
+            panic!("a fit and its points: {:?}", chart.layers);
+        };
+        assert_eq!(*stroke, Stroke::Dashed);
+        assert_eq!(label, "fit: k = 1.50 (super-linear)");
+        let last = points.last().expect("a curve");
+        assert!(
+            (last.0 - 4096.0).abs() < 1e-9 && (last.1 - 420.0).abs() < 1.0,
+            "{last:?}"
         );
     }
 

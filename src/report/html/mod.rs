@@ -25,8 +25,8 @@ use super::knee::MIN_GAIN;
 use super::markdown::{Align, Table};
 use super::run::{Run, RunTrial};
 use super::summary_md::{
-    KNEE_INTRO, by_case, case_table, counts, distributions, endpoints, in_verdict_order, knees,
-    run_analysis_table, trial_analysis,
+    KNEE_INTRO, PREFILL_INTRO, by_case, case_table, counts, distributions, endpoints,
+    in_verdict_order, knees, prefill_scaling, run_analysis_table, trial_analysis,
 };
 use super::table::Numbers;
 use super::{ReportError, TrialReport};
@@ -258,6 +258,14 @@ fn case_section(
         out.push_str(&format!("<p>{}</p><ul>", escape(KNEE_INTRO)));
         for knee in knees {
             out.push_str(&format!("<li>{}</li>", escape(&knee)));
+        }
+        out.push_str("</ul>");
+    }
+    let prefill = prefill_scaling(trials, Numbers::Measured);
+    if !prefill.is_empty() {
+        out.push_str(&format!("<p>{}</p><ul>", escape(PREFILL_INTRO)));
+        for line in prefill {
+            out.push_str(&format!("<li>{}</li>", escape(&line)));
         }
         out.push_str("</ul>");
     }
