@@ -9,6 +9,11 @@
 //! and the command line ([`cli`]) are thin adapters over the session. The serving simulator is
 //! the `llm-sim` crate, re-exported as [`sim`]; [`yaml`] and [`os`] come from `llm-stress-base`,
 //! which both share. See `ARCHITECTURE.md`.
+//!
+//! In another repository, trials can also be Rust functions: `#[llm_stress::perf]`,
+//! `#[llm_stress::stress]` and `#[llm_stress::accuracy]` on an
+//! `async fn NAME(t: Trial) -> TrialResult` ([`trial`]), run with the YAML cases by
+//! [`main!`] in a `harness = false` test target. `llm-stress init` sets that up.
 
 pub mod accuracy;
 pub mod bench;
@@ -27,6 +32,72 @@ pub mod report;
 pub mod server;
 pub mod server_metrics;
 pub mod session;
+pub mod trial;
 
 pub use llm_sim as sim;
 pub use llm_stress_base::{os, yaml};
+
+pub use llm_stress_macros::{accuracy, perf, stress};
+
+/// What a test target with attributed trials uses: `use llm_stress::prelude::*;`.
+pub mod prelude {
+    pub use crate::case::{Api, EmbeddedSpec, ServerSpec};
+    pub use crate::trial::{
+        Case, RequestCustomiser, Run, Trial, TrialError, TrialFailure, TrialResult,
+    };
+    pub use serde_json::{Value, json};
+}
+
+/// What the macros' expansions name; not for use by hand.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "insta")]
+    pub use insta;
+    pub use linkme;
+
+    pub use crate::trial::TRIALS;
+}
+
+/// The `main` of a `harness = false` test target: every YAML case in the crate's
+/// `stress-cases/` (or `LLM_STRESS_CASES`) and every attributed trial function of the
+/// binary, as one sorted list of trials for `cargo test` and nextest. Each passing trial's
+/// redacted table is checked against an insta snapshot in the crate's `snapshots/` (with the
+/// default `insta` feature). For other settings, write `main` with [`harness::Harness`].
+#[macro_export]
+macro_rules! main {
+    () => {
+        fn main() -> ::std::process::ExitCode {
+            let harness = $crate::harness::Harness::new(::core::env!("CARGO_MANIFEST_DIR"));
+            $crate::__with_snapshots!(harness).main()
+        }
+    };
+}
+
+/// The crate's insta snapshots, checked from the user's crate (so insta finds its folders).
+#[cfg(feature = "insta")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_snapshots {
+    ($harness:expr) => {
+        $harness.with_snapshot(::std::sync::Arc::new(|name: &str, table: &str| {
+            let mut settings = $crate::__private::insta::Settings::clone_current();
+            settings.set_snapshot_path(::core::concat!(
+                ::core::env!("CARGO_MANIFEST_DIR"),
+                "/snapshots"
+            ));
+            settings.set_prepend_module_to_snapshot(false);
+            settings.set_omit_expression(true);
+            settings.bind(|| $crate::__private::insta::assert_snapshot!(name.to_string(), table));
+        }))
+    };
+}
+
+/// Without the `insta` feature: no snapshots.
+#[cfg(not(feature = "insta"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_snapshots {
+    ($harness:expr) => {
+        $harness
+    };
+}

@@ -70,10 +70,12 @@ pub enum CheckSource {
     Accuracy,
     /// The simulator study's checks.
     Sim,
+    /// A check written in Rust by an attributed trial (`Run::check`).
+    Code,
 }
 
 impl CheckSource {
-    /// `run`, `target`, `slo`, `accuracy` or `sim`.
+    /// `run`, `target`, `slo`, `accuracy`, `sim` or `code`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckSource::Run => "run",
@@ -81,6 +83,7 @@ impl CheckSource {
             CheckSource::Slo => "slo",
             CheckSource::Accuracy => "accuracy",
             CheckSource::Sim => "sim",
+            CheckSource::Code => "code",
         }
     }
 }
