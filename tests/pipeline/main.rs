@@ -7,6 +7,7 @@
 mod support;
 
 mod accuracy_parity;
+mod attributed;
 mod client_errors;
 mod csv_concurrency;
 mod discovery;
