@@ -15,3 +15,4 @@ mod faults;
 mod no_cases;
 mod prompts;
 mod runner;
+mod scaffold;
