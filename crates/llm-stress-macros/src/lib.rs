@@ -237,7 +237,7 @@ fn parse_args(pairs: Punctuated<MetaNameValue, Token![,]>) -> syn::Result<Args> 
             "`rate` (open loop) and `users` (virtual users) cannot both be given",
         ));
     }
-    if !args.cases.is_empty() && !(args.isl.is_empty() && args.osl.is_empty()) {
+    if !args.cases.is_empty() && (!args.isl.is_empty() || !args.osl.is_empty()) {
         return Err(syn::Error::new(
             Span::call_site(),
             "`cases` names ISL/OSL pairs: give it instead of `isl` and `osl`",
