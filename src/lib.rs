@@ -15,6 +15,8 @@
 //! `async fn NAME(t: Trial) -> TrialResult` ([`trial`]), run with the YAML cases by
 //! [`main!`] in a `harness = false` test target. `llm-stress init` sets that up.
 
+#[doc(hidden)]
+pub mod __private;
 pub mod accuracy;
 pub mod bench;
 pub mod case;
@@ -26,6 +28,7 @@ pub mod load;
 pub mod matrix;
 pub mod metrics;
 pub mod plan;
+pub mod prelude;
 pub mod progress;
 pub mod prompts;
 pub mod report;
@@ -38,25 +41,6 @@ pub use llm_sim as sim;
 pub use llm_stress_base::{os, yaml};
 
 pub use llm_stress_macros::{accuracy, perf, stress};
-
-/// What a test target with attributed trials uses: `use llm_stress::prelude::*;`.
-pub mod prelude {
-    pub use crate::case::{Api, EmbeddedSpec, ServerSpec};
-    pub use crate::trial::{
-        Case, RequestCustomiser, Run, Trial, TrialError, TrialFailure, TrialResult,
-    };
-    pub use serde_json::{Value, json};
-}
-
-/// What the macros' expansions name; not for use by hand.
-#[doc(hidden)]
-pub mod __private {
-    #[cfg(feature = "insta")]
-    pub use insta;
-    pub use linkme;
-
-    pub use crate::trial::TRIALS;
-}
 
 /// The `main` of a `harness = false` test target: every YAML case in the crate's
 /// `stress-cases/` (or `LLM_STRESS_CASES`) and every attributed trial function of the
