@@ -149,3 +149,89 @@ fn a_function_that_fails_before_running_says_why() {
     let (_dir, outcome) = run("early", |t| Box::pin(never_runs(t)));
     assert_eq!(outcome.expect_err("no outcome"), "no server today");
 }
+
+/// Serves one request on loopback: sends back what was asked (headers and body, as text) and
+/// answers with one streamed chunk.
+fn capture_one() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut socket, _)) = listener.accept() else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok(n) = socket.read(&mut buf) else { return };
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    let _ = sender.send(text);
+                    break;
+                }
+            }
+        }
+        let body = "data: {\"choices\":[{\"text\":\" hi\",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}"
+        );
+        let _ = socket.write_all(response.as_bytes());
+    });
+    (url, receiver)
+}
+
+#[tokio::test]
+async fn the_customisers_body_fields_and_headers_are_sent_and_the_answer_kept() {
+    use llm_stress::client::{Client, ClientConfig, Generation};
+    let (url, asked) = capture_one();
+    let customiser = RequestCustomiser::default()
+        .tools(json!([{"type": "function", "function": {"name": "f"}}]))
+        .logprobs(true);
+    let config = ClientConfig {
+        extra_body: Some(Arc::new(customiser.body_fields().clone())),
+        headers: vec![("x-team".into(), "serving".into())],
+        ..ClientConfig::new(
+            &url,
+            Api::Completions,
+            "m",
+            std::time::Duration::from_secs(5),
+        )
+    };
+    let client = Client::new(config).expect("client");
+    let record = client
+        .generate(
+            0,
+            std::time::Instant::now(),
+            &Generation::exact("hello".into(), 1),
+        )
+        .await;
+    let request = asked.recv().expect("the request");
+    assert!(
+        request.contains(r#""tools":[{"function":{"name":"f"},"type":"function"}]"#),
+        "{request}"
+    );
+    assert!(request.contains(r#""logprobs":true"#), "{request}");
+    assert!(
+        request.contains(r#""prompt":"hello""#),
+        "the protocol's fields stay: {request}"
+    );
+    assert!(
+        request.to_ascii_lowercase().contains("x-team: serving"),
+        "{request}"
+    );
+    assert_eq!(record.text.as_deref(), Some(" hi"), "{record:?}");
+}
