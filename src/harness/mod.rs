@@ -371,6 +371,50 @@ mod tests {
 
     static TWO_OF_A_NAME: [Registration; 3] = [demo("f", 1), demo("f", 2), demo("g", 3)];
 
+    static TAGGED_AND_IGNORED: [Registration; 3] = [
+        Registration {
+            tags: &["nightly"],
+            ..demo("tagged", 1)
+        },
+        Registration {
+            ignore: Some("slow"),
+            ..demo("ignored", 2)
+        },
+        demo("plain", 3),
+    ];
+
+    #[test]
+    fn skipped_tags_and_ignore_list_a_trial_as_ignored() {
+        let harness = Harness::new(env!("CARGO_MANIFEST_DIR"))
+            .registrations(&TAGGED_AND_IGNORED)
+            .skip_tags(["nightly"]);
+        let session = Arc::new(Session::new(RunContext {
+            run_id: "t".into(),
+            out_dir: std::env::temp_dir(),
+            url_override: None,
+        }));
+        let ignored: Vec<(String, bool)> = harness
+            .entries(None)
+            .into_iter()
+            .filter(|e| matches!(e, Entry::Attributed(_)))
+            .map(|e| {
+                let trial = harness.trial(e, &session, true);
+                (
+                    format!("[{}] {}", trial.kind(), trial.name()),
+                    trial.has_ignored_flag(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                ("[perf] ignored::isl128_osl64_c1_n8".to_string(), true),
+                ("[perf] plain::isl128_osl64_c1_n8".to_string(), false),
+                ("[perf] tagged::isl128_osl64_c1_n8".to_string(), true),
+            ]
+        );
+    }
+
     fn harness() -> Harness {
         Harness::new(env!("CARGO_MANIFEST_DIR")).registrations(&TWO_OF_A_NAME)
     }

@@ -235,3 +235,58 @@ async fn the_customisers_body_fields_and_headers_are_sent_and_the_answer_kept() 
     );
     assert_eq!(record.text.as_deref(), Some(" hi"), "{record:?}");
 }
+
+// Two attributed functions of this test binary: the macros register them in
+// `llm_stress::trial::TRIALS` (they are not run here, only expanded).
+#[llm_stress::perf(rate = [5, 2.5], cases = [("short", 16, 8), ("long", 32, 16)], tags = ["nightly"])]
+async fn open_pairs(t: Trial) -> TrialResult {
+    Ok(t.run().await?.into())
+}
+
+#[llm_stress::accuracy(case = "stress-cases/demo-chat.yaml", ignore = "slow", expect = "fail")]
+async fn questions(t: Trial) -> TrialResult {
+    Ok(t.run().await?.into())
+}
+
+#[test]
+fn the_attributes_register_their_arguments_and_expand_into_named_trials() {
+    let find = |name: &str| {
+        llm_stress::trial::TRIALS
+            .iter()
+            .find(|r| r.function == name)
+            .unwrap_or_else(|| panic!("{name} is registered"))
+    };
+    let open = find("open_pairs");
+    assert_eq!(open.rate, [5.0, 2.5]);
+    assert_eq!(open.cases, [("short", 16, 8), ("long", 32, 16)]);
+    assert_eq!(open.tags, ["nightly"]);
+    assert!(open.file.ends_with("attributed.rs"), "{}", open.file);
+    let full_names = |registration: &'static llm_stress::trial::Registration| {
+        let mut names: Vec<String> = registration
+            .expand()
+            .into_iter()
+            .map(|e| match e.discovered {
+                llm_stress::plan::discovery::Discovered::Plan(plan) => plan.full_name(),
+                llm_stress::plan::discovery::Discovered::Broken { message, .. } => message,
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        full_names(open),
+        [
+            "[perf] open_pairs::long::isl32_osl16_r2.5_n1",
+            "[perf] open_pairs::long::isl32_osl16_r5_n1",
+            "[perf] open_pairs::short::isl16_osl8_r2.5_n1",
+            "[perf] open_pairs::short::isl16_osl8_r5_n1",
+        ]
+    );
+    let questions = find("questions");
+    assert_eq!(questions.ignore, Some("slow"));
+    assert!(questions.expect_fail);
+    assert_eq!(
+        full_names(questions),
+        ["[accuracy] questions::synthetic_arithmetic_n20"]
+    );
+}
