@@ -3,7 +3,7 @@
 //! YAML cases and model specs ([`case`]) expand into parameter combinations ([`matrix`]) and
 //! typed trial plans ([`plan`]). A [`session`] runs the plans: it brings up or attaches to a
 //! server ([`server`]), drives load at it ([`load`], [`client`]) with prompts of exact length
-//! ([`prompts`]), asks accuracy questions ([`accuracy`]), summarises what was measured
+//! ([`prompts`]), asks accuracy questions ([`accuracy`](mod@accuracy)), summarises what was measured
 //! ([`metrics`], [`server_metrics`]), has it judged ([`judge`]) and tells its sinks: the
 //! reports ([`report`]) and the live display ([`progress`]). The test harness ([`harness`])
 //! and the command line ([`cli`]) are thin adapters over the session. The serving simulator is
