@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::overrides::Overrides;
 use super::schema::{CaseSpec, ModelSpec};
 pub use crate::yaml::{Position, YamlError};
 
@@ -85,7 +86,17 @@ pub fn load_model(path: &Path) -> Result<ModelSpec, CaseError> {
 
 /// Reads a case file and the model spec it names (`models/<model>.yaml` beside it).
 pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
-    let spec: CaseSpec = parse_yaml(path, &read(path)?)?;
+    load_case_with(path, &Overrides::default())
+}
+
+/// [`load_case`] with `overrides` applied before validation (the file's own mistakes are
+/// still reported with line and column).
+pub fn load_case_with(path: &Path, overrides: &Overrides) -> Result<LoadedCase, CaseError> {
+    let text = read(path)?;
+    let mut spec: CaseSpec = parse_yaml(path, &text)?;
+    if !overrides.is_empty() {
+        spec = overrides.apply(path, &text)?;
+    }
     validate(path, &spec)?;
     let (model, model_path) = match &spec.model {
         Some(name) => {
@@ -271,6 +282,11 @@ pub type CaseFile = (PathBuf, Result<LoadedCase, CaseError>);
 /// Every `*.yaml` case directly in `dir` (not `models/`), sorted by path, each loaded
 /// independently so one broken case does not hide the others.
 pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
+    discover_with(dir, &Overrides::default())
+}
+
+/// [`discover`] with `overrides` applied to every case.
+pub fn discover_with(dir: &Path, overrides: &Overrides) -> Result<Vec<CaseFile>, CaseError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
         path: dir.to_path_buf(),
         source,
@@ -283,7 +299,7 @@ pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
     Ok(paths
         .into_iter()
         .map(|p| {
-            let loaded = load_case(&p);
+            let loaded = load_case_with(&p, overrides);
             (p, loaded)
         })
         .collect())

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use crate::case::Kind;
+use crate::compare::baseline::{BASELINE_ENV, BaselineRun};
+use crate::judge::CheckSource;
 use crate::plan::TrialPlan;
-use crate::plan::discovery::{Discovered, discover};
+use crate::plan::discovery::{Discovered, TAG_ENV, discover, tags_from_env};
 use crate::progress::{self, ProgressDisplay};
 use crate::report::table::{self, Numbers};
 use crate::session::sinks::TrialFiles;
@@ -196,14 +198,20 @@ impl Harness {
         let context = RunContext::from_env(None, None);
         let snapshots_pinned = context.url_override.is_none();
         let mut session = Session::new(context.clone());
+        if !args.list
+            && let Some(baseline) = BaselineRun::from_env()
+        {
+            session = session.compare_with(baseline.map_err(|e| format!("{BASELINE_ENV}: {e}")));
+        }
         if let Some(display) = progress_display() {
             session = display.watch(session);
         }
         let session = Arc::new(session.with_sink(TrialFiles::new(context.out_dir.clone())));
+        let tags = tags_from_env();
         let trials = self
             .entries(exact)
             .into_iter()
-            .map(|entry| self.trial(entry, &session, snapshots_pinned))
+            .map(|entry| self.trial(entry, &session, snapshots_pinned, &tags))
             .collect();
         let conclusion = libtest_mimic::run(&args, trials);
         // Every trial closure is gone: the session ends here, stopping its spawned servers.
@@ -215,7 +223,7 @@ impl Harness {
         conclusion.exit_code()
     }
 
-    fn trial(&self, entry: Entry, session: &Arc<Session>, pinned: bool) -> Trial {
+    fn trial(&self, entry: Entry, session: &Arc<Session>, pinned: bool, tags: &[String]) -> Trial {
         let (discovered, registration) = match entry {
             Entry::Yaml(discovered) => (discovered, None),
             Entry::Attributed(e) => (e.discovered, Some(e.registration)),
@@ -229,7 +237,9 @@ impl Harness {
             Discovered::Plan(plan) => {
                 let kind = plan.kind().as_str();
                 let name = plan.name();
-                if let Some(reason) = plan.unsupported_reason() {
+                let untagged = (!plan.has_any_tag(tags))
+                    .then(|| format!("its case has none of the tags {TAG_ENV}={}", tags.join(",")));
+                if let Some(reason) = untagged.or_else(|| plan.unsupported_reason()) {
                     return Trial::ignorable_test(name, move || {
                         Ok(Completion::ignored_with(reason))
                     })
@@ -267,7 +277,7 @@ impl Harness {
                             session.note_failure(plan.full_name());
                             Failed::from(e)
                         })?;
-                    conclude(&plan, &outcome, snapshot)
+                    conclude(&plan, outcome, snapshot)
                 })
                 .with_kind(kind)
                 .with_ignored_flag(registration.ignore.is_some())
@@ -297,14 +307,14 @@ fn run_trial(
     let outcome = session
         .run_trial(plan)
         .map_err(|e| Failed::from(e.to_string()))?;
-    conclude(plan, &outcome, snapshot)
+    conclude(plan, outcome, snapshot)
 }
 
 /// A finished trial as a test: failed with its table when it did not pass, else checked
 /// against its snapshot.
 fn conclude(
     plan: &TrialPlan,
-    outcome: &TrialOutcome,
+    outcome: TrialOutcome,
     snapshot: Option<SnapshotCheck>,
 ) -> Result<(), Failed> {
     if !outcome.passed {
@@ -320,12 +330,18 @@ fn conclude(
         )));
     }
     if let Some(check) = snapshot {
+        // Snapshots pin the trial's own checks; a baseline's rows depend on the baseline.
+        let mut report = outcome.report;
+        report
+            .verdict
+            .checks
+            .retain(|c| c.source != CheckSource::Baseline);
         let name = format!(
             "{}__{}",
             plan.kind().as_str(),
             plan.name().replace("::", "__")
         );
-        check(&name, &table::render(&outcome.report, Numbers::Redacted));
+        check(&name, &table::render(&report, Numbers::Redacted));
     }
     Ok(())
 }
@@ -398,7 +414,7 @@ mod tests {
             .into_iter()
             .filter(|e| matches!(e, Entry::Attributed(_)))
             .map(|e| {
-                let trial = harness.trial(e, &session, true);
+                let trial = harness.trial(e, &session, true, &[]);
                 (
                     format!("[{}] {}", trial.kind(), trial.name()),
                     trial.has_ignored_flag(),

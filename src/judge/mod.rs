@@ -70,12 +70,14 @@ pub enum CheckSource {
     Accuracy,
     /// The simulator study's checks.
     Sim,
+    /// The comparison with a baseline run (`run --baseline`).
+    Baseline,
     /// A check written in Rust by an attributed trial (`Run::check`).
     Code,
 }
 
 impl CheckSource {
-    /// `run`, `target`, `slo`, `accuracy`, `sim` or `code`.
+    /// `run`, `target`, `slo`, `accuracy`, `sim`, `baseline` or `code`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckSource::Run => "run",
@@ -83,6 +85,7 @@ impl CheckSource {
             CheckSource::Slo => "slo",
             CheckSource::Accuracy => "accuracy",
             CheckSource::Sim => "sim",
+            CheckSource::Baseline => "baseline",
             CheckSource::Code => "code",
         }
     }

@@ -87,6 +87,47 @@ impl Sink for TablePrinter {
     }
 }
 
+/// Warns on stderr when a finished trial's latency distribution holds fewer than `min`
+/// samples (`run --min-samples N`): a p95 or p99 from a handful of requests is about the
+/// largest of them, and a gate on it decides little.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleWarnings {
+    /// The fewest samples a distribution should have.
+    pub min: u64,
+}
+
+impl SampleWarnings {
+    /// The warnings for one report: `(metric, samples)` of each distribution under `min`.
+    pub fn short(&self, report: &TrialReport) -> Vec<(&'static str, u64)> {
+        let Some(summary) = report.summary() else {
+            return Vec::new();
+        };
+        ["ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"]
+            .into_iter()
+            .filter_map(|metric| {
+                let count = summary.distribution(metric)?.count;
+                (count < self.min).then_some((metric, count))
+            })
+            .collect()
+    }
+}
+
+impl Sink for SampleWarnings {
+    fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError> {
+        if let Event::TrialFinished { outcome } = event {
+            for (metric, count) in self.short(&outcome.report) {
+                eprintln!(
+                    "warning: {}: {metric} has {count} samples, fewer than --min-samples {} \
+                     (more requests: matrix.rounds, load.requests or load.duration)",
+                    outcome.report.full_name(),
+                    self.min
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Publishes the run when it finishes, as the CLI's `run` does: the tally on stdout, then
 /// `summary.md` and `report.html` from the run's folder, and the run's metrics pushed to a
 /// Pushgateway when one is named — every so often while the run goes too, when `every` is
@@ -179,5 +220,24 @@ impl Sink for Publisher {
                 failed,
             } => self.finish(context, *trials, failed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sample::sample_report;
+
+    #[test]
+    fn distributions_under_the_minimum_are_named() {
+        let report = sample_report();
+        let counts: Vec<u64> = ["ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"]
+            .iter()
+            .filter_map(|m| Some(report.summary()?.distribution(m)?.count))
+            .collect();
+        let most = counts.iter().copied().max().expect("distributions");
+        assert!(SampleWarnings { min: 1 }.short(&report).is_empty());
+        let short = SampleWarnings { min: most + 1 }.short(&report);
+        assert_eq!(short.len(), counts.len(), "{short:?}");
     }
 }

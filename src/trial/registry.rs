@@ -112,6 +112,12 @@ impl Registration {
             None => self.function.to_string(),
         };
         spec.kinds = vec![self.kind.into()];
+        // The attribute's tags join the case's: `LLM_STRESS_TAG` selects attributed trials too.
+        for tag in self.tags {
+            if !spec.tags.iter().any(|t| t == tag) {
+                spec.tags.push((*tag).to_string());
+            }
+        }
         if self.expect_fail {
             spec.expect = Expect::Fail;
         }

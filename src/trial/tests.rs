@@ -99,9 +99,10 @@ fn a_missing_case_file_is_one_broken_trial_naming_the_function() {
 }
 
 #[test]
-fn expect_fail_and_the_function_name_reach_the_case() {
+fn expect_fail_tags_and_the_function_name_reach_the_case() {
     static EXPECTS_FAIL: Registration = Registration {
         expect_fail: true,
+        tags: &["nightly"],
         ..registration(Some("stress-cases/demo-chat.yaml"))
     };
     let expanded = EXPECTS_FAIL.expand();
@@ -111,6 +112,10 @@ fn expect_fail_and_the_function_name_reach_the_case() {
     assert_eq!(plan.case().spec.expect, crate::case::Expect::Fail);
     assert_eq!(plan.case().spec.name, "f");
     assert_eq!(plan.case().spec.kinds, vec![Kind::Perf]);
+    assert!(
+        plan.has_any_tag(&["nightly".to_string()]),
+        "LLM_STRESS_TAG selects it"
+    );
 }
 
 #[test]

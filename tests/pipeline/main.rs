@@ -16,3 +16,4 @@ mod no_cases;
 mod prompts;
 mod runner;
 mod scaffold;
+mod selection;
