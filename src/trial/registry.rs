@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::TrialFn;
 use super::case_builder::Case;
-use crate::case::{Expect, Kind, LoadMode, LoadedCase, MatrixMode, MatrixSpec, Rates};
+use crate::case::{Expect, Kind, LoadMode, LoadedCase, MatrixMode, MatrixSpec, Overrides, Rates};
 use crate::plan::discovery::{Discovered, plans_of_case};
 
 /// The kind an attribute names.
@@ -84,12 +84,14 @@ impl Registration {
         format!("{}:{} ({})", self.file, self.line, self.function)
     }
 
-    /// The base case: the named YAML file, or the defaults of [`Case::builder`].
-    fn base_case(&self) -> Result<LoadedCase, String> {
+    /// The base case: the named YAML file with `overrides` applied as to every YAML case (the
+    /// attribute's own lists then win), or the defaults of [`Case::builder`].
+    fn base_case(&self, overrides: &Overrides) -> Result<LoadedCase, String> {
         match self.case {
             Some(relative) => {
                 let path = Path::new(self.manifest_dir).join(relative);
-                crate::case::load_case(&path).map_err(|e| format!("{}: {e}", self.location()))
+                crate::case::load::load_case_with(&path, overrides)
+                    .map_err(|e| format!("{}: {e}", self.location()))
             }
             None => {
                 let folder = Path::new(self.manifest_dir).join("stress-cases");
@@ -161,9 +163,22 @@ impl Registration {
         case
     }
 
-    /// Every trial of this registration.
+    /// Every trial of this registration, with the overrides of `LLM_STRESS_SET` applied to its
+    /// YAML case.
     pub fn expand(&'static self) -> Vec<Expanded> {
-        let base = match self.base_case() {
+        let overrides = Overrides::from_env().map_err(|e| {
+            format!(
+                "{}: {}: {e}",
+                self.location(),
+                crate::case::overrides::SET_ENV
+            )
+        });
+        self.expand_with(overrides)
+    }
+
+    /// [`Registration::expand`] with these overrides (or why they could not be read).
+    pub fn expand_with(&'static self, overrides: Result<Overrides, String>) -> Vec<Expanded> {
+        let base = match overrides.and_then(|o| self.base_case(&o)) {
             Ok(base) => base,
             Err(message) => {
                 return vec![Expanded {

@@ -146,3 +146,18 @@ fn the_case_builder_reads_slos_and_refuses_bad_numbers() {
     let err = Case::builder().concurrency([0]).build().expect_err("zero");
     assert!(err.to_string().contains("matrix.concurrency"), "{err}");
 }
+
+#[test]
+fn overrides_apply_to_the_yaml_case_and_the_attributes_lists_win() {
+    let overrides = crate::case::Overrides::parse(&["matrix.osl=[32]", "matrix.concurrency=[2]"])
+        .expect("overrides");
+    let names: Vec<String> = YAML_OVERRIDE
+        .expand_with(Ok(overrides))
+        .into_iter()
+        .map(|e| match e.discovered {
+            Discovered::Plan(plan) => plan.full_name(),
+            Discovered::Broken { message, .. } => message,
+        })
+        .collect();
+    assert_eq!(names, ["[stress] f::isl128_osl32_c8_n8"]);
+}
