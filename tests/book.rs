@@ -453,6 +453,8 @@ fn imports_of(module: &str) -> BTreeMap<String, PathBuf> {
 fn crate_modules() -> BTreeSet<String> {
     read(&root().join("src").join("lib.rs"))
         .lines()
+        // The attribute macros re-exported from llm-stress-macros are not modules.
+        .filter(|line| !line.trim().starts_with("pub use llm_stress_macros::"))
         .filter_map(|line| {
             let line = line.trim();
             let rest = line

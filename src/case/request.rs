@@ -24,6 +24,10 @@ pub struct ClientSpec {
     pub keep_alive: bool,
     /// Scraping the server's Prometheus metrics while the load runs.
     pub metrics: MetricsSpec,
+    /// Fields merged into every request body (`tools`, `response_format`, `logprobs`). Not a
+    /// YAML key: an attributed trial's request customiser sets it (`Run::run_with`).
+    #[serde(skip)]
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for ClientSpec {
@@ -34,6 +38,7 @@ impl Default for ClientSpec {
             api_key_env: None,
             keep_alive: true,
             metrics: MetricsSpec::default(),
+            extra_body: serde_json::Map::new(),
         }
     }
 }

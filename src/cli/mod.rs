@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_serve;
 pub mod compare;
+pub mod init;
 pub mod matrix;
 pub mod report;
 pub mod run;
@@ -36,6 +37,8 @@ pub struct Cli {
 enum Command {
     /// Run the cases' perf, accuracy, stress and sim trials and write reports.
     Run(run::Args),
+    /// Scaffold llm-stress into a repository (cases, a test target, nextest, CI).
+    Init(init::Args),
     /// Gather a run's trials into `summary.md` and `report.html` in its folder, print the
     /// summary, and optionally push its metrics to a Prometheus Pushgateway.
     Report(report::Args),
@@ -64,6 +67,7 @@ impl Cli {
     pub fn exec(self) -> Result<ExitCode> {
         match self.command {
             Command::Run(args) => run::exec(args),
+            Command::Init(args) => init::exec(args),
             Command::Report(args) => report::exec(args),
             Command::Bench(args) => bench_serve::exec(args),
             Command::Compare(args) => compare::exec(args),

@@ -111,6 +111,9 @@ pub struct ClientConfig {
     pub tokenizer: Option<Arc<dyn CountTokens>>,
     /// Reuse connections between requests (keep-alive).
     pub keep_alive: bool,
+    /// Fields merged into every request body (`tools`, `response_format`, `logprobs`: a
+    /// trial's request customiser); when set, every answer's text is kept in its record.
+    pub extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ClientConfig {
@@ -126,6 +129,7 @@ impl ClientConfig {
             api_key: None,
             tokenizer: None,
             keep_alive: true,
+            extra_body: None,
         }
     }
 }
@@ -141,6 +145,7 @@ pub struct Client {
     stream: bool,
     api_key: Option<Arc<str>>,
     tokenizer: Option<Arc<dyn CountTokens>>,
+    extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// Why a client could not be built.
@@ -188,6 +193,7 @@ impl Client {
             stream: config.stream,
             api_key: config.api_key.filter(|k| !k.is_empty()).map(Into::into),
             tokenizer: config.tokenizer,
+            extra_body: config.extra_body.filter(|extra| !extra.is_empty()),
         })
     }
 
@@ -219,7 +225,10 @@ impl Client {
         window_start: Instant,
         request: &Generation,
     ) -> RequestRecord {
-        let (path, body) = protocol::request_body(self.api, &self.model, request, self.stream);
+        let (path, mut body) = protocol::request_body(self.api, &self.model, request, self.stream);
+        if let (Some(extra), Some(fields)) = (&self.extra_body, body.as_object_mut()) {
+            fields.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         let url = format!("{}{}", self.base_url, path);
         let sent = Instant::now();
         let mut record = RequestRecord {
@@ -266,7 +275,8 @@ impl Client {
             sent,
             deadline,
             counter: self.tokenizer.as_deref(),
-            keep_text: matches!(request.ending, Ending::Natural { .. }),
+            keep_text: matches!(request.ending, Ending::Natural { .. })
+                || self.extra_body.is_some(),
         };
         if self.stream {
             // At most one content chunk per token is expected (capped: max_tokens is the

@@ -72,10 +72,12 @@ pub enum CheckSource {
     Sim,
     /// The comparison with a baseline run (`run --baseline`).
     Baseline,
+    /// A check written in Rust by an attributed trial (`Run::check`).
+    Code,
 }
 
 impl CheckSource {
-    /// `run`, `target`, `slo`, `accuracy`, `sim` or `baseline`.
+    /// `run`, `target`, `slo`, `accuracy`, `sim`, `baseline` or `code`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckSource::Run => "run",
@@ -84,6 +86,7 @@ impl CheckSource {
             CheckSource::Accuracy => "accuracy",
             CheckSource::Sim => "sim",
             CheckSource::Baseline => "baseline",
+            CheckSource::Code => "code",
         }
     }
 }

@@ -43,7 +43,7 @@ pub enum Discovered {
 impl Discovered {
     /// Sorted by case, then the case's accuracy trial before its other trials (so that, run in
     /// order, stress trials can compare with its score), then name and kind.
-    fn sort_key(&self) -> (String, bool, String, String) {
+    pub fn sort_key(&self) -> (String, bool, String, String) {
         let (name, kind) = match self {
             Discovered::Plan(p) => (p.name(), p.kind().as_str().to_string()),
             Discovered::Broken { name, kind, .. } => (name.clone(), kind.clone()),
@@ -130,6 +130,12 @@ pub fn discover_with(
     }
     found.sort_by_key(Discovered::sort_key);
     found
+}
+
+/// The trials of one case, unsorted: what discovery makes of each case file, and of the case
+/// of an attributed trial function.
+pub fn plans_of_case(loaded: LoadedCase) -> Vec<Discovered> {
+    plans(loaded)
 }
 
 fn plans(loaded: LoadedCase) -> Vec<Discovered> {

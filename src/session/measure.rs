@@ -40,6 +40,8 @@ pub(super) struct Measured {
     pub checks: Vec<Check>,
     /// The servers' own metrics over the load, one per scraped server.
     pub server_metrics: Vec<ServerMetrics>,
+    /// The base URLs the requests went to, one per endpoint.
+    pub urls: Vec<String>,
 }
 
 impl Measured {
@@ -134,8 +136,10 @@ pub(super) async fn measure(
         .filter_map(|s| session.spawned.death_of(&s.base_url))
         .map(judge::run::server_unusable)
         .collect();
+    let urls = servers.iter().map(|s| s.base_url.clone()).collect();
     shutdown_all(servers).await;
     let mut measured = result.unwrap_or_else(|e| Measured::failed(&e));
+    measured.urls = urls;
     measured.checks.splice(0..0, notes);
     measured.checks.extend(deaths);
     (server, measured)
@@ -306,6 +310,8 @@ fn clients(
             api_key: api_key.clone(),
             tokenizer: output_counter.clone(),
             keep_alive: spec.client.keep_alive,
+            extra_body: (!spec.client.extra_body.is_empty())
+                .then(|| Arc::new(spec.client.extra_body.clone())),
         };
         let client = Client::new(config)?;
         endpoints.push(Endpoint {

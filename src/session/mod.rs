@@ -123,6 +123,24 @@ pub struct TrialOutcome {
     pub rerun: Rerun,
     /// The trial's folder.
     pub dir: PathBuf,
+    /// The base URLs its requests went to, one per endpoint (none for a sim trial).
+    pub server_urls: Vec<String>,
+}
+
+impl TrialOutcome {
+    /// Adds checks made after the measurement (an attributed trial's `require` and `check`)
+    /// to the verdict, and recomputes whether the trial passed and its folder (`_ERROR` when
+    /// it did not). Call before [`Session::finish_trial`].
+    pub fn add_checks(&mut self, checks: Vec<crate::judge::Check>, out_dir: &std::path::Path) {
+        if checks.is_empty() {
+            return;
+        }
+        let mut all = std::mem::take(&mut self.report.verdict.checks);
+        all.extend(checks);
+        self.report.verdict = crate::judge::Verdict::from_checks(all);
+        self.passed = self.report.passed();
+        self.dir = report::trial_dir::trial_dir(out_dir, &self.report, !self.passed);
+    }
 }
 
 /// What happens in a session, in order.
@@ -323,8 +341,25 @@ impl Session {
     /// fail, make a FAIL verdict with the evidence; only a sink's failure (results that could
     /// not be written) or a runtime that cannot start is an error.
     pub fn run_trial(&self, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
+        let outcome = self.measure_trial(plan)?;
+        self.finish_trial(plan, outcome)
+    }
+
+    /// The first half of [`Session::run_trial`]: tells the sinks the trial started, runs it
+    /// and returns its outcome without telling them it finished, so that an adapter can add
+    /// checks ([`TrialOutcome::add_checks`]) before [`Session::finish_trial`] writes it.
+    pub fn measure_trial(&self, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
         self.emit(&Event::TrialStarted { plan })?;
-        let outcome = trial::run(self, plan)?;
+        trial::run(self, plan)
+    }
+
+    /// The second half of [`Session::run_trial`]: keeps an accuracy trial's score, records a
+    /// failure, and tells the sinks the trial finished (they write its folder and CSV row).
+    pub fn finish_trial(
+        &self,
+        plan: &TrialPlan,
+        outcome: TrialOutcome,
+    ) -> Result<TrialOutcome, SessionError> {
         if let (TrialPlan::Accuracy(_), Some(score)) = (plan, outcome.report.accuracy_score()) {
             self.scores
                 .0

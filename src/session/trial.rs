@@ -16,25 +16,26 @@ use crate::report::{
 
 /// Runs the plan and returns its outcome.
 pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
-    let (report, records, samples, study) = match plan {
+    let (report, records, samples, study, server_urls) = match plan {
         TrialPlan::Sim(sim) => {
             let (report, study) = super::sim::run(&session.context, plan, sim.step);
-            (report, Vec::new(), Vec::new(), Some(study))
+            (report, Vec::new(), Vec::new(), Some(study), Vec::new())
         }
         TrialPlan::Load(load) => {
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
-            let (records, samples) = take_files(&mut measured);
+            let (records, samples, urls) = take_files(&mut measured);
             let body = TrialBody::Load(Box::new(load_body(load, &mut measured)));
             (
                 report(session, plan, server, body, measured),
                 records,
                 samples,
                 None,
+                urls,
             )
         }
         TrialPlan::Accuracy(_) => {
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
-            let (records, samples) = take_files(&mut measured);
+            let (records, samples, urls) = take_files(&mut measured);
             let body = TrialBody::Accuracy(AccuracyBody {
                 concurrency: plan
                     .case()
@@ -49,6 +50,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
                 records,
                 samples,
                 None,
+                urls,
             )
         }
     };
@@ -70,6 +72,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         case_yaml: plan.case().resolved.clone(),
         rerun: session.rerun(plan),
         dir,
+        server_urls,
     })
 }
 
@@ -87,11 +90,12 @@ fn measure_on_client_runtime(
     Ok(runtime.block_on(measure(session, plan, &baseline)))
 }
 
-/// The records and scored samples, which go to the trial's files rather than its report.
-fn take_files(measured: &mut Measured) -> (Vec<RequestRecord>, Vec<ScoredSample>) {
+/// The records, scored samples and server URLs, which go to the trial's files rather than its report.
+fn take_files(measured: &mut Measured) -> (Vec<RequestRecord>, Vec<ScoredSample>, Vec<String>) {
     (
         std::mem::take(&mut measured.records),
         std::mem::take(&mut measured.samples),
+        std::mem::take(&mut measured.urls),
     )
 }
 

@@ -7,6 +7,7 @@
 mod support;
 
 mod accuracy_parity;
+mod attributed;
 mod client_errors;
 mod csv_concurrency;
 mod discovery;
@@ -14,4 +15,5 @@ mod faults;
 mod no_cases;
 mod prompts;
 mod runner;
+mod scaffold;
 mod selection;

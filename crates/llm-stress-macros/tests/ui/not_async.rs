@@ -1,0 +1,6 @@
+#[llm_stress_macros::stress(isl = [128])]
+fn chat(t: Trial) -> TrialResult {
+    Ok(t.into())
+}
+
+fn main() {}
