@@ -260,12 +260,27 @@ impl CaseBuilder {
                 message: format!("{timeout} is not a positive number of seconds"),
             });
         }
+        // No YAML text exists for a case built in Rust: `case.yaml` says so and records its
+        // fields (Rust's debug form) as comments.
+        let resolved = std::iter::once(
+            "# Built in Rust with Case::builder(); not a YAML case. Its fields:".to_string(),
+        )
+        .chain(
+            format!("{:#?}", self.spec)
+                .lines()
+                .map(|line| format!("# {line}")),
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+            + "\n";
         Ok(Case {
             loaded: LoadedCase {
                 spec: self.spec,
                 path: self.path,
                 model: Some(self.model),
                 model_path: None,
+                resolved,
+                overrides: Vec::new(),
             },
         })
     }
