@@ -14,4 +14,4 @@ pub mod traffic;
 
 pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
 pub use schema::*;
-pub use slo::{Op, Slo, SloError};
+pub use slo::{Op, ServerStat, Slo, SloError, SloMetric};
