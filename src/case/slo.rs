@@ -545,7 +545,7 @@ mod tests {
     #[case::endpoint_form("endpoint.large < 3", "is not `endpoint.NAME.METRIC`")]
     #[case::endpoint_metric("endpoint.large.ttft_ms.p59 < 3", "did you mean `ttft_ms.p95`?")]
     #[case::server_form("server.\"vllm:num_preemptions_total\" == 0", "server.\"NAME\".STAT")]
-    #[case::server_unclosed("server.\"vllm:x.increase == 0", "server.\"NAME\".STAT")]
+    #[case::server_unclosed("server.\"vllm:x.increase == 0", "is not `metric op number`")]
     #[case::server_name(
         "server.\"vllm:num_preemption_total\".increase == 0",
         "did you mean `vllm:num_preemptions_total`?"
@@ -577,5 +577,48 @@ mod tests {
         #[case] holds: bool,
     ) {
         assert_eq!(op.holds(actual, bound), holds);
+    }
+
+    /// A perf case with these extra lines.
+    fn case(extra: &str) -> CaseSpec {
+        let text = format!("name: x\nmodel: m\nkinds: [perf]\nmatrix: {{mode: single}}\n{extra}");
+        super::super::load::parse_yaml(std::path::Path::new("x.yaml"), &text).expect("parses")
+    }
+
+    #[rstest]
+    #[case::fine(
+        "goodput: { ttft_ms: 200 }\nslo:\n  - goodput >= 0.9\n  - endpoint.default.error_rate < 0.1\n  - server.\"vllm:num_preemptions_total\".increase == 0\n",
+        None
+    )]
+    #[case::goodput_undeclared("slo:\n  - goodput >= 0.9\n", Some(("slo[0]", "add e.g. `goodput: {")))]
+    #[case::goodput_rate_undeclared(
+        "slo:\n  - error_rate < 1\n  - endpoint.default.goodput_req_s > 1\n",
+        Some(("slo[1]", "needs the per-request SLOs"))
+    )]
+    #[case::goodput_empty("goodput: {}\n", Some(("goodput", "at least one")))]
+    #[case::goodput_negative("goodput: { tpot_ms: -1 }\n", Some(("goodput", "`tpot_ms` must be")))]
+    #[case::endpoint_single("slo:\n  - endpoint.large.error_rate < 1\n", Some(("slo[0]", "no endpoint `large` (its endpoints: default)")))]
+    #[case::endpoint_named(
+        "endpoints:\n  - { name: small, weight: 1, server: { embedded: {} } }\n  - { name: large, weight: 1, server: { embedded: {} } }\nslo:\n  - endpoint.lrage.error_rate < 1\n",
+        Some(("slo[0]", "no endpoint `lrage`, did you mean `large`? (its endpoints: small, large)"))
+    )]
+    #[case::not_scraped(
+        "client: { metrics: { scrape: false } }\nslo:\n  - server.\"vllm:num_requests_waiting\".max < 3\n",
+        Some(("slo[0]", "not scraped"))
+    )]
+    #[case::accuracy_in_perf("slo:\n  - accuracy >= 0.9\n", Some(("slo[0]", "only by `accuracy` and `stress` trials")))]
+    fn slos_are_checked_against_the_case(
+        #[case] extra: &str,
+        #[case] expected: Option<(&str, &str)>,
+    ) {
+        let found = problem(&case(extra));
+        match expected {
+            None => assert_eq!(found, None),
+            Some((key, message)) => {
+                let (found_key, found_message) = found.expect("a problem");
+                assert_eq!(found_key, key);
+                assert!(found_message.contains(message), "{found_message}");
+            }
+        }
     }
 }

@@ -321,7 +321,7 @@ mod tests {
     #[rstest]
     #[case::summary("ttft_ms.p95 < 500", Status::Pass, "")]
     #[case::summary_fails("ttft_ms.max < 50", Status::Fail, "90.000 does not satisfy < 50")]
-    #[case::drift("drift.ttft_change < 0.10", Status::Fail, "does not satisfy")]
+    #[case::drift("drift.ttft_change < 0.1", Status::Fail, "does not satisfy")]
     #[case::drift_passes("drift.ttft_change > 1", Status::Pass, "")]
     #[case::drift_flagged("drift.flagged == 1", Status::Pass, "")]
     #[case::errors("errors.timeout == 0", Status::Fail, "1.000 does not satisfy == 0")]

@@ -14,3 +14,4 @@ mod faults;
 mod no_cases;
 mod prompts;
 mod runner;
+mod slo_gates;
