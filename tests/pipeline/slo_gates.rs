@@ -151,3 +151,60 @@ fn an_slo_on_an_unknown_endpoint_is_a_load_time_error() {
         "{message}"
     );
 }
+
+#[test]
+fn server_metric_slos_pass_on_the_simulating_embedded_server() {
+    // With its simulator the embedded server exposes KV cache usage and preemptions, as vLLM
+    // does; two requests at a time on a simulated H100 neither preempt nor fill the cache.
+    let case = r#"name: sim-gates
+model: m
+kinds: [perf]
+server:
+  embedded:
+    sim:
+      hardware: h100-sxm
+      model: llama-3.1-8b
+load: { warmup: 0, timeout_s: 30 }
+matrix:
+  mode: custom
+  isl: [16]
+  osl: [8]
+  concurrency: [2]
+  prompts: { fixed: 8 }
+slo:
+  - server."vllm:num_preemptions_total".increase == 0
+  - server."vllm:kv_cache_usage_perc".max < 0.5
+  - server."vllm:request_success_total".per_s > 0
+"#;
+    let dir = CaseDir::named("slo-sim-gates");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 8\n")
+        .case("sim-gates", case)
+        .plan();
+    let context = RunContext {
+        run_id: "slo-sim-gates".into(),
+        out_dir: dir.out(),
+        url_override: None,
+    };
+    let outcome = crate::support::session(context)
+        .run_trial(&plan)
+        .expect("reports written");
+    let checks = &outcome.report.verdict.checks;
+    for name in [
+        "server.\"vllm:num_preemptions_total\".increase == 0",
+        "server.\"vllm:kv_cache_usage_perc\".max < 0.5",
+        "server.\"vllm:request_success_total\".per_s > 0",
+    ] {
+        let check = slo_check(checks, name);
+        assert_eq!(check.status, Status::Pass, "{check:#?}");
+        assert!(check.actual.is_some(), "{check:#?}");
+    }
+    assert_eq!(
+        slo_check(
+            checks,
+            "server.\"vllm:num_preemptions_total\".increase == 0"
+        )
+        .actual,
+        Some(0.0)
+    );
+}
