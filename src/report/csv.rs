@@ -498,6 +498,8 @@ mod tests {
                 "output_tok_s",
                 "req_s",
                 "tput_user",
+                "goodput",
+                "goodput_req_s",
                 "estimated_token_counts",
                 "token_count_mismatches",
                 "ttft_drift",
