@@ -5,6 +5,7 @@ pub mod answer;
 pub mod fault;
 pub mod gate;
 pub mod load;
+pub mod overrides;
 pub mod request;
 pub mod requirement;
 pub mod schema;
@@ -12,6 +13,10 @@ pub mod sim;
 pub mod slo;
 pub mod traffic;
 
-pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
+pub use load::{
+    CaseError, LoadedCase, YamlError, discover, discover_with, load_case, load_case_with,
+    load_model,
+};
+pub use overrides::Overrides;
 pub use schema::*;
 pub use slo::{Op, ServerStat, Slo, SloError, SloMetric};

@@ -107,6 +107,10 @@ pub struct CaseSpec {
     /// The scaling study of `sim` trials.
     #[serde(default)]
     pub sim: Option<SimStudySpec>,
+    /// Labels to select the case's trials by (`run --tag pr`, `LLM_STRESS_TAG=pr`), such as
+    /// `pr` or `nightly`.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// How a run compared with a baseline (`run --baseline`) judges this case's trials.
     #[serde(default)]
     pub gate: Option<super::gate::Gate>,
@@ -397,6 +401,10 @@ pub struct MatrixSpec {
     pub concurrency: Vec<u32>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
+    /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts
+    /// (TRT-LLM's `multi_round`), so a closed loop refills each stream `rounds` times and its
+    /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
+    pub rounds: Option<u32>,
 }
 
 /// Performance target tier.

@@ -67,6 +67,8 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         samples,
         study,
         passed,
+        case_yaml: plan.case().resolved.clone(),
+        rerun: session.rerun(plan),
         dir,
     })
 }

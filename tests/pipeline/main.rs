@@ -14,4 +14,5 @@ mod faults;
 mod no_cases;
 mod prompts;
 mod runner;
+mod selection;
 mod slo_gates;
