@@ -235,6 +235,9 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.sim.as_ref().and_then(|s| s.problem()) {
         return invalid(&key, &message);
     }
+    if let Some((key, message)) = super::slo::problem(spec) {
+        return invalid(&key, &message);
+    }
     Ok(())
 }
 

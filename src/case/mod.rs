@@ -19,4 +19,4 @@ pub use load::{
 };
 pub use overrides::Overrides;
 pub use schema::*;
-pub use slo::{Op, Slo, SloError};
+pub use slo::{Op, ServerStat, Slo, SloError, SloMetric};

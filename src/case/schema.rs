@@ -94,9 +94,13 @@ pub struct CaseSpec {
     /// Which tier of the model spec's reference targets applies, and with what tolerance.
     #[serde(default)]
     pub targets: TargetSpec,
-    /// The case's own thresholds on summary metrics, such as `ttft_ms.p95 < 500`.
+    /// The case's own thresholds, such as `ttft_ms.p95 < 500` (see [`Slo`]).
     #[serde(default)]
     pub slo: Vec<Slo>,
+    /// The per-request SLOs goodput counts (`goodput: { ttft_ms: 200, tpot_ms: 50 }`): the
+    /// summary's `goodput` is the fraction of measured requests that met them all.
+    #[serde(default)]
+    pub goodput: Option<crate::metrics::RequestSlo>,
     /// Accuracy task (run by `accuracy` and `stress` trials).
     #[serde(default)]
     pub accuracy: Option<AccuracySpec>,

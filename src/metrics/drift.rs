@@ -28,7 +28,32 @@ pub struct Drift {
     pub flagged: bool,
 }
 
+/// The fields of [`Drift`] an SLO may name (`drift.ttft_change`), in declaration order.
+pub const DRIFT_FIELDS: [&str; 7] = [
+    "ttft_first_ms",
+    "ttft_second_ms",
+    "ttft_change",
+    "decode_first_tok_s",
+    "decode_second_tok_s",
+    "decode_change",
+    "flagged",
+];
+
 impl Drift {
+    /// A field by its name in [`DRIFT_FIELDS`]; `flagged` is 1 when flagged, else 0.
+    pub fn field(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "ttft_first_ms" => self.ttft_first_ms,
+            "ttft_second_ms" => self.ttft_second_ms,
+            "ttft_change" => self.ttft_change,
+            "decode_first_tok_s" => self.decode_first_tok_s,
+            "decode_second_tok_s" => self.decode_second_tok_s,
+            "decode_change" => self.decode_change,
+            "flagged" => f64::from(u8::from(self.flagged)),
+            _ => return None,
+        })
+    }
+
     /// Compares the halves of `records` (successful ones, in send order). `None` with fewer
     /// than two measurable requests per half.
     pub fn of(records: &[RequestRecord]) -> Option<Drift> {
@@ -103,6 +128,23 @@ mod tests {
             (drift.decode_change - decode_change).abs() < 1e-9,
             "{drift:?}"
         );
+    }
+
+    #[test]
+    fn every_field_is_named() {
+        let drift = Drift::of(&[
+            record(0.0, 10.0, 5.0),
+            record(1.0, 10.0, 5.0),
+            record(2.0, 12.0, 5.0),
+            record(3.0, 12.0, 5.0),
+        ])
+        .expect("enough records");
+        for name in DRIFT_FIELDS {
+            assert!(drift.field(name).is_some(), "{name}");
+        }
+        assert_eq!(drift.field("flagged"), Some(1.0));
+        assert_eq!(drift.field("ttft_second_ms"), Some(12.0));
+        assert_eq!(drift.field("nonsense"), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What was measured: per-request records and the summary computed from them.
 
 pub mod drift;
+pub mod goodput;
 pub mod record;
+pub mod server_known;
 pub mod server_timing;
 pub mod summary;
 
@@ -9,6 +11,7 @@ pub use llm_stress_base::distribution;
 
 pub use distribution::Distribution;
 pub use drift::Drift;
+pub use goodput::RequestSlo;
 pub use record::{ErrorClass, RequestRecord};
 pub use server_timing::{ServerTiming, ServerTimingSummary};
 pub use summary::Summary;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::distribution::{Distribution, STAT_NAMES};
-use super::drift::Drift;
+use super::drift::{DRIFT_FIELDS, Drift};
+use super::goodput::RequestSlo;
 use super::record::{ErrorClass, RequestRecord};
 use super::server_timing::ServerTimingSummary;
 
@@ -26,8 +27,9 @@ pub const DISTRIBUTION_METRICS: [&str; 10] = [
     "server_wait_ms",
 ];
 
-/// Metrics that are one number, as named in SLOs (`error_rate < 0.01`).
-pub const SCALAR_METRICS: [&str; 13] = [
+/// Metrics that are one number, as named in SLOs (`error_rate < 0.01`). `goodput` and
+/// `goodput_req_s` are measured only when the case declares its per-request SLOs.
+pub const SCALAR_METRICS: [&str; 15] = [
     "requests_ok",
     "requests_failed",
     "error_rate",
@@ -41,6 +43,8 @@ pub const SCALAR_METRICS: [&str; 13] = [
     "output_tok_s",
     "req_s",
     "tput_user",
+    "goodput",
+    "goodput_req_s",
 ];
 
 /// Everything a trial's load phase measured, summarised.
@@ -99,6 +103,14 @@ pub struct Summary {
     /// The server's own timings beside the client's, when the server reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_timing: Option<ServerTimingSummary>,
+    /// Fraction (0–1) of the measured requests, failed ones included, that met every
+    /// per-request SLO of the case's `goodput` (see [`RequestSlo`]); `None` when the case
+    /// declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<f64>,
+    /// Those good requests per second over the measured window (vLLM's "request goodput").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_req_s: Option<f64>,
 }
 
 impl Summary {
@@ -168,7 +180,19 @@ impl Summary {
             output_tok_s: per_second(output_tokens),
             req_s: per_second(requests_ok),
             server_timing: ServerTimingSummary::of(ok.iter().copied()),
+            goodput: None,
+            goodput_req_s: None,
         }
+    }
+
+    /// Adds goodput: the share of `records` (the ones this summary was made from) that met
+    /// every bound of `slo`, and those per second. Unchanged when `slo` is `None`.
+    pub fn with_goodput(mut self, records: &[RequestRecord], slo: Option<&RequestSlo>) -> Summary {
+        if let Some((fraction, per_s)) = slo.and_then(|s| s.goodput(records, self.duration_s)) {
+            self.goodput = Some(fraction);
+            self.goodput_req_s = Some(per_s);
+        }
+        self
     }
 
     /// Adds what an open-loop schedule knows: the rate asked for and the arrivals that were
@@ -199,9 +223,17 @@ impl Summary {
         }
     }
 
-    /// A metric by its SLO name: a scalar (`error_rate`) or `metric.stat` (`ttft_ms.p95`).
+    /// A metric by its SLO name: a scalar (`error_rate`), `metric.stat` (`ttft_ms.p95`), a
+    /// drift field (`drift.ttft_change`) or the count of an error class (`errors.timeout`).
     /// `None` when the name is unknown or nothing was measured for it.
     pub fn metric(&self, name: &str) -> Option<f64> {
+        if let Some(field) = name.strip_prefix("drift.") {
+            return self.drift.as_ref()?.field(field);
+        }
+        if let Some(class) = name.strip_prefix("errors.") {
+            let class = ErrorClass::ALL.into_iter().find(|c| c.as_str() == class)?;
+            return Some(self.errors.get(&class).copied().unwrap_or(0) as f64);
+        }
         if let Some((metric, stat)) = name.split_once('.') {
             return self.distribution(metric)?.stat(stat);
         }
@@ -219,6 +251,8 @@ impl Summary {
             "output_tok_s" => self.output_tok_s,
             "req_s" => self.req_s,
             "tput_user" => self.tput_user,
+            "goodput" => return self.goodput,
+            "goodput_req_s" => return self.goodput_req_s,
             _ => return None,
         })
     }
@@ -232,6 +266,12 @@ pub fn metric_names() -> Vec<String> {
             names.push(format!("{metric}.{stat}"));
         }
     }
+    names.extend(DRIFT_FIELDS.iter().map(|f| format!("drift.{f}")));
+    names.extend(
+        ErrorClass::ALL
+            .iter()
+            .map(|c| format!("errors.{}", c.as_str())),
+    );
     names
 }
 
@@ -270,6 +310,30 @@ mod tests {
         assert_eq!(s.tput_user, 100.0);
         assert_eq!(s.metric("itl_ms.p50"), Some(10.0));
         assert_eq!(s.metric("nonsense"), None);
+        assert_eq!(s.metric("errors.http_503"), Some(1.0));
+        assert_eq!(s.metric("errors.timeout"), Some(0.0));
+        assert_eq!(s.metric("errors.nonsense"), None);
+        // Too few requests for drift, and no per-request SLOs for goodput.
+        assert_eq!(s.metric("drift.ttft_change"), None);
+        assert_eq!(s.metric("goodput"), None);
+        let goodput = RequestSlo {
+            ttft_ms: Some(50.0),
+            ..Default::default()
+        };
+        let s = s.with_goodput(&records, Some(&goodput));
+        assert!((s.metric("goodput").expect("goodput") - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(s.metric("goodput_req_s"), Some(1.0));
+    }
+
+    #[test]
+    fn old_summaries_without_goodput_still_read() {
+        let mut json = serde_json::to_value(Summary::default()).expect("json");
+        assert!(json.get("goodput").is_none(), "{json}");
+        json.as_object_mut()
+            .expect("object")
+            .remove("goodput_req_s");
+        let back: Summary = serde_json::from_value(json).expect("reads");
+        assert_eq!(back.goodput, None);
     }
 
     #[test]
@@ -304,9 +368,17 @@ mod tests {
             predicted_ms: Some(88.0),
             ..Default::default()
         });
-        let mut second = open.clone();
-        second.send_ms = 1.0;
-        let s = Summary::from_records(&[open, second], 1.0);
+        let records: Vec<RequestRecord> = (0..4)
+            .map(|i| RequestRecord {
+                send_ms: f64::from(i),
+                ..open.clone()
+            })
+            .collect();
+        let goodput = RequestSlo {
+            ttft_ms: Some(100.0),
+            ..Default::default()
+        };
+        let s = Summary::from_records(&records, 1.0).with_goodput(&records, Some(&goodput));
         for name in metric_names() {
             assert!(s.metric(&name).is_some(), "{name}");
         }

@@ -3,7 +3,9 @@
 //! queueing, how full its KV cache was, how many tokens it says it processed.
 
 mod exposition;
-pub mod known;
+/// The metrics known by name: defined in [`crate::metrics::server_known`], where the case's
+/// SLOs can check a name at load time.
+pub use crate::metrics::server_known as known;
 mod scrape;
 mod summary;
 

@@ -11,7 +11,7 @@ use super::prompting::{model_tokenizer, prompts_for};
 use super::{Session, TrialError};
 use crate::accuracy::Task;
 use crate::accuracy::summary::{AccuracySummary, ScoredSample};
-use crate::case::{AttachSpec, Destination, LoadMode, ServerKind, ServerSpec};
+use crate::case::{AttachSpec, Destination, LoadMode, ServerKind, ServerSpec, Slo};
 use crate::client::{Client, ClientConfig, CountTokens};
 use crate::judge::{self, Baseline, Check};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
@@ -191,7 +191,13 @@ async fn drive(
         TrialPlan::Accuracy(_) | TrialPlan::Sim(_) => {
             let ((task, accuracy), client) = accuracy.ok_or(TrialError::NoAccuracyTask)?;
             let samples = ask_all(task, accuracy, &client, spec.api, None).await;
-            let (summary, checks) = judge::accuracy::judge(task, accuracy, &samples, None);
+            let (summary, mut checks) = judge::accuracy::judge(task, accuracy, &samples, None);
+            // With no load, only the `accuracy` SLOs apply.
+            let inputs = judge::slo::SloInputs {
+                load: None,
+                accuracy: Some(&summary),
+            };
+            checks.extend(judge::slo::checks(&spec.slo, &inputs));
             return Ok(Measured {
                 accuracy: Some(summary),
                 samples,
@@ -219,6 +225,8 @@ async fn drive(
         let outcome = load::run(&spec.load, shape, &source).await;
         let mut measured = judge_load(load, outcome, &names);
         measured.server_metrics = finish_scrapers(scrapers).await;
+        let slos = slo_checks(&spec.slo, &measured, &names);
+        measured.checks.extend(slos);
         return Ok(measured);
     };
     // Stress: the questions are asked while the load runs; each answer notes whether the load
@@ -245,10 +253,13 @@ async fn drive(
         baseline.accuracy_score(&spec.name),
     );
     let mut measured = judge_load(load, outcome, &names);
-    measured.checks.extend(checks);
     measured.accuracy = Some(summary);
     measured.samples = samples;
     measured.server_metrics = server_metrics;
+    // Report order: the run's checks, targets, SLOs, then the accuracy checks.
+    let slos = slo_checks(&spec.slo, &measured, &names);
+    measured.checks.extend(slos);
+    measured.checks.extend(checks);
     Ok(measured)
 }
 
@@ -328,8 +339,10 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     let spec = &load.case.spec;
     let point = &load.point;
     let rate = point.shape.rate();
+    let goodput = spec.goodput.as_ref();
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
-        .with_arrivals(rate, outcome.dropped);
+        .with_arrivals(rate, outcome.dropped)
+        .with_goodput(&outcome.records, goodput);
     let endpoints = if endpoint_names.len() > 1 {
         endpoint_names
             .iter()
@@ -343,7 +356,8 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
                     .collect();
                 EndpointSummary {
                     name: name.clone(),
-                    summary: Summary::from_records(&mine, outcome.duration_s),
+                    summary: Summary::from_records(&mine, outcome.duration_s)
+                        .with_goodput(&mine, goodput),
                 }
             })
             .collect()
@@ -356,7 +370,9 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     } else {
         point.combination.targets.as_ref()
     };
-    let checks = judge::run::load_checks(&summary, targets, &spec.targets, &spec.slo);
+    // The SLOs are judged once the scrapers and the accuracy phase have finished too
+    // ([`slo_checks`]): some of them gate on what those measured.
+    let checks = judge::run::load_checks(&summary, targets, &spec.targets, &[]);
     Measured {
         summary,
         endpoints,
@@ -364,4 +380,32 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
         checks,
         ..Measured::default()
     }
+}
+
+/// The case's SLOs judged against everything a load trial measured: its summary, each
+/// endpoint's (a single server's is the whole summary), the scraped server metrics and the
+/// accuracy phase, when one ran.
+fn slo_checks(slos: &[Slo], measured: &Measured, endpoint_names: &[String]) -> Vec<Check> {
+    let endpoints: Vec<(&str, &Summary)> = if measured.endpoints.is_empty() {
+        endpoint_names
+            .iter()
+            .take(1)
+            .map(|name| (name.as_str(), &measured.summary))
+            .collect()
+    } else {
+        measured
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), &e.summary))
+            .collect()
+    };
+    let inputs = judge::slo::SloInputs {
+        load: Some(judge::slo::LoadMeasured {
+            summary: &measured.summary,
+            endpoints: &endpoints,
+            server_metrics: &measured.server_metrics,
+        }),
+        accuracy: measured.accuracy.as_ref(),
+    };
+    judge::slo::checks(slos, &inputs)
 }

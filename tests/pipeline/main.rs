@@ -17,3 +17,4 @@ mod prompts;
 mod runner;
 mod scaffold;
 mod selection;
+mod slo_gates;

@@ -1,5 +1,7 @@
 //! The serving metrics this harness knows by name, across servers: vLLM, SGLang, llama.cpp's
 //! llama-server (started with `--metrics`), TGI, and the embedded server (vLLM's names).
+//! Scraped and summarised by `server_metrics`; defined here, with what a measurement is, so
+//! that a case's SLOs can check a server metric's name when the case is loaded.
 
 use serde::{Deserialize, Serialize};
 
