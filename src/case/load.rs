@@ -52,9 +52,11 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Cas
 }
 
 fn read(path: &Path) -> Result<String, CaseError> {
-    std::fs::read_to_string(path).map_err(|source| CaseError::Read {
-        path: path.to_path_buf(),
-        source,
+    super::files::read_regular_text(path, super::files::MAX_CASE_FILE_BYTES).map_err(|source| {
+        CaseError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -108,6 +110,16 @@ pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
         }
         None => (None, None),
     };
+    if let Some(message) = model
+        .as_ref()
+        .and_then(|model| prompt_memory_problem(&spec, model))
+    {
+        return Err(CaseError::Invalid {
+            path: path.to_path_buf(),
+            key: "matrix".into(),
+            message,
+        });
+    }
     Ok(LoadedCase {
         spec,
         path: path.to_path_buf(),
@@ -220,6 +232,43 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     Ok(())
 }
 
+/// Whether the largest ISL times the largest prompt pool a trial of this case may hold is over
+/// [`super::limits::MAX_PROMPT_TOKENS`]: an upper estimate (the largest ISL and the largest
+/// pool may belong to different combinations), made before any prompt is built.
+fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
+    let matrix = spec.matrix.as_ref()?;
+    let context = matrix.max_context.unwrap_or(model.max_context);
+    // The matrix fits every ISL into the context, so neither exceeds it.
+    let isl = matrix.isl.iter().copied().max().map_or(context, |i| i.min(context));
+    let pool = match (spec.load.requests, matrix.prompts) {
+        (Some(requests), _) => requests,
+        (None, super::PromptsSpec::Fixed(n)) => n,
+        (None, super::PromptsSpec::MatchConcurrency) => {
+            let references = model
+                .reference
+                .iter()
+                .map(|r| r.prompts.max(r.concurrency));
+            matrix
+                .concurrency
+                .iter()
+                .copied()
+                .chain(references)
+                .chain([model.max_concurrency])
+                .max()
+                .unwrap_or(1)
+        }
+    };
+    let tokens = u64::from(isl) * u64::from(pool);
+    let cap = super::limits::MAX_PROMPT_TOKENS;
+    (tokens > cap).then(|| {
+        format!(
+            "prompts of up to {isl} tokens for a pool of up to {pool} prompts is {tokens} prompt \
+             tokens, more than the cap of {cap}: lower `max_context`, the ISLs or the number of \
+             prompts"
+        )
+    })
+}
+
 /// A kind without the section it needs: `perf`, `accuracy` and `stress` run the `matrix`
 /// against a server for the `model`; `sim` runs the `sim` study.
 fn kinds_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
@@ -269,7 +318,9 @@ fn endpoints_problem(spec: &CaseSpec) -> Option<(String, String)> {
 pub type CaseFile = (PathBuf, Result<LoadedCase, CaseError>);
 
 /// Every `*.yaml` case directly in `dir` (not `models/`), sorted by path, each loaded
-/// independently so one broken case does not hide the others.
+/// independently so one broken case does not hide the others. An entry named like a case
+/// that is not a readable regular file (a directory, a FIFO, a symbolic-link loop) is not
+/// skipped silently: it is listed with the error saying what it is.
 pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
         path: dir.to_path_buf(),
@@ -277,7 +328,7 @@ pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     paths.sort();
     Ok(paths

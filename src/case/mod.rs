@@ -3,6 +3,8 @@
 mod accuracy;
 pub mod answer;
 pub mod fault;
+pub mod files;
+pub mod limits;
 pub mod load;
 pub mod request;
 pub mod requirement;

@@ -9,8 +9,13 @@
 //! blank line dispatches the event; `data` fields are joined with `\n`; comments (`:`) and the
 //! other fields are read and ignored; a leading byte-order mark is skipped.
 
+/// Most bytes of one line or one event's data a parser holds by default (1 MiB): a server
+/// that sends a longer one, or a `data:` line that never ends, makes the stream a `protocol`
+/// error instead of growing the client's memory without bound.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// Incremental SSE parser: feed it each read; it calls back with each complete event's data.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     /// An incomplete last line carried over from the previous read.
     partial: Vec<u8>,
@@ -22,6 +27,16 @@ pub struct SseParser {
     skip_lf: bool,
     /// Whether the first byte of the stream has been seen (for the byte-order mark).
     started: bool,
+    /// Most bytes of a carried-over line or of one event's data.
+    limit: usize,
+    /// A line or an event grew past `limit`: the stream is unusable, later reads are ignored.
+    overflowed: bool,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::with_limit(MAX_EVENT_BYTES)
+    }
 }
 
 const BOM: &[u8] = "\u{feff}".as_bytes();
@@ -32,6 +47,33 @@ impl SseParser {
         SseParser::default()
     }
 
+    /// A parser that holds at most `limit` bytes of one line or one event's data.
+    pub fn with_limit(limit: usize) -> SseParser {
+        SseParser {
+            partial: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            skip_lf: false,
+            started: false,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// Whether a line or an event was longer than the limit (nothing more is parsed).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Gives up on the stream, freeing what it held, when `held` bytes are over the limit.
+    fn check(&mut self, held: usize) {
+        if held > self.limit {
+            self.overflowed = true;
+            self.partial = Vec::new();
+            self.data = Vec::new();
+        }
+    }
+
     /// Parses one read; calls `on_event` with the data of every event it completes, in order.
     /// Stops early, returning the callback's error, when the callback fails.
     pub fn feed<E>(
@@ -39,6 +81,9 @@ impl SseParser {
         mut read: &[u8],
         mut on_event: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        if self.overflowed {
+            return Ok(());
+        }
         if !self.started && !read.is_empty() {
             self.started = true;
             read = read.strip_prefix(BOM).unwrap_or(read);
@@ -52,6 +97,7 @@ impl SseParser {
             match memchr::memchr2(b'\n', b'\r', read) {
                 None => {
                     self.partial.extend_from_slice(read);
+                    self.check(self.partial.len());
                     return Ok(());
                 }
                 Some(end) => {
@@ -88,15 +134,22 @@ impl SseParser {
         if let Some(data) = single {
             self.start_data(data);
         }
-        self.partial.extend_from_slice(read);
+        if !self.overflowed {
+            self.partial.extend_from_slice(read);
+            self.check(self.partial.len());
+        }
         Ok(())
     }
 
     /// Begins the event's data with `value`, as a `data` line would.
     fn start_data(&mut self, value: &[u8]) {
+        if self.overflowed {
+            return;
+        }
         self.has_data = true;
         self.data.extend_from_slice(value);
         self.data.push(b'\n');
+        self.check(self.data.len());
     }
 
     /// The rest of `read` after the line terminator at `end` (`\r\n` counts as one).
@@ -117,7 +170,7 @@ impl SseParser {
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         if line.is_empty() {
-            if !self.has_data {
+            if !self.has_data || self.overflowed {
                 return Ok(());
             }
             self.has_data = false;
@@ -213,5 +266,32 @@ mod tests {
             Err("stop")
         });
         assert_eq!((result, seen), (Err("stop"), 1));
+    }
+
+    #[rstest]
+    #[case::a_line_that_never_ends(&[b"data: " as &[u8], &[b'x'; 600], &[b'x'; 600]])]
+    #[case::many_data_lines_in_one_event(&[b"data: 0123456789\n" as &[u8]; 100])]
+    fn a_line_or_event_over_the_limit_overflows_and_frees_its_memory(#[case] reads: &[&[u8]]) {
+        let mut parser = SseParser::with_limit(1000);
+        let mut seen = 0;
+        for read in reads {
+            parser
+                .feed(read, |_| {
+                    seen += 1;
+                    Ok::<(), ()>(())
+                })
+                .expect("no callback error");
+        }
+        assert!(parser.overflowed());
+        assert_eq!(seen, 0);
+        assert!(parser.partial.capacity() == 0 && parser.data.capacity() == 0);
+        // Nothing after the overflow is parsed.
+        parser
+            .feed(b"\n\ndata: a\n\n", |_| {
+                seen += 1;
+                Ok::<(), ()>(())
+            })
+            .expect("ignored");
+        assert_eq!(seen, 0);
     }
 }

@@ -193,7 +193,12 @@ pub struct Session {
     client_threads: Option<usize>,
     trials: std::sync::atomic::AtomicUsize,
     failed: Mutex<Vec<String>>,
+    hook: Option<TrialHook>,
 }
+
+/// Code run at the start of every trial, inside the trial's panic guard (see
+/// [`Session::with_trial_hook`]).
+pub type TrialHook = Box<dyn Fn(&TrialPlan) + Send + Sync>;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,6 +231,7 @@ impl Session {
             client_threads,
             trials: std::sync::atomic::AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
+            hook: None,
         }
     }
 
@@ -244,17 +250,37 @@ impl Session {
         self
     }
 
+    /// Runs `hook` at the start of every trial, inside the trial's panic guard: whatever it
+    /// does (log, check preconditions, or panic on purpose in a test) counts as part of the
+    /// trial.
+    pub fn with_trial_hook(mut self, hook: impl Fn(&TrialPlan) + Send + Sync + 'static) -> Session {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
     /// The run's settings.
     pub fn context(&self) -> &RunContext {
         &self.context
     }
 
-    /// Runs one trial and tells the sinks. A server that cannot be had, or requests that
-    /// fail, make a FAIL verdict with the evidence; only a sink's failure (results that could
+    /// Runs one trial and tells the sinks. A server that cannot be had, requests that fail,
+    /// or a panic while the trial runs make a FAIL verdict with the evidence (the panic's
+    /// message), and the next trial runs as usual; only a sink's failure (results that could
     /// not be written) or a runtime that cannot start is an error.
     pub fn run_trial(&self, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
         self.emit(&Event::TrialStarted { plan })?;
-        let outcome = trial::run(self, plan)?;
+        // Nothing the trial touched is used after a panic but the session's own lists, which
+        // tolerate poisoning (spawned servers stay listed and are stopped when it ends).
+        let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(hook) = &self.hook {
+                hook(plan);
+            }
+            trial::run(self, plan)
+        }));
+        let outcome = match guarded {
+            Ok(outcome) => outcome?,
+            Err(payload) => trial::panicked(self, plan, &panic_message(payload.as_ref())),
+        };
         if let (TrialPlan::Accuracy(_), Some(score)) = (plan, outcome.report.accuracy_score()) {
             self.scores
                 .0
@@ -306,6 +332,15 @@ impl Session {
         }
         first.map_or(Ok(()), |e| Err(SessionError::Sink(e)))
     }
+}
+
+/// The message a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_string())
 }
 
 /// How a finished run went.

@@ -11,6 +11,7 @@ mod client_errors;
 mod csv_concurrency;
 mod discovery;
 mod faults;
+mod hostile;
 mod no_cases;
 mod prompts;
 mod runner;

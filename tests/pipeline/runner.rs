@@ -210,3 +210,59 @@ fn a_server_without_metrics_is_noted_and_the_trial_still_passes() {
     );
     assert!(metrics.metrics.is_empty());
 }
+
+#[test]
+fn a_panicking_trial_fails_alone_and_the_run_goes_on_to_its_summary() {
+    use llm_stress::report::analysis::Thresholds;
+    use llm_stress::session::sinks::Publisher;
+
+    let dir = CaseDir::named("runner-panic");
+    let plans = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 2\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [1, 2]\n",
+        )
+        .plans();
+    assert_eq!(plans.len(), 2);
+    let doomed = plans[0].name();
+    let session = crate::support::session(context(&dir, None))
+        .with_sink(Publisher::new(Thresholds::default(), None, None))
+        .with_trial_hook(move |plan| {
+            if plan.name() == doomed {
+                panic!("deliberate panic in {}", plan.name());
+            }
+        });
+    let first = session.run_trial(&plans[0]).expect("the panic is a verdict");
+    assert!(!first.passed);
+    let reasons = first.report.verdict.failure_reasons().join("; ");
+    assert!(
+        reasons.contains("the trial panicked: deliberate panic in"),
+        "{reasons}"
+    );
+    assert!(first.dir.join("summary.json").is_file(), "{:?}", first.dir);
+    let second = session.run_trial(&plans[1]).expect("the next trial runs");
+    assert!(second.passed, "{:?}", second.report.verdict);
+    let tally = session.finish().expect("the run finishes");
+    assert_eq!((tally.trials, tally.failed.len()), (2, 1), "{tally:?}");
+    let out = dir.out();
+    let summary = std::fs::read_to_string(out.join("test-run").join("summary.md"))
+        .or_else(|_| std::fs::read_to_string(out.join("summary.md")))
+        .expect("summary.md written");
+    assert!(summary.contains("panicked"), "{summary}");
+}
+
+#[test]
+fn a_results_csv_with_another_header_is_refused_before_anything_is_measured() {
+    let (dir, plan) = setup("header");
+    std::fs::create_dir_all(dir.out()).expect("out");
+    std::fs::write(dir.out().join("results.csv"), "a,b,c\n1,2,3\n").expect("old csv");
+    let started = std::time::Instant::now();
+    let error = crate::support::session(context(&dir, None))
+        .run_trial(&plan)
+        .expect_err("refused");
+    assert!(error.to_string().contains("a,b,c"), "{error}");
+    // Refused at the start: no trial folder, and no time spent on load.
+    assert!(!dir.out().join("test-run").exists());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
