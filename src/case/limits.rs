@@ -54,6 +54,10 @@ pub fn check_count(value: u64, max: u32, what: &str) -> Result<u32, String> {
 pub fn check_number(value: f64, max: f64, unit: &str) -> Result<f64, String> {
     if value.is_finite() && (0.0..=max).contains(&value) {
         Ok(value)
+    } else if value.is_finite() && value.abs() >= 1e9 {
+        Err(format!(
+            "{value:e} is out of range: a number of {unit} from 0 to {max}"
+        ))
     } else {
         Err(format!(
             "{value} is out of range: a number of {unit} from 0 to {max}"
@@ -175,12 +179,16 @@ mod tests {
     fn numbers_out_of_range_are_refused(#[case] value: f64) {
         let message = check_number(value, MAX_TIMEOUT_S, "seconds").expect_err("refused");
         assert!(message.contains("from 0 to 86400"), "{message}");
+        assert!(message.len() < 80, "short, even for 1e300: {message}");
     }
 
     #[test]
     fn spans_beyond_thirty_days_are_refused() {
         assert!(check_span(Duration::from_secs(3600)).is_ok());
         let message = check_span(Duration::from_secs(31 * 24 * 3600)).expect_err("refused");
-        assert!(message.contains("longer than the cap of 30days"), "{message}");
+        assert!(
+            message.contains("longer than the cap of 30days"),
+            "{message}"
+        );
     }
 }

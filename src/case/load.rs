@@ -239,15 +239,17 @@ fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
     let matrix = spec.matrix.as_ref()?;
     let context = matrix.max_context.unwrap_or(model.max_context);
     // The matrix fits every ISL into the context, so neither exceeds it.
-    let isl = matrix.isl.iter().copied().max().map_or(context, |i| i.min(context));
+    let isl = matrix
+        .isl
+        .iter()
+        .copied()
+        .max()
+        .map_or(context, |i| i.min(context));
     let pool = match (spec.load.requests, matrix.prompts) {
         (Some(requests), _) => requests,
         (None, super::PromptsSpec::Fixed(n)) => n,
         (None, super::PromptsSpec::MatchConcurrency) => {
-            let references = model
-                .reference
-                .iter()
-                .map(|r| r.prompts.max(r.concurrency));
+            let references = model.reference.iter().map(|r| r.prompts.max(r.concurrency));
             matrix
                 .concurrency
                 .iter()
@@ -374,7 +376,7 @@ mod tests {
     #[case::bad_number(
         "name: x\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: custom\n  isl: [1, two]\n",
         "cases/x.yaml:6:12: key `matrix.isl[1]`",
-        "u32"
+        "invalid u64"
     )]
     #[case::bad_slo(
         "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nslo:\n  - ttft_ms.p59 < 3\n",

@@ -20,7 +20,10 @@ pub struct Secrets(Vec<String>);
 impl Secrets {
     /// The API key (any length but empty) and every header value of at least
     /// [`MIN_SECRET_LEN`] bytes.
-    pub fn new<'a>(api_key: Option<&str>, header_values: impl IntoIterator<Item = &'a str>) -> Secrets {
+    pub fn new<'a>(
+        api_key: Option<&str>,
+        header_values: impl IntoIterator<Item = &'a str>,
+    ) -> Secrets {
         let mut all: Vec<String> = api_key
             .filter(|k| !k.is_empty())
             .map(str::to_string)
@@ -77,12 +80,18 @@ mod tests {
             secrets.redact(text),
             "auth Bearer [REDACTED], X-Tenant [REDACTED], X-Debug 1"
         );
-        assert!(matches!(secrets.redact("clean"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            secrets.redact("clean"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn a_secret_inside_another_is_replaced_with_the_longer_one() {
         let secrets = Secrets::new(Some("abcdef"), ["abcdef-and-more"]);
-        assert_eq!(secrets.redact("x abcdef-and-more y abcdef"), "x [REDACTED] y [REDACTED]");
+        assert_eq!(
+            secrets.redact("x abcdef-and-more y abcdef"),
+            "x [REDACTED] y [REDACTED]"
+        );
     }
 }

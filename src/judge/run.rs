@@ -48,7 +48,7 @@ pub fn error_budget_check(summary: &Summary, budget: Score) -> Check {
     } else {
         summary.requests_failed as f64 * 100.0 / total as f64
     };
-    let rule = format!("failed requests ≤ {budget} of measured requests (error budget)");
+    let rule = format!("failed ≤ {budget} of requests");
     let within = failed_pct <= budget.points() + 1e-9;
     let reason = format!(
         "{} of {total} requests failed ({failed_pct:.2} %), budget {budget}{}",
@@ -100,7 +100,9 @@ pub fn stopped_answering_check(records: &[RequestRecord]) -> Option<Check> {
         .iter()
         .filter(|r| r.error == Some(ErrorClass::Connect) && r.send_ms > first_answer)
         .collect();
-    let first = refused.iter().min_by(|a, b| a.send_ms.total_cmp(&b.send_ms))?;
+    let first = refused
+        .iter()
+        .min_by(|a, b| a.send_ms.total_cmp(&b.send_ms))?;
     let answered = records.iter().filter(|r| r.status.is_some()).count();
     Some(
         server_unusable(format!(
@@ -139,10 +141,7 @@ pub fn requests_check(summary: &Summary) -> Check {
             CheckSource::Run,
             "requests",
             rule,
-            format!(
-                "no request succeeded out of {total} ({})",
-                classes(summary)
-            ),
+            format!("no request succeeded out of {total} ({})", classes(summary)),
         )
     };
     check.measured(Some(summary.requests_ok as f64))
@@ -282,7 +281,11 @@ mod tests {
         }
         let check = error_budget_check(&s, budget(allowed));
         assert_eq!(check.status, status, "{check:?}");
-        assert!(check.reason.contains(&format!("{failed} of 100")), "{}", check.reason);
+        assert!(
+            check.reason.contains(&format!("{failed} of 100")),
+            "{}",
+            check.reason
+        );
         if failed > 0 {
             assert!(check.reason.contains("http_5xx"), "{}", check.reason);
         }
@@ -297,7 +300,11 @@ mod tests {
         let s = Summary::from_records(&records, 1.0);
         let check = client_check(&s, &records).expect("a client check");
         assert_eq!(check.status, Status::Fail);
-        assert!(check.reason.contains("not the server's fault"), "{}", check.reason);
+        assert!(
+            check.reason.contains("not the server's fault"),
+            "{}",
+            check.reason
+        );
         assert!(check.reason.contains("EMFILE"), "{}", check.reason);
         assert!(client_check(&Summary::from_records(&records[..1], 1.0), &records[..1]).is_none());
     }
@@ -312,7 +319,8 @@ mod tests {
         let check = stopped_answering_check(&records).expect("stopped");
         assert_eq!(check.status, Status::Fail);
         assert!(
-            check.reason.contains("stopped answering: 2 requests") && check.reason.contains("2.000 s"),
+            check.reason.contains("stopped answering: 2 requests")
+                && check.reason.contains("2.000 s"),
             "{}",
             check.reason
         );

@@ -63,9 +63,9 @@ pub async fn load_dataset(
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     .map_err(|source| PromptError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        path: path.to_path_buf(),
+        source,
+    })?;
     let raw = match source {
         PromptSource::Jsonl => jsonl(&bytes, limit).map_err(|(line, m)| error(Some(line), m))?,
         PromptSource::Sharegpt => sharegpt(&bytes, limit).map_err(|m| error(None, m))?,

@@ -527,7 +527,9 @@ mod tests {
     #[test]
     fn the_signal_table_holds_more_groups_than_a_block() {
         // Made-up group ids far above any real pid, so no signal can reach a process.
-        let ids: Vec<i32> = (0..3 * BLOCK as i32 + 5).map(|i| 2_000_000_000 + i).collect();
+        let ids: Vec<i32> = (0..3 * BLOCK as i32 + 5)
+            .map(|i| 2_000_000_000 + i)
+            .collect();
         for &id in &ids {
             remember_group(id as u32);
         }

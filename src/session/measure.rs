@@ -165,7 +165,10 @@ fn case_secrets(spec: &crate::case::CaseSpec) -> Secrets {
         .api_key_env
         .as_ref()
         .and_then(|var| std::env::var(var).ok());
-    Secrets::new(key.as_deref(), spec.client.headers.values().map(String::as_str))
+    Secrets::new(
+        key.as_deref(),
+        spec.client.headers.values().map(String::as_str),
+    )
 }
 
 /// The case's accuracy task, read from its files, for the kinds that run one.

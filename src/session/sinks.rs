@@ -63,11 +63,9 @@ impl TrialFiles {
 impl Sink for TrialFiles {
     fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError> {
         match event {
-            Event::TrialStarted { plan } if !matches!(plan, crate::plan::TrialPlan::Sim(_)) => {
-                Ok(csv::check_existing(
-                    &self.out_dir.join(crate::report::run::RESULTS_FILE),
-                )?)
-            }
+            Event::TrialStarted { plan } if !matches!(plan, crate::plan::TrialPlan::Sim(_)) => Ok(
+                csv::check_existing(&self.out_dir.join(crate::report::run::RESULTS_FILE))?,
+            ),
             Event::TrialFinished { outcome } => self.write(outcome),
             _ => Ok(()),
         }

@@ -294,7 +294,10 @@ async fn an_impossible_usage_count_is_a_protocol_error_at_once() {
     assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     let detail = record.error_detail.unwrap_or_default();
-    assert!(detail.contains("completion tokens for 2 content chunks"), "{detail}");
+    assert!(
+        detail.contains("completion tokens for 2 content chunks"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -311,11 +314,19 @@ async fn a_per_chunk_usage_jump_is_a_protocol_error() {
 #[tokio::test]
 async fn a_huge_error_body_is_not_read_whole() {
     let body = vec![b'e'; 64 << 20];
-    let url = scripted(http("500 Internal Server Error", "text/plain", &body), false).await;
+    let url = scripted(
+        http("500 Internal Server Error", "text/plain", &body),
+        false,
+    )
+    .await;
     let record = request(&url, 10_000).await;
     assert_eq!(record.error, Some(ErrorClass::Http5xx), "{record:?}");
     let detail = record.error_detail.unwrap_or_default();
-    assert!(detail.len() <= llm_stress::client::BODY_EXCERPT_BYTES + 4, "{}", detail.len());
+    assert!(
+        detail.len() <= llm_stress::client::BODY_EXCERPT_BYTES + 4,
+        "{}",
+        detail.len()
+    );
 }
 
 #[test]

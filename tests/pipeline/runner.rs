@@ -233,7 +233,9 @@ fn a_panicking_trial_fails_alone_and_the_run_goes_on_to_its_summary() {
                 panic!("deliberate panic in {}", plan.name());
             }
         });
-    let first = session.run_trial(&plans[0]).expect("the panic is a verdict");
+    let first = session
+        .run_trial(&plans[0])
+        .expect("the panic is a verdict");
     assert!(!first.passed);
     let reasons = first.report.verdict.failure_reasons().join("; ");
     assert!(
