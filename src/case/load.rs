@@ -529,4 +529,57 @@ mod tests {
         assert!(message.contains(wanted), "{message}");
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    /// Property (2,000 seeded cases): a good case with values swapped for hostile ones
+    /// (non-finite, negative, huge, of the wrong type) or bytes cut out loads or fails with
+    /// an error naming the file; it never panics.
+    #[test]
+    fn hostile_values_anywhere_fail_with_an_error_never_a_panic() {
+        use rand::{Rng, SeedableRng};
+        const GOOD: &str = "name: c\nmodel: m\nkinds: [perf, stress]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2, faults: { stall_rate: 0.1, stall_ms: 10, max_queue: 4 } }\nmatrix: { mode: custom, isl: [16], osl: [8], concurrency: [1, 2], prompts: { fixed: 4 } }\nload: { mode: closed, timeout_s: 30, requests: 8, warmup: 2, duration: 5s, error_budget: 1% }\naccuracy: { task: synthetic_arithmetic, concurrency: 2 }\n";
+        const HOSTILE: [&str; 14] = [
+            ".inf", "-.inf", ".nan", "-1", "1e300", "4294967295", "18446744073709551616",
+            "400000000000y", "0", "~", "[]", "{}", "\"x\"", "99999999999999999999999h",
+        ];
+        let dir = case_dir("hostile-values");
+        std::fs::write(dir.join("models/m.yaml"), "name: m\nmax_context: 256\n").expect("model");
+        let case = dir.join("c.yaml");
+        let numbers: Vec<(usize, usize)> = {
+            let bytes = GOOD.as_bytes();
+            let mut spans = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+                    let start = i;
+                    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                        i += 1;
+                    }
+                    spans.push((start, i));
+                } else {
+                    i += 1;
+                }
+            }
+            spans
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+        let mut failed = 0;
+        for _ in 0..2_000 {
+            let mut text = GOOD.to_string();
+            let (start, end) = numbers[rng.random_range(0..numbers.len())];
+            text.replace_range(start..end, HOSTILE[rng.random_range(0..HOSTILE.len())]);
+            if rng.random_bool(0.2) {
+                let at = rng.random_range(0..text.len());
+                if text.is_char_boundary(at) && text.is_char_boundary(at + 1) {
+                    text.remove(at);
+                }
+            }
+            std::fs::write(&case, &text).expect("write");
+            if let Err(e) = load_case(&case) {
+                failed += 1;
+                assert!(e.to_string().contains("c.yaml"), "{e}");
+            }
+        }
+        assert!(failed > 1_000, "most hostile values are refused ({failed})");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -81,12 +81,28 @@ impl SseParser {
         mut read: &[u8],
         mut on_event: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        if self.overflowed {
+        // An empty read changes nothing (and must not use up a pending `\r\n` half).
+        if self.overflowed || read.is_empty() {
             return Ok(());
         }
-        if !self.started && !read.is_empty() {
+        if !self.started {
+            // The byte-order mark may arrive split across reads: its first bytes are held
+            // (in `partial`) until the rest shows whether it is one.
+            let held = self.partial.len();
+            let wanted = &BOM[held..];
+            let n = wanted.len().min(read.len());
+            if read[..n] == wanted[..n] {
+                if n < wanted.len() {
+                    self.partial.extend_from_slice(read);
+                    return Ok(());
+                }
+                self.partial.clear();
+                read = &read[n..];
+            }
             self.started = true;
-            read = read.strip_prefix(BOM).unwrap_or(read);
+            if read.is_empty() {
+                return Ok(());
+            }
         }
         if self.skip_lf {
             self.skip_lf = false;
@@ -238,6 +254,7 @@ mod tests {
     #[case::empty_data_is_an_event(&["data\n\n"], &[""])]
     #[case::bom(&["\u{feff}data: a\n\n"], &["a"])]
     #[case::unterminated_event_is_not_dispatched(&["data: a\n"], &[])]
+    #[case::empty_read_between_cr_and_lf(&["data: a\r", "", "\ndata: b\n\n"], &["a\nb"])]
     #[case::done(&["data: {\"x\":1}\n\ndata: [DONE]\n\n"], &["{\"x\":1}", "[DONE]"])]
     fn events_follow_the_event_stream_rules(#[case] reads: &[&str], #[case] expected: &[&str]) {
         let reads: Vec<&[u8]> = reads.iter().map(|r| r.as_bytes()).collect();
@@ -255,6 +272,16 @@ mod tests {
                 assert_eq!(events(&reads), whole, "cuts at {cut} and {cut2}");
             }
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_split_across_reads_is_still_skipped() {
+        let bom = "\u{feff}".as_bytes();
+        let reads: [&[u8]; 3] = [&bom[..1], &bom[1..], b"data: a\n\n"];
+        assert_eq!(events(&reads), ["a"]);
+        // Bytes that only start like one are kept as text.
+        let reads: [&[u8]; 2] = [&bom[..2], b"data: a\n\n"];
+        assert_eq!(events(&reads), Vec::<String>::new());
     }
 
     #[test]
@@ -293,5 +320,43 @@ mod tests {
             })
             .expect("ignored");
         assert_eq!(seen, 0);
+    }
+
+    /// A random stream over the bytes that matter to the framing.
+    fn random_stream(rng: &mut impl rand::Rng) -> Vec<u8> {
+        const PIECES: [&[u8]; 10] = [
+            b"data: ", b"data:", b"\n", b"\r", b"\r\n", b": c", b"x", b"{\"a\":1}", b"event: e",
+            "\u{feff}".as_bytes(),
+        ];
+        let n = rng.random_range(0..60);
+        (0..n)
+            .flat_map(|_| PIECES[rng.random_range(0..PIECES.len())].iter().copied())
+            .collect()
+    }
+
+    /// Property (5,000 seeded cases): however a random stream is split into reads, the
+    /// parser gives the events of the whole stream, never panics, and with a small limit
+    /// holds no more than the limit.
+    #[test]
+    fn random_streams_split_anywhere_give_the_same_events_within_the_limit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+        for _ in 0..5_000 {
+            let stream = random_stream(&mut rng);
+            let whole = events(&[&stream]);
+            let mut reads = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let cut = rng.random_range(0..=rest.len());
+                reads.push(&rest[..cut]);
+                rest = &rest[cut..];
+            }
+            assert_eq!(events(&reads), whole, "{:?}", String::from_utf8_lossy(&stream));
+            let mut small = SseParser::with_limit(16);
+            for read in &reads {
+                small.feed(read, |_| Ok::<(), ()>(())).expect("no callback error");
+                assert!(small.partial.len() <= 16 && small.data.len() <= 16);
+            }
+        }
     }
 }

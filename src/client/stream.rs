@@ -473,4 +473,54 @@ mod tests {
         assert!(plausible_tokens(10, 2) >= 8000);
         assert_eq!(plausible_tokens(usize::MAX, 1), u64::MAX);
     }
+
+    /// Property (3,000 seeded cases): whatever usage a stream claims — zero, a little, up to
+    /// `u64::MAX`, growing, shrinking — reading it never panics or loops, and a stream that
+    /// passes has per-chunk token counts whose sum its text can hold (so the ITL samples
+    /// derived from them are bounded).
+    #[test]
+    fn random_usage_claims_never_panic_and_passing_counts_are_plausible() {
+        use rand::{Rng, SeedableRng};
+
+        use super::{StreamState, plausible_tokens};
+        use crate::metrics::RequestRecord;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+        let claims = [0, 1, 2, 7, 100, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
+        for _ in 0..3_000 {
+            let mut state = StreamState::new(RequestRecord::default(), false, 4);
+            state.max_chunks = 64;
+            let chunks = rng.random_range(0..8);
+            let mut result = Ok(());
+            for i in 0..chunks {
+                let usage = match rng.random_range(0..3) {
+                    0 => String::new(),
+                    1 => format!(
+                        ",\"usage\":{{\"completion_tokens\":{}}}",
+                        claims[rng.random_range(0..claims.len())]
+                    ),
+                    _ => format!(",\"usage\":{{\"completion_tokens\":{}}}", i + 1),
+                };
+                let finish = if i + 1 == chunks { "\"stop\"" } else { "null" };
+                let event = format!(
+                    "{{\"choices\":[{{\"text\":\" w{i}\",\"finish_reason\":{finish}}}]{usage}}}"
+                );
+                result = state.on_event(event.as_bytes(), f64::from(i) + 1.0);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_err() {
+                continue;
+            }
+            let record = state.finish(None, false);
+            if record.is_ok() {
+                let total: u64 = record.chunk_tokens.iter().map(|&t| u64::from(t)).sum();
+                assert!(
+                    total <= plausible_tokens(4 * record.chunk_ms.len(), record.chunk_ms.len()),
+                    "{record:?}"
+                );
+                assert!(record.itl_ms().count() as u64 <= total);
+            }
+        }
+    }
 }
