@@ -120,25 +120,55 @@ pub fn write_summary(
     let mut json =
         serde_json::to_vec_pretty(report).map_err(|e| ReportError::json(&summary_path, e))?;
     json.push(b'\n');
-    fs::write(&summary_path, json).map_err(|e| ReportError::io(&summary_path, "write", e))?;
+    replace_whole(&summary_path, |file| {
+        file.write_all(&json)
+            .map_err(|e| ReportError::io(&summary_path, "write", e))
+    })?;
     Ok(dir)
 }
 
 /// Writes one JSON value per line and syncs the file.
 fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), ReportError> {
-    let file = File::create(path).map_err(|e| ReportError::io(path, "create", e))?;
-    let mut writer = BufWriter::new(file);
-    for item in items {
-        serde_json::to_writer(&mut writer, item).map_err(|e| ReportError::json(path, e))?;
+    replace_whole(path, |file| {
+        let mut writer = BufWriter::new(file);
+        for item in items {
+            serde_json::to_writer(&mut writer, item).map_err(|e| ReportError::json(path, e))?;
+            writer
+                .write_all(b"\n")
+                .map_err(|e| ReportError::io(path, "write", e))?;
+        }
         writer
-            .write_all(b"\n")
-            .map_err(|e| ReportError::io(path, "write", e))?;
+            .flush()
+            .map_err(|e| ReportError::io(path, "write", e))
+    })
+}
+
+/// Writes `path` through a temporary file of this process beside it, synced and then renamed
+/// over `path`: two processes writing the same trial folder (one run id given to both) each
+/// leave a whole file, never one torn between them.
+fn replace_whole(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}-{n}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let result = File::create(&temporary)
+        .map_err(|e| ReportError::io(&temporary, "create", e))
+        .and_then(|mut file| {
+            write(&mut file)?;
+            file.sync_all()
+                .map_err(|e| ReportError::io(&temporary, "sync", e))
+        })
+        .and_then(|()| {
+            fs::rename(&temporary, path).map_err(|e| ReportError::io(path, "rename onto", e))
+        });
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
     }
-    writer
-        .into_inner()
-        .map_err(|e| ReportError::io(path, "write", e.into_error()))?
-        .sync_all()
-        .map_err(|e| ReportError::io(path, "sync", e))
+    result
 }
 
 #[cfg(test)]
@@ -254,5 +284,30 @@ mod tests {
             .collect();
         assert_eq!(back, samples);
         fs::remove_dir_all(&out).ok();
+    }
+
+    #[test]
+    fn writers_of_one_file_each_leave_it_whole() {
+        let dir = std::env::temp_dir().join(format!("llm-stress-whole-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("records.jsonl");
+        std::thread::scope(|scope| {
+            for writer in 0..4u32 {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        let lines = vec![writer; 20_000];
+                        write_lines(path, &lines).expect("written");
+                    }
+                });
+            }
+        });
+        let text = fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 20_000);
+        assert!(lines.iter().all(|l| *l == lines[0]), "one writer's file, whole");
+        let left: Vec<_> = fs::read_dir(&dir).expect("dir").collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+        fs::remove_dir_all(&dir).ok();
     }
 }
