@@ -268,3 +268,83 @@ fn a_results_csv_with_another_header_is_refused_before_anything_is_measured() {
     assert!(!dir.out().join("test-run").exists());
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+/// A server on loopback that answers the health check and `answers` generation requests
+/// (eight streamed tokens each, one connection per request), then stops listening: later
+/// connections are refused, as from a server that died.
+fn server_that_dies_after(answers: usize) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let mut served = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok(n) = stream.read(&mut buf) else { break };
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let response = if request.starts_with(b"GET") {
+                let body = r#"{"data":[{"id":"m"}]}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                served += 1;
+                let token = r#"data: {"choices":[{"delta":{"content":" w"},"finish_reason":null}]}"#;
+                let last = r#"data: {"choices":[{"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":16,"completion_tokens":8}}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{}{last}\n\ndata: [DONE]\n\n",
+                    format!("{token}\n\n").repeat(8)
+                )
+            };
+            stream.write_all(response.as_bytes()).ok();
+            drop(stream);
+            if served >= answers {
+                return; // the listener goes with the thread
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_that_stops_answering_mid_run_fails_the_trial_naming_it() {
+    let dir = CaseDir::named("runner-dies");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 2\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\nload: { warmup: 0 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [1]\n  prompts: { fixed: 10 }\n",
+        )
+        .plan();
+    let url = server_that_dies_after(3);
+    let outcome = crate::support::session(context(&dir, Some(url)))
+        .run_trial(&plan)
+        .expect("reports written");
+    let summary = outcome.report.summary().expect("a load trial");
+    assert_eq!(summary.requests_ok, 3, "{:?}", summary.errors);
+    assert!(!outcome.passed);
+    let reasons = outcome.report.verdict.failure_reasons().join("; ");
+    assert!(
+        reasons.contains("the server stopped answering: 7 requests could not connect after it had answered 3"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("error budget: 7 of 10 requests failed"), "{reasons}");
+}
