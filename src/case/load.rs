@@ -538,8 +538,20 @@ mod tests {
         use rand::{Rng, SeedableRng};
         const GOOD: &str = "name: c\nmodel: m\nkinds: [perf, stress]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2, faults: { stall_rate: 0.1, stall_ms: 10, max_queue: 4 } }\nmatrix: { mode: custom, isl: [16], osl: [8], concurrency: [1, 2], prompts: { fixed: 4 } }\nload: { mode: closed, timeout_s: 30, requests: 8, warmup: 2, duration: 5s, error_budget: 1% }\naccuracy: { task: synthetic_arithmetic, concurrency: 2 }\n";
         const HOSTILE: [&str; 14] = [
-            ".inf", "-.inf", ".nan", "-1", "1e300", "4294967295", "18446744073709551616",
-            "400000000000y", "0", "~", "[]", "{}", "\"x\"", "99999999999999999999999h",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "-1",
+            "1e300",
+            "4294967295",
+            "18446744073709551616",
+            "400000000000y",
+            "0",
+            "~",
+            "[]",
+            "{}",
+            "\"x\"",
+            "99999999999999999999999h",
         ];
         let dir = case_dir("hostile-values");
         std::fs::write(dir.join("models/m.yaml"), "name: m\nmax_context: 256\n").expect("model");
@@ -551,7 +563,8 @@ mod tests {
             while i < bytes.len() {
                 if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
                     let start = i;
-                    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.')
+                    {
                         i += 1;
                     }
                     spans.push((start, i));

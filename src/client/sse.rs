@@ -325,7 +325,15 @@ mod tests {
     /// A random stream over the bytes that matter to the framing.
     fn random_stream(rng: &mut impl rand::Rng) -> Vec<u8> {
         const PIECES: [&[u8]; 10] = [
-            b"data: ", b"data:", b"\n", b"\r", b"\r\n", b": c", b"x", b"{\"a\":1}", b"event: e",
+            b"data: ",
+            b"data:",
+            b"\n",
+            b"\r",
+            b"\r\n",
+            b": c",
+            b"x",
+            b"{\"a\":1}",
+            b"event: e",
             "\u{feff}".as_bytes(),
         ];
         let n = rng.random_range(0..60);
@@ -351,10 +359,17 @@ mod tests {
                 reads.push(&rest[..cut]);
                 rest = &rest[cut..];
             }
-            assert_eq!(events(&reads), whole, "{:?}", String::from_utf8_lossy(&stream));
+            assert_eq!(
+                events(&reads),
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(&stream)
+            );
             let mut small = SseParser::with_limit(16);
             for read in &reads {
-                small.feed(read, |_| Ok::<(), ()>(())).expect("no callback error");
+                small
+                    .feed(read, |_| Ok::<(), ()>(()))
+                    .expect("no callback error");
                 assert!(small.partial.len() <= 16 && small.data.len() <= 16);
             }
         }

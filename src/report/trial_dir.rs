@@ -305,7 +305,10 @@ mod tests {
         let text = fs::read_to_string(&path).expect("read");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 20_000);
-        assert!(lines.iter().all(|l| *l == lines[0]), "one writer's file, whole");
+        assert!(
+            lines.iter().all(|l| *l == lines[0]),
+            "one writer's file, whole"
+        );
         let left: Vec<_> = fs::read_dir(&dir).expect("dir").collect();
         assert_eq!(left.len(), 1, "no temporary file left behind");
         fs::remove_dir_all(&dir).ok();

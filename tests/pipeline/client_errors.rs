@@ -342,3 +342,22 @@ fn running_out_of_descriptors_or_ports_is_the_clients_fault() {
     let wrapped = std::io::Error::other(std::io::Error::from_raw_os_error(libc::EMFILE));
     assert!(client_resource(&wrapped).is_some());
 }
+
+#[tokio::test]
+async fn far_more_chunks_than_tokens_asked_for_is_a_protocol_error() {
+    // Four tokens asked for; an endless stream of valid chunks is cut off at 1,024 chunks
+    // instead of keeping a time for every one.
+    let mut body = TEXT.repeat(5_000);
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    let url = scripted(sse(&body), false).await;
+    let record = request(&url, 5000).await;
+    assert_eq!(
+        record.error,
+        Some(ErrorClass::Protocol),
+        "{:?}",
+        record.error_detail
+    );
+    assert!(record.chunk_ms.len() <= 1024, "{}", record.chunk_ms.len());
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(detail.contains("more than 1024 content chunks"), "{detail}");
+}

@@ -307,7 +307,8 @@ fn server_that_dies_after(answers: usize) -> String {
                 )
             } else {
                 served += 1;
-                let token = r#"data: {"choices":[{"delta":{"content":" w"},"finish_reason":null}]}"#;
+                let token =
+                    r#"data: {"choices":[{"delta":{"content":" w"},"finish_reason":null}]}"#;
                 let last = r#"data: {"choices":[{"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":16,"completion_tokens":8}}"#;
                 format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{}{last}\n\ndata: [DONE]\n\n",
@@ -343,8 +344,40 @@ fn a_server_that_stops_answering_mid_run_fails_the_trial_naming_it() {
     assert!(!outcome.passed);
     let reasons = outcome.report.verdict.failure_reasons().join("; ");
     assert!(
-        reasons.contains("the server stopped answering: 7 requests could not connect after it had answered 3"),
+        reasons.contains(
+            "the server stopped answering: 7 requests could not connect after it had answered 3"
+        ),
         "{reasons}"
     );
-    assert!(reasons.contains("error budget: 7 of 10 requests failed"), "{reasons}");
+    assert!(
+        reasons.contains("error budget: 7 of 10 requests failed"),
+        "{reasons}"
+    );
+}
+
+#[test]
+fn a_flood_that_exhausts_the_clients_descriptors_fails_with_class_client() {
+    let dir = CaseDir::named("runner-emfile");
+    dir.model("m", "name: m\nmax_context: 256\nmax_concurrency: 400\n")
+        .case(
+            "flood",
+            "name: flood\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 50, tpot_ms: 5, slots: 400 }\n\
+             load: { warmup: 0, timeout_s: 3 }\n\
+             matrix: { mode: custom, isl: [16], osl: [8], concurrency: [300], prompts: { fixed: 300 } }\n",
+        );
+    // 300 connections at once in a process allowed 128 open files.
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 128 && exec \"$0\" run \"$1\" --out \"$2\" --progress off")
+        .arg(env!("CARGO_BIN_EXE_llm-stress"))
+        .arg(dir.cases())
+        .arg(dir.out())
+        .env_remove("LLM_STRESS_URL")
+        .output()
+        .expect("llm-stress run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("| client "), "{stdout}");
+    assert!(stdout.contains("the client ran out on"), "{stdout}");
+    assert!(stdout.contains("EMFILE"), "{stdout}");
 }
