@@ -88,9 +88,19 @@ pub fn requests<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     count(d, MAX_REQUESTS, "requests")
 }
 
-/// An optional count of requests, at most [`MAX_REQUESTS`].
+fn optional<'de, D: Deserializer<'de>>(
+    d: D,
+    max: u32,
+    what: &str,
+) -> Result<Option<u32>, D::Error> {
+    Option::<u64>::deserialize(d)?
+        .map(|v| check_count(v, max, what).map_err(de::Error::custom))
+        .transpose()
+}
+
+/// An optional count of requests (`~` for none), at most [`MAX_REQUESTS`].
 pub fn opt_requests<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    requests(d).map(Some)
+    optional(d, MAX_REQUESTS, "requests")
 }
 
 /// A concurrency, at most [`MAX_CONCURRENCY`].
@@ -100,12 +110,12 @@ pub fn concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// An optional concurrency, at most [`MAX_CONCURRENCY`].
 pub fn opt_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    concurrency(d).map(Some)
+    optional(d, MAX_CONCURRENCY, "requests in flight")
 }
 
 /// An optional `usize` concurrency (queue places, slots), at most [`MAX_CONCURRENCY`].
 pub fn opt_places<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    concurrency(d).map(|v| Some(v as usize))
+    optional(d, MAX_CONCURRENCY, "requests in flight").map(|v| v.map(|v| v as usize))
 }
 
 /// A `usize` concurrency (slots), at most [`MAX_CONCURRENCY`].
@@ -125,7 +135,7 @@ pub fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// An optional number of tokens, at most [`MAX_TOKENS`].
 pub fn opt_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    tokens(d).map(Some)
+    optional(d, MAX_TOKENS, "tokens")
 }
 
 /// A list of token counts, each at most [`MAX_TOKENS`].
@@ -180,6 +190,22 @@ mod tests {
         let message = check_number(value, MAX_TIMEOUT_S, "seconds").expect_err("refused");
         assert!(message.contains("from 0 to 86400"), "{message}");
         assert!(message.len() < 80, "short, even for 1e300: {message}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Optional {
+        #[serde(default, deserialize_with = "opt_requests")]
+        requests: Option<u32>,
+    }
+
+    #[rstest]
+    #[case("requests: 5\n", Some(5))]
+    #[case("requests: ~\n", None)]
+    #[case("{}\n", None)]
+    fn optional_counts_may_be_absent_or_null(#[case] text: &str, #[case] want: Option<u32>) {
+        let got: Optional =
+            crate::yaml::parse_yaml(std::path::Path::new("o.yaml"), text).expect("parses");
+        assert_eq!(got.requests, want);
     }
 
     #[test]
