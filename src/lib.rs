@@ -15,6 +15,7 @@ pub mod bench;
 pub mod case;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod harness;
 pub mod judge;
 pub mod load;

@@ -122,6 +122,12 @@ pub enum MatrixError {
     /// A `custom` matrix with `prompts: {fixed: 0}`.
     #[error("`prompts` must be at least 1, got fixed 0")]
     ZeroPrompts,
+    /// `rounds: 0`.
+    #[error("`rounds` must be at least 1, got 0")]
+    ZeroRounds,
+    /// `rounds` beside `prompts: {fixed: N}`: two rules for one count.
+    #[error("`rounds` sets the prompts to rounds × concurrency: leave out `prompts: {{fixed: {0}}}`")]
+    RoundsWithFixedPrompts(u32),
     /// Every combination was skipped (for example every concurrency exceeds a fixed prompt count).
     #[error("no combination left: every concurrency exceeds its number of prompts")]
     Empty,
@@ -183,15 +189,26 @@ pub fn generate(spec: &MatrixSpec, model: &ModelSpec) -> Result<Vec<Combination>
     if max_context < 2 {
         return Err(MatrixError::ContextTooSmall { max_context });
     }
+    match (spec.rounds, spec.prompts) {
+        (Some(0), _) => return Err(MatrixError::ZeroRounds),
+        (Some(_), PromptsSpec::Fixed(n)) if spec.mode == MatrixMode::Custom => {
+            return Err(MatrixError::RoundsWithFixedPrompts(n));
+        }
+        _ => {}
+    }
     let mut matrix = Matrix {
         model,
         max_context,
         policy: spec.fit,
+        rounds: spec.rounds,
         seen: HashSet::new(),
         combinations: Vec::new(),
     };
     match spec.mode {
-        MatrixMode::Single => matrix.push(fraction(max_context, 3, 4), SINGLE_OSL, 1, 1, false),
+        MatrixMode::Single => {
+            let prompts = matrix.rounds.unwrap_or(1);
+            matrix.push(fraction(max_context, 3, 4), SINGLE_OSL, 1, prompts, false)
+        }
         MatrixMode::Multiple => multiple(&mut matrix)?,
         MatrixMode::Custom => custom(&mut matrix, spec)?,
     }
@@ -267,6 +284,8 @@ struct Matrix<'a> {
     model: &'a ModelSpec,
     max_context: u32,
     policy: FitPolicy,
+    /// `rounds`: every combination's prompts are rounds × concurrency.
+    rounds: Option<u32>,
     seen: HashSet<(u32, u32, u32, u32)>,
     combinations: Vec<Combination>,
 }
@@ -346,11 +365,13 @@ fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
         for &osl in &osls {
             for &concurrency in &concurrencies {
                 // One prompt, or as many as the concurrency (the same thing at concurrency 1);
-                // `push` drops one prompt at a concurrency above 1.
-                let prompts: &[u32] = if concurrency == 1 {
-                    &[1]
-                } else {
-                    &[1, concurrency]
+                // `push` drops one prompt at a concurrency above 1. With `rounds`, only
+                // rounds × concurrency.
+                let rounds = matrix.rounds.map(|r| [r.saturating_mul(concurrency)]);
+                let prompts: &[u32] = match &rounds {
+                    Some(n) => n,
+                    None if concurrency == 1 => &[1],
+                    None => &[1, concurrency],
                 };
                 for &n in prompts {
                     matrix.push(isl, osl, concurrency, n, false);
@@ -381,9 +402,10 @@ fn custom(matrix: &mut Matrix<'_>, spec: &MatrixSpec) -> Result<(), MatrixError>
     for &isl in &spec.isl {
         for &osl in &spec.osl {
             for &concurrency in &spec.concurrency {
-                let prompts = match spec.prompts {
-                    PromptsSpec::MatchConcurrency => concurrency,
-                    PromptsSpec::Fixed(n) => n,
+                let prompts = match (spec.prompts, spec.rounds) {
+                    (PromptsSpec::Fixed(n), _) => n,
+                    (PromptsSpec::MatchConcurrency, Some(r)) => r.saturating_mul(concurrency),
+                    (PromptsSpec::MatchConcurrency, None) => concurrency,
                 };
                 matrix.push(isl, osl, concurrency, prompts, true);
             }
@@ -472,6 +494,55 @@ mod tests {
             prompts,
             ..MatrixSpec::default()
         }
+    }
+
+    #[rstest]
+    #[case::custom(MatrixMode::Custom, vec![(1, 3), (4, 12)])]
+    #[case::single(MatrixMode::Single, vec![(1, 3)])]
+    fn rounds_send_rounds_times_the_concurrency(
+        #[case] mode: MatrixMode,
+        #[case] expected: Vec<(u32, u32)>,
+    ) {
+        let spec = MatrixSpec {
+            mode,
+            rounds: Some(3),
+            ..custom_spec(&[100], &[10], &[1, 4], PromptsSpec::MatchConcurrency)
+        };
+        let got: Vec<(u32, u32)> = generate(&spec, &model(8192, 8, Vec::new()))
+            .expect("combinations")
+            .iter()
+            .map(|c| (c.concurrency, c.prompts))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn rounds_in_multiple_mode_replace_the_one_prompt_rows() {
+        let spec = MatrixSpec {
+            mode: MatrixMode::Multiple,
+            rounds: Some(2),
+            ..MatrixSpec::default()
+        };
+        let combos = generate(&spec, &model(8192, 4, Vec::new())).expect("combinations");
+        assert!(combos.iter().all(|c| c.prompts == 2 * c.concurrency), "{combos:?}");
+    }
+
+    #[rstest]
+    #[case(Some(0), PromptsSpec::MatchConcurrency, "`rounds` must be at least 1")]
+    #[case(Some(2), PromptsSpec::Fixed(8), "leave out `prompts: {fixed: 8}`")]
+    fn bad_rounds_are_errors(
+        #[case] rounds: Option<u32>,
+        #[case] prompts: PromptsSpec,
+        #[case] message: &str,
+    ) {
+        let spec = MatrixSpec {
+            rounds,
+            ..custom_spec(&[100], &[10], &[1], prompts)
+        };
+        let error = generate(&spec, &model(8192, 8, Vec::new()))
+            .expect_err("an error")
+            .to_string();
+        assert!(error.contains(message), "{error}");
     }
 
     type Row = (u32, u32, u32, u32, Source, Option<(u32, u32)>);

@@ -4,6 +4,7 @@ mod accuracy;
 pub mod answer;
 pub mod fault;
 pub mod files;
+pub mod gate;
 pub mod limits;
 pub mod load;
 pub mod request;

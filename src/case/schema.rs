@@ -103,6 +103,9 @@ pub struct CaseSpec {
     /// The scaling study of `sim` trials.
     #[serde(default)]
     pub sim: Option<SimStudySpec>,
+    /// How a run compared with a baseline (`run --baseline`) judges this case's trials.
+    #[serde(default)]
+    pub gate: Option<super::gate::Gate>,
     /// Expected verdict. `fail` documents a case that must fail its checks: the trial passes
     /// only when the verdict is FAIL, so the failure path is exercised on every run.
     #[serde(default)]
@@ -402,6 +405,10 @@ pub struct MatrixSpec {
     pub concurrency: Vec<u32>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
+    /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts
+    /// (TRT-LLM's `multi_round`), so a closed loop refills each stream `rounds` times and its
+    /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
+    pub rounds: Option<u32>,
 }
 
 /// Performance target tier.

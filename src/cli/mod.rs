@@ -2,6 +2,7 @@
 //! `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod compare;
 pub mod matrix;
 pub mod report;
 pub mod run;
@@ -37,6 +38,9 @@ enum Command {
     /// Gather a run's trials into `summary.md` and `report.html` in its folder, print the
     /// summary, and optionally push its metrics to a Prometheus Pushgateway.
     Report(report::Args),
+    /// Compare a run with a baseline run, trial by trial and metric by metric, with
+    /// confidence intervals; exit 1 on a regression.
+    Compare(compare::Args),
     /// Serve the embedded simulated OpenAI-compatible server until Ctrl-C.
     Serve(serve::Args),
     /// The discrete-event serving simulator: run one simulation, the scaling study, or its
@@ -57,6 +61,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::exec(args),
             Command::Report(args) => report::exec(args),
+            Command::Compare(args) => compare::exec(args),
             Command::Serve(args) => serve::exec(args),
             Command::Sim(args) => sim::exec(args),
             Command::Matrix(args) => matrix::exec(args),

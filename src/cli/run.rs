@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{AnalysisArgs, PushArgs};
+use crate::compare::baseline::BaselineRun;
 use crate::plan::discovery::{Discovered, discover};
 use crate::progress::{self, ProgressDisplay, ProgressSetting};
 use crate::session::sinks::{Publisher, TablePrinter, TrialFiles};
@@ -35,6 +36,16 @@ pub struct Args {
     analysis: AnalysisArgs,
     #[command(flatten)]
     push: PushArgs,
+    /// Compare every trial with its namesake in this baseline (a run folder, or an output
+    /// folder whose newest run, or --baseline-run, is used): a confident regression fails the
+    /// trial.
+    #[arg(long, env = crate::compare::baseline::BASELINE_ENV, value_name = "RUN")]
+    baseline: Option<PathBuf>,
+    /// The run id to read from --baseline when it is an output folder.
+    #[arg(long, requires = "baseline")]
+    baseline_run: Option<String>,
+    #[command(flatten)]
+    gate: super::compare::GateArgs,
     /// Also push every so often while the run goes (e.g. `30s`), not only at its end.
     #[arg(long, env = "LLM_STRESS_PUSH_INTERVAL", requires = "pushgateway")]
     push_interval: Option<humantime::Duration>,
@@ -49,6 +60,13 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     );
     let context = RunContext::from_env(args.out, args.url);
     let mut session = Session::new(context.clone());
+    if let Some(path) = args.baseline.filter(|p| !p.as_os_str().is_empty()) {
+        let gate = args.gate.gate()?;
+        let baseline = BaselineRun::load(&path, args.baseline_run.as_deref(), gate)
+            .with_context(|| format!("reading the baseline {}", path.display()))?;
+        eprintln!("comparing with baseline run {}", baseline.run_id());
+        session = session.compare_with(Ok(baseline));
+    }
     if let Some(display) = args.progress.style().map(ProgressDisplay::start) {
         session = display.watch(session);
     }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use crate::case::Kind;
+use crate::compare::baseline::{BASELINE_ENV, BaselineRun};
+use crate::judge::CheckSource;
 use crate::plan::TrialPlan;
 use crate::plan::discovery::{Discovered, discover};
 use crate::progress::{self, ProgressDisplay};
@@ -63,6 +65,11 @@ impl Harness {
         let context = RunContext::from_env(None, None);
         let snapshots_pinned = context.url_override.is_none();
         let mut session = Session::new(context.clone());
+        if !args.list
+            && let Some(baseline) = BaselineRun::from_env()
+        {
+            session = session.compare_with(baseline.map_err(|e| format!("{BASELINE_ENV}: {e}")));
+        }
         if let Some(display) = progress_display() {
             session = display.watch(session);
         }
@@ -146,12 +153,18 @@ fn run_trial(
         )));
     }
     if let Some(check) = snapshot {
+        // Snapshots pin the trial's own checks; a baseline's rows depend on the baseline.
+        let mut report = outcome.report;
+        report
+            .verdict
+            .checks
+            .retain(|c| c.source != CheckSource::Baseline);
         let name = format!(
             "{}__{}",
             plan.kind().as_str(),
             plan.name().replace("::", "__")
         );
-        check(&name, &table::render(&outcome.report, Numbers::Redacted));
+        check(&name, &table::render(&report, Numbers::Redacted));
     }
     Ok(())
 }

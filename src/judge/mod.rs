@@ -70,10 +70,12 @@ pub enum CheckSource {
     Accuracy,
     /// The simulator study's checks.
     Sim,
+    /// The comparison with a baseline run (`run --baseline`).
+    Baseline,
 }
 
 impl CheckSource {
-    /// `run`, `target`, `slo`, `accuracy` or `sim`.
+    /// `run`, `target`, `slo`, `accuracy`, `sim` or `baseline`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckSource::Run => "run",
@@ -81,6 +83,7 @@ impl CheckSource {
             CheckSource::Slo => "slo",
             CheckSource::Accuracy => "accuracy",
             CheckSource::Sim => "sim",
+            CheckSource::Baseline => "baseline",
         }
     }
 }

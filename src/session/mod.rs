@@ -31,7 +31,8 @@ pub use error::{SessionError, SinkError, TrialError};
 pub use sim::StudyFiles;
 
 use crate::accuracy::summary::ScoredSample;
-use crate::judge::Baseline;
+use crate::compare::baseline::BaselineRun;
+use crate::judge::{Baseline, Check, CheckSource};
 use crate::load::progress::LoadProgress;
 use crate::metrics::RequestRecord;
 use crate::plan::TrialPlan;
@@ -191,6 +192,7 @@ pub struct Session {
     run_baseline: RunCsvBaseline,
     progress: Option<Arc<LoadProgress>>,
     client_threads: Option<usize>,
+    compared_with: Option<Result<BaselineRun, String>>,
     trials: std::sync::atomic::AtomicUsize,
     failed: Mutex<Vec<String>>,
     hook: Option<TrialHook>,
@@ -229,6 +231,7 @@ impl Session {
             run_baseline,
             progress: None,
             client_threads,
+            compared_with: None,
             trials: std::sync::atomic::AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
             hook: None,
@@ -256,6 +259,38 @@ impl Session {
     pub fn with_trial_hook(mut self, hook: impl Fn(&TrialPlan) + Send + Sync + 'static) -> Session {
         self.hook = Some(Box::new(hook));
         self
+    }
+
+    /// Compares every load and accuracy trial with its namesake in a baseline run: each
+    /// compared metric becomes a check (source `baseline`), so a confident regression fails
+    /// the trial. A baseline that could not be read (`Err`, its message) fails every trial
+    /// that would have been compared, saying why.
+    pub fn compare_with(mut self, baseline: Result<BaselineRun, String>) -> Session {
+        self.compared_with = Some(baseline);
+        self
+    }
+
+    /// The checks of a finished trial against the baseline, if the session has one.
+    fn baseline_checks(
+        &self,
+        plan: &TrialPlan,
+        report: &TrialReport,
+        records: &[RequestRecord],
+        samples: &[ScoredSample],
+    ) -> Vec<Check> {
+        match &self.compared_with {
+            None => Vec::new(),
+            Some(Ok(baseline)) => {
+                baseline.checks(report, records, samples, plan.case().spec.gate.as_ref())
+            }
+            Some(Err(_)) if matches!(plan, TrialPlan::Sim(_)) => Vec::new(),
+            Some(Err(message)) => vec![Check::fail(
+                CheckSource::Baseline,
+                "baseline",
+                "the baseline run can be read",
+                message.clone(),
+            )],
+        }
     }
 
     /// The run's settings.

@@ -52,6 +52,13 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
             )
         }
     };
+    let mut report = report;
+    let compared = session.baseline_checks(plan, &report, &records, &samples);
+    if !compared.is_empty() {
+        let mut checks = std::mem::take(&mut report.verdict.checks);
+        checks.extend(compared);
+        report.verdict = Verdict::from_checks(checks);
+    }
     let passed = report.passed();
     let dir = trial_dir::trial_dir(&session.context.out_dir, &report, !passed);
     Ok(TrialOutcome {

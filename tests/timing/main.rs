@@ -9,6 +9,7 @@
 mod support;
 
 mod accuracy;
+mod compare;
 mod fidelity;
 mod sim_server;
 mod spawn;

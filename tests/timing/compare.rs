@@ -1,0 +1,133 @@
+//! Comparing with a baseline end to end on the embedded server: a candidate whose decode is
+//! 20 % slower (TPOT 6 ms instead of 5) regresses — `llm-stress compare` exits 1, and a run
+//! with the baseline fails exactly that trial with the comparison's rows as its reasons —
+//! while the same settings again are unchanged and exit 0.
+
+use std::process::Command;
+
+use llm_stress::compare::Gate;
+use llm_stress::compare::baseline::BaselineRun;
+use llm_stress::judge::CheckSource;
+use llm_stress::session::TrialOutcome;
+
+use crate::support::{self, CaseDir};
+
+const MODEL: &str = "name: m\nmax_context: 512\nmax_concurrency: 4\n";
+
+fn case(name: &str, tpot_ms: u32) -> String {
+    format!(
+        "name: {name}\nmodel: m\nkinds: [perf]\nserver:\n  embedded: {{ ttft_ms: 10, tpot_ms: {tpot_ms}, slots: 4 }}\n\
+         matrix:\n  mode: custom\n  isl: [32]\n  osl: [32]\n  concurrency: [4]\n  prompts: {{ fixed: 100 }}\n\
+         load:\n  warmup: 4\n"
+    )
+}
+
+/// Runs cases `c` (decode at `c_tpot_ms`) and `d` (always 5 ms) under run id `run_id`,
+/// compared with `baseline` when given.
+fn run(dir: &CaseDir, run_id: &str, c_tpot_ms: u32, baseline: Option<&str>) -> Vec<TrialOutcome> {
+    let plans = dir
+        .model("m", MODEL)
+        .case("c", &case("c", c_tpot_ms))
+        .case("d", &case("d", 5))
+        .plans();
+    let mut session = support::session(support::context(run_id, dir.out(), None));
+    if let Some(base) = baseline {
+        let base = BaselineRun::load(&dir.out().join(base), None, Gate::default());
+        session = session.compare_with(base.map_err(|e| e.to_string()));
+    }
+    plans
+        .iter()
+        .map(|plan| session.run_trial(plan).expect("reports written"))
+        .collect()
+}
+
+fn compare(dir: &CaseDir, base: &str, new: &str) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_llm-stress"))
+        .arg("compare")
+        .arg(dir.out().join(base))
+        .arg(dir.out().join(new))
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .expect("llm-stress compare runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// The outcome column of `metric`'s row in the table of `trial`.
+fn outcome_of<'a>(text: &'a str, trial: &str, metric: &str) -> &'a str {
+    text.split("\n\n")
+        .find(|table| table.starts_with(trial))
+        .and_then(|table| table.lines().find(|l| l.starts_with(&format!("{metric} "))))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no {metric} row for {trial} in:\n{text}"))
+}
+
+#[test]
+fn a_slower_decode_regresses_and_the_same_settings_do_not() {
+    let dir = CaseDir::named("compare-e2e");
+    for base in run(&dir, "base", 5, None) {
+        assert!(base.passed, "{:?}", base.report.verdict);
+    }
+
+    // With the baseline, the slower trial fails on its decode metrics and the other passes.
+    let slower = run(&dir, "slower", 6, Some("base"));
+    let (c, d) = (&slower[0], &slower[1]);
+    assert_eq!(c.report.meta.case, "c");
+    assert!(!c.passed, "the slower decode fails against the baseline");
+    let reasons = c.report.verdict.failure_reasons().join("\n");
+    assert!(reasons.contains("tpot_ms.p50 vs baseline"), "{reasons}");
+    assert!(reasons.contains("regressed"), "{reasons}");
+    assert!(
+        !reasons.contains("ttft_ms.p50"),
+        "TTFT did not change: {reasons}"
+    );
+    assert!(c.dir.to_string_lossy().ends_with("_ERROR"));
+    assert!(d.passed, "{:?}", d.report.verdict.failure_reasons());
+    let compared = |o: &TrialOutcome| {
+        o.report
+            .verdict
+            .checks
+            .iter()
+            .filter(|check| check.source == CheckSource::Baseline)
+            .count()
+    };
+    assert!(
+        compared(d) >= 10,
+        "every metric is a check: {}",
+        compared(d)
+    );
+
+    let (code, text) = compare(&dir, "base", "slower");
+    assert_eq!(code, 1, "{text}");
+    let trial = "[perf] c::isl32_osl32_c4_n100";
+    for metric in ["tpot_ms.p50", "tpot_ms.p95", "itl_ms.p50", "tput_user"] {
+        assert_eq!(
+            outcome_of(&text, trial, metric),
+            "regressed",
+            "{metric}:\n{text}"
+        );
+    }
+    assert_eq!(
+        outcome_of(&text, trial, "ttft_ms.p50"),
+        "unchanged",
+        "{text}"
+    );
+    let json = std::fs::read_to_string(dir.out().join("slower/compare.json")).expect("json");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("compare.json parses");
+    assert_eq!(json["outcome"], "regressed");
+    assert_eq!(json["trials"][0]["trial"], trial);
+    assert!(
+        std::fs::read_to_string(dir.out().join("slower/compare.md"))
+            .expect("md")
+            .contains("**regressed**")
+    );
+
+    run(&dir, "same", 5, None);
+    let (code, text) = compare(&dir, "base", "same");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        !text.lines().any(|l| l.ends_with(" regressed")),
+        "no metric regressed:\n{text}"
+    );
+}
