@@ -126,7 +126,9 @@ pub enum MatrixError {
     #[error("`rounds` must be at least 1, got 0")]
     ZeroRounds,
     /// `rounds` beside `prompts: {fixed: N}`: two rules for one count.
-    #[error("`rounds` sets the prompts to rounds × concurrency: leave out `prompts: {{fixed: {0}}}`")]
+    #[error(
+        "`rounds` sets the prompts to rounds × concurrency: leave out `prompts: {{fixed: {0}}}`"
+    )]
     RoundsWithFixedPrompts(u32),
     /// Every combination was skipped (for example every concurrency exceeds a fixed prompt count).
     #[error("no combination left: every concurrency exceeds its number of prompts")]
@@ -524,7 +526,10 @@ mod tests {
             ..MatrixSpec::default()
         };
         let combos = generate(&spec, &model(8192, 4, Vec::new())).expect("combinations");
-        assert!(combos.iter().all(|c| c.prompts == 2 * c.concurrency), "{combos:?}");
+        assert!(
+            combos.iter().all(|c| c.prompts == 2 * c.concurrency),
+            "{combos:?}"
+        );
     }
 
     #[rstest]

@@ -245,22 +245,31 @@ fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
         .copied()
         .max()
         .map_or(context, |i| i.min(context));
-    let pool = match (spec.load.requests, matrix.prompts) {
-        (Some(requests), _) => requests,
-        (None, super::PromptsSpec::Fixed(n)) => n,
+    let widest = || {
+        let references = model.reference.iter().map(|r| r.prompts.max(r.concurrency));
+        matrix
+            .concurrency
+            .iter()
+            .copied()
+            .chain(references)
+            .chain([model.max_concurrency])
+            .max()
+            .unwrap_or(1)
+    };
+    let pool: u64 = match (spec.load.requests, matrix.prompts) {
+        (Some(requests), _) => requests.into(),
+        (None, super::PromptsSpec::Fixed(n)) => n.into(),
         (None, super::PromptsSpec::MatchConcurrency) => {
-            let references = model.reference.iter().map(|r| r.prompts.max(r.concurrency));
-            matrix
-                .concurrency
-                .iter()
-                .copied()
-                .chain(references)
-                .chain([model.max_concurrency])
-                .max()
-                .unwrap_or(1)
+            u64::from(matrix.rounds.unwrap_or(1)) * u64::from(widest())
         }
     };
-    let tokens = u64::from(isl) * u64::from(pool);
+    let requests = super::limits::MAX_REQUESTS;
+    if pool > u64::from(requests) {
+        return Some(format!(
+            "`rounds` × concurrency is up to {pool} prompts, more than the cap of {requests} requests"
+        ));
+    }
+    let tokens = u64::from(isl) * pool;
     let cap = super::limits::MAX_PROMPT_TOKENS;
     (tokens > cap).then(|| {
         format!(

@@ -408,6 +408,7 @@ pub struct MatrixSpec {
     /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts
     /// (TRT-LLM's `multi_round`), so a closed loop refills each stream `rounds` times and its
     /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
+    #[serde(deserialize_with = "super::limits::opt_requests")]
     pub rounds: Option<u32>,
 }
 
