@@ -282,8 +282,7 @@ fn server_that_dies_after(answers: usize) -> String {
             let Ok(mut stream) = stream else { return };
             let mut request = Vec::new();
             let mut buf = [0u8; 4096];
-            loop {
-                let Ok(n) = stream.read(&mut buf) else { break };
+            while let Ok(n) = stream.read(&mut buf) {
                 if n == 0 {
                     break;
                 }

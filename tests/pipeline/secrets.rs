@@ -20,10 +20,7 @@ fn echoing_server() -> String {
             let Ok(mut stream) = stream else { return };
             let mut request = Vec::new();
             let mut buf = [0u8; 4096];
-            loop {
-                let Ok(read) = stream.read(&mut buf) else {
-                    break;
-                };
+            while let Ok(read) = stream.read(&mut buf) {
                 if read == 0 {
                     break;
                 }
