@@ -39,6 +39,13 @@ pub const MAX_TIMEOUT_S: f64 = 86_400.0;
 /// `faults.stall_ms`, `faults.slow_first_byte_ms`, and `prefill_us_per_token` in µs): one hour.
 pub const MAX_DELAY_MS: f64 = 3_600_000.0;
 
+/// Most bytes of one SSE line or event the client holds, unless `client.max_event_bytes`
+/// says otherwise (1 MiB).
+pub const DEFAULT_EVENT_BYTES: usize = 1 << 20;
+
+/// The range `client.max_event_bytes` may take: 1 KiB to 64 MiB.
+pub const EVENT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(64 << 20);
+
 /// Most requests per second of an open loop.
 pub const MAX_RATE: f64 = 1_000_000.0;
 
@@ -149,6 +156,21 @@ fn list<'de, D: Deserializer<'de>>(d: D, max: u32, what: &str) -> Result<Vec<u32
         .into_iter()
         .map(|v| check_count(v, max, what).map_err(de::Error::custom))
         .collect()
+}
+
+/// `client.max_event_bytes`: within [`EVENT_BYTES_RANGE`].
+pub fn event_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let value = u64::deserialize(d)?;
+    usize::try_from(value)
+        .ok()
+        .filter(|v| EVENT_BYTES_RANGE.contains(v))
+        .ok_or_else(|| {
+            de::Error::custom(format!(
+                "{value} is out of range: a number of bytes from {} to {}",
+                EVENT_BYTES_RANGE.start(),
+                EVENT_BYTES_RANGE.end()
+            ))
+        })
 }
 
 /// Seconds of a timeout: finite, 0 to [`MAX_TIMEOUT_S`].

@@ -24,6 +24,10 @@ pub struct ClientSpec {
     pub keep_alive: bool,
     /// Scraping the server's Prometheus metrics while the load runs.
     pub metrics: MetricsSpec,
+    /// Most bytes of one SSE line or event; a longer one is a `protocol` error (the client's
+    /// memory stays bounded whatever the server sends). 1 KiB to 64 MiB, default 1 MiB.
+    #[serde(deserialize_with = "super::limits::event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 impl Default for ClientSpec {
@@ -34,6 +38,7 @@ impl Default for ClientSpec {
             api_key_env: None,
             keep_alive: true,
             metrics: MetricsSpec::default(),
+            max_event_bytes: super::limits::DEFAULT_EVENT_BYTES,
         }
     }
 }

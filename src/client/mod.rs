@@ -120,6 +120,8 @@ pub struct ClientConfig {
     pub tokenizer: Option<Arc<dyn CountTokens>>,
     /// Reuse connections between requests (keep-alive).
     pub keep_alive: bool,
+    /// Most bytes of one SSE line or event (a longer one is a `protocol` error).
+    pub max_event_bytes: usize,
 }
 
 impl ClientConfig {
@@ -135,6 +137,7 @@ impl ClientConfig {
             api_key: None,
             tokenizer: None,
             keep_alive: true,
+            max_event_bytes: sse::MAX_EVENT_BYTES,
         }
     }
 }
@@ -150,6 +153,7 @@ pub struct Client {
     stream: bool,
     secrets: Arc<secrets::Secrets>,
     tokenizer: Option<Arc<dyn CountTokens>>,
+    max_event_bytes: usize,
 }
 
 /// Why a client could not be built.
@@ -200,6 +204,7 @@ impl Client {
                 config.headers.iter().map(|(_, v)| v.as_str()),
             )),
             tokenizer: config.tokenizer,
+            max_event_bytes: config.max_event_bytes,
         })
     }
 
@@ -302,6 +307,7 @@ impl Client {
             // A server may send a few content chunks without tokens (a role, an empty delta);
             // far more than one per token asked for is a server out of control.
             max_chunks: (request.max_tokens as usize).saturating_mul(2).max(1024),
+            max_event_bytes: self.max_event_bytes,
         };
         if self.stream {
             // At most one content chunk per token is expected (capped: max_tokens is the

@@ -12,7 +12,7 @@
 /// Most bytes of one line or one event's data a parser holds by default (1 MiB): a server
 /// that sends a longer one, or a `data:` line that never ends, makes the stream a `protocol`
 /// error instead of growing the client's memory without bound.
-pub const MAX_EVENT_BYTES: usize = 1 << 20;
+pub const MAX_EVENT_BYTES: usize = crate::case::limits::DEFAULT_EVENT_BYTES;
 
 /// Incremental SSE parser: feed it each read; it calls back with each complete event's data.
 #[derive(Debug)]

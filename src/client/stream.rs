@@ -21,6 +21,8 @@ pub struct Reading<'a> {
     /// Most content chunks one response may have (a server sending more is a `protocol`
     /// error): bounds the chunk times kept per request.
     pub max_chunks: usize,
+    /// Most bytes of one SSE line or event.
+    pub max_event_bytes: usize,
 }
 
 /// Most bytes of generated text kept per request (1 MiB); beyond it the text is cut, and its
@@ -52,7 +54,7 @@ pub async fn read_stream(
     expected_chunks: usize,
 ) -> RequestRecord {
     let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
-    let mut parser = SseParser::new();
+    let mut parser = SseParser::with_limit(reading.max_event_bytes);
     let keep_text = reading.keep_text || counter.is_some();
     let mut state = StreamState::new(record, keep_text, expected_chunks);
     state.max_chunks = reading.max_chunks;
@@ -96,8 +98,8 @@ pub async fn read_stream(
                 state.record,
                 ErrorClass::Protocol,
                 &format!(
-                    "an SSE line or event longer than {} bytes",
-                    super::sse::MAX_EVENT_BYTES
+                    "an SSE line or event longer than {} bytes (client.max_event_bytes)",
+                    reading.max_event_bytes
                 ),
             );
         }

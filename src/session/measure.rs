@@ -336,6 +336,7 @@ fn clients(
             api_key: api_key.clone(),
             tokenizer: output_counter.clone(),
             keep_alive: spec.client.keep_alive,
+            max_event_bytes: spec.client.max_event_bytes,
         };
         let client = Client::new(config)?;
         endpoints.push(Endpoint {

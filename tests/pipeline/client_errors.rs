@@ -361,3 +361,20 @@ async fn far_more_chunks_than_tokens_asked_for_is_a_protocol_error() {
     let detail = record.error_detail.unwrap_or_default();
     assert!(detail.contains("more than 1024 content chunks"), "{detail}");
 }
+
+#[tokio::test]
+async fn the_event_size_limit_is_the_clients_to_set() {
+    let mut body = b"data: ".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 10_000));
+    body.extend_from_slice(b"\n\n");
+    let url = scripted(sse(&body), false).await;
+    let mut config = ClientConfig::new(&url, Api::Completions, "m", Duration::from_secs(2));
+    config.max_event_bytes = 4096;
+    let client = Client::new(config).expect("client");
+    let record = client
+        .generate(0, Instant::now(), &Generation::exact("hi".into(), 4))
+        .await;
+    assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(detail.contains("longer than 4096 bytes"), "{detail}");
+}
