@@ -99,13 +99,49 @@ pub fn write(
     samples: &[ScoredSample],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
-    let dir = write_summary(out, report, failed)?;
+    let dir = trial_dir(out, report, failed);
+    fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
+    let _writing = FolderLock::take(&dir)?;
+    write_summary_file(&dir, report)?;
     write_lines(&dir.join(RECORDS_FILE), records)?;
-    if !samples.is_empty() {
-        write_lines(&dir.join(ACCURACY_FILE), samples)?;
+    let accuracy = dir.join(ACCURACY_FILE);
+    if samples.is_empty() {
+        // An earlier writer's answers must not stay beside this writer's records.
+        match fs::remove_file(&accuracy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ReportError::io(&accuracy, "remove", e));
+            }
+            _ => {}
+        }
+    } else {
+        write_lines(&accuracy, samples)?;
     }
     Ok(dir)
 }
+
+/// An exclusive lock on a trial folder (on its [`LOCK_FILE`]), held while its files are
+/// written: two processes given one run id write the same folder one after the other, so
+/// its files all come from one of them.
+struct FolderLock(File);
+
+impl FolderLock {
+    fn take(dir: &Path) -> Result<FolderLock, ReportError> {
+        let path = dir.join(LOCK_FILE);
+        let file = File::create(&path).map_err(|e| ReportError::io(&path, "create", e))?;
+        file.lock().map_err(|e| ReportError::io(&path, "lock", e))?;
+        Ok(FolderLock(file))
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// The file a trial folder's writer locks (empty, hidden; readers look only for the other
+/// files).
+pub const LOCK_FILE: &str = ".writing.lock";
 
 /// Writes only [`SUMMARY_FILE`] (the report, pretty JSON) into the trial's folder, creating
 /// it, and returns the folder (a `sim` trial adds its own files, and has no records).
@@ -116,6 +152,13 @@ pub fn write_summary(
 ) -> Result<PathBuf, ReportError> {
     let dir = trial_dir(out, report, failed);
     fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
+    let _writing = FolderLock::take(&dir)?;
+    write_summary_file(&dir, report)?;
+    Ok(dir)
+}
+
+/// Writes the report as pretty JSON to the folder's [`SUMMARY_FILE`].
+fn write_summary_file(dir: &Path, report: &TrialReport) -> Result<(), ReportError> {
     let summary_path = dir.join(SUMMARY_FILE);
     let mut json =
         serde_json::to_vec_pretty(report).map_err(|e| ReportError::json(&summary_path, e))?;
@@ -123,8 +166,7 @@ pub fn write_summary(
     replace_whole(&summary_path, |file| {
         file.write_all(&json)
             .map_err(|e| ReportError::io(&summary_path, "write", e))
-    })?;
-    Ok(dir)
+    })
 }
 
 /// Writes one JSON value per line and syncs the file.
@@ -312,5 +354,45 @@ mod tests {
         let left: Vec<_> = fs::read_dir(&dir).expect("dir").collect();
         assert_eq!(left.len(), 1, "no temporary file left behind");
         fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn writers_of_one_trial_folder_leave_all_its_files_from_one_of_them() {
+        let out = std::env::temp_dir().join(format!("llm-stress-folder-{}", std::process::id()));
+        std::thread::scope(|scope| {
+            for writer in 0..4u64 {
+                let out = &out;
+                scope.spawn(move || {
+                    let mut report = sample_report();
+                    report.meta.timestamp = format!("writer-{writer}");
+                    let records: Vec<RequestRecord> = (0..2_000)
+                        .map(|_| RequestRecord {
+                            id: writer,
+                            ..Default::default()
+                        })
+                        .collect();
+                    for _ in 0..5 {
+                        write(out, &report, &records, &[], false).expect("written");
+                    }
+                });
+            }
+        });
+        let dir = trial_dir(&out, &sample_report(), false);
+        let summary: TrialReport =
+            serde_json::from_str(&fs::read_to_string(dir.join(SUMMARY_FILE)).expect("summary"))
+                .expect("json");
+        let records = fs::read_to_string(dir.join(RECORDS_FILE)).expect("records");
+        let ids: std::collections::BTreeSet<u64> = records
+            .lines()
+            .map(|l| serde_json::from_str::<RequestRecord>(l).expect("record").id)
+            .collect();
+        assert_eq!(ids.len(), 1, "records from one writer");
+        let writer = ids.into_iter().next().expect("an id");
+        assert_eq!(
+            summary.meta.timestamp,
+            format!("writer-{writer}"),
+            "the same writer"
+        );
+        fs::remove_dir_all(&out).ok();
     }
 }
