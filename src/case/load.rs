@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::overrides::Overrides;
 use super::schema::{CaseSpec, ModelSpec};
 pub use crate::yaml::{Position, YamlError};
 
@@ -18,6 +19,10 @@ pub struct LoadedCase {
     pub model: Option<ModelSpec>,
     /// Where the model spec was read from (set together with `model`).
     pub model_path: Option<PathBuf>,
+    /// The case as it runs, as YAML: the file's text, or the document after the overrides.
+    pub resolved: String,
+    /// The overrides applied, as given (`matrix.concurrency=[1,8]`).
+    pub overrides: Vec<String>,
 }
 
 /// Why a case or model spec could not be used.
@@ -87,7 +92,18 @@ pub fn load_model(path: &Path) -> Result<ModelSpec, CaseError> {
 
 /// Reads a case file and the model spec it names (`models/<model>.yaml` beside it).
 pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
-    let spec: CaseSpec = parse_yaml(path, &read(path)?)?;
+    load_case_with(path, &Overrides::default())
+}
+
+/// [`load_case`] with `overrides` applied before validation (the file's own mistakes are
+/// still reported with line and column).
+pub fn load_case_with(path: &Path, overrides: &Overrides) -> Result<LoadedCase, CaseError> {
+    let text = read(path)?;
+    let mut spec: CaseSpec = parse_yaml(path, &text)?;
+    let mut resolved = text;
+    if !overrides.is_empty() {
+        (spec, resolved) = overrides.apply(path, &resolved)?;
+    }
     validate(path, &spec)?;
     let (model, model_path) = match &spec.model {
         Some(name) => {
@@ -125,6 +141,8 @@ pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
         path: path.to_path_buf(),
         model,
         model_path,
+        resolved,
+        overrides: overrides.texts(),
     })
 }
 
@@ -333,6 +351,11 @@ pub type CaseFile = (PathBuf, Result<LoadedCase, CaseError>);
 /// that is not a readable regular file (a directory, a FIFO, a symbolic-link loop) is not
 /// skipped silently: it is listed with the error saying what it is.
 pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
+    discover_with(dir, &Overrides::default())
+}
+
+/// [`discover`] with `overrides` applied to every case.
+pub fn discover_with(dir: &Path, overrides: &Overrides) -> Result<Vec<CaseFile>, CaseError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
         path: dir.to_path_buf(),
         source,
@@ -345,7 +368,7 @@ pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
     Ok(paths
         .into_iter()
         .map(|p| {
-            let loaded = load_case(&p);
+            let loaded = load_case_with(&p, overrides);
             (p, loaded)
         })
         .collect())

@@ -7,6 +7,7 @@ pub mod files;
 pub mod gate;
 pub mod limits;
 pub mod load;
+pub mod overrides;
 pub mod request;
 pub mod requirement;
 pub mod schema;
@@ -14,6 +15,10 @@ pub mod sim;
 pub mod slo;
 pub mod traffic;
 
-pub use load::{CaseError, LoadedCase, YamlError, discover, load_case, load_model};
+pub use load::{
+    CaseError, LoadedCase, YamlError, discover, discover_with, load_case, load_case_with,
+    load_model,
+};
+pub use overrides::Overrides;
 pub use schema::*;
 pub use slo::{Op, Slo, SloError};

@@ -103,6 +103,10 @@ pub struct CaseSpec {
     /// The scaling study of `sim` trials.
     #[serde(default)]
     pub sim: Option<SimStudySpec>,
+    /// Labels to select the case's trials by (`run --tag pr`, `LLM_STRESS_TAG=pr`), such as
+    /// `pr` or `nightly`.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// How a run compared with a baseline (`run --baseline`) judges this case's trials.
     #[serde(default)]
     pub gate: Option<super::gate::Gate>,

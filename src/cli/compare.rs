@@ -54,6 +54,18 @@ pub struct GateArgs {
     pub inconclusive: InconclusivePolicy,
 }
 
+impl Default for GateArgs {
+    fn default() -> GateArgs {
+        let gate = Gate::default();
+        GateArgs {
+            max_regression: gate.max_regression,
+            confidence: gate.confidence,
+            metrics: None,
+            inconclusive: gate.inconclusive,
+        }
+    }
+}
+
 impl GateArgs {
     /// The validated gate.
     pub fn gate(&self) -> Result<Gate> {

@@ -2,6 +2,7 @@
 //! `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod bench_serve;
 pub mod compare;
 pub mod matrix;
 pub mod report;
@@ -38,6 +39,9 @@ enum Command {
     /// Gather a run's trials into `summary.md` and `report.html` in its folder, print the
     /// summary, and optionally push its metrics to a Prometheus Pushgateway.
     Report(report::Args),
+    /// Benchmark a running server from flags alone (vLLM `bench serve` flag names work): the
+    /// flags become a case run through the full pipeline.
+    Bench(bench_serve::Args),
     /// Compare a run with a baseline run, trial by trial and metric by metric, with
     /// confidence intervals; exit 1 on a regression.
     Compare(compare::Args),
@@ -61,6 +65,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::exec(args),
             Command::Report(args) => report::exec(args),
+            Command::Bench(args) => bench_serve::exec(args),
             Command::Compare(args) => compare::exec(args),
             Command::Serve(args) => serve::exec(args),
             Command::Sim(args) => sim::exec(args),
@@ -72,7 +77,7 @@ impl Cli {
 }
 
 /// Thresholds of the automatic analysis (`run` and `report`).
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct AnalysisArgs {
     /// YAML file of analysis thresholds (see the book's analysis page); keys left out keep
     /// their defaults.
@@ -96,7 +101,7 @@ impl AnalysisArgs {
 }
 
 /// Where to push metrics (`run` and `report`).
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct PushArgs {
     /// Push the run's metrics to this Prometheus Pushgateway, such as http://127.0.0.1:9091.
     #[arg(long, env = "LLM_STRESS_PUSHGATEWAY")]

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::{AnalysisArgs, PushArgs};
+use crate::case::Overrides;
 use crate::compare::baseline::BaselineRun;
-use crate::plan::discovery::{Discovered, discover};
+use crate::plan::discovery::{Discovered, discover_with};
 use crate::progress::{self, ProgressDisplay, ProgressSetting};
-use crate::session::sinks::{Publisher, TablePrinter, TrialFiles};
+use crate::session::sinks::{Publisher, SampleWarnings, TablePrinter, TrialFiles};
 use crate::session::{RunContext, RunTally, Session, SessionError};
 
 /// Run the cases' trials and write reports.
@@ -28,6 +29,13 @@ pub struct Args {
     /// Only trials whose `[kind] case::combination` name contains this text.
     #[arg(long)]
     filter: Option<String>,
+    /// Only the trials of cases with one of these tags (repeatable, or comma-separated).
+    #[arg(long = "tag", env = crate::plan::discovery::TAG_ENV, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Override a key of every case before it is validated, such as
+    /// `matrix.concurrency=[1,8]` or `load.duration=30s` (repeatable; after LLM_STRESS_SET).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Live progress of each load: auto (a bar on a terminal, else a line every 10 s on
     /// stderr), bar, lines or off.
     #[arg(long, env = progress::PROGRESS_ENV, default_value = "auto", ignore_case = true)]
@@ -46,9 +54,39 @@ pub struct Args {
     baseline_run: Option<String>,
     #[command(flatten)]
     gate: super::compare::GateArgs,
+    /// Warn when a trial's latency distribution holds fewer samples than this.
+    #[arg(long, value_name = "N")]
+    min_samples: Option<u64>,
     /// Also push every so often while the run goes (e.g. `30s`), not only at its end.
     #[arg(long, env = "LLM_STRESS_PUSH_INTERVAL", requires = "pushgateway")]
     push_interval: Option<humantime::Duration>,
+}
+
+impl Args {
+    /// Every trial of the cases in `cases`, written under `out`, with the other settings at
+    /// their defaults (the variables `run` reads are still read).
+    pub(super) fn for_folder(
+        cases: PathBuf,
+        out: Option<PathBuf>,
+        progress: ProgressSetting,
+    ) -> Args {
+        Args {
+            cases,
+            url: None,
+            out,
+            filter: None,
+            tags: Vec::new(),
+            set: Vec::new(),
+            progress,
+            analysis: AnalysisArgs::default(),
+            push: PushArgs::default(),
+            baseline: None,
+            baseline_run: None,
+            gate: super::compare::GateArgs::default(),
+            push_interval: None,
+            min_samples: None,
+        }
+    }
 }
 
 /// Runs every trial; the exit code is 1 when any failed.
@@ -70,11 +108,23 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     if let Some(display) = args.progress.style().map(ProgressDisplay::start) {
         session = display.watch(session);
     }
+    if let Some(min) = args.min_samples {
+        session = session.with_sink(SampleWarnings { min });
+    }
     let session = session
         .with_sink(TrialFiles::new(context.out_dir.clone()))
         .with_sink(TablePrinter)
         .with_sink(publisher);
-    let tally = run_all(session, discover(&args.cases, None), args.filter.as_deref())?;
+    let overrides = Overrides::parse(&args.set)?.after_env()?;
+    let selection = Selection {
+        filter: args.filter.as_deref(),
+        tags: &args.tags,
+    };
+    let tally = run_all(
+        session,
+        discover_with(&args.cases, None, &overrides),
+        &selection,
+    )?;
     Ok(if tally.passed() {
         ExitCode::SUCCESS
     } else {
@@ -82,14 +132,20 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     })
 }
 
-/// Runs every discovered trial whose full name contains `filter` (all without one), skipping
-/// those that cannot run here and noting cases that could not be read, then finishes the
-/// session. A trial whose results cannot be written ends the run early (after publishing what
-/// was written).
+/// Which trials run: names containing `filter`, of cases with one of `tags` (all when
+/// empty).
+struct Selection<'a> {
+    filter: Option<&'a str>,
+    tags: &'a [String],
+}
+
+/// Runs every discovered trial the selection takes, skipping those that cannot run here and
+/// noting cases that could not be read, then finishes the session. A trial whose results
+/// cannot be written ends the run early (after publishing what was written).
 fn run_all(
     session: Session,
     discovered: Vec<Discovered>,
-    filter: Option<&str>,
+    selection: &Selection<'_>,
 ) -> Result<RunTally, SessionError> {
     for found in discovered {
         match found {
@@ -103,7 +159,9 @@ fn run_all(
             }
             Discovered::Plan(plan) => {
                 let full = plan.full_name();
-                if filter.is_some_and(|f| !full.contains(f)) {
+                if selection.filter.is_some_and(|f| !full.contains(f))
+                    || !plan.has_any_tag(selection.tags)
+                {
                     continue;
                 }
                 if let Some(reason) = plan.unsupported_reason() {

@@ -116,7 +116,18 @@ pub fn gate_for(report: &TrialReport, gate: &Gate) -> Gate {
     gate
 }
 
-/// Compares every trial the two runs share.
+/// The `gate:` of the case as NEW's trial ran it (its folder's `case.yaml`), when it set one.
+/// A folder without `case.yaml` (written by an older version) or one that no longer reads
+/// as a case leaves the command's gate in force.
+fn case_gate(trial: &RunTrial) -> Option<Gate> {
+    let path = trial.dir.join(crate::report::rerun::CASE_FILE);
+    let text = fs::read_to_string(&path).ok()?;
+    let spec: crate::case::CaseSpec = crate::case::load::parse_yaml(&path, &text).ok()?;
+    spec.gate
+}
+
+/// Compares every trial the two runs share; a trial whose case sets a `gate:` is held to
+/// it, the others to `gate`.
 pub fn compare_runs(
     base: &Run,
     new: &Run,
@@ -138,7 +149,10 @@ pub fn compare_runs(
             ));
             continue;
         }
-        let gate = gate_for(&new_trial.report, gate);
+        let gate = gate_for(
+            &new_trial.report,
+            case_gate(new_trial).as_ref().unwrap_or(gate),
+        );
         let comparison = compare_trial(
             &name,
             &read_trial(base_trial)?,

@@ -13,7 +13,7 @@ use crate::case::Kind;
 use crate::compare::baseline::{BASELINE_ENV, BaselineRun};
 use crate::judge::CheckSource;
 use crate::plan::TrialPlan;
-use crate::plan::discovery::{Discovered, discover};
+use crate::plan::discovery::{Discovered, TAG_ENV, discover, tags_from_env};
 use crate::progress::{self, ProgressDisplay};
 use crate::report::table::{self, Numbers};
 use crate::session::sinks::TrialFiles;
@@ -74,9 +74,10 @@ impl Harness {
             session = display.watch(session);
         }
         let session = Arc::new(session.with_sink(TrialFiles::new(context.out_dir.clone())));
+        let tags = tags_from_env();
         let trials = discover(&self.cases_dir, exact)
             .into_iter()
-            .map(|d| self.trial(d, &session, snapshots_pinned))
+            .map(|d| self.trial(d, &session, snapshots_pinned, &tags))
             .collect();
         let conclusion = libtest_mimic::run(&args, trials);
         // Every trial closure is gone: the session ends here, stopping its spawned servers.
@@ -88,7 +89,13 @@ impl Harness {
         conclusion.exit_code()
     }
 
-    fn trial(&self, discovered: Discovered, session: &Arc<Session>, pinned: bool) -> Trial {
+    fn trial(
+        &self,
+        discovered: Discovered,
+        session: &Arc<Session>,
+        pinned: bool,
+        tags: &[String],
+    ) -> Trial {
         match discovered {
             Discovered::Broken {
                 name,
@@ -98,7 +105,9 @@ impl Harness {
             Discovered::Plan(plan) => {
                 let kind = plan.kind().as_str();
                 let name = plan.name();
-                if let Some(reason) = plan.unsupported_reason() {
+                let untagged = (!plan.has_any_tag(tags))
+                    .then(|| format!("its case has none of the tags {TAG_ENV}={}", tags.join(",")));
+                if let Some(reason) = untagged.or_else(|| plan.unsupported_reason()) {
                     return Trial::ignorable_test(name, move || {
                         Ok(Completion::ignored_with(reason))
                     })

@@ -6,8 +6,23 @@ use std::sync::Arc;
 
 use super::shape::Shape;
 use super::{AccuracyTrial, LoadKind, LoadTrial, MatrixPoint, SimStep, SimTrial, TrialPlan};
-use crate::case::{self, Kind, LoadedCase};
+use crate::case::{self, Kind, LoadedCase, Overrides};
 use crate::matrix;
+
+/// Environment variable selecting trials by their case's tags (comma-separated): the CLI's
+/// `run --tag`, and under the test harness the trials of other cases are listed as ignored.
+pub const TAG_ENV: &str = "LLM_STRESS_TAG";
+
+/// The tags in [`TAG_ENV`], none when it is unset.
+pub fn tags_from_env() -> Vec<String> {
+    std::env::var(TAG_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 /// One trial found by discovery.
 #[derive(Debug)]
@@ -42,10 +57,30 @@ impl Discovered {
 /// `--exact` filter nextest passes, `[kind] case::combination` or `case::combination`), only
 /// the case file named after the case is read when it exists. A folder that cannot be read or
 /// holds no case file is one failing trial, `[error] cases::discovery`, not a run of none.
+///
+/// Overrides in `LLM_STRESS_SET` apply to every case ([`discover_with`] takes them
+/// explicitly); overrides that cannot be read are one failing trial, `[error]
+/// cases::overrides`.
 pub fn discover(cases_dir: &Path, exact: Option<&str>) -> Vec<Discovered> {
-    let cases = match exact.and_then(|name| exact_case(cases_dir, name)) {
+    match Overrides::from_env() {
+        Ok(overrides) => discover_with(cases_dir, exact, &overrides),
+        Err(e) => vec![Discovered::Broken {
+            name: "cases::overrides".to_string(),
+            kind: "error".to_string(),
+            message: format!("{}: {e}", case::overrides::SET_ENV),
+        }],
+    }
+}
+
+/// [`discover`] with these overrides (and none from the environment).
+pub fn discover_with(
+    cases_dir: &Path,
+    exact: Option<&str>,
+    overrides: &Overrides,
+) -> Vec<Discovered> {
+    let cases = match exact.and_then(|name| exact_case(cases_dir, name, overrides)) {
         Some((path, loaded)) => vec![(path, Ok(loaded))],
-        None => match case::discover(cases_dir) {
+        None => match case::discover_with(cases_dir, overrides) {
             Ok(cases) if cases.is_empty() => {
                 return vec![Discovered::Broken {
                     name: "cases::discovery".to_string(),
@@ -188,13 +223,17 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
 
 /// The case in `<cases_dir>/<case>.yaml` for an exact trial name, when that file exists and
 /// really holds that case (otherwise full discovery decides).
-fn exact_case(cases_dir: &Path, exact: &str) -> Option<(PathBuf, LoadedCase)> {
+fn exact_case(
+    cases_dir: &Path,
+    exact: &str,
+    overrides: &Overrides,
+) -> Option<(PathBuf, LoadedCase)> {
     let name = match exact.split_once("] ") {
         Some((kind, rest)) if kind.starts_with('[') => rest,
         _ => exact,
     };
     let (case_name, _) = name.split_once("::")?;
     let path = cases_dir.join(format!("{case_name}.yaml"));
-    let loaded = case::load_case(&path).ok()?;
+    let loaded = case::load_case_with(&path, overrides).ok()?;
     (loaded.spec.name == case_name).then_some((path, loaded))
 }

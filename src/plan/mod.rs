@@ -150,6 +150,11 @@ impl TrialPlan {
         format!("[{}] {}", self.kind().as_str(), self.name())
     }
 
+    /// Whether the trial's case has one of `tags` (always, when `tags` is empty).
+    pub fn has_any_tag(&self, tags: &[String]) -> bool {
+        tags.is_empty() || self.case().spec.tags.iter().any(|t| tags.contains(t))
+    }
+
     /// Why this trial cannot run here, if it cannot: a spawned server whose binary or model
     /// is missing (unless `LLM_STRESS_REQUIRE_REAL=1`). A sim trial needs no server.
     pub fn unsupported_reason(&self) -> Option<String> {

@@ -9,6 +9,7 @@ pub mod knee;
 pub mod markdown;
 pub mod publish;
 pub mod pushgateway;
+pub mod rerun;
 pub mod run;
 pub mod sample;
 pub mod sim;

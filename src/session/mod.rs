@@ -37,6 +37,7 @@ use crate::load::progress::LoadProgress;
 use crate::metrics::RequestRecord;
 use crate::plan::TrialPlan;
 use crate::report::csv::RunCsvBaseline;
+use crate::report::rerun::Rerun;
 use crate::report::{self, TrialReport};
 use crate::server::spawn::SpawnedServers;
 use tokenizers::TokenizerCache;
@@ -116,6 +117,10 @@ pub struct TrialOutcome {
     pub study: Option<StudyFiles>,
     /// Whether the trial passed (the verdict is what the case expects).
     pub passed: bool,
+    /// The case as it ran (after overrides), as YAML, for `case.yaml`.
+    pub case_yaml: String,
+    /// What else a rerun needs (`rerun.json`).
+    pub rerun: Rerun,
     /// The trial's folder.
     pub dir: PathBuf,
 }
@@ -193,6 +198,7 @@ pub struct Session {
     progress: Option<Arc<LoadProgress>>,
     client_threads: Option<usize>,
     compared_with: Option<Result<BaselineRun, String>>,
+    git_commit: std::sync::OnceLock<Option<String>>,
     trials: std::sync::atomic::AtomicUsize,
     failed: Mutex<Vec<String>>,
     hook: Option<TrialHook>,
@@ -232,6 +238,7 @@ impl Session {
             progress: None,
             client_threads,
             compared_with: None,
+            git_commit: std::sync::OnceLock::new(),
             trials: std::sync::atomic::AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
             hook: None,
@@ -290,6 +297,34 @@ impl Session {
                 "the baseline run can be read",
                 message.clone(),
             )],
+        }
+    }
+
+    /// What a rerun of `plan` needs besides its case. The repository's commit is asked of
+    /// `git` once per session, in the folder of the first case.
+    fn rerun(&self, plan: &TrialPlan) -> Rerun {
+        let case = plan.case();
+        let git_commit = self
+            .git_commit
+            .get_or_init(|| git_commit(case.path.parent().unwrap_or(std::path::Path::new("."))))
+            .clone();
+        let url = self
+            .context
+            .url_override
+            .clone()
+            .or_else(|| match &case.spec.server {
+                Some(crate::case::ServerSpec::Attach(attach)) => Some(attach.url.clone()),
+                _ => None,
+            });
+        Rerun {
+            llm_stress_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit,
+            case_file: case.path.clone(),
+            model_file: case.model_path.clone(),
+            overrides: case.overrides.clone(),
+            seed: case.spec.load.seed,
+            tokenizer: case.model.as_ref().and_then(|m| m.tokenizer.clone()),
+            url,
         }
     }
 
@@ -376,6 +411,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with no message".to_string())
+}
+
+/// The commit checked out in the repository holding `folder`, when `git` knows one.
+fn git_commit(folder: &std::path::Path) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(folder)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_string();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
 }
 
 /// How a finished run went.

@@ -10,14 +10,14 @@ use crate::report::html::Extras;
 use crate::report::publish;
 use crate::report::pushgateway::{self, Gateway, PeriodicPush};
 use crate::report::table::{self, Numbers};
-use crate::report::{TrialReport, csv, trial_dir};
+use crate::report::{TrialReport, csv, rerun, trial_dir};
 use crate::sim::study::{self, StudyStep};
 
 /// A sim trial's table (as `llm-stress run` prints it), in its folder.
 pub const TABLE_FILE: &str = "table.md";
 
-/// Writes each finished trial's folder (`summary.json`, `records.jsonl`, `accuracy.jsonl`;
-/// a sim trial's study CSVs and table) and appends its row to the run's `results.csv` (not
+/// Writes each finished trial's folder (`summary.json`, `records.jsonl`, `accuracy.jsonl`,
+/// `case.yaml` and `rerun.json`; a sim trial's study CSVs and table) and appends its row to the run's `results.csv` (not
 /// for sim trials: those columns measure load).
 #[derive(Debug, Clone)]
 pub struct TrialFiles {
@@ -35,16 +35,18 @@ impl TrialFiles {
         let failed = !outcome.passed;
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
-            trial_dir::write(
+            let dir = trial_dir::write(
                 &self.out_dir,
                 report,
                 &outcome.records,
                 &outcome.samples,
                 failed,
             )?;
+            rerun::write(&dir, &outcome.case_yaml, &outcome.rerun)?;
             return Ok(());
         };
         let dir = trial_dir::write_summary(&self.out_dir, report, failed)?;
+        rerun::write(&dir, &outcome.case_yaml, &outcome.rerun)?;
         if !study_files.knee_runs.is_empty() {
             let name = StudyStep::ReplicaScaling.name();
             study::write_csv(&dir.join(format!("{name}.csv")), &study_files.knee_runs)?;
@@ -85,6 +87,47 @@ impl Sink for TablePrinter {
                 println!("{}", table::render(&outcome.report, Numbers::Measured));
             }
             Event::RunFinished { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// Warns on stderr when a finished trial's latency distribution holds fewer than `min`
+/// samples (`run --min-samples N`): a p95 or p99 from a handful of requests is about the
+/// largest of them, and a gate on it decides little.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleWarnings {
+    /// The fewest samples a distribution should have.
+    pub min: u64,
+}
+
+impl SampleWarnings {
+    /// The warnings for one report: `(metric, samples)` of each distribution under `min`.
+    pub fn short(&self, report: &TrialReport) -> Vec<(&'static str, u64)> {
+        let Some(summary) = report.summary() else {
+            return Vec::new();
+        };
+        ["ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"]
+            .into_iter()
+            .filter_map(|metric| {
+                let count = summary.distribution(metric)?.count;
+                (count < self.min).then_some((metric, count))
+            })
+            .collect()
+    }
+}
+
+impl Sink for SampleWarnings {
+    fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError> {
+        if let Event::TrialFinished { outcome } = event {
+            for (metric, count) in self.short(&outcome.report) {
+                eprintln!(
+                    "warning: {}: {metric} has {count} samples, fewer than --min-samples {} \
+                     (more requests: matrix.rounds, load.requests or load.duration)",
+                    outcome.report.full_name(),
+                    self.min
+                );
+            }
         }
         Ok(())
     }
@@ -182,5 +225,24 @@ impl Sink for Publisher {
                 failed,
             } => self.finish(context, *trials, failed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sample::sample_report;
+
+    #[test]
+    fn distributions_under_the_minimum_are_named() {
+        let report = sample_report();
+        let counts: Vec<u64> = ["ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"]
+            .iter()
+            .filter_map(|m| Some(report.summary()?.distribution(m)?.count))
+            .collect();
+        let most = counts.iter().copied().max().expect("distributions");
+        assert!(SampleWarnings { min: 1 }.short(&report).is_empty());
+        let short = SampleWarnings { min: most + 1 }.short(&report);
+        assert_eq!(short.len(), counts.len(), "{short:?}");
     }
 }

@@ -67,6 +67,8 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         samples,
         study,
         passed,
+        case_yaml: plan.case().resolved.clone(),
+        rerun: session.rerun(plan),
         dir,
     })
 }
@@ -131,6 +133,8 @@ pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> Tr
         records: Vec::new(),
         samples: Vec::new(),
         study: None,
+        case_yaml: plan.case().resolved.clone(),
+        rerun: session.rerun(plan),
         dir,
     }
 }

@@ -14,15 +14,7 @@ fn with_model() -> CaseDir {
     dir
 }
 
-fn names(found: &[Discovered]) -> Vec<String> {
-    found
-        .iter()
-        .map(|d| match d {
-            Discovered::Plan(p) => p.full_name(),
-            Discovered::Broken { name, kind, .. } => format!("[{kind}] {name}"),
-        })
-        .collect()
-}
+use crate::support::trial_names as names;
 
 #[test]
 fn trials_are_one_per_kind_and_combination_sorted_and_unique() {

@@ -16,3 +16,4 @@ mod no_cases;
 mod prompts;
 mod runner;
 mod secrets;
+mod selection;

@@ -33,6 +33,17 @@ pub fn session(context: RunContext) -> Session {
     Session::new(context).with_sink(TrialFiles::new(out))
 }
 
+/// The full names of discovered trials (`[kind] case::…`; a broken case's as `[error] …`).
+pub fn trial_names(found: &[Discovered]) -> Vec<String> {
+    found
+        .iter()
+        .map(|d| match d {
+            Discovered::Plan(p) => p.full_name(),
+            Discovered::Broken { name, kind, .. } => format!("[{kind}] {name}"),
+        })
+        .collect()
+}
+
 /// A fresh temporary folder, removed (with everything in it) on drop.
 pub struct Temp(TempDir);
 
