@@ -159,7 +159,7 @@ async fn measure_unredacted(
 }
 
 /// The secrets the case's clients send (the API key from its variable, the header values).
-fn case_secrets(spec: &crate::case::CaseSpec) -> Secrets {
+pub(super) fn case_secrets(spec: &crate::case::CaseSpec) -> Secrets {
     let key = spec
         .client
         .api_key_env

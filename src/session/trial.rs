@@ -67,10 +67,19 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         samples,
         study,
         passed,
-        case_yaml: plan.case().resolved.clone(),
+        case_yaml: case_yaml(plan),
         rerun: session.rerun(plan),
         dir,
     })
+}
+
+/// The case as it ran, for `case.yaml`, with the secrets its clients send (header values, the
+/// API key) redacted like every other text the trial keeps.
+fn case_yaml(plan: &TrialPlan) -> String {
+    let case = plan.case();
+    super::measure::case_secrets(&case.spec)
+        .redact(&case.resolved)
+        .into_owned()
 }
 
 /// The outcome of a trial that panicked: FAIL, with the panic's message as the evidence and
@@ -133,7 +142,7 @@ pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> Tr
         records: Vec::new(),
         samples: Vec::new(),
         study: None,
-        case_yaml: plan.case().resolved.clone(),
+        case_yaml: case_yaml(plan),
         rerun: session.rerun(plan),
         dir,
     }
