@@ -17,7 +17,8 @@ pub(crate) struct Line<T> {
 /// Reads one `T` per non-blank line; a line that does not parse is an error naming the line and
 /// the key. An empty file is an error too.
 pub(crate) fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<Line<T>>, AccuracyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AccuracyError::Io {
+    let text = crate::case::files::read_regular_text(path, crate::case::files::MAX_DATASET_BYTES)
+        .map_err(|source| AccuracyError::Io {
         path: path.to_path_buf(),
         source,
     })?;

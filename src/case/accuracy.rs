@@ -93,7 +93,10 @@ pub struct AccuracySpec {
     #[serde(default)]
     pub max_tokens: Option<u32>,
     /// Requests in flight during the accuracy phase (at least 1).
-    #[serde(default = "default_concurrency")]
+    #[serde(
+        default = "default_concurrency",
+        deserialize_with = "super::limits::concurrency"
+    )]
     pub concurrency: u32,
     /// The filter the threshold judges (default: the task's first filter).
     #[serde(default)]
@@ -429,6 +432,9 @@ impl AccuracyThreshold {
 pub struct Score(f64);
 
 impl Score {
+    /// Zero points.
+    pub const ZERO: Score = Score(0.0);
+
     /// The score in points (0–100).
     pub fn points(self) -> f64 {
         self.0

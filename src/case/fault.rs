@@ -17,13 +17,16 @@ pub struct FaultSpec {
     /// Share of streams that pause for `stall_ms` halfway (later tokens shift by as much).
     pub stall_rate: f64,
     /// Length of a stall, in milliseconds.
+    #[serde(deserialize_with = "super::limits::delay_ms")]
     pub stall_ms: f64,
     /// Share of streams that send one malformed (not JSON) event halfway.
     pub malformed_rate: f64,
     /// Delay before every response's first byte (headers), in milliseconds.
+    #[serde(deserialize_with = "super::limits::delay_ms")]
     pub slow_first_byte_ms: f64,
     /// Requests allowed to wait for a place; one more is refused at once with
     /// `queue_full_status` (no limit when unset).
+    #[serde(deserialize_with = "super::limits::opt_places")]
     pub max_queue: Option<usize>,
     /// Status of a refusal for a full queue: 429 (default) or 503.
     pub queue_full_status: Option<u16>,

@@ -57,9 +57,11 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Cas
 }
 
 fn read(path: &Path) -> Result<String, CaseError> {
-    std::fs::read_to_string(path).map_err(|source| CaseError::Read {
-        path: path.to_path_buf(),
-        source,
+    super::files::read_regular_text(path, super::files::MAX_CASE_FILE_BYTES).map_err(|source| {
+        CaseError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -124,6 +126,16 @@ pub fn load_case_with(path: &Path, overrides: &Overrides) -> Result<LoadedCase, 
         }
         None => (None, None),
     };
+    if let Some(message) = model
+        .as_ref()
+        .and_then(|model| prompt_memory_problem(&spec, model))
+    {
+        return Err(CaseError::Invalid {
+            path: path.to_path_buf(),
+            key: "matrix".into(),
+            message,
+        });
+    }
     Ok(LoadedCase {
         spec,
         path: path.to_path_buf(),
@@ -241,6 +253,54 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     Ok(())
 }
 
+/// Whether the largest ISL times the largest prompt pool a trial of this case may hold is over
+/// [`super::limits::MAX_PROMPT_TOKENS`]: an upper estimate (the largest ISL and the largest
+/// pool may belong to different combinations), made before any prompt is built.
+fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
+    let matrix = spec.matrix.as_ref()?;
+    let context = matrix.max_context.unwrap_or(model.max_context);
+    // The matrix fits every ISL into the context, so neither exceeds it.
+    let isl = matrix
+        .isl
+        .iter()
+        .copied()
+        .max()
+        .map_or(context, |i| i.min(context));
+    let widest = || {
+        let references = model.reference.iter().map(|r| r.prompts.max(r.concurrency));
+        matrix
+            .concurrency
+            .iter()
+            .copied()
+            .chain(references)
+            .chain([model.max_concurrency])
+            .max()
+            .unwrap_or(1)
+    };
+    let pool: u64 = match (spec.load.requests, matrix.prompts) {
+        (Some(requests), _) => requests.into(),
+        (None, super::PromptsSpec::Fixed(n)) => n.into(),
+        (None, super::PromptsSpec::MatchConcurrency) => {
+            u64::from(matrix.rounds.unwrap_or(1)) * u64::from(widest())
+        }
+    };
+    let requests = super::limits::MAX_REQUESTS;
+    if pool > u64::from(requests) {
+        return Some(format!(
+            "`rounds` × concurrency is up to {pool} prompts, more than the cap of {requests} requests"
+        ));
+    }
+    let tokens = u64::from(isl) * pool;
+    let cap = super::limits::MAX_PROMPT_TOKENS;
+    (tokens > cap).then(|| {
+        format!(
+            "prompts of up to {isl} tokens for a pool of up to {pool} prompts is {tokens} prompt \
+             tokens, more than the cap of {cap}: lower `max_context`, the ISLs or the number of \
+             prompts"
+        )
+    })
+}
+
 /// A kind without the section it needs: `perf`, `accuracy` and `stress` run the `matrix`
 /// against a server for the `model`; `sim` runs the `sim` study.
 fn kinds_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
@@ -290,7 +350,9 @@ fn endpoints_problem(spec: &CaseSpec) -> Option<(String, String)> {
 pub type CaseFile = (PathBuf, Result<LoadedCase, CaseError>);
 
 /// Every `*.yaml` case directly in `dir` (not `models/`), sorted by path, each loaded
-/// independently so one broken case does not hide the others.
+/// independently so one broken case does not hide the others. An entry named like a case
+/// that is not a readable regular file (a directory, a FIFO, a symbolic-link loop) is not
+/// skipped silently: it is listed with the error saying what it is.
 pub fn discover(dir: &Path) -> Result<Vec<CaseFile>, CaseError> {
     discover_with(dir, &Overrides::default())
 }
@@ -303,7 +365,7 @@ pub fn discover_with(dir: &Path, overrides: &Overrides) -> Result<Vec<CaseFile>,
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     paths.sort();
     Ok(paths
@@ -349,7 +411,7 @@ mod tests {
     #[case::bad_number(
         "name: x\nmodel: m\nkinds: [perf]\nmatrix:\n  mode: custom\n  isl: [1, two]\n",
         "cases/x.yaml:6:12: key `matrix.isl[1]`",
-        "u32"
+        "invalid u64"
     )]
     #[case::bad_slo(
         "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nslo:\n  - ttft_ms.p59 < 3\n",
@@ -500,6 +562,72 @@ mod tests {
         .expect("write");
         let message = load_case(&case).expect_err("invalid").to_string();
         assert!(message.contains(wanted), "{message}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Property (2,000 seeded cases): a good case with values swapped for hostile ones
+    /// (non-finite, negative, huge, of the wrong type) or bytes cut out loads or fails with
+    /// an error naming the file; it never panics.
+    #[test]
+    fn hostile_values_anywhere_fail_with_an_error_never_a_panic() {
+        use rand::{Rng, SeedableRng};
+        const GOOD: &str = "name: c\nmodel: m\nkinds: [perf, stress]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2, faults: { stall_rate: 0.1, stall_ms: 10, max_queue: 4 } }\nmatrix: { mode: custom, isl: [16], osl: [8], concurrency: [1, 2], prompts: { fixed: 4 } }\nload: { mode: closed, timeout_s: 30, requests: 8, warmup: 2, duration: 5s, error_budget: 1% }\naccuracy: { task: synthetic_arithmetic, concurrency: 2 }\n";
+        const HOSTILE: [&str; 14] = [
+            ".inf",
+            "-.inf",
+            ".nan",
+            "-1",
+            "1e300",
+            "4294967295",
+            "18446744073709551616",
+            "400000000000y",
+            "0",
+            "~",
+            "[]",
+            "{}",
+            "\"x\"",
+            "99999999999999999999999h",
+        ];
+        let dir = case_dir("hostile-values");
+        std::fs::write(dir.join("models/m.yaml"), "name: m\nmax_context: 256\n").expect("model");
+        let case = dir.join("c.yaml");
+        let numbers: Vec<(usize, usize)> = {
+            let bytes = GOOD.as_bytes();
+            let mut spans = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+                    let start = i;
+                    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.')
+                    {
+                        i += 1;
+                    }
+                    spans.push((start, i));
+                } else {
+                    i += 1;
+                }
+            }
+            spans
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+        let mut failed = 0;
+        for _ in 0..2_000 {
+            let mut text = GOOD.to_string();
+            let (start, end) = numbers[rng.random_range(0..numbers.len())];
+            text.replace_range(start..end, HOSTILE[rng.random_range(0..HOSTILE.len())]);
+            if rng.random_bool(0.2) {
+                let at = rng.random_range(0..text.len());
+                if text.is_char_boundary(at) && text.is_char_boundary(at + 1) {
+                    text.remove(at);
+                }
+            }
+            std::fs::write(&case, &text).expect("write");
+            if let Err(e) = load_case(&case) {
+                failed += 1;
+                assert!(e.to_string().contains("c.yaml"), "{e}");
+            }
+        }
+        assert!(failed > 1_000, "most hostile values are refused ({failed})");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

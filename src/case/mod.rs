@@ -3,7 +3,9 @@
 mod accuracy;
 pub mod answer;
 pub mod fault;
+pub mod files;
 pub mod gate;
+pub mod limits;
 pub mod load;
 pub mod overrides;
 pub mod request;

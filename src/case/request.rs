@@ -28,6 +28,10 @@ pub struct ClientSpec {
     /// YAML key: an attributed trial's request customiser sets it (`Run::run_with`).
     #[serde(skip)]
     pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Most bytes of one SSE line or event; a longer one is a `protocol` error (the client's
+    /// memory stays bounded whatever the server sends). 1 KiB to 64 MiB, default 1 MiB.
+    #[serde(deserialize_with = "super::limits::event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 impl Default for ClientSpec {
@@ -39,6 +43,7 @@ impl Default for ClientSpec {
             keep_alive: true,
             metrics: MetricsSpec::default(),
             extra_body: serde_json::Map::new(),
+            max_event_bytes: super::limits::DEFAULT_EVENT_BYTES,
         }
     }
 }

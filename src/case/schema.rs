@@ -251,14 +251,19 @@ impl ServerKind {
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedSpec {
     /// Time from admission to the first token, in milliseconds.
+    #[serde(deserialize_with = "super::limits::delay_ms")]
     pub ttft_ms: f64,
     /// Time between output tokens, in milliseconds.
+    #[serde(deserialize_with = "super::limits::delay_ms")]
     pub tpot_ms: f64,
     /// Requests served at once; the rest wait in a FIFO queue.
+    #[serde(deserialize_with = "super::limits::places")]
     pub slots: usize,
     /// Extra prefill time per prompt token, in microseconds.
+    #[serde(deserialize_with = "super::limits::delay_ms")]
     pub prefill_us_per_token: f64,
     /// Tokens carried by each streamed chunk.
+    #[serde(deserialize_with = "super::limits::tokens")]
     pub tokens_per_chunk: u32,
     /// Answer mode: how often it answers the accuracy task's questions right.
     pub answers: AnswerSpec,
@@ -315,7 +320,10 @@ pub struct SpawnSpec {
     #[serde(default)]
     pub cwd: Option<String>,
     /// Seconds to wait for the server to answer its health check.
-    #[serde(default = "default_startup_timeout_s")]
+    #[serde(
+        default = "default_startup_timeout_s",
+        deserialize_with = "super::limits::timeout_seconds"
+    )]
     pub startup_timeout_s: f64,
     /// Model name sent in requests (default: the model spec's `served_name`, else what
     /// `/v1/models` lists first).
@@ -380,7 +388,7 @@ pub enum PromptsSpec {
     #[default]
     MatchConcurrency,
     /// A fixed number of prompts.
-    Fixed(u32),
+    Fixed(#[serde(deserialize_with = "super::limits::requests")] u32),
 }
 
 /// Matrix section of a case.
@@ -392,18 +400,23 @@ pub struct MatrixSpec {
     /// Context-fit policy.
     pub fit: FitPolicy,
     /// Overrides the model spec's max_context.
+    #[serde(deserialize_with = "super::limits::opt_tokens")]
     pub max_context: Option<u32>,
     /// Input sequence lengths (custom mode).
+    #[serde(deserialize_with = "super::limits::token_lists")]
     pub isl: Vec<u32>,
     /// Output sequence lengths (custom mode).
+    #[serde(deserialize_with = "super::limits::token_lists")]
     pub osl: Vec<u32>,
     /// Concurrencies (custom mode).
+    #[serde(deserialize_with = "super::limits::concurrencies")]
     pub concurrency: Vec<u32>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
     /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts
     /// (TRT-LLM's `multi_round`), so a closed loop refills each stream `rounds` times and its
     /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
+    #[serde(deserialize_with = "super::limits::opt_requests")]
     pub rounds: Option<u32>,
 }
 
@@ -469,10 +482,16 @@ pub struct ModelSpec {
     #[serde(default)]
     pub served_name: Option<String>,
     /// Context window in tokens.
-    #[serde(default = "default_max_context")]
+    #[serde(
+        default = "default_max_context",
+        deserialize_with = "super::limits::tokens"
+    )]
     pub max_context: u32,
     /// Most concurrent requests the deployment is meant to serve.
-    #[serde(default = "default_max_concurrency")]
+    #[serde(
+        default = "default_max_concurrency",
+        deserialize_with = "super::limits::concurrency"
+    )]
     pub max_concurrency: u32,
     /// Path to a HF `tokenizer.json` (relative to the spec file).
     #[serde(default)]
@@ -495,12 +514,16 @@ fn default_max_concurrency() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct ReferenceEntry {
     /// Input sequence length.
+    #[serde(deserialize_with = "super::limits::tokens")]
     pub isl: u32,
     /// Output sequence length.
+    #[serde(deserialize_with = "super::limits::tokens")]
     pub osl: u32,
     /// Concurrency.
+    #[serde(deserialize_with = "super::limits::concurrency")]
     pub concurrency: u32,
     /// Number of prompts.
+    #[serde(deserialize_with = "super::limits::requests")]
     pub prompts: u32,
     /// Targets at this point.
     #[serde(default)]

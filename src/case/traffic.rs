@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::accuracy::Score;
+
 /// How requests are sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,9 +91,9 @@ impl<'de> Deserialize<'de> for Span {
 }
 
 fn parse_span(text: &str) -> Result<Span, String> {
-    humantime::parse_duration(text.trim())
-        .map(Span)
-        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `30s` or `2m` ({e})"))
+    let span = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like `500ms`, `30s` or `2m` ({e})"))?;
+    super::limits::check_span(span).map(Span)
 }
 
 /// Warmup before the measured window: a number of requests or a duration. Never measured.
@@ -118,9 +120,9 @@ impl<'de> Deserialize<'de> for Warmup {
                 f.write_str("a number of requests (`4`) or a duration (`10s`)")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Warmup, E> {
-                u32::try_from(v)
+                super::limits::check_count(v, super::limits::MAX_REQUESTS, "warmup requests")
                     .map(Warmup::Requests)
-                    .map_err(|_| E::custom("too many warmup requests"))
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Warmup, E> {
                 u64::try_from(v)
@@ -177,11 +179,13 @@ pub struct LoadSpec {
     /// Requests (`4`) or a duration (`10s`) sent before measuring, never counted.
     pub warmup: Warmup,
     /// Per-request timeout in seconds.
+    #[serde(deserialize_with = "super::limits::timeout_seconds")]
     pub timeout_s: f64,
     /// Seed for prompts, arrivals, endpoint choice and any other randomness.
     pub seed: u64,
     /// Measured requests, overriding the combination's prompt count (open: the number of
     /// arrivals; closed with a duration and users: the size of the prompt pool, cycled).
+    #[serde(deserialize_with = "super::limits::opt_requests")]
     pub requests: Option<u32>,
     /// closed: stop sending after this long (instead of after N requests); open: arrivals
     /// for this long at `rate` (when `requests` is not given); users: run length.
@@ -193,6 +197,7 @@ pub struct LoadSpec {
     /// open: gamma shape (1 = Poisson, < 1 burstier).
     pub burstiness: f64,
     /// open: most requests in flight.
+    #[serde(deserialize_with = "super::limits::opt_concurrency")]
     pub max_in_flight: Option<u32>,
     /// open: what an arrival does when `max_in_flight` is reached.
     pub when_full: WhenFull,
@@ -202,6 +207,9 @@ pub struct LoadSpec {
     pub think_time: Option<Span>,
     /// users: a progress line this often (on stderr).
     pub progress_interval: Option<Span>,
+    /// Most failed requests allowed, as a share of the measured requests (`2%`, `0.02`):
+    /// more fail the trial. 0 by default: any failed request fails the trial.
+    pub error_budget: Score,
 }
 
 impl Default for LoadSpec {
@@ -221,6 +229,7 @@ impl Default for LoadSpec {
             ramp_up: None,
             think_time: None,
             progress_interval: None,
+            error_budget: Score::ZERO,
         }
     }
 }
@@ -248,8 +257,32 @@ impl LoadSpec {
                         "open mode needs a rate (requests per second)".into(),
                     ));
                 }
-                if let Some(bad) = self.rate.0.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
-                    return Some(("load.rate", format!("{bad} is not a positive rate")));
+                let max = super::limits::MAX_RATE;
+                if let Some(bad) = self
+                    .rate
+                    .0
+                    .iter()
+                    .find(|r| !(r.is_finite() && **r > 0.0 && **r <= max))
+                {
+                    return Some((
+                        "load.rate",
+                        format!("{bad} is not a positive rate of at most {max} requests/s"),
+                    ));
+                }
+                if let (None, Some(duration)) = (self.requests, self.duration) {
+                    let top = self.rate.0.iter().copied().fold(0.0, f64::max);
+                    let arrivals = top * duration.0.as_secs_f64();
+                    let cap = super::limits::MAX_REQUESTS;
+                    if arrivals > f64::from(cap) {
+                        return Some((
+                            "load.duration",
+                            format!(
+                                "{top} requests/s for {} is {arrivals:.0} arrivals, more than the \
+                                 cap of {cap} requests",
+                                humantime::format_duration(duration.0)
+                            ),
+                        ));
+                    }
                 }
                 if !(self.burstiness.is_finite() && self.burstiness > 0.0) {
                     return Some(("load.burstiness", "must be a positive number".into()));

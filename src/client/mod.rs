@@ -2,6 +2,7 @@
 //! arrival timestamps.
 
 pub mod protocol;
+pub mod secrets;
 pub mod sse;
 pub mod stream;
 
@@ -14,6 +15,14 @@ use crate::metrics::{ErrorClass, RequestRecord};
 
 /// How much of an error body a record keeps.
 pub const BODY_EXCERPT_BYTES: usize = 512;
+
+/// How much of an error body is read (the rest is never read): enough to redact a secret that
+/// crosses the excerpt's cut before cutting.
+pub const ERROR_BODY_READ_BYTES: usize = 8 * BODY_EXCERPT_BYTES;
+
+/// Most bytes of failure evidence held before the secrets are redacted and the excerpt is
+/// cut.
+const DETAIL_HOLD_BYTES: usize = 64 * 1024;
 
 /// One generation request.
 #[derive(Debug, Clone)]
@@ -114,6 +123,8 @@ pub struct ClientConfig {
     /// Fields merged into every request body (`tools`, `response_format`, `logprobs`: a
     /// trial's request customiser); when set, every answer's text is kept in its record.
     pub extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// Most bytes of one SSE line or event (a longer one is a `protocol` error).
+    pub max_event_bytes: usize,
 }
 
 impl ClientConfig {
@@ -130,6 +141,7 @@ impl ClientConfig {
             tokenizer: None,
             keep_alive: true,
             extra_body: None,
+            max_event_bytes: sse::MAX_EVENT_BYTES,
         }
     }
 }
@@ -143,9 +155,10 @@ pub struct Client {
     model: Arc<str>,
     timeout: Duration,
     stream: bool,
-    api_key: Option<Arc<str>>,
+    secrets: Arc<secrets::Secrets>,
     tokenizer: Option<Arc<dyn CountTokens>>,
     extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    max_event_bytes: usize,
 }
 
 /// Why a client could not be built.
@@ -191,9 +204,13 @@ impl Client {
             model: config.model.into(),
             timeout: config.timeout,
             stream: config.stream,
-            api_key: config.api_key.filter(|k| !k.is_empty()).map(Into::into),
+            secrets: Arc::new(secrets::Secrets::new(
+                config.api_key.as_deref(),
+                config.headers.iter().map(|(_, v)| v.as_str()),
+            )),
             tokenizer: config.tokenizer,
             extra_body: config.extra_body.filter(|extra| !extra.is_empty()),
+            max_event_bytes: config.max_event_bytes,
         })
     }
 
@@ -202,8 +219,16 @@ impl Client {
         &self.http
     }
 
+    /// The secrets this client sends (API key, header values), for redacting text the server
+    /// sent back.
+    pub fn secrets(&self) -> &secrets::Secrets {
+        &self.secrets
+    }
+
     /// Sends one streaming generation request and measures it. Never panics and never returns
-    /// an error: every failure is a record with its class and evidence.
+    /// an error: every failure is a record with its class and evidence. The client's secrets
+    /// are redacted from the evidence and the kept text, before the evidence is cut to its
+    /// excerpt.
     pub async fn generate(
         &self,
         id: u64,
@@ -211,10 +236,11 @@ impl Client {
         request: &Generation,
     ) -> RequestRecord {
         let mut record = self.exchange(id, window_start, request).await;
-        if let (Some(key), Some(detail)) = (&self.api_key, record.error_detail.as_mut())
-            && detail.contains(&**key)
-        {
-            *detail = detail.replace(&**key, "[REDACTED]");
+        if let Some(detail) = record.error_detail.as_mut() {
+            *detail = excerpt(&self.secrets.redact(detail), BODY_EXCERPT_BYTES);
+        }
+        if let Some(text) = record.text.as_mut() {
+            self.secrets.redact_in_place(text);
         }
         record
     }
@@ -248,23 +274,34 @@ impl Client {
                 );
             }
             Ok(Err(e)) => {
+                let chain = error_chain(&e);
+                if let Some(resource) = client_resource(&e) {
+                    let detail = format!("{CLIENT_RAN_OUT} ({resource}): {chain}");
+                    return failed(record, ErrorClass::Client, &detail);
+                }
                 let class = if e.is_timeout() {
                     ErrorClass::Timeout
                 } else {
                     ErrorClass::Connect
                 };
-                return failed(record, class, &error_chain(&e));
+                return failed(record, class, &chain);
             }
             Ok(Ok(response)) => response,
         };
         let status = response.status();
         record.status = Some(status.as_u16());
         if !status.is_success() {
-            let body = tokio::time::timeout_at(deadline, response.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            // Only the start of the body is read: a server answering an error with gigabytes
+            // must not make the client hold them.
+            let body = tokio::time::timeout_at(
+                deadline,
+                stream::read_capped(response, ERROR_BODY_READ_BYTES),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
             return failed(
                 record,
                 ErrorClass::from_status(status.as_u16()),
@@ -277,6 +314,10 @@ impl Client {
             counter: self.tokenizer.as_deref(),
             keep_text: matches!(request.ending, Ending::Natural { .. })
                 || self.extra_body.is_some(),
+            // A server may send a few content chunks without tokens (a role, an empty delta);
+            // far more than one per token asked for is a server out of control.
+            max_chunks: (request.max_tokens as usize).saturating_mul(2).max(1024),
+            max_event_bytes: self.max_event_bytes,
         };
         if self.stream {
             // At most one content chunk per token is expected (capped: max_tokens is the
@@ -294,11 +335,49 @@ pub fn ms_between(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
 }
 
-/// Marks a record failed with a bounded excerpt of the evidence.
+/// Marks a record failed with the evidence, bounded ([`Client::generate`] redacts it and cuts
+/// it to its excerpt).
 pub fn failed(mut record: RequestRecord, class: ErrorClass, detail: &str) -> RequestRecord {
     record.error = Some(class);
-    record.error_detail = Some(excerpt(detail, BODY_EXCERPT_BYTES));
+    record.error_detail = Some(excerpt(detail, DETAIL_HOLD_BYTES));
     record
+}
+
+/// The start of every `client` error's evidence.
+pub const CLIENT_RAN_OUT: &str = "the client, not the server, ran out of a resource";
+
+/// The resource the client ran out of, when `error` (or one of its causes) is an OS error
+/// of the client's own making rather than the server's: no file descriptor left (EMFILE,
+/// ENFILE), no local port or address (EADDRNOTAVAIL), no buffer space (ENOBUFS), no memory.
+pub fn client_resource(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        let io = e.downcast_ref::<std::io::Error>();
+        if let Some(name) = io
+            .and_then(std::io::Error::raw_os_error)
+            .and_then(resource_of_errno)
+        {
+            return Some(name);
+        }
+        // An io::Error wrapping another error names it through `get_ref`, not `source`.
+        cause = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// The client-side resource an OS error number says ran out, if it is one.
+pub fn resource_of_errno(code: i32) -> Option<&'static str> {
+    match code {
+        libc::EMFILE => Some("EMFILE: no file descriptor left in this process"),
+        libc::ENFILE => Some("ENFILE: no file descriptor left in the system"),
+        libc::EADDRNOTAVAIL => Some("EADDRNOTAVAIL: no local port or address left"),
+        libc::ENOBUFS => Some("ENOBUFS: no socket buffer space left"),
+        libc::ENOMEM => Some("ENOMEM: no memory left"),
+        _ => None,
+    }
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

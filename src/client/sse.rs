@@ -9,8 +9,13 @@
 //! blank line dispatches the event; `data` fields are joined with `\n`; comments (`:`) and the
 //! other fields are read and ignored; a leading byte-order mark is skipped.
 
+/// Most bytes of one line or one event's data a parser holds by default (1 MiB): a server
+/// that sends a longer one, or a `data:` line that never ends, makes the stream a `protocol`
+/// error instead of growing the client's memory without bound.
+pub const MAX_EVENT_BYTES: usize = crate::case::limits::DEFAULT_EVENT_BYTES;
+
 /// Incremental SSE parser: feed it each read; it calls back with each complete event's data.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     /// An incomplete last line carried over from the previous read.
     partial: Vec<u8>,
@@ -22,6 +27,16 @@ pub struct SseParser {
     skip_lf: bool,
     /// Whether the first byte of the stream has been seen (for the byte-order mark).
     started: bool,
+    /// Most bytes of a carried-over line or of one event's data.
+    limit: usize,
+    /// A line or an event grew past `limit`: the stream is unusable, later reads are ignored.
+    overflowed: bool,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::with_limit(MAX_EVENT_BYTES)
+    }
 }
 
 const BOM: &[u8] = "\u{feff}".as_bytes();
@@ -32,6 +47,33 @@ impl SseParser {
         SseParser::default()
     }
 
+    /// A parser that holds at most `limit` bytes of one line or one event's data.
+    pub fn with_limit(limit: usize) -> SseParser {
+        SseParser {
+            partial: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            skip_lf: false,
+            started: false,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// Whether a line or an event was longer than the limit (nothing more is parsed).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Gives up on the stream, freeing what it held, when `held` bytes are over the limit.
+    fn check(&mut self, held: usize) {
+        if held > self.limit {
+            self.overflowed = true;
+            self.partial = Vec::new();
+            self.data = Vec::new();
+        }
+    }
+
     /// Parses one read; calls `on_event` with the data of every event it completes, in order.
     /// Stops early, returning the callback's error, when the callback fails.
     pub fn feed<E>(
@@ -39,9 +81,28 @@ impl SseParser {
         mut read: &[u8],
         mut on_event: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        if !self.started && !read.is_empty() {
+        // An empty read changes nothing (and must not use up a pending `\r\n` half).
+        if self.overflowed || read.is_empty() {
+            return Ok(());
+        }
+        if !self.started {
+            // The byte-order mark may arrive split across reads: its first bytes are held
+            // (in `partial`) until the rest shows whether it is one.
+            let held = self.partial.len();
+            let wanted = &BOM[held..];
+            let n = wanted.len().min(read.len());
+            if read[..n] == wanted[..n] {
+                if n < wanted.len() {
+                    self.partial.extend_from_slice(read);
+                    return Ok(());
+                }
+                self.partial.clear();
+                read = &read[n..];
+            }
             self.started = true;
-            read = read.strip_prefix(BOM).unwrap_or(read);
+            if read.is_empty() {
+                return Ok(());
+            }
         }
         if self.skip_lf {
             self.skip_lf = false;
@@ -52,6 +113,7 @@ impl SseParser {
             match memchr::memchr2(b'\n', b'\r', read) {
                 None => {
                     self.partial.extend_from_slice(read);
+                    self.check(self.partial.len());
                     return Ok(());
                 }
                 Some(end) => {
@@ -88,15 +150,22 @@ impl SseParser {
         if let Some(data) = single {
             self.start_data(data);
         }
-        self.partial.extend_from_slice(read);
+        if !self.overflowed {
+            self.partial.extend_from_slice(read);
+            self.check(self.partial.len());
+        }
         Ok(())
     }
 
     /// Begins the event's data with `value`, as a `data` line would.
     fn start_data(&mut self, value: &[u8]) {
+        if self.overflowed {
+            return;
+        }
         self.has_data = true;
         self.data.extend_from_slice(value);
         self.data.push(b'\n');
+        self.check(self.data.len());
     }
 
     /// The rest of `read` after the line terminator at `end` (`\r\n` counts as one).
@@ -117,7 +186,7 @@ impl SseParser {
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         if line.is_empty() {
-            if !self.has_data {
+            if !self.has_data || self.overflowed {
                 return Ok(());
             }
             self.has_data = false;
@@ -185,6 +254,7 @@ mod tests {
     #[case::empty_data_is_an_event(&["data\n\n"], &[""])]
     #[case::bom(&["\u{feff}data: a\n\n"], &["a"])]
     #[case::unterminated_event_is_not_dispatched(&["data: a\n"], &[])]
+    #[case::empty_read_between_cr_and_lf(&["data: a\r", "", "\ndata: b\n\n"], &["a\nb"])]
     #[case::done(&["data: {\"x\":1}\n\ndata: [DONE]\n\n"], &["{\"x\":1}", "[DONE]"])]
     fn events_follow_the_event_stream_rules(#[case] reads: &[&str], #[case] expected: &[&str]) {
         let reads: Vec<&[u8]> = reads.iter().map(|r| r.as_bytes()).collect();
@@ -205,6 +275,16 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_split_across_reads_is_still_skipped() {
+        let bom = "\u{feff}".as_bytes();
+        let reads: [&[u8]; 3] = [&bom[..1], &bom[1..], b"data: a\n\n"];
+        assert_eq!(events(&reads), ["a"]);
+        // Bytes that only start like one are kept as text.
+        let reads: [&[u8]; 2] = [&bom[..2], b"data: a\n\n"];
+        assert_eq!(events(&reads), Vec::<String>::new());
+    }
+
+    #[test]
     fn a_callback_error_stops_parsing() {
         let mut parser = SseParser::new();
         let mut seen = 0;
@@ -213,5 +293,85 @@ mod tests {
             Err("stop")
         });
         assert_eq!((result, seen), (Err("stop"), 1));
+    }
+
+    #[rstest]
+    #[case::a_line_that_never_ends(&[b"data: " as &[u8], &[b'x'; 600], &[b'x'; 600]])]
+    #[case::many_data_lines_in_one_event(&[b"data: 0123456789\n" as &[u8]; 100])]
+    fn a_line_or_event_over_the_limit_overflows_and_frees_its_memory(#[case] reads: &[&[u8]]) {
+        let mut parser = SseParser::with_limit(1000);
+        let mut seen = 0;
+        for read in reads {
+            parser
+                .feed(read, |_| {
+                    seen += 1;
+                    Ok::<(), ()>(())
+                })
+                .expect("no callback error");
+        }
+        assert!(parser.overflowed());
+        assert_eq!(seen, 0);
+        assert!(parser.partial.capacity() == 0 && parser.data.capacity() == 0);
+        // Nothing after the overflow is parsed.
+        parser
+            .feed(b"\n\ndata: a\n\n", |_| {
+                seen += 1;
+                Ok::<(), ()>(())
+            })
+            .expect("ignored");
+        assert_eq!(seen, 0);
+    }
+
+    /// A random stream over the bytes that matter to the framing.
+    fn random_stream(rng: &mut impl rand::Rng) -> Vec<u8> {
+        const PIECES: [&[u8]; 10] = [
+            b"data: ",
+            b"data:",
+            b"\n",
+            b"\r",
+            b"\r\n",
+            b": c",
+            b"x",
+            b"{\"a\":1}",
+            b"event: e",
+            "\u{feff}".as_bytes(),
+        ];
+        let n = rng.random_range(0..60);
+        (0..n)
+            .flat_map(|_| PIECES[rng.random_range(0..PIECES.len())].iter().copied())
+            .collect()
+    }
+
+    /// Property (5,000 seeded cases): however a random stream is split into reads, the
+    /// parser gives the events of the whole stream, never panics, and with a small limit
+    /// holds no more than the limit.
+    #[test]
+    fn random_streams_split_anywhere_give_the_same_events_within_the_limit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+        for _ in 0..5_000 {
+            let stream = random_stream(&mut rng);
+            let whole = events(&[&stream]);
+            let mut reads = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let cut = rng.random_range(0..=rest.len());
+                reads.push(&rest[..cut]);
+                rest = &rest[cut..];
+            }
+            assert_eq!(
+                events(&reads),
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(&stream)
+            );
+            let mut small = SseParser::with_limit(16);
+            for read in &reads {
+                small
+                    .feed(read, |_| Ok::<(), ()>(()))
+                    .expect("no callback error");
+                assert!(small.partial.len() <= 16 && small.data.len() <= 16);
+            }
+        }
     }
 }

@@ -18,6 +18,30 @@ pub struct Reading<'a> {
     pub counter: Option<&'a dyn CountTokens>,
     /// Keep the generated text in the record.
     pub keep_text: bool,
+    /// Most content chunks one response may have (a server sending more is a `protocol`
+    /// error): bounds the chunk times kept per request.
+    pub max_chunks: usize,
+    /// Most bytes of one SSE line or event.
+    pub max_event_bytes: usize,
+}
+
+/// Most bytes of generated text kept per request (1 MiB); beyond it the text is cut, and its
+/// length still counted.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// Most bytes of a non-streamed response body (16 MiB).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Completion tokens a server's usage may claim beyond four per byte of text, per content
+/// chunk: a chunk of tool calls or reasoning may carry tokens without text, but no chunk
+/// carries billions. A usage over `4 × bytes + 4096 × chunks` is a `protocol` error.
+pub const TOKEN_SLACK_PER_CHUNK: u64 = 4096;
+
+/// The most completion tokens `chunks` content chunks with `bytes` bytes of text can hold.
+pub fn plausible_tokens(bytes: usize, chunks: usize) -> u64 {
+    (bytes as u64)
+        .saturating_mul(4)
+        .saturating_add((chunks as u64).saturating_mul(TOKEN_SLACK_PER_CHUNK))
 }
 
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
@@ -30,9 +54,10 @@ pub async fn read_stream(
     expected_chunks: usize,
 ) -> RequestRecord {
     let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
-    let mut parser = SseParser::new();
+    let mut parser = SseParser::with_limit(reading.max_event_bytes);
     let keep_text = reading.keep_text || counter.is_some();
     let mut state = StreamState::new(record, keep_text, expected_chunks);
+    state.max_chunks = reading.max_chunks;
     // One timer for the whole stream: a timeout per read would register and cancel a timer
     // for every chunk.
     let timeout = tokio::time::sleep_until(deadline);
@@ -68,6 +93,16 @@ pub async fn read_stream(
         if let Err((class, detail)) = parser.feed(&read, |data| state.on_event(data, at)) {
             return failed(state.record, class, &detail);
         }
+        if parser.overflowed() {
+            return failed(
+                state.record,
+                ErrorClass::Protocol,
+                &format!(
+                    "an SSE line or event longer than {} bytes (client.max_event_bytes)",
+                    reading.max_event_bytes
+                ),
+            );
+        }
     }
     state.finish(counter, reading.keep_text)
 }
@@ -83,8 +118,10 @@ struct StreamState {
     per_chunk_usage: bool,
     last_usage_tokens: Option<u64>,
     /// The generated text, kept only when a local tokenizer will count it or the caller
-    /// wants it.
+    /// wants it (up to [`MAX_TEXT_BYTES`]).
     text: Option<String>,
+    /// Most content chunks accepted.
+    max_chunks: usize,
 }
 
 impl StreamState {
@@ -101,6 +138,7 @@ impl StreamState {
             per_chunk_usage: false,
             last_usage_tokens: None,
             text: keep_text.then(String::new),
+            max_chunks: usize::MAX,
         }
     }
 
@@ -132,14 +170,35 @@ impl StreamState {
         let usage = chunk.usage();
         if chunk.has_content() {
             // With continuous usage stats the usage delta says how many tokens this chunk holds.
-            let tokens = match (
+            let delta = match (
                 usage.and_then(|u| u.completion_tokens),
                 self.last_usage_tokens,
             ) {
-                (Some(now), Some(before)) if now > before => Some((now - before) as u32),
-                (Some(now), None) if now > 0 => Some(now as u32),
+                (Some(now), Some(before)) if now > before => Some(now - before),
+                (Some(now), None) if now > 0 => Some(now),
                 _ => None,
             };
+            if let Some(delta) = delta
+                && delta > plausible_tokens(chunk.text_len(), 1)
+            {
+                return Err((
+                    ErrorClass::Protocol,
+                    format!(
+                        "usage grew by {delta} completion tokens in one chunk of {} bytes",
+                        chunk.text_len()
+                    ),
+                ));
+            }
+            if self.record.chunk_ms.len() >= self.max_chunks {
+                return Err((
+                    ErrorClass::Protocol,
+                    format!(
+                        "more than {} content chunks in one response",
+                        self.max_chunks
+                    ),
+                ));
+            }
+            let tokens = delta.map(|d| u32::try_from(d).unwrap_or(u32::MAX));
             self.per_chunk_usage |= tokens.is_some();
             if self.record.ttft_ms.is_none() {
                 self.record.ttft_ms = Some(at);
@@ -147,8 +206,9 @@ impl StreamState {
             self.record.chunk_ms.push(at);
             self.record.chunk_tokens.push(tokens.unwrap_or(1));
             self.chunk_chars.push(chunk.text_len());
-            if let Some(text) = self.text.as_mut() {
+            if let Some(text) = self.text.as_mut().filter(|t| t.len() < MAX_TEXT_BYTES) {
                 chunk.push_text(text);
+                cut_text(text);
             }
         }
         if chunk.is_final() {
@@ -190,6 +250,15 @@ impl StreamState {
             );
         }
         let chars: usize = self.chunk_chars.iter().sum();
+        if let Some(total) = record.output_tokens
+            && total > plausible_tokens(chars, record.chunk_ms.len())
+        {
+            let detail = format!(
+                "usage says {total} completion tokens for {} content chunks of {chars} bytes",
+                record.chunk_ms.len()
+            );
+            return failed(record, ErrorClass::Protocol, &detail);
+        }
         count_output(&mut record, text.as_deref(), chars, counter);
         record.text = text.filter(|_| keep_text);
         if let Some(total) = record.output_tokens
@@ -201,6 +270,17 @@ impl StreamState {
             record.chunk_tokens = apportion(total, &self.chunk_chars);
         }
         record
+    }
+}
+
+/// Cuts `text` to [`MAX_TEXT_BYTES`] at a character boundary.
+fn cut_text(text: &mut String) {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
@@ -235,7 +315,8 @@ pub async fn read_whole(
     reading: &Reading<'_>,
 ) -> RequestRecord {
     let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
-    let body = match tokio::time::timeout_at(deadline, response.bytes()).await {
+    let body = match tokio::time::timeout_at(deadline, read_capped(response, MAX_BODY_BYTES)).await
+    {
         Err(_) => {
             record.e2el_ms = Some(ms_between(sent, Instant::now()));
             return failed(
@@ -251,7 +332,14 @@ pub async fn read_whole(
                 &format!("body broke: {e}"),
             );
         }
-        Ok(Ok(body)) => body,
+        Ok(Ok((_, true))) => {
+            return failed(
+                record,
+                ErrorClass::Protocol,
+                &format!("response body longer than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Ok(Ok((body, false))) => body,
     };
     record.e2el_ms = Some(ms_between(sent, Instant::now()));
     let answer: Chunk = match serde_json::from_slice(&body) {
@@ -286,11 +374,39 @@ pub async fn read_whole(
     record.server_timing = answer.timings;
     let mut text = String::new();
     answer.push_text(&mut text);
-    count_output(&mut record, Some(&text), text.len(), counter);
+    if let Some(total) = record.output_tokens
+        && total > plausible_tokens(text.len(), 1)
+    {
+        let detail = format!(
+            "usage says {total} completion tokens for {} bytes of text",
+            text.len()
+        );
+        return failed(record, ErrorClass::Protocol, &detail);
+    }
+    let bytes = text.len();
+    cut_text(&mut text);
+    count_output(&mut record, Some(&text), bytes, counter);
     if reading.keep_text {
         record.text = Some(text);
     }
     record
+}
+
+/// Up to `cap` bytes of a response body, and whether there was more (the rest is not read).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(read) = response.chunk().await? {
+        let room = cap - body.len();
+        if read.len() > room {
+            body.extend_from_slice(&read[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&read);
+    }
+    Ok((body, false))
 }
 
 /// Splits `total` into integer parts proportional to `weights` (largest remainder first, ties
@@ -314,13 +430,12 @@ pub fn apportion(total: u64, weights: &[usize]) -> Vec<u32> {
     order.sort_by(|&a, &b| {
         (shares[b] - shares[b].floor()).total_cmp(&(shares[a] - shares[a].floor()))
     });
-    let assigned: u64 = parts.iter().sum();
-    for &i in order
-        .iter()
-        .cycle()
-        .take(total.saturating_sub(assigned) as usize)
-    {
-        parts[i] += 1;
+    // Saturating throughout: a total near u64::MAX must neither overflow nor loop. Each floor
+    // loses less than 1, so at most `n` parts get one more.
+    let assigned = parts.iter().fold(0u64, |a, &p| a.saturating_add(p));
+    let left = usize::try_from(total.saturating_sub(assigned)).unwrap_or(usize::MAX);
+    for &i in order.iter().take(left.min(n)) {
+        parts[i] = parts[i].saturating_add(1);
     }
     parts
         .into_iter()
@@ -345,5 +460,69 @@ mod tests {
         #[case] parts: &[u32],
     ) {
         assert_eq!(apportion(total, weights), parts);
+    }
+
+    #[test]
+    fn a_total_near_the_top_of_u64_neither_overflows_nor_loops() {
+        let parts = apportion(u64::MAX, &[1, 2]);
+        assert_eq!(parts, [u32::MAX, u32::MAX]);
+        assert_eq!(apportion(u64::MAX, &[0, 0, 0]).len(), 3);
+    }
+
+    #[test]
+    fn usage_far_beyond_the_text_is_implausible() {
+        use super::plausible_tokens;
+        assert!(plausible_tokens(10, 2) >= 8000);
+        assert_eq!(plausible_tokens(usize::MAX, 1), u64::MAX);
+    }
+
+    /// Property (3,000 seeded cases): whatever usage a stream claims — zero, a little, up to
+    /// `u64::MAX`, growing, shrinking — reading it never panics or loops, and a stream that
+    /// passes has per-chunk token counts whose sum its text can hold (so the ITL samples
+    /// derived from them are bounded).
+    #[test]
+    fn random_usage_claims_never_panic_and_passing_counts_are_plausible() {
+        use rand::{Rng, SeedableRng};
+
+        use super::{StreamState, plausible_tokens};
+        use crate::metrics::RequestRecord;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+        let claims = [0, 1, 2, 7, 100, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
+        for _ in 0..3_000 {
+            let mut state = StreamState::new(RequestRecord::default(), false, 4);
+            state.max_chunks = 64;
+            let chunks = rng.random_range(0..8);
+            let mut result = Ok(());
+            for i in 0..chunks {
+                let usage = match rng.random_range(0..3) {
+                    0 => String::new(),
+                    1 => format!(
+                        ",\"usage\":{{\"completion_tokens\":{}}}",
+                        claims[rng.random_range(0..claims.len())]
+                    ),
+                    _ => format!(",\"usage\":{{\"completion_tokens\":{}}}", i + 1),
+                };
+                let finish = if i + 1 == chunks { "\"stop\"" } else { "null" };
+                let event = format!(
+                    "{{\"choices\":[{{\"text\":\" w{i}\",\"finish_reason\":{finish}}}]{usage}}}"
+                );
+                result = state.on_event(event.as_bytes(), f64::from(i) + 1.0);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_err() {
+                continue;
+            }
+            let record = state.finish(None, false);
+            if record.is_ok() {
+                let total: u64 = record.chunk_tokens.iter().map(|&t| u64::from(t)).sum();
+                assert!(
+                    total <= plausible_tokens(4 * record.chunk_ms.len(), record.chunk_ms.len()),
+                    "{record:?}"
+                );
+                assert!(record.itl_ms().count() as u64 <= total);
+            }
+        }
     }
 }

@@ -1,23 +1,128 @@
-//! The run's own checks: requests succeeded, the server stayed usable; and the checks of one
-//! load phase put together.
+//! The run's own checks: requests succeeded, failures stayed within the error budget, the
+//! client did not run out of resources, the server stayed usable; and the checks of one load
+//! phase put together.
 
 use super::{Check, CheckSource, slo, targets};
-use crate::case::{Slo, TargetSpec, Theoretical};
-use crate::metrics::Summary;
+use crate::case::{Score, Slo, TargetSpec, Theoretical};
+use crate::metrics::{ErrorClass, RequestRecord, Summary};
 
-/// The checks of one load phase, in report order: the run's own, the model spec's targets
-/// (none when `targets` is `None`, e.g. an open loop that has no concurrency to match), then
-/// the case's SLOs.
-pub fn load_checks(
-    summary: &Summary,
-    targets: Option<&Theoretical>,
-    target_spec: &TargetSpec,
-    slos: &[Slo],
-) -> Vec<Check> {
-    let mut checks = vec![requests_check(summary)];
-    checks.extend(targets::target_checks(targets, target_spec, summary));
-    checks.extend(slos.iter().map(|s| slo::check(s, summary)));
+/// What one load phase is judged on besides its summary.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadRules<'a> {
+    /// The model spec's reference targets at this point (none for an open loop, which has no
+    /// concurrency to match).
+    pub targets: Option<&'a Theoretical>,
+    /// The tier and tolerance of those targets.
+    pub target_spec: &'a TargetSpec,
+    /// The case's SLOs.
+    pub slos: &'a [Slo],
+    /// The share of measured requests allowed to fail.
+    pub error_budget: Score,
+}
+
+/// The checks of one load phase, in report order: the run's own (requests succeeded, the
+/// error budget, then — only when they happened — the client running out of resources and
+/// the server that stopped answering), the model spec's targets, then the case's SLOs.
+pub fn load_checks(summary: &Summary, records: &[RequestRecord], rules: &LoadRules) -> Vec<Check> {
+    let mut checks = vec![
+        requests_check(summary),
+        error_budget_check(summary, rules.error_budget),
+    ];
+    checks.extend(client_check(summary, records));
+    checks.extend(stopped_answering_check(records));
+    checks.extend(targets::target_checks(
+        rules.targets,
+        rules.target_spec,
+        summary,
+    ));
+    checks.extend(rules.slos.iter().map(|s| slo::check(s, summary)));
     checks
+}
+
+/// Failed requests stay within the case's error budget (`load.error_budget`, 0 % unless the
+/// case allows more).
+pub fn error_budget_check(summary: &Summary, budget: Score) -> Check {
+    let total = summary.requests_ok + summary.requests_failed;
+    let failed_pct = if total == 0 {
+        0.0
+    } else {
+        summary.requests_failed as f64 * 100.0 / total as f64
+    };
+    let rule = format!("failed ≤ {budget} of requests");
+    let within = failed_pct <= budget.points() + 1e-9;
+    let reason = format!(
+        "{} of {total} requests failed ({failed_pct:.2} %), budget {budget}{}",
+        summary.requests_failed,
+        if summary.errors.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", classes(summary))
+        }
+    );
+    let status = super::Status::of(within);
+    Check::new(status, CheckSource::Run, "error budget", rule, reason)
+        .measured(Some(failed_pct))
+        .against(Some(budget.points()))
+}
+
+/// Requests that failed because the client ran out of a resource (class `client`) fail the
+/// trial whatever the budget: the numbers measure the client, not the server.
+pub fn client_check(summary: &Summary, records: &[RequestRecord]) -> Option<Check> {
+    let n = summary.errors.get(&ErrorClass::Client).copied()?;
+    let first = records
+        .iter()
+        .find(|r| r.error == Some(ErrorClass::Client))
+        .and_then(|r| r.error_detail.clone())
+        .unwrap_or_default();
+    Some(
+        Check::fail(
+            CheckSource::Run,
+            "client",
+            "the client has the resources the load needs",
+            format!(
+                "the client ran out on {n} requests (not the server's fault: raise `ulimit -n`, \
+                 free local ports, or lower the concurrency or rate); first: {first}"
+            ),
+        )
+        .measured(Some(n as f64)),
+    )
+}
+
+/// A server that answered and then refused connections stopped answering mid-run (it died or
+/// was stopped): named with the evidence, whatever the budget says.
+pub fn stopped_answering_check(records: &[RequestRecord]) -> Option<Check> {
+    let first_answer = records
+        .iter()
+        .filter(|r| r.status.is_some())
+        .map(|r| r.send_ms + r.e2el_ms.or(r.ttft_ms).unwrap_or(0.0))
+        .min_by(f64::total_cmp)?;
+    let refused: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| r.error == Some(ErrorClass::Connect) && r.send_ms > first_answer)
+        .collect();
+    let first = refused
+        .iter()
+        .min_by(|a, b| a.send_ms.total_cmp(&b.send_ms))?;
+    let answered = records.iter().filter(|r| r.status.is_some()).count();
+    Some(
+        server_unusable(format!(
+            "the server stopped answering: {} requests could not connect after it had answered \
+             {answered}, the first {:.3} s into the measured window ({})",
+            refused.len(),
+            first.send_ms / 1000.0,
+            first.error_detail.as_deref().unwrap_or("no detail"),
+        ))
+        .measured(Some(refused.len() as f64)),
+    )
+}
+
+fn classes(summary: &Summary) -> String {
+    let classes: Vec<String> = summary
+        .errors
+        .iter()
+        .map(|(class, n)| format!("{} {n}", class.as_str()))
+        .collect();
+    classes.join(", ")
 }
 
 /// A load phase in which no request succeeded fails.
@@ -32,19 +137,11 @@ pub fn requests_check(summary: &Summary) -> Check {
             format!("{} of {total} requests succeeded", summary.requests_ok),
         )
     } else {
-        let classes: Vec<String> = summary
-            .errors
-            .iter()
-            .map(|(class, n)| format!("{} {n}", class.as_str()))
-            .collect();
         Check::fail(
             CheckSource::Run,
             "requests",
             rule,
-            format!(
-                "no request succeeded out of {total} ({})",
-                classes.join(", ")
-            ),
+            format!("no request succeeded out of {total} ({})", classes(summary)),
         )
     };
     check.measured(Some(summary.requests_ok as f64))
@@ -53,6 +150,17 @@ pub fn requests_check(summary: &Summary) -> Check {
 /// The server could not be had or used (it did not start, died, or refused the setup).
 pub fn server_unusable(reason: impl Into<String>) -> Check {
     Check::fail(CheckSource::Run, "server", "the server is usable", reason)
+}
+
+/// The trial panicked (a bug in the harness, or in code a hook ran): it fails with the panic's
+/// message, and the run goes on with the next trial.
+pub fn panicked(message: &str) -> Check {
+    Check::fail(
+        CheckSource::Run,
+        "panic",
+        "the trial runs to its end",
+        format!("the trial panicked: {message}"),
+    )
 }
 
 /// Something that happened to the server that the report must say without failing the trial
@@ -109,11 +217,18 @@ mod tests {
     fn load_checks_come_in_report_order() {
         let s = summary(10.0, 50.0, 50.0);
         let slos: Vec<Slo> = vec!["error_rate < 0.01".parse().expect("valid")];
-        let checks = load_checks(&s, None, &TargetSpec::default(), &slos);
+        let rules = LoadRules {
+            targets: None,
+            target_spec: &TargetSpec::default(),
+            slos: &slos,
+            error_budget: Score::ZERO,
+        };
+        let checks = load_checks(&s, &[], &rules);
         let sources: Vec<_> = checks.iter().map(|c| c.source).collect();
         assert_eq!(
             sources,
             [
+                CheckSource::Run,
                 CheckSource::Run,
                 CheckSource::Target,
                 CheckSource::Target,
@@ -121,5 +236,95 @@ mod tests {
                 CheckSource::Slo
             ]
         );
+    }
+
+    fn failing(class: ErrorClass, send_ms: f64, detail: &str) -> RequestRecord {
+        RequestRecord {
+            send_ms,
+            error: Some(class),
+            error_detail: Some(detail.into()),
+            ..Default::default()
+        }
+    }
+
+    fn answered(send_ms: f64) -> RequestRecord {
+        RequestRecord {
+            send_ms,
+            status: Some(200),
+            ttft_ms: Some(5.0),
+            e2el_ms: Some(10.0),
+            ..Default::default()
+        }
+    }
+
+    fn budget(text: &str) -> Score {
+        crate::case::load::parse_yaml(std::path::Path::new("b.yaml"), text).expect("a score")
+    }
+
+    #[rstest::rstest]
+    #[case::none_failed(0, "0", Status::Pass)]
+    #[case::one_failed_with_no_budget(1, "0", Status::Fail)]
+    #[case::within_two_percent(2, "2%", Status::Pass)]
+    #[case::over_two_percent(3, "0.02", Status::Fail)]
+    fn the_error_budget_is_a_share_of_measured_requests(
+        #[case] failed: u64,
+        #[case] allowed: &str,
+        #[case] status: Status,
+    ) {
+        let mut s = Summary {
+            requests_ok: 100 - failed,
+            requests_failed: failed,
+            ..Default::default()
+        };
+        if failed > 0 {
+            s.errors.insert(ErrorClass::Http5xx, failed);
+        }
+        let check = error_budget_check(&s, budget(allowed));
+        assert_eq!(check.status, status, "{check:?}");
+        assert!(
+            check.reason.contains(&format!("{failed} of 100")),
+            "{}",
+            check.reason
+        );
+        if failed > 0 {
+            assert!(check.reason.contains("http_5xx"), "{}", check.reason);
+        }
+    }
+
+    #[test]
+    fn a_client_that_ran_out_fails_whatever_the_budget_and_says_so() {
+        let records = [
+            answered(0.0),
+            failing(ErrorClass::Client, 1.0, "the client ran out (EMFILE)"),
+        ];
+        let s = Summary::from_records(&records, 1.0);
+        let check = client_check(&s, &records).expect("a client check");
+        assert_eq!(check.status, Status::Fail);
+        assert!(
+            check.reason.contains("not the server's fault"),
+            "{}",
+            check.reason
+        );
+        assert!(check.reason.contains("EMFILE"), "{}", check.reason);
+        assert!(client_check(&Summary::from_records(&records[..1], 1.0), &records[..1]).is_none());
+    }
+
+    #[test]
+    fn connections_refused_after_an_answer_name_the_server_that_stopped() {
+        let records = [
+            answered(0.0),
+            failing(ErrorClass::Connect, 2_000.0, "Connection refused"),
+            failing(ErrorClass::Connect, 2_500.0, "Connection refused"),
+        ];
+        let check = stopped_answering_check(&records).expect("stopped");
+        assert_eq!(check.status, Status::Fail);
+        assert!(
+            check.reason.contains("stopped answering: 2 requests")
+                && check.reason.contains("2.000 s"),
+            "{}",
+            check.reason
+        );
+        // Refused from the start: the server never answered, so it did not stop.
+        assert!(stopped_answering_check(&records[1..]).is_none());
     }
 }

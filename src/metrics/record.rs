@@ -26,11 +26,14 @@ pub enum ErrorClass {
     Protocol,
     /// The server answered but generated nothing.
     EmptyOutput,
+    /// The client, not the server, ran out of a resource (open files, local ports, buffers):
+    /// the measurement says nothing about the server, and always fails the trial.
+    Client,
 }
 
 impl ErrorClass {
     /// Every class, in report order.
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 10] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Http429,
@@ -40,6 +43,7 @@ impl ErrorClass {
         ErrorClass::BrokenStream,
         ErrorClass::Protocol,
         ErrorClass::EmptyOutput,
+        ErrorClass::Client,
     ];
 
     /// The class of a non-success HTTP status.
@@ -64,6 +68,7 @@ impl ErrorClass {
             ErrorClass::BrokenStream => "broken_stream",
             ErrorClass::Protocol => "protocol",
             ErrorClass::EmptyOutput => "empty_output",
+            ErrorClass::Client => "client",
         }
     }
 }

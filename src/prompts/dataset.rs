@@ -56,12 +56,16 @@ pub async fn load_dataset(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|source| PromptError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let owned = path.to_path_buf();
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::case::files::read_regular(&owned, crate::case::files::MAX_DATASET_BYTES)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    .map_err(|source| PromptError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let raw = match source {
         PromptSource::Jsonl => jsonl(&bytes, limit).map_err(|(line, m)| error(Some(line), m))?,
         PromptSource::Sharegpt => sharegpt(&bytes, limit).map_err(|m| error(None, m))?,

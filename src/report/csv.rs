@@ -316,6 +316,27 @@ pub fn append(path: &Path, report: &TrialReport) -> Result<(), ReportError> {
         .map_err(|e| ReportError::io(path, "unlock", e))
 }
 
+/// Checks, before anything is measured, that an existing CSV at `path` has the header this
+/// version writes (a missing or empty file is fine: [`append`] writes the header): a trial
+/// whose row could not be written would otherwise be measured for nothing.
+pub fn check_existing(path: &Path) -> Result<(), ReportError> {
+    match File::open(path) {
+        Ok(file) => {
+            let len = file
+                .metadata()
+                .map_err(|e| ReportError::io(path, "read the metadata of", e))?
+                .len();
+            if len == 0 {
+                Ok(())
+            } else {
+                check_header(&file, path)
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ReportError::io(path, "open", e)),
+    }
+}
+
 /// Checks that the file's first line is the header this version writes.
 fn check_header(mut file: &File, path: &Path) -> Result<(), ReportError> {
     file.seek(SeekFrom::Start(0))

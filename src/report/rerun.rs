@@ -3,11 +3,9 @@
 //! repository's commit, the case and model spec files, the overrides, the seed, the tokenizer
 //! and the server.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-use super::ReportError;
 
 /// The resolved case, beside `summary.json`.
 pub const CASE_FILE: &str = "case.yaml";
@@ -36,13 +34,15 @@ pub struct Rerun {
     pub url: Option<String>,
 }
 
-/// Writes [`CASE_FILE`] and [`RERUN_FILE`] into the trial folder `dir`.
-pub fn write(dir: &Path, case_yaml: &str, rerun: &Rerun) -> Result<(), ReportError> {
-    let case = dir.join(CASE_FILE);
-    std::fs::write(&case, case_yaml).map_err(|e| ReportError::io(&case, "write", e))?;
-    let path = dir.join(RERUN_FILE);
-    let mut json = serde_json::to_string_pretty(rerun)
-        .map_err(|e| ReportError::corrupt(&path, None, e.to_string()))?;
-    json.push('\n');
-    std::fs::write(&path, json).map_err(|e| ReportError::io(&path, "write", e))
+/// [`CASE_FILE`] and [`RERUN_FILE`] as (name, contents), for the trial folder's writer.
+pub fn files(
+    case_yaml: &str,
+    rerun: &Rerun,
+) -> Result<Vec<(&'static str, Vec<u8>)>, serde_json::Error> {
+    let mut json = serde_json::to_vec_pretty(rerun)?;
+    json.push(b'\n');
+    Ok(vec![
+        (CASE_FILE, case_yaml.as_bytes().to_vec()),
+        (RERUN_FILE, json),
+    ])
 }

@@ -99,46 +99,146 @@ pub fn write(
     samples: &[ScoredSample],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
-    let dir = write_summary(out, report, failed)?;
+    write_with(out, report, records, samples, &[], failed)
+}
+
+/// [`write`], with `extra` files (name, contents) written under the same lock, such as the
+/// rerun record ([`super::rerun::files`]).
+pub fn write_with(
+    out: &Path,
+    report: &TrialReport,
+    records: &[RequestRecord],
+    samples: &[ScoredSample],
+    extra: &[(&str, Vec<u8>)],
+    failed: bool,
+) -> Result<PathBuf, ReportError> {
+    let dir = trial_dir(out, report, failed);
+    fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
+    let _writing = FolderLock::take(&dir)?;
+    write_summary_file(&dir, report)?;
+    write_extra(&dir, extra)?;
     write_lines(&dir.join(RECORDS_FILE), records)?;
-    if !samples.is_empty() {
-        write_lines(&dir.join(ACCURACY_FILE), samples)?;
+    let accuracy = dir.join(ACCURACY_FILE);
+    if samples.is_empty() {
+        // An earlier writer's answers must not stay beside this writer's records.
+        match fs::remove_file(&accuracy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ReportError::io(&accuracy, "remove", e));
+            }
+            _ => {}
+        }
+    } else {
+        write_lines(&accuracy, samples)?;
     }
     Ok(dir)
 }
+
+/// An exclusive lock on a trial folder (on its [`LOCK_FILE`]), held while its files are
+/// written: two processes given one run id write the same folder one after the other, so
+/// its files all come from one of them.
+struct FolderLock(File);
+
+impl FolderLock {
+    fn take(dir: &Path) -> Result<FolderLock, ReportError> {
+        let path = dir.join(LOCK_FILE);
+        let file = File::create(&path).map_err(|e| ReportError::io(&path, "create", e))?;
+        file.lock().map_err(|e| ReportError::io(&path, "lock", e))?;
+        Ok(FolderLock(file))
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// The file a trial folder's writer locks (empty, hidden; readers look only for the other
+/// files).
+pub const LOCK_FILE: &str = ".writing.lock";
 
 /// Writes only [`SUMMARY_FILE`] (the report, pretty JSON) into the trial's folder, creating
 /// it, and returns the folder (a `sim` trial adds its own files, and has no records).
 pub fn write_summary(
     out: &Path,
     report: &TrialReport,
+    extra: &[(&str, Vec<u8>)],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
     let dir = trial_dir(out, report, failed);
     fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
+    let _writing = FolderLock::take(&dir)?;
+    write_summary_file(&dir, report)?;
+    write_extra(&dir, extra)?;
+    Ok(dir)
+}
+
+/// Writes each (name, contents) into the folder, whole.
+fn write_extra(dir: &Path, extra: &[(&str, Vec<u8>)]) -> Result<(), ReportError> {
+    for (name, contents) in extra {
+        let path = dir.join(name);
+        replace_whole(&path, |file| {
+            file.write_all(contents)
+                .map_err(|e| ReportError::io(&path, "write", e))
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the report as pretty JSON to the folder's [`SUMMARY_FILE`].
+fn write_summary_file(dir: &Path, report: &TrialReport) -> Result<(), ReportError> {
     let summary_path = dir.join(SUMMARY_FILE);
     let mut json =
         serde_json::to_vec_pretty(report).map_err(|e| ReportError::json(&summary_path, e))?;
     json.push(b'\n');
-    fs::write(&summary_path, json).map_err(|e| ReportError::io(&summary_path, "write", e))?;
-    Ok(dir)
+    replace_whole(&summary_path, |file| {
+        file.write_all(&json)
+            .map_err(|e| ReportError::io(&summary_path, "write", e))
+    })
 }
 
 /// Writes one JSON value per line and syncs the file.
 fn write_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<(), ReportError> {
-    let file = File::create(path).map_err(|e| ReportError::io(path, "create", e))?;
-    let mut writer = BufWriter::new(file);
-    for item in items {
-        serde_json::to_writer(&mut writer, item).map_err(|e| ReportError::json(path, e))?;
+    replace_whole(path, |file| {
+        let mut writer = BufWriter::new(file);
+        for item in items {
+            serde_json::to_writer(&mut writer, item).map_err(|e| ReportError::json(path, e))?;
+            writer
+                .write_all(b"\n")
+                .map_err(|e| ReportError::io(path, "write", e))?;
+        }
         writer
-            .write_all(b"\n")
-            .map_err(|e| ReportError::io(path, "write", e))?;
+            .flush()
+            .map_err(|e| ReportError::io(path, "write", e))
+    })
+}
+
+/// Writes `path` through a temporary file of this process beside it, synced and then renamed
+/// over `path`: two processes writing the same trial folder (one run id given to both) each
+/// leave a whole file, never one torn between them.
+fn replace_whole(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}-{n}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let result = File::create(&temporary)
+        .map_err(|e| ReportError::io(&temporary, "create", e))
+        .and_then(|mut file| {
+            write(&mut file)?;
+            file.sync_all()
+                .map_err(|e| ReportError::io(&temporary, "sync", e))
+        })
+        .and_then(|()| {
+            fs::rename(&temporary, path).map_err(|e| ReportError::io(path, "rename onto", e))
+        });
+    if result.is_err() {
+        let _ = fs::remove_file(&temporary);
     }
-    writer
-        .into_inner()
-        .map_err(|e| ReportError::io(path, "write", e.into_error()))?
-        .sync_all()
-        .map_err(|e| ReportError::io(path, "sync", e))
+    result
 }
 
 #[cfg(test)]
@@ -253,6 +353,74 @@ mod tests {
             .map(|l| serde_json::from_str(l).expect("sample"))
             .collect();
         assert_eq!(back, samples);
+        fs::remove_dir_all(&out).ok();
+    }
+
+    #[test]
+    fn writers_of_one_file_each_leave_it_whole() {
+        let dir = std::env::temp_dir().join(format!("llm-stress-whole-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("records.jsonl");
+        std::thread::scope(|scope| {
+            for writer in 0..4u32 {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        let lines = vec![writer; 20_000];
+                        write_lines(path, &lines).expect("written");
+                    }
+                });
+            }
+        });
+        let text = fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 20_000);
+        assert!(
+            lines.iter().all(|l| *l == lines[0]),
+            "one writer's file, whole"
+        );
+        let left: Vec<_> = fs::read_dir(&dir).expect("dir").collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn writers_of_one_trial_folder_leave_all_its_files_from_one_of_them() {
+        let out = std::env::temp_dir().join(format!("llm-stress-folder-{}", std::process::id()));
+        std::thread::scope(|scope| {
+            for writer in 0..4u64 {
+                let out = &out;
+                scope.spawn(move || {
+                    let mut report = sample_report();
+                    report.meta.timestamp = format!("writer-{writer}");
+                    let records: Vec<RequestRecord> = (0..2_000)
+                        .map(|_| RequestRecord {
+                            id: writer,
+                            ..Default::default()
+                        })
+                        .collect();
+                    for _ in 0..5 {
+                        write(out, &report, &records, &[], false).expect("written");
+                    }
+                });
+            }
+        });
+        let dir = trial_dir(&out, &sample_report(), false);
+        let summary: TrialReport =
+            serde_json::from_str(&fs::read_to_string(dir.join(SUMMARY_FILE)).expect("summary"))
+                .expect("json");
+        let records = fs::read_to_string(dir.join(RECORDS_FILE)).expect("records");
+        let ids: std::collections::BTreeSet<u64> = records
+            .lines()
+            .map(|l| serde_json::from_str::<RequestRecord>(l).expect("record").id)
+            .collect();
+        assert_eq!(ids.len(), 1, "records from one writer");
+        let writer = ids.into_iter().next().expect("an id");
+        assert_eq!(
+            summary.meta.timestamp,
+            format!("writer-{writer}"),
+            "the same writer"
+        );
         fs::remove_dir_all(&out).ok();
     }
 }

@@ -59,6 +59,9 @@ pub struct Surroundings<'a> {
     pub log_dir: &'a Path,
     /// The session's spawned servers, started here or reused.
     pub spawned: &'a spawn::SpawnedServers,
+    /// Environment variables a spawned server does not inherit (the case's API key variable)
+    /// unless its own `env` sets them.
+    pub hidden_env: &'a [String],
 }
 
 impl RunningServer {
@@ -90,7 +93,7 @@ impl RunningServer {
             ServerSpec::Spawn(s) => {
                 let acquired = around
                     .spawned
-                    .acquire(s, around.case_dir, around.log_dir)
+                    .acquire(s, around.case_dir, around.log_dir, around.hidden_env)
                     .await?;
                 let name = s
                     .served_model

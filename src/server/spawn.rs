@@ -12,7 +12,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{ServerError, attach};
@@ -86,11 +86,14 @@ impl SpawnedServers {
 
     /// The running server for `spec`, started (and health-checked) if there is none or the
     /// one there was has exited. Its output goes to a log file under `log_dir`.
+    /// `hidden_env` names variables of this process the server must not inherit (an API key)
+    /// unless `spec.env` sets them itself.
     pub async fn acquire(
         &self,
         spec: &SpawnSpec,
         case_dir: &Path,
         log_dir: &Path,
+        hidden_env: &[String],
     ) -> Result<Acquired, ServerError> {
         if let Some(missing) = spec.requirement_problem() {
             return Err(ServerError::Spawn(missing));
@@ -131,7 +134,7 @@ impl SpawnedServers {
                 }
             }
         }
-        let mut spawned = start(spec, case_dir, log_dir)?;
+        let mut spawned = start(spec, case_dir, log_dir, hidden_env)?;
         match wait_ready(&mut spawned, spec).await {
             Ok(listed) => spawned.listed_model = listed,
             Err(e) => {
@@ -166,10 +169,13 @@ impl SpawnedServers {
 
     /// Stops every server this session started.
     pub fn stop_all(&self) {
-        let servers: Vec<(SpawnKey, Spawned)> = match self.servers.lock() {
-            Ok(mut servers) => servers.drain(..).collect(),
-            Err(_) => return,
-        };
+        // A panic while the list was held poisons it; the servers in it must stop all the same.
+        let servers: Vec<(SpawnKey, Spawned)> = self
+            .servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
         for (_, mut server) in servers {
             stop(&mut server.child);
         }
@@ -186,8 +192,16 @@ fn poisoned() -> ServerError {
     ServerError::Spawn("the spawned-server list is unusable after a panic".into())
 }
 
-/// Starts the command in a process group of its own, on a free port.
-fn start(spec: &SpawnSpec, case_dir: &Path, log_dir: &Path) -> Result<Spawned, ServerError> {
+/// Starts the command in a process group of its own, on a free port, without the hidden
+/// variables, and with a parent-death signal: if this process dies, even by SIGKILL, the
+/// kernel sends the command SIGKILL (a command that `exec`s its server passes that on to the
+/// server itself; `sh -c` execs a lone command).
+fn start(
+    spec: &SpawnSpec,
+    case_dir: &Path,
+    log_dir: &Path,
+    hidden_env: &[String],
+) -> Result<Spawned, ServerError> {
     let port = free_port().map_err(|e| ServerError::Spawn(format!("no free port: {e}")))?;
     let command = render(&spec.command, port, &spec.vars);
     std::fs::create_dir_all(log_dir)
@@ -202,16 +216,32 @@ fn start(spec: &SpawnSpec, case_dir: &Path, log_dir: &Path) -> Result<Spawned, S
         .cwd
         .as_deref()
         .map_or_else(|| case_dir.to_path_buf(), |c| case_dir.join(c));
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(&command)
-        .current_dir(&cwd)
-        .envs(&spec.env)
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(&command).current_dir(&cwd);
+    for name in hidden_env.iter().filter(|n| !spec.env.contains_key(*n)) {
+        cmd.env_remove(name);
+    }
+    cmd.envs(&spec.env)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
-        .spawn()
+        .process_group(0);
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the signal was asked for.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let child = spawn_from_lasting_thread(cmd)
         .map_err(|e| ServerError::Spawn(format!("cannot run `{command}`: {e}")))?;
     remember_group(child.id());
     Ok(Spawned {
@@ -220,6 +250,39 @@ fn start(spec: &SpawnSpec, case_dir: &Path, log_dir: &Path) -> Result<Spawned, S
         log,
         listed_model: None,
     })
+}
+
+/// Spawns `cmd` from a thread that lives as long as the process. The parent-death signal
+/// fires when the *thread* that forked the child ends, not the process: a server started from
+/// a trial's runtime or test thread would be killed when that thread ends, though the session
+/// still shares it with later trials. The one spawner thread (process-global: it must outlive
+/// every session) ends only with the process.
+fn spawn_from_lasting_thread(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<std::io::Result<Mutex<std::sync::mpsc::Sender<Job>>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("llm-stress-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in inbox {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .map(|_| Mutex::new(jobs))
+    });
+    let jobs = spawner
+        .as_ref()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("no spawner thread: {e}")))?;
+    let (reply, answer) = std::sync::mpsc::channel();
+    jobs.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send((cmd, reply))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
 /// Polls the health check with backoff until it answers, the server exits, or the startup
@@ -323,33 +386,82 @@ fn stop(child: &mut Child) {
     forget_group(pid);
 }
 
-/// Process groups of running servers, for the signal handler (which may not lock, so the
-/// session's [`SpawnedServers`] cannot serve it): the one piece of mutable process-global state
-/// the crate keeps.
-static GROUPS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+/// Slots per block of [`GROUPS`].
+const BLOCK: usize = 16;
 
-/// Notes a server's group for the signal handler (beyond 16 servers, only the session's
-/// [`SpawnedServers`] knows it), installing the handler the first time.
+/// A block of group slots (0 = free) and the block after it.
+struct GroupBlock {
+    slots: [AtomicI32; BLOCK],
+    next: AtomicPtr<GroupBlock>,
+}
+
+/// Process groups of running servers, for the signal handler (which may not lock or allocate,
+/// so the session's [`SpawnedServers`] cannot serve it): the one piece of mutable
+/// process-global state the crate keeps besides the spawner thread.
+///
+/// A list of blocks that only grows: a new block is allocated (outside any signal handler)
+/// when every slot is taken, and linked in with one compare-and-swap; blocks are never freed
+/// (their number is the most servers ever running at once ÷ 16). The handler walks the list
+/// with atomic loads only — no lock, no allocation — so it is async-signal-safe, and there is
+/// no limit on the servers it stops.
+static GROUPS: AtomicPtr<GroupBlock> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Every block of [`GROUPS`], oldest last. Async-signal-safe.
+fn group_blocks() -> impl Iterator<Item = &'static GroupBlock> {
+    let mut at = GROUPS.load(Ordering::Acquire);
+    std::iter::from_fn(move || {
+        // SAFETY: blocks are leaked boxes, never freed, fully built before they were linked
+        // in (Release on link, Acquire here).
+        let block = unsafe { at.as_ref() }?;
+        at = block.next.load(Ordering::Acquire);
+        Some(block)
+    })
+}
+
+/// Every slot of [`GROUPS`]. Async-signal-safe.
+fn group_slots() -> impl Iterator<Item = &'static AtomicI32> {
+    group_blocks().flat_map(|b| b.slots.iter())
+}
+
+/// Notes a server's group for the signal handler, installing the handler the first time.
 fn remember_group(pid: u32) {
     static HANDLERS: std::sync::Once = std::sync::Once::new();
     HANDLERS.call_once(install_signal_handlers);
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = GROUPS.iter().any(|g| {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    loop {
+        if group_slots().any(|g| {
             g.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-        });
+        }) {
+            return;
+        }
+        let block = Box::into_raw(Box::new(GroupBlock {
+            slots: [const { AtomicI32::new(0) }; BLOCK],
+            next: AtomicPtr::new(std::ptr::null_mut()),
+        }));
+        let mut head = GROUPS.load(Ordering::Acquire);
+        loop {
+            // SAFETY: `block` is ours until it is linked in.
+            unsafe { (*block).next.store(head, Ordering::Relaxed) };
+            match GROUPS.compare_exchange(head, block, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
     }
 }
 
 fn forget_group(pid: i32) {
-    for slot in &GROUPS {
+    for slot in group_slots() {
         let _ = slot.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
 /// Sends `signal` to every remembered server group. Async-signal-safe.
 fn signal_groups(signal: libc::c_int) {
-    for slot in &GROUPS {
+    for slot in group_slots() {
         let pid = slot.load(Ordering::Acquire);
         if pid > 0 {
             // SAFETY: killpg is async-signal-safe.
@@ -363,7 +475,7 @@ fn signal_groups(signal: libc::c_int) {
 /// Whether any remembered server group still has a process. A leader that exited is reaped
 /// first (it is this process's child), so its zombie does not count. Async-signal-safe.
 fn any_group_alive() -> bool {
-    GROUPS.iter().any(|slot| {
+    group_slots().any(|slot| {
         let pid = slot.load(Ordering::Acquire);
         // SAFETY: waitpid with WNOHANG and killpg with signal 0 are async-signal-safe and only
         // touch the server's own process and group.
@@ -411,6 +523,23 @@ fn install_signal_handlers() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signal_table_holds_more_groups_than_a_block() {
+        // Made-up group ids far above any real pid, so no signal can reach a process.
+        let ids: Vec<i32> = (0..3 * BLOCK as i32 + 5)
+            .map(|i| 2_000_000_000 + i)
+            .collect();
+        for &id in &ids {
+            remember_group(id as u32);
+        }
+        let held = |id: i32| group_slots().any(|s| s.load(Ordering::Acquire) == id);
+        assert!(ids.iter().all(|&id| held(id)), "every group is remembered");
+        for &id in &ids {
+            forget_group(id);
+        }
+        assert!(!ids.iter().any(|&id| held(id)), "and forgotten");
+    }
 
     #[test]
     fn commands_get_the_port_host_and_vars() {

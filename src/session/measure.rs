@@ -12,6 +12,7 @@ use super::{Session, TrialError};
 use crate::accuracy::Task;
 use crate::accuracy::summary::{AccuracySummary, ScoredSample};
 use crate::case::{AttachSpec, Destination, LoadMode, ServerKind, ServerSpec, Slo};
+use crate::client::secrets::Secrets;
 use crate::client::{Client, ClientConfig, CountTokens};
 use crate::judge::{self, Baseline, Check};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
@@ -56,8 +57,22 @@ impl Measured {
 /// Brings up the plan's servers, measures, and takes them down (spawned ones stay with the
 /// session). Anything that goes wrong is a failed check of the result, never an error.
 /// Returns what served the trial (the kind of its first endpoint's server) with what it
-/// measured.
+/// measured. The reasons quote what servers said (error bodies, the end of a server's log),
+/// so the secrets the case's clients send are redacted from every one of them.
 pub(super) async fn measure(
+    session: &Session,
+    plan: &TrialPlan,
+    baseline: &dyn Baseline,
+) -> (ServerKind, Measured) {
+    let (server, mut measured) = measure_unredacted(session, plan, baseline).await;
+    let secrets = case_secrets(&plan.case().spec);
+    for check in &mut measured.checks {
+        secrets.redact_in_place(&mut check.reason);
+    }
+    (server, measured)
+}
+
+async fn measure_unredacted(
     session: &Session,
     plan: &TrialPlan,
     baseline: &dyn Baseline,
@@ -91,7 +106,9 @@ pub(super) async fn measure(
     let key = Arc::new(task.as_ref().map(AnswerKey::for_task).unwrap_or_default());
     let case_dir = case.path.parent().unwrap_or(Path::new("."));
     let log_dir = ctx.out_dir.join(safe_name(&ctx.run_id)).join("servers");
+    let hidden_env: Vec<String> = spec.client.api_key_env.iter().cloned().collect();
     let around = Surroundings {
+        hidden_env: &hidden_env,
         model,
         answers: &key,
         case_dir,
@@ -143,6 +160,19 @@ pub(super) async fn measure(
     measured.checks.splice(0..0, notes);
     measured.checks.extend(deaths);
     (server, measured)
+}
+
+/// The secrets the case's clients send (the API key from its variable, the header values).
+pub(super) fn case_secrets(spec: &crate::case::CaseSpec) -> Secrets {
+    let key = spec
+        .client
+        .api_key_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok());
+    Secrets::new(
+        key.as_deref(),
+        spec.client.headers.values().map(String::as_str),
+    )
 }
 
 /// The case's accuracy task, read from its files, for the kinds that run one.
@@ -323,6 +353,7 @@ fn clients(
             keep_alive: spec.client.keep_alive,
             extra_body: (!spec.client.extra_body.is_empty())
                 .then(|| Arc::new(spec.client.extra_body.clone())),
+            max_event_bytes: spec.client.max_event_bytes,
         };
         let client = Client::new(config)?;
         endpoints.push(Endpoint {
@@ -372,7 +403,13 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     };
     // The SLOs are judged once the scrapers and the accuracy phase have finished too
     // ([`slo_checks`]): some of them gate on what those measured.
-    let checks = judge::run::load_checks(&summary, targets, &spec.targets, &[]);
+    let rules = judge::run::LoadRules {
+        targets,
+        target_spec: &spec.targets,
+        slos: &[],
+        error_budget: spec.load.error_budget,
+    };
+    let checks = judge::run::load_checks(&summary, &outcome.records, &rules);
     Measured {
         summary,
         endpoints,

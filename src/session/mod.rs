@@ -219,7 +219,12 @@ pub struct Session {
     git_commit: std::sync::OnceLock<Option<String>>,
     trials: std::sync::atomic::AtomicUsize,
     failed: Mutex<Vec<String>>,
+    hook: Option<TrialHook>,
 }
+
+/// Code run at the start of every trial, inside the trial's panic guard (see
+/// [`Session::with_trial_hook`]).
+pub type TrialHook = Box<dyn Fn(&TrialPlan) + Send + Sync>;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,6 +259,7 @@ impl Session {
             git_commit: std::sync::OnceLock::new(),
             trials: std::sync::atomic::AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
+            hook: None,
         }
     }
 
@@ -269,6 +275,14 @@ impl Session {
     /// Counts every measured load request into `progress` (for a live display).
     pub fn count_load_into(mut self, progress: Option<Arc<LoadProgress>>) -> Session {
         self.progress = progress;
+        self
+    }
+
+    /// Runs `hook` at the start of every trial, inside the trial's panic guard: whatever it
+    /// does (log, check preconditions, or panic on purpose in a test) counts as part of the
+    /// trial.
+    pub fn with_trial_hook(mut self, hook: impl Fn(&TrialPlan) + Send + Sync + 'static) -> Session {
+        self.hook = Some(Box::new(hook));
         self
     }
 
@@ -337,8 +351,9 @@ impl Session {
         &self.context
     }
 
-    /// Runs one trial and tells the sinks. A server that cannot be had, or requests that
-    /// fail, make a FAIL verdict with the evidence; only a sink's failure (results that could
+    /// Runs one trial and tells the sinks. A server that cannot be had, requests that fail,
+    /// or a panic while the trial runs make a FAIL verdict with the evidence (the panic's
+    /// message), and the next trial runs as usual; only a sink's failure (results that could
     /// not be written) or a runtime that cannot start is an error.
     pub fn run_trial(&self, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
         let outcome = self.measure_trial(plan)?;
@@ -350,7 +365,19 @@ impl Session {
     /// checks ([`TrialOutcome::add_checks`]) before [`Session::finish_trial`] writes it.
     pub fn measure_trial(&self, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
         self.emit(&Event::TrialStarted { plan })?;
-        trial::run(self, plan)
+        // Nothing the trial touched is used after a panic but the session's own lists, which
+        // tolerate poisoning (spawned servers stay listed and are stopped when it ends).
+        let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(hook) = &self.hook {
+                hook(plan);
+            }
+            trial::run(self, plan)
+        }));
+        let outcome = match guarded {
+            Ok(outcome) => outcome?,
+            Err(payload) => trial::panicked(self, plan, &panic_message(payload.as_ref())),
+        };
+        Ok(outcome)
     }
 
     /// The second half of [`Session::run_trial`]: keeps an accuracy trial's score, records a
@@ -411,6 +438,15 @@ impl Session {
         }
         first.map_or(Ok(()), |e| Err(SessionError::Sink(e)))
     }
+}
+
+/// The message a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_string())
 }
 
 /// The commit checked out in the repository holding `folder`, when `git` knows one.

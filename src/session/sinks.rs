@@ -33,20 +33,21 @@ impl TrialFiles {
     fn write(&self, outcome: &TrialOutcome) -> Result<(), SinkError> {
         let report = &outcome.report;
         let failed = !outcome.passed;
+        let rerun_files = rerun::files(&outcome.case_yaml, &outcome.rerun)
+            .map_err(|e| crate::report::ReportError::json(&self.out_dir, e))?;
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
-            let dir = trial_dir::write(
+            trial_dir::write_with(
                 &self.out_dir,
                 report,
                 &outcome.records,
                 &outcome.samples,
+                &rerun_files,
                 failed,
             )?;
-            rerun::write(&dir, &outcome.case_yaml, &outcome.rerun)?;
             return Ok(());
         };
-        let dir = trial_dir::write_summary(&self.out_dir, report, failed)?;
-        rerun::write(&dir, &outcome.case_yaml, &outcome.rerun)?;
+        let dir = trial_dir::write_summary(&self.out_dir, report, &rerun_files, failed)?;
         if !study_files.knee_runs.is_empty() {
             let name = StudyStep::ReplicaScaling.name();
             study::write_csv(&dir.join(format!("{name}.csv")), &study_files.knee_runs)?;
@@ -65,6 +66,9 @@ impl TrialFiles {
 impl Sink for TrialFiles {
     fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError> {
         match event {
+            Event::TrialStarted { plan } if !matches!(plan, crate::plan::TrialPlan::Sim(_)) => Ok(
+                csv::check_existing(&self.out_dir.join(crate::report::run::RESULTS_FILE))?,
+            ),
             Event::TrialFinished { outcome } => self.write(outcome),
             _ => Ok(()),
         }

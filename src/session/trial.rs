@@ -69,11 +69,87 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         samples,
         study,
         passed,
-        case_yaml: plan.case().resolved.clone(),
+        case_yaml: case_yaml(plan),
         rerun: session.rerun(plan),
         dir,
         server_urls,
     })
+}
+
+/// The case as it ran, for `case.yaml`, with the secrets its clients send (header values, the
+/// API key) redacted like every other text the trial keeps.
+fn case_yaml(plan: &TrialPlan) -> String {
+    let case = plan.case();
+    super::measure::case_secrets(&case.spec)
+        .redact(&case.resolved)
+        .into_owned()
+}
+
+/// The outcome of a trial that panicked: FAIL, with the panic's message as the evidence and
+/// nothing measured.
+pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> TrialOutcome {
+    let mut measured = Measured {
+        checks: vec![crate::judge::run::panicked(message)],
+        ..Measured::default()
+    };
+    let (server, body) = match plan {
+        TrialPlan::Load(load) => (
+            ServerKind::Embedded,
+            TrialBody::Load(Box::new(load_body(load, &mut measured))),
+        ),
+        TrialPlan::Accuracy(_) => (
+            ServerKind::Embedded,
+            TrialBody::Accuracy(AccuracyBody {
+                concurrency: plan
+                    .case()
+                    .spec
+                    .accuracy
+                    .as_ref()
+                    .map_or(0, |a| a.concurrency),
+                accuracy: None,
+            }),
+        ),
+        TrialPlan::Sim(sim) => (
+            ServerKind::Simulator,
+            TrialBody::Sim(crate::report::sim::SimStepReport {
+                preset: plan
+                    .case()
+                    .spec
+                    .sim
+                    .as_ref()
+                    .map_or("small", |s| s.preset.as_str())
+                    .to_string(),
+                step: sim.step.name().to_string(),
+                hardware: String::new(),
+                runs: 0,
+                requests: 0,
+                completed: 0,
+                rejected: 0,
+                knee_replicas: None,
+                best_bins: None,
+                findings: Vec::new(),
+                table: String::new(),
+                wall_s: 0.0,
+            }),
+        ),
+    };
+    let server = match (plan, plan.case().spec.destinations().first()) {
+        (TrialPlan::Sim(_), _) | (_, None) => server,
+        (_, Some(d)) => d.server.kind(),
+    };
+    let report = report(session, plan, server, body, measured);
+    let dir = trial_dir::trial_dir(&session.context.out_dir, &report, true);
+    TrialOutcome {
+        passed: report.passed(),
+        report,
+        records: Vec::new(),
+        samples: Vec::new(),
+        study: None,
+        case_yaml: case_yaml(plan),
+        rerun: session.rerun(plan),
+        server_urls: Vec::new(),
+        dir,
+    }
 }
 
 /// Measures the plan on a client runtime of its own, comparing a stress trial's accuracy

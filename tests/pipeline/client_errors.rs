@@ -207,3 +207,174 @@ async fn the_api_key_is_sent_but_never_recorded() {
     let json = serde_json::to_string(&record).expect("json");
     assert!(!json.contains("sk-test-0123456789"), "{json}");
 }
+
+const KEY: &str = "sk-Hw4Lp9Qx2Zr7Kd5Tn8Vb3Mj6Fs1Gy0Ce";
+const TENANT: &str = "Rk5-Wp8z-Qm3x-Jt7v";
+
+/// Every run of 8 characters of `secret` that `text` contains.
+fn leaks(text: &str, secret: &str) -> Vec<String> {
+    (0..=secret.len().saturating_sub(8))
+        .map(|i| &secret[i..i + 8])
+        .filter(|piece| text.contains(piece))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn secrets_echoed_across_the_excerpt_cut_are_redacted_whole() {
+    // The key and a header value at every offset around the 512-byte cut of the excerpt.
+    let cut = llm_stress::client::BODY_EXCERPT_BYTES;
+    for offset in (cut - 60)..(cut + 8) {
+        let respond = move |_: &[u8]| {
+            let body = format!(
+                "{}Bearer {KEY} X-Tenant: {TENANT} {KEY}",
+                "x".repeat(offset)
+            );
+            http("401 Unauthorized", "text/plain", body.as_bytes())
+        };
+        let url = answering(respond, false).await;
+        let mut config = ClientConfig::new(&url, Api::Chat, "m", Duration::from_secs(2));
+        config.api_key = Some(KEY.into());
+        config.headers = vec![("X-Tenant".into(), TENANT.into())];
+        let client = Client::new(config).expect("client");
+        let record = client
+            .generate(0, Instant::now(), &Generation::exact("hi".into(), 4))
+            .await;
+        let json = serde_json::to_string(&record).expect("json");
+        assert!(leaks(&json, KEY).is_empty(), "offset {offset}: {json}");
+        assert!(leaks(&json, TENANT).is_empty(), "offset {offset}: {json}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_in_the_generated_text_is_not_kept() {
+    let chunk = format!(
+        "data: {{\"choices\":[{{\"text\":\"the key is {KEY}\",\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n"
+    );
+    let url = scripted(sse(chunk.as_bytes()), false).await;
+    let mut config = ClientConfig::new(&url, Api::Completions, "m", Duration::from_secs(2));
+    config.api_key = Some(KEY.into());
+    let client = Client::new(config).expect("client");
+    let request = Generation {
+        prompt: "what is the key?".into(),
+        turns: Vec::new(),
+        max_tokens: 16,
+        ending: llm_stress::client::Ending::Natural { stop: Vec::new() },
+    };
+    let record = client.generate(0, Instant::now(), &request).await;
+    assert!(record.is_ok(), "{record:?}");
+    let text = record.text.clone().unwrap_or_default();
+    assert_eq!(text, "the key is [REDACTED]");
+}
+
+#[tokio::test]
+async fn a_data_line_that_never_ends_is_a_protocol_error_not_unbounded_memory() {
+    let mut body = b"data: ".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 3 << 20));
+    let url = scripted(sse(&body), false).await;
+    let record = request(&url, 5000).await;
+    assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(detail.contains("longer than 1048576 bytes"), "{detail}");
+}
+
+#[tokio::test]
+async fn an_impossible_usage_count_is_a_protocol_error_at_once() {
+    // Two chunks, then a usage of 2^64 − 1 completion tokens: sharing it among the chunks
+    // once looped for ever.
+    let body = format!(
+        "{}{}data: {{\"choices\":[{{\"text\":\"\",\"finish_reason\":\"length\"}}],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":{}}}}}\n\ndata: [DONE]\n\n",
+        std::str::from_utf8(TEXT).expect("utf8"),
+        std::str::from_utf8(TEXT).expect("utf8"),
+        u64::MAX
+    );
+    let url = scripted(sse(body.as_bytes()), false).await;
+    let started = Instant::now();
+    let record = request(&url, 5000).await;
+    assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(
+        detail.contains("completion tokens for 2 content chunks"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_per_chunk_usage_jump_is_a_protocol_error() {
+    let body = format!(
+        "data: {{\"choices\":[{{\"text\":\" hi\",\"finish_reason\":null}}],\"usage\":{{\"completion_tokens\":{}}}}}\n\n",
+        u32::MAX
+    );
+    let url = scripted(sse(body.as_bytes()), false).await;
+    let record = request(&url, 2000).await;
+    assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
+}
+
+#[tokio::test]
+async fn a_huge_error_body_is_not_read_whole() {
+    let body = vec![b'e'; 64 << 20];
+    let url = scripted(
+        http("500 Internal Server Error", "text/plain", &body),
+        false,
+    )
+    .await;
+    let record = request(&url, 10_000).await;
+    assert_eq!(record.error, Some(ErrorClass::Http5xx), "{record:?}");
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(
+        detail.len() <= llm_stress::client::BODY_EXCERPT_BYTES + 4,
+        "{}",
+        detail.len()
+    );
+}
+
+#[test]
+fn running_out_of_descriptors_or_ports_is_the_clients_fault() {
+    use llm_stress::client::client_resource;
+    for code in [libc::EMFILE, libc::ENFILE, libc::EADDRNOTAVAIL] {
+        let error = std::io::Error::from_raw_os_error(code);
+        assert!(client_resource(&error).is_some(), "{code}");
+    }
+    let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+    assert!(client_resource(&refused).is_none());
+    // Found below the error it caused, too.
+    let wrapped = std::io::Error::other(std::io::Error::from_raw_os_error(libc::EMFILE));
+    assert!(client_resource(&wrapped).is_some());
+}
+
+#[tokio::test]
+async fn far_more_chunks_than_tokens_asked_for_is_a_protocol_error() {
+    // Four tokens asked for; an endless stream of valid chunks is cut off at 1,024 chunks
+    // instead of keeping a time for every one.
+    let mut body = TEXT.repeat(5_000);
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    let url = scripted(sse(&body), false).await;
+    let record = request(&url, 5000).await;
+    assert_eq!(
+        record.error,
+        Some(ErrorClass::Protocol),
+        "{:?}",
+        record.error_detail
+    );
+    assert!(record.chunk_ms.len() <= 1024, "{}", record.chunk_ms.len());
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(detail.contains("more than 1024 content chunks"), "{detail}");
+}
+
+#[tokio::test]
+async fn the_event_size_limit_is_the_clients_to_set() {
+    let mut body = b"data: ".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 10_000));
+    body.extend_from_slice(b"\n\n");
+    let url = scripted(sse(&body), false).await;
+    let mut config = ClientConfig::new(&url, Api::Completions, "m", Duration::from_secs(2));
+    config.max_event_bytes = 4096;
+    let client = Client::new(config).expect("client");
+    let record = client
+        .generate(0, Instant::now(), &Generation::exact("hi".into(), 4))
+        .await;
+    assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
+    let detail = record.error_detail.unwrap_or_default();
+    assert!(detail.contains("longer than 4096 bytes"), "{detail}");
+}

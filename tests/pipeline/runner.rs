@@ -210,3 +210,173 @@ fn a_server_without_metrics_is_noted_and_the_trial_still_passes() {
     );
     assert!(metrics.metrics.is_empty());
 }
+
+#[test]
+fn a_panicking_trial_fails_alone_and_the_run_goes_on_to_its_summary() {
+    use llm_stress::report::analysis::Thresholds;
+    use llm_stress::session::sinks::Publisher;
+
+    let dir = CaseDir::named("runner-panic");
+    let plans = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 2\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 5, tpot_ms: 1, slots: 2 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [1, 2]\n",
+        )
+        .plans();
+    assert_eq!(plans.len(), 2);
+    let doomed = plans[0].name();
+    let session = crate::support::session(context(&dir, None))
+        .with_sink(Publisher::new(Thresholds::default(), None, None))
+        .with_trial_hook(move |plan| {
+            if plan.name() == doomed {
+                panic!("deliberate panic in {}", plan.name());
+            }
+        });
+    let first = session
+        .run_trial(&plans[0])
+        .expect("the panic is a verdict");
+    assert!(!first.passed);
+    let reasons = first.report.verdict.failure_reasons().join("; ");
+    assert!(
+        reasons.contains("the trial panicked: deliberate panic in"),
+        "{reasons}"
+    );
+    assert!(first.dir.join("summary.json").is_file(), "{:?}", first.dir);
+    let second = session.run_trial(&plans[1]).expect("the next trial runs");
+    assert!(second.passed, "{:?}", second.report.verdict);
+    let tally = session.finish().expect("the run finishes");
+    assert_eq!((tally.trials, tally.failed.len()), (2, 1), "{tally:?}");
+    let out = dir.out();
+    let summary = std::fs::read_to_string(out.join("test-run").join("summary.md"))
+        .or_else(|_| std::fs::read_to_string(out.join("summary.md")))
+        .expect("summary.md written");
+    assert!(summary.contains("panicked"), "{summary}");
+}
+
+#[test]
+fn a_results_csv_with_another_header_is_refused_before_anything_is_measured() {
+    let (dir, plan) = setup("header");
+    std::fs::create_dir_all(dir.out()).expect("out");
+    std::fs::write(dir.out().join("results.csv"), "a,b,c\n1,2,3\n").expect("old csv");
+    let started = std::time::Instant::now();
+    let error = crate::support::session(context(&dir, None))
+        .run_trial(&plan)
+        .expect_err("refused");
+    assert!(error.to_string().contains("a,b,c"), "{error}");
+    // Refused at the start: no trial folder, and no time spent on load.
+    assert!(!dir.out().join("test-run").exists());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// A server on loopback that answers the health check and `answers` generation requests
+/// (eight streamed tokens each, one connection per request), then stops listening: later
+/// connections are refused, as from a server that died.
+fn server_that_dies_after(answers: usize) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let mut served = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let response = if request.starts_with(b"GET") {
+                let body = r#"{"data":[{"id":"m"}]}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                served += 1;
+                let token =
+                    r#"data: {"choices":[{"delta":{"content":" w"},"finish_reason":null}]}"#;
+                let last = r#"data: {"choices":[{"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":16,"completion_tokens":8}}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{}{last}\n\ndata: [DONE]\n\n",
+                    format!("{token}\n\n").repeat(8)
+                )
+            };
+            stream.write_all(response.as_bytes()).ok();
+            drop(stream);
+            if served >= answers {
+                return; // the listener goes with the thread
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_that_stops_answering_mid_run_fails_the_trial_naming_it() {
+    let dir = CaseDir::named("runner-dies");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 2\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\nload: { warmup: 0 }\nmatrix:\n  mode: custom\n  isl: [16]\n  osl: [8]\n  concurrency: [1]\n  prompts: { fixed: 10 }\n",
+        )
+        .plan();
+    let url = server_that_dies_after(3);
+    let outcome = crate::support::session(context(&dir, Some(url)))
+        .run_trial(&plan)
+        .expect("reports written");
+    let summary = outcome.report.summary().expect("a load trial");
+    assert_eq!(summary.requests_ok, 3, "{:?}", summary.errors);
+    assert!(!outcome.passed);
+    let reasons = outcome.report.verdict.failure_reasons().join("; ");
+    assert!(
+        reasons.contains(
+            "the server stopped answering: 7 requests could not connect after it had answered 3"
+        ),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("error budget: 7 of 10 requests failed"),
+        "{reasons}"
+    );
+}
+
+#[test]
+fn a_flood_that_exhausts_the_clients_descriptors_fails_with_class_client() {
+    let dir = CaseDir::named("runner-emfile");
+    dir.model("m", "name: m\nmax_context: 256\nmax_concurrency: 400\n")
+        .case(
+            "flood",
+            "name: flood\nmodel: m\nkinds: [perf]\nserver:\n  embedded: { ttft_ms: 50, tpot_ms: 5, slots: 400 }\n\
+             load: { warmup: 0, timeout_s: 3 }\n\
+             matrix: { mode: custom, isl: [16], osl: [8], concurrency: [300], prompts: { fixed: 300 } }\n",
+        );
+    // 300 connections at once in a process allowed 128 open files.
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 128 && exec \"$0\" run \"$1\" --out \"$2\" --progress off")
+        .arg(env!("CARGO_BIN_EXE_llm-stress"))
+        .arg(dir.cases())
+        .arg(dir.out())
+        .env_remove("LLM_STRESS_URL")
+        .output()
+        .expect("llm-stress run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("| client "), "{stdout}");
+    assert!(stdout.contains("the client ran out on"), "{stdout}");
+    assert!(stdout.contains("EMFILE"), "{stdout}");
+}

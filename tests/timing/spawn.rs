@@ -286,3 +286,60 @@ fn ctrl_c_during_a_run_stops_the_servers_whole_process_group() {
     assert!(!alive(shell), "the server's shell is gone");
     assert!(!alive(server), "the server the shell started is gone");
 }
+
+#[test]
+fn a_sigkilled_run_takes_its_spawned_server_down_with_it() {
+    let _turn = one_at_a_time();
+    // The shell execs the server, so the parent-death signal reaches the server itself.
+    let (dir, _) = case_with_matrix(
+        "sigkill",
+        "echo $$ > server.pid; exec {exe} serve --port {port} --ttft-ms 20 --tpot-ms 10",
+        "",
+        "{ mode: custom, isl: [16], osl: [64], concurrency: [1], prompts: { fixed: 50 } }",
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_llm-stress"))
+        .arg("run")
+        .arg(dir.path().join("cases"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env_remove("LLM_STRESS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("llm-stress run starts");
+    let server = pid_in(&dir.path().join("cases/server.pid"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alive(server), "the server is up");
+    // No handler runs on SIGKILL: only the kernel's parent-death signal can stop the server.
+    run.kill().expect("SIGKILL the run");
+    run.wait().expect("reaped");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(server) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(server), "the server died with the run");
+}
+
+#[test]
+fn a_spawned_server_does_not_inherit_the_api_key_unless_given_it() {
+    let _turn = one_at_a_time();
+    let var = "LLM_STRESS_TEST_SPAWN_KEY";
+    // SAFETY: set before any thread of this test reads the environment; the name is this
+    // test's own.
+    unsafe {
+        std::env::set_var(var, "sk-do-not-leak-0123456789");
+    }
+    let (dir, plans) = case(
+        "scrub",
+        &format!(
+            "echo \"${{{var}:-unset}}\" > key.txt; exec {{exe}} serve --port {{port}} --ttft-ms 2 --tpot-ms 1"
+        ),
+        &format!("client: {{ api_key_env: {var} }}\n"),
+    );
+    let session = crate::support::session(context(&dir));
+    let outcome = session.run_trial(&plans[0]).expect("reports");
+    assert!(outcome.passed, "{:#?}", outcome.report.verdict);
+    session.finish().expect("the run finishes");
+    let seen = std::fs::read_to_string(dir.path().join("cases/key.txt")).expect("key.txt");
+    assert_eq!(seen.trim(), "unset");
+}

@@ -15,6 +15,7 @@ pub mod thread;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +27,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -210,6 +212,7 @@ impl EmbeddedServer {
             .route("/completion", post(llama_completion))
             .route("/tokenize", post(tokenize))
             .route("/metrics", get(prometheus))
+            .layer(axum::middleware::from_fn(panic_guard))
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         // Without TCP_NODELAY, Nagle's algorithm holds small SSE writes on a kept-alive
@@ -478,6 +481,30 @@ fn whole_answer(body: Value, fault: Option<Fault>) -> Response {
 /// What a malformed event looks like: the start of a chunk that never ends.
 const MALFORMED_EVENT: &[u8] = b"data: {\"choices\": [{\"text\": \n\n";
 
+/// Runs every request under a panic guard: a handler that panics answers 500 with the panic's
+/// message (the client records it as `http_5xx` with that evidence) instead of dropping the
+/// connection, and the server goes on serving.
+async fn panic_guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            panic_text(payload.as_ref()),
+        )
+            .into_response(),
+    }
+}
+
+/// What a caught panic says, as the embedded server reports it.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".into());
+    format!("the embedded server panicked: {message}")
+}
+
 /// Streams a response as server-sent events: once admitted, `first` (if any), then
 /// `chunk(from, to)` for each run of `tokens_per_chunk` tokens when its last token is due, then
 /// the events of `last`. A client that goes away stops it, which frees the engine's place;
@@ -497,7 +524,8 @@ where
     L: FnOnce(&Admission) -> Vec<Bytes> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(async move {
+    let on_panic = tx.clone();
+    let work = async move {
         let mut admission = state.engine.admit(request).await;
         let running = state.counts.admitted(request.prompt_tokens);
         let send = |bytes: Bytes| tx.send(Ok(bytes));
@@ -542,10 +570,59 @@ where
         }
         state.counts.finished();
         drop((admission, running, guard));
+    };
+    // A panic while streaming ends the stream with an error event that says so, rather than
+    // a cut stream that would read as the client's `broken_stream`.
+    tokio::spawn(async move {
+        if let Err(payload) = AssertUnwindSafe(work).catch_unwind().await {
+            let event = json!({ "error": { "message": panic_text(payload.as_ref()) } });
+            let _ = on_panic
+                .send(Ok(Bytes::from(format!("data: {event}\n\n"))))
+                .await;
+        }
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(ReceiverStream::new(rx)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_with_the_message_and_serving_goes_on() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/ok", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(panic_guard));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let answer = http
+            .get(format!("http://{addr}/boom"))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let text = answer.text().await.expect("body");
+        assert_eq!(text, "the embedded server panicked: boom");
+        let ok = http
+            .get(format!("http://{addr}/ok"))
+            .send()
+            .await
+            .expect("ok");
+        assert_eq!(ok.text().await.expect("body"), "fine");
+    }
 }
