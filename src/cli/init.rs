@@ -328,27 +328,73 @@ failure-output = "immediate-final"
 path = "junit.xml"
 "#;
 
+/// The gating workflow: trials on every pull request and push to main, the run uploaded, and a
+/// pull request's run compared with the target branch's latest successful one (the same steps
+/// as this repository's `.github/workflows/stress.yml`, with `llm-stress` installed from
+/// crates.io at this version for `compare`).
 fn workflow(dir: &str) -> String {
     format!(
-        r#"# Runs the stress trials on every pull request (against the embedded server, or the server
-# at the LLM_STRESS_URL secret when it is set). Gating on the results is up to you: the JUnit
-# file is at target/nextest/ci/junit.xml.
+        r#"# Stress trials on every pull request, compared with the latest successful run on main
+# (written by `llm-stress init`; see the book's "Gating against a baseline"). The trials run
+# against the embedded server, or the server at the LLM_STRESS_URL secret when it is set.
 name: llm-stress
-on: [pull_request]
+
+on:
+  pull_request:
+  push:
+    branches: [main]
+  workflow_dispatch:
+
+permissions:
+  contents: read
+  actions: read
+
+env:
+  CI: "true"
+  LLM_STRESS_URL: ${{{{ secrets.LLM_STRESS_URL }}}}
+  LLM_STRESS_OUT: ${{{{ github.workspace }}}}/llm-stress-out
+  LLM_STRESS_RUN_ID: run-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}
+
 jobs:
   trials:
     runs-on: ubuntu-latest
     defaults:
       run:
         working-directory: {dir}
-    env:
-      LLM_STRESS_URL: ${{{{ secrets.LLM_STRESS_URL }}}}
     steps:
-      - uses: actions/checkout@v4
+      - uses: actions/checkout@v5
       - uses: dtolnay/rust-toolchain@stable
-      - uses: taiki-e/install-action@nextest
-      - run: cargo nextest run --profile ci
-"#
+      - uses: Swatinem/rust-cache@v2
+      - uses: taiki-e/install-action@v2
+        with:
+          tool: nextest
+      - name: Trials
+        run: cargo nextest run --profile ci
+      - name: Upload the run
+        if: always()
+        uses: actions/upload-artifact@v7
+        with:
+          name: llm-stress-run
+          path: ${{{{ env.LLM_STRESS_OUT }}}}/${{{{ env.LLM_STRESS_RUN_ID }}}}
+          if-no-files-found: ignore
+      - name: Fetch the baseline (the target branch's latest successful run)
+        id: baseline
+        if: github.event_name == 'pull_request'
+        continue-on-error: true
+        uses: dawidd6/action-download-artifact@v24
+        with:
+          workflow: llm-stress.yml
+          branch: ${{{{ github.base_ref }}}}
+          workflow_conclusion: success
+          name: llm-stress-run
+          path: baseline-run
+      - name: Compare with the baseline
+        if: github.event_name == 'pull_request' && steps.baseline.outcome == 'success'
+        run: |
+          cargo install llm-stress --locked --version {version}
+          llm-stress compare "$GITHUB_WORKSPACE/baseline-run" "$LLM_STRESS_OUT/$LLM_STRESS_RUN_ID"
+"#,
+        version = env!("CARGO_PKG_VERSION"),
     )
 }
 

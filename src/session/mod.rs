@@ -60,7 +60,11 @@ impl RunContext {
         RunContext {
             run_id: run_id(),
             out_dir: report::trial_dir::out_dir(out.as_deref()),
-            url_override: url.or_else(|| std::env::var(crate::server::URL_ENV).ok()),
+            // Set but empty (a CI secret that is not defined) means unset.
+            url_override: url
+                .filter(|u| !u.is_empty())
+                .or_else(|| std::env::var(crate::server::URL_ENV).ok())
+                .filter(|u| !u.is_empty()),
         }
     }
 
