@@ -103,11 +103,12 @@ pub fn text(c: &RunComparison) -> String {
 
 /// One line: how many trials came out how.
 pub fn headline(c: &RunComparison) -> String {
+    let n = c.trials.len();
     format!(
-        "{}: {} trials compared — {} regressed, {} inconclusive, {} improved, {} unchanged \
+        "{}: {n} trial{} compared — {} regressed, {} inconclusive, {} improved, {} unchanged \
          (allowed change {:.0} %, confidence {:.0} %)",
         c.outcome.as_str().to_uppercase(),
-        c.trials.len(),
+        if n == 1 { "" } else { "s" },
         c.count(Outcome::Regressed),
         c.count(Outcome::Inconclusive),
         c.count(Outcome::Improved),
