@@ -52,7 +52,7 @@ fn slo_check<'a>(checks: &'a [Check], name: &str) -> &'a Check {
 }
 
 #[test]
-fn every_slo_form_is_judged_on_a_stress_trial() {
+fn every_slo_form_is_judged_on_a_trial_under_load_with_accuracy() {
     let dir = CaseDir::named("slo-gates");
     let plan = dir
         .model("m", "name: m\nmax_context: 256\nmax_concurrency: 8\n")
