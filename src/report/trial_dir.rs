@@ -112,11 +112,7 @@ pub fn write_with(
     extra: &[(&str, Vec<u8>)],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
-    let dir = trial_dir(out, report, failed);
-    fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
-    let _writing = FolderLock::take(&dir)?;
-    write_summary_file(&dir, report)?;
-    write_extra(&dir, extra)?;
+    let (dir, _writing) = begin(out, report, extra, failed)?;
     write_lines(&dir.join(RECORDS_FILE), records)?;
     let accuracy = dir.join(ACCURACY_FILE);
     if samples.is_empty() {
@@ -165,12 +161,24 @@ pub fn write_summary(
     extra: &[(&str, Vec<u8>)],
     failed: bool,
 ) -> Result<PathBuf, ReportError> {
+    let (dir, _writing) = begin(out, report, extra, failed)?;
+    Ok(dir)
+}
+
+/// Creates the trial's folder, takes its lock and writes [`SUMMARY_FILE`] and `extra`; the
+/// caller writes the rest while it holds the returned lock.
+fn begin(
+    out: &Path,
+    report: &TrialReport,
+    extra: &[(&str, Vec<u8>)],
+    failed: bool,
+) -> Result<(PathBuf, FolderLock), ReportError> {
     let dir = trial_dir(out, report, failed);
     fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, "create the folder", e))?;
-    let _writing = FolderLock::take(&dir)?;
+    let writing = FolderLock::take(&dir)?;
     write_summary_file(&dir, report)?;
     write_extra(&dir, extra)?;
-    Ok(dir)
+    Ok((dir, writing))
 }
 
 /// Writes each (name, contents) into the folder, whole.

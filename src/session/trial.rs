@@ -37,12 +37,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
             let (records, samples, urls) = take_files(&mut measured);
             let body = TrialBody::Accuracy(AccuracyBody {
-                concurrency: plan
-                    .case()
-                    .spec
-                    .accuracy
-                    .as_ref()
-                    .map_or(0, |a| a.concurrency),
+                concurrency: accuracy_concurrency(plan),
                 accuracy: measured.accuracy.take(),
             });
             (
@@ -100,12 +95,7 @@ pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> Tr
         TrialPlan::Accuracy(_) => (
             ServerKind::Embedded,
             TrialBody::Accuracy(AccuracyBody {
-                concurrency: plan
-                    .case()
-                    .spec
-                    .accuracy
-                    .as_ref()
-                    .map_or(0, |a| a.concurrency),
+                concurrency: accuracy_concurrency(plan),
                 accuracy: None,
             }),
         ),
@@ -242,4 +232,13 @@ fn report(
         body,
         verdict: Verdict::from_checks(measured.checks),
     }
+}
+
+/// Questions an accuracy trial keeps in flight (0 when the case has no accuracy task).
+fn accuracy_concurrency(plan: &TrialPlan) -> u32 {
+    plan.case()
+        .spec
+        .accuracy
+        .as_ref()
+        .map_or(0, |a| a.concurrency)
 }
