@@ -46,6 +46,9 @@ pub const DEFAULT_EVENT_BYTES: usize = 1 << 20;
 /// The range `client.max_event_bytes` may take: 1 KiB to 64 MiB.
 pub const EVENT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(64 << 20);
 
+/// Most runs of one trial's load (`load.repeat`).
+pub const MAX_REPEAT: u32 = 100;
+
 /// Most requests per second of an open loop.
 pub const MAX_RATE: f64 = 1_000_000.0;
 

@@ -210,6 +210,9 @@ pub struct LoadSpec {
     /// Most failed requests allowed, as a share of the measured requests (`2%`, `0.02`):
     /// more fail the trial. 0 by default: any failed request fails the trial.
     pub error_budget: Score,
+    /// A perf trial runs its load this many times (warmup included each time) and pools the
+    /// requests; the report gives each run's figures and their median and spread.
+    pub repeat: u32,
 }
 
 impl Default for LoadSpec {
@@ -230,6 +233,7 @@ impl Default for LoadSpec {
             think_time: None,
             progress_interval: None,
             error_budget: Score::ZERO,
+            repeat: 1,
         }
     }
 }
@@ -245,6 +249,13 @@ impl LoadSpec {
         }
         if self.requests == Some(0) {
             return Some(("load.requests", "must be at least 1".into()));
+        }
+        let max_repeat = super::limits::MAX_REPEAT;
+        if !(1..=max_repeat).contains(&self.repeat) {
+            return Some((
+                "load.repeat",
+                format!("{} is not between 1 and {max_repeat}", self.repeat),
+            ));
         }
         if self.duration.is_some_and(|d| d.0.is_zero()) {
             return Some(("load.duration", "must be longer than zero".into()));

@@ -1,6 +1,7 @@
 //! Reports: every view here is computed from one [`TrialReport`] per trial.
 
 pub mod analysis;
+pub mod attempts;
 pub mod columns;
 pub mod csv;
 mod error;
@@ -112,6 +113,9 @@ pub struct LoadBody {
     pub server_metrics: Vec<ServerMetrics>,
     /// A stress trial's accuracy phase (asked while the load ran).
     pub accuracy: Option<AccuracySummary>,
+    /// Each run's figures when the load ran more than once (`load.repeat`, a gate's
+    /// `retries`); empty when it ran once. The summary above pools every run.
+    pub attempts: Vec<attempts::Attempt>,
 }
 
 /// What an accuracy trial measured.

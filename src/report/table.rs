@@ -7,9 +7,11 @@
 //! instead of its `reason`. Parameters, targets, check names, statuses and the verdict are
 //! printed as they are, so the redacted table is the same on every run of an unchanged case
 //! and changes when the matrix, a target or an outcome does. The run id and timestamp are not
-//! printed. A sim trial's numbers come from virtual time and are printed exactly in both
+//! printed, nor are the runs that a gate's `retries` added (how many there are depends on what
+//! was measured). A sim trial's numbers come from virtual time and are printed exactly in both
 //! modes, except its wall time.
 
+use super::attempts::{Attempt, AttemptCause, FIGURES, Spread};
 use super::markdown::{Align, Table, cell};
 use super::sim::SimStepReport;
 use super::wire::adjusted_text;
@@ -420,6 +422,52 @@ fn endpoints(out: &mut String, load: &LoadBody, numbers: Numbers) {
     push_table(out, &header, &align, &rows);
 }
 
+/// A load that ran more than once: each run's headline figures, then their median and
+/// range (the metrics above pool every run).
+fn runs(out: &mut String, attempts: &[Attempt], numbers: Numbers) {
+    out.push_str("### Runs\n\n");
+    let mut header = vec!["run", "why", "ok", "failed"];
+    header.extend(FIGURES.iter().map(|(name, _)| *name));
+    let mut align = vec![Align::Left, Align::Left];
+    align.extend(vec![Align::Right; header.len() - 2]);
+    let mut rows: Vec<Vec<String>> = attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut row = vec![
+                (i + 1).to_string(),
+                a.cause.as_str().to_string(),
+                measured(numbers, NUM, || a.requests_ok.to_string()),
+                measured(numbers, NUM, || a.requests_failed.to_string()),
+            ];
+            row.extend(
+                FIGURES
+                    .iter()
+                    .map(|(_, figure)| measured_opt(numbers, NUM, figure(a), f3)),
+            );
+            row
+        })
+        .collect();
+    let spreads: Vec<Option<Spread>> = FIGURES
+        .iter()
+        .map(|(_, figure)| Spread::of(attempts.iter().filter_map(figure)))
+        .collect();
+    let mut median = vec!["median".to_string(), String::new(), String::new(), String::new()];
+    median.extend(
+        spreads
+            .iter()
+            .map(|s| measured_opt(numbers, NUM, s.map(|s| s.median), f3)),
+    );
+    let mut range = vec!["range".to_string(), String::new(), String::new(), String::new()];
+    range.extend(spreads.iter().map(|s| match s {
+        None => NONE.to_string(),
+        Some(s) => measured(numbers, NUM, || format!("{}–{}", f3(s.min), f3(s.max))),
+    }));
+    rows.push(median);
+    rows.push(range);
+    push_table(out, &header, &align, &rows);
+}
+
 /// The servers' own metrics: gauges by mean and maximum, counters by their increase.
 fn server_metrics(out: &mut String, metrics: &[ServerMetrics], numbers: Numbers) {
     out.push_str("### Server metrics\n\n");
@@ -582,6 +630,17 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
         if let Some(load) = report.load() {
             metrics(&mut out, load, numbers);
             out.push('\n');
+            // Retries depend on what was measured, so a redacted table leaves them out.
+            let shown: Vec<Attempt> = load
+                .attempts
+                .iter()
+                .filter(|a| numbers == Numbers::Measured || a.cause == AttemptCause::Repeat)
+                .cloned()
+                .collect();
+            if shown.len() > 1 {
+                runs(&mut out, &shown, numbers);
+                out.push('\n');
+            }
             if !load.server_metrics.is_empty() {
                 server_metrics(&mut out, &load.server_metrics, numbers);
                 out.push('\n');

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attempts::Attempt;
 use super::sim::SimStepReport;
 use super::{
     AccuracyBody, EndpointSummary, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport,
@@ -49,6 +50,8 @@ pub(super) struct TrialRecord {
     pub(super) server_metrics: Vec<ServerMetrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) sim: Option<SimStepReport>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) attempts: Vec<Attempt>,
     pub(super) verdict: Verdict,
     pub(super) expect_fail: bool,
 }
@@ -142,6 +145,7 @@ impl From<TrialReport> for TrialRecord {
             accuracy_detail: None,
             server_metrics: Vec::new(),
             sim: None,
+            attempts: Vec::new(),
             verdict,
             expect_fail: meta.expect == Expect::Fail,
         };
@@ -152,6 +156,7 @@ impl From<TrialReport> for TrialRecord {
                 record.summary = load.summary;
                 record.endpoints = load.endpoints;
                 record.server_metrics = load.server_metrics;
+                record.attempts = load.attempts;
                 load.accuracy
             }
             TrialBody::Accuracy(body) => body.accuracy,
@@ -210,6 +215,7 @@ impl TryFrom<TrialRecord> for TrialReport {
                     endpoints: r.endpoints,
                     server_metrics: r.server_metrics,
                     accuracy: r.accuracy_detail,
+                    attempts: r.attempts,
                 }))
             }
         };

@@ -19,6 +19,7 @@ use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
 use crate::plan::{LoadKind, LoadTrial, TrialPlan};
 use crate::report::EndpointSummary;
+use crate::report::attempts::{Attempt, AttemptCause};
 use crate::report::trial_dir::safe_name;
 use crate::server::embedded::answers::AnswerKey;
 use crate::server::{RunningServer, Surroundings};
@@ -43,6 +44,8 @@ pub(super) struct Measured {
     pub server_metrics: Vec<ServerMetrics>,
     /// The base URLs the requests went to, one per endpoint.
     pub urls: Vec<String>,
+    /// Each run's figures, when the load ran more than once.
+    pub attempts: Vec<Attempt>,
 }
 
 impl Measured {
@@ -252,8 +255,9 @@ async fn drive(
     let scrapers = start_scrapers(plan, &names, servers).await;
     let Some(((task, accuracy), client)) = accuracy.filter(|_| load.kind == LoadKind::Stress)
     else {
-        let outcome = load::run(&spec.load, shape, &source).await;
+        let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
         let mut measured = judge_load(load, outcome, &names);
+        measured.attempts = attempts;
         measured.server_metrics = finish_scrapers(scrapers).await;
         let slos = slo_checks(&spec.slo, &measured, &names);
         measured.checks.extend(slos);
@@ -291,6 +295,45 @@ async fn drive(
     measured.checks.extend(slos);
     measured.checks.extend(checks);
     Ok(measured)
+}
+
+/// Runs the load `load.repeat` times, then again while the gate's `retries` allow and a
+/// metric compared with the baseline is inconclusive, and pools the runs
+/// ([`load::LoadOutcome::followed_by`]). Returns the pooled outcome with each run's figures
+/// (none when the load ran once).
+async fn run_repeated(
+    session: &Session,
+    plan: &TrialPlan,
+    load: &LoadTrial,
+    source: &Arc<RequestSource>,
+) -> (LoadOutcome, Vec<Attempt>) {
+    let spec = &load.case.spec;
+    let shape = &load.point.shape;
+    let mut attempts = Vec::new();
+    let mut pooled: Option<LoadOutcome> = None;
+    let repeats = std::iter::repeat_n(AttemptCause::Repeat, spec.load.repeat.max(1) as usize);
+    let retries = std::iter::repeat_n(AttemptCause::Retry, session.retries(plan) as usize);
+    for cause in repeats.chain(retries) {
+        if let (AttemptCause::Retry, Some(so_far)) = (cause, &pooled)
+            && !session.inconclusive(plan, &so_far.records, so_far.duration_s)
+        {
+            break;
+        }
+        let outcome = load::run(&spec.load, shape, source).await;
+        attempts.push(Attempt::of(
+            cause,
+            &Summary::from_records(&outcome.records, outcome.duration_s),
+        ));
+        pooled = Some(match pooled {
+            None => outcome,
+            Some(earlier) => earlier.followed_by(outcome),
+        });
+    }
+    if attempts.len() == 1 {
+        attempts.clear();
+    }
+    let pooled = pooled.expect("the load runs at least once");
+    (pooled, attempts)
 }
 
 /// Starts scraping every server's metrics, unless the case turned it off.

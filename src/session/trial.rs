@@ -210,6 +210,7 @@ fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
         endpoints: std::mem::take(&mut measured.endpoints),
         server_metrics: std::mem::take(&mut measured.server_metrics),
         accuracy: measured.accuracy.take(),
+        attempts: std::mem::take(&mut measured.attempts),
     }
 }
 

@@ -15,6 +15,7 @@ mod faults;
 mod hostile;
 mod no_cases;
 mod prompts;
+mod repeat;
 mod runner;
 mod scaffold;
 mod secrets;
