@@ -20,6 +20,7 @@ use crate::metrics::{RequestRecord, Summary};
 use crate::plan::{LoadKind, LoadTrial, TrialPlan};
 use crate::report::EndpointSummary;
 use crate::report::attempts::{Attempt, AttemptCause};
+use crate::report::rerun::ServerIdentity;
 use crate::report::trial_dir::safe_name;
 use crate::server::embedded::answers::AnswerKey;
 use crate::server::{RunningServer, Surroundings};
@@ -46,6 +47,8 @@ pub(super) struct Measured {
     pub urls: Vec<String>,
     /// Each run's figures, when the load ran more than once.
     pub attempts: Vec<Attempt>,
+    /// What each endpoint's server said of itself before the trial began.
+    pub identities: Vec<ServerIdentity>,
 }
 
 impl Measured {
@@ -212,9 +215,92 @@ async fn drive(
     destinations: &[Destination],
     servers: &[RunningServer],
 ) -> Result<Measured, TrialError> {
+    let endpoints = clients(session, plan, destinations, servers)?;
+    let identities = identify(&endpoints).await;
+    let mut measured = drive_endpoints(
+        session,
+        plan,
+        task,
+        baseline,
+        destinations,
+        servers,
+        endpoints,
+    )
+    .await?;
+    measured.identities = identities;
+    Ok(measured)
+}
+
+/// Most bytes of a `/v1/models` answer kept.
+const MODELS_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Asks each endpoint's server what it is (`GET /v1/models`, with the client's headers),
+/// waiting at most a few seconds: the answer goes to `rerun.json`, and a server that does
+/// not give one is noted there, never failed for it.
+async fn identify(endpoints: &[Endpoint]) -> Vec<ServerIdentity> {
+    let mut identities = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let client = &endpoint.client;
+        let url = format!("{}/v1/models", client.base_url());
+        let asked = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut response = client.http().get(&url).send().await?;
+            let server_header = response
+                .headers()
+                .get(reqwest::header::SERVER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let status = response.status();
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MODELS_ANSWER_BYTES {
+                    break;
+                }
+            }
+            Ok::<_, reqwest::Error>((status, server_header, body))
+        })
+        .await;
+        let mut identity = ServerIdentity {
+            endpoint: endpoint.name.clone(),
+            ..ServerIdentity::default()
+        };
+        match asked {
+            Err(_) => identity.unavailable = Some("no answer within 5 s".into()),
+            Ok(Err(e)) => identity.unavailable = Some(client.secrets().redact(&e.to_string()).into_owned()),
+            Ok(Ok((status, server_header, body))) => {
+                identity.server_header = server_header;
+                let text = String::from_utf8_lossy(&body);
+                let text = client.secrets().redact(&text);
+                if !status.is_success() {
+                    identity.unavailable = Some(format!("GET /v1/models answered {status}"));
+                } else if body.len() > MODELS_ANSWER_BYTES {
+                    identity.unavailable =
+                        Some(format!("the answer is over {MODELS_ANSWER_BYTES} bytes"));
+                } else {
+                    match serde_json::from_str(&text) {
+                        Ok(models) => identity.models = Some(models),
+                        Err(e) => identity.unavailable = Some(format!("not JSON: {e}")),
+                    }
+                }
+            }
+        }
+        identities.push(identity);
+    }
+    identities
+}
+
+/// Runs the load, the accuracy phase, or both at once on `endpoints`.
+async fn drive_endpoints(
+    session: &Session,
+    plan: &TrialPlan,
+    task: Option<&Task>,
+    baseline: &dyn Baseline,
+    destinations: &[Destination],
+    servers: &[RunningServer],
+    endpoints: Vec<Endpoint>,
+) -> Result<Measured, TrialError> {
     let case = plan.case();
     let spec = &case.spec;
-    let endpoints = clients(session, plan, destinations, servers)?;
     let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
     // The accuracy phase asks the first endpoint.
     let accuracy_client = endpoints.first().map(|e| e.client.clone());

@@ -381,6 +381,7 @@ impl Session {
             seed: case.spec.load.seed,
             tokenizer: case.model.as_ref().and_then(|m| m.tokenizer.clone()),
             url,
+            servers: Vec::new(),
         }
     }
 

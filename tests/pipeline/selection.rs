@@ -100,6 +100,11 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     assert_eq!(rerun["overrides"][0], "matrix.concurrency=[1]");
     assert_eq!(rerun["seed"], 0);
     assert_eq!(rerun["llm_stress_version"], env!("CARGO_PKG_VERSION"));
+    // And what the server said of itself: the embedded server's `/v1/models` answer.
+    assert_eq!(rerun["servers"][0]["endpoint"], "default", "{rerun}");
+    assert_eq!(rerun["servers"][0]["models"]["object"], "list", "{rerun}");
+    assert!(rerun["servers"][0]["models"]["data"][0]["id"].is_string(), "{rerun}");
+    assert!(rerun["servers"][0]["unavailable"].is_null(), "{rerun}");
 
     let bad = Command::new(env!("CARGO_BIN_EXE_llm-stress"))
         .arg("run")
