@@ -145,8 +145,7 @@ fn with_few_samples(mut check: Check, summary: &Summary, metric: &str) -> Check 
     let Some((name, stat)) = metric.split_once('.') else {
         return check;
     };
-    let (Some(needed), Some(distribution)) = (few_samples(stat), summary.distribution(name))
-    else {
+    let (Some(needed), Some(distribution)) = (few_samples(stat), summary.distribution(name)) else {
         return check;
     };
     if distribution.count < needed {

@@ -452,13 +452,23 @@ fn runs(out: &mut String, attempts: &[Attempt], numbers: Numbers) {
         .iter()
         .map(|(_, figure)| Spread::of(attempts.iter().filter_map(figure)))
         .collect();
-    let mut median = vec!["median".to_string(), String::new(), String::new(), String::new()];
+    let mut median = vec![
+        "median".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
     median.extend(
         spreads
             .iter()
             .map(|s| measured_opt(numbers, NUM, s.map(|s| s.median), f3)),
     );
-    let mut range = vec!["range".to_string(), String::new(), String::new(), String::new()];
+    let mut range = vec![
+        "range".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
     range.extend(spreads.iter().map(|s| match s {
         None => NONE.to_string(),
         Some(s) => measured(numbers, NUM, || format!("{}–{}", f3(s.min), f3(s.max))),

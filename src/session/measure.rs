@@ -266,7 +266,9 @@ async fn identify(endpoints: &[Endpoint]) -> Vec<ServerIdentity> {
         };
         match asked {
             Err(_) => identity.unavailable = Some("no answer within 5 s".into()),
-            Ok(Err(e)) => identity.unavailable = Some(client.secrets().redact(&e.to_string()).into_owned()),
+            Ok(Err(e)) => {
+                identity.unavailable = Some(client.secrets().redact(&e.to_string()).into_owned())
+            }
             Ok(Ok((status, server_header, body))) => {
                 identity.server_header = server_header;
                 let text = String::from_utf8_lossy(&body);

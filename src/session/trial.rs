@@ -20,7 +20,13 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
     let (report, records, samples, study, servers) = match plan {
         TrialPlan::Sim(sim) => {
             let (report, study) = super::sim::run(&session.context, plan, sim.step);
-            (report, Vec::new(), Vec::new(), Some(study), Servers::default())
+            (
+                report,
+                Vec::new(),
+                Vec::new(),
+                Some(study),
+                Servers::default(),
+            )
         }
         TrialPlan::Load(load) => {
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;

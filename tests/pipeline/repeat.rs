@@ -48,7 +48,10 @@ fn a_repeated_load_pools_its_runs_and_reports_each() {
     assert_eq!(json["attempts"][1]["cause"], "repeat");
     let measured = table::render(&outcome.report, Numbers::Measured);
     assert!(measured.contains("### Runs"), "{measured}");
-    assert!(measured.lines().any(|l| l.starts_with("| median")), "{measured}");
+    assert!(
+        measured.lines().any(|l| l.starts_with("| median")),
+        "{measured}"
+    );
     let redacted = table::render(&outcome.report, Numbers::Redacted);
     assert!(redacted.contains("### Runs"), "{redacted}");
     let first = format!("{:.3}", load.attempts[0].output_tok_s);

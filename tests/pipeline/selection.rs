@@ -103,7 +103,10 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     // And what the server said of itself: the embedded server's `/v1/models` answer.
     assert_eq!(rerun["servers"][0]["endpoint"], "default", "{rerun}");
     assert_eq!(rerun["servers"][0]["models"]["object"], "list", "{rerun}");
-    assert!(rerun["servers"][0]["models"]["data"][0]["id"].is_string(), "{rerun}");
+    assert!(
+        rerun["servers"][0]["models"]["data"][0]["id"].is_string(),
+        "{rerun}"
+    );
     assert!(rerun["servers"][0]["unavailable"].is_null(), "{rerun}");
 
     let bad = Command::new(env!("CARGO_BIN_EXE_llm-stress"))

@@ -182,7 +182,11 @@ fn an_inconclusive_trial_runs_again_and_pools_its_requests() {
     let causes: Vec<AttemptCause> = load.attempts.iter().map(|a| a.cause).collect();
     assert_eq!(
         causes,
-        [AttemptCause::Repeat, AttemptCause::Retry, AttemptCause::Retry],
+        [
+            AttemptCause::Repeat,
+            AttemptCause::Retry,
+            AttemptCause::Retry
+        ],
         "{:?}",
         retried.report.verdict
     );
