@@ -203,6 +203,7 @@ pub fn generate(spec: &MatrixSpec, model: &ModelSpec) -> Result<Vec<Combination>
         max_context,
         policy: spec.fit,
         rounds: spec.rounds,
+        reference_prompts: spec.reference_prompts,
         seen: HashSet::new(),
         combinations: Vec::new(),
     };
@@ -288,27 +289,34 @@ struct Matrix<'a> {
     policy: FitPolicy,
     /// `rounds`: every combination's prompts are rounds × concurrency.
     rounds: Option<u32>,
+    /// `reference_prompts`: a combination matching a reference entry sends its prompts.
+    reference_prompts: bool,
     seen: HashSet<(u32, u32, u32, u32)>,
     combinations: Vec<Combination>,
 }
 
 impl Matrix<'_> {
-    /// Adds one candidate: drops it when a value is 0 or the concurrency exceeds the prompts,
-    /// fits it to the context, drops it when an earlier combination is equal after fitting, and
-    /// labels it with its source and reference targets.
+    /// Adds one candidate: fits it to the context, takes a matching reference entry's prompts
+    /// under `reference_prompts`, drops it when a value is 0, the concurrency exceeds the
+    /// prompts or an earlier combination is equal after fitting, and labels it with its
+    /// source and reference targets.
     fn push(&mut self, isl: u32, osl: u32, concurrency: u32, prompts: u32, custom: bool) {
-        if isl == 0 || osl == 0 || concurrency == 0 || concurrency > prompts {
+        if isl == 0 || osl == 0 || concurrency == 0 {
             return;
         }
         let (fit_isl, fit_osl) = fit_to_context(isl, osl, self.max_context, self.policy);
-        if !self.seen.insert((fit_isl, fit_osl, concurrency, prompts)) {
-            return;
-        }
         let reference = self
             .model
             .reference
             .iter()
             .find(|r| (r.isl, r.osl, r.concurrency) == (fit_isl, fit_osl, concurrency));
+        let prompts = match reference {
+            Some(r) if self.reference_prompts && r.prompts > 0 => r.prompts,
+            _ => prompts,
+        };
+        if concurrency > prompts || !self.seen.insert((fit_isl, fit_osl, concurrency, prompts)) {
+            return;
+        }
         let source = match (custom, reference) {
             (true, _) => Source::Custom,
             (false, Some(_)) => Source::Reference,
@@ -910,6 +918,43 @@ mod tests {
                 (Source::Custom, None),
             ]
         );
+    }
+
+    /// (ISL, OSL, concurrency, prompts) of each combination at (100, 10), the other ISLs of a
+    /// `multiple` sweep left out.
+    fn at_the_reference(combos: &[Combination]) -> Vec<(u32, u32)> {
+        combos
+            .iter()
+            .filter(|c| (c.isl, c.osl) == (100, 10))
+            .map(|c| (c.concurrency, c.prompts))
+            .collect()
+    }
+
+    #[rstest]
+    // Off (the default): the mode's prompts (one prompt above concurrency 1 is dropped).
+    #[case::multiple_off(MatrixMode::Multiple, false, vec![(1, 1), (2, 2), (3, 3), (4, 4)])]
+    // On: the entry at concurrency 4 sends its 16 prompts, once (its two candidates merge).
+    #[case::multiple_on(MatrixMode::Multiple, true, vec![(1, 1), (2, 2), (3, 3), (4, 16)])]
+    #[case::custom_off(MatrixMode::Custom, false, vec![(1, 1), (2, 2), (4, 4)])]
+    #[case::custom_on(MatrixMode::Custom, true, vec![(1, 1), (2, 2), (4, 16)])]
+    fn reference_prompts_replace_the_count_of_the_matching_combination(
+        #[case] mode: MatrixMode,
+        #[case] reference_prompts: bool,
+        #[case] expected: Vec<(u32, u32)>,
+    ) {
+        let model = model(8192, 4, vec![reference(100, 10, 4, 16, 1.0)]);
+        let spec = MatrixSpec {
+            mode,
+            reference_prompts,
+            ..custom_spec(&[100], &[10], &[1, 2, 4], PromptsSpec::MatchConcurrency)
+        };
+        let combos = generate(&spec, &model).expect("matrix");
+        assert_eq!(at_the_reference(&combos), expected);
+        let reference = combos
+            .iter()
+            .find(|c| (c.isl, c.osl, c.concurrency) == (100, 10, 4))
+            .expect("the reference combination");
+        assert_eq!(reference.targets, Some(theoretical(1.0)));
     }
 
     #[rstest]

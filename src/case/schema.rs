@@ -418,6 +418,10 @@ pub struct MatrixSpec {
     /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
     #[serde(deserialize_with = "super::limits::opt_requests")]
     pub rounds: Option<u32>,
+    /// A combination that matches a reference entry of the model spec (same ISL, OSL and
+    /// concurrency) sends the entry's `prompts`, the sample its targets were measured on,
+    /// instead of the mode's count. Off by default: the generated matrix keeps its rules.
+    pub reference_prompts: bool,
 }
 
 /// Performance target tier.
