@@ -341,39 +341,56 @@ impl Matrix<'_> {
     }
 }
 
-/// The `multiple` sweep: ISL → OSL → concurrency → prompts.
-fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
-    let model = matrix.model;
-    let max_concurrency = model.max_concurrency;
-    if max_concurrency == 0 {
-        return Err(MatrixError::NoConcurrency);
-    }
+/// The lists a `multiple` sweep crosses: ISLs at fractions of the context, OSLs 128 and 2048,
+/// concurrencies 1, 2, half the model's and its maximum, each with the model spec's reference
+/// values added.
+struct SweepLists {
+    isls: Vec<u32>,
+    osls: Vec<u32>,
+    concurrencies: Vec<u32>,
+}
 
-    let mut isls = Vec::new();
-    for (num, den) in CONTEXT_FRACTIONS {
-        push_new(&mut isls, fraction(matrix.max_context, num, den).max(1));
-    }
-    let mut osls = MULTIPLE_OSLS.to_vec();
-    let mut concurrencies = vec![1];
-    if max_concurrency >= 2 {
-        push_new(&mut concurrencies, 2);
-    }
-    let half = (max_concurrency / 2).max(3);
-    if half < max_concurrency {
-        push_new(&mut concurrencies, half);
-    }
-    push_new(&mut concurrencies, max_concurrency);
-    for reference in &model.reference {
-        push_new(&mut isls, reference.isl);
-        push_new(&mut osls, reference.osl);
-        if reference.concurrency <= max_concurrency {
-            push_new(&mut concurrencies, reference.concurrency);
+impl SweepLists {
+    fn of(model: &ModelSpec, max_context: u32) -> SweepLists {
+        let max_concurrency = model.max_concurrency;
+        let mut isls = Vec::new();
+        for (num, den) in CONTEXT_FRACTIONS {
+            push_new(&mut isls, fraction(max_context, num, den).max(1));
+        }
+        let mut osls = MULTIPLE_OSLS.to_vec();
+        let mut concurrencies = vec![1];
+        if max_concurrency >= 2 {
+            push_new(&mut concurrencies, 2);
+        }
+        let half = (max_concurrency / 2).max(3);
+        if half < max_concurrency {
+            push_new(&mut concurrencies, half);
+        }
+        push_new(&mut concurrencies, max_concurrency);
+        for reference in &model.reference {
+            push_new(&mut isls, reference.isl);
+            push_new(&mut osls, reference.osl);
+            if reference.concurrency <= max_concurrency {
+                push_new(&mut concurrencies, reference.concurrency);
+            }
+        }
+        SweepLists {
+            isls,
+            osls,
+            concurrencies,
         }
     }
+}
 
-    for &isl in &isls {
-        for &osl in &osls {
-            for &concurrency in &concurrencies {
+/// The `multiple` sweep: ISL → OSL → concurrency → prompts.
+fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
+    if matrix.model.max_concurrency == 0 {
+        return Err(MatrixError::NoConcurrency);
+    }
+    let lists = SweepLists::of(matrix.model, matrix.max_context);
+    for &isl in &lists.isls {
+        for &osl in &lists.osls {
+            for &concurrency in &lists.concurrencies {
                 // One prompt, or as many as the concurrency (the same thing at concurrency 1);
                 // `push` drops one prompt at a concurrency above 1. With `rounds`, only
                 // rounds × concurrency.
@@ -392,13 +409,16 @@ fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
     Ok(())
 }
 
-/// The `custom` cross product: ISL → OSL → concurrency.
+/// The `custom` cross product: ISL → OSL → concurrency. A list left out takes the `multiple`
+/// sweep's list for the model spec (a case that gives only `isl` sweeps the model's OSLs and
+/// concurrencies at those lengths); a list given empty is an error.
 fn custom(matrix: &mut Matrix<'_>, spec: &MatrixSpec) -> Result<(), MatrixError> {
     for (key, values) in [
         ("isl", &spec.isl),
         ("osl", &spec.osl),
         ("concurrency", &spec.concurrency),
     ] {
+        let Some(values) = values else { continue };
         if values.is_empty() {
             return Err(MatrixError::EmptyList { key });
         }
@@ -409,9 +429,16 @@ fn custom(matrix: &mut Matrix<'_>, spec: &MatrixSpec) -> Result<(), MatrixError>
     if spec.prompts == PromptsSpec::Fixed(0) {
         return Err(MatrixError::ZeroPrompts);
     }
-    for &isl in &spec.isl {
-        for &osl in &spec.osl {
-            for &concurrency in &spec.concurrency {
+    if spec.concurrency.is_none() && matrix.model.max_concurrency == 0 {
+        return Err(MatrixError::NoConcurrency);
+    }
+    let sweep = SweepLists::of(matrix.model, matrix.max_context);
+    let isls = spec.isl.clone().unwrap_or(sweep.isls);
+    let osls = spec.osl.clone().unwrap_or(sweep.osls);
+    let concurrencies = spec.concurrency.clone().unwrap_or(sweep.concurrencies);
+    for &isl in &isls {
+        for &osl in &osls {
+            for &concurrency in &concurrencies {
                 let prompts = match (spec.prompts, spec.rounds) {
                     (PromptsSpec::Fixed(n), _) => n,
                     (PromptsSpec::MatchConcurrency, Some(r)) => r.saturating_mul(concurrency),
@@ -498,9 +525,9 @@ mod tests {
     ) -> MatrixSpec {
         MatrixSpec {
             mode: MatrixMode::Custom,
-            isl: isl.to_vec(),
-            osl: osl.to_vec(),
-            concurrency: concurrency.to_vec(),
+            isl: Some(isl.to_vec()),
+            osl: Some(osl.to_vec()),
+            concurrency: Some(concurrency.to_vec()),
             prompts,
             ..MatrixSpec::default()
         }
@@ -918,6 +945,64 @@ mod tests {
                 (Source::Custom, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_custom_matrix_takes_the_lists_it_leaves_out_from_the_model_spec() {
+        // Only ISLs: the model's OSLs (128, 2048 and the reference's 10) and concurrencies
+        // (1, 2, half, max and the reference's) at each.
+        let served = model(4096, 8, vec![reference(100, 10, 6, 6, 1.0)]);
+        let spec = MatrixSpec {
+            mode: MatrixMode::Custom,
+            isl: Some(vec![256]),
+            ..MatrixSpec::default()
+        };
+        let combos = generate(&spec, &served).expect("matrix");
+        let mut osls: Vec<u32> = combos.iter().map(|c| c.osl).collect();
+        osls.dedup();
+        assert_eq!(osls, [128, 2048, 10]);
+        let concurrencies: Vec<u32> = combos
+            .iter()
+            .filter(|c| c.osl == 128)
+            .map(|c| c.concurrency)
+            .collect();
+        assert_eq!(concurrencies, [1, 2, 4, 8, 6]);
+        assert!(
+            combos
+                .iter()
+                .all(|c| c.isl == 256 && c.source == Source::Custom)
+        );
+        // Only a concurrency: the model's ISLs, at the sweep's OSLs.
+        let spec = MatrixSpec {
+            mode: MatrixMode::Custom,
+            concurrency: Some(vec![2]),
+            ..MatrixSpec::default()
+        };
+        let combos = generate(&spec, &served).expect("matrix");
+        let mut isls: Vec<u32> = combos.iter().map(|c| c.isl).collect();
+        isls.sort_unstable();
+        isls.dedup();
+        assert_eq!(isls.first(), Some(&100));
+        assert!(combos.iter().all(|c| c.concurrency == 2));
+        // A list given empty is still an error, and so is a missing concurrency list when the
+        // model serves no concurrent request.
+        let spec = MatrixSpec {
+            osl: Some(Vec::new()),
+            ..spec
+        };
+        assert!(matches!(
+            generate(&spec, &served),
+            Err(MatrixError::EmptyList { key: "osl" })
+        ));
+        let spec = MatrixSpec {
+            mode: MatrixMode::Custom,
+            isl: Some(vec![256]),
+            ..MatrixSpec::default()
+        };
+        assert!(matches!(
+            generate(&spec, &model(4096, 0, Vec::new())),
+            Err(MatrixError::NoConcurrency)
+        ));
     }
 
     /// (ISL, OSL, concurrency, prompts) of each combination at (100, 10), the other ISLs of a

@@ -148,6 +148,16 @@ pub fn opt_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Err
     optional(d, MAX_TOKENS, "tokens")
 }
 
+/// An optional list of requests in flight, each at most [`MAX_CONCURRENCY`].
+pub fn opt_concurrencies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    concurrencies(d).map(Some)
+}
+
+/// An optional list of token counts, each at most [`MAX_TOKENS`].
+pub fn opt_token_lists<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    token_lists(d).map(Some)
+}
+
 /// A list of token counts, each at most [`MAX_TOKENS`].
 pub fn token_lists<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
     list(d, MAX_TOKENS, "tokens")

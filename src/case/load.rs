@@ -263,6 +263,7 @@ fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
     let isl = matrix
         .isl
         .iter()
+        .flatten()
         .copied()
         .max()
         .map_or(context, |i| i.min(context));
@@ -271,6 +272,7 @@ fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
         matrix
             .concurrency
             .iter()
+            .flatten()
             .copied()
             .chain(references)
             .chain([model.max_concurrency])

@@ -402,15 +402,16 @@ pub struct MatrixSpec {
     /// Overrides the model spec's max_context.
     #[serde(deserialize_with = "super::limits::opt_tokens")]
     pub max_context: Option<u32>,
-    /// Input sequence lengths (custom mode).
-    #[serde(deserialize_with = "super::limits::token_lists")]
-    pub isl: Vec<u32>,
-    /// Output sequence lengths (custom mode).
-    #[serde(deserialize_with = "super::limits::token_lists")]
-    pub osl: Vec<u32>,
-    /// Concurrencies (custom mode).
-    #[serde(deserialize_with = "super::limits::concurrencies")]
-    pub concurrency: Vec<u32>,
+    /// Input sequence lengths (custom mode); when left out, the lengths a `multiple` sweep
+    /// takes from the model spec.
+    #[serde(deserialize_with = "super::limits::opt_token_lists")]
+    pub isl: Option<Vec<u32>>,
+    /// Output sequence lengths (custom mode); when left out, the `multiple` sweep's.
+    #[serde(deserialize_with = "super::limits::opt_token_lists")]
+    pub osl: Option<Vec<u32>>,
+    /// Concurrencies (custom mode); when left out, the `multiple` sweep's.
+    #[serde(deserialize_with = "super::limits::opt_concurrencies")]
+    pub concurrency: Option<Vec<u32>>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
     /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts

@@ -92,7 +92,10 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     let rerun_again: llm_stress::case::CaseSpec =
         llm_stress::case::load::parse_yaml(&folder.join("case.yaml"), &case_yaml)
             .expect("case.yaml is a case");
-    assert_eq!(rerun_again.matrix.expect("matrix").concurrency, vec![1]);
+    assert_eq!(
+        rerun_again.matrix.expect("matrix").concurrency,
+        Some(vec![1])
+    );
     let rerun: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(folder.join("rerun.json")).expect("rerun.json"),
     )
