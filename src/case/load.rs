@@ -214,6 +214,15 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
                 "ttft_ms, tpot_ms and prefill_us_per_token must be finite and ≥ 0",
             );
         }
+        if ![e.ttft_jitter, e.tpot_jitter]
+            .iter()
+            .all(|j| (0.0..=1.0).contains(j))
+        {
+            return invalid(
+                "server.embedded",
+                "ttft_jitter and tpot_jitter are coefficients of variation in [0, 1]",
+            );
+        }
         if e.slots == 0 || e.tokens_per_chunk == 0 {
             return invalid(
                 "server.embedded",
@@ -546,6 +555,10 @@ mod tests {
     #[case::an_unknown_simulator_profile(
         "kinds: [perf]\nserver:\n  embedded: { sim: { hardware: tpu } }\n",
         "key `server.embedded.sim`: unknown hardware profile `tpu`; known: h100-sxm"
+    )]
+    #[case::a_jitter_above_one(
+        "kinds: [perf]\nserver:\n  embedded: { ttft_jitter: 1.5 }\n",
+        "key `server.embedded`: ttft_jitter and tpot_jitter are coefficients of variation"
     )]
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",

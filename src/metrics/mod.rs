@@ -1,5 +1,6 @@
 //! What was measured: per-request records and the summary computed from them.
 
+pub mod consistency;
 pub mod drift;
 pub mod goodput;
 pub mod record;
@@ -10,6 +11,7 @@ pub mod summary;
 pub use llm_stress_base::distribution;
 
 pub use distribution::Distribution;
+pub use consistency::Consistency;
 pub use drift::Drift;
 pub use goodput::RequestSlo;
 pub use record::{ErrorClass, RequestRecord};

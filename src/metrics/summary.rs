@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::distribution::{Distribution, STAT_NAMES};
+use super::consistency::Consistency;
 use super::drift::{DRIFT_FIELDS, Drift};
 use super::goodput::RequestSlo;
 use super::record::{ErrorClass, RequestRecord};
@@ -111,6 +112,10 @@ pub struct Summary {
     /// Those good requests per second over the measured window (vLLM's "request goodput").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput_req_s: Option<f64>,
+    /// A consistency run's spread of TTFT and decode rate over identical requests
+    /// (`load.mode: consistency` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
 }
 
 impl Summary {
@@ -182,7 +187,15 @@ impl Summary {
             server_timing: ServerTimingSummary::of(ok.iter().copied()),
             goodput: None,
             goodput_req_s: None,
+            consistency: None,
         }
+    }
+
+    /// Adds the consistency summary of `records` (the ones this summary was made from): for
+    /// a run that sent the same prompt each time.
+    pub fn with_consistency(mut self, records: &[RequestRecord]) -> Summary {
+        self.consistency = Consistency::of(records);
+        self
     }
 
     /// Adds goodput: the share of `records` (the ones this summary was made from) that met

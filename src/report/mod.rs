@@ -143,6 +143,8 @@ pub enum LoadShape {
         /// Virtual users.
         users: u32,
     },
+    /// The same prompt, one request at a time (`load.mode: consistency`).
+    Consistency,
 }
 
 impl LoadShape {
@@ -152,6 +154,7 @@ impl LoadShape {
             LoadShape::Closed { .. } => LoadMode::Closed,
             LoadShape::Open { .. } => LoadMode::Open,
             LoadShape::Users { .. } => LoadMode::Users,
+            LoadShape::Consistency => LoadMode::Consistency,
         }
     }
 
@@ -163,10 +166,11 @@ impl LoadShape {
         }
     }
 
-    /// The `concurrency` column: requests in flight (closed), users (users), or the open
-    /// loop's cap (0 for none).
+    /// The `concurrency` column: requests in flight (closed; 1 for consistency), users
+    /// (users), or the open loop's cap (0 for none).
     pub fn concurrency_column(&self) -> u32 {
         match *self {
+            LoadShape::Consistency => 1,
             LoadShape::Closed { concurrency } => concurrency,
             LoadShape::Users { users } => users,
             LoadShape::Open { max_in_flight, .. } => max_in_flight.unwrap_or(0),
@@ -179,7 +183,7 @@ impl LoadShape {
 /// as prompts; a sim trial has mode `sim` and zeros.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Listing {
-    /// `closed`, `open`, `users`, `accuracy` or `sim`.
+    /// `closed`, `open`, `users`, `consistency`, `accuracy` or `sim`.
     pub mode: &'static str,
     /// Input sequence length (0 without load).
     pub isl: u32,

@@ -16,6 +16,7 @@ use super::wire::adjusted_text;
 use super::{LoadBody, LoadShape, TrialBody, TrialReport};
 use crate::accuracy::summary::AccuracySummary;
 use crate::metrics::Distribution;
+use crate::metrics::consistency::{Consistency, Spread};
 use crate::server_metrics::Reading;
 use crate::server_metrics::ServerMetrics;
 
@@ -190,6 +191,7 @@ fn load_parameters(load: &LoadBody) -> Vec<(&'static str, String)> {
             } => ("max in flight", cap.to_string()),
             LoadShape::Users { users } => ("users", users.to_string()),
             LoadShape::Closed { concurrency } => ("concurrency", concurrency.to_string()),
+            LoadShape::Consistency => ("concurrency", "1".to_string()),
         },
         (
             "rate",
@@ -387,6 +389,40 @@ fn metrics(out: &mut String, load: &LoadBody, numbers: Numbers) {
     }
 }
 
+/// A consistency run: mean ± std and CV of TTFT and decode rate, the halves' drift and the
+/// reading. Shown for every consistency trial (a redacted table does not say whether enough
+/// requests succeeded to measure it).
+fn consistency(out: &mut String, load: &LoadBody, numbers: Numbers) {
+    out.push_str("### Consistency (the same prompt, one request at a time)\n\n");
+    let c = load.summary.consistency.as_ref();
+    let spread = |pick: fn(&Consistency) -> Option<Spread>| {
+        measured(numbers, NUM, || {
+            c.and_then(pick)
+                .map_or_else(|| NONE.to_string(), |s| s.describe())
+        })
+    };
+    let change = |pick: fn(&crate::metrics::Drift) -> f64| {
+        measured(numbers, NUM, || {
+            c.and_then(|c| c.drift.as_ref())
+                .map_or_else(|| NONE.to_string(), |d| format!("{:+.1} %", pick(d) * 100.0))
+        })
+    };
+    let reading = measured(numbers, NUM, || {
+        c.map_or_else(|| NONE.to_string(), |c| c.reading.describe().to_string())
+    });
+    name_value_table(
+        out,
+        ["quantity", "value"],
+        vec![
+            ("TTFT ms (mean ± std)", spread(|c| Some(c.ttft_ms))),
+            ("decode tok/s (mean ± std)", spread(|c| c.decode_tok_s)),
+            ("TTFT 2nd vs 1st half", change(|d| d.ttft_change)),
+            ("decode 2nd vs 1st half", change(|d| d.decode_change)),
+            ("reading", reading),
+        ],
+    );
+}
+
 fn endpoints(out: &mut String, load: &LoadBody, numbers: Numbers) {
     let header = [
         "endpoint",
@@ -582,6 +618,10 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
         if let Some(load) = report.load() {
             metrics(&mut out, load, numbers);
             out.push('\n');
+            if load.shape == LoadShape::Consistency {
+                consistency(&mut out, load, numbers);
+                out.push('\n');
+            }
             if !load.server_metrics.is_empty() {
                 server_metrics(&mut out, &load.server_metrics, numbers);
                 out.push('\n');
@@ -749,6 +789,51 @@ mod tests {
             "{table}"
         );
         assert!(table.ends_with("verdict: FAIL\n"), "{table}");
+    }
+
+    #[test]
+    fn a_consistency_table_shows_spreads_halves_and_the_reading() {
+        use crate::metrics::Drift;
+        use crate::metrics::consistency::Reading;
+        let mut report = sample_report();
+        let load = report.load_mut().expect("a load trial");
+        load.shape = LoadShape::Consistency;
+        let spread = |mean: f64, cv: f64| Spread {
+            count: 40,
+            mean,
+            std: mean * cv,
+            cv,
+        };
+        load.summary.consistency = Some(Consistency {
+            requests: 40,
+            ttft_ms: spread(40.0, 0.2),
+            decode_tok_s: Some(spread(200.0, 0.01)),
+            drift: Some(Drift {
+                ttft_first_ms: 40.0,
+                ttft_second_ms: 42.0,
+                ttft_change: 0.05,
+                decode_first_tok_s: 200.0,
+                decode_second_tok_s: 200.0,
+                decode_change: 0.0,
+                flagged: false,
+            }),
+            reading: Reading::BeforeTheGpu,
+        });
+        let table = render(&report, Numbers::Measured);
+        for text in [
+            "| mode ",
+            "consistency",
+            "40.0 ± 8.0 (CV 20.0 %)",
+            "200.0 ± 2.0 (CV 1.0 %)",
+            "+5.0 %",
+            "points at the network or the scheduler, not the GPU",
+        ] {
+            assert!(table.contains(text), "{text} in\n{table}");
+        }
+        let redacted = render(&report, Numbers::Redacted);
+        assert!(redacted.contains("### Consistency"), "{redacted}");
+        assert!(!redacted.contains("the scheduler"), "{redacted}");
+        assert!(!render(&sample_report(), Numbers::Measured).contains("### Consistency"));
     }
 
     #[test]

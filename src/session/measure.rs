@@ -374,6 +374,11 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
         .with_arrivals(rate, outcome.dropped)
         .with_goodput(&outcome.records, goodput);
+    let summary = if point.shape.mode() == LoadMode::Consistency {
+        summary.with_consistency(&outcome.records)
+    } else {
+        summary
+    };
     let endpoints = if endpoint_names.len() > 1 {
         endpoint_names
             .iter()

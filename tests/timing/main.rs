@@ -10,6 +10,7 @@ mod support;
 
 mod accuracy;
 mod compare;
+mod consistency;
 mod fidelity;
 mod sim_server;
 mod spawn;
