@@ -181,7 +181,10 @@ impl SimServeArgs {
 
 /// Serves until Ctrl-C.
 pub fn exec(args: Args) -> Result<ExitCode> {
-    for (flag, cv) in [("--ttft-jitter", args.ttft_jitter), ("--tpot-jitter", args.tpot_jitter)] {
+    for (flag, cv) in [
+        ("--ttft-jitter", args.ttft_jitter),
+        ("--tpot-jitter", args.tpot_jitter),
+    ] {
         if !(0.0..=1.0).contains(&cv) {
             bail!("{flag} must be a coefficient of variation between 0 and 1, not {cv}");
         }

@@ -10,8 +10,8 @@ pub mod summary;
 
 pub use llm_stress_base::distribution;
 
-pub use distribution::Distribution;
 pub use consistency::Consistency;
+pub use distribution::Distribution;
 pub use drift::Drift;
 pub use goodput::RequestSlo;
 pub use record::{ErrorClass, RequestRecord};

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::distribution::{Distribution, STAT_NAMES};
 use super::consistency::Consistency;
+use super::distribution::{Distribution, STAT_NAMES};
 use super::drift::{DRIFT_FIELDS, Drift};
 use super::goodput::RequestSlo;
 use super::record::{ErrorClass, RequestRecord};

@@ -403,8 +403,10 @@ fn consistency(out: &mut String, load: &LoadBody, numbers: Numbers) {
     };
     let change = |pick: fn(&crate::metrics::Drift) -> f64| {
         measured(numbers, NUM, || {
-            c.and_then(|c| c.drift.as_ref())
-                .map_or_else(|| NONE.to_string(), |d| format!("{:+.1} %", pick(d) * 100.0))
+            c.and_then(|c| c.drift.as_ref()).map_or_else(
+                || NONE.to_string(),
+                |d| format!("{:+.1} %", pick(d) * 100.0),
+            )
         })
     };
     let reading = measured(numbers, NUM, || {

@@ -352,10 +352,7 @@ mod tests {
         assert_eq!(value["mode"], "consistency");
         assert_eq!(value["concurrency"], 1);
         assert_eq!(value["summary"]["consistency"]["ttft_ms"]["cv"], 0.1);
-        assert_eq!(
-            value["summary"]["consistency"]["reading"],
-            "before_the_gpu"
-        );
+        assert_eq!(value["summary"]["consistency"]["reading"], "before_the_gpu");
         let plain = serde_json::to_value(sample_report()).expect("json");
         assert!(plain["summary"].get("consistency").is_none());
     }

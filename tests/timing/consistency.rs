@@ -44,10 +44,22 @@ fn consistency_measures_the_configured_jitter_within_one_point() {
         decode.describe(),
         c.reading.describe()
     );
-    assert!((c.ttft_ms.cv - 0.10).abs() <= 0.01, "TTFT CV {}", c.ttft_ms.cv);
+    assert!(
+        (c.ttft_ms.cv - 0.10).abs() <= 0.01,
+        "TTFT CV {}",
+        c.ttft_ms.cv
+    );
     assert!((decode.cv - 0.10).abs() <= 0.01, "decode CV {}", decode.cv);
-    assert!((c.ttft_ms.mean - 40.0).abs() < 3.0, "TTFT mean {}", c.ttft_ms.mean);
-    assert!((decode.mean - 200.0).abs() < 15.0, "decode mean {}", decode.mean);
+    assert!(
+        (c.ttft_ms.mean - 40.0).abs() < 3.0,
+        "TTFT mean {}",
+        c.ttft_ms.mean
+    );
+    assert!(
+        (decode.mean - 200.0).abs() < 15.0,
+        "decode mean {}",
+        decode.mean
+    );
     let table = render(&outcome.report, Numbers::Measured);
     assert!(table.contains("### Consistency"), "{table}");
     assert!(table.contains("| mode "), "{table}");

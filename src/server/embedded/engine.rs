@@ -252,7 +252,10 @@ mod tests {
         let ((first_mean, first_cv), (gap_mean, gap_cv)) = (stats(&firsts), stats(&gaps));
         assert!((first_mean / 40.0 - 1.0).abs() < 0.01, "{first_mean}");
         assert!((gap_mean / 5.0 - 1.0).abs() < 0.01, "{gap_mean}");
-        assert!((first_cv - ttft).abs() < 0.005, "ttft cv {first_cv} vs {ttft}");
+        assert!(
+            (first_cv - ttft).abs() < 0.005,
+            "ttft cv {first_cv} vs {ttft}"
+        );
         assert!((gap_cv - tpot).abs() < 0.005, "tpot cv {gap_cv} vs {tpot}");
     }
 
