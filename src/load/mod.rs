@@ -160,6 +160,9 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
         progress.load_finished();
     }
     records.sort_by_key(|r| r.id);
+    if source.has_prefix_groups() {
+        crate::metrics::prefix::mark_cold(&mut records);
+    }
     LoadOutcome {
         window_start,
         records,

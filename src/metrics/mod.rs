@@ -3,6 +3,7 @@
 pub mod consistency;
 pub mod drift;
 pub mod goodput;
+pub mod prefix;
 pub mod record;
 pub mod server_known;
 pub mod server_timing;
@@ -14,6 +15,7 @@ pub use consistency::Consistency;
 pub use distribution::Distribution;
 pub use drift::Drift;
 pub use goodput::RequestSlo;
+pub use prefix::PrefixSummary;
 pub use record::{ErrorClass, RequestRecord};
 pub use server_timing::{ServerTiming, ServerTimingSummary};
 pub use summary::Summary;

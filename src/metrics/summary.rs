@@ -8,6 +8,7 @@ use super::consistency::Consistency;
 use super::distribution::{Distribution, STAT_NAMES};
 use super::drift::{DRIFT_FIELDS, Drift};
 use super::goodput::RequestSlo;
+use super::prefix::PrefixSummary;
 use super::record::{ErrorClass, RequestRecord};
 use super::server_timing::ServerTimingSummary;
 
@@ -116,6 +117,10 @@ pub struct Summary {
     /// (`load.mode: consistency` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<Consistency>,
+    /// Shared prefixes (`prompts.prefix_tokens`): TTFT of the requests whose prefix was cold
+    /// against those that shared one already sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<PrefixSummary>,
 }
 
 impl Summary {
@@ -188,6 +193,7 @@ impl Summary {
             goodput: None,
             goodput_req_s: None,
             consistency: None,
+            prefix: PrefixSummary::of(records),
         }
     }
 

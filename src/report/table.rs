@@ -15,7 +15,7 @@ use super::sim::SimStepReport;
 use super::wire::adjusted_text;
 use super::{LoadBody, LoadShape, TrialBody, TrialReport};
 use crate::accuracy::summary::AccuracySummary;
-use crate::metrics::Distribution;
+use crate::metrics::{Distribution, PrefixSummary};
 use crate::metrics::consistency::{Consistency, Spread};
 use crate::server_metrics::Reading;
 use crate::server_metrics::ServerMetrics;
@@ -389,6 +389,57 @@ fn metrics(out: &mut String, load: &LoadBody, numbers: Numbers) {
     }
 }
 
+/// Shared prefixes: TTFT of the cold requests (the first of each group) against the shared
+/// ones, and the tokens the server says it took from its cache.
+fn shared_prefix(out: &mut String, prefix: &PrefixSummary, numbers: Numbers) {
+    out.push_str("### Shared prefix\n\n");
+    let header = ["ttft (ms)", "requests", "mean", "p50", "p90", "p99"];
+    let mut align = vec![Align::Left];
+    align.extend([Align::Right; 5]);
+    let row = |label: &str, requests: u64, d: Option<&Distribution>| {
+        let mut row = vec![
+            label.to_string(),
+            measured(numbers, NUM, || requests.to_string()),
+        ];
+        row.extend(["mean", "p50", "p90", "p99"].map(|stat| latency_cell(numbers, d, stat)));
+        row
+    };
+    let rows = vec![
+        row(
+            "cold (first of its group)",
+            prefix.requests_cold,
+            prefix.cold_ttft_ms.as_ref(),
+        ),
+        row(
+            "shared (prefix sent before)",
+            prefix.requests_shared,
+            prefix.shared_ttft_ms.as_ref(),
+        ),
+    ];
+    push_table(out, &header, &align, &rows);
+    out.push('\n');
+    name_value_table(
+        out,
+        ["prefix", "value"],
+        vec![
+            ("groups", prefix.groups.to_string()),
+            (
+                "shared ÷ cold mean TTFT",
+                measured_opt(numbers, NUM, prefix.shared_over_cold, f3),
+            ),
+            (
+                "server cached tokens",
+                measured_opt(
+                    numbers,
+                    NUM,
+                    prefix.server_cached_tokens.map(|n| n as f64),
+                    |n| format!("{n:.0}"),
+                ),
+            ),
+        ],
+    );
+}
+
 /// A consistency run: mean ± std and CV of TTFT and decode rate, the halves' drift and the
 /// reading. Shown for every consistency trial (a redacted table does not say whether enough
 /// requests succeeded to measure it).
@@ -620,6 +671,10 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
         if let Some(load) = report.load() {
             metrics(&mut out, load, numbers);
             out.push('\n');
+            if let Some(prefix) = &load.summary.prefix {
+                shared_prefix(&mut out, prefix, numbers);
+                out.push('\n');
+            }
             if load.shape == LoadShape::Consistency {
                 consistency(&mut out, load, numbers);
                 out.push('\n');

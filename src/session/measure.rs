@@ -246,7 +246,8 @@ async fn drive(
         .ok_or(TrialError::NoServer)?;
     let (measured, warmup) = prompts_for(session, load, tokenizer_client.http(), first).await?;
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)?
-        .with_progress(session.progress.clone());
+        .with_progress(session.progress.clone())
+        .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups));
     let source = Arc::new(source);
     let shape = &load.point.shape;
     let scrapers = start_scrapers(plan, &names, servers).await;
