@@ -273,6 +273,10 @@ pub struct EmbeddedSpec {
     pub tpot_jitter: f64,
     /// Seed of the jitter draws (in arrival order).
     pub jitter_seed: u64,
+    /// Model a prefix cache: a prompt's leading blocks of 16 tokens already seen skip their
+    /// prefill (`prefill_us_per_token`), and `/metrics` counts vLLM's
+    /// `vllm:prefix_cache_queries_total` and `vllm:prefix_cache_hits_total`.
+    pub prefix_cache: bool,
     /// Answer mode: how often it answers the accuracy task's questions right.
     pub answers: AnswerSpec,
     /// Faults to inject: errors, refusals when the queue is full, cut streams, stalls,
@@ -295,6 +299,7 @@ impl Default for EmbeddedSpec {
             ttft_jitter: 0.0,
             tpot_jitter: 0.0,
             jitter_seed: 0,
+            prefix_cache: false,
             answers: AnswerSpec::default(),
             faults: FaultSpec::default(),
             sim: None,

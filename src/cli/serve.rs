@@ -204,6 +204,7 @@ pub fn exec(args: Args) -> Result<ExitCode> {
         ttft_jitter: args.ttft_jitter,
         tpot_jitter: args.tpot_jitter,
         jitter_seed: 0,
+        prefix_cache: false,
         answers: AnswerSpec {
             correct: CorrectRate::Fixed(args.correct),
             seed: 0,

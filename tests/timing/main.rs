@@ -11,6 +11,7 @@ mod support;
 mod accuracy;
 mod compare;
 mod consistency;
+mod prefix;
 mod fidelity;
 mod sim_server;
 mod spawn;

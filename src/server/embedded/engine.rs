@@ -21,6 +21,9 @@ use crate::case::EmbeddedSpec;
 pub struct EngineRequest {
     /// Prompt length in tokens.
     pub prompt_tokens: u64,
+    /// Leading prompt tokens found in the server's prefix cache: their prefill is skipped
+    /// (by the fixed-latency engine; the simulator ignores it).
+    pub cached_tokens: u64,
     /// Tokens to generate.
     pub output_tokens: u32,
 }
@@ -137,7 +140,8 @@ pub trait Engine: Send + Sync {
 
 /// Fixed latencies: `slots` requests in service at once (FIFO queue for the rest); the first
 /// token `ttft_ms + prefill_us_per_token × prompt_tokens / 1000` after admission, then one token
-/// every `tpot_ms` — each scaled per request by a jitter factor when the spec asks for one.
+/// every `tpot_ms` — the prefill term counting only the prompt tokens not in the server's
+/// prefix cache, and each scaled per request by a jitter factor when the spec asks for one.
 pub struct LatencyModel {
     spec: EmbeddedSpec,
     slots: Arc<Semaphore>,
@@ -193,8 +197,9 @@ impl LatencyModel {
 
     fn schedule(&self, request: EngineRequest) -> Vec<Duration> {
         let (ttft_factor, tpot_factor) = self.jitter.as_ref().map_or((1.0, 1.0), Jitter::factors);
+        let prefilled = request.prompt_tokens.saturating_sub(request.cached_tokens);
         let first_ms = (self.spec.ttft_ms
-            + self.spec.prefill_us_per_token * request.prompt_tokens as f64 / 1000.0)
+            + self.spec.prefill_us_per_token * prefilled as f64 / 1000.0)
             * ttft_factor;
         let tpot_ms = self.spec.tpot_ms * tpot_factor;
         (0..request.output_tokens)
@@ -239,6 +244,7 @@ mod tests {
         for _ in 0..20_000 {
             let offsets = engine.schedule(EngineRequest {
                 prompt_tokens: 10,
+                cached_tokens: 0,
                 output_tokens: 2,
             });
             firsts.push(offsets[0].as_secs_f64() * 1000.0);
@@ -269,6 +275,7 @@ mod tests {
         });
         let offsets = engine.schedule(EngineRequest {
             prompt_tokens: 100,
+            cached_tokens: 0,
             output_tokens: 3,
         });
         let ms: Vec<f64> = offsets.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
