@@ -60,8 +60,10 @@ pub struct PrefixSummary {
 impl PrefixSummary {
     /// Summarises the records that carry a prefix group; `None` when none does.
     pub fn of(records: &[RequestRecord]) -> Option<PrefixSummary> {
-        let grouped: Vec<&RequestRecord> =
-            records.iter().filter(|r| r.prefix_group.is_some()).collect();
+        let grouped: Vec<&RequestRecord> = records
+            .iter()
+            .filter(|r| r.prefix_group.is_some())
+            .collect();
         if grouped.is_empty() {
             return None;
         }

@@ -92,7 +92,11 @@ pub const KNOWN: &[KnownMetric] = &[
     gauge("sglang:token_usage", KV_USAGE, Combine::Max),
     counter("sglang:prompt_tokens_total", PROMPT_TOKENS),
     counter("sglang:generation_tokens_total", GENERATED_TOKENS),
-    gauge("sglang:cache_hit_rate", "prefix cache hit rate", Combine::Max),
+    gauge(
+        "sglang:cache_hit_rate",
+        "prefix cache hit rate",
+        Combine::Max,
+    ),
     // llama.cpp's llama-server.
     gauge("llamacpp:requests_processing", RUNNING, Combine::Sum),
     gauge("llamacpp:requests_deferred", WAITING, Combine::Sum),

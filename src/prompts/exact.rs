@@ -275,7 +275,11 @@ mod tests {
             assert_eq!(words(text).len(), isl as usize, "{text}");
             let head = &words(text)[..prefix as usize];
             let other = &texts[i % groups as usize];
-            assert_eq!(head, &words(other)[..prefix as usize], "same group, same prefix");
+            assert_eq!(
+                head,
+                &words(other)[..prefix as usize],
+                "same group, same prefix"
+            );
         }
         let unique: std::collections::BTreeSet<&String> = texts.iter().collect();
         assert_eq!(unique.len(), count, "every prompt is unique");
@@ -297,7 +301,12 @@ mod tests {
         let error = shared_prefix_prompts(&TokenCounter::words(), 16, 1, 16, 0, 0, 2)
             .await
             .expect_err("no room");
-        assert!(error.to_string().contains("prefix_tokens is 16 but the ISL is 16"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("prefix_tokens is 16 but the ISL is 16"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -85,8 +85,7 @@ pub async fn build(
         return Ok(Vec::new());
     }
     let indices = (0..count as u64).map(|i| index_base.wrapping_add(i));
-    if let (PromptSource::Synthetic, Some((prefix, groups))) = (spec.source, spec.shared_prefix())
-    {
+    if let (PromptSource::Synthetic, Some((prefix, groups))) = (spec.source, spec.shared_prefix()) {
         let texts =
             exact::shared_prefix_prompts(counter, prefix, groups, isl, seed, index_base, count)
                 .await?;

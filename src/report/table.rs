@@ -15,8 +15,8 @@ use super::sim::SimStepReport;
 use super::wire::adjusted_text;
 use super::{LoadBody, LoadShape, TrialBody, TrialReport};
 use crate::accuracy::summary::AccuracySummary;
-use crate::metrics::{Distribution, PrefixSummary};
 use crate::metrics::consistency::{Consistency, Spread};
+use crate::metrics::{Distribution, PrefixSummary};
 use crate::server_metrics::Reading;
 use crate::server_metrics::ServerMetrics;
 

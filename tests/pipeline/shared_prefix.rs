@@ -45,7 +45,11 @@ fn shared_prefix_requests_are_grouped_marked_and_summarised() {
     assert!(
         outcome.records.iter().all(|r| r.prompt_tokens == Some(84)),
         "{:?}",
-        outcome.records.iter().map(|r| r.prompt_tokens).collect::<Vec<_>>()
+        outcome
+            .records
+            .iter()
+            .map(|r| r.prompt_tokens)
+            .collect::<Vec<_>>()
     );
 
     let summary = outcome.report.summary().expect("a load trial");

@@ -11,7 +11,7 @@ mod support;
 mod accuracy;
 mod compare;
 mod consistency;
-mod prefix;
 mod fidelity;
+mod prefix;
 mod sim_server;
 mod spawn;

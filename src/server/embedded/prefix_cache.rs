@@ -83,7 +83,10 @@ mod tests {
     use super::*;
 
     fn words(prefix: &str, n: usize) -> String {
-        (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().join(" ")
+        (0..n)
+            .map(|i| format!("{prefix}{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[rstest]
@@ -117,7 +120,13 @@ mod tests {
         assert_eq!(cache.admit(&format!("{prefix} {}", words("t", 20))), 64);
         let mut text = String::new();
         cache.render("m", &mut text);
-        assert!(text.contains("vllm:prefix_cache_hits_total{model_name=\"m\"} 64"), "{text}");
-        assert!(text.contains("vllm:prefix_cache_queries_total{model_name=\"m\"} 168"), "{text}");
+        assert!(
+            text.contains("vllm:prefix_cache_hits_total{model_name=\"m\"} 64"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vllm:prefix_cache_queries_total{model_name=\"m\"} 168"),
+            "{text}"
+        );
     }
 }
