@@ -22,6 +22,8 @@ pub enum LoadMode {
     /// U closed-loop virtual users (the combination's concurrency) started over `ramp_up` and
     /// running for `duration`, with optional think time.
     Users,
+    /// The same prompt `requests` times, one at a time: how much identical requests vary.
+    Consistency,
 }
 
 impl LoadMode {
@@ -31,6 +33,7 @@ impl LoadMode {
             LoadMode::Closed => "closed",
             LoadMode::Open => "open",
             LoadMode::Users => "users",
+            LoadMode::Consistency => "consistency",
         }
     }
 }
@@ -319,6 +322,13 @@ impl LoadSpec {
                 ("load.rate", !self.rate.0.is_empty()),
                 ("load.max_in_flight", self.max_in_flight.is_some()),
             ],
+            LoadMode::Consistency => &[
+                ("load.rate", !self.rate.0.is_empty()),
+                ("load.max_in_flight", self.max_in_flight.is_some()),
+                ("load.duration", self.duration.is_some()),
+                ("load.ramp_up", self.ramp_up.is_some()),
+                ("load.think_time", self.think_time.is_some()),
+            ],
         };
         if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
             return Some((
@@ -390,6 +400,9 @@ mod tests {
     #[case("rate: 3\n", "load.rate")]
     #[case("ramp_up: 3s\n", "load.mode")]
     #[case("duration: 0s\n", "load.duration")]
+    #[case("mode: consistency\nduration: 10s\n", "load.duration")]
+    #[case("mode: consistency\nrate: 2\n", "load.rate")]
+    #[case("mode: consistency\nthink_time: 1s\n", "load.think_time")]
     fn inconsistent_shapes_name_the_key(#[case] text: &str, #[case] key: &str) {
         let spec = parse(text).expect("parses");
         assert_eq!(spec.problem().map(|p| p.0), Some(key), "{text}");

@@ -1,8 +1,9 @@
 //! Load generation: drivers that send requests and collect one record per request.
 //!
 //! Three modes share one request source: closed loop ([`closed`]), open loop on a fixed
-//! schedule ([`open`], [`schedule`]) and virtual users with ramp-up ([`users`]). A warmup,
-//! never measured, runs first as a closed loop.
+//! schedule ([`open`], [`schedule`]) and virtual users with ramp-up ([`users`]); a
+//! consistency run is a closed loop of one over a pool of one prompt. A warmup, never
+//! measured, runs first as a closed loop.
 
 pub mod closed;
 pub mod open;
@@ -142,6 +143,15 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
             let (records, start) = closed::drive(source, Phase::Measured, concurrency, stop).await;
             (records, start, 0)
         }
+        Shape::Consistency { requests } => {
+            // One at a time; the source's pool holds the one prompt every request sends.
+            let stop = closed::Stop {
+                requests: u64::from(requests),
+                after: None,
+            };
+            let (records, start) = closed::drive(source, Phase::Measured, 1, stop).await;
+            (records, start, 0)
+        }
         Shape::Open { rate, requests } => {
             let outcome = open_loop(load, rate, requests, Phase::Measured)
                 .drive(source)
@@ -170,6 +180,9 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
         progress.load_finished();
     }
     records.sort_by_key(|r| r.id);
+    if source.has_prefix_groups() {
+        crate::metrics::prefix::mark_cold(&mut records);
+    }
     LoadOutcome {
         window_start,
         records,

@@ -69,7 +69,7 @@ impl Attempt {
 
 /// The median of some runs' values and their range.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Spread {
+pub struct MedianRange {
     /// The median (the mean of the middle two for an even count).
     pub median: f64,
     /// The lowest.
@@ -78,9 +78,9 @@ pub struct Spread {
     pub max: f64,
 }
 
-impl Spread {
+impl MedianRange {
     /// The spread of `values`; none when there is none.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<MedianRange> {
         let mut values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
         if values.is_empty() {
             return None;
@@ -92,7 +92,7 @@ impl Spread {
         } else {
             (values[n / 2 - 1] + values[n / 2]) / 2.0
         };
-        Some(Spread {
+        Some(MedianRange {
             median,
             min: values[0],
             max: values[n - 1],
@@ -130,13 +130,13 @@ mod tests {
         #[case] max: f64,
     ) {
         assert_eq!(
-            Spread::of(values.iter().copied()),
-            Some(Spread { median, min, max })
+            MedianRange::of(values.iter().copied()),
+            Some(MedianRange { median, min, max })
         );
     }
 
     #[test]
     fn no_values_no_spread() {
-        assert_eq!(Spread::of([]), None);
+        assert_eq!(MedianRange::of([]), None);
     }
 }

@@ -147,6 +147,8 @@ pub enum LoadShape {
         /// Virtual users.
         users: u32,
     },
+    /// The same prompt, one request at a time (`load.mode: consistency`).
+    Consistency,
 }
 
 impl LoadShape {
@@ -156,6 +158,7 @@ impl LoadShape {
             LoadShape::Closed { .. } => LoadMode::Closed,
             LoadShape::Open { .. } => LoadMode::Open,
             LoadShape::Users { .. } => LoadMode::Users,
+            LoadShape::Consistency => LoadMode::Consistency,
         }
     }
 
@@ -167,10 +170,11 @@ impl LoadShape {
         }
     }
 
-    /// The `concurrency` column: requests in flight (closed), users (users), or the open
-    /// loop's cap (0 for none).
+    /// The `concurrency` column: requests in flight (closed; 1 for consistency), users
+    /// (users), or the open loop's cap (0 for none).
     pub fn concurrency_column(&self) -> u32 {
         match *self {
+            LoadShape::Consistency => 1,
             LoadShape::Closed { concurrency } => concurrency,
             LoadShape::Users { users } => users,
             LoadShape::Open { max_in_flight, .. } => max_in_flight.unwrap_or(0),
@@ -183,7 +187,7 @@ impl LoadShape {
 /// as prompts; a sim trial has mode `sim` and zeros.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Listing {
-    /// `closed`, `open`, `users`, `accuracy` or `sim`.
+    /// `closed`, `open`, `users`, `consistency`, `accuracy` or `sim`.
     pub mode: &'static str,
     /// Input sequence length (0 without load).
     pub isl: u32,

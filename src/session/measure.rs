@@ -337,7 +337,8 @@ async fn drive_endpoints(
         .ok_or(TrialError::NoServer)?;
     let (measured, warmup) = prompts_for(session, load, tokenizer_client.http(), first).await?;
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)?
-        .with_progress(session.progress.clone());
+        .with_progress(session.progress.clone())
+        .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups));
     let source = Arc::new(source);
     let shape = &load.point.shape;
     let scrapers = start_scrapers(plan, &names, servers).await;
@@ -505,6 +506,11 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
         .with_arrivals(rate, outcome.dropped)
         .with_goodput(&outcome.records, goodput);
+    let summary = if point.shape.mode() == LoadMode::Consistency {
+        summary.with_consistency(&outcome.records)
+    } else {
+        summary
+    };
     let endpoints = if endpoint_names.len() > 1 {
         endpoint_names
             .iter()

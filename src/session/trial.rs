@@ -221,6 +221,7 @@ fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
             max_in_flight: load.case.spec.load.max_in_flight,
         },
         Shape::Users { users, .. } => LoadShape::Users { users },
+        Shape::Consistency { .. } => LoadShape::Consistency,
     };
     LoadBody {
         isl: c.isl,

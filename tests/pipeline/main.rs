@@ -20,4 +20,5 @@ mod runner;
 mod scaffold;
 mod secrets;
 mod selection;
+mod shared_prefix;
 mod slo_gates;
