@@ -8,6 +8,7 @@ pub mod record;
 pub mod server_known;
 pub mod server_timing;
 pub mod summary;
+pub mod windows;
 
 pub use llm_stress_base::distribution;
 

@@ -47,6 +47,19 @@ impl RunTrial {
     pub fn request_times(&self) -> Result<Vec<RequestTimes>, ReportError> {
         read_request_times(&self.dir.join(RECORDS_FILE))
     }
+
+    /// The trial's load over time (`windows.csv`); none for a folder without one (a sim or
+    /// accuracy trial, or one written by an older version).
+    pub fn windows(&self) -> Result<Vec<crate::metrics::windows::Window>, ReportError> {
+        let path = self.dir.join(crate::metrics::windows::FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                crate::metrics::windows::from_csv(&bytes).map_err(|e| ReportError::csv(&path, e))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ReportError::io(&path, "read", e)),
+        }
+    }
 }
 
 /// What the report needs of one request record (a line of `records.jsonl`; other fields are

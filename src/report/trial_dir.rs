@@ -1,5 +1,6 @@
 //! The per-trial folder `{out}/{run_id}/{kind}/{case}/{combination}` with `summary.json` (the
-//! whole [`TrialReport`]) and `records.jsonl` (one [`RequestRecord`] per line). A failed
+//! whole [`TrialReport`]), `records.jsonl` (one [`RequestRecord`] per line) and, for a load
+//! trial, `windows.csv` (the load over time, [`crate::metrics::windows`]). A failed
 //! trial's folder ends in [`ERROR_SUFFIX`].
 
 use std::fs::{self, File};
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use super::{ReportError, TrialReport};
 use crate::accuracy::summary::ScoredSample;
-use crate::metrics::RequestRecord;
+use crate::metrics::{RequestRecord, windows};
 
 /// Environment variable naming the output folder.
 pub const OUT_ENV: &str = "LLM_STRESS_OUT";
@@ -114,6 +115,14 @@ pub fn write_with(
 ) -> Result<PathBuf, ReportError> {
     let (dir, _writing) = begin(out, report, extra, failed)?;
     write_lines(&dir.join(RECORDS_FILE), records)?;
+    if let Some(summary) = report.summary() {
+        // The load over time, from the same records.
+        let duration_s = summary.duration_s;
+        let over_time = windows::windows(records, duration_s, windows::window_length(duration_s));
+        let path = dir.join(windows::FILE);
+        let csv = windows::to_csv(&over_time).map_err(|e| ReportError::csv(&path, e))?;
+        write_extra(&dir, &[(windows::FILE, csv)])?;
+    }
     let accuracy = dir.join(ACCURACY_FILE);
     if samples.is_empty() {
         // An earlier writer's answers must not stay beside this writer's records.

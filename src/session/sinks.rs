@@ -17,7 +17,7 @@ use crate::sim::study::{self, StudyStep};
 pub const TABLE_FILE: &str = "table.md";
 
 /// Writes each finished trial's folder (`summary.json`, `records.jsonl`, `accuracy.jsonl`,
-/// `case.yaml` and `rerun.json`; a sim trial's study CSVs and table) and appends its row to the run's `results.csv` (not
+/// `case.yaml`, `rerun.json` and `windows.csv`; a sim trial's study CSVs and table) and appends its row to the run's `results.csv` (not
 /// for sim trials: those columns measure load).
 #[derive(Debug, Clone)]
 pub struct TrialFiles {

@@ -40,6 +40,21 @@ fn a_repeated_load_pools_its_runs_and_reports_each() {
         before_ms += attempt.duration_s * 1000.0;
     }
 
+    // windows.csv holds the pooled load over time: every request once, every token once.
+    let windows = std::fs::read(outcome.dir.join("windows.csv")).expect("windows.csv");
+    let windows = llm_stress::metrics::windows::from_csv(&windows).expect("reads");
+    assert!(!windows.is_empty(), "{windows:?}");
+    assert_eq!(windows.iter().map(|w| w.requests).sum::<u64>(), 18);
+    let tokens: f64 = windows
+        .iter()
+        .map(|w| w.output_tok_s * (w.end_s - w.start_s))
+        .sum();
+    let expected = load.summary.output_tokens as f64;
+    assert!(
+        (tokens - expected).abs() < 1e-6 * expected.max(1.0),
+        "{tokens} vs {expected}"
+    );
+
     // summary.json keeps the runs; the table shows them with their median and range, and so
     // does the redacted table (repeats are part of the case, not of what was measured).
     let json = std::fs::read_to_string(outcome.dir.join("summary.json")).expect("summary.json");

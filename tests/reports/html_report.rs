@@ -218,6 +218,8 @@ fn the_page_shows_verdicts_first_and_every_kind_of_plot() {
         "gsm-accuracy-concurrency",
         "-perf--knee--isl128_osl64_c4_n40-timeline",
         "-perf--knee--isl128_osl64_c4_n40-cdf",
+        "-perf--knee--isl128_osl64_c4_n40-throughput-over-time",
+        "-perf--knee--isl128_osl64_c4_n40-latency-over-time",
     ] {
         assert!(
             html.contains(&format!("data-plot=\"{plot}\"")),

@@ -13,6 +13,7 @@
 pub mod chart;
 mod figures;
 pub mod markup;
+mod over_time;
 mod requests;
 pub mod study;
 
@@ -366,8 +367,17 @@ fn trial_section(trial: &RunTrial, thresholds: &Thresholds) -> Result<String, Re
         let name = trial.name();
         let cdf = requests::latency_cdf(&name, &times);
         let (timeline, _) = requests::timeline(&name, &times);
+        let windows = trial.windows()?;
+        let over_time = [
+            over_time::throughput(&name, &windows),
+            over_time::latency(&name, &windows),
+        ];
         out.push_str("<div class=\"figures\">");
-        for chart in [cdf, timeline] {
+        for chart in [Some(cdf), Some(timeline)]
+            .into_iter()
+            .chain(over_time)
+            .flatten()
+        {
             if !chart.is_empty() {
                 out.push_str(&chart.figure()?);
             }
