@@ -161,6 +161,7 @@ impl StreamState {
     }
 
     /// Whether `[DONE]` arrived (nothing more is read).
+    #[cfg(test)]
     pub(crate) fn done(&self) -> bool {
         self.done
     }
