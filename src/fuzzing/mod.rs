@@ -19,9 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use proptest::strategy::Strategy;
-use proptest::test_runner::{
-    Config, RngAlgorithm, TestCaseResult, TestError, TestRng, TestRunner,
-};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseResult, TestError, TestRng, TestRunner};
 
 /// The environment variable giving each target's time budget in seconds.
 pub(crate) const BUDGET_VAR: &str = "LLM_STRESS_FUZZ_SECS";
@@ -106,7 +104,9 @@ pub(crate) fn fuzz<S: Strategy>(
         };
         let mut runner = match budget {
             Some(_) => TestRunner::new(config),
-            None => TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha)),
+            None => {
+                TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+            }
         };
         let cases_now = u64::from(runner.config().cases);
         match runner.run(&strategy, &property) {

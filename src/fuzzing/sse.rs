@@ -18,17 +18,7 @@ use crate::metrics::{ErrorClass, RequestRecord};
 const TEXTS: [&str; 8] = [" a", "b", "", "\u{fc}", "\\u00e9", "\\\"", "\\n", " token"];
 
 /// Completion-token claims a server's usage may make.
-const CLAIMS: [u64; 9] = [
-    0,
-    1,
-    2,
-    3,
-    7,
-    100,
-    u32::MAX as u64,
-    u64::MAX - 1,
-    u64::MAX,
-];
+const CLAIMS: [u64; 9] = [0, 1, 2, 3, 7, 100, u32::MAX as u64, u64::MAX - 1, u64::MAX];
 
 /// A line terminator: `\n`, `\r\n` or a bare `\r`.
 fn terminator() -> impl Strategy<Value = &'static str> {
@@ -163,7 +153,10 @@ pub(super) fn record(reads: &[&[u8]], limit: usize) -> RequestRecord {
 pub(super) fn check_accounting(record: &RequestRecord) -> TestCaseResult {
     if let Some(class) = record.error {
         prop_assert!(
-            record.error_detail.as_deref().is_some_and(|d| !d.is_empty()),
+            record
+                .error_detail
+                .as_deref()
+                .is_some_and(|d| !d.is_empty()),
             "{class:?} without evidence"
         );
         return Ok(());

@@ -56,20 +56,19 @@ fn check_stream(stream: &[u8]) -> TestCaseResult {
     let record = super::sse::record(&[stream], 1 << 20);
     super::sse::check_accounting(&record)?;
     if record.is_ok() && !stream.windows(7).any(|w| w == b"\"usage\"") {
-        prop_assert!(record.tokens_estimated, "no usage: the count is an estimate");
+        prop_assert!(
+            record.tokens_estimated,
+            "no usage: the count is an estimate"
+        );
     }
     Ok(())
 }
 
 #[test]
 fn any_usage_claim_is_accounted_for_or_refused() {
-    super::fuzz(
-        "usage",
-        stream(),
-        Clone::clone,
-        check_stream,
-        |stream| check_stream(&stream),
-    );
+    super::fuzz("usage", stream(), Clone::clone, check_stream, |stream| {
+        check_stream(&stream)
+    });
 }
 
 /// `total weight weight …` on one line: how an `apportion` input is kept.

@@ -209,8 +209,11 @@ impl Folder {
             for entry in std::fs::read_dir(&data).expect("data") {
                 let path = entry.expect("an entry").path();
                 if path.is_file() {
-                    std::fs::copy(&path, cases.join("data").join(path.file_name().expect("name")))
-                        .expect("copy a dataset");
+                    std::fs::copy(
+                        &path,
+                        cases.join("data").join(path.file_name().expect("name")),
+                    )
+                    .expect("copy a dataset");
                 }
             }
         }
@@ -224,7 +227,10 @@ impl Folder {
         let found = discover_with(&self.cases, None, &Overrides::default());
         for entry in &found {
             if let Discovered::Broken { message, .. } = entry {
-                prop_assert!(names_where(message), "an error that names no place: {message}");
+                prop_assert!(
+                    names_where(message),
+                    "an error that names no place: {message}"
+                );
             }
         }
         Ok(())

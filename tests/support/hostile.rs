@@ -153,8 +153,7 @@ impl HostileServer {
             let url = url.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if behaviour == Behaviour::DiesMidRun && answered.load(Ordering::Relaxed) >= 3
-                    {
+                    if behaviour == Behaviour::DiesMidRun && answered.load(Ordering::Relaxed) >= 3 {
                         return; // the listener closes: connections are refused from now on
                     }
                     match listener.accept() {
@@ -194,9 +193,7 @@ impl Drop for HostileServer {
 /// The request's head and body, or `None` when the peer went away first.
 fn read_request(socket: &mut TcpStream) -> Option<Vec<u8>> {
     socket.set_nonblocking(false).ok()?;
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut request = Vec::new();
     let mut buf = [0u8; 8192];
     while request.len() < (1 << 20) {
@@ -226,9 +223,7 @@ fn read_request(socket: &mut TcpStream) -> Option<Vec<u8>> {
 /// Writes `next()` again and again until the client goes away or the connection's time is up.
 fn write_for_ever(socket: &mut TcpStream, mut next: impl FnMut() -> Vec<u8>) {
     let until = Instant::now() + CONNECTION_LIMIT;
-    socket
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .ok();
+    socket.set_write_timeout(Some(Duration::from_secs(2))).ok();
     while Instant::now() < until {
         if socket.write_all(&next()).is_err() {
             return;
@@ -535,12 +530,18 @@ pub fn orphans(mark: &str) -> Vec<i32> {
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        if !environ.split(|&b| b == 0).any(|var| var == needle.as_slice()) {
+        if !environ
+            .split(|&b| b == 0)
+            .any(|var| var == needle.as_slice())
+        {
             continue;
         }
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true);
         if !zombie {
             found.push(pid);
