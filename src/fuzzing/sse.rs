@@ -201,6 +201,9 @@ fn check(stream: &[u8], cuts: &[usize], limit: usize) -> TestCaseResult {
             .error_detail
             .as_deref()
             .is_some_and(|d| d.contains("longer than"));
+    if stream.len() <= limit {
+        prop_assert_eq!(format!("{limited:?}"), format!("{at_once:?}"));
+    }
     prop_assert!(
         overflow_error || format!("{limited:?}") == format!("{at_once:?}"),
         "under a limit of {limit}: {limited:?}"
