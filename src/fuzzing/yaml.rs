@@ -6,6 +6,7 @@
 //! cannot run is reported with an error naming its file and a line and column or a key.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -54,6 +55,9 @@ const HOSTILE: [&str; 36] = [
     "\\",
 ];
 
+/// Ordinary values swapped for numbers.
+const BENIGN: [&str; 8] = ["1", "2", "3", "8", "16", "64", "0.5", "100"];
+
 /// One mutation of a case's text.
 #[derive(Debug, Clone)]
 enum Mutation {
@@ -72,6 +76,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => (any::<Index>(), 1usize..16).prop_map(|(at, n)| Mutation::Delete(at, n)),
         3 => (any::<Index>(), token()).prop_map(|(at, t)| Mutation::Insert(at, t)),
         4 => (any::<Index>(), token()).prop_map(|(at, t)| Mutation::SwapNumber(at, t)),
+        // Plausible values too, so that many mutated cases stay valid and reach the plans.
+        4 => (any::<Index>(), prop::sample::select(&BENIGN[..]))
+            .prop_map(|(at, t)| Mutation::SwapNumber(at, t)),
         1 => any::<Index>().prop_map(Mutation::DuplicateLine),
         1 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
         1 => (any::<Index>(), -4i8..4).prop_map(|(at, by)| Mutation::Indent(at, by)),
@@ -221,7 +228,8 @@ impl Folder {
     }
 
     /// Discovers the folder with `text` as its one case; checks every error's message.
-    fn check(&self, text: &[u8]) -> TestCaseResult {
+    /// Counts the cases that still expanded into trial plans in `planned`.
+    fn check(&self, text: &[u8], planned: &AtomicUsize) -> TestCaseResult {
         let case = self.cases.join("c.yaml");
         std::fs::write(&case, text).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let found = discover_with(&self.cases, None, &Overrides::default());
@@ -232,6 +240,9 @@ impl Folder {
                     "an error that names no place: {message}"
                 );
             }
+        }
+        if found.iter().any(|d| matches!(d, Discovered::Plan(_))) {
+            planned.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -260,9 +271,10 @@ fn mutated_real_cases_fail_with_a_place_never_a_panic() {
     let seeds = seeds();
     assert!(seeds.len() >= 20, "{} seed cases", seeds.len());
     let folder = Folder::new();
+    let planned = AtomicUsize::new(0);
     super::fuzz(
         "yaml",
-        (any::<Index>(), prop::collection::vec(mutation(), 1..6)),
+        (any::<Index>(), prop::collection::vec(mutation(), 0..5)),
         |(seed, mutations)| {
             let mut text = seeds[seed.index(seeds.len())].clone();
             for m in mutations {
@@ -270,15 +282,19 @@ fn mutated_real_cases_fail_with_a_place_never_a_panic() {
             }
             text.into_bytes()
         },
-        |bytes| folder.check(bytes),
+        |bytes| folder.check(bytes, &planned),
         |(seed, mutations)| {
             let mut text = seeds[seed.index(seeds.len())].clone();
             for m in &mutations {
                 apply(&mut text, m);
             }
-            folder.check(text.as_bytes())
+            folder.check(text.as_bytes(), &planned)
         },
     );
+    // The mutations must leave some cases valid, or only the parser's errors were fuzzed.
+    let planned = planned.into_inner();
+    eprintln!("yaml: {planned} mutated cases still expanded into trial plans");
+    assert!(planned > 0, "no mutated case got as far as its trial plans");
 }
 
 #[test]
