@@ -203,6 +203,7 @@ pub fn generate(spec: &MatrixSpec, model: &ModelSpec) -> Result<Vec<Combination>
         max_context,
         policy: spec.fit,
         rounds: spec.rounds,
+        reference_prompts: spec.reference_prompts,
         seen: HashSet::new(),
         combinations: Vec::new(),
     };
@@ -288,27 +289,34 @@ struct Matrix<'a> {
     policy: FitPolicy,
     /// `rounds`: every combination's prompts are rounds × concurrency.
     rounds: Option<u32>,
+    /// `reference_prompts`: a combination matching a reference entry sends its prompts.
+    reference_prompts: bool,
     seen: HashSet<(u32, u32, u32, u32)>,
     combinations: Vec<Combination>,
 }
 
 impl Matrix<'_> {
-    /// Adds one candidate: drops it when a value is 0 or the concurrency exceeds the prompts,
-    /// fits it to the context, drops it when an earlier combination is equal after fitting, and
-    /// labels it with its source and reference targets.
+    /// Adds one candidate: fits it to the context, takes a matching reference entry's prompts
+    /// under `reference_prompts`, drops it when a value is 0, the concurrency exceeds the
+    /// prompts or an earlier combination is equal after fitting, and labels it with its
+    /// source and reference targets.
     fn push(&mut self, isl: u32, osl: u32, concurrency: u32, prompts: u32, custom: bool) {
-        if isl == 0 || osl == 0 || concurrency == 0 || concurrency > prompts {
+        if isl == 0 || osl == 0 || concurrency == 0 {
             return;
         }
         let (fit_isl, fit_osl) = fit_to_context(isl, osl, self.max_context, self.policy);
-        if !self.seen.insert((fit_isl, fit_osl, concurrency, prompts)) {
-            return;
-        }
         let reference = self
             .model
             .reference
             .iter()
             .find(|r| (r.isl, r.osl, r.concurrency) == (fit_isl, fit_osl, concurrency));
+        let prompts = match reference {
+            Some(r) if self.reference_prompts && r.prompts > 0 => r.prompts,
+            _ => prompts,
+        };
+        if concurrency > prompts || !self.seen.insert((fit_isl, fit_osl, concurrency, prompts)) {
+            return;
+        }
         let source = match (custom, reference) {
             (true, _) => Source::Custom,
             (false, Some(_)) => Source::Reference,
@@ -333,39 +341,56 @@ impl Matrix<'_> {
     }
 }
 
-/// The `multiple` sweep: ISL → OSL → concurrency → prompts.
-fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
-    let model = matrix.model;
-    let max_concurrency = model.max_concurrency;
-    if max_concurrency == 0 {
-        return Err(MatrixError::NoConcurrency);
-    }
+/// The lists a `multiple` sweep crosses: ISLs at fractions of the context, OSLs 128 and 2048,
+/// concurrencies 1, 2, half the model's and its maximum, each with the model spec's reference
+/// values added.
+struct SweepLists {
+    isls: Vec<u32>,
+    osls: Vec<u32>,
+    concurrencies: Vec<u32>,
+}
 
-    let mut isls = Vec::new();
-    for (num, den) in CONTEXT_FRACTIONS {
-        push_new(&mut isls, fraction(matrix.max_context, num, den).max(1));
-    }
-    let mut osls = MULTIPLE_OSLS.to_vec();
-    let mut concurrencies = vec![1];
-    if max_concurrency >= 2 {
-        push_new(&mut concurrencies, 2);
-    }
-    let half = (max_concurrency / 2).max(3);
-    if half < max_concurrency {
-        push_new(&mut concurrencies, half);
-    }
-    push_new(&mut concurrencies, max_concurrency);
-    for reference in &model.reference {
-        push_new(&mut isls, reference.isl);
-        push_new(&mut osls, reference.osl);
-        if reference.concurrency <= max_concurrency {
-            push_new(&mut concurrencies, reference.concurrency);
+impl SweepLists {
+    fn of(model: &ModelSpec, max_context: u32) -> SweepLists {
+        let max_concurrency = model.max_concurrency;
+        let mut isls = Vec::new();
+        for (num, den) in CONTEXT_FRACTIONS {
+            push_new(&mut isls, fraction(max_context, num, den).max(1));
+        }
+        let mut osls = MULTIPLE_OSLS.to_vec();
+        let mut concurrencies = vec![1];
+        if max_concurrency >= 2 {
+            push_new(&mut concurrencies, 2);
+        }
+        let half = (max_concurrency / 2).max(3);
+        if half < max_concurrency {
+            push_new(&mut concurrencies, half);
+        }
+        push_new(&mut concurrencies, max_concurrency);
+        for reference in &model.reference {
+            push_new(&mut isls, reference.isl);
+            push_new(&mut osls, reference.osl);
+            if reference.concurrency <= max_concurrency {
+                push_new(&mut concurrencies, reference.concurrency);
+            }
+        }
+        SweepLists {
+            isls,
+            osls,
+            concurrencies,
         }
     }
+}
 
-    for &isl in &isls {
-        for &osl in &osls {
-            for &concurrency in &concurrencies {
+/// The `multiple` sweep: ISL → OSL → concurrency → prompts.
+fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
+    if matrix.model.max_concurrency == 0 {
+        return Err(MatrixError::NoConcurrency);
+    }
+    let lists = SweepLists::of(matrix.model, matrix.max_context);
+    for &isl in &lists.isls {
+        for &osl in &lists.osls {
+            for &concurrency in &lists.concurrencies {
                 // One prompt, or as many as the concurrency (the same thing at concurrency 1);
                 // `push` drops one prompt at a concurrency above 1. With `rounds`, only
                 // rounds × concurrency.
@@ -384,13 +409,16 @@ fn multiple(matrix: &mut Matrix<'_>) -> Result<(), MatrixError> {
     Ok(())
 }
 
-/// The `custom` cross product: ISL → OSL → concurrency.
+/// The `custom` cross product: ISL → OSL → concurrency. A list left out takes the `multiple`
+/// sweep's list for the model spec (a case that gives only `isl` sweeps the model's OSLs and
+/// concurrencies at those lengths); a list given empty is an error.
 fn custom(matrix: &mut Matrix<'_>, spec: &MatrixSpec) -> Result<(), MatrixError> {
     for (key, values) in [
         ("isl", &spec.isl),
         ("osl", &spec.osl),
         ("concurrency", &spec.concurrency),
     ] {
+        let Some(values) = values else { continue };
         if values.is_empty() {
             return Err(MatrixError::EmptyList { key });
         }
@@ -401,9 +429,16 @@ fn custom(matrix: &mut Matrix<'_>, spec: &MatrixSpec) -> Result<(), MatrixError>
     if spec.prompts == PromptsSpec::Fixed(0) {
         return Err(MatrixError::ZeroPrompts);
     }
-    for &isl in &spec.isl {
-        for &osl in &spec.osl {
-            for &concurrency in &spec.concurrency {
+    if spec.concurrency.is_none() && matrix.model.max_concurrency == 0 {
+        return Err(MatrixError::NoConcurrency);
+    }
+    let sweep = SweepLists::of(matrix.model, matrix.max_context);
+    let isls = spec.isl.clone().unwrap_or(sweep.isls);
+    let osls = spec.osl.clone().unwrap_or(sweep.osls);
+    let concurrencies = spec.concurrency.clone().unwrap_or(sweep.concurrencies);
+    for &isl in &isls {
+        for &osl in &osls {
+            for &concurrency in &concurrencies {
                 let prompts = match (spec.prompts, spec.rounds) {
                     (PromptsSpec::Fixed(n), _) => n,
                     (PromptsSpec::MatchConcurrency, Some(r)) => r.saturating_mul(concurrency),
@@ -490,9 +525,9 @@ mod tests {
     ) -> MatrixSpec {
         MatrixSpec {
             mode: MatrixMode::Custom,
-            isl: isl.to_vec(),
-            osl: osl.to_vec(),
-            concurrency: concurrency.to_vec(),
+            isl: Some(isl.to_vec()),
+            osl: Some(osl.to_vec()),
+            concurrency: Some(concurrency.to_vec()),
             prompts,
             ..MatrixSpec::default()
         }
@@ -910,6 +945,101 @@ mod tests {
                 (Source::Custom, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_custom_matrix_takes_the_lists_it_leaves_out_from_the_model_spec() {
+        // Only ISLs: the model's OSLs (128, 2048 and the reference's 10) and concurrencies
+        // (1, 2, half, max and the reference's) at each.
+        let served = model(4096, 8, vec![reference(100, 10, 6, 6, 1.0)]);
+        let spec = MatrixSpec {
+            mode: MatrixMode::Custom,
+            isl: Some(vec![256]),
+            ..MatrixSpec::default()
+        };
+        let combos = generate(&spec, &served).expect("matrix");
+        let mut osls: Vec<u32> = combos.iter().map(|c| c.osl).collect();
+        osls.dedup();
+        assert_eq!(osls, [128, 2048, 10]);
+        let concurrencies: Vec<u32> = combos
+            .iter()
+            .filter(|c| c.osl == 128)
+            .map(|c| c.concurrency)
+            .collect();
+        assert_eq!(concurrencies, [1, 2, 4, 8, 6]);
+        assert!(
+            combos
+                .iter()
+                .all(|c| c.isl == 256 && c.source == Source::Custom)
+        );
+        // Only a concurrency: the model's ISLs, at the sweep's OSLs.
+        let spec = MatrixSpec {
+            mode: MatrixMode::Custom,
+            concurrency: Some(vec![2]),
+            ..MatrixSpec::default()
+        };
+        let combos = generate(&spec, &served).expect("matrix");
+        let mut isls: Vec<u32> = combos.iter().map(|c| c.isl).collect();
+        isls.sort_unstable();
+        isls.dedup();
+        assert_eq!(isls.first(), Some(&100));
+        assert!(combos.iter().all(|c| c.concurrency == 2));
+        // A list given empty is still an error, and so is a missing concurrency list when the
+        // model serves no concurrent request.
+        let spec = MatrixSpec {
+            osl: Some(Vec::new()),
+            ..spec
+        };
+        assert!(matches!(
+            generate(&spec, &served),
+            Err(MatrixError::EmptyList { key: "osl" })
+        ));
+        let spec = MatrixSpec {
+            mode: MatrixMode::Custom,
+            isl: Some(vec![256]),
+            ..MatrixSpec::default()
+        };
+        assert!(matches!(
+            generate(&spec, &model(4096, 0, Vec::new())),
+            Err(MatrixError::NoConcurrency)
+        ));
+    }
+
+    /// (ISL, OSL, concurrency, prompts) of each combination at (100, 10), the other ISLs of a
+    /// `multiple` sweep left out.
+    fn at_the_reference(combos: &[Combination]) -> Vec<(u32, u32)> {
+        combos
+            .iter()
+            .filter(|c| (c.isl, c.osl) == (100, 10))
+            .map(|c| (c.concurrency, c.prompts))
+            .collect()
+    }
+
+    #[rstest]
+    // Off (the default): the mode's prompts (one prompt above concurrency 1 is dropped).
+    #[case::multiple_off(MatrixMode::Multiple, false, vec![(1, 1), (2, 2), (3, 3), (4, 4)])]
+    // On: the entry at concurrency 4 sends its 16 prompts, once (its two candidates merge).
+    #[case::multiple_on(MatrixMode::Multiple, true, vec![(1, 1), (2, 2), (3, 3), (4, 16)])]
+    #[case::custom_off(MatrixMode::Custom, false, vec![(1, 1), (2, 2), (4, 4)])]
+    #[case::custom_on(MatrixMode::Custom, true, vec![(1, 1), (2, 2), (4, 16)])]
+    fn reference_prompts_replace_the_count_of_the_matching_combination(
+        #[case] mode: MatrixMode,
+        #[case] reference_prompts: bool,
+        #[case] expected: Vec<(u32, u32)>,
+    ) {
+        let model = model(8192, 4, vec![reference(100, 10, 4, 16, 1.0)]);
+        let spec = MatrixSpec {
+            mode,
+            reference_prompts,
+            ..custom_spec(&[100], &[10], &[1, 2, 4], PromptsSpec::MatchConcurrency)
+        };
+        let combos = generate(&spec, &model).expect("matrix");
+        assert_eq!(at_the_reference(&combos), expected);
+        let reference = combos
+            .iter()
+            .find(|c| (c.isl, c.osl, c.concurrency) == (100, 10, 4))
+            .expect("the reference combination");
+        assert_eq!(reference.targets, Some(theoretical(1.0)));
     }
 
     #[rstest]

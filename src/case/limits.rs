@@ -46,6 +46,9 @@ pub const DEFAULT_EVENT_BYTES: usize = 1 << 20;
 /// The range `client.max_event_bytes` may take: 1 KiB to 64 MiB.
 pub const EVENT_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(64 << 20);
 
+/// Most runs of one trial's load (`load.repeat`).
+pub const MAX_REPEAT: u32 = 100;
+
 /// Most requests per second of an open loop.
 pub const MAX_RATE: f64 = 1_000_000.0;
 
@@ -143,6 +146,16 @@ pub fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 /// An optional number of tokens, at most [`MAX_TOKENS`].
 pub fn opt_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     optional(d, MAX_TOKENS, "tokens")
+}
+
+/// An optional list of requests in flight, each at most [`MAX_CONCURRENCY`].
+pub fn opt_concurrencies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    concurrencies(d).map(Some)
+}
+
+/// An optional list of token counts, each at most [`MAX_TOKENS`].
+pub fn opt_token_lists<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    token_lists(d).map(Some)
 }
 
 /// A list of token counts, each at most [`MAX_TOKENS`].

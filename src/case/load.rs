@@ -189,6 +189,9 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
             "a dataset source needs the path of its file",
         );
     }
+    if let Some((key, message)) = spec.prompts.problem() {
+        return invalid(key, &message);
+    }
     if !(0.0..1.0).contains(&spec.targets.tolerance) {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
     }
@@ -212,6 +215,15 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
             return invalid(
                 "server.embedded",
                 "ttft_ms, tpot_ms and prefill_us_per_token must be finite and ≥ 0",
+            );
+        }
+        if ![e.ttft_jitter, e.tpot_jitter]
+            .iter()
+            .all(|j| (0.0..=1.0).contains(j))
+        {
+            return invalid(
+                "server.embedded",
+                "ttft_jitter and tpot_jitter are coefficients of variation in [0, 1]",
             );
         }
         if e.slots == 0 || e.tokens_per_chunk == 0 {
@@ -263,6 +275,7 @@ fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
     let isl = matrix
         .isl
         .iter()
+        .flatten()
         .copied()
         .max()
         .map_or(context, |i| i.min(context));
@@ -271,6 +284,7 @@ fn prompt_memory_problem(spec: &CaseSpec, model: &ModelSpec) -> Option<String> {
         matrix
             .concurrency
             .iter()
+            .flatten()
             .copied()
             .chain(references)
             .chain([model.max_concurrency])
@@ -428,6 +442,11 @@ mod tests {
         "cases/x.yaml:3:1: key `kinds`: missing field `kinds`",
         "^ missing field"
     )]
+    #[case::prefix_typo(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  prefix_token: 8\n",
+        "cases/x.yaml:6:3: key `prompts.prefix_token`: unknown field `prefix_token`",
+        "did you mean `prefix_tokens`?"
+    )]
     #[case::sim_typo(
         "name: x\nkinds: [sim]\nsim:\n  presett: full\n",
         "cases/x.yaml:4:3: key `sim.presett`: unknown field `presett`",
@@ -546,6 +565,22 @@ mod tests {
     #[case::an_unknown_simulator_profile(
         "kinds: [perf]\nserver:\n  embedded: { sim: { hardware: tpu } }\n",
         "key `server.embedded.sim`: unknown hardware profile `tpu`; known: h100-sxm"
+    )]
+    #[case::a_jitter_above_one(
+        "kinds: [perf]\nserver:\n  embedded: { ttft_jitter: 1.5 }\n",
+        "key `server.embedded`: ttft_jitter and tpot_jitter are coefficients of variation"
+    )]
+    #[case::groups_without_a_prefix(
+        "kinds: [perf]\nprompts: { prefix_groups: 4 }\n",
+        "key `prompts.prefix_groups`: needs `prefix_tokens`"
+    )]
+    #[case::no_prefix_groups(
+        "kinds: [perf]\nprompts: { prefix_tokens: 8, prefix_groups: 0 }\n",
+        "key `prompts.prefix_groups`: must be between 1 and 4096"
+    )]
+    #[case::a_prefix_on_a_dataset(
+        "kinds: [perf]\nprompts: { source: jsonl, path: p.jsonl, prefix_tokens: 8 }\n",
+        "key `prompts.prefix_tokens`: shared prefixes are for synthetic prompts"
     )]
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",

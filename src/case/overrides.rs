@@ -175,7 +175,7 @@ mod tests {
         ])
         .expect("a case");
         let matrix = spec.matrix.expect("matrix");
-        assert_eq!(matrix.concurrency, vec![1, 8]);
+        assert_eq!(matrix.concurrency, Some(vec![1, 8]));
         assert_eq!(spec.load.seed, 7);
         assert!(spec.load.duration.is_some());
     }
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn the_last_override_of_a_key_wins() {
         let spec = apply(&["matrix.isl=[32]", "matrix.isl=[64]"]).expect("a case");
-        assert_eq!(spec.matrix.expect("matrix").isl, vec![64]);
+        assert_eq!(spec.matrix.expect("matrix").isl, Some(vec![64]));
     }
 
     #[rstest]

@@ -104,6 +104,53 @@ pub struct PromptSpec {
     pub path: Option<String>,
     /// Count tokens with the server's `/tokenize` endpoint instead of a local tokenizer.
     pub use_server_tokenizer: bool,
+    /// Synthetic prompts: each begins with one of `prefix_groups` shared prefixes of exactly
+    /// this many tokens, followed by a suffix unique to the request (the rest of its ISL).
+    #[serde(deserialize_with = "super::limits::opt_tokens")]
+    pub prefix_tokens: Option<u32>,
+    /// How many different shared prefixes there are (request `i` takes prefix `i mod
+    /// prefix_groups`); needs `prefix_tokens`.
+    #[serde(deserialize_with = "super::limits::opt_requests")]
+    pub prefix_groups: Option<u32>,
+}
+
+/// Most shared prefixes a case may ask for.
+pub const MAX_PREFIX_GROUPS: u32 = 4096;
+
+impl PromptSpec {
+    /// The shared prefix asked for: (tokens, groups), groups 1 unless given.
+    pub fn shared_prefix(&self) -> Option<(u32, u32)> {
+        self.prefix_tokens
+            .map(|tokens| (tokens, self.prefix_groups.unwrap_or(1)))
+    }
+
+    /// What is wrong with the shared-prefix keys, as (key, message), if anything.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if self.prefix_groups.is_some() && self.prefix_tokens.is_none() {
+            return Some((
+                "prompts.prefix_groups",
+                "needs `prefix_tokens` (the length of each shared prefix)".into(),
+            ));
+        }
+        if self.prefix_tokens == Some(0) {
+            return Some(("prompts.prefix_tokens", "must be at least 1".into()));
+        }
+        if let Some(groups) = self.prefix_groups
+            && !(1..=MAX_PREFIX_GROUPS).contains(&groups)
+        {
+            return Some((
+                "prompts.prefix_groups",
+                format!("must be between 1 and {MAX_PREFIX_GROUPS}"),
+            ));
+        }
+        if self.prefix_tokens.is_some() && self.source != PromptSource::Synthetic {
+            return Some((
+                "prompts.prefix_tokens",
+                "shared prefixes are for synthetic prompts (`source: synthetic`)".into(),
+            ));
+        }
+        None
+    }
 }
 
 /// One of several servers a case spreads its requests over.

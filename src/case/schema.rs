@@ -265,6 +265,18 @@ pub struct EmbeddedSpec {
     /// Tokens carried by each streamed chunk.
     #[serde(deserialize_with = "super::limits::tokens")]
     pub tokens_per_chunk: u32,
+    /// Variation of the time to the first token from request to request, as a coefficient
+    /// of variation (0.10: std is 10 % of the mean); each request's is drawn from a
+    /// log-normal of mean 1 and this CV, seeded by `jitter_seed`. 0 (the default): none.
+    pub ttft_jitter: f64,
+    /// The same for the time per output token (one draw per request, for all its tokens).
+    pub tpot_jitter: f64,
+    /// Seed of the jitter draws (in arrival order).
+    pub jitter_seed: u64,
+    /// Model a prefix cache: a prompt's leading blocks of 16 tokens already seen skip their
+    /// prefill (`prefill_us_per_token`), and `/metrics` counts vLLM's
+    /// `vllm:prefix_cache_queries_total` and `vllm:prefix_cache_hits_total`.
+    pub prefix_cache: bool,
     /// Answer mode: how often it answers the accuracy task's questions right.
     pub answers: AnswerSpec,
     /// Faults to inject: errors, refusals when the queue is full, cut streams, stalls,
@@ -284,6 +296,10 @@ impl Default for EmbeddedSpec {
             slots: 8,
             prefill_us_per_token: 0.0,
             tokens_per_chunk: 1,
+            ttft_jitter: 0.0,
+            tpot_jitter: 0.0,
+            jitter_seed: 0,
+            prefix_cache: false,
             answers: AnswerSpec::default(),
             faults: FaultSpec::default(),
             sim: None,
@@ -402,15 +418,16 @@ pub struct MatrixSpec {
     /// Overrides the model spec's max_context.
     #[serde(deserialize_with = "super::limits::opt_tokens")]
     pub max_context: Option<u32>,
-    /// Input sequence lengths (custom mode).
-    #[serde(deserialize_with = "super::limits::token_lists")]
-    pub isl: Vec<u32>,
-    /// Output sequence lengths (custom mode).
-    #[serde(deserialize_with = "super::limits::token_lists")]
-    pub osl: Vec<u32>,
-    /// Concurrencies (custom mode).
-    #[serde(deserialize_with = "super::limits::concurrencies")]
-    pub concurrency: Vec<u32>,
+    /// Input sequence lengths (custom mode); when left out, the lengths a `multiple` sweep
+    /// takes from the model spec.
+    #[serde(deserialize_with = "super::limits::opt_token_lists")]
+    pub isl: Option<Vec<u32>>,
+    /// Output sequence lengths (custom mode); when left out, the `multiple` sweep's.
+    #[serde(deserialize_with = "super::limits::opt_token_lists")]
+    pub osl: Option<Vec<u32>>,
+    /// Concurrencies (custom mode); when left out, the `multiple` sweep's.
+    #[serde(deserialize_with = "super::limits::opt_concurrencies")]
+    pub concurrency: Option<Vec<u32>>,
     /// Prompt count rule (custom mode).
     pub prompts: PromptsSpec,
     /// Rounds of the concurrency: every combination sends `rounds × concurrency` prompts
@@ -418,6 +435,10 @@ pub struct MatrixSpec {
     /// distributions have enough samples to decide. Not with `prompts: {fixed: N}`.
     #[serde(deserialize_with = "super::limits::opt_requests")]
     pub rounds: Option<u32>,
+    /// A combination that matches a reference entry of the model spec (same ISL, OSL and
+    /// concurrency) sends the entry's `prompts`, the sample its targets were measured on,
+    /// instead of the mode's count. Off by default: the generated matrix keeps its rules.
+    pub reference_prompts: bool,
 }
 
 /// Performance target tier.

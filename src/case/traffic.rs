@@ -22,6 +22,8 @@ pub enum LoadMode {
     /// U closed-loop virtual users (the combination's concurrency) started over `ramp_up` and
     /// running for `duration`, with optional think time.
     Users,
+    /// The same prompt `requests` times, one at a time: how much identical requests vary.
+    Consistency,
 }
 
 impl LoadMode {
@@ -31,6 +33,7 @@ impl LoadMode {
             LoadMode::Closed => "closed",
             LoadMode::Open => "open",
             LoadMode::Users => "users",
+            LoadMode::Consistency => "consistency",
         }
     }
 }
@@ -210,6 +213,9 @@ pub struct LoadSpec {
     /// Most failed requests allowed, as a share of the measured requests (`2%`, `0.02`):
     /// more fail the trial. 0 by default: any failed request fails the trial.
     pub error_budget: Score,
+    /// A perf trial runs its load this many times (warmup included each time) and pools the
+    /// requests; the report gives each run's figures and their median and spread.
+    pub repeat: u32,
 }
 
 impl Default for LoadSpec {
@@ -230,6 +236,7 @@ impl Default for LoadSpec {
             think_time: None,
             progress_interval: None,
             error_budget: Score::ZERO,
+            repeat: 1,
         }
     }
 }
@@ -245,6 +252,13 @@ impl LoadSpec {
         }
         if self.requests == Some(0) {
             return Some(("load.requests", "must be at least 1".into()));
+        }
+        let max_repeat = super::limits::MAX_REPEAT;
+        if !(1..=max_repeat).contains(&self.repeat) {
+            return Some((
+                "load.repeat",
+                format!("{} is not between 1 and {max_repeat}", self.repeat),
+            ));
         }
         if self.duration.is_some_and(|d| d.0.is_zero()) {
             return Some(("load.duration", "must be longer than zero".into()));
@@ -307,6 +321,13 @@ impl LoadSpec {
             LoadMode::Closed | LoadMode::Users => &[
                 ("load.rate", !self.rate.0.is_empty()),
                 ("load.max_in_flight", self.max_in_flight.is_some()),
+            ],
+            LoadMode::Consistency => &[
+                ("load.rate", !self.rate.0.is_empty()),
+                ("load.max_in_flight", self.max_in_flight.is_some()),
+                ("load.duration", self.duration.is_some()),
+                ("load.ramp_up", self.ramp_up.is_some()),
+                ("load.think_time", self.think_time.is_some()),
             ],
         };
         if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
@@ -379,6 +400,9 @@ mod tests {
     #[case("rate: 3\n", "load.rate")]
     #[case("ramp_up: 3s\n", "load.mode")]
     #[case("duration: 0s\n", "load.duration")]
+    #[case("mode: consistency\nduration: 10s\n", "load.duration")]
+    #[case("mode: consistency\nrate: 2\n", "load.rate")]
+    #[case("mode: consistency\nthink_time: 1s\n", "load.think_time")]
     fn inconsistent_shapes_name_the_key(#[case] text: &str, #[case] key: &str) {
         let spec = parse(text).expect("parses");
         assert_eq!(spec.problem().map(|p| p.0), Some(key), "{text}");

@@ -219,8 +219,8 @@ mod tests {
         ]);
         assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
         let matrix = ours.matrix.expect("matrix");
-        assert_eq!((matrix.isl, matrix.osl), (vec![256], vec![32]));
-        assert_eq!(matrix.concurrency, vec![1, 4]);
+        assert_eq!((matrix.isl, matrix.osl), (Some(vec![256]), Some(vec![32])));
+        assert_eq!(matrix.concurrency, Some(vec![1, 4]));
         assert_eq!(matrix.rounds, Some(4));
     }
 

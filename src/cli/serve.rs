@@ -38,6 +38,12 @@ pub struct Args {
     /// Tokens per streamed chunk.
     #[arg(long, default_value_t = 1)]
     tokens_per_chunk: u32,
+    /// Request-to-request variation of TTFT, as a coefficient of variation (0.1 = 10 %).
+    #[arg(long, default_value_t = 0.0)]
+    ttft_jitter: f64,
+    /// Request-to-request variation of the time per output token, as a CV.
+    #[arg(long, default_value_t = 0.0)]
+    tpot_jitter: f64,
     /// Answer the questions of this case's accuracy task (synthetic arithmetic is always
     /// answered).
     #[arg(long, value_name = "CASE.yaml")]
@@ -175,6 +181,14 @@ impl SimServeArgs {
 
 /// Serves until Ctrl-C.
 pub fn exec(args: Args) -> Result<ExitCode> {
+    for (flag, cv) in [
+        ("--ttft-jitter", args.ttft_jitter),
+        ("--tpot-jitter", args.tpot_jitter),
+    ] {
+        if !(0.0..=1.0).contains(&cv) {
+            bail!("{flag} must be a coefficient of variation between 0 and 1, not {cv}");
+        }
+    }
     if !(0.0..=1.0).contains(&args.correct) {
         bail!(
             "--correct must be a chance between 0 and 1, not {}",
@@ -187,6 +201,10 @@ pub fn exec(args: Args) -> Result<ExitCode> {
         slots: args.slots,
         prefill_us_per_token: args.prefill_us_per_token,
         tokens_per_chunk: args.tokens_per_chunk,
+        ttft_jitter: args.ttft_jitter,
+        tpot_jitter: args.tpot_jitter,
+        jitter_seed: 0,
+        prefix_cache: false,
         answers: AnswerSpec {
             correct: CorrectRate::Fixed(args.correct),
             seed: 0,

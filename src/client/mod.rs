@@ -214,6 +214,11 @@ impl Client {
         })
     }
 
+    /// The server's base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The shared HTTP client (for calls beside generation, such as `/tokenize`).
     pub fn http(&self) -> &reqwest::Client {
         &self.http

@@ -59,16 +59,6 @@ impl BaselineRun {
         samples: &[ScoredSample],
         gate: Option<&Gate>,
     ) -> Option<Result<TrialComparison, ReportError>> {
-        if report.meta.kind == Kind::Sim {
-            return None;
-        }
-        let name = report.full_name();
-        let base = self.run.trials.iter().find(|t| t.name() == name)?;
-        let gate = runs::gate_for(report, gate.unwrap_or(&self.gate));
-        let base = match read_trial(base) {
-            Ok(base) => base,
-            Err(e) => return Some(Err(e)),
-        };
         let mut new = TrialData::new(
             records.to_vec(),
             report.summary().map_or(0.0, |s| s.duration_s),
@@ -78,7 +68,33 @@ impl BaselineRun {
         {
             new.answers = Some(Answers::from_samples(&accuracy.judged_filter, samples));
         }
-        Some(Ok(compare_trial(&name, &base, &new, &gate, self.seed)))
+        self.compare_data(&report.full_name(), report.meta.kind, new, gate)
+    }
+
+    /// Compares the evidence `new` of the trial `name` (`[kind] case::combination`) with the
+    /// baseline's trial of that name, as [`BaselineRun::compare`] does a finished trial's.
+    pub fn compare_data(
+        &self,
+        name: &str,
+        kind: Kind,
+        new: TrialData,
+        gate: Option<&Gate>,
+    ) -> Option<Result<TrialComparison, ReportError>> {
+        if kind == Kind::Sim {
+            return None;
+        }
+        let base = self.run.trials.iter().find(|t| t.name() == name)?;
+        let gate = runs::gate_for_kind(kind, gate.unwrap_or(&self.gate));
+        let base = match read_trial(base) {
+            Ok(base) => base,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(compare_trial(name, &base, &new, &gate, self.seed)))
+    }
+
+    /// The gate a trial of the case with `case_gate` is held to.
+    pub fn gate<'a>(&'a self, case_gate: Option<&'a Gate>) -> &'a Gate {
+        case_gate.unwrap_or(&self.gate)
     }
 
     /// The checks a finished trial gets from the comparison: one per compared metric; a
@@ -111,11 +127,20 @@ impl BaselineRun {
                 rule,
                 format!("the baseline's evidence cannot be read: {e}"),
             )],
-            Some(Ok(comparison)) => comparison
-                .metrics
-                .iter()
-                .map(|m| metric_check(m, gate_used))
-                .collect(),
+            Some(Ok(comparison)) => {
+                let runs = report.load().map_or(0, |l| l.attempts.len());
+                let mut checks: Vec<Check> = comparison
+                    .metrics
+                    .iter()
+                    .map(|m| metric_check(m, gate_used))
+                    .collect();
+                if runs > 1 {
+                    for check in &mut checks {
+                        check.reason.push_str(&format!("; {runs} runs pooled"));
+                    }
+                }
+                checks
+            }
         }
     }
 }

@@ -109,8 +109,13 @@ fn read_lines<T: DeserializeOwned>(path: &PathBuf, required: bool) -> Result<Vec
 /// The gate that applies to a trial: accuracy trials are compared on accuracy alone (their
 /// requests are questions, not load).
 pub fn gate_for(report: &TrialReport, gate: &Gate) -> Gate {
+    gate_for_kind(report.meta.kind, gate)
+}
+
+/// [`gate_for`] a trial of `kind`.
+pub fn gate_for_kind(kind: Kind, gate: &Gate) -> Gate {
     let mut gate = gate.clone();
-    if report.meta.kind == Kind::Accuracy {
+    if kind == Kind::Accuracy {
         gate.metrics.retain(|m| *m == super::Metric::Accuracy);
     }
     gate

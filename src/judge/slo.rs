@@ -79,10 +79,22 @@ pub fn check_measured(slo: &Slo, inputs: &SloInputs) -> Check {
                 .ok_or_else(|| format!("no score for filter `{}`", accuracy.judged_filter)),
         },
         (_, None) => Err("this trial drove no load".to_string()),
-        (SloMetric::Summary(metric), Some(load)) => summary_metric(load.summary, metric),
+        (SloMetric::Summary(metric), Some(load)) => {
+            return with_few_samples(
+                judged(slo, &text, summary_metric(load.summary, metric)),
+                load.summary,
+                metric,
+            );
+        }
         (SloMetric::Endpoint { endpoint, metric }, Some(load)) => {
             match load.endpoints.iter().find(|(name, _)| name == endpoint) {
-                Some((_, summary)) => summary_metric(summary, metric),
+                Some((_, summary)) => {
+                    return with_few_samples(
+                        judged(slo, &text, summary_metric(summary, metric)),
+                        summary,
+                        metric,
+                    );
+                }
                 None => {
                     let names: Vec<&str> = load.endpoints.iter().map(|(n, _)| *n).collect();
                     Err(format!(
@@ -113,6 +125,37 @@ fn judged(slo: &Slo, text: &str, measured: Measured) -> Check {
     Check::new(status, CheckSource::Slo, text, text, reason)
         .measured(actual)
         .against(Some(slo.value))
+}
+
+/// Values below which a percentile rests on a few of the largest (or smallest) values: about
+/// ten beyond it (a p99 from fewer than 100 values is its largest value).
+fn few_samples(stat: &str) -> Option<u64> {
+    Some(match stat {
+        "p90" => 30,
+        "p95" => 50,
+        "p99" => 100,
+        "p999" => 1000,
+        _ => return None,
+    })
+}
+
+/// `check` of a tail percentile (`ttft_ms.p99`) measured from fewer values than it needs,
+/// with a reason that says so: whether it passed or failed, the verdict rests on a few values.
+fn with_few_samples(mut check: Check, summary: &Summary, metric: &str) -> Check {
+    let Some((name, stat)) = metric.split_once('.') else {
+        return check;
+    };
+    let (Some(needed), Some(distribution)) = (few_samples(stat), summary.distribution(name)) else {
+        return check;
+    };
+    if distribution.count < needed {
+        check.reason.push_str(&format!(
+            "; few samples: a {stat} from {} values (about {needed} are needed) rests on the \
+             few largest",
+            distribution.count
+        ));
+    }
+    check
 }
 
 /// A summary metric, or why it has no value.
@@ -319,7 +362,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::summary("ttft_ms.p95 < 500", Status::Pass, "")]
+    #[case::summary("ttft_ms.p95 < 500", Status::Pass, "few samples: a p95 from 9 values")]
     #[case::summary_fails("ttft_ms.max < 50", Status::Fail, "90.000 does not satisfy < 50")]
     #[case::drift("drift.ttft_change < 0.1", Status::Fail, "does not satisfy")]
     #[case::drift_passes("drift.ttft_change > 1", Status::Pass, "")]
@@ -329,8 +372,23 @@ mod tests {
     #[case::goodput("goodput >= 0.5", Status::Pass, "0.500 goodput >= 0.5")]
     #[case::goodput_fails("goodput >= 0.9", Status::Fail, "0.500 does not satisfy")]
     #[case::goodput_rate("goodput_req_s == 2.5", Status::Pass, "")]
-    #[case::endpoint("endpoint.small.ttft_ms.p95 < 300", Status::Pass, "")]
-    #[case::endpoint_fails("endpoint.large.ttft_ms.p95 < 300", Status::Fail, "does not satisfy")]
+    #[case::few_samples(
+        "ttft_ms.p99 < 500",
+        Status::Pass,
+        "; few samples: a p99 from 9 values (about 100 are needed)"
+    )]
+    #[case::few_samples_failing(
+        "endpoint.large.ttft_ms.p95 < 300",
+        Status::Fail,
+        "does not satisfy < 300; few samples: a p95 from 1 values"
+    )]
+    #[case::median_needs_no_warning("ttft_ms.p50 < 500", Status::Pass, "ttft_ms.p50 < 500")]
+    #[case::endpoint("endpoint.small.ttft_ms.p95 < 300", Status::Pass, "few samples")]
+    #[case::endpoint_fails(
+        "endpoint.large.ttft_ms.p95 < 300",
+        Status::Fail,
+        "400.000 does not satisfy < 300; few samples"
+    )]
     #[case::endpoint_unknown(
         "endpoint.medium.ttft_ms.p95 < 300",
         Status::Fail,
@@ -351,6 +409,13 @@ mod tests {
         let check = judge(text, &[], None);
         assert_eq!(check.status, status, "{check:?}");
         assert!(check.reason.contains(reason), "{}", check.reason);
+        // Only a tail percentile from too few values is flagged.
+        assert_eq!(
+            check.reason.contains("few samples"),
+            reason.contains("few samples"),
+            "{}",
+            check.reason
+        );
         assert_eq!(
             (check.source, check.name.as_str()),
             (CheckSource::Slo, text)

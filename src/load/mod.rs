@@ -1,8 +1,9 @@
 //! Load generation: drivers that send requests and collect one record per request.
 //!
 //! Three modes share one request source: closed loop ([`closed`]), open loop on a fixed
-//! schedule ([`open`], [`schedule`]) and virtual users with ramp-up ([`users`]). A warmup,
-//! never measured, runs first as a closed loop.
+//! schedule ([`open`], [`schedule`]) and virtual users with ramp-up ([`users`]); a
+//! consistency run is a closed loop of one over a pool of one prompt. A warmup, never
+//! measured, runs first as a closed loop.
 
 pub mod closed;
 pub mod open;
@@ -33,6 +34,26 @@ pub struct LoadOutcome {
     pub duration_s: f64,
     /// Open-loop arrivals that were never sent.
     pub dropped: u64,
+}
+
+impl LoadOutcome {
+    /// This run followed by `next` as one measurement: `next`'s requests are renumbered after
+    /// this run's and its times shifted by this run's measured window, so the pooled window
+    /// is the two windows back to back (the pause between them, with `next`'s warmup, is in
+    /// neither); the windows' lengths and the dropped arrivals add up.
+    pub fn followed_by(mut self, next: LoadOutcome) -> LoadOutcome {
+        let shift_ms = self.duration_s * 1000.0;
+        let first_id = self.records.iter().map(|r| r.id + 1).max().unwrap_or(0);
+        self.records.extend(next.records.into_iter().map(|mut r| {
+            r.id += first_id;
+            r.send_ms += shift_ms;
+            r.intended_ms = r.intended_ms.map(|t| t + shift_ms);
+            r
+        }));
+        self.duration_s += next.duration_s;
+        self.dropped += next.dropped;
+        self
+    }
 }
 
 /// Warmup requests to prepare prompts for (open loop: the arrivals of the warmup).
@@ -122,6 +143,15 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
             let (records, start) = closed::drive(source, Phase::Measured, concurrency, stop).await;
             (records, start, 0)
         }
+        Shape::Consistency { requests } => {
+            // One at a time; the source's pool holds the one prompt every request sends.
+            let stop = closed::Stop {
+                requests: u64::from(requests),
+                after: None,
+            };
+            let (records, start) = closed::drive(source, Phase::Measured, 1, stop).await;
+            (records, start, 0)
+        }
         Shape::Open { rate, requests } => {
             let outcome = open_loop(load, rate, requests, Phase::Measured)
                 .drive(source)
@@ -150,6 +180,9 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
         progress.load_finished();
     }
     records.sort_by_key(|r| r.id);
+    if source.has_prefix_groups() {
+        crate::metrics::prefix::mark_cold(&mut records);
+    }
     LoadOutcome {
         window_start,
         records,
@@ -170,4 +203,38 @@ async fn join_all(mut tasks: JoinSet<Vec<RequestRecord>>) -> Vec<RequestRecord> 
         }
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadOutcome;
+    use crate::metrics::RequestRecord;
+
+    fn run(ids: &[u64], duration_s: f64, dropped: u64) -> LoadOutcome {
+        LoadOutcome {
+            window_start: std::time::Instant::now(),
+            records: ids
+                .iter()
+                .map(|&id| RequestRecord {
+                    id,
+                    send_ms: id as f64 * 10.0,
+                    intended_ms: Some(id as f64 * 10.0),
+                    ..RequestRecord::default()
+                })
+                .collect(),
+            duration_s,
+            dropped,
+        }
+    }
+
+    #[test]
+    fn a_pooled_run_follows_the_first_one() {
+        let pooled = run(&[0, 1, 2], 2.0, 1).followed_by(run(&[0, 1], 1.5, 2));
+        let ids: Vec<u64> = pooled.records.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
+        assert_eq!(pooled.records[3].send_ms, 2000.0);
+        assert_eq!(pooled.records[4].intended_ms, Some(2010.0));
+        assert_eq!(pooled.duration_s, 3.5);
+        assert_eq!(pooled.dropped, 3);
+    }
 }

@@ -44,6 +44,7 @@ pub struct RequestSource {
     warmup: Vec<Generation>,
     seed: u64,
     progress: Option<Arc<LoadProgress>>,
+    prefix_groups: Option<u32>,
 }
 
 /// Why a request source cannot be built.
@@ -83,6 +84,7 @@ impl RequestSource {
             warmup,
             seed,
             progress: None,
+            prefix_groups: None,
         })
     }
 
@@ -91,6 +93,19 @@ impl RequestSource {
     pub fn with_progress(mut self, progress: Option<Arc<LoadProgress>>) -> RequestSource {
         self.progress = progress;
         self
+    }
+
+    /// Marks each measured record with the shared prefix its prompt began with: the prompts
+    /// were built with `groups` shared prefixes, pool prompt `i` taking prefix `i mod groups`
+    /// (see [`crate::prompts::exact::shared_prefix_prompts`]).
+    pub fn with_prefix_groups(mut self, groups: Option<u32>) -> RequestSource {
+        self.prefix_groups = groups.map(|g| g.max(1));
+        self
+    }
+
+    /// Whether measured records carry their prefix group.
+    pub fn has_prefix_groups(&self) -> bool {
+        self.prefix_groups.is_some()
     }
 
     /// The counters measured requests are counted into, if any.
@@ -135,7 +150,8 @@ impl RequestSource {
             Phase::Warmup if self.warmup.is_empty() => &self.measured,
             Phase::Warmup => &self.warmup,
         };
-        let request = &pool[(id % pool.len() as u64) as usize];
+        let slot = id % pool.len() as u64;
+        let request = &pool[slot as usize];
         let endpoint = self.endpoint_of(phase, id);
         let observer = self.progress().filter(|_| phase == Phase::Measured);
         if let Some(progress) = observer {
@@ -146,6 +162,11 @@ impl RequestSource {
             .generate(id, window_start, request)
             .await;
         record.endpoint = endpoint as u32;
+        if phase == Phase::Measured {
+            record.prefix_group = self
+                .prefix_groups
+                .map(|groups| (slot % u64::from(groups)) as u32);
+        }
         record.intended_ms = intended.map(|at| ms_between(window_start, at));
         if let Some(progress) = observer {
             progress.request_finished(&record);

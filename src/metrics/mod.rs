@@ -1,7 +1,9 @@
 //! What was measured: per-request records and the summary computed from them.
 
+pub mod consistency;
 pub mod drift;
 pub mod goodput;
+pub mod prefix;
 pub mod record;
 pub mod server_known;
 pub mod server_timing;
@@ -9,9 +11,11 @@ pub mod summary;
 
 pub use llm_stress_base::distribution;
 
+pub use consistency::Consistency;
 pub use distribution::Distribution;
 pub use drift::Drift;
 pub use goodput::RequestSlo;
+pub use prefix::PrefixSummary;
 pub use record::{ErrorClass, RequestRecord};
 pub use server_timing::{ServerTiming, ServerTimingSummary};
 pub use summary::Summary;

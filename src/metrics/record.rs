@@ -115,6 +115,13 @@ pub struct RequestRecord {
     /// The server's own timings of this request, when it reports them (llama-server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_timing: Option<ServerTiming>,
+    /// The shared prefix its prompt began with (`prompts.prefix_tokens`), by group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_group: Option<u32>,
+    /// Whether it was the first request of its prefix group to be sent (the prefix was not
+    /// yet cached); the others share a prefix already sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefix_cold: bool,
 }
 
 impl RequestRecord {

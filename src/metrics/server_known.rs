@@ -66,6 +66,10 @@ pub const KV_USAGE: &str = "kv cache usage";
 pub const PROMPT_TOKENS: &str = "prompt tokens";
 /// Label of the tokens generated.
 pub const GENERATED_TOKENS: &str = "generated tokens";
+/// Label of the prompt tokens looked up in the prefix cache.
+pub const PREFIX_QUERIES: &str = "prefix cache queries (tokens)";
+/// Label of the prompt tokens found in the prefix cache.
+pub const PREFIX_HITS: &str = "prefix cache hits (tokens)";
 /// Label of the preemptions.
 pub const PREEMPTIONS: &str = "preemptions";
 
@@ -80,12 +84,19 @@ pub const KNOWN: &[KnownMetric] = &[
     counter("vllm:generation_tokens_total", GENERATED_TOKENS),
     counter("vllm:num_preemptions_total", PREEMPTIONS),
     counter("vllm:request_success_total", "requests finished"),
+    counter("vllm:prefix_cache_queries_total", PREFIX_QUERIES),
+    counter("vllm:prefix_cache_hits_total", PREFIX_HITS),
     // SGLang.
     gauge("sglang:num_running_reqs", RUNNING, Combine::Sum),
     gauge("sglang:num_queue_reqs", WAITING, Combine::Sum),
     gauge("sglang:token_usage", KV_USAGE, Combine::Max),
     counter("sglang:prompt_tokens_total", PROMPT_TOKENS),
     counter("sglang:generation_tokens_total", GENERATED_TOKENS),
+    gauge(
+        "sglang:cache_hit_rate",
+        "prefix cache hit rate",
+        Combine::Max,
+    ),
     // llama.cpp's llama-server.
     gauge("llamacpp:requests_processing", RUNNING, Combine::Sum),
     gauge("llamacpp:requests_deferred", WAITING, Combine::Sum),

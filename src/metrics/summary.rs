@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::consistency::Consistency;
 use super::distribution::{Distribution, STAT_NAMES};
 use super::drift::{DRIFT_FIELDS, Drift};
 use super::goodput::RequestSlo;
+use super::prefix::PrefixSummary;
 use super::record::{ErrorClass, RequestRecord};
 use super::server_timing::ServerTimingSummary;
 
@@ -111,6 +113,14 @@ pub struct Summary {
     /// Those good requests per second over the measured window (vLLM's "request goodput").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput_req_s: Option<f64>,
+    /// A consistency run's spread of TTFT and decode rate over identical requests
+    /// (`load.mode: consistency` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Consistency>,
+    /// Shared prefixes (`prompts.prefix_tokens`): TTFT of the requests whose prefix was cold
+    /// against those that shared one already sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<PrefixSummary>,
 }
 
 impl Summary {
@@ -182,7 +192,16 @@ impl Summary {
             server_timing: ServerTimingSummary::of(ok.iter().copied()),
             goodput: None,
             goodput_req_s: None,
+            consistency: None,
+            prefix: PrefixSummary::of(records),
         }
+    }
+
+    /// Adds the consistency summary of `records` (the ones this summary was made from): for
+    /// a run that sent the same prompt each time.
+    pub fn with_consistency(mut self, records: &[RequestRecord]) -> Summary {
+        self.consistency = Consistency::of(records);
+        self
     }
 
     /// Adds goodput: the share of `records` (the ones this summary was made from) that met

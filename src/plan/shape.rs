@@ -36,6 +36,11 @@ pub enum Shape {
         /// Prompt pool size.
         pool: u32,
     },
+    /// One prompt sent `requests` times, one at a time.
+    Consistency {
+        /// Measured requests.
+        requests: u32,
+    },
 }
 
 impl Shape {
@@ -69,11 +74,12 @@ impl Shape {
                 duration: duration.unwrap_or(Duration::from_secs(60)),
                 pool: requests,
             }],
+            LoadMode::Consistency => vec![Shape::Consistency { requests }],
         }
     }
 
     /// The trial-name part after `case::`: `isl128_osl64_c4_n4` (closed), `…_c4_30s` (closed
-    /// for a duration), `…_r10_n100` (open), `…_u16_60s` (users).
+    /// for a duration), `…_r10_n100` (open), `…_u16_60s` (users), `…_same_n50` (consistency).
     pub fn slug(&self, c: &Combination) -> String {
         let lengths = format!("isl{}_osl{}", c.isl, c.osl);
         match *self {
@@ -91,13 +97,15 @@ impl Shape {
             Shape::Users {
                 users, duration, ..
             } => format!("{lengths}_u{users}_{}", compact(duration)),
+            Shape::Consistency { requests } => format!("{lengths}_same_n{requests}"),
         }
     }
 
-    /// Requests in flight (closed), users (users), or none (open).
+    /// Requests in flight (closed; 1 for consistency), users (users), or none (open).
     pub fn concurrency(&self) -> Option<u32> {
         match *self {
             Shape::Closed { concurrency, .. } => Some(concurrency),
+            Shape::Consistency { .. } => Some(1),
             Shape::Users { users, .. } => Some(users),
             Shape::Open { .. } => None,
         }
@@ -112,14 +120,16 @@ impl Shape {
                 requests,
                 ..
             }
-            | Shape::Open { requests, .. } => Some(u64::from(requests)),
+            | Shape::Open { requests, .. }
+            | Shape::Consistency { requests } => Some(u64::from(requests)),
             Shape::Closed { .. } | Shape::Users { .. } => None,
         }
     }
 
-    /// Distinct measured prompts to prepare.
+    /// Distinct measured prompts to prepare (one for consistency: every request sends it).
     pub fn pool_size(&self) -> u32 {
         match *self {
+            Shape::Consistency { .. } => 1,
             Shape::Closed { requests, .. } | Shape::Open { requests, .. } => requests,
             Shape::Users { pool, .. } => pool,
         }
@@ -139,6 +149,7 @@ impl Shape {
             Shape::Closed { .. } => LoadMode::Closed,
             Shape::Open { .. } => LoadMode::Open,
             Shape::Users { .. } => LoadMode::Users,
+            Shape::Consistency { .. } => LoadMode::Consistency,
         }
     }
 }
@@ -182,6 +193,8 @@ mod tests {
     #[case("{mode: open, rate: 20, duration: 5s}", &["isl128_osl64_r20_n100"])]
     #[case("{mode: open, rate: 20, requests: 7, duration: 5s}", &["isl128_osl64_r20_n7"])]
     #[case("{mode: users, duration: 1m}", &["isl128_osl64_u4_60s"])]
+    #[case("{mode: consistency}", &["isl128_osl64_same_n8"])]
+    #[case("{mode: consistency, requests: 50}", &["isl128_osl64_same_n50"])]
     fn shapes_name_their_trials(#[case] load: &str, #[case] slugs: &[&str]) {
         let load: LoadSpec = parse_yaml(Path::new("l.yaml"), load).expect("parses");
         let c = combination(4, 8);
@@ -198,6 +211,7 @@ mod tests {
     #[case("{mode: open, rate: 10}", Some(8))]
     #[case("{mode: open, rate: 20, duration: 5s}", Some(100))]
     #[case("{mode: users, duration: 1m}", None)]
+    #[case("{mode: consistency, requests: 30}", Some(30))]
     fn planned_requests_are_known_unless_a_duration_decides(
         #[case] load: &str,
         #[case] planned: Option<u64>,

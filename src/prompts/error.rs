@@ -47,6 +47,17 @@ pub enum PromptError {
         /// What is wrong.
         message: String,
     },
+    /// A shared prefix as long as the prompt or longer leaves no room for the unique part.
+    #[error(
+        "prompts.prefix_tokens is {prefix} but the ISL is {isl}: the shared prefix must be \
+         shorter than the prompt (the rest is unique to each request)"
+    )]
+    PrefixTooLong {
+        /// Tokens of the shared prefix.
+        prefix: u32,
+        /// Tokens of the whole prompt.
+        isl: u32,
+    },
     /// A case asks for a dataset source without giving `prompts.path`.
     #[error("prompts.source is {source_name} but prompts.path is not set")]
     MissingDatasetPath {

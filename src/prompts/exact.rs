@@ -122,6 +122,57 @@ fn exact_local(
     }
 }
 
+/// Salt of the shared prefixes' seed, so that a prefix is not the measured prompt of the same
+/// index.
+const PREFIX_SALT: u64 = 0x5052_4546_4958;
+
+/// Prompts of exactly `isl` tokens that begin with one of `groups` shared prefixes of exactly
+/// `prefix_tokens` tokens (prompt `i` of the `count`, index `index_base + i`, takes prefix `i
+/// mod groups`), each followed by a suffix unique to its index: the index words of
+/// [`exact_prompt`], then fillers. The prefixes are exact prompts themselves (seeded by the
+/// trial's seed, a salt and `index_base`, so warmup prompts share prefixes of their own, not
+/// the measured ones'); the whole text is counted again and the suffix adjusted until it is
+/// exact.
+pub async fn shared_prefix_prompts(
+    counter: &TokenCounter,
+    prefix_tokens: u32,
+    groups: u32,
+    isl: u32,
+    seed: u64,
+    index_base: u64,
+    count: usize,
+) -> Result<Vec<String>, PromptError> {
+    if isl <= prefix_tokens {
+        return Err(PromptError::PrefixTooLong {
+            prefix: prefix_tokens,
+            isl,
+        });
+    }
+    let groups = u64::from(groups.max(1));
+    let prefix_seed = mix(seed ^ PREFIX_SALT) ^ mix(index_base);
+    let mut prefixes = Vec::new();
+    for group in 0..groups.min(count as u64) {
+        prefixes.push(exact_prompt(counter, prefix_tokens, prefix_seed, group).await?);
+    }
+    let pool = counter.pool().await?;
+    let mut texts = Vec::with_capacity(count);
+    for i in 0..count as u64 {
+        let prefix = &prefixes[(i % groups) as usize];
+        let mut fit = Fit::new(&pool, isl - prefix_tokens, seed, index_base.wrapping_add(i));
+        let text = loop {
+            let text = format!("{prefix} {}", fit.text());
+            let got = counter.count(&text).await?;
+            if got == isl {
+                break text;
+            }
+            fit.adjust(got.saturating_sub(prefix_tokens))
+                .map_err(|_| not_exact(counter.label(), isl, got))?;
+        };
+        texts.push(text);
+    }
+    Ok(texts)
+}
+
 fn not_exact(counter: &'static str, isl: u32, got: u32) -> PromptError {
     PromptError::NotExact { isl, got, counter }
 }
@@ -202,6 +253,60 @@ mod tests {
         let counter = TokenCounter::words();
         let text = exact_prompt(&counter, isl, 3, 9).await.expect("exact");
         assert_eq!(text.split_whitespace().count(), isl as usize);
+    }
+
+    #[rstest]
+    #[case(8, 1, 20, 3)]
+    #[case(16, 4, 40, 9)]
+    #[case(1, 2, 2, 5)]
+    #[tokio::test]
+    async fn shared_prefixes_are_exact_and_followed_by_unique_suffixes(
+        #[case] prefix: u32,
+        #[case] groups: u32,
+        #[case] isl: u32,
+        #[case] count: usize,
+    ) {
+        let counter = TokenCounter::words();
+        let texts = shared_prefix_prompts(&counter, prefix, groups, isl, 3, 0, count)
+            .await
+            .expect("exact");
+        let words = |t: &str| t.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        for (i, text) in texts.iter().enumerate() {
+            assert_eq!(words(text).len(), isl as usize, "{text}");
+            let head = &words(text)[..prefix as usize];
+            let other = &texts[i % groups as usize];
+            assert_eq!(
+                head,
+                &words(other)[..prefix as usize],
+                "same group, same prefix"
+            );
+        }
+        let unique: std::collections::BTreeSet<&String> = texts.iter().collect();
+        assert_eq!(unique.len(), count, "every prompt is unique");
+        if groups > 1 {
+            assert_ne!(
+                words(&texts[0])[..prefix as usize],
+                words(&texts[1])[..prefix as usize],
+                "groups differ"
+            );
+        }
+        let again = shared_prefix_prompts(&counter, prefix, groups, isl, 3, 0, count)
+            .await
+            .expect("exact");
+        assert_eq!(again, texts, "deterministic");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_as_long_as_the_prompt_is_refused() {
+        let error = shared_prefix_prompts(&TokenCounter::words(), 16, 1, 16, 0, 0, 2)
+            .await
+            .expect_err("no room");
+        assert!(
+            error
+                .to_string()
+                .contains("prefix_tokens is 16 but the ISL is 16"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

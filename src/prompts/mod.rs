@@ -61,7 +61,8 @@ pub struct PromptItem {
 /// The `count` prompts of a trial, for indices `index_base..index_base + count` (index_base
 /// keeps warmup prompts apart from measured ones).
 ///
-/// Synthetic: [`exact_prompt`]s of `isl` tokens with `osl` from the trial. Datasets (the path
+/// Synthetic: [`exact_prompt`]s of `isl` tokens with `osl` from the trial, or with
+/// `prompts.prefix_tokens`, [`exact::shared_prefix_prompts`]. Datasets (the path
 /// is relative to `case_dir`): the first `count` entries of the file, `osl` being the default
 /// OSL of JSONL lines without `output_tokens`; index `i` takes entry `i mod n`, as it is when
 /// `i < n`, otherwise (a cycled entry, or any index when `index_base` is past the entries)
@@ -84,6 +85,15 @@ pub async fn build(
         return Ok(Vec::new());
     }
     let indices = (0..count as u64).map(|i| index_base.wrapping_add(i));
+    if let (PromptSource::Synthetic, Some((prefix, groups))) = (spec.source, spec.shared_prefix()) {
+        let texts =
+            exact::shared_prefix_prompts(counter, prefix, groups, isl, seed, index_base, count)
+                .await?;
+        return Ok(texts
+            .into_iter()
+            .map(|text| PromptItem { text, isl, osl })
+            .collect());
+    }
     if spec.source == PromptSource::Synthetic {
         let local = exact_prompts_local(counter, isl, seed, indices.clone().collect()).await;
         if let Some(texts) = local {

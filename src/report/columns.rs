@@ -53,11 +53,13 @@ pub fn load_level(report: &TrialReport) -> String {
     }
 }
 
-/// A load shape's level: `4` (closed), `4 users`, `20 req/s`, `20 req/s (cap 4)`.
+/// A load shape's level: `4` (closed), `4 users`, `20 req/s`, `20 req/s (cap 4)`, `same
+/// prompt` (consistency).
 pub fn shape_level(shape: LoadShape) -> String {
     match shape {
         LoadShape::Closed { concurrency } => concurrency.to_string(),
         LoadShape::Users { users } => format!("{users} users"),
+        LoadShape::Consistency => "same prompt".to_string(),
         LoadShape::Open {
             rate,
             max_in_flight: Some(cap),

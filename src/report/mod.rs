@@ -1,6 +1,7 @@
 //! Reports: every view here is computed from one [`TrialReport`] per trial.
 
 pub mod analysis;
+pub mod attempts;
 pub mod columns;
 pub mod csv;
 mod error;
@@ -112,6 +113,9 @@ pub struct LoadBody {
     pub server_metrics: Vec<ServerMetrics>,
     /// A stress trial's accuracy phase (asked while the load ran).
     pub accuracy: Option<AccuracySummary>,
+    /// Each run's figures when the load ran more than once (`load.repeat`, a gate's
+    /// `retries`); empty when it ran once. The summary above pools every run.
+    pub attempts: Vec<attempts::Attempt>,
 }
 
 /// What an accuracy trial measured.
@@ -143,6 +147,8 @@ pub enum LoadShape {
         /// Virtual users.
         users: u32,
     },
+    /// The same prompt, one request at a time (`load.mode: consistency`).
+    Consistency,
 }
 
 impl LoadShape {
@@ -152,6 +158,7 @@ impl LoadShape {
             LoadShape::Closed { .. } => LoadMode::Closed,
             LoadShape::Open { .. } => LoadMode::Open,
             LoadShape::Users { .. } => LoadMode::Users,
+            LoadShape::Consistency => LoadMode::Consistency,
         }
     }
 
@@ -163,10 +170,11 @@ impl LoadShape {
         }
     }
 
-    /// The `concurrency` column: requests in flight (closed), users (users), or the open
-    /// loop's cap (0 for none).
+    /// The `concurrency` column: requests in flight (closed; 1 for consistency), users
+    /// (users), or the open loop's cap (0 for none).
     pub fn concurrency_column(&self) -> u32 {
         match *self {
+            LoadShape::Consistency => 1,
             LoadShape::Closed { concurrency } => concurrency,
             LoadShape::Users { users } => users,
             LoadShape::Open { max_in_flight, .. } => max_in_flight.unwrap_or(0),
@@ -179,7 +187,7 @@ impl LoadShape {
 /// as prompts; a sim trial has mode `sim` and zeros.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Listing {
-    /// `closed`, `open`, `users`, `accuracy` or `sim`.
+    /// `closed`, `open`, `users`, `consistency`, `accuracy` or `sim`.
     pub mode: &'static str,
     /// Input sequence length (0 without load).
     pub isl: u32,

@@ -1,7 +1,7 @@
 //! What a trial folder records so the trial can be run again as it ran: the case as it was
 //! run (after overrides) in `case.yaml`, and in `rerun.json` the crate version, the tested
-//! repository's commit, the case and model spec files, the overrides, the seed, the tokenizer
-//! and the server.
+//! repository's commit, the case and model spec files, the overrides, the seed, the tokenizer,
+//! the server, and what each server said of itself (`/v1/models`, its `Server` header).
 
 use std::path::PathBuf;
 
@@ -32,6 +32,23 @@ pub struct Rerun {
     /// The server the trial was attached to (`LLM_STRESS_URL` or the case's `attach`); none
     /// for an embedded or spawned server, which the case itself describes.
     pub url: Option<String>,
+    /// What each endpoint's server said of itself when the trial began.
+    #[serde(default)]
+    pub servers: Vec<ServerIdentity>,
+}
+
+/// What a server said of itself: its `/v1/models` answer and its `Server` header.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// The endpoint's name in the case (`default` with one server).
+    pub endpoint: String,
+    /// The `/v1/models` answer, as JSON (the models served, their ids and, for vLLM, the
+    /// maximum model length).
+    pub models: Option<serde_json::Value>,
+    /// The response's `Server` header (llama.cpp, TGI and others name themselves there).
+    pub server_header: Option<String>,
+    /// Why there is no answer (a status, a timeout, text that is not JSON).
+    pub unavailable: Option<String>,
 }
 
 /// [`CASE_FILE`] and [`RERUN_FILE`] as (name, contents), for the trial folder's writer.

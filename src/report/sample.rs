@@ -146,6 +146,7 @@ impl ReportBuilder {
             endpoints: Vec::new(),
             server_metrics: Vec::new(),
             accuracy: None,
+            attempts: Vec::new(),
         }));
         ReportBuilder::new(Kind::Perf, case, slug, body)
     }

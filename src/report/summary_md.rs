@@ -84,6 +84,13 @@ pub fn render(run: &Run, thresholds: &Thresholds, numbers: Numbers, detail: Deta
                 out.push_str(&format!("- {line}\n"));
             }
         }
+        let consistency = consistency_lines(trials, numbers);
+        if !consistency.is_empty() {
+            out.push_str(&format!("\n{CONSISTENCY_INTRO}\n\n"));
+            for line in consistency {
+                out.push_str(&format!("- {line}\n"));
+            }
+        }
         let analysis = trial_analysis(trials, thresholds, numbers);
         if !analysis.is_empty() {
             out.push_str("\nAnalysis:\n\n");
@@ -319,6 +326,44 @@ pub fn prefill_scaling(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
 /// What precedes the prefill-scaling lines.
 pub const PREFILL_INTRO: &str = "Prefill scaling (median TTFT = a + b·ISL^k, fitted on a log scale \
      over trials that differ only in ISL; k ≈ 1 is linear):";
+
+/// What precedes the consistency lines.
+pub const CONSISTENCY_INTRO: &str = "Consistency (the same prompt, one request at a time; mean ± std \
+     and CV, second half against the first, and what the variation points at):";
+
+/// One line per consistency trial: `[perf] c::isl64_osl16_same_n40: TTFT 41.2 ± 4.1 (CV
+/// 10.0 %) ms, decode 198.0 ± 19.8 (CV 10.0 %) tok/s, halves TTFT +1.2 % decode −0.3 %; low
+/// decode variance with high TTFT variance points at …`. Which trials have a line depends on
+/// their mode; the line itself is measured, and redacted.
+pub fn consistency_lines(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
+    trials
+        .iter()
+        .filter(|t| t.report.shape() == Some(super::LoadShape::Consistency))
+        .map(|t| {
+            let text = measured(numbers, NUM, || {
+                let Some(c) = t.report.summary().and_then(|s| s.consistency.as_ref()) else {
+                    return "too few successful requests to measure".to_string();
+                };
+                let decode = c
+                    .decode_tok_s
+                    .map_or_else(|| NONE.to_string(), |d| d.describe());
+                let halves = c.drift.map_or_else(String::new, |d| {
+                    format!(
+                        ", halves TTFT {:+.1} % decode {:+.1} %",
+                        d.ttft_change * 100.0,
+                        d.decode_change * 100.0
+                    )
+                });
+                format!(
+                    "TTFT {} ms, decode {decode} tok/s{halves}; {}",
+                    c.ttft_ms.describe(),
+                    c.reading.describe()
+                )
+            });
+            format!("{}: {text}", t.name())
+        })
+        .collect()
+}
 
 /// Placeholder of a redacted prefill fit.
 pub const PREFILL: &str = "<fit>";

@@ -91,12 +91,14 @@ impl Axis {
     }
 }
 
-/// Where a load trial sits on a load axis; `None` for trials that sent no load.
+/// Where a load trial sits on a load axis; `None` for trials that sent no load and for
+/// consistency runs (one request at a time, not a level of load).
 pub fn load_of(report: &TrialReport) -> Option<(Axis, f64)> {
     match report.shape()? {
         LoadShape::Open { rate, .. } => Some((Axis::Rate, rate)),
         LoadShape::Closed { concurrency } => Some((Axis::Concurrency, f64::from(concurrency))),
         LoadShape::Users { users } => Some((Axis::Concurrency, f64::from(users))),
+        LoadShape::Consistency => None,
     }
 }
 

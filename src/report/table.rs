@@ -7,15 +7,18 @@
 //! instead of its `reason`. Parameters, targets, check names, statuses and the verdict are
 //! printed as they are, so the redacted table is the same on every run of an unchanged case
 //! and changes when the matrix, a target or an outcome does. The run id and timestamp are not
-//! printed. A sim trial's numbers come from virtual time and are printed exactly in both
+//! printed, nor are the runs that a gate's `retries` added (how many there are depends on what
+//! was measured). A sim trial's numbers come from virtual time and are printed exactly in both
 //! modes, except its wall time.
 
+use super::attempts::{Attempt, AttemptCause, FIGURES, MedianRange};
 use super::markdown::{Align, Table, cell};
 use super::sim::SimStepReport;
 use super::wire::adjusted_text;
 use super::{LoadBody, LoadShape, TrialBody, TrialReport};
 use crate::accuracy::summary::AccuracySummary;
-use crate::metrics::Distribution;
+use crate::metrics::consistency::{Consistency, Spread};
+use crate::metrics::{Distribution, PrefixSummary};
 use crate::server_metrics::Reading;
 use crate::server_metrics::ServerMetrics;
 
@@ -190,6 +193,7 @@ fn load_parameters(load: &LoadBody) -> Vec<(&'static str, String)> {
             } => ("max in flight", cap.to_string()),
             LoadShape::Users { users } => ("users", users.to_string()),
             LoadShape::Closed { concurrency } => ("concurrency", concurrency.to_string()),
+            LoadShape::Consistency => ("concurrency", "1".to_string()),
         },
         (
             "rate",
@@ -387,6 +391,93 @@ fn metrics(out: &mut String, load: &LoadBody, numbers: Numbers) {
     }
 }
 
+/// Shared prefixes: TTFT of the cold requests (the first of each group) against the shared
+/// ones, and the tokens the server says it took from its cache.
+fn shared_prefix(out: &mut String, prefix: &PrefixSummary, numbers: Numbers) {
+    out.push_str("### Shared prefix\n\n");
+    let header = ["ttft (ms)", "requests", "mean", "p50", "p90", "p99"];
+    let mut align = vec![Align::Left];
+    align.extend([Align::Right; 5]);
+    let row = |label: &str, requests: u64, d: Option<&Distribution>| {
+        let mut row = vec![
+            label.to_string(),
+            measured(numbers, NUM, || requests.to_string()),
+        ];
+        row.extend(["mean", "p50", "p90", "p99"].map(|stat| latency_cell(numbers, d, stat)));
+        row
+    };
+    let rows = vec![
+        row(
+            "cold (first of its group)",
+            prefix.requests_cold,
+            prefix.cold_ttft_ms.as_ref(),
+        ),
+        row(
+            "shared (prefix sent before)",
+            prefix.requests_shared,
+            prefix.shared_ttft_ms.as_ref(),
+        ),
+    ];
+    push_table(out, &header, &align, &rows);
+    out.push('\n');
+    name_value_table(
+        out,
+        ["prefix", "value"],
+        vec![
+            ("groups", prefix.groups.to_string()),
+            (
+                "shared ÷ cold mean TTFT",
+                measured_opt(numbers, NUM, prefix.shared_over_cold, f3),
+            ),
+            (
+                "server cached tokens",
+                measured_opt(
+                    numbers,
+                    NUM,
+                    prefix.server_cached_tokens.map(|n| n as f64),
+                    |n| format!("{n:.0}"),
+                ),
+            ),
+        ],
+    );
+}
+
+/// A consistency run: mean ± std and CV of TTFT and decode rate, the halves' drift and the
+/// reading. Shown for every consistency trial (a redacted table does not say whether enough
+/// requests succeeded to measure it).
+fn consistency(out: &mut String, load: &LoadBody, numbers: Numbers) {
+    out.push_str("### Consistency (the same prompt, one request at a time)\n\n");
+    let c = load.summary.consistency.as_ref();
+    let spread = |pick: fn(&Consistency) -> Option<Spread>| {
+        measured(numbers, NUM, || {
+            c.and_then(pick)
+                .map_or_else(|| NONE.to_string(), |s| s.describe())
+        })
+    };
+    let change = |pick: fn(&crate::metrics::Drift) -> f64| {
+        measured(numbers, NUM, || {
+            c.and_then(|c| c.drift.as_ref()).map_or_else(
+                || NONE.to_string(),
+                |d| format!("{:+.1} %", pick(d) * 100.0),
+            )
+        })
+    };
+    let reading = measured(numbers, NUM, || {
+        c.map_or_else(|| NONE.to_string(), |c| c.reading.describe().to_string())
+    });
+    name_value_table(
+        out,
+        ["quantity", "value"],
+        vec![
+            ("TTFT ms (mean ± std)", spread(|c| Some(c.ttft_ms))),
+            ("decode tok/s (mean ± std)", spread(|c| c.decode_tok_s)),
+            ("TTFT 2nd vs 1st half", change(|d| d.ttft_change)),
+            ("decode 2nd vs 1st half", change(|d| d.decode_change)),
+            ("reading", reading),
+        ],
+    );
+}
+
 fn endpoints(out: &mut String, load: &LoadBody, numbers: Numbers) {
     let header = [
         "endpoint",
@@ -417,6 +508,62 @@ fn endpoints(out: &mut String, load: &LoadBody, numbers: Numbers) {
             ]
         })
         .collect();
+    push_table(out, &header, &align, &rows);
+}
+
+/// A load that ran more than once: each run's headline figures, then their median and
+/// range (the metrics above pool every run).
+fn runs(out: &mut String, attempts: &[Attempt], numbers: Numbers) {
+    out.push_str("### Runs\n\n");
+    let mut header = vec!["run", "why", "ok", "failed"];
+    header.extend(FIGURES.iter().map(|(name, _)| *name));
+    let mut align = vec![Align::Left, Align::Left];
+    align.extend(vec![Align::Right; header.len() - 2]);
+    let mut rows: Vec<Vec<String>> = attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut row = vec![
+                (i + 1).to_string(),
+                a.cause.as_str().to_string(),
+                measured(numbers, NUM, || a.requests_ok.to_string()),
+                measured(numbers, NUM, || a.requests_failed.to_string()),
+            ];
+            row.extend(
+                FIGURES
+                    .iter()
+                    .map(|(_, figure)| measured_opt(numbers, NUM, figure(a), f3)),
+            );
+            row
+        })
+        .collect();
+    let spreads: Vec<Option<MedianRange>> = FIGURES
+        .iter()
+        .map(|(_, figure)| MedianRange::of(attempts.iter().filter_map(figure)))
+        .collect();
+    let mut median = vec![
+        "median".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    median.extend(
+        spreads
+            .iter()
+            .map(|s| measured_opt(numbers, NUM, s.map(|s| s.median), f3)),
+    );
+    let mut range = vec![
+        "range".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    range.extend(spreads.iter().map(|s| match s {
+        None => NONE.to_string(),
+        Some(s) => measured(numbers, NUM, || format!("{}–{}", f3(s.min), f3(s.max))),
+    }));
+    rows.push(median);
+    rows.push(range);
     push_table(out, &header, &align, &rows);
 }
 
@@ -582,6 +729,25 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
         if let Some(load) = report.load() {
             metrics(&mut out, load, numbers);
             out.push('\n');
+            // Retries depend on what was measured, so a redacted table leaves them out.
+            let shown: Vec<Attempt> = load
+                .attempts
+                .iter()
+                .filter(|a| numbers == Numbers::Measured || a.cause == AttemptCause::Repeat)
+                .cloned()
+                .collect();
+            if shown.len() > 1 {
+                runs(&mut out, &shown, numbers);
+                out.push('\n');
+            }
+            if let Some(prefix) = &load.summary.prefix {
+                shared_prefix(&mut out, prefix, numbers);
+                out.push('\n');
+            }
+            if load.shape == LoadShape::Consistency {
+                consistency(&mut out, load, numbers);
+                out.push('\n');
+            }
             if !load.server_metrics.is_empty() {
                 server_metrics(&mut out, &load.server_metrics, numbers);
                 out.push('\n');
@@ -749,6 +915,51 @@ mod tests {
             "{table}"
         );
         assert!(table.ends_with("verdict: FAIL\n"), "{table}");
+    }
+
+    #[test]
+    fn a_consistency_table_shows_spreads_halves_and_the_reading() {
+        use crate::metrics::Drift;
+        use crate::metrics::consistency::Reading;
+        let mut report = sample_report();
+        let load = report.load_mut().expect("a load trial");
+        load.shape = LoadShape::Consistency;
+        let spread = |mean: f64, cv: f64| Spread {
+            count: 40,
+            mean,
+            std: mean * cv,
+            cv,
+        };
+        load.summary.consistency = Some(Consistency {
+            requests: 40,
+            ttft_ms: spread(40.0, 0.2),
+            decode_tok_s: Some(spread(200.0, 0.01)),
+            drift: Some(Drift {
+                ttft_first_ms: 40.0,
+                ttft_second_ms: 42.0,
+                ttft_change: 0.05,
+                decode_first_tok_s: 200.0,
+                decode_second_tok_s: 200.0,
+                decode_change: 0.0,
+                flagged: false,
+            }),
+            reading: Reading::BeforeTheGpu,
+        });
+        let table = render(&report, Numbers::Measured);
+        for text in [
+            "| mode ",
+            "consistency",
+            "40.0 ± 8.0 (CV 20.0 %)",
+            "200.0 ± 2.0 (CV 1.0 %)",
+            "+5.0 %",
+            "points at the network or the scheduler, not the GPU",
+        ] {
+            assert!(table.contains(text), "{text} in\n{table}");
+        }
+        let redacted = render(&report, Numbers::Redacted);
+        assert!(redacted.contains("### Consistency"), "{redacted}");
+        assert!(!redacted.contains("the scheduler"), "{redacted}");
+        assert!(!render(&sample_report(), Numbers::Measured).contains("### Consistency"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attempts::Attempt;
 use super::sim::SimStepReport;
 use super::{
     AccuracyBody, EndpointSummary, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport,
@@ -49,6 +50,8 @@ pub(super) struct TrialRecord {
     pub(super) server_metrics: Vec<ServerMetrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) sim: Option<SimStepReport>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) attempts: Vec<Attempt>,
     pub(super) verdict: Verdict,
     pub(super) expect_fail: bool,
 }
@@ -142,6 +145,7 @@ impl From<TrialReport> for TrialRecord {
             accuracy_detail: None,
             server_metrics: Vec::new(),
             sim: None,
+            attempts: Vec::new(),
             verdict,
             expect_fail: meta.expect == Expect::Fail,
         };
@@ -152,6 +156,7 @@ impl From<TrialReport> for TrialRecord {
                 record.summary = load.summary;
                 record.endpoints = load.endpoints;
                 record.server_metrics = load.server_metrics;
+                record.attempts = load.attempts;
                 load.accuracy
             }
             TrialBody::Accuracy(body) => body.accuracy,
@@ -188,6 +193,7 @@ impl TryFrom<TrialRecord> for TrialReport {
                     "users" => LoadShape::Users {
                         users: r.concurrency,
                     },
+                    "consistency" => LoadShape::Consistency,
                     "open" => LoadShape::Open {
                         rate: r.rate.unwrap_or(0.0),
                         max_in_flight: (r.concurrency > 0).then_some(r.concurrency),
@@ -196,7 +202,7 @@ impl TryFrom<TrialRecord> for TrialReport {
                         return Err(WireError::Value {
                             field: "mode",
                             value: other.to_string(),
-                            expected: "`closed`, `open`, `users`, `accuracy` or `sim`",
+                            expected: "`closed`, `open`, `users`, `consistency`, `accuracy` or `sim`",
                         });
                     }
                 };
@@ -210,6 +216,7 @@ impl TryFrom<TrialRecord> for TrialReport {
                     endpoints: r.endpoints,
                     server_metrics: r.server_metrics,
                     accuracy: r.accuracy_detail,
+                    attempts: r.attempts,
                 }))
             }
         };
@@ -291,8 +298,30 @@ mod tests {
         report
     }
 
+    /// A consistency trial, with its consistency summary.
+    fn consistency_report() -> TrialReport {
+        use crate::metrics::consistency::{Consistency, Reading, Spread};
+        let mut report = sample_report();
+        let load = report.load_mut().expect("a load trial");
+        load.shape = LoadShape::Consistency;
+        load.summary.consistency = Some(Consistency {
+            requests: 40,
+            ttft_ms: Spread {
+                count: 40,
+                mean: 41.0,
+                std: 4.1,
+                cv: 0.1,
+            },
+            decode_tok_s: None,
+            drift: None,
+            reading: Reading::BeforeTheGpu,
+        });
+        report
+    }
+
     #[rstest]
     #[case::load(sample_report())]
+    #[case::consistency(consistency_report())]
     #[case::accuracy(ReportBuilder::accuracy("c", "gsm8k_n40", Some(accuracy_summary(40, 90.0))).build())]
     #[case::accuracy_that_could_not_ask(ReportBuilder::accuracy("c", "gsm8k_n40", None).build())]
     #[case::sim(sim_report())]
@@ -321,6 +350,17 @@ mod tests {
             .collect();
         expected.sort_unstable();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn a_consistency_trial_says_its_mode_and_reading() {
+        let value = serde_json::to_value(consistency_report()).expect("json");
+        assert_eq!(value["mode"], "consistency");
+        assert_eq!(value["concurrency"], 1);
+        assert_eq!(value["summary"]["consistency"]["ttft_ms"]["cv"], 0.1);
+        assert_eq!(value["summary"]["consistency"]["reading"], "before_the_gpu");
+        let plain = serde_json::to_value(sample_report()).expect("json");
+        assert!(plain["summary"].get("consistency").is_none());
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
 use crate::plan::{LoadKind, LoadTrial, TrialPlan};
 use crate::report::EndpointSummary;
+use crate::report::attempts::{Attempt, AttemptCause};
+use crate::report::rerun::ServerIdentity;
 use crate::report::trial_dir::safe_name;
 use crate::server::embedded::answers::AnswerKey;
 use crate::server::{RunningServer, Surroundings};
@@ -43,6 +45,10 @@ pub(super) struct Measured {
     pub server_metrics: Vec<ServerMetrics>,
     /// The base URLs the requests went to, one per endpoint.
     pub urls: Vec<String>,
+    /// Each run's figures, when the load ran more than once.
+    pub attempts: Vec<Attempt>,
+    /// What each endpoint's server said of itself before the trial began.
+    pub identities: Vec<ServerIdentity>,
 }
 
 impl Measured {
@@ -209,9 +215,94 @@ async fn drive(
     destinations: &[Destination],
     servers: &[RunningServer],
 ) -> Result<Measured, TrialError> {
+    let endpoints = clients(session, plan, destinations, servers)?;
+    let identities = identify(&endpoints).await;
+    let mut measured = drive_endpoints(
+        session,
+        plan,
+        task,
+        baseline,
+        destinations,
+        servers,
+        endpoints,
+    )
+    .await?;
+    measured.identities = identities;
+    Ok(measured)
+}
+
+/// Most bytes of a `/v1/models` answer kept.
+const MODELS_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Asks each endpoint's server what it is (`GET /v1/models`, with the client's headers),
+/// waiting at most a few seconds: the answer goes to `rerun.json`, and a server that does
+/// not give one is noted there, never failed for it.
+async fn identify(endpoints: &[Endpoint]) -> Vec<ServerIdentity> {
+    let mut identities = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let client = &endpoint.client;
+        let url = format!("{}/v1/models", client.base_url());
+        let asked = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut response = client.http().get(&url).send().await?;
+            let server_header = response
+                .headers()
+                .get(reqwest::header::SERVER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let status = response.status();
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MODELS_ANSWER_BYTES {
+                    break;
+                }
+            }
+            Ok::<_, reqwest::Error>((status, server_header, body))
+        })
+        .await;
+        let mut identity = ServerIdentity {
+            endpoint: endpoint.name.clone(),
+            ..ServerIdentity::default()
+        };
+        match asked {
+            Err(_) => identity.unavailable = Some("no answer within 5 s".into()),
+            Ok(Err(e)) => {
+                identity.unavailable = Some(client.secrets().redact(&e.to_string()).into_owned())
+            }
+            Ok(Ok((status, server_header, body))) => {
+                identity.server_header = server_header;
+                let text = String::from_utf8_lossy(&body);
+                let text = client.secrets().redact(&text);
+                if !status.is_success() {
+                    identity.unavailable = Some(format!("GET /v1/models answered {status}"));
+                } else if body.len() > MODELS_ANSWER_BYTES {
+                    identity.unavailable =
+                        Some(format!("the answer is over {MODELS_ANSWER_BYTES} bytes"));
+                } else {
+                    match serde_json::from_str(&text) {
+                        Ok(models) => identity.models = Some(models),
+                        Err(e) => identity.unavailable = Some(format!("not JSON: {e}")),
+                    }
+                }
+            }
+        }
+        identities.push(identity);
+    }
+    identities
+}
+
+/// Runs the load, the accuracy phase, or both at once on `endpoints`.
+async fn drive_endpoints(
+    session: &Session,
+    plan: &TrialPlan,
+    task: Option<&Task>,
+    baseline: &dyn Baseline,
+    destinations: &[Destination],
+    servers: &[RunningServer],
+    endpoints: Vec<Endpoint>,
+) -> Result<Measured, TrialError> {
     let case = plan.case();
     let spec = &case.spec;
-    let endpoints = clients(session, plan, destinations, servers)?;
     let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
     // The accuracy phase asks the first endpoint.
     let accuracy_client = endpoints.first().map(|e| e.client.clone());
@@ -246,14 +337,16 @@ async fn drive(
         .ok_or(TrialError::NoServer)?;
     let (measured, warmup) = prompts_for(session, load, tokenizer_client.http(), first).await?;
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)?
-        .with_progress(session.progress.clone());
+        .with_progress(session.progress.clone())
+        .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups));
     let source = Arc::new(source);
     let shape = &load.point.shape;
     let scrapers = start_scrapers(plan, &names, servers).await;
     let Some(((task, accuracy), client)) = accuracy.filter(|_| load.kind == LoadKind::Stress)
     else {
-        let outcome = load::run(&spec.load, shape, &source).await;
+        let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
         let mut measured = judge_load(load, outcome, &names);
+        measured.attempts = attempts;
         measured.server_metrics = finish_scrapers(scrapers).await;
         let slos = slo_checks(&spec.slo, &measured, &names);
         measured.checks.extend(slos);
@@ -291,6 +384,45 @@ async fn drive(
     measured.checks.extend(slos);
     measured.checks.extend(checks);
     Ok(measured)
+}
+
+/// Runs the load `load.repeat` times, then again while the gate's `retries` allow and a
+/// metric compared with the baseline is inconclusive, and pools the runs
+/// ([`load::LoadOutcome::followed_by`]). Returns the pooled outcome with each run's figures
+/// (none when the load ran once).
+async fn run_repeated(
+    session: &Session,
+    plan: &TrialPlan,
+    load: &LoadTrial,
+    source: &Arc<RequestSource>,
+) -> (LoadOutcome, Vec<Attempt>) {
+    let spec = &load.case.spec;
+    let shape = &load.point.shape;
+    let mut attempts = Vec::new();
+    let mut pooled: Option<LoadOutcome> = None;
+    let repeats = std::iter::repeat_n(AttemptCause::Repeat, spec.load.repeat.max(1) as usize);
+    let retries = std::iter::repeat_n(AttemptCause::Retry, session.retries(plan) as usize);
+    for cause in repeats.chain(retries) {
+        if let (AttemptCause::Retry, Some(so_far)) = (cause, &pooled)
+            && !session.inconclusive(plan, &so_far.records, so_far.duration_s)
+        {
+            break;
+        }
+        let outcome = load::run(&spec.load, shape, source).await;
+        attempts.push(Attempt::of(
+            cause,
+            &Summary::from_records(&outcome.records, outcome.duration_s),
+        ));
+        pooled = Some(match pooled {
+            None => outcome,
+            Some(earlier) => earlier.followed_by(outcome),
+        });
+    }
+    if attempts.len() == 1 {
+        attempts.clear();
+    }
+    let pooled = pooled.expect("the load runs at least once");
+    (pooled, attempts)
 }
 
 /// Starts scraping every server's metrics, unless the case turned it off.
@@ -374,6 +506,11 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     let summary = Summary::from_records(&outcome.records, outcome.duration_s)
         .with_arrivals(rate, outcome.dropped)
         .with_goodput(&outcome.records, goodput);
+    let summary = if point.shape.mode() == LoadMode::Consistency {
+        summary.with_consistency(&outcome.records)
+    } else {
+        summary
+    };
     let endpoints = if endpoint_names.len() > 1 {
         endpoint_names
             .iter()

@@ -35,7 +35,7 @@ use crate::compare::baseline::BaselineRun;
 use crate::judge::{Baseline, Check, CheckSource};
 use crate::load::progress::LoadProgress;
 use crate::metrics::RequestRecord;
-use crate::plan::TrialPlan;
+use crate::plan::{LoadKind, TrialPlan};
 use crate::report::csv::RunCsvBaseline;
 use crate::report::rerun::Rerun;
 use crate::report::{self, TrialReport};
@@ -322,6 +322,40 @@ impl Session {
         }
     }
 
+    /// How many more times a trial of `plan` may run its load when a metric compared with
+    /// the baseline is inconclusive: the gate's `retries` for a perf trial when the session
+    /// compares with a baseline, else none. A stress trial runs once (its questions are
+    /// paired with the baseline's one to one), and so does an accuracy trial.
+    fn retries(&self, plan: &TrialPlan) -> u32 {
+        match (&self.compared_with, plan) {
+            (Some(Ok(baseline)), TrialPlan::Load(load)) if load.kind == LoadKind::Perf => {
+                baseline.gate(plan.case().spec.gate.as_ref()).retries
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether the pooled `records` of `plan`'s trial, over a window of `duration_s`, leave
+    /// a metric inconclusive against the baseline.
+    fn inconclusive(&self, plan: &TrialPlan, records: &[RequestRecord], duration_s: f64) -> bool {
+        let Some(Ok(baseline)) = &self.compared_with else {
+            return false;
+        };
+        let data = crate::compare::TrialData::new(records.to_vec(), duration_s);
+        match baseline.compare_data(
+            &plan.full_name(),
+            plan.kind(),
+            data,
+            plan.case().spec.gate.as_ref(),
+        ) {
+            Some(Ok(comparison)) => comparison
+                .metrics
+                .iter()
+                .any(|m| m.outcome == crate::compare::Outcome::Inconclusive),
+            _ => false,
+        }
+    }
+
     /// What a rerun of `plan` needs besides its case. The repository's commit is asked of
     /// `git` once per session, in the folder of the first case.
     fn rerun(&self, plan: &TrialPlan) -> Rerun {
@@ -347,6 +381,7 @@ impl Session {
             seed: case.spec.load.seed,
             tokenizer: case.model.as_ref().and_then(|m| m.tokenizer.clone()),
             url,
+            servers: Vec::new(),
         }
     }
 

@@ -10,32 +10,39 @@ use crate::case::ServerKind;
 use crate::judge::Verdict;
 use crate::metrics::RequestRecord;
 use crate::plan::{LoadTrial, Shape, TrialPlan};
+use crate::report::rerun::ServerIdentity;
 use crate::report::{
     AccuracyBody, LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport, trial_dir,
 };
 
 /// Runs the plan and returns its outcome.
 pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
-    let (report, records, samples, study, server_urls) = match plan {
+    let (report, records, samples, study, servers) = match plan {
         TrialPlan::Sim(sim) => {
             let (report, study) = super::sim::run(&session.context, plan, sim.step);
-            (report, Vec::new(), Vec::new(), Some(study), Vec::new())
+            (
+                report,
+                Vec::new(),
+                Vec::new(),
+                Some(study),
+                Servers::default(),
+            )
         }
         TrialPlan::Load(load) => {
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
-            let (records, samples, urls) = take_files(&mut measured);
+            let (records, samples, servers) = take_files(&mut measured);
             let body = TrialBody::Load(Box::new(load_body(load, &mut measured)));
             (
                 report(session, plan, server, body, measured),
                 records,
                 samples,
                 None,
-                urls,
+                servers,
             )
         }
         TrialPlan::Accuracy(_) => {
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
-            let (records, samples, urls) = take_files(&mut measured);
+            let (records, samples, servers) = take_files(&mut measured);
             let body = TrialBody::Accuracy(AccuracyBody {
                 concurrency: accuracy_concurrency(plan),
                 accuracy: measured.accuracy.take(),
@@ -45,7 +52,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
                 records,
                 samples,
                 None,
-                urls,
+                servers,
             )
         }
     };
@@ -58,6 +65,8 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
     }
     let passed = report.passed();
     let dir = trial_dir::trial_dir(&session.context.out_dir, &report, !passed);
+    let mut rerun = session.rerun(plan);
+    rerun.servers = servers.identities;
     Ok(TrialOutcome {
         report,
         records,
@@ -65,9 +74,9 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         study,
         passed,
         case_yaml: case_yaml(plan),
-        rerun: session.rerun(plan),
+        rerun,
         dir,
-        server_urls,
+        server_urls: servers.urls,
     })
 }
 
@@ -156,12 +165,25 @@ fn measure_on_client_runtime(
     Ok(runtime.block_on(measure(session, plan, &baseline)))
 }
 
-/// The records, scored samples and server URLs, which go to the trial's files rather than its report.
-fn take_files(measured: &mut Measured) -> (Vec<RequestRecord>, Vec<ScoredSample>, Vec<String>) {
+/// What a trial knows of the servers it measured.
+#[derive(Default)]
+struct Servers {
+    /// Their base URLs, one per endpoint.
+    urls: Vec<String>,
+    /// What each said of itself.
+    identities: Vec<ServerIdentity>,
+}
+
+/// The records, scored samples and servers, which go to the trial's files rather than its
+/// report.
+fn take_files(measured: &mut Measured) -> (Vec<RequestRecord>, Vec<ScoredSample>, Servers) {
     (
         std::mem::take(&mut measured.records),
         std::mem::take(&mut measured.samples),
-        std::mem::take(&mut measured.urls),
+        Servers {
+            urls: std::mem::take(&mut measured.urls),
+            identities: std::mem::take(&mut measured.identities),
+        },
     )
 }
 
@@ -199,6 +221,7 @@ fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
             max_in_flight: load.case.spec.load.max_in_flight,
         },
         Shape::Users { users, .. } => LoadShape::Users { users },
+        Shape::Consistency { .. } => LoadShape::Consistency,
     };
     LoadBody {
         isl: c.isl,
@@ -210,6 +233,7 @@ fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
         endpoints: std::mem::take(&mut measured.endpoints),
         server_metrics: std::mem::take(&mut measured.server_metrics),
         accuracy: measured.accuracy.take(),
+        attempts: std::mem::take(&mut measured.attempts),
     }
 }
 

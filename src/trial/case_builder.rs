@@ -165,19 +165,19 @@ impl CaseBuilder {
 
     /// `matrix.isl` (custom mode).
     pub fn isl(mut self, isl: impl IntoIterator<Item = u32>) -> CaseBuilder {
-        self.custom_matrix().isl = isl.into_iter().collect();
+        self.custom_matrix().isl = Some(isl.into_iter().collect());
         self
     }
 
     /// `matrix.osl` (custom mode).
     pub fn osl(mut self, osl: impl IntoIterator<Item = u32>) -> CaseBuilder {
-        self.custom_matrix().osl = osl.into_iter().collect();
+        self.custom_matrix().osl = Some(osl.into_iter().collect());
         self
     }
 
     /// `matrix.concurrency` (custom mode).
     pub fn concurrency(mut self, concurrency: impl IntoIterator<Item = u32>) -> CaseBuilder {
-        self.custom_matrix().concurrency = concurrency.into_iter().collect();
+        self.custom_matrix().concurrency = Some(concurrency.into_iter().collect());
         self
     }
 
@@ -245,7 +245,10 @@ impl CaseBuilder {
                 ("matrix.osl", &matrix.osl),
                 ("matrix.concurrency", &matrix.concurrency),
             ] {
-                if values.is_empty() || values.contains(&0) {
+                if values
+                    .as_ref()
+                    .is_some_and(|v| v.is_empty() || v.contains(&0))
+                {
                     return Err(CaseBuildError::Invalid {
                         key,
                         message: "needs at least one value, each at least 1".into(),

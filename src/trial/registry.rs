@@ -144,9 +144,9 @@ impl Registration {
                 // Rust case.
                 *matrix = MatrixSpec {
                     mode: MatrixMode::Custom,
-                    isl: vec![128],
-                    osl: vec![64],
-                    concurrency: vec![1],
+                    isl: Some(vec![128]),
+                    osl: Some(vec![64]),
+                    concurrency: Some(vec![1]),
                     ..matrix.clone()
                 };
             }
@@ -156,7 +156,7 @@ impl Registration {
                 (&mut matrix.concurrency, concurrency),
             ] {
                 if !given.is_empty() {
-                    *list = given;
+                    *list = Some(given);
                 }
             }
         }

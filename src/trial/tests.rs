@@ -133,7 +133,7 @@ fn the_case_builder_reads_slos_and_refuses_bad_numbers() {
     let matrix = spec.matrix.as_ref().expect("a matrix");
     assert_eq!(
         (matrix.isl.clone(), matrix.osl.clone()),
-        (vec![32], vec![64])
+        (Some(vec![32]), Some(vec![64]))
     );
     let err = Case::builder()
         .slo("ttft_ms.p59 < 3")

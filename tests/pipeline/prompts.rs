@@ -345,6 +345,7 @@ async fn cycled_dataset_prompts_stay_unique(#[case] source: PromptSource) {
         source,
         path: Some("data".into()),
         use_server_tokenizer: false,
+        ..PromptSpec::default()
     };
     for counter in [TokenCounter::words(), fixture_counter().clone()] {
         let items = prompts::build(
@@ -479,6 +480,7 @@ async fn a_dataset_source_needs_a_path() {
         source: PromptSource::Jsonl,
         path: None,
         use_server_tokenizer: false,
+        ..PromptSpec::default()
     };
     let error = prompts::build(
         &spec,

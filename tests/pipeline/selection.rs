@@ -92,7 +92,10 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     let rerun_again: llm_stress::case::CaseSpec =
         llm_stress::case::load::parse_yaml(&folder.join("case.yaml"), &case_yaml)
             .expect("case.yaml is a case");
-    assert_eq!(rerun_again.matrix.expect("matrix").concurrency, vec![1]);
+    assert_eq!(
+        rerun_again.matrix.expect("matrix").concurrency,
+        Some(vec![1])
+    );
     let rerun: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(folder.join("rerun.json")).expect("rerun.json"),
     )
@@ -100,6 +103,14 @@ fn the_cli_runs_only_tagged_cases_with_their_overrides() {
     assert_eq!(rerun["overrides"][0], "matrix.concurrency=[1]");
     assert_eq!(rerun["seed"], 0);
     assert_eq!(rerun["llm_stress_version"], env!("CARGO_PKG_VERSION"));
+    // And what the server said of itself: the embedded server's `/v1/models` answer.
+    assert_eq!(rerun["servers"][0]["endpoint"], "default", "{rerun}");
+    assert_eq!(rerun["servers"][0]["models"]["object"], "list", "{rerun}");
+    assert!(
+        rerun["servers"][0]["models"]["data"][0]["id"].is_string(),
+        "{rerun}"
+    );
+    assert!(rerun["servers"][0]["unavailable"].is_null(), "{rerun}");
 
     let bad = Command::new(env!("CARGO_BIN_EXE_llm-stress"))
         .arg("run")

@@ -142,3 +142,86 @@ fn a_slower_decode_regresses_and_the_same_settings_do_not() {
         "no metric regressed:\n{text}"
     );
 }
+
+/// Runs case `t` (4 closed-loop requests a run unless `prompts` says otherwise) under
+/// `run_id`, compared with `baseline` when given.
+fn run_small(
+    dir: &CaseDir,
+    run_id: &str,
+    tpot_ms: f64,
+    prompts: u32,
+    gate: &str,
+    baseline: Option<&str>,
+) -> TrialOutcome {
+    let yaml = format!(
+        "name: t\nmodel: m\nkinds: [perf]\nserver:\n  embedded: {{ ttft_ms: 10, tpot_ms: {tpot_ms}, slots: 4 }}\n\
+         matrix:\n  mode: custom\n  isl: [32]\n  osl: [16]\n  concurrency: [1]\n  prompts: {{ fixed: {prompts} }}\n\
+         load:\n  warmup: 1\n{gate}"
+    );
+    let plan = dir.model("m", MODEL).case("t", &yaml).plan();
+    let mut session = support::session(support::context(run_id, dir.out(), None));
+    if let Some(base) = baseline {
+        let base = BaselineRun::load(&dir.out().join(base), None, Gate::default());
+        session = session.compare_with(base.map_err(|e| e.to_string()));
+    }
+    session.run_trial(&plan).expect("reports written")
+}
+
+#[test]
+fn an_inconclusive_trial_runs_again_and_pools_its_requests() {
+    use llm_stress::report::attempts::AttemptCause;
+    let dir = CaseDir::named("compare-retries");
+    // A decode exactly 10 % slower, against a 10 % bound, from a baseline of 4 requests (two
+    // blocks of two, whose interval Student's t with one degree of freedom widens to several
+    // per cent at 99.9 % confidence, however many requests the candidate pools): the interval
+    // straddles the bound run after run.
+    assert!(run_small(&dir, "base", 5.0, 4, "", None).passed);
+    let gate = "gate:\n  metrics: [tpot_ms.p50, e2el_ms.p95]\n  confidence: 0.999\n  retries: 2\n";
+    let retried = run_small(&dir, "retried", 5.5, 4, gate, Some("base"));
+    let load = retried.report.load().expect("a load trial");
+    let causes: Vec<AttemptCause> = load.attempts.iter().map(|a| a.cause).collect();
+    assert_eq!(
+        causes,
+        [
+            AttemptCause::Repeat,
+            AttemptCause::Retry,
+            AttemptCause::Retry
+        ],
+        "{:?}",
+        retried.report.verdict
+    );
+    assert_eq!(load.summary.requests_ok, 12, "the three runs are pooled");
+    assert_eq!(retried.records.len(), 12);
+    let compared: Vec<_> = retried
+        .report
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| c.source == CheckSource::Baseline)
+        .collect();
+    assert_eq!(compared.len(), 2, "{compared:?}");
+    for check in &compared {
+        assert!(check.reason.contains("3 runs pooled"), "{}", check.reason);
+    }
+    assert!(
+        compared.iter().any(|c| c.reason.contains("inconclusive")),
+        "still inconclusive after the retries: {compared:?}"
+    );
+    // Inconclusive passes with a warning by default.
+    assert!(retried.passed, "{:?}", retried.report.verdict);
+}
+
+#[test]
+fn a_confident_regression_is_not_run_again() {
+    let dir = CaseDir::named("compare-no-retry");
+    assert!(run_small(&dir, "base", 5.0, 40, "", None).passed);
+    // Twice as slow a decode: regressed after the first run, whatever the retries allow.
+    let gate = "gate:\n  metrics: [tpot_ms.p50]\n  retries: 2\n";
+    let slower = run_small(&dir, "slower", 10.0, 40, gate, Some("base"));
+    let load = slower.report.load().expect("a load trial");
+    assert!(load.attempts.is_empty(), "{:?}", load.attempts);
+    assert_eq!(load.summary.requests_ok, 40);
+    let reasons = slower.report.verdict.failure_reasons().join("\n");
+    assert!(reasons.contains("regressed"), "{reasons}");
+    assert!(!reasons.contains("pooled"), "{reasons}");
+}

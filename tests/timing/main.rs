@@ -10,6 +10,8 @@ mod support;
 
 mod accuracy;
 mod compare;
+mod consistency;
 mod fidelity;
+mod prefix;
 mod sim_server;
 mod spawn;

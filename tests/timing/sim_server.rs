@@ -27,6 +27,7 @@ fn serve_engine(engine: Arc<SimulatedEngine>) -> (tokio::runtime::Runtime, Serve
         answerer: Answerer::new(Arc::default(), AnswerSpec::default()),
         tokens_per_chunk: 1,
         faults: Faults::new(FaultSpec::default()),
+        prefix_cache: false,
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime

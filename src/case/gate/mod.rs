@@ -48,7 +48,14 @@ pub struct Gate {
     pub max_error_rate_increase: f64,
     /// What an inconclusive metric does.
     pub inconclusive: InconclusivePolicy,
+    /// Under `run --baseline` (or `LLM_STRESS_BASELINE`): how many more times a perf trial
+    /// with an inconclusive metric runs its load, each time pooling the new requests with
+    /// the earlier ones and comparing again, before the outcome is reported.
+    pub retries: u32,
 }
+
+/// Most reruns `gate.retries` may ask for.
+pub const MAX_RETRIES: u32 = 10;
 
 impl Default for Gate {
     fn default() -> Gate {
@@ -58,6 +65,7 @@ impl Default for Gate {
             metrics: Metric::defaults(),
             max_error_rate_increase: 0.0,
             inconclusive: InconclusivePolicy::Pass,
+            retries: 0,
         }
     }
 }
@@ -77,6 +85,9 @@ pub enum GateError {
     /// A fraction that is not one.
     #[error("{0}")]
     Fraction(String),
+    /// `retries` above [`MAX_RETRIES`].
+    #[error("retries {0} is more than the cap of {MAX_RETRIES}")]
+    Retries(u32),
 }
 
 impl Gate {
@@ -87,6 +98,9 @@ impl Gate {
         }
         if !(self.confidence > 0.5 && self.confidence < 1.0) {
             return Err(GateError::Confidence(self.confidence));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(GateError::Retries(self.retries));
         }
         Ok(self)
     }
@@ -131,6 +145,8 @@ struct RawGate {
     max_error_rate_increase: Option<Fraction>,
     #[serde(default)]
     inconclusive: Option<InconclusivePolicy>,
+    #[serde(default)]
+    retries: Option<u32>,
 }
 
 impl TryFrom<RawGate> for Gate {
@@ -156,6 +172,7 @@ impl TryFrom<RawGate> for Gate {
                 None => defaults.max_error_rate_increase,
             },
             inconclusive: raw.inconclusive.unwrap_or(defaults.inconclusive),
+            retries: raw.retries.unwrap_or(defaults.retries),
         }
         .validated()
     }
@@ -201,9 +218,10 @@ mod tests {
     #[test]
     fn a_case_gate_reads_percentages_names_and_defaults() {
         let gate: Gate = serde_saphyr::from_str(
-            "max_regression: 5%\nmetrics: [ttft_ms.p95, accuracy]\ninconclusive: fail\n",
+            "max_regression: 5%\nmetrics: [ttft_ms.p95, accuracy]\ninconclusive: fail\nretries: 2\n",
         )
         .expect("a gate");
+        assert_eq!(gate.retries, 2);
         assert_eq!(gate.max_regression, 0.05);
         assert_eq!(gate.confidence, 0.95);
         assert_eq!(gate.metrics.len(), 2);
@@ -225,6 +243,11 @@ mod tests {
         assert!(gate(0.1, 0.95).validated().is_ok());
         assert!(gate(1.5, 0.95).validated().is_err());
         assert!(gate(0.1, 0.3).validated().is_err());
+        let many = Gate {
+            retries: MAX_RETRIES + 1,
+            ..Gate::default()
+        };
+        assert!(many.validated().is_err());
         assert!(Gate::parse_metrics("ttft_ms.p95, output_tok_s").is_ok());
         assert!(Gate::parse_metrics("ttft.p95").is_err());
     }

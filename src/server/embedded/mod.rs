@@ -9,6 +9,7 @@ pub mod engine;
 pub mod faults;
 pub mod llama;
 pub mod metrics;
+pub mod prefix_cache;
 pub mod protocol;
 pub mod simulated;
 pub mod thread;
@@ -38,6 +39,7 @@ use answers::{AnswerKey, Answerer, Ask, Output};
 use engine::{Admission, Engine, EngineRequest, LatencyModel};
 use faults::{Fault, Faults};
 use metrics::ServingCounts;
+use prefix_cache::PrefixCache;
 use protocol::{Endpoint, Responder, error_body};
 use simulated::SimulatedEngine;
 
@@ -75,6 +77,8 @@ pub struct Behaviour {
     pub tokens_per_chunk: usize,
     /// Injected faults.
     pub faults: Faults,
+    /// Model a prefix cache: cached leading blocks of a prompt skip their prefill.
+    pub prefix_cache: bool,
 }
 
 struct AppState {
@@ -88,6 +92,8 @@ struct AppState {
     in_flight: Arc<AtomicUsize>,
     /// What `/metrics` reports.
     counts: ServingCounts,
+    /// The prefix cache, when the server models one.
+    prefix_cache: Option<PrefixCache>,
 }
 
 impl AppState {
@@ -102,8 +108,14 @@ impl AppState {
         let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         let guard = InFlight(Arc::clone(&self.in_flight));
         let output = self.answerer.output(ask, max_tokens, in_flight);
+        let cached_tokens = self
+            .prefix_cache
+            .as_ref()
+            .map_or(0, |cache| cache.admit(&ask.query))
+            .min(prompt_tokens);
         let request = EngineRequest {
             prompt_tokens,
+            cached_tokens,
             output_tokens: output.tokens(),
         };
         (guard, output, request)
@@ -174,6 +186,7 @@ impl EmbeddedServer {
             answerer: Answerer::new(key, spec.answers.clone()),
             tokens_per_chunk: spec.tokens_per_chunk.max(1) as usize,
             faults: Faults::new(spec.faults.clone()),
+            prefix_cache: spec.prefix_cache,
         };
         let engine: Arc<dyn Engine> = match &spec.sim {
             Some(sim) => Arc::new(SimulatedEngine::start(sim)?),
@@ -203,6 +216,7 @@ impl EmbeddedServer {
             next_id: AtomicU64::new(0),
             in_flight: Arc::new(AtomicUsize::new(0)),
             counts: ServingCounts::default(),
+            prefix_cache: behaviour.prefix_cache.then(PrefixCache::default),
         });
         let app = Router::new()
             .route("/health", get(health))
@@ -270,11 +284,15 @@ async fn health() -> Json<Value> {
 }
 
 async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.counts.render(
+    let mut text = state.counts.render(
         &state.model,
         state.in_flight.load(Ordering::Relaxed),
         state.engine.gauges(),
     );
+    if let Some(cache) = &state.prefix_cache {
+        let model = state.model.replace('\\', "\\\\").replace('"', "\\\"");
+        cache.render(&model, &mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -332,6 +332,7 @@ mod tests {
     fn request(prompt_tokens: u64, output_tokens: u32) -> EngineRequest {
         EngineRequest {
             prompt_tokens,
+            cached_tokens: 0,
             output_tokens,
         }
     }

@@ -1,0 +1,167 @@
+//! Shared prefixes (`prompts.prefix_tokens`, `prompts.prefix_groups`): which requests were the
+//! first of their group to be sent (cold: the prefix was not cached yet) and which shared a
+//! prefix already sent, and the TTFT of each kind: a server that caches prefixes answers the
+//! shared ones sooner.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::distribution::Distribution;
+use super::record::RequestRecord;
+
+/// Marks, in each prefix group, the first request sent (by send time, then id) as cold.
+pub fn mark_cold(records: &mut [RequestRecord]) {
+    let mut first: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, record) in records.iter().enumerate() {
+        let Some(group) = record.prefix_group else {
+            continue;
+        };
+        let earlier = |j: usize| {
+            let other = &records[j];
+            (record.send_ms, record.id) < (other.send_ms, other.id)
+        };
+        match first.get(&group) {
+            Some(&j) if !earlier(j) => {}
+            _ => {
+                first.insert(group, i);
+            }
+        }
+    }
+    for record in records.iter_mut() {
+        record.prefix_cold = false;
+    }
+    for i in first.into_values() {
+        records[i].prefix_cold = true;
+    }
+}
+
+/// TTFT of the requests whose prefix was cold against those whose prefix was shared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefixSummary {
+    /// Prefix groups the requests used.
+    pub groups: u32,
+    /// Requests that were the first of their group (failed ones included).
+    pub requests_cold: u64,
+    /// Requests that shared a prefix already sent (failed ones included).
+    pub requests_shared: u64,
+    /// TTFT of the successful cold requests.
+    pub cold_ttft_ms: Option<Distribution>,
+    /// TTFT of the successful shared requests.
+    pub shared_ttft_ms: Option<Distribution>,
+    /// Mean shared TTFT ÷ mean cold TTFT: below 1 when the server reuses cached prefixes.
+    pub shared_over_cold: Option<f64>,
+    /// Prompt tokens the server says it took from its cache (llama-server's `timings.cache_n`,
+    /// summed over the successful requests that report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cached_tokens: Option<u64>,
+}
+
+impl PrefixSummary {
+    /// Summarises the records that carry a prefix group; `None` when none does.
+    pub fn of(records: &[RequestRecord]) -> Option<PrefixSummary> {
+        let grouped: Vec<&RequestRecord> = records
+            .iter()
+            .filter(|r| r.prefix_group.is_some())
+            .collect();
+        if grouped.is_empty() {
+            return None;
+        }
+        let groups = grouped
+            .iter()
+            .filter_map(|r| r.prefix_group)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u32;
+        let ttft = |cold: bool| {
+            Distribution::from_ms(
+                grouped
+                    .iter()
+                    .filter(|r| r.is_ok() && r.prefix_cold == cold)
+                    .filter_map(|r| r.ttft_ms),
+            )
+        };
+        let (cold_ttft_ms, shared_ttft_ms) = (ttft(true), ttft(false));
+        let shared_over_cold = match (&cold_ttft_ms, &shared_ttft_ms) {
+            (Some(cold), Some(shared)) if cold.mean > 0.0 => Some(shared.mean / cold.mean),
+            _ => None,
+        };
+        let cached: Vec<u64> = grouped
+            .iter()
+            .filter(|r| r.is_ok())
+            .filter_map(|r| r.server_timing.and_then(|t| t.cache_n))
+            .collect();
+        let requests_cold = grouped.iter().filter(|r| r.prefix_cold).count() as u64;
+        Some(PrefixSummary {
+            groups,
+            requests_cold,
+            requests_shared: grouped.len() as u64 - requests_cold,
+            cold_ttft_ms,
+            shared_ttft_ms,
+            shared_over_cold,
+            server_cached_tokens: (!cached.is_empty()).then(|| cached.iter().sum()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::metrics::ServerTiming;
+
+    fn record(id: u64, send_ms: f64, group: u32, ttft: f64) -> RequestRecord {
+        RequestRecord {
+            id,
+            send_ms,
+            prefix_group: Some(group),
+            ttft_ms: Some(ttft),
+            ..Default::default()
+        }
+    }
+
+    #[rstest]
+    #[case::in_id_order(&[(0, 0.0, 0), (1, 0.0, 1), (2, 5.0, 0), (3, 5.0, 1)], &[0, 1])]
+    #[case::by_send_time(&[(0, 9.0, 0), (1, 1.0, 0), (2, 2.0, 1)], &[1, 2])]
+    #[case::one_group(&[(0, 0.0, 0), (1, 1.0, 0), (2, 2.0, 0)], &[0])]
+    fn the_first_sent_of_each_group_is_cold(
+        #[case] sends: &[(u64, f64, u32)],
+        #[case] cold: &[u64],
+    ) {
+        let mut records: Vec<RequestRecord> = sends
+            .iter()
+            .map(|&(id, at, group)| record(id, at, group, 10.0))
+            .collect();
+        mark_cold(&mut records);
+        let marked: Vec<u64> = records
+            .iter()
+            .filter(|r| r.prefix_cold)
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(marked, cold);
+    }
+
+    #[test]
+    fn shared_and_cold_ttft_are_compared() {
+        let mut records = vec![
+            record(0, 0.0, 0, 100.0),
+            record(1, 0.0, 1, 120.0),
+            record(2, 200.0, 0, 20.0),
+            record(3, 200.0, 1, 30.0),
+            record(4, 400.0, 0, 25.0),
+            record(5, 400.0, 1, 35.0),
+        ];
+        records[5].server_timing = Some(ServerTiming {
+            cache_n: Some(64),
+            ..Default::default()
+        });
+        mark_cold(&mut records);
+        let s = PrefixSummary::of(&records).expect("grouped");
+        assert_eq!((s.groups, s.requests_cold, s.requests_shared), (2, 2, 4));
+        assert_eq!(s.cold_ttft_ms.map(|d| d.mean), Some(110.0));
+        assert_eq!(s.shared_ttft_ms.map(|d| d.mean), Some(27.5));
+        assert_eq!(s.shared_over_cold, Some(0.25));
+        assert_eq!(s.server_cached_tokens, Some(64));
+        assert!(PrefixSummary::of(&[RequestRecord::default()]).is_none());
+    }
+}
