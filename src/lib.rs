@@ -38,6 +38,10 @@ pub mod server_metrics;
 pub mod session;
 pub mod trial;
 
+// The fuzz targets (property tests; tests only, not part of the module map).
+#[cfg(test)]
+mod fuzzing;
+
 pub use llm_sim as sim;
 pub use llm_stress_base::{os, yaml};
 

@@ -65,6 +65,17 @@ impl SseParser {
         self.overflowed
     }
 
+    /// Most bytes of one line or one event's data this parser holds.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes held now: the carried-over line and the event's data (each at most the limit).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> (usize, usize) {
+        (self.partial.len(), self.data.len())
+    }
+
     /// Gives up on the stream, freeing what it held, when `held` bytes are over the limit.
     fn check(&mut self, held: usize) {
         if held > self.limit {

@@ -90,25 +90,15 @@ pub async fn read_stream(
         // The read's arrival time, taken before any of it is parsed: every event it completes
         // carries this time.
         let at = ms_between(sent, Instant::now());
-        if let Err((class, detail)) = parser.feed(&read, |data| state.on_event(data, at)) {
+        if let Err((class, detail)) = state.take_read(&mut parser, &read, at) {
             return failed(state.record, class, &detail);
-        }
-        if parser.overflowed() {
-            return failed(
-                state.record,
-                ErrorClass::Protocol,
-                &format!(
-                    "an SSE line or event longer than {} bytes (client.max_event_bytes)",
-                    reading.max_event_bytes
-                ),
-            );
         }
     }
     state.finish(counter, reading.keep_text)
 }
 
 /// What a stream has shown so far.
-struct StreamState {
+pub(crate) struct StreamState {
     record: RequestRecord,
     /// `[DONE]` arrived: nothing more is read.
     done: bool,
@@ -121,13 +111,17 @@ struct StreamState {
     /// wants it (up to [`MAX_TEXT_BYTES`]).
     text: Option<String>,
     /// Most content chunks accepted.
-    max_chunks: usize,
+    pub(crate) max_chunks: usize,
 }
 
 impl StreamState {
     /// `expected_chunks` sizes the per-chunk lists up front, so they do not grow (and move)
     /// while chunks arrive.
-    fn new(mut record: RequestRecord, keep_text: bool, expected_chunks: usize) -> StreamState {
+    pub(crate) fn new(
+        mut record: RequestRecord,
+        keep_text: bool,
+        expected_chunks: usize,
+    ) -> StreamState {
         record.chunk_ms.reserve(expected_chunks);
         record.chunk_tokens.reserve(expected_chunks);
         StreamState {
@@ -140,6 +134,36 @@ impl StreamState {
             text: keep_text.then(String::new),
             max_chunks: usize::MAX,
         }
+    }
+
+    /// Takes one read of the body that arrived `at` ms after the send: every event it
+    /// completes. The error makes the stream unusable: a malformed event, or a line or event
+    /// longer than the parser's limit before the stream was done.
+    pub(crate) fn take_read(
+        &mut self,
+        parser: &mut SseParser,
+        read: &[u8],
+        at: f64,
+    ) -> Result<(), (ErrorClass, String)> {
+        parser.feed(read, |data| self.on_event(data, at))?;
+        // After `[DONE]` nothing more is read, so what follows it in the same read must not
+        // fail the stream either.
+        if parser.overflowed() && !self.done {
+            return Err((
+                ErrorClass::Protocol,
+                format!(
+                    "an SSE line or event longer than {} bytes (client.max_event_bytes)",
+                    parser.limit()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `[DONE]` arrived (nothing more is read).
+    #[cfg(test)]
+    pub(crate) fn done(&self) -> bool {
+        self.done
     }
 
     /// Takes one event that arrived `at` ms after the send.
@@ -231,7 +255,11 @@ impl StreamState {
 
     /// Judges the ended stream and settles the token counts; the text goes into the record
     /// when `keep_text`.
-    fn finish(self, counter: Option<&dyn CountTokens>, keep_text: bool) -> RequestRecord {
+    pub(crate) fn finish(
+        self,
+        counter: Option<&dyn CountTokens>,
+        keep_text: bool,
+    ) -> RequestRecord {
         let mut record = self.record;
         let text = self.text.filter(|_| keep_text || counter.is_some());
         if !self.finished {

@@ -59,23 +59,7 @@ async fn answering(respond: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static, hang
     url
 }
 
-fn http(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut bytes = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-/// A streamed response whose body ends when the connection closes.
-fn sse(body: &[u8]) -> Vec<u8> {
-    let mut bytes =
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n".to_vec();
-    bytes.extend_from_slice(body);
-    bytes
-}
+use crate::support::hostile::{http_response as http, sse_response as sse};
 
 async fn request(url: &str, timeout_ms: u64) -> RequestRecord {
     let client = Client::new(ClientConfig::new(

@@ -13,6 +13,7 @@ mod csv_concurrency;
 mod discovery;
 mod faults;
 mod hostile;
+mod hostile_corpus;
 mod no_cases;
 mod prompts;
 mod repeat;

@@ -1,11 +1,13 @@
 //! What the integration tests share: temporary folders (from `tempfile`, removed on drop), a
 //! cases folder built from model specs and case files ([`CaseDir`]), and made-up runs for the
-//! report tests ([`runs`]).
+//! report tests ([`runs`]), and the hostile corpus's scripted servers and measured runs
+//! ([`hostile`]).
 //!
 //! Each test binary includes this module with `#[path = "../support/mod.rs"] mod support;`.
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub mod hostile;
 pub mod runs;
 
 use std::ops::Deref;
