@@ -5,6 +5,7 @@ pub mod answer;
 pub mod fault;
 pub mod files;
 pub mod gate;
+pub mod lengths;
 pub mod limits;
 pub mod load;
 pub mod overrides;
@@ -19,6 +20,7 @@ pub use load::{
     CaseError, LoadedCase, YamlError, discover, discover_with, load_case, load_case_with,
     load_model,
 };
+pub use lengths::LengthDist;
 pub use overrides::Overrides;
 pub use schema::*;
 pub use slo::{Op, ServerStat, Slo, SloError, SloMetric};
