@@ -20,5 +20,6 @@ mod runner;
 mod scaffold;
 mod secrets;
 mod selection;
+mod length_dist;
 mod shared_prefix;
 mod slo_gates;
