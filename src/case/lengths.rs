@@ -140,9 +140,18 @@ mod tests {
 
     #[rstest]
     #[case("{dist: uniform, min: 64, max: 512}", "64-512u")]
-    #[case("{dist: normal, mean: 256, std: 64, min: 64, max: 512}", "64-512n256s64")]
-    #[case("{dist: normal, mean: 256.5, std: 0, min: 1, max: 512}", "1-512n256.5s0")]
-    #[case("{dist: lognormal, mean: 300, std: 150, min: 16, max: 4096}", "16-4096l300s150")]
+    #[case(
+        "{dist: normal, mean: 256, std: 64, min: 64, max: 512}",
+        "64-512n256s64"
+    )]
+    #[case(
+        "{dist: normal, mean: 256.5, std: 0, min: 1, max: 512}",
+        "1-512n256.5s0"
+    )]
+    #[case(
+        "{dist: lognormal, mean: 300, std: 150, min: 16, max: 4096}",
+        "16-4096l300s150"
+    )]
     fn slugs_say_the_shape(#[case] text: &str, #[case] slug: &str) {
         let dist = parse(text);
         assert_eq!(dist.problem(), None);
@@ -161,9 +170,18 @@ mod tests {
     #[rstest]
     #[case("{dist: uniform, min: 0, max: 8}", "`min` must be at least 1")]
     #[case("{dist: uniform, min: 9, max: 8}", "`min` (9) is more than `max` (8)")]
-    #[case("{dist: normal, mean: 600, std: 8, min: 1, max: 512}", "`mean` must be")]
-    #[case("{dist: normal, mean: 60, std: -1, min: 1, max: 512}", "`std` a finite")]
-    #[case("{dist: lognormal, mean: 0.5, std: 1, min: 1, max: 512}", "`mean` must be")]
+    #[case(
+        "{dist: normal, mean: 600, std: 8, min: 1, max: 512}",
+        "`mean` must be"
+    )]
+    #[case(
+        "{dist: normal, mean: 60, std: -1, min: 1, max: 512}",
+        "`std` a finite"
+    )]
+    #[case(
+        "{dist: lognormal, mean: 0.5, std: 1, min: 1, max: 512}",
+        "`mean` must be"
+    )]
     fn bad_distributions_say_why(#[case] text: &str, #[case] message: &str) {
         let problem = parse(text).problem().expect("a problem");
         assert!(problem.contains(message), "{problem}");

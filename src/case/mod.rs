@@ -16,11 +16,11 @@ pub mod sim;
 pub mod slo;
 pub mod traffic;
 
+pub use lengths::LengthDist;
 pub use load::{
     CaseError, LoadedCase, YamlError, discover, discover_with, load_case, load_case_with,
     load_model,
 };
-pub use lengths::LengthDist;
 pub use overrides::Overrides;
 pub use schema::*;
 pub use slo::{Op, ServerStat, Slo, SloError, SloMetric};

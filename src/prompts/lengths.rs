@@ -102,10 +102,16 @@ mod tests {
 
     #[test]
     fn draws_are_deterministic_and_differ_by_seed_index_and_length() {
-        let dist = LengthDist::Uniform { min: 1, max: 1 << 20 };
+        let dist = LengthDist::Uniform {
+            min: 1,
+            max: 1 << 20,
+        };
         assert_eq!(draws(&dist, Which::Isl, 11), draws(&dist, Which::Isl, 11));
         assert_ne!(draws(&dist, Which::Isl, 11), draws(&dist, Which::Isl, 12));
         assert_ne!(draws(&dist, Which::Isl, 11), draws(&dist, Which::Osl, 11));
-        assert_ne!(draw(&dist, Which::Isl, 11, 0), draw(&dist, Which::Isl, 11, 1));
+        assert_ne!(
+            draw(&dist, Which::Isl, 11, 0),
+            draw(&dist, Which::Isl, 11, 1)
+        );
     }
 }

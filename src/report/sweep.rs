@@ -202,7 +202,11 @@ mod tests {
             trial.report.meta.trial.push_str("_osl4_c1_n8_isl64-128u");
         }
         assert_eq!(isl_series(&trials)[0].points.len(), 2);
-        trials[4].report.meta.trial.push_str("_osl4_c1_n8_osl2-4n3s1");
+        trials[4]
+            .report
+            .meta
+            .trial
+            .push_str("_osl4_c1_n8_osl2-4n3s1");
         assert!(isl_series(&trials).is_empty());
     }
 
