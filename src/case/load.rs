@@ -447,6 +447,21 @@ mod tests {
         "cases/x.yaml:6:3: key `prompts.prefix_token`: unknown field `prefix_token`",
         "did you mean `prefix_tokens`?"
     )]
+    #[case::dist_typo(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  isl_dist: { dist: unifrom, min: 1, max: 8 }\n",
+        "cases/x.yaml:6:",
+        "unknown variant `unifrom`"
+    )]
+    #[case::dist_huge(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  osl_dist: { dist: uniform, min: 1, max: 99999999999 }\n",
+        "cases/x.yaml:6:",
+        "more than the cap of 16777216 tokens"
+    )]
+    #[case::dist_unknown_key(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  isl_dist: { dist: normal, mean: 8, sd: 1, min: 1, max: 8 }\n",
+        "cases/x.yaml:6:",
+        "unknown field `sd`"
+    )]
     #[case::sim_typo(
         "name: x\nkinds: [sim]\nsim:\n  presett: full\n",
         "cases/x.yaml:4:3: key `sim.presett`: unknown field `presett`",
@@ -581,6 +596,22 @@ mod tests {
     #[case::a_prefix_on_a_dataset(
         "kinds: [perf]\nprompts: { source: jsonl, path: p.jsonl, prefix_tokens: 8 }\n",
         "key `prompts.prefix_tokens`: shared prefixes are for synthetic prompts"
+    )]
+    #[case::a_dist_with_min_above_max(
+        "kinds: [perf]\nprompts: { isl_dist: { dist: uniform, min: 9, max: 8 } }\n",
+        "key `prompts.isl_dist`: `min` (9) is more than `max` (8)"
+    )]
+    #[case::a_dist_mean_outside_its_bounds(
+        "kinds: [perf]\nprompts: { osl_dist: { dist: lognormal, mean: 900, std: 9, min: 1, max: 8 } }\n",
+        "key `prompts.osl_dist`: `mean` must be a number within [min, max]"
+    )]
+    #[case::a_dist_on_a_dataset(
+        "kinds: [perf]\nprompts: { source: jsonl, path: p.jsonl, osl_dist: { dist: uniform, min: 1, max: 8 } }\n",
+        "key `prompts.osl_dist`: length distributions are for synthetic prompts"
+    )]
+    #[case::a_dist_with_a_prefix(
+        "kinds: [perf]\nprompts: { prefix_tokens: 8, isl_dist: { dist: uniform, min: 10, max: 20 } }\n",
+        "key `prompts.isl_dist`: cannot be combined with `prefix_tokens`"
     )]
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",

@@ -5,6 +5,7 @@ pub mod answer;
 pub mod fault;
 pub mod files;
 pub mod gate;
+pub mod lengths;
 pub mod limits;
 pub mod load;
 pub mod overrides;
@@ -15,6 +16,7 @@ pub mod sim;
 pub mod slo;
 pub mod traffic;
 
+pub use lengths::LengthDist;
 pub use load::{
     CaseError, LoadedCase, YamlError, discover, discover_with, load_case, load_case_with,
     load_model,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::lengths::LengthDist;
 use super::schema::ServerSpec;
 
 /// How requests are sent.
@@ -112,6 +113,13 @@ pub struct PromptSpec {
     /// prefix_groups`); needs `prefix_tokens`.
     #[serde(deserialize_with = "super::limits::opt_requests")]
     pub prefix_groups: Option<u32>,
+    /// Synthetic prompts: each request's ISL drawn from this distribution (seeded by the
+    /// trial) instead of the matrix's ISL, which stays the nominal length and must be at
+    /// least the distribution's `max`.
+    pub isl_dist: Option<LengthDist>,
+    /// Synthetic prompts: each request's OSL (`max_tokens`) drawn from this distribution; the
+    /// matrix's OSL stays the nominal length and must be at least the distribution's `max`.
+    pub osl_dist: Option<LengthDist>,
 }
 
 /// Most shared prefixes a case may ask for.
@@ -124,8 +132,40 @@ impl PromptSpec {
             .map(|tokens| (tokens, self.prefix_groups.unwrap_or(1)))
     }
 
-    /// What is wrong with the shared-prefix keys, as (key, message), if anything.
+    /// The trial-name suffix of the length distributions: empty without one,
+    /// `_isl64-512u`, `_osl16-128n64s16`, or both (see [`LengthDist::slug`]).
+    pub fn length_suffix(&self) -> String {
+        let isl = self.isl_dist.map(|d| format!("_isl{}", d.slug()));
+        let osl = self.osl_dist.map(|d| format!("_osl{}", d.slug()));
+        format!("{}{}", isl.unwrap_or_default(), osl.unwrap_or_default())
+    }
+
+    /// What is wrong with the shared-prefix and length-distribution keys, as (key, message),
+    /// if anything.
     pub fn problem(&self) -> Option<(&'static str, String)> {
+        for (key, dist) in [
+            ("prompts.isl_dist", &self.isl_dist),
+            ("prompts.osl_dist", &self.osl_dist),
+        ] {
+            let Some(dist) = dist else { continue };
+            if let Some(problem) = dist.problem() {
+                return Some((key, problem));
+            }
+            if self.source != PromptSource::Synthetic {
+                return Some((
+                    key,
+                    "length distributions are for synthetic prompts (`source: synthetic`); a \
+                     dataset's lengths are its own"
+                        .into(),
+                ));
+            }
+        }
+        if self.isl_dist.is_some() && self.prefix_tokens.is_some() {
+            return Some((
+                "prompts.isl_dist",
+                "cannot be combined with `prefix_tokens` (shared prefixes take one ISL)".into(),
+            ));
+        }
         if self.prefix_groups.is_some() && self.prefix_tokens.is_none() {
             return Some((
                 "prompts.prefix_groups",

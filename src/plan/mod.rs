@@ -76,12 +76,16 @@ pub struct MatrixPoint {
     pub combination: Combination,
     /// How the combination is driven (closed, open at a rate, users).
     pub shape: Shape,
+    /// The name's suffix for per-request length distributions
+    /// ([`crate::case::request::PromptSpec::length_suffix`]): empty without one.
+    pub lengths: String,
 }
 
 impl MatrixPoint {
-    /// The trial-name part after `case::`, such as `isl128_osl64_c4_n4`.
+    /// The trial-name part after `case::`, such as `isl128_osl64_c4_n4`, or
+    /// `isl512_osl64_c4_n4_isl64-512u` with `prompts.isl_dist`.
     pub fn slug(&self) -> String {
-        self.shape.slug(&self.combination)
+        format!("{}{}", self.shape.slug(&self.combination), self.lengths)
     }
 }
 

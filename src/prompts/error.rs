@@ -58,6 +58,21 @@ pub enum PromptError {
         /// Tokens of the whole prompt.
         isl: u32,
     },
+    /// A length distribution reaches past the trial's nominal length (its matrix ISL or OSL).
+    #[error(
+        "{key} reaches {max} tokens but the trial's {what} is {nominal}: set the matrix's {what} \
+         to at least the distribution's `max` (it is the nominal length fitted to the context)"
+    )]
+    DistBeyondNominal {
+        /// `prompts.isl_dist` or `prompts.osl_dist`.
+        key: &'static str,
+        /// `ISL` or `OSL`.
+        what: &'static str,
+        /// The distribution's `max`.
+        max: u32,
+        /// The trial's (fitted) matrix length.
+        nominal: u32,
+    },
     /// A case asks for a dataset source without giving `prompts.path`.
     #[error("prompts.source is {source_name} but prompts.path is not set")]
     MissingDatasetPath {

@@ -60,6 +60,17 @@ pub(crate) async fn exact_prompts_local(
     seed: u64,
     indices: Vec<u64>,
 ) -> Option<Result<Vec<String>, PromptError>> {
+    let items = indices.into_iter().map(|index| (index, isl)).collect();
+    exact_prompts_local_each(counter, seed, items).await
+}
+
+/// [`exact_prompts_local`] with a length of its own per index: `(index, isl)` pairs.
+pub(crate) async fn exact_prompts_local_each(
+    counter: &TokenCounter,
+    seed: u64,
+    items: Vec<(u64, u32)>,
+) -> Option<Result<Vec<String>, PromptError>> {
+    let indices = items;
     let offline = counter.offline()?;
     let pool = match counter.pool().await {
         Ok(pool) => pool,
@@ -72,9 +83,9 @@ pub(crate) async fn exact_prompts_local(
             .min(indices.len() / PER_THREAD)
             .max(1);
         let share = indices.len().div_ceil(threads).max(1);
-        let build = |part: &[u64]| {
+        let build = |part: &[(u64, u32)]| {
             part.iter()
-                .map(|&index| exact_local(&offline, &pool, label, isl, seed, index))
+                .map(|&(index, isl)| exact_local(&offline, &pool, label, isl, seed, index))
                 .collect::<Result<Vec<_>, _>>()
         };
         std::thread::scope(|scope| {

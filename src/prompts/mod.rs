@@ -10,6 +10,7 @@ pub mod dataset;
 mod error;
 pub mod exact;
 pub mod fixture;
+pub mod lengths;
 mod pool;
 mod server;
 pub mod tokens;
@@ -27,7 +28,8 @@ use std::path::Path;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::case::{PromptSource, PromptSpec};
-use exact::exact_prompts_local;
+use exact::{exact_prompts_local, exact_prompts_local_each};
+use lengths::Which;
 
 /// Prompts built at once (matters for the server counter, whose counts are requests).
 const IN_FLIGHT: usize = 8;
@@ -62,7 +64,8 @@ pub struct PromptItem {
 /// keeps warmup prompts apart from measured ones).
 ///
 /// Synthetic: [`exact_prompt`]s of `isl` tokens with `osl` from the trial, or with
-/// `prompts.prefix_tokens`, [`exact::shared_prefix_prompts`]. Datasets (the path
+/// `prompts.prefix_tokens`, [`exact::shared_prefix_prompts`]; with `prompts.isl_dist` or
+/// `osl_dist`, each index's lengths drawn by [`lengths::draw`] (at most the trial's). Datasets (the path
 /// is relative to `case_dir`): the first `count` entries of the file, `osl` being the default
 /// OSL of JSONL lines without `output_tokens`; index `i` takes entry `i mod n`, as it is when
 /// `i < n`, otherwise (a cycled entry, or any index when `index_base` is past the entries)
@@ -93,6 +96,9 @@ pub async fn build(
             .into_iter()
             .map(|text| PromptItem { text, isl, osl })
             .collect());
+    }
+    if spec.source == PromptSource::Synthetic && (spec.isl_dist, spec.osl_dist) != (None, None) {
+        return spread(spec, counter, wanted).await;
     }
     if spec.source == PromptSource::Synthetic {
         let local = exact_prompts_local(counter, isl, seed, indices.clone().collect()).await;
@@ -141,4 +147,65 @@ pub async fn build(
         .buffered(IN_FLIGHT)
         .try_collect()
         .await
+}
+
+/// Synthetic prompts whose ISL and/or OSL are drawn per index (`prompts.isl_dist`,
+/// `prompts.osl_dist`); the trial's `isl`/`osl` are the nominal lengths, which every draw
+/// must fit under.
+async fn spread(
+    spec: &PromptSpec,
+    counter: &TokenCounter,
+    wanted: &Wanted,
+) -> Result<Vec<PromptItem>, PromptError> {
+    let Wanted {
+        isl,
+        osl,
+        seed,
+        count,
+        index_base,
+    } = *wanted;
+    for (key, what, dist, nominal) in [
+        ("prompts.isl_dist", "ISL", spec.isl_dist, isl),
+        ("prompts.osl_dist", "OSL", spec.osl_dist, osl),
+    ] {
+        if let Some(dist) = dist
+            && dist.max() > nominal
+        {
+            return Err(PromptError::DistBeyondNominal {
+                key,
+                what,
+                max: dist.max(),
+                nominal,
+            });
+        }
+    }
+    let length = |dist: Option<crate::case::LengthDist>, which, nominal, index| {
+        dist.map_or(nominal, |d| lengths::draw(&d, which, seed, index))
+    };
+    let wanted: Vec<(u64, u32, u32)> = (0..count as u64)
+        .map(|i| {
+            let index = index_base.wrapping_add(i);
+            (
+                index,
+                length(spec.isl_dist, Which::Isl, isl, index),
+                length(spec.osl_dist, Which::Osl, osl, index),
+            )
+        })
+        .collect();
+    let pairs = wanted.iter().map(|&(index, isl, _)| (index, isl)).collect();
+    let texts = match exact_prompts_local_each(counter, seed, pairs).await {
+        Some(texts) => texts?,
+        None => {
+            stream::iter(wanted.iter().copied())
+                .map(|(index, isl, _)| exact_prompt(counter, isl, seed, index))
+                .buffered(IN_FLIGHT)
+                .try_collect()
+                .await?
+        }
+    };
+    Ok(texts
+        .into_iter()
+        .zip(wanted)
+        .map(|(text, (_, isl, osl))| PromptItem { text, isl, osl })
+        .collect())
 }

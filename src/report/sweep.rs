@@ -22,7 +22,8 @@ pub struct IslSeries {
 /// What the trials of one ISL series share: kind, mode, OSL, load.
 type IslKey = (Kind, &'static str, u32, String);
 
-/// The ISL series of a case's trials with two lengths or more.
+/// The ISL series of a case's trials with two lengths or more (trials with
+/// `prompts.isl_dist`/`osl_dist` left out: their lengths are spread).
 pub fn isl_series(trials: &[RunTrial]) -> Vec<IslSeries> {
     let mut groups: BTreeMap<IslKey, Vec<(f64, f64)>> = BTreeMap::new();
     for trial in trials {
@@ -33,6 +34,10 @@ pub fn isl_series(trials: &[RunTrial]) -> Vec<IslSeries> {
         let Some(ttft) = body.summary.ttft_ms else {
             continue;
         };
+        // A trial whose ISLs were drawn from a distribution has no one ISL to place it at.
+        if crate::case::lengths::name_has_spread(&r.meta.trial) {
+            continue;
+        }
         groups
             .entry((
                 r.meta.kind,
@@ -187,6 +192,22 @@ mod tests {
             report,
             dir: PathBuf::new(),
         }
+    }
+
+    #[test]
+    fn isl_series_leave_out_trials_with_spread_lengths() {
+        let mut trials = crate::report::sample::isl_series_run(1.0);
+        assert_eq!(isl_series(&trials)[0].points.len(), 6);
+        for trial in &mut trials[..4] {
+            trial.report.meta.trial.push_str("_osl4_c1_n8_isl64-128u");
+        }
+        assert_eq!(isl_series(&trials)[0].points.len(), 2);
+        trials[4]
+            .report
+            .meta
+            .trial
+            .push_str("_osl4_c1_n8_osl2-4n3s1");
+        assert!(isl_series(&trials).is_empty());
     }
 
     #[test]

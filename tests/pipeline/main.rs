@@ -14,6 +14,7 @@ mod discovery;
 mod faults;
 mod hostile;
 mod hostile_corpus;
+mod length_dist;
 mod no_cases;
 mod prompts;
 mod repeat;
