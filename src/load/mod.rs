@@ -40,7 +40,9 @@ impl LoadOutcome {
     /// This run followed by `next` as one measurement: `next`'s requests are renumbered after
     /// this run's and its times shifted by this run's measured window, so the pooled window
     /// is the two windows back to back (the pause between them, with `next`'s warmup, is in
-    /// neither); the windows' lengths and the dropped arrivals add up.
+    /// neither); the windows' lengths and the dropped arrivals add up. `next` sends the same
+    /// prompts, so none of its requests is the first of its shared prefix (`prefix_cold`): the
+    /// server has seen every prefix already.
     pub fn followed_by(mut self, next: LoadOutcome) -> LoadOutcome {
         let shift_ms = self.duration_s * 1000.0;
         let first_id = self.records.iter().map(|r| r.id + 1).max().unwrap_or(0);
@@ -48,6 +50,7 @@ impl LoadOutcome {
             r.id += first_id;
             r.send_ms += shift_ms;
             r.intended_ms = r.intended_ms.map(|t| t + shift_ms);
+            r.prefix_cold = false;
             r
         }));
         self.duration_s += next.duration_s;
@@ -219,6 +222,7 @@ mod tests {
                     id,
                     send_ms: id as f64 * 10.0,
                     intended_ms: Some(id as f64 * 10.0),
+                    prefix_cold: id == 0,
                     ..RequestRecord::default()
                 })
                 .collect(),
@@ -236,5 +240,7 @@ mod tests {
         assert_eq!(pooled.records[4].intended_ms, Some(2010.0));
         assert_eq!(pooled.duration_s, 3.5);
         assert_eq!(pooled.dropped, 3);
+        let cold: Vec<bool> = pooled.records.iter().map(|r| r.prefix_cold).collect();
+        assert_eq!(cold, [true, false, false, false, false], "only the first run's");
     }
 }
