@@ -241,6 +241,10 @@ mod tests {
         assert_eq!(pooled.duration_s, 3.5);
         assert_eq!(pooled.dropped, 3);
         let cold: Vec<bool> = pooled.records.iter().map(|r| r.prefix_cold).collect();
-        assert_eq!(cold, [true, false, false, false, false], "only the first run's");
+        assert_eq!(
+            cold,
+            [true, false, false, false, false],
+            "only the first run's"
+        );
     }
 }
