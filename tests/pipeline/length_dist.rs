@@ -71,13 +71,7 @@ fn a_distribution_past_the_nominal_length_fails_the_trial_naming_the_key() {
         .run_trial(&plan)
         .expect("reports written");
     assert!(!outcome.passed);
-    let reasons: Vec<&str> = outcome
-        .report
-        .verdict
-        .checks
-        .iter()
-        .map(|c| c.reason.as_str())
-        .collect();
+    let reasons = outcome.report.verdict.failure_reasons();
     assert!(
         reasons
             .iter()

@@ -273,31 +273,16 @@ fn a_results_csv_with_another_header_is_refused_before_anything_is_measured() {
 /// (eight streamed tokens each, one connection per request), then stops listening: later
 /// connections are refused, as from a server that died.
 fn server_that_dies_after(answers: usize) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     std::thread::spawn(move || {
         let mut served = 0;
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
-                    if request.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-            }
+            let Some(request) = crate::support::hostile::read_request(&mut stream) else {
+                continue;
+            };
             let response = if request.starts_with(b"GET") {
                 let body = r#"{"data":[{"id":"m"}]}"#;
                 format!(

@@ -2,7 +2,7 @@
 //! header at every offset around the 512-byte excerpt cut, in error bodies, fails a whole
 //! trial, and every file the run writes is searched for any piece of either.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use crate::support::CaseDir;
 
@@ -18,24 +18,9 @@ fn echoing_server() -> String {
         let cut = llm_stress::client::BODY_EXCERPT_BYTES;
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(read) = stream.read(&mut buf) {
-                if read == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..read]);
-                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
-                    if request.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-            }
+            let Some(request) = crate::support::hostile::read_request(&mut stream) else {
+                continue;
+            };
             let text = String::from_utf8_lossy(&request).into_owned();
             let (status, body) = if text.starts_with("GET") {
                 ("200 OK", r#"{"data":[{"id":"m"}]}"#.to_string())

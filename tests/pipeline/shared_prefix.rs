@@ -102,13 +102,7 @@ fn a_prefix_as_long_as_the_prompt_fails_the_trial_naming_the_key() {
         .run_trial(&plan)
         .expect("reports written");
     assert!(!outcome.passed);
-    let reasons: Vec<&str> = outcome
-        .report
-        .verdict
-        .checks
-        .iter()
-        .map(|c| c.reason.as_str())
-        .collect();
+    let reasons = outcome.report.verdict.failure_reasons();
     assert!(
         reasons
             .iter()

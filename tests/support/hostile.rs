@@ -191,7 +191,7 @@ impl Drop for HostileServer {
 }
 
 /// The request's head and body, or `None` when the peer went away first.
-fn read_request(socket: &mut TcpStream) -> Option<Vec<u8>> {
+pub fn read_request(socket: &mut TcpStream) -> Option<Vec<u8>> {
     socket.set_nonblocking(false).ok()?;
     socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut request = Vec::new();
