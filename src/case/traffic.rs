@@ -216,6 +216,10 @@ pub struct LoadSpec {
     /// A perf trial runs its load this many times (warmup included each time) and pools the
     /// requests; the report gives each run's figures and their median and spread.
     pub repeat: u32,
+    /// The longest the trial's load may run, warmup, repeats and retries included; the
+    /// harness ends it then and fails the trial. By default a bound computed from the load
+    /// (its duration or requests, the warmup and the request timeout).
+    pub trial_timeout: Option<Span>,
 }
 
 impl Default for LoadSpec {
@@ -237,6 +241,7 @@ impl Default for LoadSpec {
             progress_interval: None,
             error_budget: Score::ZERO,
             repeat: 1,
+            trial_timeout: None,
         }
     }
 }
@@ -262,6 +267,9 @@ impl LoadSpec {
         }
         if self.duration.is_some_and(|d| d.0.is_zero()) {
             return Some(("load.duration", "must be longer than zero".into()));
+        }
+        if self.trial_timeout.is_some_and(|d| d.0.is_zero()) {
+            return Some(("load.trial_timeout", "must be longer than zero".into()));
         }
         match self.mode {
             LoadMode::Open => {
@@ -400,6 +408,7 @@ mod tests {
     #[case("rate: 3\n", "load.rate")]
     #[case("ramp_up: 3s\n", "load.mode")]
     #[case("duration: 0s\n", "load.duration")]
+    #[case("trial_timeout: 0s\n", "load.trial_timeout")]
     #[case("mode: consistency\nduration: 10s\n", "load.duration")]
     #[case("mode: consistency\nrate: 2\n", "load.rate")]
     #[case("mode: consistency\nthink_time: 1s\n", "load.think_time")]

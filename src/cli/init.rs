@@ -314,6 +314,13 @@ const NEXTEST: &str = r#"# Load trials run one at a time, each with every test t
 [test-groups]
 serial-load = { max-threads = 1 }
 
+# Each load trial ends at its own time limit (`load.trial_timeout`); nextest's limit is only
+# a backstop against a hang. A trial meant to run longer than 5 minutes has `endurance` in
+# its name: nextest then waits up to 25 hours.
+[[profile.default.overrides]]
+filter = 'binary(stress) & test(/endurance/)'
+slow-timeout = { period = "60s", terminate-after = 1500 }
+
 [[profile.default.overrides]]
 filter = 'binary(stress)'
 test-group = 'serial-load'

@@ -240,7 +240,19 @@ impl Client {
         window_start: Instant,
         request: &Generation,
     ) -> RequestRecord {
-        let mut record = self.exchange(id, window_start, request).await;
+        self.generate_until(id, window_start, request, None).await
+    }
+
+    /// [`Client::generate`], cut off at `cut_off` when that comes before the request's own
+    /// timeout: the request then ends as a timeout at that instant, with what had arrived.
+    pub async fn generate_until(
+        &self,
+        id: u64,
+        window_start: Instant,
+        request: &Generation,
+        cut_off: Option<Instant>,
+    ) -> RequestRecord {
+        let mut record = self.exchange(id, window_start, request, cut_off).await;
         if let Some(detail) = record.error_detail.as_mut() {
             *detail = excerpt(&self.secrets.redact(detail), BODY_EXCERPT_BYTES);
         }
@@ -255,6 +267,7 @@ impl Client {
         id: u64,
         window_start: Instant,
         request: &Generation,
+        cut_off: Option<Instant>,
     ) -> RequestRecord {
         let (path, mut body) = protocol::request_body(self.api, &self.model, request, self.stream);
         if let (Some(extra), Some(fields)) = (&self.extra_body, body.as_object_mut()) {
@@ -267,7 +280,10 @@ impl Client {
             send_ms: ms_between(window_start, sent),
             ..Default::default()
         };
-        let deadline = tokio::time::Instant::from_std(sent + self.timeout);
+        let own_deadline = sent + self.timeout;
+        let deadline = tokio::time::Instant::from_std(
+            cut_off.map_or(own_deadline, |cut| cut.min(own_deadline)),
+        );
         let response =
             tokio::time::timeout_at(deadline, self.http.post(&url).json(&body).send()).await;
         let response = match response {

@@ -152,6 +152,22 @@ pub fn server_unusable(reason: impl Into<String>) -> Check {
     Check::fail(CheckSource::Run, "server", "the server is usable", reason)
 }
 
+/// The load ran into the trial's time limit (`load.trial_timeout`, or the bound computed from
+/// the load) and was cut off there: the trial fails, with how many requests were cut.
+pub fn trial_cut_off(limit: std::time::Duration, cut_requests: usize) -> Check {
+    Check::fail(
+        CheckSource::Run,
+        "trial_timeout",
+        "the load ends within the trial's time limit",
+        format!(
+            "the load was cut off at the trial's time limit of {} (load.trial_timeout); \
+             {cut_requests} requests still running then ended as timeouts, and nothing more \
+             was sent",
+            humantime::format_duration(limit)
+        ),
+    )
+}
+
 /// The trial panicked (a bug in the harness, or in code a hook ran): it fails with the panic's
 /// message, and the run goes on with the next trial.
 pub fn panicked(message: &str) -> Check {

@@ -38,7 +38,7 @@ pub async fn drive(
         tasks.spawn(async move {
             let mut mine = Vec::new();
             loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| Instant::now() >= d) || source.expired() {
                     break;
                 }
                 let id = next.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 //! measured, runs first as a closed loop.
 
 pub mod closed;
+pub mod limit;
 pub mod open;
 pub mod progress;
 pub mod schedule;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-pub use source::{Endpoint, Phase, RequestSource, SourceError};
+pub use source::{CUT_OFF_NOTE, Endpoint, Phase, RequestSource, SourceError};
 
 use crate::case::{LoadSpec, Warmup};
 use crate::metrics::RequestRecord;

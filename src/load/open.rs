@@ -92,9 +92,15 @@ impl OpenLoop {
         let mut dropped = 0u64;
         for (id, offset) in self.offsets.iter().enumerate() {
             let intended = window_start + *offset;
+            let wake = source.cut_off().map_or(intended, |cut| intended.min(cut));
             let now = Instant::now();
-            if intended > now {
-                std::thread::sleep(intended - now);
+            if wake > now {
+                std::thread::sleep(wake - now);
+            }
+            if source.expired() {
+                // The trial's time limit: this arrival and the rest are never sent.
+                dropped += (self.offsets.len() - id) as u64;
+                break;
             }
             let source = Arc::clone(source);
             let (id, phase) = (id as u64, self.phase);

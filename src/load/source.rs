@@ -11,7 +11,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::progress::LoadProgress;
 use crate::client::{Client, Generation, ms_between};
-use crate::metrics::RequestRecord;
+use crate::metrics::{ErrorClass, RequestRecord};
+
+/// How the evidence of a request cut off by the trial's time limit begins.
+pub const CUT_OFF_NOTE: &str = "cut off at the trial's time limit (load.trial_timeout)";
 
 /// One server requests may go to.
 #[derive(Debug, Clone)]
@@ -45,6 +48,7 @@ pub struct RequestSource {
     seed: u64,
     progress: Option<Arc<LoadProgress>>,
     prefix_groups: Option<u32>,
+    cut_off: Option<Instant>,
 }
 
 /// Why a request source cannot be built.
@@ -85,6 +89,7 @@ impl RequestSource {
             seed,
             progress: None,
             prefix_groups: None,
+            cut_off: None,
         })
     }
 
@@ -101,6 +106,23 @@ impl RequestSource {
     pub fn with_prefix_groups(mut self, groups: Option<u32>) -> RequestSource {
         self.prefix_groups = groups.map(|g| g.max(1));
         self
+    }
+
+    /// Ends the load at `at` (the trial's time limit, `load.trial_timeout`): no request is sent
+    /// after it, and a request still running then ends as a timeout whose evidence says so.
+    pub fn with_cut_off(mut self, at: Instant) -> RequestSource {
+        self.cut_off = Some(at);
+        self
+    }
+
+    /// The instant the load is cut off at, if any.
+    pub fn cut_off(&self) -> Option<Instant> {
+        self.cut_off
+    }
+
+    /// Whether the cut-off has passed: drivers send nothing more.
+    pub fn expired(&self) -> bool {
+        self.cut_off.is_some_and(|at| Instant::now() >= at)
     }
 
     /// Whether measured records carry their prefix group.
@@ -159,8 +181,12 @@ impl RequestSource {
         }
         let mut record = self.endpoints[endpoint]
             .client
-            .generate(id, window_start, request)
+            .generate_until(id, window_start, request, self.cut_off)
             .await;
+        if record.error == Some(ErrorClass::Timeout) && self.expired() {
+            let detail = record.error_detail.take().unwrap_or_default();
+            record.error_detail = Some(format!("{CUT_OFF_NOTE}: {detail}"));
+        }
         record.endpoint = endpoint as u32;
         if phase == Phase::Measured {
             record.prefix_group = self

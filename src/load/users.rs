@@ -83,11 +83,12 @@ impl Users {
             let (think, max_requests) = (self.think_time, self.max_requests);
             tasks.spawn(async move {
                 let mut mine = Vec::new();
+                let start = source.cut_off().map_or(start, |cut| start.min(cut));
                 tokio::time::sleep_until(start.into()).await;
                 if let Some(live) = &live {
                     live.active.fetch_add(1, Ordering::Relaxed);
                 }
-                while Instant::now() < deadline {
+                while Instant::now() < deadline && !source.expired() {
                     let id = next.fetch_add(1, Ordering::Relaxed);
                     if id >= max_requests {
                         break;
@@ -98,7 +99,9 @@ impl Users {
                     }
                     mine.push(record);
                     if !think.is_zero() {
-                        tokio::time::sleep(think).await;
+                        let until = Instant::now() + think;
+                        let until = source.cut_off().map_or(until, |cut| until.min(cut));
+                        tokio::time::sleep_until(until.into()).await;
                     }
                 }
                 if let Some(live) = &live {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::accuracy::ask_all;
 use super::prompting::{model_tokenizer, prompts_for};
@@ -339,13 +339,25 @@ async fn drive_endpoints(
     let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)?
         .with_progress(session.progress.clone())
         .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups));
-    let source = Arc::new(source);
     let shape = &load.point.shape;
+    let runs = spec
+        .load
+        .repeat
+        .max(1)
+        .saturating_add(session.retries(plan));
+    let limit = load::limit::trial_limit(&spec.load, shape, runs);
+    let source = match Instant::now().checked_add(limit) {
+        Some(at) => source.with_cut_off(at),
+        None => source,
+    };
+    let source = Arc::new(source);
     let scrapers = start_scrapers(plan, &names, servers).await;
     let Some(((task, accuracy), client)) = accuracy.filter(|_| load.kind == LoadKind::Stress)
     else {
         let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
+        let cut = cut_off_check(&source, limit, &outcome);
         let mut measured = judge_load(load, outcome, &names);
+        measured.checks.extend(cut);
         measured.attempts = attempts;
         measured.server_metrics = finish_scrapers(scrapers).await;
         let slos = slo_checks(&spec.slo, &measured, &names);
@@ -375,7 +387,9 @@ async fn drive_endpoints(
         &samples,
         baseline.accuracy_score(&spec.name),
     );
+    let cut = cut_off_check(&source, limit, &outcome);
     let mut measured = judge_load(load, outcome, &names);
+    measured.checks.extend(cut);
     measured.accuracy = Some(summary);
     measured.samples = samples;
     measured.server_metrics = server_metrics;
@@ -403,6 +417,9 @@ async fn run_repeated(
     let repeats = std::iter::repeat_n(AttemptCause::Repeat, spec.load.repeat.max(1) as usize);
     let retries = std::iter::repeat_n(AttemptCause::Retry, session.retries(plan) as usize);
     for cause in repeats.chain(retries) {
+        if pooled.is_some() && source.expired() {
+            break;
+        }
         if let (AttemptCause::Retry, Some(so_far)) = (cause, &pooled)
             && !session.inconclusive(plan, &so_far.records, so_far.duration_s)
         {
@@ -423,6 +440,23 @@ async fn run_repeated(
     }
     let pooled = pooled.expect("the load runs at least once");
     (pooled, attempts)
+}
+
+/// The failed check of a load that ran into the trial's time limit, if it did.
+fn cut_off_check(source: &RequestSource, limit: Duration, outcome: &LoadOutcome) -> Option<Check> {
+    if !source.expired() {
+        return None;
+    }
+    let cut = outcome
+        .records
+        .iter()
+        .filter(|r| {
+            r.error_detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with(load::CUT_OFF_NOTE))
+        })
+        .count();
+    Some(judge::run::trial_cut_off(limit, cut))
 }
 
 /// Starts scraping every server's metrics, unless the case turned it off.
