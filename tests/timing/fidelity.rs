@@ -247,6 +247,7 @@ async fn a_two_second_stall_shows_in_intended_time_percentiles() {
         itl: Duration::from_millis(1),
         tokens: 4,
         stall_first: Duration::from_secs(2),
+        ..Script::default()
     };
     let server = ScriptServer::start(script, 0, false)
         .await
