@@ -33,7 +33,10 @@ impl AnchorConfig {
         let script = if local.exists() {
             local
         } else {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vllm-anchor.py"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/vllm-anchor.py"
+            ))
         };
         AnchorConfig {
             script,

@@ -379,9 +379,10 @@ async fn measure(config: &BenchConfig, plan: &Plan) -> Result<Measurement, Bench
     let (cpu, reads) = (CpuTimes::now().since(cpu), read_counts().since(reads));
     let stamp_error = if plan.logged {
         let log = fetch_log(&server.url).await?;
-        Some(stamp_errors(&outcome, &log, clocks).ok_or_else(|| {
-            BenchError::Server("no chunk was logged".into())
-        })?)
+        Some(
+            stamp_errors(&outcome, &log, clocks)
+                .ok_or_else(|| BenchError::Server("no chunk was logged".into()))?,
+        )
     } else {
         None
     };
@@ -496,9 +497,10 @@ pub fn render_row(row: &BenchRow) -> String {
     let (p50, p99, max) = row
         .stamp_error
         .map_or((f64::NAN, f64::NAN, f64::NAN), |d| (d.p50, d.p99, d.max));
-    let (reads, waited) = row
-        .reads_per_chunk()
-        .map_or_else(|| ("-".into(), "-".into()), |(r, w)| (format!("{r:.3}"), format!("{w:.3}")));
+    let (reads, waited) = row.reads_per_chunk().map_or_else(
+        || ("-".into(), "-".into()),
+        |(r, w)| (format!("{r:.3}"), format!("{w:.3}")),
+    );
     let client = match &row.client {
         Measured::LlmStress => "llm-stress".to_string(),
         Measured::Vllm(version) => format!("vLLM {version}"),
@@ -524,7 +526,10 @@ pub fn render_row(row: &BenchRow) -> String {
 /// CPU and whole-process CPU (user + system). Empty when no anchor row was measured.
 pub fn render_ratios(rows: &[BenchRow]) -> String {
     let mut out = String::new();
-    for theirs in rows.iter().filter(|r| matches!(r.client, Measured::Vllm(_))) {
+    for theirs in rows
+        .iter()
+        .filter(|r| matches!(r.client, Measured::Vllm(_)))
+    {
         let Some(ours) = rows
             .iter()
             .find(|r| r.client == Measured::LlmStress && r.streams == theirs.streams)

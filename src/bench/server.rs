@@ -184,12 +184,7 @@ fn request_number(body: &[u8]) -> Option<u64> {
 }
 
 /// Answers the requests of one connection until the client closes it.
-async fn serve(
-    mut stream: TcpStream,
-    script: Script,
-    mut first: bool,
-    logs: Option<Logs>,
-) {
+async fn serve(mut stream: TcpStream, script: Script, mut first: bool, logs: Option<Logs>) {
     while let Some((request_line, body)) = read_request(&mut stream).await {
         if answer(
             &mut stream,
