@@ -494,9 +494,16 @@ pub const HEADER: &str = "| client | mode | streams | requests | chunks | failed
 
 /// One table line.
 pub fn render_row(row: &BenchRow) -> String {
-    let (p50, p99, max) = row
-        .stamp_error
-        .map_or((f64::NAN, f64::NAN, f64::NAN), |d| (d.p50, d.p99, d.max));
+    let (p50, p99, max) = row.stamp_error.map_or_else(
+        || ("-".into(), "-".into(), "-".into()),
+        |d| {
+            (
+                format!("{:.3}", d.p50),
+                format!("{:.3}", d.p99),
+                format!("{:.3}", d.max),
+            )
+        },
+    );
     let (reads, waited) = row.reads_per_chunk().map_or_else(
         || ("-".into(), "-".into()),
         |(r, w)| (format!("{r:.3}"), format!("{w:.3}")),
@@ -506,7 +513,7 @@ pub fn render_row(row: &BenchRow) -> String {
         Measured::Vllm(version) => format!("vLLM {version}"),
     };
     format!(
-        "| {client} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50:.3} | {p99:.3} | {max:.3} |",
+        "| {client} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50} | {p99} | {max} |",
         row.mode.name(),
         row.streams,
         row.requests,
@@ -606,5 +613,21 @@ mod tests {
         let table = render_ratios(&rows);
         assert!(table.contains("| 4 | 5.00 | 2.00 |"), "{table}");
         assert!(render_ratios(&rows[..1]).is_empty());
+    }
+
+    #[test]
+    fn a_row_without_reads_or_stamps_shows_dashes() {
+        let line = render_row(&measured_row(Measured::Vllm("0.33.0".into()), 0.005, 0.001));
+        assert!(line.starts_with("| vLLM 0.33.0 | paced | 4 |"), "{line}");
+        assert!(line.ends_with("| - | - | - | - | - |"), "{line}");
+        assert_eq!(
+            line.matches('|').count(),
+            HEADER
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .matches('|')
+                .count()
+        );
     }
 }

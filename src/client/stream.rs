@@ -557,6 +557,27 @@ mod tests {
     }
 
     #[test]
+    fn read_counts_since_an_earlier_reading_never_go_below_zero() {
+        use super::ReadCounts;
+        let earlier = ReadCounts {
+            reads: 10,
+            waited: 4,
+        };
+        let now = ReadCounts {
+            reads: 25,
+            waited: 9,
+        };
+        assert_eq!(
+            now.since(earlier),
+            ReadCounts {
+                reads: 15,
+                waited: 5
+            }
+        );
+        assert_eq!(earlier.since(now), ReadCounts::default());
+    }
+
+    #[test]
     fn usage_far_beyond_the_text_is_implausible() {
         use super::plausible_tokens;
         assert!(plausible_tokens(10, 2) >= 8000);
