@@ -94,6 +94,25 @@ struct Report {
     stamp_errors_ms: Vec<f64>,
 }
 
+/// The script's report from its output: its last non-blank line, which must be the JSON
+/// object; a `skipped` report is an error carrying the reason.
+fn parse_report(stdout: &str, status: &dyn std::fmt::Display) -> Result<Report, AnchorError> {
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
+    let report: Report = match last.map(serde_json::from_str) {
+        Some(Ok(report)) => report,
+        _ => {
+            return Err(AnchorError::Failed(format!(
+                "exit {status}, last line `{}`",
+                last.unwrap_or_default()
+            )));
+        }
+    };
+    match report.skipped {
+        Some(reason) => Err(AnchorError::Skipped(reason)),
+        None => Ok(report),
+    }
+}
+
 /// Runs `plan` with vLLM's client against a fresh server started as for this harness's run.
 pub async fn run(
     config: &BenchConfig,
@@ -122,21 +141,7 @@ pub async fn run(
         python: anchor.python.display().to_string(),
         reason: e.to_string(),
     })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
-    let report: Report = match last.map(serde_json::from_str) {
-        Some(Ok(report)) => report,
-        _ => {
-            return Err(AnchorError::Failed(format!(
-                "exit {}, last line `{}`",
-                output.status,
-                last.unwrap_or_default()
-            )));
-        }
-    };
-    if let Some(reason) = report.skipped {
-        return Err(AnchorError::Skipped(reason));
-    }
+    let report = parse_report(&String::from_utf8_lossy(&output.stdout), &output.status)?;
     Ok(BenchRow {
         client: Measured::Vllm(report.version),
         mode: config.mode,
@@ -150,4 +155,30 @@ pub async fn run(
         reads: None,
         stamp_error: Distribution::from_ms(report.stamp_errors_ms),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AnchorError, parse_report};
+
+    #[test]
+    fn the_last_line_is_the_report() {
+        let out = "progress\n{\"version\":\"0.33.0\",\"requests\":2,\"chunks\":8,\"failed\":0,\"wall_s\":1.5,\"user_s\":0.25,\"sys_s\":0.125,\"stamp_errors_ms\":[0.5,1.0]}\n\n";
+        let report = parse_report(out, &0).expect("a report");
+        assert_eq!((report.version.as_str(), report.chunks), ("0.33.0", 8));
+        assert_eq!((report.user_s, report.sys_s), (0.25, 0.125));
+        assert_eq!(report.stamp_errors_ms, [0.5, 1.0]);
+    }
+
+    #[test]
+    fn a_skip_carries_its_reason_and_other_output_is_a_failure() {
+        let skipped = parse_report("{\"skipped\":\"no network\"}\n", &0);
+        assert!(matches!(skipped, Err(AnchorError::Skipped(r)) if r == "no network"));
+        let failed = parse_report("Traceback …\nValueError: x\n", &1);
+        assert!(
+            matches!(&failed, Err(AnchorError::Failed(d)) if d.contains("ValueError")),
+            "{failed:?}"
+        );
+        assert!(matches!(parse_report("", &1), Err(AnchorError::Failed(_))));
+    }
 }
