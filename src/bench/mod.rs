@@ -1,14 +1,21 @@
 //! `llm-stress bench-client`: how much load the client itself can drive, and how exact its
 //! timestamps are, against a scripted server in another process.
 //!
-//! For each number of concurrent streams, two phases run:
-//! - throughput: a zero-latency server streams `tokens` chunks per request as fast as it can;
-//!   the client's own CPU time (getrusage of this process; the server is another process) is
-//!   measured, giving chunks per client CPU-second and requests per second;
-//! - precision: a paced server writes one chunk every `paced_itl` per stream and logs the
-//!   CLOCK_MONOTONIC instant before each write; each client stamp minus that instant is the
-//!   timestamp error (it includes the kernel's loopback delivery and scheduling delay).
+//! Two modes, one measurement per number of concurrent streams:
+//! - paced (the default), the way servers really stream: every chunk goes out in its own write,
+//!   one per stream every `step` (or, with a zero step, back to back as fast as the socket
+//!   takes them), so each chunk costs the client what it costs against a real server. The
+//!   server logs the CLOCK_MONOTONIC instant before each write; the same run gives the client's
+//!   user and system CPU per chunk, its body reads per chunk and its stamp error (client stamp
+//!   − write instant; it includes the kernel's loopback delivery and scheduling delay);
+//! - burst: the old two phases. Throughput: a zero-latency server writes a whole answer at
+//!   once (the kernel coalesces many chunks per segment and per read), and the client's CPU
+//!   per chunk is measured; precision: a paced server gives the stamp error.
+//!
+//! The client's CPU time is getrusage of this process; the server is another process.
+//! [`anchor`] runs vLLM's own benchmark client against the same server for comparison.
 
+pub mod anchor;
 pub mod clock;
 pub mod server;
 
@@ -21,13 +28,33 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::case::{Api, LoadSpec, Warmup};
+use crate::client::stream::{ReadCounts, read_counts};
 use crate::client::{Client, ClientConfig, Generation};
-use crate::load::{self, Endpoint, RequestSource};
+use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::Distribution;
-use crate::os::{process_cpu_s, raise_open_file_limit};
+use crate::os::raise_open_file_limit;
 use crate::plan::Shape;
 use clock::ClockPair;
 use server::WriteLog;
+
+/// How the benchmark server delivers chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One chunk per write, one write per stream per step.
+    Paced,
+    /// Whole answers in one write (throughput), then a paced precision phase.
+    Burst,
+}
+
+impl Mode {
+    /// The mode's name in tables and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Paced => "paced",
+            Mode::Burst => "burst",
+        }
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -36,32 +63,61 @@ pub struct BenchConfig {
     pub server_exe: PathBuf,
     /// Concurrent streams, one measurement each.
     pub streams: Vec<u32>,
-    /// Chunks per request in the throughput phase.
+    /// Paced or burst.
+    pub mode: Mode,
+    /// Paced: the gap between a stream's chunks (zero: back to back, one chunk per write).
+    pub step: Duration,
+    /// Paced: every stream's chunks fall on one shared grid of `step` (synchronized rounds).
+    pub aligned: bool,
+    /// Paced with a step: about this many seconds of streaming per measurement (at least two
+    /// requests per stream).
+    pub seconds: f64,
+    /// Chunks per request (paced, and burst's throughput phase).
     pub tokens: u32,
-    /// Chunks to receive per throughput measurement (requests are rounded up).
+    /// Burst, and paced with a zero step: chunks to receive per measurement (requests are
+    /// rounded up).
     pub chunks: u64,
-    /// Gap between chunks of one stream in the precision phase.
+    /// Burst: gap between chunks of one stream in the precision phase.
     pub paced_itl: Duration,
-    /// Chunks per request in the precision phase.
+    /// Burst: chunks per request in the precision phase.
     pub paced_tokens: u32,
+    /// Run vLLM's client against the same server after each of ours.
+    pub anchor: Option<anchor::AnchorConfig>,
+}
+
+/// Which client a row measured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measured {
+    /// This harness's client.
+    LlmStress,
+    /// The anchor: vLLM's benchmark client at the pinned version.
+    Vllm(String),
 }
 
 /// One line of the benchmark's table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchRow {
+    /// Which client.
+    pub client: Measured,
+    /// How the server delivered chunks.
+    pub mode: Mode,
     /// Concurrent streams.
     pub streams: u32,
-    /// Throughput phase: requests completed.
+    /// Requests completed.
     pub requests: u64,
-    /// Throughput phase: content chunks received and parsed.
+    /// Content chunks received and parsed.
     pub chunks: u64,
-    /// Throughput phase: failed requests (should be 0).
+    /// Failed requests (should be 0).
     pub failed: u64,
-    /// Throughput phase: wall time, seconds.
+    /// Wall time, seconds.
     pub wall_s: f64,
-    /// Throughput phase: CPU time of the client process, seconds.
-    pub client_cpu_s: f64,
-    /// Precision phase: stamp − server write, ms.
+    /// User CPU time of the client process, seconds.
+    pub user_s: f64,
+    /// System CPU time of the client process, seconds.
+    pub sys_s: f64,
+    /// Body reads of the streams (this harness's client only).
+    pub reads: Option<ReadCounts>,
+    /// Stamp − server write, ms (burst: from the precision phase).
     pub stamp_error: Option<Distribution>,
 }
 
@@ -71,14 +127,60 @@ impl BenchRow {
         self.chunks as f64 / self.wall_s.max(1e-9)
     }
 
-    /// Chunks per second of client CPU time.
+    /// Chunks per second of client CPU time (user + system).
     pub fn chunks_per_cpu_s(&self) -> f64 {
-        self.chunks as f64 / self.client_cpu_s.max(1e-9)
+        self.chunks as f64 / (self.user_s + self.sys_s).max(1e-9)
     }
 
-    /// Requests per second of wall time.
-    pub fn req_s(&self) -> f64 {
-        self.requests as f64 / self.wall_s.max(1e-9)
+    /// User CPU per chunk, microseconds.
+    pub fn user_us_per_chunk(&self) -> f64 {
+        self.user_s * 1e6 / (self.chunks.max(1) as f64)
+    }
+
+    /// Whole-process CPU (user + system) per chunk, microseconds.
+    pub fn cpu_us_per_chunk(&self) -> f64 {
+        (self.user_s + self.sys_s) * 1e6 / (self.chunks.max(1) as f64)
+    }
+
+    /// Body reads and waited reads per content chunk.
+    pub fn reads_per_chunk(&self) -> Option<(f64, f64)> {
+        let chunks = self.chunks.max(1) as f64;
+        self.reads
+            .map(|r| (r.reads as f64 / chunks, r.waited as f64 / chunks))
+    }
+}
+
+/// User and system CPU time of this process, seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    /// User time.
+    pub user_s: f64,
+    /// System (kernel) time.
+    pub sys_s: f64,
+}
+
+impl CpuTimes {
+    /// This process's CPU times so far.
+    pub fn now() -> CpuTimes {
+        // SAFETY: getrusage writes only the struct it is given; zeroed is a valid rusage.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        CpuTimes {
+            user_s: seconds(usage.ru_utime),
+            sys_s: seconds(usage.ru_stime),
+        }
+    }
+
+    /// The times spent since `earlier`.
+    pub fn since(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user_s: (self.user_s - earlier.user_s).max(0.0),
+            sys_s: (self.sys_s - earlier.sys_s).max(0.0),
+        }
     }
 }
 
@@ -169,72 +271,179 @@ async fn open_connections(source: &Arc<RequestSource>, streams: u32) {
     load::run(&load, &shape, source).await;
 }
 
-async fn throughput(config: &BenchConfig, streams: u32) -> Result<BenchRow, BenchError> {
-    let server = spawn_server(
-        &config.server_exe,
-        &["--tokens".into(), config.tokens.to_string()],
-    )
-    .await?;
-    let per_request = u64::from(config.tokens.max(1));
-    let requests = config
-        .chunks
-        .div_ceil(per_request)
-        .max(u64::from(streams) * 2);
-    let source = source(&server.url, requests, config.tokens)?;
-    open_connections(&source, streams).await;
-    let (load, shape) = closed(streams, requests);
-    let cpu_before = process_cpu_s();
+/// One measurement's plan: how the server is started and how many requests run. The anchor
+/// runs the same plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Concurrent streams.
+    pub streams: u32,
+    /// `bench-server` arguments.
+    pub server_args: Vec<String>,
+    /// Measured requests (after one unmeasured request per stream).
+    pub requests: u64,
+    /// Chunks per request.
+    pub tokens: u32,
+    /// Whether the server logs its writes (the stamp error is measured).
+    pub logged: bool,
+}
+
+impl Plan {
+    /// The paced measurement at `streams`.
+    pub fn paced(config: &BenchConfig, streams: u32) -> Plan {
+        let step_us = config.step.as_micros().to_string();
+        let mut server_args = vec![
+            "--tokens".into(),
+            config.tokens.to_string(),
+            "--ttft-us".into(),
+            step_us.clone(),
+            "--itl-us".into(),
+            step_us,
+            "--one-per-write".into(),
+            "--log".into(),
+        ];
+        if config.aligned {
+            server_args.push("--aligned".into());
+        }
+        let per_request = u64::from(config.tokens.max(1));
+        let requests = if config.step.is_zero() {
+            config
+                .chunks
+                .div_ceil(per_request)
+                .max(u64::from(streams) * 2)
+        } else {
+            let request_s = config.step.as_secs_f64() * (per_request + 1) as f64;
+            let rounds = (config.seconds / request_s).ceil().max(2.0) as u64;
+            u64::from(streams) * rounds
+        };
+        Plan {
+            streams,
+            server_args,
+            requests,
+            tokens: config.tokens,
+            logged: true,
+        }
+    }
+
+    /// Burst's throughput phase at `streams`: whole answers in one write, not logged.
+    pub fn burst(config: &BenchConfig, streams: u32) -> Plan {
+        let per_request = u64::from(config.tokens.max(1));
+        Plan {
+            streams,
+            server_args: vec!["--tokens".into(), config.tokens.to_string()],
+            requests: config
+                .chunks
+                .div_ceil(per_request)
+                .max(u64::from(streams) * 2),
+            tokens: config.tokens,
+            logged: false,
+        }
+    }
+
+    /// Burst's precision phase at `streams`: one request per stream, paced and logged.
+    fn precision(config: &BenchConfig, streams: u32) -> Plan {
+        Plan {
+            streams,
+            server_args: vec![
+                "--tokens".into(),
+                config.paced_tokens.to_string(),
+                "--ttft-us".into(),
+                "5000".into(),
+                "--itl-us".into(),
+                config.paced_itl.as_micros().to_string(),
+                "--log".into(),
+            ],
+            requests: u64::from(streams),
+            tokens: config.paced_tokens,
+            logged: true,
+        }
+    }
+}
+
+/// What one run of a plan by this harness's client gave.
+struct Measurement {
+    outcome: LoadOutcome,
+    cpu: CpuTimes,
+    reads: ReadCounts,
+    stamp_error: Option<Distribution>,
+}
+
+/// Runs `plan` with this harness's client against a fresh server.
+async fn measure(config: &BenchConfig, plan: &Plan) -> Result<Measurement, BenchError> {
+    let server = spawn_server(&config.server_exe, &plan.server_args).await?;
+    let source = source(&server.url, plan.requests, plan.tokens)?;
+    open_connections(&source, plan.streams).await;
+    let (load, shape) = closed(plan.streams, plan.requests);
+    let clocks = ClockPair::now();
+    let (cpu, reads) = (CpuTimes::now(), read_counts());
     let outcome = load::run(&load, &shape, &source).await;
-    let wall_s = outcome.duration_s;
-    let client_cpu_s = process_cpu_s() - cpu_before;
-    let ok = outcome.records.iter().filter(|r| r.is_ok()).count() as u64;
-    Ok(BenchRow {
-        streams,
-        requests: ok,
-        chunks: outcome
-            .records
-            .iter()
-            .map(|r| r.chunk_ms.len() as u64)
-            .sum(),
-        failed: outcome.records.len() as u64 - ok,
-        wall_s,
-        client_cpu_s,
-        stamp_error: None,
+    let (cpu, reads) = (CpuTimes::now().since(cpu), read_counts().since(reads));
+    let stamp_error = if plan.logged {
+        let log = fetch_log(&server.url).await?;
+        Some(
+            stamp_errors(&outcome, &log, clocks)
+                .ok_or_else(|| BenchError::Server("no chunk was logged".into()))?,
+        )
+    } else {
+        None
+    };
+    Ok(Measurement {
+        outcome,
+        cpu,
+        reads,
+        stamp_error,
     })
 }
 
-async fn precision(config: &BenchConfig, streams: u32) -> Result<Distribution, BenchError> {
-    let server = spawn_server(
-        &config.server_exe,
-        &[
-            "--tokens".into(),
-            config.paced_tokens.to_string(),
-            "--ttft-us".into(),
-            "5000".into(),
-            "--itl-us".into(),
-            config.paced_itl.as_micros().to_string(),
-            "--log".into(),
-        ],
-    )
-    .await?;
-    let requests = u64::from(streams);
-    let source = source(&server.url, requests, config.paced_tokens)?;
-    open_connections(&source, streams).await;
-    let (load, shape) = closed(streams, requests);
-    let clocks = ClockPair::now();
-    let outcome = load::run(&load, &shape, &source).await;
-    let log = fetch_log(&server.url).await?;
+/// Every chunk's stamp minus the server's write instant, ms.
+fn stamp_errors(outcome: &LoadOutcome, log: &WriteLog, clocks: ClockPair) -> Option<Distribution> {
     let start_ns = clocks.ns_of(outcome.window_start) as f64;
     let errors = outcome.records.iter().flat_map(|record| {
-        let writes = log.get(&record.id).cloned().unwrap_or_default();
+        let writes = log.get(&record.id).map(Vec::as_slice).unwrap_or_default();
         let sent_ns = start_ns + record.send_ms * 1e6;
         writes
-            .into_iter()
-            .zip(record.chunk_ms.clone())
-            .map(move |(write, stamp_ms)| (sent_ns + stamp_ms * 1e6 - write as f64) / 1e6)
+            .iter()
+            .zip(&record.chunk_ms)
+            .map(move |(&write, &stamp_ms)| (sent_ns + stamp_ms * 1e6 - write as f64) / 1e6)
     });
     Distribution::from_ms(errors.collect::<Vec<_>>())
-        .ok_or_else(|| BenchError::Server("no chunk was logged".into()))
+}
+
+/// The table row of a measurement.
+fn row(mode: Mode, plan: &Plan, measured: &Measurement) -> BenchRow {
+    let records = &measured.outcome.records;
+    let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
+    BenchRow {
+        client: Measured::LlmStress,
+        mode,
+        streams: plan.streams,
+        requests: ok,
+        chunks: records.iter().map(|r| r.chunk_ms.len() as u64).sum(),
+        failed: records.len() as u64 - ok,
+        wall_s: measured.outcome.duration_s,
+        user_s: measured.cpu.user_s,
+        sys_s: measured.cpu.sys_s,
+        reads: Some(measured.reads),
+        stamp_error: measured.stamp_error,
+    }
+}
+
+/// This harness's row at `streams`, and the plan the anchor repeats.
+async fn ours(config: &BenchConfig, streams: u32) -> Result<(BenchRow, Plan), BenchError> {
+    match config.mode {
+        Mode::Paced => {
+            let plan = Plan::paced(config, streams);
+            let measured = measure(config, &plan).await?;
+            Ok((row(Mode::Paced, &plan, &measured), plan))
+        }
+        Mode::Burst => {
+            let plan = Plan::burst(config, streams);
+            let measured = measure(config, &plan).await?;
+            let mut burst = row(Mode::Burst, &plan, &measured);
+            let precise = measure(config, &Plan::precision(config, streams)).await?;
+            burst.stamp_error = precise.stamp_error;
+            Ok((burst, plan))
+        }
+    }
 }
 
 /// The write log of a `bench-server --log` at `url`.
@@ -253,40 +462,172 @@ pub async fn fetch_log(url: &str) -> Result<WriteLog, BenchError> {
         .map_err(failed)
 }
 
-/// Runs both phases for every stream count.
+/// Measures every stream count (and, with an anchor, vLLM's client after each), printing each
+/// row to stderr as it is done. A skipped anchor is said once, with its reason.
 pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
     raise_open_file_limit();
     let mut rows = Vec::new();
+    let mut anchor = config.anchor.clone();
     for &streams in &config.streams {
-        let mut row = throughput(config, streams).await?;
-        row.stamp_error = Some(precision(config, streams).await?);
+        let (row, plan) = ours(config, streams).await?;
         eprintln!("{}", render_row(&row));
         rows.push(row);
+        let Some(settings) = &anchor else {
+            continue;
+        };
+        match anchor::run(config, settings, &plan).await {
+            Ok(row) => {
+                eprintln!("{}", render_row(&row));
+                rows.push(row);
+            }
+            Err(reason) => {
+                eprintln!("anchor skipped: {reason}");
+                anchor = None;
+            }
+        }
     }
     Ok(rows)
 }
 
 /// The header of the benchmark's table.
-pub const HEADER: &str = "| streams | requests | chunks | failed | wall s | chunks/s | req/s | client CPU s | chunks per client CPU-s | stamp error p50 ms | p99 ms | max ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+pub const HEADER: &str = "| client | mode | streams | requests | chunks | failed | wall s | chunks/s | user CPU s | sys CPU s | user µs/chunk | CPU µs/chunk | chunks per CPU-s | reads/chunk | waited reads/chunk | stamp error p50 ms | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 /// One table line.
 pub fn render_row(row: &BenchRow) -> String {
-    let (p50, p99, max) = row
-        .stamp_error
-        .map_or((f64::NAN, f64::NAN, f64::NAN), |d| (d.p50, d.p99, d.max));
+    let (p50, p99, max) = row.stamp_error.map_or_else(
+        || ("-".into(), "-".into(), "-".into()),
+        |d| {
+            (
+                format!("{:.3}", d.p50),
+                format!("{:.3}", d.p99),
+                format!("{:.3}", d.max),
+            )
+        },
+    );
+    let (reads, waited) = row.reads_per_chunk().map_or_else(
+        || ("-".into(), "-".into()),
+        |(r, w)| (format!("{r:.3}"), format!("{w:.3}")),
+    );
+    let client = match &row.client {
+        Measured::LlmStress => "llm-stress".to_string(),
+        Measured::Vllm(version) => format!("vLLM {version}"),
+    };
     format!(
-        "| {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} |",
+        "| {client} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50} | {p99} | {max} |",
+        row.mode.name(),
         row.streams,
         row.requests,
         row.chunks,
         row.failed,
         row.wall_s,
         row.chunks_per_s(),
-        row.req_s(),
-        row.client_cpu_s,
+        row.user_s,
+        row.sys_s,
+        row.user_us_per_chunk(),
+        row.cpu_us_per_chunk(),
         row.chunks_per_cpu_s(),
-        p50,
-        p99,
-        max
     )
+}
+
+/// The ratios of vLLM's client's CPU per chunk to ours, per stream count, as a table: user
+/// CPU and whole-process CPU (user + system). Empty when no anchor row was measured.
+pub fn render_ratios(rows: &[BenchRow]) -> String {
+    let mut out = String::new();
+    for theirs in rows
+        .iter()
+        .filter(|r| matches!(r.client, Measured::Vllm(_)))
+    {
+        let Some(ours) = rows
+            .iter()
+            .find(|r| r.client == Measured::LlmStress && r.streams == theirs.streams)
+        else {
+            continue;
+        };
+        if out.is_empty() {
+            out.push_str("| streams | user CPU per chunk, vLLM ÷ llm-stress | whole-process CPU per chunk, vLLM ÷ llm-stress |\n|---:|---:|---:|\n");
+        }
+        out.push_str(&format!(
+            "| {} | {:.2} | {:.2} |\n",
+            theirs.streams,
+            theirs.user_us_per_chunk() / ours.user_us_per_chunk().max(1e-9),
+            theirs.cpu_us_per_chunk() / ours.cpu_us_per_chunk().max(1e-9),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(step_ms: u64) -> BenchConfig {
+        BenchConfig {
+            server_exe: PathBuf::from("llm-stress"),
+            streams: vec![4],
+            mode: Mode::Paced,
+            step: Duration::from_millis(step_ms),
+            aligned: false,
+            seconds: 3.0,
+            tokens: 64,
+            chunks: 1000,
+            paced_itl: Duration::from_millis(20),
+            paced_tokens: 16,
+            anchor: None,
+        }
+    }
+
+    #[test]
+    fn a_paced_plan_writes_one_chunk_per_write_for_about_the_seconds_asked() {
+        let plan = Plan::paced(&config(10), 4);
+        assert!(plan.server_args.contains(&"--one-per-write".to_string()));
+        assert!(plan.logged);
+        // 65 steps of 10 ms per request: 5 rounds make 3 s.
+        assert_eq!(plan.requests, 4 * 5);
+        let zero = Plan::paced(&config(0), 4);
+        assert_eq!(zero.requests, 1000u64.div_ceil(64).max(8));
+    }
+
+    fn measured_row(client: Measured, user_s: f64, sys_s: f64) -> BenchRow {
+        BenchRow {
+            client,
+            mode: Mode::Paced,
+            streams: 4,
+            requests: 10,
+            chunks: 1000,
+            failed: 0,
+            wall_s: 1.0,
+            user_s,
+            sys_s,
+            reads: None,
+            stamp_error: None,
+        }
+    }
+
+    #[test]
+    fn ratios_compare_cpu_per_chunk_with_the_same_stream_count() {
+        let rows = [
+            measured_row(Measured::LlmStress, 0.001, 0.002),
+            measured_row(Measured::Vllm("0.33.0".into()), 0.005, 0.001),
+        ];
+        assert_eq!(rows[0].user_us_per_chunk(), 1.0);
+        let table = render_ratios(&rows);
+        assert!(table.contains("| 4 | 5.00 | 2.00 |"), "{table}");
+        assert!(render_ratios(&rows[..1]).is_empty());
+    }
+
+    #[test]
+    fn a_row_without_reads_or_stamps_shows_dashes() {
+        let line = render_row(&measured_row(Measured::Vllm("0.33.0".into()), 0.005, 0.001));
+        assert!(line.starts_with("| vLLM 0.33.0 | paced | 4 |"), "{line}");
+        assert!(line.ends_with("| - | - | - | - | - |"), "{line}");
+        assert_eq!(
+            line.matches('|').count(),
+            HEADER
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .matches('|')
+                .count()
+        );
+    }
 }

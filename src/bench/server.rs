@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::clock::{monotonic_ns, sleep_until_ns};
 
 /// How the server answers every request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Script {
     /// From the request's arrival to the first content chunk (zero: at once).
     pub ttft: Duration,
@@ -31,7 +31,17 @@ pub struct Script {
     pub tokens: u32,
     /// The first request's answer is held back this long more (a stalled server).
     pub stall_first: Duration,
+    /// Every content chunk goes out in its own write even with no latency (as a server that
+    /// emits one token per decode step does); otherwise a zero-latency answer is one write.
+    pub one_per_write: bool,
+    /// Chunk instants fall on one grid of `itl` shared by every connection (synchronized
+    /// rounds, as a batch scheduler's decode steps produce them): the first chunk goes out at
+    /// the first grid instant at least `ttft` after the request arrived, then one per step.
+    pub aligned: bool,
 }
+
+/// Request number → CLOCK_MONOTONIC nanoseconds when the server first saw the request.
+pub type ArrivalLog = HashMap<u64, u64>;
 
 /// The write log: request number → CLOCK_MONOTONIC nanoseconds before each content write.
 pub type WriteLog = HashMap<u64, Vec<u64>>;
@@ -42,6 +52,7 @@ pub struct ScriptServer {
     /// Base URL.
     pub url: String,
     log: Arc<Mutex<WriteLog>>,
+    arrivals: Arc<Mutex<ArrivalLog>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,19 +81,24 @@ impl ScriptServer {
             .local_addr()
             .map_err(|source| ServeError { addr, source })?;
         let log = Arc::new(Mutex::new(HashMap::new()));
+        let arrivals = Arc::new(Mutex::new(HashMap::new()));
         let served = Arc::new(AtomicBool::new(false));
-        let task_log = Arc::clone(&log);
+        let task_logs = Logs {
+            writes: Arc::clone(&log),
+            arrivals: Arc::clone(&arrivals),
+        };
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
-                let log = keep_log.then(|| Arc::clone(&task_log));
+                let logs = keep_log.then(|| task_logs.clone());
                 let first = !served.swap(true, Ordering::SeqCst);
-                tokio::spawn(serve(stream, script, first, log));
+                tokio::spawn(serve(stream, script, first, logs));
             }
         });
         Ok(ScriptServer {
             url: format!("http://{local}"),
             log,
+            arrivals,
             task,
         })
     }
@@ -90,6 +106,11 @@ impl ScriptServer {
     /// The write instants of request `id`, if it was answered and logged.
     pub fn writes(&self, id: u64) -> Option<Vec<u64>> {
         self.log.lock().ok()?.get(&id).cloned()
+    }
+
+    /// When the server first saw request `id` (CLOCK_MONOTONIC ns), if it was logged.
+    pub fn arrival(&self, id: u64) -> Option<u64> {
+        self.arrivals.lock().ok()?.get(&id).copied()
     }
 
     /// Waits until the process is asked to stop (Ctrl-C), then stops.
@@ -103,6 +124,13 @@ impl Drop for ScriptServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The logs a `--log` server keeps.
+#[derive(Debug, Clone)]
+struct Logs {
+    writes: Arc<Mutex<WriteLog>>,
+    arrivals: Arc<Mutex<ArrivalLog>>,
 }
 
 /// Reads one request: its first line and its content-length body.
@@ -156,12 +184,7 @@ fn request_number(body: &[u8]) -> Option<u64> {
 }
 
 /// Answers the requests of one connection until the client closes it.
-async fn serve(
-    mut stream: TcpStream,
-    script: Script,
-    mut first: bool,
-    log: Option<Arc<Mutex<WriteLog>>>,
-) {
+async fn serve(mut stream: TcpStream, script: Script, mut first: bool, logs: Option<Logs>) {
     while let Some((request_line, body)) = read_request(&mut stream).await {
         if answer(
             &mut stream,
@@ -169,7 +192,7 @@ async fn serve(
             &body,
             script,
             first,
-            log.as_ref(),
+            logs.as_ref(),
         )
         .await
         .is_err()
@@ -200,8 +223,9 @@ async fn answer(
     body: &[u8],
     script: Script,
     first: bool,
-    log: Option<&Arc<Mutex<WriteLog>>>,
+    logs: Option<&Logs>,
 ) -> std::io::Result<()> {
+    let log = logs.map(|l| &l.writes);
     if request_line.starts_with("GET /log") {
         let json = log
             .and_then(|l| l.lock().ok().map(|l| serde_json::to_string(&*l)))
@@ -216,6 +240,11 @@ async fn answer(
     }
     let arrived = monotonic_ns();
     let id = request_number(body).unwrap_or(u64::MAX);
+    if let Some(logs) = logs
+        && let Ok(mut arrivals) = logs.arrivals.lock()
+    {
+        arrivals.insert(id, arrived);
+    }
     let head =
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     stream.write_all(head.as_bytes()).await?;
@@ -224,8 +253,11 @@ async fn answer(
     } else {
         Duration::ZERO
     };
-    let start = arrived + (stall + script.ttft).as_nanos() as u64;
+    let mut start = arrived + (stall + script.ttft).as_nanos() as u64;
     let itl = script.itl.as_nanos() as u64;
+    if script.aligned && itl > 0 {
+        start = start.div_ceil(itl) * itl;
+    }
     let mut writes = Vec::with_capacity(if log.is_some() {
         script.tokens as usize
     } else {
@@ -234,7 +266,7 @@ async fn answer(
     let mut chunk = String::with_capacity(128);
     // With no latency every token is ready at once: the whole answer goes out in one write,
     // still one SSE event per HTTP chunk.
-    let zero_latency = start <= arrived && itl == 0;
+    let zero_latency = start <= arrived && itl == 0 && !script.one_per_write;
     let mut batch = Vec::new();
     for k in 0..script.tokens {
         let due = start + itl * u64::from(k);

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::bench::anchor::AnchorConfig;
 use crate::bench::server::{Script, ScriptServer};
-use crate::bench::{self, BenchConfig};
+use crate::bench::{self, BenchConfig, Mode};
 use crate::session;
 
 /// Measure the client itself.
@@ -16,22 +17,59 @@ pub struct ClientArgs {
     /// Concurrent streams, one measurement each.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 64, 512, 2048])]
     streams: Vec<u32>,
-    /// Chunks per request in the throughput phase.
+    /// paced: one chunk per write, one write per stream per step, as servers stream; burst:
+    /// whole answers in one write (throughput), then a paced precision phase.
+    #[arg(long, value_enum, default_value_t = ModeArg::Paced)]
+    mode: ModeArg,
+    /// Paced: gap between a stream's chunks, milliseconds (0: back to back, still one chunk
+    /// per write).
+    #[arg(long, default_value_t = 10.0)]
+    step: f64,
+    /// Paced: every stream's chunks fall on one shared grid of the step (synchronized rounds,
+    /// as a batch scheduler produces them).
+    #[arg(long)]
+    aligned: bool,
+    /// Paced with a step: seconds of streaming per measurement (at least two requests per
+    /// stream).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Chunks per request (paced, and burst's throughput phase).
     #[arg(long, default_value_t = 256)]
     tokens: u32,
-    /// Chunks received per throughput measurement.
+    /// Chunks received per measurement (burst, and paced with --step 0).
     #[arg(long, default_value_t = 400_000)]
     chunks: u64,
-    /// Gap between a stream's chunks in the precision phase, milliseconds.
+    /// Burst: gap between a stream's chunks in the precision phase, milliseconds.
     #[arg(long, default_value_t = 20)]
     paced_itl_ms: u64,
-    /// Chunks per request in the precision phase.
+    /// Burst: chunks per request in the precision phase.
     #[arg(long, default_value_t = 16)]
     paced_tokens: u32,
+    /// Also run another client against the same server after each of ours: `vllm` runs
+    /// vLLM's benchmark client at a pinned version (scripts/vllm-anchor.py; skipped with the
+    /// reason when Python or the download is unavailable).
+    #[arg(long, value_enum)]
+    anchor: Option<AnchorArg>,
+    /// The Python interpreter that starts the anchor's script.
+    #[arg(long, default_value = "python3")]
+    anchor_python: std::path::PathBuf,
     /// Worker threads of the client's runtime (default: as trials use, 1 or
     /// `LLM_STRESS_CLIENT_THREADS`).
     #[arg(long, env = "LLM_STRESS_CLIENT_THREADS")]
     client_threads: Option<usize>,
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    Paced,
+    Burst,
+}
+
+/// `--anchor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AnchorArg {
+    Vllm,
 }
 
 /// Runs the benchmark against `bench-server` in a child process and prints one row per
@@ -40,16 +78,33 @@ pub fn exec_client(args: ClientArgs) -> Result<ExitCode> {
     let config = BenchConfig {
         server_exe: std::env::current_exe().context("finding this executable")?,
         streams: args.streams,
+        mode: match args.mode {
+            ModeArg::Paced => Mode::Paced,
+            ModeArg::Burst => Mode::Burst,
+        },
+        step: Duration::try_from_secs_f64(args.step / 1e3)
+            .context("--step must be a non-negative number of milliseconds")?,
+        aligned: args.aligned,
+        seconds: args.seconds,
         tokens: args.tokens,
         chunks: args.chunks,
         paced_itl: Duration::from_millis(args.paced_itl_ms),
         paced_tokens: args.paced_tokens,
+        anchor: args.anchor.map(|AnchorArg::Vllm| AnchorConfig {
+            python: args.anchor_python.clone(),
+            ..AnchorConfig::default_script()
+        }),
     };
     let runtime =
         session::client_runtime(args.client_threads).context("starting the async runtime")?;
+    let rows = runtime.block_on(bench::run(&config))?;
     println!("{}", bench::HEADER);
-    for row in runtime.block_on(bench::run(&config))? {
-        println!("{}", bench::render_row(&row));
+    for row in &rows {
+        println!("{}", bench::render_row(row));
+    }
+    let ratios = bench::render_ratios(&rows);
+    if !ratios.is_empty() {
+        println!("\n{ratios}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -72,6 +127,14 @@ pub struct ServerArgs {
     /// Log every write instant and serve the log at GET /log.
     #[arg(long)]
     log: bool,
+    /// Every chunk in its own write even with no latency (otherwise a zero-latency answer is
+    /// one write).
+    #[arg(long)]
+    one_per_write: bool,
+    /// Chunk instants on one grid of --itl-us shared by every connection (synchronized
+    /// rounds).
+    #[arg(long)]
+    aligned: bool,
     /// Worker threads of the server's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -84,6 +147,8 @@ pub fn exec_server(args: ServerArgs) -> Result<ExitCode> {
         itl: Duration::from_micros(args.itl_us),
         tokens: args.tokens,
         stall_first: Duration::ZERO,
+        one_per_write: args.one_per_write,
+        aligned: args.aligned,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))

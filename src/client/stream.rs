@@ -1,6 +1,8 @@
 //! Reading a response. Each read of a streamed body is stamped with its arrival time before
 //! anything is parsed; every event completed by that read carries that time.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::protocol::Chunk;
@@ -44,6 +46,47 @@ pub fn plausible_tokens(bytes: usize, chunks: usize) -> u64 {
         .saturating_add((chunks as u64).saturating_mul(TOKEN_SLACK_PER_CHUNK))
 }
 
+/// Body reads of every stream this process has read, and how many of them had to wait for
+/// the socket. Process-wide on purpose: the client benchmark (`bench-client`) reads the counts
+/// around a run without reaching into the load drivers; each stream adds its own counts once,
+/// when it ends, so nothing is shared per chunk.
+static BODY_READS: AtomicU64 = AtomicU64::new(0);
+static WAITED_READS: AtomicU64 = AtomicU64::new(0);
+
+/// Body reads taken by this process's streams so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    /// Reads of a streamed body that returned bytes (one HTTP chunk each with hyper).
+    pub reads: u64,
+    /// Reads that found nothing ready and parked the stream until the socket delivered: each
+    /// is one wake-up of the reading task.
+    pub waited: u64,
+}
+
+impl ReadCounts {
+    /// The counts since `earlier`.
+    pub fn since(self, earlier: ReadCounts) -> ReadCounts {
+        ReadCounts {
+            reads: self.reads.saturating_sub(earlier.reads),
+            waited: self.waited.saturating_sub(earlier.waited),
+        }
+    }
+}
+
+/// The body reads of every stream that has ended in this process so far.
+pub fn read_counts() -> ReadCounts {
+    ReadCounts {
+        reads: BODY_READS.load(Ordering::Relaxed),
+        waited: WAITED_READS.load(Ordering::Relaxed),
+    }
+}
+
+/// Adds one stream's reads to the process-wide counts.
+fn count_reads(counts: ReadCounts) {
+    BODY_READS.fetch_add(counts.reads, Ordering::Relaxed);
+    WAITED_READS.fetch_add(counts.waited, Ordering::Relaxed);
+}
+
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
 /// times, usage, and the failure class if the stream breaks, is malformed, times out or
 /// carries no output.
@@ -62,39 +105,55 @@ pub async fn read_stream(
     // for every chunk.
     let timeout = tokio::time::sleep_until(deadline);
     tokio::pin!(timeout);
-    while !state.done {
+    let mut counts = ReadCounts::default();
+    let record = loop {
+        if state.done {
+            break state.finish(counter, reading.keep_text);
+        }
+        let mut waited = false;
+        let next = response.chunk();
+        tokio::pin!(next);
+        // Notes whether the read had to wait: a plain flag, no clock or atomic per chunk.
+        let next = std::future::poll_fn(|cx| {
+            let poll = next.as_mut().poll(cx);
+            waited |= poll.is_pending();
+            poll
+        });
         let read = tokio::select! {
             biased;
-            read = response.chunk() => Ok(read),
+            read = next => Ok(read),
             () = &mut timeout => Err(()),
         };
+        counts.waited += u64::from(waited);
         let read = match read {
             Err(()) => {
                 state.record.e2el_ms = Some(ms_between(sent, Instant::now()));
-                return failed(
+                break failed(
                     state.record,
                     ErrorClass::Timeout,
                     "stream still open at the timeout",
                 );
             }
             Ok(Err(e)) => {
-                return failed(
+                break failed(
                     state.record,
                     ErrorClass::BrokenStream,
                     &format!("stream broke: {e}"),
                 );
             }
-            Ok(Ok(None)) => break,
+            Ok(Ok(None)) => break state.finish(counter, reading.keep_text),
             Ok(Ok(Some(read))) => read,
         };
         // The read's arrival time, taken before any of it is parsed: every event it completes
         // carries this time.
         let at = ms_between(sent, Instant::now());
+        counts.reads += 1;
         if let Err((class, detail)) = state.take_read(&mut parser, &read, at) {
-            return failed(state.record, class, &detail);
+            break failed(state.record, class, &detail);
         }
-    }
-    state.finish(counter, reading.keep_text)
+    };
+    count_reads(counts);
+    record
 }
 
 /// What a stream has shown so far.
@@ -495,6 +554,27 @@ mod tests {
         let parts = apportion(u64::MAX, &[1, 2]);
         assert_eq!(parts, [u32::MAX, u32::MAX]);
         assert_eq!(apportion(u64::MAX, &[0, 0, 0]).len(), 3);
+    }
+
+    #[test]
+    fn read_counts_since_an_earlier_reading_never_go_below_zero() {
+        use super::ReadCounts;
+        let earlier = ReadCounts {
+            reads: 10,
+            waited: 4,
+        };
+        let now = ReadCounts {
+            reads: 25,
+            waited: 9,
+        };
+        assert_eq!(
+            now.since(earlier),
+            ReadCounts {
+                reads: 15,
+                waited: 5
+            }
+        );
+        assert_eq!(earlier.since(now), ReadCounts::default());
     }
 
     #[test]
