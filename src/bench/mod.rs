@@ -28,7 +28,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::case::{Api, LoadSpec, Warmup};
-use crate::client::stream::{ReadCounts, read_counts};
+use crate::client::stream::{ReadCounter, ReadCounts};
 use crate::client::{Client, ClientConfig, Generation};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::Distribution;
@@ -233,8 +233,16 @@ pub async fn spawn_server(exe: &Path, args: &[String]) -> Result<ServerProcess, 
     Ok(ServerProcess { url, _child: child })
 }
 
-fn source(url: &str, requests: u64, tokens: u32) -> Result<Arc<RequestSource>, BenchError> {
-    let config = ClientConfig::new(url, Api::Completions, "bench", Duration::from_secs(120));
+fn source(
+    url: &str,
+    requests: u64,
+    tokens: u32,
+    reads: &Arc<ReadCounter>,
+) -> Result<Arc<RequestSource>, BenchError> {
+    let config = ClientConfig {
+        reads: Some(Arc::clone(reads)),
+        ..ClientConfig::new(url, Api::Completions, "bench", Duration::from_secs(120))
+    };
     let endpoint = Endpoint {
         name: "bench".into(),
         weight: 1.0,
@@ -370,13 +378,14 @@ struct Measurement {
 /// Runs `plan` with this harness's client against a fresh server.
 async fn measure(config: &BenchConfig, plan: &Plan) -> Result<Measurement, BenchError> {
     let server = spawn_server(&config.server_exe, &plan.server_args).await?;
-    let source = source(&server.url, plan.requests, plan.tokens)?;
+    let counter = Arc::new(ReadCounter::default());
+    let source = source(&server.url, plan.requests, plan.tokens, &counter)?;
     open_connections(&source, plan.streams).await;
     let (load, shape) = closed(plan.streams, plan.requests);
     let clocks = ClockPair::now();
-    let (cpu, reads) = (CpuTimes::now(), read_counts());
+    let (cpu, reads) = (CpuTimes::now(), counter.counts());
     let outcome = load::run(&load, &shape, &source).await;
-    let (cpu, reads) = (CpuTimes::now().since(cpu), read_counts().since(reads));
+    let (cpu, reads) = (CpuTimes::now().since(cpu), counter.counts().since(reads));
     let stamp_error = if plan.logged {
         let log = fetch_log(&server.url).await?;
         Some(

@@ -125,6 +125,9 @@ pub struct ClientConfig {
     pub extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     /// Most bytes of one SSE line or event (a longer one is a `protocol` error).
     pub max_event_bytes: usize,
+    /// Counts the body reads of this client's streams (the client benchmark's reads per
+    /// chunk); none by default.
+    pub reads: Option<Arc<stream::ReadCounter>>,
 }
 
 impl ClientConfig {
@@ -142,6 +145,7 @@ impl ClientConfig {
             keep_alive: true,
             extra_body: None,
             max_event_bytes: sse::MAX_EVENT_BYTES,
+            reads: None,
         }
     }
 }
@@ -159,6 +163,7 @@ pub struct Client {
     tokenizer: Option<Arc<dyn CountTokens>>,
     extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     max_event_bytes: usize,
+    reads: Option<Arc<stream::ReadCounter>>,
 }
 
 /// Why a client could not be built.
@@ -211,6 +216,7 @@ impl Client {
             tokenizer: config.tokenizer,
             extra_body: config.extra_body.filter(|extra| !extra.is_empty()),
             max_event_bytes: config.max_event_bytes,
+            reads: config.reads,
         })
     }
 
@@ -339,6 +345,7 @@ impl Client {
             // far more than one per token asked for is a server out of control.
             max_chunks: (request.max_tokens as usize).saturating_mul(2).max(1024),
             max_event_bytes: self.max_event_bytes,
+            reads: self.reads.as_deref(),
         };
         if self.stream {
             // At most one content chunk per token is expected (capped: max_tokens is the

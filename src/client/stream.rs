@@ -25,6 +25,8 @@ pub struct Reading<'a> {
     pub max_chunks: usize,
     /// Most bytes of one SSE line or event.
     pub max_event_bytes: usize,
+    /// Where the stream's body reads are counted, if anywhere.
+    pub reads: Option<&'a ReadCounter>,
 }
 
 /// Most bytes of generated text kept per request (1 MiB); beyond it the text is cut, and its
@@ -46,14 +48,33 @@ pub fn plausible_tokens(bytes: usize, chunks: usize) -> u64 {
         .saturating_add((chunks as u64).saturating_mul(TOKEN_SLACK_PER_CHUNK))
 }
 
-/// Body reads of every stream this process has read, and how many of them had to wait for
-/// the socket. Process-wide on purpose: the client benchmark (`bench-client`) reads the counts
-/// around a run without reaching into the load drivers; each stream adds its own counts once,
-/// when it ends, so nothing is shared per chunk.
-static BODY_READS: AtomicU64 = AtomicU64::new(0);
-static WAITED_READS: AtomicU64 = AtomicU64::new(0);
+/// Counts the body reads of the streams of the clients it is given to (`ClientConfig::reads`),
+/// and how many of them had to wait for the socket; the client benchmark (`bench-client`)
+/// reads it around a run. Each stream adds its counts once, when it ends, so nothing is
+/// shared per chunk.
+#[derive(Debug, Default)]
+pub struct ReadCounter {
+    reads: AtomicU64,
+    waited: AtomicU64,
+}
 
-/// Body reads taken by this process's streams so far.
+impl ReadCounter {
+    /// The counts so far.
+    pub fn counts(&self) -> ReadCounts {
+        ReadCounts {
+            reads: self.reads.load(Ordering::Relaxed),
+            waited: self.waited.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds one stream's reads.
+    fn add(&self, counts: ReadCounts) {
+        self.reads.fetch_add(counts.reads, Ordering::Relaxed);
+        self.waited.fetch_add(counts.waited, Ordering::Relaxed);
+    }
+}
+
+/// Body reads counted by a [`ReadCounter`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadCounts {
     /// Reads of a streamed body that returned bytes (one HTTP chunk each with hyper).
@@ -71,20 +92,6 @@ impl ReadCounts {
             waited: self.waited.saturating_sub(earlier.waited),
         }
     }
-}
-
-/// The body reads of every stream that has ended in this process so far.
-pub fn read_counts() -> ReadCounts {
-    ReadCounts {
-        reads: BODY_READS.load(Ordering::Relaxed),
-        waited: WAITED_READS.load(Ordering::Relaxed),
-    }
-}
-
-/// Adds one stream's reads to the process-wide counts.
-fn count_reads(counts: ReadCounts) {
-    BODY_READS.fetch_add(counts.reads, Ordering::Relaxed);
-    WAITED_READS.fetch_add(counts.waited, Ordering::Relaxed);
 }
 
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
@@ -152,7 +159,9 @@ pub async fn read_stream(
             break failed(state.record, class, &detail);
         }
     };
-    count_reads(counts);
+    if let Some(counter) = reading.reads {
+        counter.add(counts);
+    }
     record
 }
 

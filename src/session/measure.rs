@@ -520,6 +520,7 @@ fn clients(
             extra_body: (!spec.client.extra_body.is_empty())
                 .then(|| Arc::new(spec.client.extra_body.clone())),
             max_event_bytes: spec.client.max_event_bytes,
+            reads: None,
         };
         let client = Client::new(config)?;
         endpoints.push(Endpoint {
