@@ -192,6 +192,15 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.prompts.problem() {
         return invalid(key, &message);
     }
+    if spec.prompts.sessions.is_some() && spec.load.mode != super::LoadMode::Closed {
+        return invalid(
+            "prompts.sessions",
+            &format!(
+                "conversations run in closed-loop mode (`load.mode: closed`), not {}",
+                spec.load.mode.as_str()
+            ),
+        );
+    }
     if !(0.0..1.0).contains(&spec.targets.tolerance) {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
     }
