@@ -258,6 +258,13 @@ impl PromptSpec {
         if sessions.user_tokens == Some(0) {
             return Some(("prompts.sessions.user_tokens", "must be at least 1".into()));
         }
+        if sessions.user_tokens.is_some() && self.isl_dist.is_some() {
+            return Some((
+                "prompts.sessions.user_tokens",
+                "cannot be combined with `isl_dist` (later turns' messages take one length)"
+                    .into(),
+            ));
+        }
         if self.source != PromptSource::Synthetic {
             return Some((
                 "prompts.sessions",
