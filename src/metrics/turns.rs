@@ -155,6 +155,20 @@ mod tests {
     }
 
     #[test]
+    fn summary_json_has_a_turns_key_only_with_conversations() {
+        use crate::metrics::Summary;
+        let plain = serde_json::to_value(Summary::from_records(&[RequestRecord::default()], 1.0))
+            .expect("json");
+        assert!(plain.get("turns").is_none(), "{plain}");
+        let records = [record(0, 1, 100.0, true), record(0, 2, 50.0, true)];
+        let turned = serde_json::to_value(Summary::from_records(&records, 1.0)).expect("json");
+        assert_eq!(turned["turns"]["conversations"], 1);
+        assert_eq!(turned["turns"]["by_turn"][1]["turn"], 2);
+        assert_eq!(turned["turns"]["by_turn"][1]["cached_tokens"], 90);
+        assert!(turned["turns"]["later_ttft_ms"]["p95"].is_number());
+    }
+
+    #[test]
     fn turns_are_summarised_by_position() {
         let records = [
             record(0, 1, 100.0, true),
