@@ -129,12 +129,12 @@ pub fn name_has_spread(trial: &str) -> bool {
     });
     turns
         || ["_isl", "_osl"].iter().any(|tag| {
-        slug.match_indices(tag).any(|(at, _)| {
-            let rest = &slug[at + tag.len()..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            digits > 0 && rest[digits..].starts_with('-')
+            slug.match_indices(tag).any(|(at, _)| {
+                let rest = &slug[at + tag.len()..];
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                digits > 0 && rest[digits..].starts_with('-')
+            })
         })
-    })
 }
 
 #[cfg(test)]

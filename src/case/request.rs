@@ -261,8 +261,7 @@ impl PromptSpec {
         if sessions.user_tokens.is_some() && self.isl_dist.is_some() {
             return Some((
                 "prompts.sessions.user_tokens",
-                "cannot be combined with `isl_dist` (later turns' messages take one length)"
-                    .into(),
+                "cannot be combined with `isl_dist` (later turns' messages take one length)".into(),
             ));
         }
         if self.source != PromptSource::Synthetic {

@@ -45,7 +45,11 @@ pub fn next_turn(history: &[Turn], user: &Generation) -> Generation {
     Generation {
         prompt,
         // One user message is the plain prompt: turn 1 is sent as every other request is.
-        turns: if history.is_empty() { Vec::new() } else { turns },
+        turns: if history.is_empty() {
+            Vec::new()
+        } else {
+            turns
+        },
         max_tokens: user.max_tokens,
         ending: user.ending.clone(),
         keep_text: true,
@@ -92,7 +96,15 @@ pub async fn drive(
                 if conversation >= conversations {
                     break;
                 }
-                converse(&source, conversation, window_start, deadline, stop, &mut mine).await;
+                converse(
+                    &source,
+                    conversation,
+                    window_start,
+                    deadline,
+                    stop,
+                    &mut mine,
+                )
+                .await;
             }
             mine
         });
@@ -213,7 +225,10 @@ mod tests {
             assert!(sent.contains(part), "{api:?}: {sent}");
         }
         if api == Api::Chat {
-            assert!(sent.starts_with("user:") && sent.contains("|assistant:"), "{sent}");
+            assert!(
+                sent.starts_with("user:") && sent.contains("|assistant:"),
+                "{sent}"
+            );
         }
     }
 

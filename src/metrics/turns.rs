@@ -190,7 +190,11 @@ mod tests {
         assert_eq!(summary.first_ttft_ms.as_ref().map(|d| d.count), Some(3));
         assert_eq!(summary.later_ttft_ms.as_ref().map(|d| d.count), Some(2));
         assert_eq!(summary.by_turn[1].prompt_tokens_mean, Some(200.0));
-        assert_eq!(summary.by_turn[1].cached_tokens, Some(90), "the failed one left out");
+        assert_eq!(
+            summary.by_turn[1].cached_tokens,
+            Some(90),
+            "the failed one left out"
+        );
         assert_eq!(summary.server_cached_tokens, Some(180));
         let ratio = summary.later_over_first_p50.expect("a ratio");
         assert!((0.3..0.6).contains(&ratio), "{ratio}");

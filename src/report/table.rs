@@ -459,7 +459,9 @@ fn conversations(out: &mut String, turns: &TurnSummary, numbers: Numbers) {
     let mut align = vec![Align::Left];
     align.extend([Align::Right; 5]);
     let optional = |value: Option<f64>, format: fn(f64) -> String| {
-        measured(numbers, NUM, || value.map_or_else(|| NONE.to_string(), format))
+        measured(numbers, NUM, || {
+            value.map_or_else(|| NONE.to_string(), format)
+        })
     };
     let whole = |n: f64| format!("{n:.0}");
     let count = |n: u64| measured(numbers, NUM, || n.to_string());

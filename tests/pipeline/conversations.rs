@@ -49,9 +49,12 @@ fn conversations_carry_their_history_and_are_summarised_by_turn() {
     assert_eq!(turns, expected);
     // The embedded server counts words and 4 tokens per chat message: turn 1 is the 64-word
     // prompt; turn 2 adds the 8-word answer and a 16-word message; turn 3 the same again.
-    let prompt_tokens: Vec<Option<u64>> =
-        outcome.records.iter().map(|r| r.prompt_tokens).collect();
-    let per_turn = [Some(64 + 4), Some(64 + 8 + 16 + 3 * 4), Some(64 + 2 * (8 + 16) + 5 * 4)];
+    let prompt_tokens: Vec<Option<u64>> = outcome.records.iter().map(|r| r.prompt_tokens).collect();
+    let per_turn = [
+        Some(64 + 4),
+        Some(64 + 8 + 16 + 3 * 4),
+        Some(64 + 2 * (8 + 16) + 5 * 4),
+    ];
     let expected: Vec<Option<u64>> = (0..12).map(|i| per_turn[i % 3]).collect();
     assert_eq!(prompt_tokens, expected);
     assert!(
@@ -98,7 +101,10 @@ fn conversations_carry_their_history_and_are_summarised_by_turn() {
         &outcome.report,
         llm_stress::report::table::Numbers::Measured,
     );
-    assert!(table.contains("### Conversations (TTFT by turn)"), "{table}");
+    assert!(
+        table.contains("### Conversations (TTFT by turn)"),
+        "{table}"
+    );
     assert!(table.contains("| turn 3"), "{table}");
 }
 

@@ -61,7 +61,10 @@ fn later_turns_answer_sooner_only_with_the_history_cached(#[case] cache: bool) {
     assert_eq!((first.count, later.count), (8, 24));
     if cache {
         assert!(later.p50 < first.p50, "turn 1 {first:?}, later {later:?}");
-        assert!(later.p50 < 0.5 * first.p50, "turn 1 {first:?}, later {later:?}");
+        assert!(
+            later.p50 < 0.5 * first.p50,
+            "turn 1 {first:?}, later {later:?}"
+        );
     } else {
         assert!(later.p50 >= first.p50, "turn 1 {first:?}, later {later:?}");
     }
