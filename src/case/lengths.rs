@@ -116,16 +116,25 @@ impl LengthDist {
 
 /// Whether a trial's name (`case::slug`) carries a length-distribution suffix
 /// (`…_isl64-512u`, `…_osl16-64n32s8`): its requests' lengths are spread, so its ISL is a
-/// nominal value, not the length every request had.
+/// nominal value, not the length every request had. A multi-turn trial's (`…_turns3`) too.
 pub fn name_has_spread(trial: &str) -> bool {
     let slug = trial.rsplit("::").next().unwrap_or(trial);
-    ["_isl", "_osl"].iter().any(|tag| {
-        slug.match_indices(tag).any(|(at, _)| {
-            let rest = &slug[at + tag.len()..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            digits > 0 && rest[digits..].starts_with('-')
+    // Multi-turn conversations (`_turns3`): later turns carry the history, so their prompts
+    // are longer than the ISL too.
+    let turns = slug.match_indices("_turns").any(|(at, _)| {
+        slug[at + "_turns".len()..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit())
+    });
+    turns
+        || ["_isl", "_osl"].iter().any(|tag| {
+            slug.match_indices(tag).any(|(at, _)| {
+                let rest = &slug[at + tag.len()..];
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                digits > 0 && rest[digits..].starts_with('-')
+            })
         })
-    })
 }
 
 #[cfg(test)]
@@ -163,6 +172,8 @@ mod tests {
     #[case("my-case-2::isl128_osl64_r2.5_n8", false)]
     #[case("c::isl512_osl64_c4_n8_isl64-512u", true)]
     #[case("c::isl512_osl64_same_n8_osl16-64n32s8", true)]
+    #[case("c::isl128_osl16_c2_n12_turns3u32", true)]
+    #[case("c::isl128_osl16_c2_n12_turnsx", false)]
     fn names_say_whether_lengths_are_spread(#[case] name: &str, #[case] spread: bool) {
         assert_eq!(name_has_spread(name), spread);
     }

@@ -192,6 +192,15 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.prompts.problem() {
         return invalid(key, &message);
     }
+    if spec.prompts.sessions.is_some() && spec.load.mode != super::LoadMode::Closed {
+        return invalid(
+            "prompts.sessions",
+            &format!(
+                "conversations run in closed-loop mode (`load.mode: closed`), not {}",
+                spec.load.mode.as_str()
+            ),
+        );
+    }
     if !(0.0..1.0).contains(&spec.targets.tolerance) {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
     }
@@ -457,6 +466,16 @@ mod tests {
         "cases/x.yaml:6:",
         "more than the cap of 16777216 tokens"
     )]
+    #[case::sessions_typo(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  sessions: { turns: 3, think: 1s }\n",
+        "cases/x.yaml:6:",
+        "unknown field `think`"
+    )]
+    #[case::sessions_bad_think_time(
+        "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  sessions: { turns: 3, think_time: soon }\n",
+        "cases/x.yaml:6:",
+        "think_time"
+    )]
     #[case::dist_unknown_key(
         "name: x\nmodel: m\nkinds: [perf]\nmatrix: {mode: single}\nprompts:\n  isl_dist: { dist: normal, mean: 8, sd: 1, min: 1, max: 8 }\n",
         "cases/x.yaml:6:",
@@ -612,6 +631,38 @@ mod tests {
     #[case::a_dist_with_a_prefix(
         "kinds: [perf]\nprompts: { prefix_tokens: 8, isl_dist: { dist: uniform, min: 10, max: 20 } }\n",
         "key `prompts.isl_dist`: cannot be combined with `prefix_tokens`"
+    )]
+    #[case::sessions_without_turns(
+        "kinds: [perf]\nprompts: { sessions: { think_time: 1s } }\n",
+        "key `prompts.sessions`: needs `turns`"
+    )]
+    #[case::sessions_with_no_turns(
+        "kinds: [perf]\nprompts: { sessions: { turns: 0 } }\n",
+        "key `prompts.sessions.turns`: must be between 1 and 256"
+    )]
+    #[case::sessions_with_too_many_turns(
+        "kinds: [perf]\nprompts: { sessions: { turns: 257 } }\n",
+        "key `prompts.sessions.turns`: must be between 1 and 256"
+    )]
+    #[case::sessions_with_empty_messages(
+        "kinds: [perf]\nprompts: { sessions: { turns: 2, user_tokens: 0 } }\n",
+        "key `prompts.sessions.user_tokens`: must be at least 1"
+    )]
+    #[case::sessions_on_a_dataset(
+        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json, sessions: { turns: 2 } }\n",
+        "key `prompts.sessions`: conversations are built from synthetic prompts"
+    )]
+    #[case::sessions_with_a_prefix(
+        "kinds: [perf]\nprompts: { prefix_tokens: 8, sessions: { turns: 2 } }\n",
+        "key `prompts.sessions`: cannot be combined with `prefix_tokens`"
+    )]
+    #[case::sessions_with_an_isl_dist(
+        "kinds: [perf]\nprompts: { isl_dist: { dist: uniform, min: 1, max: 8 }, sessions: { turns: 2, user_tokens: 4 } }\n",
+        "key `prompts.sessions.user_tokens`: cannot be combined with `isl_dist`"
+    )]
+    #[case::sessions_in_open_loop(
+        "kinds: [perf]\nprompts: { sessions: { turns: 2 } }\nload: { mode: open, rate: [1] }\n",
+        "key `prompts.sessions`: conversations run in closed-loop mode (`load.mode: closed`), not open"
     )]
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lengths::LengthDist;
 use super::schema::ServerSpec;
+use super::traffic::Span;
 
 /// How requests are sent.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -120,6 +121,44 @@ pub struct PromptSpec {
     /// Synthetic prompts: each request's OSL (`max_tokens`) drawn from this distribution; the
     /// matrix's OSL stays the nominal length and must be at least the distribution's `max`.
     pub osl_dist: Option<LengthDist>,
+    /// Multi-turn conversations: each closed-loop worker holds a conversation of several
+    /// turns, each turn's request carrying the whole conversation so far.
+    pub sessions: Option<SessionSpec>,
+}
+
+/// Most turns a conversation may have.
+pub const MAX_TURNS: u32 = 256;
+
+/// Multi-turn conversations (`prompts.sessions`): turn 1 sends a prompt of the trial's ISL;
+/// turn k sends the conversation so far (every earlier user message and the model's actual
+/// answer to it) followed by a new user message of `user_tokens` tokens (the ISL unless
+/// given).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Turns (requests) per conversation, 1 to [`MAX_TURNS`].
+    #[serde(default, deserialize_with = "super::limits::opt_requests")]
+    pub turns: Option<u32>,
+    /// Tokens of each later turn's new user message (turns 2…); the trial's ISL unless given.
+    #[serde(default, deserialize_with = "super::limits::opt_tokens")]
+    pub user_tokens: Option<u32>,
+    /// Pause between an answer and the conversation's next turn (the user reading and
+    /// typing); not part of any request's latency.
+    #[serde(default)]
+    pub think_time: Option<Span>,
+}
+
+impl SessionSpec {
+    /// Turns per conversation.
+    pub fn turns(&self) -> u32 {
+        self.turns.unwrap_or(1)
+    }
+
+    /// The trial-name suffix: `_turns3`, or `_turns3u32` with `user_tokens`.
+    pub fn slug(&self) -> String {
+        let user = self.user_tokens.map(|u| format!("u{u}"));
+        format!("_turns{}{}", self.turns(), user.unwrap_or_default())
+    }
 }
 
 /// Most shared prefixes a case may ask for.
@@ -140,9 +179,18 @@ impl PromptSpec {
         format!("{}{}", isl.unwrap_or_default(), osl.unwrap_or_default())
     }
 
-    /// What is wrong with the shared-prefix and length-distribution keys, as (key, message),
-    /// if anything.
+    /// The trial-name suffix of multi-turn conversations: empty without them, else
+    /// [`SessionSpec::slug`].
+    pub fn sessions_suffix(&self) -> String {
+        self.sessions.map(|s| s.slug()).unwrap_or_default()
+    }
+
+    /// What is wrong with the shared-prefix, length-distribution and sessions keys, as (key,
+    /// message), if anything.
     pub fn problem(&self) -> Option<(&'static str, String)> {
+        if let Some(problem) = self.sessions.and_then(|s| self.sessions_problem(s)) {
+            return Some(problem);
+        }
         for (key, dist) in [
             ("prompts.isl_dist", &self.isl_dist),
             ("prompts.osl_dist", &self.osl_dist),
@@ -187,6 +235,47 @@ impl PromptSpec {
             return Some((
                 "prompts.prefix_tokens",
                 "shared prefixes are for synthetic prompts (`source: synthetic`)".into(),
+            ));
+        }
+        None
+    }
+}
+
+impl PromptSpec {
+    fn sessions_problem(&self, sessions: SessionSpec) -> Option<(&'static str, String)> {
+        let Some(turns) = sessions.turns else {
+            return Some((
+                "prompts.sessions",
+                "needs `turns`, the requests per conversation, such as `turns: 3`".into(),
+            ));
+        };
+        if !(1..=MAX_TURNS).contains(&turns) {
+            return Some((
+                "prompts.sessions.turns",
+                format!("must be between 1 and {MAX_TURNS}"),
+            ));
+        }
+        if sessions.user_tokens == Some(0) {
+            return Some(("prompts.sessions.user_tokens", "must be at least 1".into()));
+        }
+        if sessions.user_tokens.is_some() && self.isl_dist.is_some() {
+            return Some((
+                "prompts.sessions.user_tokens",
+                "cannot be combined with `isl_dist` (later turns' messages take one length)".into(),
+            ));
+        }
+        if self.source != PromptSource::Synthetic {
+            return Some((
+                "prompts.sessions",
+                "conversations are built from synthetic prompts (`source: synthetic`)".into(),
+            ));
+        }
+        if self.prefix_tokens.is_some() {
+            return Some((
+                "prompts.sessions",
+                "cannot be combined with `prefix_tokens` (a conversation's history is its own \
+                 shared prefix)"
+                    .into(),
             ));
         }
         None

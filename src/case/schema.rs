@@ -10,7 +10,9 @@ pub use super::accuracy::{
 };
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
-pub use super::request::{ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec};
+pub use super::request::{
+    ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec, SessionSpec,
+};
 pub use super::sim::{SimStudySpec, StudyPreset};
 use super::slo::Slo;
 pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};

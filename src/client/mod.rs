@@ -36,6 +36,9 @@ pub struct Generation {
     pub max_tokens: u32,
     /// Whether generation runs to exactly `max_tokens` or stops where the model stops.
     pub ending: Ending,
+    /// Keep the answer's text in the record even for an exact-length request (a
+    /// conversation's next turn carries it).
+    pub keep_text: bool,
 }
 
 impl Generation {
@@ -46,6 +49,7 @@ impl Generation {
             turns: Vec::new(),
             max_tokens,
             ending: Ending::Exact,
+            keep_text: false,
         }
     }
 }
@@ -340,6 +344,7 @@ impl Client {
             deadline,
             counter: self.tokenizer.as_deref(),
             keep_text: matches!(request.ending, Ending::Natural { .. })
+                || request.keep_text
                 || self.extra_body.is_some(),
             // A server may send a few content chunks without tokens (a role, an empty delta);
             // far more than one per token asked for is a server out of control.

@@ -137,6 +137,7 @@ impl Chunk<'_> {
             (self.tokens_predicted.is_some() || self.tokens_evaluated.is_some()).then_some(Usage {
                 prompt_tokens: self.tokens_evaluated,
                 completion_tokens: self.tokens_predicted,
+                prompt_tokens_details: None,
             })
         })
     }
@@ -182,6 +183,18 @@ pub struct Usage {
     /// Generated tokens.
     #[serde(default)]
     pub completion_tokens: Option<u64>,
+    /// Details of the prompt tokens (OpenAI; vLLM, SGLang and llama-server fill
+    /// `cached_tokens`).
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens the server took from its prefix cache.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
 }
 
 impl Choice<'_> {
@@ -267,6 +280,7 @@ mod tests {
             ending: Ending::Natural {
                 stop: vec!["Question:".into()],
             },
+            keep_text: true,
         };
         let (_, body) = request_body(api, "m", &request, false);
         assert!(body.get("ignore_eos").is_none(), "{body}");

@@ -317,6 +317,12 @@ impl StreamState {
                 self.record.output_tokens = usage.completion_tokens;
                 self.last_usage_tokens = usage.completion_tokens;
             }
+            if let Some(cached) = usage.prompt_tokens_details.and_then(|d| d.cached_tokens) {
+                self.record.cached_tokens = Some(cached);
+            }
+        }
+        if let Some(cached) = chunk.timings.and_then(|t| t.cache_n) {
+            self.record.cached_tokens = Some(cached);
         }
         Ok(())
     }

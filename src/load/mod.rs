@@ -6,6 +6,7 @@
 //! measured, runs first as a closed loop.
 
 pub mod closed;
+pub mod conversation;
 pub mod limit;
 pub mod open;
 pub mod progress;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+pub use conversation::Conversations;
 pub use source::{CUT_OFF_NOTE, Endpoint, Phase, RequestSource, SourceError};
 
 use crate::case::{LoadSpec, Warmup};
@@ -43,15 +45,23 @@ impl LoadOutcome {
     /// is the two windows back to back (the pause between them, with `next`'s warmup, is in
     /// neither); the windows' lengths and the dropped arrivals add up. `next` sends the same
     /// prompts, so none of its requests is the first of its shared prefix (`prefix_cold`): the
-    /// server has seen every prefix already.
+    /// server has seen every prefix already. Its conversations are renumbered after this
+    /// run's.
     pub fn followed_by(mut self, next: LoadOutcome) -> LoadOutcome {
         let shift_ms = self.duration_s * 1000.0;
         let first_id = self.records.iter().map(|r| r.id + 1).max().unwrap_or(0);
+        let first_conversation = self
+            .records
+            .iter()
+            .filter_map(|r| r.conversation.map(|c| c + 1))
+            .max()
+            .unwrap_or(0);
         self.records.extend(next.records.into_iter().map(|mut r| {
             r.id += first_id;
             r.send_ms += shift_ms;
             r.intended_ms = r.intended_ms.map(|t| t + shift_ms);
             r.prefix_cold = false;
+            r.conversation = r.conversation.map(|c| c + first_conversation);
             r
         }));
         self.duration_s += next.duration_s;
@@ -144,7 +154,11 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
                 },
                 after: duration,
             };
-            let (records, start) = closed::drive(source, Phase::Measured, concurrency, stop).await;
+            let (records, start) = if source.conversations().is_some() {
+                conversation::drive(source, concurrency, stop).await
+            } else {
+                closed::drive(source, Phase::Measured, concurrency, stop).await
+            };
             (records, start, 0)
         }
         Shape::Consistency { requests } => {

@@ -9,6 +9,7 @@ use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand_chacha::ChaCha8Rng;
 
+use super::conversation::Conversations;
 use super::progress::LoadProgress;
 use crate::client::{Client, Generation, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
@@ -49,6 +50,7 @@ pub struct RequestSource {
     progress: Option<Arc<LoadProgress>>,
     prefix_groups: Option<u32>,
     cut_off: Option<Instant>,
+    conversations: Option<Conversations>,
 }
 
 /// Why a request source cannot be built.
@@ -90,6 +92,7 @@ impl RequestSource {
             progress: None,
             prefix_groups: None,
             cut_off: None,
+            conversations: None,
         })
     }
 
@@ -123,6 +126,29 @@ impl RequestSource {
     /// Whether the cut-off has passed: drivers send nothing more.
     pub fn expired(&self) -> bool {
         self.cut_off.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Runs the measured load as multi-turn conversations (`prompts.sessions`): see
+    /// [`Conversations`].
+    pub fn with_conversations(mut self, conversations: Option<Conversations>) -> RequestSource {
+        self.conversations = conversations;
+        self
+    }
+
+    /// The conversations the measured load runs, if any.
+    pub fn conversations(&self) -> Option<&Conversations> {
+        self.conversations.as_ref()
+    }
+
+    /// The new user message of turn `turn` (from 1) of the conversation whose request it is:
+    /// turn 1 takes the measured pool's prompt, later turns the follow-up pool's (the measured
+    /// one when there is none), both by request id.
+    pub fn user_message(&self, id: u64, turn: u32) -> &Generation {
+        let pool = match &self.conversations {
+            Some(c) if turn > 1 && !c.follow_ups.is_empty() => &c.follow_ups,
+            _ => &self.measured,
+        };
+        &pool[(id % pool.len() as u64) as usize]
     }
 
     /// Whether measured records carry their prefix group.
@@ -174,6 +200,27 @@ impl RequestSource {
         };
         let slot = id % pool.len() as u64;
         let request = &pool[slot as usize];
+        let mut record = self
+            .send_request(phase, id, window_start, intended, request)
+            .await;
+        if phase == Phase::Measured {
+            record.prefix_group = self
+                .prefix_groups
+                .map(|groups| (slot % u64::from(groups)) as u32);
+        }
+        record
+    }
+
+    /// Sends `request` as request `id` and measures it (a conversation's turn is built by the
+    /// caller).
+    pub async fn send_request(
+        &self,
+        phase: Phase,
+        id: u64,
+        window_start: Instant,
+        intended: Option<Instant>,
+        request: &Generation,
+    ) -> RequestRecord {
         let endpoint = self.endpoint_of(phase, id);
         let observer = self.progress().filter(|_| phase == Phase::Measured);
         if let Some(progress) = observer {
@@ -188,11 +235,6 @@ impl RequestSource {
             record.error_detail = Some(format!("{CUT_OFF_NOTE}: {detail}"));
         }
         record.endpoint = endpoint as u32;
-        if phase == Phase::Measured {
-            record.prefix_group = self
-                .prefix_groups
-                .map(|groups| (slot % u64::from(groups)) as u32);
-        }
         record.intended_ms = intended.map(|at| ms_between(window_start, at));
         if let Some(progress) = observer {
             progress.request_finished(&record);

@@ -8,6 +8,7 @@ pub mod record;
 pub mod server_known;
 pub mod server_timing;
 pub mod summary;
+pub mod turns;
 pub mod windows;
 
 pub use llm_stress_base::distribution;
@@ -20,3 +21,4 @@ pub use prefix::PrefixSummary;
 pub use record::{ErrorClass, RequestRecord};
 pub use server_timing::{ServerTiming, ServerTimingSummary};
 pub use summary::Summary;
+pub use turns::TurnSummary;

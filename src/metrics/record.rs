@@ -122,6 +122,17 @@ pub struct RequestRecord {
     /// yet cached); the others share a prefix already sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prefix_cold: bool,
+    /// Prompt tokens the server says it took from its prefix cache: the OpenAI usage's
+    /// `prompt_tokens_details.cached_tokens` (vLLM, SGLang, llama-server) or llama-server's
+    /// `timings.cache_n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    /// The conversation it belongs to (`prompts.sessions`), numbered from 0 within the trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<u64>,
+    /// Its turn in the conversation, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 impl RequestRecord {

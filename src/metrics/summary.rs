@@ -11,6 +11,7 @@ use super::goodput::RequestSlo;
 use super::prefix::PrefixSummary;
 use super::record::{ErrorClass, RequestRecord};
 use super::server_timing::ServerTimingSummary;
+use super::turns::TurnSummary;
 
 /// Latency metrics that have a distribution, as named in SLOs (`ttft_ms.p95`). The
 /// `*_intended_ms` ones count from the open-loop schedule's intended send time,
@@ -121,6 +122,9 @@ pub struct Summary {
     /// against those that shared one already sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<PrefixSummary>,
+    /// Multi-turn conversations (`prompts.sessions`): TTFT by turn position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<TurnSummary>,
 }
 
 impl Summary {
@@ -194,6 +198,7 @@ impl Summary {
             goodput_req_s: None,
             consistency: None,
             prefix: PrefixSummary::of(records),
+            turns: TurnSummary::of(records),
         }
     }
 

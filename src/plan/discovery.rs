@@ -185,7 +185,11 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
             // concurrency) are one trial: the first is kept.
             let mut slugs = BTreeSet::new();
             let mut shaped = Vec::new();
-            let lengths = case.spec.prompts.length_suffix();
+            let lengths = format!(
+                "{}{}",
+                case.spec.prompts.length_suffix(),
+                case.spec.prompts.sessions_suffix()
+            );
             for combination in combinations {
                 for shape in Shape::for_combination(&case.spec.load, &combination) {
                     if slugs.insert(shape.slug(&combination)) {

@@ -18,7 +18,7 @@ use super::wire::adjusted_text;
 use super::{LoadBody, LoadShape, TrialBody, TrialReport};
 use crate::accuracy::summary::AccuracySummary;
 use crate::metrics::consistency::{Consistency, Spread};
-use crate::metrics::{Distribution, PrefixSummary};
+use crate::metrics::{Distribution, PrefixSummary, TurnSummary};
 use crate::server_metrics::Reading;
 use crate::server_metrics::ServerMetrics;
 
@@ -442,6 +442,94 @@ fn shared_prefix(out: &mut String, prefix: &PrefixSummary, numbers: Numbers) {
     );
 }
 
+/// Multi-turn conversations: TTFT of the first turns against the later ones (which carry the
+/// history), then by turn position, and the tokens the server says it took from its cache.
+/// Every measured cell is redacted, absent or not (whether a turn succeeded depends on the
+/// run).
+fn conversations(out: &mut String, turns: &TurnSummary, numbers: Numbers) {
+    out.push_str("### Conversations (TTFT by turn)\n\n");
+    let header = [
+        "ttft (ms)",
+        "requests",
+        "p50",
+        "p95",
+        "prompt tokens (mean)",
+        "cached tokens",
+    ];
+    let mut align = vec![Align::Left];
+    align.extend([Align::Right; 5]);
+    let optional = |value: Option<f64>, format: fn(f64) -> String| {
+        measured(numbers, NUM, || {
+            value.map_or_else(|| NONE.to_string(), format)
+        })
+    };
+    let whole = |n: f64| format!("{n:.0}");
+    let count = |n: u64| measured(numbers, NUM, || n.to_string());
+    let row = |label: String,
+               requests: u64,
+               d: Option<&Distribution>,
+               prompt: Option<f64>,
+               cached: Option<u64>| {
+        vec![
+            label,
+            count(requests),
+            latency_cell(numbers, d, "p50"),
+            latency_cell(numbers, d, "p95"),
+            optional(prompt, whole),
+            optional(cached.map(|n| n as f64), whole),
+        ]
+    };
+    let first = turns.by_turn.iter().find(|p| p.turn == 1);
+    let later: Vec<_> = turns.by_turn.iter().filter(|p| p.turn > 1).collect();
+    let sum_cached = |ps: &[&crate::metrics::turns::TurnPosition]| {
+        let found: Vec<u64> = ps.iter().filter_map(|p| p.cached_tokens).collect();
+        (!found.is_empty()).then(|| found.iter().sum())
+    };
+    let mut rows = vec![
+        row(
+            "turn 1".into(),
+            first.map_or(0, |p| p.requests),
+            turns.first_ttft_ms.as_ref(),
+            first.and_then(|p| p.prompt_tokens_mean),
+            first.and_then(|p| p.cached_tokens),
+        ),
+        row(
+            "turns ≥ 2".into(),
+            later.iter().map(|p| p.requests).sum(),
+            turns.later_ttft_ms.as_ref(),
+            None,
+            sum_cached(&later),
+        ),
+    ];
+    rows.extend(turns.by_turn.iter().filter(|p| p.turn > 1).map(|p| {
+        row(
+            format!("turn {}", p.turn),
+            p.requests,
+            p.ttft_ms.as_ref(),
+            p.prompt_tokens_mean,
+            p.cached_tokens,
+        )
+    }));
+    push_table(out, &header, &align, &rows);
+    out.push('\n');
+    name_value_table(
+        out,
+        ["conversations", "value"],
+        vec![
+            ("started", count(turns.conversations)),
+            ("completed", count(turns.conversations_completed)),
+            (
+                "turns ≥ 2 ÷ turn 1 p50 TTFT",
+                optional(turns.later_over_first_p50, f3),
+            ),
+            (
+                "server cached tokens",
+                optional(turns.server_cached_tokens.map(|n| n as f64), whole),
+            ),
+        ],
+    );
+}
+
 /// A consistency run: mean ± std and CV of TTFT and decode rate, the halves' drift and the
 /// reading. Shown for every consistency trial (a redacted table does not say whether enough
 /// requests succeeded to measure it).
@@ -742,6 +830,10 @@ pub fn render(report: &TrialReport, numbers: Numbers) -> String {
             }
             if let Some(prefix) = &load.summary.prefix {
                 shared_prefix(&mut out, prefix, numbers);
+                out.push('\n');
+            }
+            if let Some(turns) = &load.summary.turns {
+                conversations(&mut out, turns, numbers);
                 out.push('\n');
             }
             if load.shape == LoadShape::Consistency {

@@ -98,6 +98,7 @@ fn generation(task: &Task, sample: &Sample, api: Api, multiturn: bool) -> Genera
         ending: Ending::Natural {
             stop: task.stop().to_vec(),
         },
+        keep_text: true,
     }
 }
 

@@ -335,10 +335,16 @@ async fn drive_endpoints(
         .pop()
         .map(|e| e.client)
         .ok_or(TrialError::NoServer)?;
-    let (measured, warmup) = prompts_for(session, load, tokenizer_client.http(), first).await?;
-    let source = RequestSource::new(endpoints, measured, warmup, spec.load.seed)?
+    let prompts = prompts_for(session, load, tokenizer_client.http(), first).await?;
+    let conversations = spec.prompts.sessions.map(|s| load::Conversations {
+        turns: s.turns(),
+        think_time: s.think_time.map_or(Duration::ZERO, |t| t.0),
+        follow_ups: prompts.follow_ups,
+    });
+    let source = RequestSource::new(endpoints, prompts.measured, prompts.warmup, spec.load.seed)?
         .with_progress(session.progress.clone())
-        .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups));
+        .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups))
+        .with_conversations(conversations);
     let shape = &load.point.shape;
     let runs = spec
         .load

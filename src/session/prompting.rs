@@ -49,6 +49,14 @@ pub(super) fn model_tokenizer(
         .map_err(TrialError::Tokenizer)
 }
 
+/// The prompts a trial sends: measured, warmup, and the later turns' user messages of its
+/// conversations (`prompts.sessions.user_tokens`; empty without them).
+pub(super) struct TrialPrompts {
+    pub measured: Vec<Generation>,
+    pub warmup: Vec<Generation>,
+    pub follow_ups: Vec<Generation>,
+}
+
 /// Builds the measured and warmup prompts (before anything is measured), and gives each
 /// endpoint's client the local tokenizer, if any, to count output text with. Their seed is
 /// the trial's ([`LoadTrial::prompt_seed`]).
@@ -57,18 +65,18 @@ pub(super) async fn prompts_for(
     load: &LoadTrial,
     tokenizer_http: &reqwest::Client,
     server: &RunningServer,
-) -> Result<(Vec<Generation>, Vec<Generation>), TrialError> {
+) -> Result<TrialPrompts, TrialError> {
     let spec = &load.case.spec;
     let counter = token_counter(session, &load.case, tokenizer_http, server)?;
     let case_dir = load.case.path.parent().unwrap_or(Path::new("."));
     let point = &load.point;
     let c = &point.combination;
     let seed = load.prompt_seed();
-    let build = |count: u32, index_base: u64| {
+    let build = |count: u32, index_base: u64, isl: u32| {
         let counter = &counter;
         async move {
             let wanted = Wanted {
-                isl: c.isl,
+                isl,
                 osl: c.osl,
                 seed,
                 count: count as usize,
@@ -85,12 +93,21 @@ pub(super) async fn prompts_for(
                 .map_err(TrialError::Prompts)
         }
     };
-    let measured = build(point.shape.pool_size(), 0).await?;
+    let measured = build(point.shape.pool_size(), 0, c.isl).await?;
     let warmup_count = load::warmup_pool_size(&spec.load, &point.shape);
     let warmup = if warmup_count == 0 {
         Vec::new()
     } else {
-        build(warmup_count, u64::MAX / 2).await?
+        build(warmup_count, u64::MAX / 2, c.isl).await?
     };
-    Ok((measured, warmup))
+    // Later turns' user messages of their own length: prompts of their own, seeded apart.
+    let follow_ups = match spec.prompts.sessions.and_then(|s| s.user_tokens) {
+        Some(tokens) => build(point.shape.pool_size(), u64::MAX / 4, tokens).await?,
+        None => Vec::new(),
+    };
+    Ok(TrialPrompts {
+        measured,
+        warmup,
+        follow_ups,
+    })
 }

@@ -9,6 +9,7 @@ mod support;
 mod accuracy_parity;
 mod attributed;
 mod client_errors;
+mod conversations;
 mod csv_concurrency;
 mod discovery;
 mod faults;

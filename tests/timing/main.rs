@@ -11,6 +11,7 @@ mod support;
 mod accuracy;
 mod compare;
 mod consistency;
+mod conversations;
 mod fidelity;
 mod prefix;
 mod sim_server;

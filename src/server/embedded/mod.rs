@@ -102,6 +102,7 @@ impl AppState {
     fn enter(
         &self,
         ask: &Ask,
+        prompt_text: &str,
         prompt_tokens: u64,
         max_tokens: u32,
     ) -> (InFlight, Output, EngineRequest) {
@@ -111,7 +112,7 @@ impl AppState {
         let cached_tokens = self
             .prefix_cache
             .as_ref()
-            .map_or(0, |cache| cache.admit(&ask.query))
+            .map_or(0, |cache| cache.admit(prompt_text))
             .min(prompt_tokens);
         let request = EngineRequest {
             prompt_tokens,
@@ -348,8 +349,12 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         model: state.model.clone(),
         created: unix_seconds(),
     };
-    let (guard, output, engine_request) =
-        state.enter(&request.ask, request.prompt_tokens, request.max_tokens);
+    let (guard, output, engine_request) = state.enter(
+        &request.ask,
+        &request.prompt_text,
+        request.prompt_tokens,
+        request.max_tokens,
+    );
     // A request the engine can never serve gets a 400, as vLLM answers one longer than its
     // context.
     if let Some(reason) = state.engine.refusal(engine_request) {
@@ -401,8 +406,12 @@ async fn llama_completion(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(fault) => fault,
         Err(response) => return response,
     };
-    let (guard, output, engine_request) =
-        state.enter(&request.ask, request.prompt_tokens, request.n_predict);
+    let (guard, output, engine_request) = state.enter(
+        &request.ask,
+        &request.ask.query,
+        request.prompt_tokens,
+        request.n_predict,
+    );
     // A request the engine can never serve gets a 400, as vLLM answers one longer than its
     // context.
     if let Some(reason) = state.engine.refusal(engine_request) {

@@ -26,6 +26,9 @@ pub struct Parsed {
     pub include_usage: bool,
     /// The question, `ignore_eos` and stop sequences, for answer mode.
     pub ask: Ask,
+    /// The whole prompt as the prefix cache sees it: the prompt, or every message's content
+    /// of a chat in order (a conversation's history is its cached prefix).
+    pub prompt_text: String,
 }
 
 /// Tokens generated when the request does not say.
@@ -36,11 +39,11 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let words = |text: &str| text.split_whitespace().count() as u64;
-    let (prompt_tokens, query) = match endpoint {
+    let (prompt_tokens, query, prompt_text) = match endpoint {
         Endpoint::Completions => match &value["prompt"] {
-            Value::String(s) => (words(s), s.clone()),
+            Value::String(s) => (words(s), s.clone(), s.clone()),
             Value::Array(items) => match items.first() {
-                Some(Value::String(s)) => (words(s), s.clone()),
+                Some(Value::String(s)) => (words(s), s.clone(), s.clone()),
                 _ => return Err("`prompt` must be a string or an array of strings".into()),
             },
             _ => return Err("`prompt` is required".into()),
@@ -60,7 +63,12 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
                 .find(|m| m["role"] == "user")
                 .and_then(|m| m["content"].as_str())
                 .unwrap_or_default();
-            (tokens, last_user.to_string())
+            let whole = messages
+                .iter()
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (tokens, last_user.to_string(), whole)
         }
     };
     let max_tokens = ["max_tokens", "max_completion_tokens"]
@@ -75,6 +83,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
             .as_bool()
             .unwrap_or(false),
         ask: Ask::from_body(&value, query),
+        prompt_text,
     })
 }
 

@@ -1,0 +1,219 @@
+//! Multi-turn conversations (`prompts.sessions`): TTFT by turn position. Turn 1 sends a fresh
+//! prompt; turn k sends the conversation so far, so its prefill grows with the history unless
+//! the server reuses the history it has cached. The first turn against the later ones says
+//! which.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::distribution::Distribution;
+use super::record::RequestRecord;
+
+/// One turn position's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnPosition {
+    /// The position, from 1.
+    pub turn: u32,
+    /// Requests sent at this position (failed ones included).
+    pub requests: u64,
+    /// TTFT of the successful ones.
+    pub ttft_ms: Option<Distribution>,
+    /// Mean prompt tokens of the successful ones (the server's count): the history grows.
+    pub prompt_tokens_mean: Option<f64>,
+    /// Prompt tokens the server says it took from its cache, summed over the successful ones
+    /// that report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+}
+
+/// TTFT by turn position over a trial's conversations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnSummary {
+    /// Conversations started.
+    pub conversations: u64,
+    /// Conversations whose every turn succeeded up to the trial's last turn position.
+    pub conversations_completed: u64,
+    /// TTFT of the successful first turns.
+    pub first_ttft_ms: Option<Distribution>,
+    /// TTFT of the successful later turns (2 and after), all positions together.
+    pub later_ttft_ms: Option<Distribution>,
+    /// Later turns' p50 TTFT ÷ first turns' p50: above 1 when prefill grows with the history,
+    /// below 1 when the server serves the history from its cache.
+    pub later_over_first_p50: Option<f64>,
+    /// One entry per turn position, in order.
+    pub by_turn: Vec<TurnPosition>,
+    /// Prompt tokens the server says it took from its cache, over every successful turn that
+    /// reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cached_tokens: Option<u64>,
+}
+
+impl TurnSummary {
+    /// Summarises the records that carry a turn; `None` when none does.
+    pub fn of(records: &[RequestRecord]) -> Option<TurnSummary> {
+        let turned: Vec<(&RequestRecord, u32)> = records
+            .iter()
+            .filter_map(|r| r.turn.map(|t| (r, t)))
+            .collect();
+        if turned.is_empty() {
+            return None;
+        }
+        let mut positions: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+        for &(record, turn) in &turned {
+            positions.entry(turn).or_default().push(record);
+        }
+        let cached = |rs: &mut dyn Iterator<Item = &RequestRecord>| {
+            let found: Vec<u64> = rs
+                .filter(|r| r.is_ok())
+                .filter_map(|r| r.cached_tokens)
+                .collect();
+            (!found.is_empty()).then(|| found.iter().sum())
+        };
+        let by_turn: Vec<TurnPosition> = positions
+            .iter()
+            .map(|(&turn, rs)| {
+                let prompts: Vec<u64> = rs
+                    .iter()
+                    .filter(|r| r.is_ok())
+                    .filter_map(|r| r.prompt_tokens)
+                    .collect();
+                TurnPosition {
+                    turn,
+                    requests: rs.len() as u64,
+                    ttft_ms: Distribution::from_ms(
+                        rs.iter().filter(|r| r.is_ok()).filter_map(|r| r.ttft_ms),
+                    ),
+                    prompt_tokens_mean: (!prompts.is_empty())
+                        .then(|| prompts.iter().sum::<u64>() as f64 / prompts.len() as f64),
+                    cached_tokens: cached(&mut rs.iter().copied()),
+                }
+            })
+            .collect();
+        let ttft = |later: bool| {
+            Distribution::from_ms(
+                turned
+                    .iter()
+                    .filter(|(r, t)| r.is_ok() && (*t > 1) == later)
+                    .filter_map(|(r, _)| r.ttft_ms),
+            )
+        };
+        let (first_ttft_ms, later_ttft_ms) = (ttft(false), ttft(true));
+        let later_over_first_p50 = match (&first_ttft_ms, &later_ttft_ms) {
+            (Some(first), Some(later)) if first.p50 > 0.0 => Some(later.p50 / first.p50),
+            _ => None,
+        };
+        let last = positions.keys().next_back().copied().unwrap_or(1);
+        let mut conversations: BTreeMap<u64, (u32, bool)> = BTreeMap::new();
+        for &(record, turn) in &turned {
+            let Some(id) = record.conversation else {
+                continue;
+            };
+            let entry = conversations.entry(id).or_insert((0, true));
+            entry.0 = entry.0.max(turn);
+            entry.1 &= record.is_ok();
+        }
+        let completed = conversations
+            .values()
+            .filter(|(reached, ok)| *ok && *reached == last)
+            .count() as u64;
+        Some(TurnSummary {
+            conversations: conversations.len() as u64,
+            conversations_completed: completed,
+            first_ttft_ms,
+            later_ttft_ms,
+            later_over_first_p50,
+            by_turn,
+            server_cached_tokens: cached(&mut turned.iter().map(|(r, _)| *r)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::metrics::ErrorClass;
+
+    fn record(conversation: u64, turn: u32, ttft: f64, ok: bool) -> RequestRecord {
+        RequestRecord {
+            id: conversation * 10 + u64::from(turn),
+            conversation: Some(conversation),
+            turn: Some(turn),
+            ttft_ms: Some(ttft),
+            prompt_tokens: Some(100 * u64::from(turn)),
+            cached_tokens: (turn > 1).then_some(90),
+            error: (!ok).then_some(ErrorClass::Http5xx),
+            ..RequestRecord::default()
+        }
+    }
+
+    #[test]
+    fn records_without_turns_have_no_summary() {
+        assert_eq!(TurnSummary::of(&[RequestRecord::default()]), None);
+    }
+
+    #[test]
+    fn summary_json_has_a_turns_key_only_with_conversations() {
+        use crate::metrics::Summary;
+        let plain = serde_json::to_value(Summary::from_records(&[RequestRecord::default()], 1.0))
+            .expect("json");
+        assert!(plain.get("turns").is_none(), "{plain}");
+        let records = [record(0, 1, 100.0, true), record(0, 2, 50.0, true)];
+        let turned = serde_json::to_value(Summary::from_records(&records, 1.0)).expect("json");
+        assert_eq!(turned["turns"]["conversations"], 1);
+        assert_eq!(turned["turns"]["by_turn"][1]["turn"], 2);
+        assert_eq!(turned["turns"]["by_turn"][1]["cached_tokens"], 90);
+        assert!(turned["turns"]["later_ttft_ms"]["p95"].is_number());
+    }
+
+    #[test]
+    fn turns_are_summarised_by_position() {
+        let records = [
+            record(0, 1, 100.0, true),
+            record(0, 2, 40.0, true),
+            record(0, 3, 50.0, true),
+            record(1, 1, 120.0, true),
+            record(1, 2, 60.0, false),
+            record(2, 1, 110.0, true),
+        ];
+        let summary = TurnSummary::of(&records).expect("a summary");
+        assert_eq!(summary.conversations, 3);
+        assert_eq!(summary.conversations_completed, 1, "only conversation 0");
+        let positions: Vec<(u32, u64)> = summary
+            .by_turn
+            .iter()
+            .map(|p| (p.turn, p.requests))
+            .collect();
+        assert_eq!(positions, [(1, 3), (2, 2), (3, 1)]);
+        assert_eq!(summary.first_ttft_ms.as_ref().map(|d| d.count), Some(3));
+        assert_eq!(summary.later_ttft_ms.as_ref().map(|d| d.count), Some(2));
+        assert_eq!(summary.by_turn[1].prompt_tokens_mean, Some(200.0));
+        assert_eq!(
+            summary.by_turn[1].cached_tokens,
+            Some(90),
+            "the failed one left out"
+        );
+        assert_eq!(summary.server_cached_tokens, Some(180));
+        let ratio = summary.later_over_first_p50.expect("a ratio");
+        assert!((0.3..0.6).contains(&ratio), "{ratio}");
+    }
+
+    #[rstest]
+    #[case(&[(1, 100.0), (2, 200.0)], true)]
+    #[case(&[(1, 100.0), (2, 20.0)], false)]
+    fn the_ratio_says_whether_later_turns_are_slower(
+        #[case] ttfts: &[(u32, f64)],
+        #[case] slower: bool,
+    ) {
+        let records: Vec<RequestRecord> = ttfts
+            .iter()
+            .map(|&(turn, ttft)| record(0, turn, ttft, true))
+            .collect();
+        let ratio = TurnSummary::of(&records)
+            .and_then(|s| s.later_over_first_p50)
+            .expect("a ratio");
+        assert_eq!(ratio > 1.0, slower, "{ratio}");
+    }
+}
