@@ -1,4 +1,4 @@
-//! The `llm-stress sim` subcommands: `run`, `study`, `bench` and `fit`.
+//! The `llm-stress sim` subcommands: `run`, `study`, `bench`, `fit` and `calibrate`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use crate::sim::scheduler::{DynamicBatchConfig, SchedulerKind};
 use crate::sim::study::{self, StudyConfig};
 use crate::sim::table;
 use crate::sim::workload::{Arrival, Lengths};
+use crate::twin::{CalibrateOptions, TwinError, calibrate_run};
 
 /// What `llm-stress sim` does.
 #[derive(Debug, Subcommand)]
@@ -31,6 +32,25 @@ pub enum SimCommand {
         /// CSV with columns batch_size, max_seq_len and latency_s or latency_ms.
         csv: PathBuf,
     },
+    /// Fit the simulator to a run's records: decode step time vs batch and context, prefill
+    /// vs prompt, slot count; print the fit and write the profile.
+    Calibrate(CalibrateArgs),
+}
+
+/// Flags of `sim calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// A run folder, or an output folder holding runs (the newest is read).
+    pub run: PathBuf,
+    /// Only trials whose name holds one of these comma-separated parts (`c1,c2,c4`).
+    #[arg(long)]
+    pub trials: Option<String>,
+    /// The server's slot count (largest batch), when the data does not show it.
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Where to write the profile (an llm-sim configuration).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `sim run`; each overrides the configuration file (or the defaults).
@@ -211,8 +231,9 @@ fn set<T>(field: &mut T, value: Option<T>) {
 }
 
 /// Runs a `sim` subcommand, writing what it prints to `out` (progress goes to stderr).
-pub fn execute(command: SimCommand, out: &mut dyn Write) -> Result<(), SimError> {
+pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     let text = match command {
+        SimCommand::Calibrate(args) => calibrate(&args)?,
         SimCommand::Run(args) => run(&args)?,
         SimCommand::Study(args) => study(&args)?,
         SimCommand::Bench(args) => {
@@ -242,7 +263,23 @@ pub fn execute(command: SimCommand, out: &mut dyn Write) -> Result<(), SimError>
         .map_err(|source| SimError::Io {
             path: PathBuf::from("<stdout>"),
             source,
-        })
+        })?;
+    Ok(())
+}
+
+fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
+    let run = crate::compare::runs::read_run(&args.run, None)?;
+    let options = CalibrateOptions {
+        trials: args.trials.clone(),
+        slots: args.slots,
+    };
+    let calibration = calibrate_run(&run, &options)?;
+    let mut text = calibration.render();
+    if let Some(path) = &args.out {
+        calibration.write_profile(path)?;
+        text.push_str(&format!("wrote the profile {}\n", path.display()));
+    }
+    Ok(text)
 }
 
 fn study(args: &StudyArgs) -> Result<String, SimError> {

@@ -15,3 +15,4 @@ mod fidelity;
 mod prefix;
 mod sim_server;
 mod spawn;
+mod twin;
