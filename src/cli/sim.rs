@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::values::{HardwareArg, ModelArg, RouterArg, SchedulerArg, value_name};
+use crate::case::Overrides;
+use crate::plan::TrialPlan;
+use crate::plan::discovery::{Discovered, discover_with};
 use crate::sim::bench::{self, BenchSpec};
 use crate::sim::capacity::{CapacitySearch, capacity_qps};
 use crate::sim::config::{CostSpec, SimConfig};
@@ -16,7 +19,7 @@ use crate::sim::scheduler::{DynamicBatchConfig, SchedulerKind};
 use crate::sim::study::{self, StudyConfig};
 use crate::sim::table;
 use crate::sim::workload::{Arrival, Lengths};
-use crate::twin::{CalibrateOptions, TwinError, calibrate_run};
+use crate::twin::{self, CalibrateOptions, TwinError, calibrate_run, validate::validate_run};
 
 /// What `llm-stress sim` does.
 #[derive(Debug, Subcommand)]
@@ -35,6 +38,60 @@ pub enum SimCommand {
     /// Fit the simulator to a run's records: decode step time vs batch and context, prefill
     /// vs prompt, slot count; print the fit and write the profile.
     Calibrate(CalibrateArgs),
+    /// Predict a case's closed-loop trials with a calibrated profile, written as a run.
+    Predict(PredictArgs),
+    /// Calibrate on some trials of a run, predict the others, report the error.
+    Validate(ValidateArgs),
+}
+
+/// Flags of `sim predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The profile (`sim calibrate --out`, or any llm-sim configuration).
+    pub profile: PathBuf,
+    /// The case file whose trials to predict.
+    pub case: PathBuf,
+    /// Output folder (the run goes to OUT/RUN_ID, its rows to OUT/results.csv).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The predicted run's id.
+    #[arg(long, default_value = "predicted")]
+    pub run_id: String,
+    /// Delay between a token's making and its reading, ms (`sim calibrate` prints it).
+    #[arg(long, default_value_t = 0.0)]
+    pub overhead_ms: f64,
+}
+
+/// Flags of `sim validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A run folder, or an output folder holding runs (the newest is read).
+    pub run: PathBuf,
+    /// Trials to calibrate on (comma-separated name parts, `c1,c2,c4`).
+    #[arg(long)]
+    pub fit: String,
+    /// Trials to predict and check (`c8,c16`).
+    #[arg(long)]
+    pub holdout: String,
+    /// The server's slot count, when the fit trials do not show it.
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Largest allowed error of a held-out TTFT p50 or output tok/s (`15%` or `0.15`).
+    #[arg(long, default_value = "15%", value_parser = parse_fraction)]
+    pub max_error: f64,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let value = match text.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{text}` is not a fraction (0.15) or a percentage (15%)"))?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{text}` must be a finite fraction ≥ 0"))
+    }
 }
 
 /// Flags of `sim calibrate`.
@@ -234,6 +291,23 @@ fn set<T>(field: &mut T, value: Option<T>) {
 pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     let text = match command {
         SimCommand::Calibrate(args) => calibrate(&args)?,
+        SimCommand::Predict(args) => predict(&args)?,
+        SimCommand::Validate(args) => {
+            let run = crate::compare::runs::read_run(&args.run, None)?;
+            let validation =
+                validate_run(&run, &args.fit, &args.holdout, args.slots, args.max_error)?;
+            out.write_all(validation.render().as_bytes())?;
+            out.flush()?;
+            let failures = validation.failures();
+            if !failures.is_empty() {
+                anyhow::bail!(
+                    "the prediction is off by more than {:.1} %: {}",
+                    args.max_error * 100.0,
+                    failures.join("; ")
+                );
+            }
+            String::new()
+        }
         SimCommand::Run(args) => run(&args)?,
         SimCommand::Study(args) => study(&args)?,
         SimCommand::Bench(args) => {
@@ -265,6 +339,46 @@ pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             source,
         })?;
     Ok(())
+}
+
+fn predict(args: &PredictArgs) -> anyhow::Result<String> {
+    let profile = SimConfig::load(&args.profile)?;
+    let case = crate::case::load_case(&args.case)?;
+    let folder = match args.case.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let wanted = std::fs::canonicalize(&case.path).unwrap_or(case.path.clone());
+    let plans: Vec<TrialPlan> = discover_with(&folder, None, &Overrides::default())
+        .into_iter()
+        .filter_map(|found| match found {
+            Discovered::Plan(plan) => Some(plan),
+            Discovered::Broken { .. } => None,
+        })
+        .filter(|plan| {
+            std::fs::canonicalize(&plan.case().path).unwrap_or(plan.case().path.clone()) == wanted
+        })
+        .collect();
+    let out = crate::report::trial_dir::out_dir(args.out.as_deref());
+    let prediction =
+        twin::predict::predict(&profile, args.overhead_ms / 1e3, &plans, &out, &args.run_id)?;
+    let mut text = String::new();
+    for trial in &prediction.trials {
+        text.push_str(&crate::report::table::render(
+            &trial.report,
+            crate::report::table::Numbers::Measured,
+        ));
+        text.push('\n');
+    }
+    for (name, why) in &prediction.skipped {
+        text.push_str(&format!("{name}: not predicted ({why})\n"));
+    }
+    text.push_str(&format!(
+        "wrote {} predicted trials to {}\n",
+        prediction.trials.len(),
+        out.join(&args.run_id).display()
+    ));
+    Ok(text)
 }
 
 fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {

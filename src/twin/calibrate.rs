@@ -175,6 +175,10 @@ pub struct Calibration {
     pub points: usize,
     /// The prefill fit, when requests ran alone at two or more prompt lengths.
     pub prefill: Option<PrefillFit>,
+    /// What the client sees beyond the model: the median of TTFT − (α + β·prompt) over the
+    /// requests that ran alone (request and response travel, the server's own delivery), seconds;
+    /// 0 when none ran alone.
+    pub overhead_s: f64,
     /// The slot count.
     pub slots: u32,
     /// Where it came from.
@@ -349,6 +353,13 @@ pub fn calibrate(
         residuals_s: percentiles(residuals, [0.05, 0.5, 0.95]),
         points: steps.len(),
         prefill: prefill_fit(&prefills),
+        overhead_s: median(
+            prefills
+                .iter()
+                .map(|p| p.ttft_s - full.model.alpha - full.model.beta * p.prompt_tokens as f64)
+                .collect(),
+        )
+        .unwrap_or(0.0),
         slots,
         slot_source,
     })
@@ -437,6 +448,10 @@ fn intervals(
         estimate(full.beta, &samples[1]),
         estimate(full.gamma, &samples[2]),
     )
+}
+
+fn median(values: Vec<f64>) -> Option<f64> {
+    (!values.is_empty()).then(|| percentiles(values, [0.5])[0])
 }
 
 fn percentiles<const N: usize>(mut values: Vec<f64>, at: [f64; N]) -> [f64; N] {
@@ -604,6 +619,11 @@ impl Calibration {
                 );
             }
         }
+        let _ = writeln!(
+            s,
+            "overhead (median TTFT beyond the model of requests that ran alone): {:.3} ms",
+            self.overhead_s * 1e3
+        );
         let source = match self.slot_source {
             SlotSource::Given => "given".to_string(),
             SlotSource::Inferred => "inferred: no batch was larger while more requests were \

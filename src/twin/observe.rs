@@ -162,7 +162,7 @@ pub fn observe(records: &[RequestRecord]) -> Observations {
         }
         let alone = streams
             .iter()
-            .all(|o| o.id == s.id || o.first() > s.first() + eps || o.last() < s.send - eps);
+            .all(|o| o.id == s.id || o.first() > s.first() + eps || o.last() <= s.send);
         if alone {
             out.prefills.push(PrefillPoint {
                 prompt_tokens: s.prompt,
