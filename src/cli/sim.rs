@@ -60,6 +60,9 @@ pub struct PredictArgs {
     /// Delay between a token's making and its reading, ms (`sim calibrate` prints it).
     #[arg(long, default_value_t = 0.0)]
     pub overhead_ms: f64,
+    /// Gap between a closed loop's opening sends, ms (`sim calibrate` prints it).
+    #[arg(long, default_value_t = 0.0)]
+    pub send_gap_ms: f64,
 }
 
 /// Flags of `sim validate`.
@@ -360,8 +363,16 @@ fn predict(args: &PredictArgs) -> anyhow::Result<String> {
         })
         .collect();
     let out = crate::report::trial_dir::out_dir(args.out.as_deref());
-    let prediction =
-        twin::predict::predict(&profile, args.overhead_ms / 1e3, &plans, &out, &args.run_id)?;
+    let prediction = twin::predict::predict(
+        &profile,
+        twin::predict::Client {
+            overhead_s: args.overhead_ms / 1e3,
+            send_gap_s: args.send_gap_ms / 1e3,
+        },
+        &plans,
+        &out,
+        &args.run_id,
+    )?;
     let mut text = String::new();
     for trial in &prediction.trials {
         text.push_str(&crate::report::table::render(
@@ -391,7 +402,13 @@ fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
     let mut text = calibration.render();
     if let Some(path) = &args.out {
         calibration.write_profile(path)?;
-        text.push_str(&format!("wrote the profile {}\n", path.display()));
+        text.push_str(&format!(
+            "wrote the profile {p}; predict with: llm-stress sim predict {p} CASE \
+             --overhead-ms {:.3} --send-gap-ms {:.3}\n",
+            calibration.overhead_s * 1e3,
+            calibration.send_gap_s * 1e3,
+            p = path.display()
+        ));
     }
     Ok(text)
 }

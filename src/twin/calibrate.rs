@@ -12,6 +12,8 @@
 //! on a tie). Its parameters' 95 % intervals come from refitting [`BOOTSTRAP`] resamples of the
 //! requests (percentile bootstrap); R² and the residuals are those of the fit to everything.
 //!
+//! Before fitting, steps a stall stretched are left out ([`trim_outliers`]).
+//!
 //! The slot count is the largest batch seen when some trial offered more concurrency than
 //! that (requests queued for a slot), else it is not determined and the profile keeps the
 //! simulator's default unless `--slots` gives it.
@@ -39,6 +41,8 @@ use crate::sim::scheduler::SchedulerKind;
 pub const FOLDS: u64 = 5;
 /// Bootstrap resamples behind the intervals.
 pub const BOOTSTRAP: usize = 40;
+/// Residuals beyond this many scaled MADs are outliers ([`trim_outliers`]).
+pub const OUTLIER_MADS: f64 = 5.0;
 /// Most step observations fitted (a larger run is thinned evenly, for speed).
 pub const MAX_POINTS: usize = 20_000;
 
@@ -173,12 +177,17 @@ pub struct Calibration {
     pub residuals_s: [f64; 3],
     /// Observations fitted.
     pub points: usize,
+    /// Observations left out as outliers (see [`trim_outliers`]).
+    pub trimmed: usize,
     /// The prefill fit, when requests ran alone at two or more prompt lengths.
     pub prefill: Option<PrefillFit>,
     /// What the client sees beyond the model: the median of TTFT − (α + β·prompt) over the
     /// requests that ran alone (request and response travel, the server's own delivery), seconds;
     /// 0 when none ran alone.
     pub overhead_s: f64,
+    /// The median gap between the client's opening sends ([`Observations::send_gaps_s`]),
+    /// seconds; 0 when no trial had more than one request in its opening burst.
+    pub send_gap_s: f64,
     /// The slot count.
     pub slots: u32,
     /// Where it came from.
@@ -281,6 +290,7 @@ pub fn calibrate(
             points.len()
         )));
     }
+    let (points, trimmed) = trim_outliers(points);
     let steps: Vec<Measurement> = points.iter().map(|(_, m)| *m).collect();
     let scores: Vec<FormScore> = ModelForm::ALL
         .iter()
@@ -352,11 +362,19 @@ pub fn calibrate(
         rms_residual_s: (sse / steps.len() as f64).sqrt(),
         residuals_s: percentiles(residuals, [0.05, 0.5, 0.95]),
         points: steps.len(),
+        trimmed,
         prefill: prefill_fit(&prefills),
         overhead_s: median(
             prefills
                 .iter()
                 .map(|p| p.ttft_s - full.model.alpha - full.model.beta * p.prompt_tokens as f64)
+                .collect(),
+        )
+        .unwrap_or(0.0),
+        send_gap_s: median(
+            trials
+                .iter()
+                .flat_map(|(_, _, seen)| seen.send_gaps_s.iter().copied())
                 .collect(),
         )
         .unwrap_or(0.0),
@@ -371,6 +389,37 @@ fn shape(m: &Measurement) -> crate::sim::cost::StepShape {
         max_seq_len: m.max_seq_len,
         ..Default::default()
     }
+}
+
+/// Leaves out the steps a stall stretched: those whose residual from a first fit (the
+/// batch-scaled form, else the flat one) lies more than [`OUTLIER_MADS`] scaled median absolute
+/// deviations from the median residual. A client or server that is descheduled for a moment
+/// (a busy host, a collector pause) makes a few steps look many times longer than they were;
+/// least squares would follow them. Returns the kept points and how many were left out.
+pub fn trim_outliers(points: Vec<(u64, Measurement)>) -> (Vec<(u64, Measurement)>, usize) {
+    let steps: Vec<Measurement> = points.iter().map(|(_, m)| *m).collect();
+    let Some(first) = [ModelForm::BatchScaled, ModelForm::Flat]
+        .iter()
+        .find_map(|form| form.fit(&steps).ok())
+    else {
+        return (points, 0);
+    };
+    let residual = |m: &Measurement| m.latency_s - first.model.step_time(&shape(m));
+    let residuals: Vec<f64> = steps.iter().map(residual).collect();
+    let Some(center) = median(residuals.clone()) else {
+        return (points, 0);
+    };
+    let mad = median(residuals.iter().map(|r| (r - center).abs()).collect()).unwrap_or(0.0);
+    let mean = steps.iter().map(|m| m.latency_s).sum::<f64>() / steps.len() as f64;
+    // A floor, so noise-free data (MAD 0) keeps what is within a part in a million.
+    let limit = (OUTLIER_MADS * 1.4826 * mad).max(mean * 1e-6);
+    let before = points.len();
+    let kept: Vec<(u64, Measurement)> = points
+        .into_iter()
+        .filter(|(_, m)| (residual(m) - center).abs() <= limit)
+        .collect();
+    let trimmed = before - kept.len();
+    (kept, trimmed)
 }
 
 /// The fold of a request: a hash of its key, so a request's steps stay together.
@@ -588,8 +637,10 @@ impl Calibration {
         let [p5, p50, p95] = self.residuals_s;
         let _ = writeln!(
             s,
-            "fit: {} steps, R² {:.4}, RMS residual {:.3} ms, residual p5/p50/p95 {:.3}/{:.3}/{:.3} ms",
+            "fit: {} steps ({} outliers left out), R² {:.4}, RMS residual {:.3} ms, residual \
+             p5/p50/p95 {:.3}/{:.3}/{:.3} ms",
             self.points,
+            self.trimmed,
             self.r_squared,
             self.rms_residual_s * 1e3,
             p5 * 1e3,
@@ -623,6 +674,11 @@ impl Calibration {
             s,
             "overhead (median TTFT beyond the model of requests that ran alone): {:.3} ms",
             self.overhead_s * 1e3
+        );
+        let _ = writeln!(
+            s,
+            "opening sends (median gap between the first requests of a closed loop): {:.3} ms",
+            self.send_gap_s * 1e3
         );
         let source = match self.slot_source {
             SlotSource::Given => "given".to_string(),
@@ -681,6 +737,7 @@ mod tests {
             prefills: Vec::new(),
             max_batch: 4,
             requests: 40,
+            send_gaps_s: Vec::new(),
         };
         vec![("t".to_string(), Some(8), seen)]
     }

@@ -48,6 +48,9 @@ pub struct Observations {
     pub max_batch: u64,
     /// Requests used (succeeded, with a prompt length and chunks).
     pub requests: usize,
+    /// Gaps between consecutive sends of the opening burst (the requests sent before any
+    /// first token came back): how far apart the client's first requests reach the server.
+    pub send_gaps_s: Vec<f64>,
 }
 
 /// One request's stream on the trial's clock, seconds.
@@ -126,8 +129,19 @@ pub fn observe(records: &[RequestRecord]) -> Observations {
         };
     };
     let eps = median_gap / 4.0;
+    let first_token = streams
+        .iter()
+        .map(Stream::first)
+        .fold(f64::INFINITY, f64::min);
+    let mut burst: Vec<f64> = streams
+        .iter()
+        .map(|s| s.send)
+        .filter(|&send| send < first_token)
+        .collect();
+    burst.sort_by(f64::total_cmp);
     let mut out = Observations {
         requests: streams.len(),
+        send_gaps_s: burst.windows(2).map(|w| w[1] - w[0]).collect(),
         ..Observations::default()
     };
     for s in &streams {

@@ -26,6 +26,16 @@ use crate::report::{LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport, csv,
 use crate::sim::config::SimConfig;
 use crate::sim::{Engine, EngineEvent, RequestId, SimRequest};
 
+/// What the client adds to the server's timing (the calibration's `overhead_s` and
+/// `send_gap_s`; zero when unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Client {
+    /// Delay between the engine making a token and the client reading it, seconds.
+    pub overhead_s: f64,
+    /// Gap between a closed loop's opening sends, seconds.
+    pub send_gap_s: f64,
+}
+
 /// One predicted trial.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictedTrial {
@@ -59,6 +69,9 @@ pub struct ClosedLoop {
     /// calibration's `overhead_s`); the next request of the loop is sent when the client has
     /// read the last token.
     pub overhead_s: f64,
+    /// Gap between the loop's opening sends, seconds (the calibration's `send_gap_s`): the
+    /// first `concurrency` requests are sent this far apart, as a client's are.
+    pub send_gap_s: f64,
 }
 
 /// The closed loop simulated with `profile`'s engine: one record per request.
@@ -69,6 +82,7 @@ pub fn closed_loop(profile: &SimConfig, lp: ClosedLoop) -> Result<Vec<RequestRec
         isl,
         osl,
         overhead_s,
+        send_gap_s,
     } = lp;
     let overhead_s = overhead_s.max(0.0);
     let mut engine = Engine::new(profile.engine_config()?)?;
@@ -85,8 +99,9 @@ pub fn closed_loop(profile: &SimConfig, lp: ClosedLoop) -> Result<Vec<RequestRec
         tokens.push(Vec::new());
         Ok(())
     };
-    for _ in 0..concurrency.min(requests) {
-        push(&mut engine, &mut sent, &mut tokens, 0.0)?;
+    for i in 0..concurrency.min(requests) {
+        let at = f64::from(i) * send_gap_s.max(0.0);
+        push(&mut engine, &mut sent, &mut tokens, at)?;
     }
     if requests <= concurrency {
         engine.close();
@@ -142,7 +157,7 @@ pub fn closed_loop(profile: &SimConfig, lp: ClosedLoop) -> Result<Vec<RequestRec
 /// output folder: trial folders under `out/run_id`, rows in `out/results.csv`).
 pub fn predict(
     profile: &SimConfig,
-    overhead_s: f64,
+    client: Client,
     plans: &[TrialPlan],
     out: &Path,
     run_id: &str,
@@ -184,7 +199,8 @@ pub fn predict(
                 requests,
                 isl: c.isl,
                 osl: c.osl,
-                overhead_s,
+                overhead_s: client.overhead_s,
+                send_gap_s: client.send_gap_s,
             },
         )?;
         let duration_s = records
@@ -261,6 +277,7 @@ mod tests {
             isl: 16,
             osl: 3,
             overhead_s: 0.0,
+            send_gap_s: 0.0,
         };
         let records = closed_loop(&profile(1), lp).unwrap();
         assert_eq!(records.len(), 4);

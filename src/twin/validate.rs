@@ -202,6 +202,7 @@ pub fn validate_run(
                 isl: load.isl,
                 osl: load.osl,
                 overhead_s: calibration.overhead_s,
+                send_gap_s: calibration.send_gap_s,
             },
         )?;
         let duration_s = records

@@ -4,11 +4,14 @@
 
 use std::path::PathBuf;
 
-use llm_stress::cli::sim::{CalibrateArgs, SimCommand, execute};
+use llm_stress::cli::sim::{CalibrateArgs, PredictArgs, SimCommand, execute};
+use llm_stress::compare::Gate;
+use llm_stress::compare::runs::{DEFAULT_SEED, compare_runs};
 use llm_stress::session::RunContext;
 use llm_stress::sim::config::{CostSpec, SimConfig};
 use llm_stress::sim::cost::FittedCost;
 use llm_stress::twin::calibrate::ModelForm;
+use llm_stress::twin::validate::{DEFAULT_MAX_ERROR, validate_run};
 use llm_stress::twin::{CalibrateOptions, calibrate_run};
 
 use crate::support::CaseDir;
@@ -102,4 +105,62 @@ fn calibrate_recovers_the_simulated_servers_profile_from_its_records() {
     };
     assert!(relative_error(cost.beta, TRUTH.beta) < 0.05, "{cost:?}");
     assert_eq!(loaded.scheduler.batch_size, 4);
+}
+
+#[test]
+fn a_prediction_is_a_run_compare_reads_and_validate_checks_the_held_out_points() {
+    let (dir, run_dir) = measured_run();
+    let measured = llm_stress::compare::runs::read_run(&run_dir, None).expect("run");
+
+    // Validate: calibrate on c = 1, 2, 4, predict c = 8 (queueing behind 4 slots). No fit
+    // trial offers more than 4 requests, so the slot count is not in the data: it is given, as
+    // for llama-server's `--parallel 4`.
+    let validation =
+        validate_run(&measured, "c1,c2,c4", "c8", Some(4), DEFAULT_MAX_ERROR).expect("validated");
+    let table = validation.render();
+    eprintln!("{table}");
+    assert_eq!(validation.held_out.len(), 2, "{table}");
+    assert!(
+        validation.held_out.iter().all(|t| t.errors.len() == 5),
+        "{table}"
+    );
+    assert!(validation.failures().is_empty(), "{table}");
+    // A bound nothing can meet fails, and says which trial and metric.
+    let strict = validate_run(&measured, "c1,c2,c4", "c8", Some(4), 0.0).expect("validated");
+    assert!(
+        strict.failures().iter().any(|f| f.contains("_c8_")),
+        "{:?}",
+        strict.failures()
+    );
+
+    // Predict the whole case with the profile calibrated on everything, as `sim predict` does.
+    let calibration = calibrate_run(&measured, &CalibrateOptions::default()).expect("calibrated");
+    let profile = dir.path().join("profile.yaml");
+    calibration.write_profile(&profile).expect("profile");
+    let mut printed = Vec::new();
+    execute(
+        SimCommand::Predict(PredictArgs {
+            profile,
+            case: dir.cases().join("twin.yaml"),
+            out: Some(dir.out()),
+            run_id: "predicted".into(),
+            overhead_ms: calibration.overhead_s * 1e3,
+            send_gap_ms: calibration.send_gap_s * 1e3,
+        }),
+        &mut printed,
+    )
+    .expect("sim predict");
+    let printed = String::from_utf8(printed).expect("utf-8");
+    assert!(printed.contains("wrote 8 predicted trials"), "{printed}");
+
+    // compare PREDICTED MEASURED: every trial matched by name and compared.
+    let predicted =
+        llm_stress::compare::runs::read_run(&dir.out().join("predicted"), None).expect("predicted");
+    let comparison = compare_runs(&predicted, &measured, &Gate::default(), DEFAULT_SEED)
+        .expect("compare accepts the prediction");
+    assert_eq!(comparison.trials.len(), 8, "{comparison:?}");
+    assert!(
+        comparison.only_in_base.is_empty() && comparison.only_in_new.is_empty(),
+        "{comparison:?}"
+    );
 }
