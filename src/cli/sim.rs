@@ -351,7 +351,7 @@ fn predict(args: &PredictArgs) -> anyhow::Result<String> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let wanted = std::fs::canonicalize(&case.path).unwrap_or(case.path.clone());
+    let wanted = std::fs::canonicalize(&case.path).unwrap_or_else(|_| case.path.clone());
     let plans: Vec<TrialPlan> = discover_with(&folder, None, &Overrides::default())
         .into_iter()
         .filter_map(|found| match found {
@@ -359,7 +359,8 @@ fn predict(args: &PredictArgs) -> anyhow::Result<String> {
             Discovered::Broken { .. } => None,
         })
         .filter(|plan| {
-            std::fs::canonicalize(&plan.case().path).unwrap_or(plan.case().path.clone()) == wanted
+            std::fs::canonicalize(&plan.case().path).unwrap_or_else(|_| plan.case().path.clone())
+                == wanted
         })
         .collect();
     let out = crate::report::trial_dir::out_dir(args.out.as_deref());

@@ -481,7 +481,7 @@ fn intervals(
             samples[2].push(fit.model.gamma);
         }
     }
-    let estimate = |value: f64, s: &Vec<f64>| {
+    let estimate = |value: f64, s: &[f64]| {
         if s.is_empty() {
             return Estimate {
                 value,
@@ -489,7 +489,7 @@ fn intervals(
                 high: f64::NAN,
             };
         }
-        let [low, high] = percentiles(s.clone(), [0.025, 0.975]);
+        let [low, high] = percentiles(s.to_vec(), [0.025, 0.975]);
         Estimate { value, low, high }
     };
     (

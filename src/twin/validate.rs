@@ -117,7 +117,7 @@ impl Validation {
             .flat_map(|t| {
                 t.errors
                     .iter()
-                    .filter(|e| e.metric.gates() && !(e.error.abs() <= self.max_error))
+                    .filter(|e| e.metric.gates() && past(e.error, self.max_error))
                     .map(|e| format!("{} {} {:+.1} %", t.name, e.metric.as_str(), e.error * 100.0))
             })
             .collect()
@@ -139,7 +139,7 @@ impl Validation {
         );
         for t in &self.held_out {
             for e in &t.errors {
-                let flag = if e.metric.gates() && !(e.error.abs() <= self.max_error) {
+                let flag = if e.metric.gates() && past(e.error, self.max_error) {
                     "  FAIL"
                 } else {
                     ""
@@ -160,6 +160,11 @@ impl Validation {
         }
         s
     }
+}
+
+/// Whether `error` is past the allowed `max` (a NaN error is).
+fn past(error: f64, max: f64) -> bool {
+    error.is_nan() || error.abs() > max
 }
 
 /// Calibrates on the trials of `run` matching `fit`, predicts those matching `holdout`, and
