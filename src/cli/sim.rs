@@ -487,3 +487,25 @@ pub fn exec(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     execute(args.command, &mut std::io::stdout().lock())?;
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::parse_fraction;
+
+    #[rstest]
+    #[case("15%", Some(0.15))]
+    #[case("0.15", Some(0.15))]
+    #[case(" 2.5 % ", Some(0.025))]
+    #[case("-1%", None)]
+    #[case("NaN", None)]
+    #[case("ten", None)]
+    fn max_errors_parse_as_fractions(#[case] text: &str, #[case] want: Option<f64>) {
+        let got = parse_fraction(text).ok();
+        match (got, want) {
+            (Some(g), Some(w)) => assert!((g - w).abs() < 1e-12, "{text}: {g}"),
+            (g, w) => assert_eq!(g, w, "{text}"),
+        }
+    }
+}

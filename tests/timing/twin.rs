@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use llm_stress::cli::sim::{CalibrateArgs, PredictArgs, SimCommand, execute};
+use llm_stress::cli::sim::{CalibrateArgs, PredictArgs, SimCommand, ValidateArgs, execute};
 use llm_stress::compare::Gate;
 use llm_stress::compare::runs::{DEFAULT_SEED, compare_runs};
 use llm_stress::session::RunContext;
@@ -132,6 +132,22 @@ fn a_prediction_is_a_run_compare_reads_and_validate_checks_the_held_out_points()
         "{:?}",
         strict.failures()
     );
+
+    // The command exits with an error naming the failure.
+    let mut printed = Vec::new();
+    let failed = execute(
+        SimCommand::Validate(ValidateArgs {
+            run: run_dir.clone(),
+            fit: "c1,c2,c4".into(),
+            holdout: "c8".into(),
+            slots: Some(4),
+            max_error: 0.0,
+        }),
+        &mut printed,
+    );
+    let message = format!("{:#}", failed.expect_err("a 0 % bound fails"));
+    assert!(message.contains("_c8_"), "{message}");
+    assert!(String::from_utf8_lossy(&printed).contains("held-out trials"));
 
     // Predict the whole case with the profile calibrated on everything, as `sim predict` does.
     let calibration = calibrate_run(&measured, &CalibrateOptions::default()).expect("calibrated");

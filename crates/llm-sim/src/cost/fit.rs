@@ -277,6 +277,20 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_gamma_fit_recovers_alpha_and_beta() {
+        let truth = FittedCost {
+            alpha: 0.004,
+            beta: 8e-6,
+            gamma: 0.0,
+        };
+        let fit = fit_fixed_gamma(&synthetic(truth, 0.0), 0.0).unwrap();
+        assert!((fit.model.alpha - truth.alpha).abs() < 1e-12, "{fit:?}");
+        assert!((fit.model.beta - truth.beta).abs() < 1e-15, "{fit:?}");
+        assert_eq!(fit.model.gamma, 0.0);
+        assert!(fit_fixed_gamma(&synthetic(truth, 0.0)[..1], 0.0).is_err());
+    }
+
+    #[test]
     fn too_few_or_degenerate_points_are_refused() {
         let one_batch: Vec<Measurement> = (1..10)
             .map(|l| Measurement {
