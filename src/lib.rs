@@ -37,6 +37,7 @@ pub mod server;
 pub mod server_metrics;
 pub mod session;
 pub mod trial;
+pub mod twin;
 
 // The fuzz targets (property tests; tests only, not part of the module map).
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The `llm-stress sim` subcommands: `run`, `study`, `bench` and `fit`.
+//! The `llm-stress sim` subcommands: `run`, `study`, `bench`, `fit` and `calibrate`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::values::{HardwareArg, ModelArg, RouterArg, SchedulerArg, value_name};
+use crate::case::Overrides;
+use crate::plan::TrialPlan;
+use crate::plan::discovery::{Discovered, discover_with};
 use crate::sim::bench::{self, BenchSpec};
 use crate::sim::capacity::{CapacitySearch, capacity_qps};
 use crate::sim::config::{CostSpec, SimConfig};
@@ -16,6 +19,7 @@ use crate::sim::scheduler::{DynamicBatchConfig, SchedulerKind};
 use crate::sim::study::{self, StudyConfig};
 use crate::sim::table;
 use crate::sim::workload::{Arrival, Lengths};
+use crate::twin::{self, CalibrateOptions, TwinError, calibrate_run, validate::validate_run};
 
 /// What `llm-stress sim` does.
 #[derive(Debug, Subcommand)]
@@ -31,6 +35,82 @@ pub enum SimCommand {
         /// CSV with columns batch_size, max_seq_len and latency_s or latency_ms.
         csv: PathBuf,
     },
+    /// Fit the simulator to a run's records: decode step time vs batch and context, prefill
+    /// vs prompt, slot count; print the fit and write the profile.
+    Calibrate(CalibrateArgs),
+    /// Predict a case's closed-loop trials with a calibrated profile, written as a run.
+    Predict(PredictArgs),
+    /// Calibrate on some trials of a run, predict the others, report the error.
+    Validate(ValidateArgs),
+}
+
+/// Flags of `sim predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The profile (`sim calibrate --out`, or any llm-sim configuration).
+    pub profile: PathBuf,
+    /// The case file whose trials to predict.
+    pub case: PathBuf,
+    /// Output folder (the run goes to OUT/RUN_ID, its rows to OUT/results.csv).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The predicted run's id.
+    #[arg(long, default_value = "predicted")]
+    pub run_id: String,
+    /// Delay between a token's making and its reading, ms (`sim calibrate` prints it).
+    #[arg(long, default_value_t = 0.0)]
+    pub overhead_ms: f64,
+    /// Gap between a closed loop's opening sends, ms (`sim calibrate` prints it).
+    #[arg(long, default_value_t = 0.0)]
+    pub send_gap_ms: f64,
+}
+
+/// Flags of `sim validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A run folder, or an output folder holding runs (the newest is read).
+    pub run: PathBuf,
+    /// Trials to calibrate on (comma-separated name parts, `c1,c2,c4`).
+    #[arg(long)]
+    pub fit: String,
+    /// Trials to predict and check (`c8,c16`).
+    #[arg(long)]
+    pub holdout: String,
+    /// The server's slot count, when the fit trials do not show it.
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Largest allowed error of a held-out TTFT p50 or output tok/s (`15%` or `0.15`).
+    #[arg(long, default_value = "15%", value_parser = parse_fraction)]
+    pub max_error: f64,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let value = match text.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{text}` is not a fraction (0.15) or a percentage (15%)"))?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{text}` must be a finite fraction ≥ 0"))
+    }
+}
+
+/// Flags of `sim calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// A run folder, or an output folder holding runs (the newest is read).
+    pub run: PathBuf,
+    /// Only trials whose name holds one of these comma-separated parts (`c1,c2,c4`).
+    #[arg(long)]
+    pub trials: Option<String>,
+    /// The server's slot count (largest batch), when the data does not show it.
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Where to write the profile (an llm-sim configuration).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `sim run`; each overrides the configuration file (or the defaults).
@@ -211,8 +291,26 @@ fn set<T>(field: &mut T, value: Option<T>) {
 }
 
 /// Runs a `sim` subcommand, writing what it prints to `out` (progress goes to stderr).
-pub fn execute(command: SimCommand, out: &mut dyn Write) -> Result<(), SimError> {
+pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     let text = match command {
+        SimCommand::Calibrate(args) => calibrate(&args)?,
+        SimCommand::Predict(args) => predict(&args)?,
+        SimCommand::Validate(args) => {
+            let run = crate::compare::runs::read_run(&args.run, None)?;
+            let validation =
+                validate_run(&run, &args.fit, &args.holdout, args.slots, args.max_error)?;
+            out.write_all(validation.render().as_bytes())?;
+            out.flush()?;
+            let failures = validation.failures();
+            if !failures.is_empty() {
+                anyhow::bail!(
+                    "the prediction is off by more than {:.1} %: {}",
+                    args.max_error * 100.0,
+                    failures.join("; ")
+                );
+            }
+            String::new()
+        }
         SimCommand::Run(args) => run(&args)?,
         SimCommand::Study(args) => study(&args)?,
         SimCommand::Bench(args) => {
@@ -242,7 +340,78 @@ pub fn execute(command: SimCommand, out: &mut dyn Write) -> Result<(), SimError>
         .map_err(|source| SimError::Io {
             path: PathBuf::from("<stdout>"),
             source,
+        })?;
+    Ok(())
+}
+
+fn predict(args: &PredictArgs) -> anyhow::Result<String> {
+    let profile = SimConfig::load(&args.profile)?;
+    let case = crate::case::load_case(&args.case)?;
+    let folder = match args.case.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let wanted = std::fs::canonicalize(&case.path).unwrap_or_else(|_| case.path.clone());
+    let plans: Vec<TrialPlan> = discover_with(&folder, None, &Overrides::default())
+        .into_iter()
+        .filter_map(|found| match found {
+            Discovered::Plan(plan) => Some(plan),
+            Discovered::Broken { .. } => None,
         })
+        .filter(|plan| {
+            std::fs::canonicalize(&plan.case().path).unwrap_or_else(|_| plan.case().path.clone())
+                == wanted
+        })
+        .collect();
+    let out = crate::report::trial_dir::out_dir(args.out.as_deref());
+    let prediction = twin::predict::predict(
+        &profile,
+        twin::predict::Client {
+            overhead_s: args.overhead_ms / 1e3,
+            send_gap_s: args.send_gap_ms / 1e3,
+        },
+        &plans,
+        &out,
+        &args.run_id,
+    )?;
+    let mut text = String::new();
+    for trial in &prediction.trials {
+        text.push_str(&crate::report::table::render(
+            &trial.report,
+            crate::report::table::Numbers::Measured,
+        ));
+        text.push('\n');
+    }
+    for (name, why) in &prediction.skipped {
+        text.push_str(&format!("{name}: not predicted ({why})\n"));
+    }
+    text.push_str(&format!(
+        "wrote {} predicted trials to {}\n",
+        prediction.trials.len(),
+        out.join(&args.run_id).display()
+    ));
+    Ok(text)
+}
+
+fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
+    let run = crate::compare::runs::read_run(&args.run, None)?;
+    let options = CalibrateOptions {
+        trials: args.trials.clone(),
+        slots: args.slots,
+    };
+    let calibration = calibrate_run(&run, &options)?;
+    let mut text = calibration.render();
+    if let Some(path) = &args.out {
+        calibration.write_profile(path)?;
+        text.push_str(&format!(
+            "wrote the profile {p}; predict with: llm-stress sim predict {p} CASE \
+             --overhead-ms {:.3} --send-gap-ms {:.3}\n",
+            calibration.overhead_s * 1e3,
+            calibration.send_gap_s * 1e3,
+            p = path.display()
+        ));
+    }
+    Ok(text)
 }
 
 fn study(args: &StudyArgs) -> Result<String, SimError> {
@@ -317,4 +486,26 @@ pub struct SimArgs {
 pub fn exec(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     execute(args.command, &mut std::io::stdout().lock())?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::parse_fraction;
+
+    #[rstest]
+    #[case("15%", Some(0.15))]
+    #[case("0.15", Some(0.15))]
+    #[case(" 2.5 % ", Some(0.025))]
+    #[case("-1%", None)]
+    #[case("NaN", None)]
+    #[case("ten", None)]
+    fn max_errors_parse_as_fractions(#[case] text: &str, #[case] want: Option<f64>) {
+        let got = parse_fraction(text).ok();
+        match (got, want) {
+            (Some(g), Some(w)) => assert!((g - w).abs() < 1e-12, "{text}: {g}"),
+            (g, w) => assert_eq!(g, w, "{text}"),
+        }
+    }
 }

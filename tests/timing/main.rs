@@ -17,3 +17,4 @@ mod prefix;
 mod sim_server;
 mod spawn;
 mod trial_limit;
+mod twin;

@@ -122,6 +122,27 @@ pub fn fit(points: &[Measurement]) -> Result<Fit, SimError> {
     })
 }
 
+/// Fits α and β with γ held at `gamma` (ordinary least squares, see the module documentation):
+/// the model with a given batch factor, or the batch-independent `t = α + β·L` at `gamma = 0`.
+/// Needs at least two measurements whose `L_max (1 + γ (b − 1) / b)` differ; α and β may come
+/// out negative (the caller judges the form).
+pub fn fit_fixed_gamma(points: &[Measurement], gamma: f64) -> Result<Fit, SimError> {
+    if points.len() < 2 {
+        return Err(SimError::Fit(format!(
+            "needs at least 2 measurements, got {}",
+            points.len()
+        )));
+    }
+    let (alpha, beta, sse) = linear_fit(points, gamma).ok_or_else(|| {
+        SimError::Fit("the sequence lengths do not vary, so β is not determined".to_string())
+    })?;
+    Ok(Fit {
+        model: FittedCost { alpha, beta, gamma },
+        rms_residual_s: (sse / points.len() as f64).sqrt(),
+        points: points.len(),
+    })
+}
+
 /// The minimum of `f` on `[lo, hi]` by golden-section search (f unimodal there).
 fn golden_section(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
@@ -253,6 +274,20 @@ mod tests {
         assert!((fit.model.beta - truth.beta).abs() < 1e-12, "{fit:?}");
         assert!((fit.model.gamma - truth.gamma).abs() < 1e-5, "{fit:?}");
         assert!(fit.rms_residual_s < 1e-9);
+    }
+
+    #[test]
+    fn a_fixed_gamma_fit_recovers_alpha_and_beta() {
+        let truth = FittedCost {
+            alpha: 0.004,
+            beta: 8e-6,
+            gamma: 0.0,
+        };
+        let fit = fit_fixed_gamma(&synthetic(truth, 0.0), 0.0).unwrap();
+        assert!((fit.model.alpha - truth.alpha).abs() < 1e-12, "{fit:?}");
+        assert!((fit.model.beta - truth.beta).abs() < 1e-15, "{fit:?}");
+        assert_eq!(fit.model.gamma, 0.0);
+        assert!(fit_fixed_gamma(&synthetic(truth, 0.0)[..1], 0.0).is_err());
     }
 
     #[test]
