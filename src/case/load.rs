@@ -104,6 +104,19 @@ pub fn load_case_with(path: &Path, overrides: &Overrides) -> Result<LoadedCase, 
     if !overrides.is_empty() {
         (spec, resolved) = overrides.apply(path, &resolved)?;
     }
+    let case_dir = path.parent().unwrap_or(Path::new("."));
+    for (key, dist) in [
+        ("prompts.isl_dist", &mut spec.prompts.isl_dist),
+        ("prompts.osl_dist", &mut spec.prompts.osl_dist),
+    ] {
+        if let Some(dist) = dist {
+            dist.load_file(case_dir).map_err(|e| CaseError::Invalid {
+                path: path.to_path_buf(),
+                key: key.into(),
+                message: e.to_string(),
+            })?;
+        }
+    }
     validate(path, &spec)?;
     let (model, model_path) = match &spec.model {
         Some(name) => {

@@ -174,8 +174,8 @@ impl PromptSpec {
     /// The trial-name suffix of the length distributions: empty without one,
     /// `_isl64-512u`, `_osl16-128n64s16`, or both (see [`LengthDist::slug`]).
     pub fn length_suffix(&self) -> String {
-        let isl = self.isl_dist.map(|d| format!("_isl{}", d.slug()));
-        let osl = self.osl_dist.map(|d| format!("_osl{}", d.slug()));
+        let isl = self.isl_dist.as_ref().map(|d| format!("_isl{}", d.slug()));
+        let osl = self.osl_dist.as_ref().map(|d| format!("_osl{}", d.slug()));
         format!("{}{}", isl.unwrap_or_default(), osl.unwrap_or_default())
     }
 

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal};
 
 use crate::case::LengthDist;
+use crate::case::lengths::Bin;
 
 /// Which of a request's lengths is drawn (each has its own stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,7 @@ pub fn draw(dist: &LengthDist, which: Which, seed: u64, index: u64) -> u32 {
     let (min, max) = (dist.min(), dist.max());
     let value = match *dist {
         LengthDist::Uniform { .. } => return rng.random_range(min..=max.max(min)),
+        LengthDist::Histogram { ref bins, .. } => return from_histogram(bins, &mut rng),
         LengthDist::Normal { mean, std, .. } => Normal::new(mean, std).map(|d| d.sample(&mut rng)),
         LengthDist::Lognormal { mean, std, .. } => {
             // The log-normal whose own mean and std are these.
@@ -44,6 +46,21 @@ pub fn draw(dist: &LengthDist, which: Which, seed: u64, index: u64) -> u32 {
     // Parameters are checked when the case is read; an invalid one falls back to `max`.
     let value = value.unwrap_or(f64::from(max));
     value.round().clamp(f64::from(min), f64::from(max)) as u32
+}
+
+/// A bin picked by weight, then a length uniformly within it. The bins were checked when the
+/// case was read; none with weight (impossible then) gives the first bin's `min`.
+fn from_histogram(bins: &[Bin], rng: &mut ChaCha8Rng) -> u32 {
+    let total: f64 = bins.iter().map(|b| b.weight).sum();
+    let mut point = rng.random::<f64>() * total;
+    let picked = bins.iter().find(|bin| {
+        point -= bin.weight;
+        point < 0.0 && bin.weight > 0.0
+    });
+    match picked.or_else(|| bins.iter().rev().find(|b| b.weight > 0.0)) {
+        Some(bin) => rng.random_range(bin.min..=bin.max.max(bin.min)),
+        None => bins.first().map_or(1, |b| b.min),
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +130,43 @@ mod tests {
             draw(&dist, Which::Isl, 11, 0),
             draw(&dist, Which::Isl, 11, 1)
         );
+    }
+
+    #[test]
+    fn histogram_draws_pick_bins_by_weight_and_stay_inside_them() {
+        let dist = LengthDist::Histogram {
+            bins: vec![
+                Bin {
+                    min: 10,
+                    max: 20,
+                    weight: 3.0,
+                },
+                Bin {
+                    min: 100,
+                    max: 100,
+                    weight: 1.0,
+                },
+                Bin {
+                    min: 500,
+                    max: 600,
+                    weight: 0.0,
+                },
+            ],
+            file: None,
+        };
+        let values = draws(&dist, Which::Isl, 5);
+        let first = values.iter().filter(|v| (10..=20).contains(*v)).count() as f64;
+        let second = values.iter().filter(|v| **v == 100).count() as f64;
+        assert_eq!(
+            first + second,
+            N as f64,
+            "every draw falls in a weighted bin"
+        );
+        // 3 : 1, within five standard errors of a binomial share of 0.75 over N draws.
+        let share = first / N as f64;
+        let se = (0.75 * 0.25 / N as f64).sqrt();
+        assert!((share - 0.75).abs() < 5.0 * se, "share {share}");
+        // Uniform within the bin: both ends are drawn.
+        assert!(values.contains(&10) && values.contains(&20));
     }
 }

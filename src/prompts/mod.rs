@@ -97,7 +97,9 @@ pub async fn build(
             .map(|text| PromptItem { text, isl, osl })
             .collect());
     }
-    if spec.source == PromptSource::Synthetic && (spec.isl_dist, spec.osl_dist) != (None, None) {
+    if spec.source == PromptSource::Synthetic
+        && (spec.isl_dist.is_some() || spec.osl_dist.is_some())
+    {
         return spread(spec, counter, wanted).await;
     }
     if spec.source == PromptSource::Synthetic {
@@ -165,8 +167,8 @@ async fn spread(
         index_base,
     } = *wanted;
     for (key, what, dist, nominal) in [
-        ("prompts.isl_dist", "ISL", spec.isl_dist, isl),
-        ("prompts.osl_dist", "OSL", spec.osl_dist, osl),
+        ("prompts.isl_dist", "ISL", &spec.isl_dist, isl),
+        ("prompts.osl_dist", "OSL", &spec.osl_dist, osl),
     ] {
         if let Some(dist) = dist
             && dist.max() > nominal
@@ -179,16 +181,17 @@ async fn spread(
             });
         }
     }
-    let length = |dist: Option<crate::case::LengthDist>, which, nominal, index| {
-        dist.map_or(nominal, |d| lengths::draw(&d, which, seed, index))
+    let length = |dist: &Option<crate::case::LengthDist>, which, nominal, index| {
+        dist.as_ref()
+            .map_or(nominal, |d| lengths::draw(d, which, seed, index))
     };
     let wanted: Vec<(u64, u32, u32)> = (0..count as u64)
         .map(|i| {
             let index = index_base.wrapping_add(i);
             (
                 index,
-                length(spec.isl_dist, Which::Isl, isl, index),
-                length(spec.osl_dist, Which::Osl, osl, index),
+                length(&spec.isl_dist, Which::Isl, isl, index),
+                length(&spec.osl_dist, Which::Osl, osl, index),
             )
         })
         .collect();

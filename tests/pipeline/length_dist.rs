@@ -79,3 +79,36 @@ fn a_distribution_past_the_nominal_length_fails_the_trial_naming_the_key() {
         "{reasons:?}"
     );
 }
+
+/// A histogram read from a CSV file beside the case: every prompt takes one of the file's
+/// lengths, and the heavier one most often.
+#[test]
+fn a_histogram_file_gives_the_prompts_its_lengths() {
+    let dir = CaseDir::named("length-dist-histogram");
+    let case = CASE.replace(
+        "isl_dist: { dist: uniform, min: 16, max: 64 }",
+        "isl_dist: { dist: histogram, file: isl.csv }",
+    );
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 4\n")
+        .file("isl.csv", "length,count\n20,1\n48,4\n")
+        .case("spread", &case)
+        .plan();
+    assert_eq!(
+        plan.full_name(),
+        "[perf] spread::isl64_osl8_c2_n40_isl20-48h2_osl2-8n6s2"
+    );
+    let context = crate::support::context("length-dist-histogram", dir.out(), None);
+    let outcome = crate::support::session(context)
+        .run_trial(&plan)
+        .expect("reports written");
+    assert!(outcome.passed, "{:#?}", outcome.report.verdict);
+    let prompts: Vec<u64> = outcome
+        .records
+        .iter()
+        .map(|r| r.prompt_tokens.expect("counted") - 4)
+        .collect();
+    assert!(prompts.iter().all(|n| *n == 20 || *n == 48), "{prompts:?}");
+    let long = prompts.iter().filter(|n| **n == 48).count();
+    assert!(long > prompts.len() / 2, "{prompts:?}");
+}
