@@ -189,6 +189,10 @@ impl Harness {
     /// Parses the test arguments, discovers trials and runs them. Load trials run one at a
     /// time unless `--test-threads` says otherwise.
     pub fn main(self) -> ExitCode {
+        // A trial process of this binary started it as a shared server's supervisor.
+        if let Some(code) = crate::server::shared::supervise_from_env() {
+            return code;
+        }
         let mut args = Arguments::from_args();
         if args.test_threads.is_none() {
             args.test_threads = Some(1);

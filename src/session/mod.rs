@@ -246,6 +246,7 @@ impl Session {
         let client_threads = std::env::var(CLIENT_THREADS_ENV)
             .ok()
             .and_then(|v| v.parse().ok());
+        let spawned = SpawnedServers::for_run(&context.run_id);
         let run_baseline = RunCsvBaseline {
             path: context.results_csv(),
             run_id: context.run_id.clone(),
@@ -253,7 +254,7 @@ impl Session {
         Session {
             context,
             sinks: Mutex::new(Vec::new()),
-            spawned: SpawnedServers::new(),
+            spawned,
             tokenizers: TokenizerCache::default(),
             scores: SessionScores::default(),
             run_baseline,
