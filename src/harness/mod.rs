@@ -201,7 +201,8 @@ impl Harness {
         // One session per process: every trial of a `cargo test` run shares its run id.
         let context = RunContext::from_env(None, None);
         let snapshots_pinned = context.url_override.is_none();
-        let mut session = Session::new(context.clone());
+        // Under nextest each trial is a process: spawned servers are shared through supervisors.
+        let mut session = Session::new(context.clone()).sharing_spawned_servers();
         if !args.list
             && let Some(baseline) = BaselineRun::from_env()
         {

@@ -99,16 +99,6 @@ impl SpawnedServers {
         }
     }
 
-    /// For the run `run_id`: shared across processes when the run id is
-    /// ([`super::shared::run_is_shared`]), else this process's own.
-    pub fn for_run(run_id: &str) -> SpawnedServers {
-        if super::shared::run_is_shared(run_id) {
-            SpawnedServers::across_processes()
-        } else {
-            SpawnedServers::new()
-        }
-    }
-
     /// The running server for `spec`, started (and health-checked) if there is none or the
     /// one there was has exited. Its output goes to a log file under `log_dir`.
     /// `hidden_env` names variables of this process the server must not inherit (an API key)

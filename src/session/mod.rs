@@ -246,7 +246,6 @@ impl Session {
         let client_threads = std::env::var(CLIENT_THREADS_ENV)
             .ok()
             .and_then(|v| v.parse().ok());
-        let spawned = SpawnedServers::for_run(&context.run_id);
         let run_baseline = RunCsvBaseline {
             path: context.results_csv(),
             run_id: context.run_id.clone(),
@@ -254,7 +253,7 @@ impl Session {
         Session {
             context,
             sinks: Mutex::new(Vec::new()),
-            spawned,
+            spawned: SpawnedServers::new(),
             tokenizers: TokenizerCache::default(),
             scores: SessionScores::default(),
             run_baseline,
@@ -266,6 +265,17 @@ impl Session {
             failed: Mutex::new(Vec::new()),
             hook: None,
         }
+    }
+
+    /// Shares spawned servers with the run's other processes when the run id is shared
+    /// (`LLM_STRESS_RUN_ID` or `NEXTEST_RUN_ID`), for a process that runs some of a run's
+    /// trials (the test harness, one process per trial under nextest): the first starts each
+    /// server under a supervisor, the others attach (see [`crate::server::shared`]).
+    pub fn sharing_spawned_servers(mut self) -> Session {
+        if crate::server::shared::run_is_shared(&self.context.run_id) {
+            self.spawned = SpawnedServers::across_processes();
+        }
+        self
     }
 
     /// Adds a sink; sinks get each event in the order they were added.

@@ -15,4 +15,5 @@ mod fidelity;
 mod prefix;
 mod sim_server;
 mod spawn;
+mod spawn_shared;
 mod trial_limit;
