@@ -304,10 +304,13 @@ impl Holds {
         hidden_env: &[String],
     ) -> Result<Acquired, ServerError> {
         std::fs::create_dir_all(log_dir).map_err(|e| spawn_error("cannot create", log_dir, e))?;
+        // Absolute, so that a supervisor is known by its command line from any folder.
+        let dir =
+            std::fs::canonicalize(log_dir).map_err(|e| spawn_error("cannot find", log_dir, e))?;
         let hash = spec_hash(spec, case_dir);
-        let paths = Paths::new(log_dir, &hash);
+        let paths = Paths::new(&dir, &hash);
         let _lock = locked(&paths.lock, libc::LOCK_EX)?;
-        self.hold(log_dir, &hash, &paths)?;
+        self.hold(&dir, &hash, &paths)?;
         let mut restarted = None;
         if let Some(lease) = read_json::<Lease>(&paths.lease) {
             let alive = supervises(lease.supervisor_pid, &paths.order);
@@ -552,7 +555,9 @@ pub fn supervise(order_path: &Path) -> ExitCode {
 /// Stops every shared server of the run folder `run_dir` (`llm-stress down`); the number
 /// stopped.
 pub fn down(run_dir: &Path) -> usize {
-    let dir = run_dir.join("servers");
+    let Ok(dir) = std::fs::canonicalize(run_dir.join("servers")) else {
+        return 0;
+    };
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return 0;
     };
