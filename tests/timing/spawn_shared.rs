@@ -160,7 +160,8 @@ fn down(dir: &CaseDir) {
 
 #[test]
 fn five_trial_processes_start_the_server_once_and_leave_no_process() {
-    let dir = case("five", 2, 3);
+    // An idle timeout of 5 s: far longer than the gap between two trial processes.
+    let dir = case("five", 5, 3);
     let mut supervisors = Vec::new();
     for _ in 0..5 {
         run_trial_process(&dir);
@@ -176,9 +177,9 @@ fn five_trial_processes_start_the_server_once_and_leave_no_process() {
     assert_eq!(supervisors.len(), 1, "one supervisor");
     let lease = lease(&dir).expect("a lease");
     assert_eq!(lease.server_pid, Some(started[0] as u32));
-    // No trial holds the server now: the supervisor stops it after its 2 s idle timeout.
+    // No trial holds the server now: the supervisor stops it after its 5 s idle timeout.
     assert!(
-        all_gone_within(&pids_of(&lease), Duration::from_secs(10)),
+        all_gone_within(&pids_of(&lease), Duration::from_secs(15)),
         "the server and its supervisor are gone after the idle timeout"
     );
     assert!(self::lease(&dir).is_none(), "and the lease with them");
