@@ -56,6 +56,7 @@ mod tests {
             env: Default::default(),
             cwd: None,
             startup_timeout_s: 1.0,
+            idle_timeout_s: 60.0,
             served_model: None,
             requires_files: vec!["LLM_STRESS_TEST_SURELY_UNSET_VAR".into()],
             install_hint: Some("run .ci/install-llama.sh".into()),

@@ -343,6 +343,13 @@ pub struct SpawnSpec {
         deserialize_with = "super::limits::timeout_seconds"
     )]
     pub startup_timeout_s: f64,
+    /// Seconds a server shared by the trial processes of a run (under nextest) stays up with
+    /// no trial holding it, before its supervisor stops it.
+    #[serde(
+        default = "default_idle_timeout_s",
+        deserialize_with = "super::limits::timeout_seconds"
+    )]
+    pub idle_timeout_s: f64,
     /// Model name sent in requests (default: the model spec's `served_name`, else what
     /// `/v1/models` lists first).
     #[serde(default)]
@@ -359,6 +366,10 @@ pub struct SpawnSpec {
 
 fn default_startup_timeout_s() -> f64 {
     120.0
+}
+
+fn default_idle_timeout_s() -> f64 {
+    60.0
 }
 
 /// Matrix generation mode.

@@ -10,6 +10,7 @@ pub mod report;
 pub mod run;
 pub mod serve;
 pub mod sim;
+pub mod supervise;
 pub mod values;
 
 use std::path::PathBuf;
@@ -60,6 +61,12 @@ enum Command {
     BenchClient(bench::ClientArgs),
     /// Serve the scripted benchmark server (used by bench-client) until Ctrl-C.
     BenchServer(bench::ServerArgs),
+    /// Supervise one spawned server shared by a run's trial processes (started by the first
+    /// trial that needs it).
+    #[command(hide = true)]
+    Supervise(supervise::SuperviseArgs),
+    /// Stop the spawned servers a run's trial processes share.
+    Down(supervise::DownArgs),
 }
 
 impl Cli {
@@ -76,6 +83,8 @@ impl Cli {
             Command::Matrix(args) => matrix::exec(args),
             Command::BenchClient(args) => bench::exec_client(args),
             Command::BenchServer(args) => bench::exec_server(args),
+            Command::Supervise(args) => supervise::exec_supervise(args),
+            Command::Down(args) => supervise::exec_down(args),
         }
     }
 }

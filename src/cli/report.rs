@@ -34,6 +34,8 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     let thresholds = args.analysis.thresholds()?;
     let out = trial_dir::out_dir(args.out.as_deref());
     let written = publish::write_run(&out, args.run.as_deref(), &thresholds, &Extras::default())?;
+    // The run's report is written: the spawned servers its trial processes shared are done.
+    crate::server::shared::down(&out.join(trial_dir::safe_name(&written.run.run_id)));
     let detail = if args.detailed {
         Detail::Full
     } else {

@@ -189,6 +189,10 @@ impl Harness {
     /// Parses the test arguments, discovers trials and runs them. Load trials run one at a
     /// time unless `--test-threads` says otherwise.
     pub fn main(self) -> ExitCode {
+        // A trial process of this binary started it as a shared server's supervisor.
+        if let Some(code) = crate::server::shared::supervise_from_env() {
+            return code;
+        }
         let mut args = Arguments::from_args();
         if args.test_threads.is_none() {
             args.test_threads = Some(1);
@@ -197,7 +201,8 @@ impl Harness {
         // One session per process: every trial of a `cargo test` run shares its run id.
         let context = RunContext::from_env(None, None);
         let snapshots_pinned = context.url_override.is_none();
-        let mut session = Session::new(context.clone());
+        // Under nextest each trial is a process: spawned servers are shared through supervisors.
+        let mut session = Session::new(context.clone()).sharing_spawned_servers();
         if !args.list
             && let Some(baseline) = BaselineRun::from_env()
         {

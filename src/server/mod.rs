@@ -1,7 +1,9 @@
-//! Servers under test: the embedded simulated server, spawned servers and attached servers.
+//! Servers under test: the embedded simulated server, spawned servers (shared by a run's
+//! processes through a supervisor, `shared`) and attached servers.
 
 pub mod attach;
 pub mod embedded;
+pub mod shared;
 pub mod spawn;
 
 use std::path::Path;

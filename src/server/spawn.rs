@@ -5,6 +5,10 @@
 //! server share one ([`SpawnedServers::acquire`]); one that died between trials is started
 //! again and the death is reported. Dropping the list stops them (the session ends); an
 //! interrupt (SIGINT, SIGTERM, SIGHUP) stops them too before the process ends.
+//!
+//! When the run's trials are processes of their own (nextest), a session made with
+//! [`SpawnedServers::across_processes`] shares each server with the run's other processes
+//! through a supervisor instead (see [`super::shared`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -45,6 +49,8 @@ struct SpawnKey {
 #[derive(Default)]
 pub struct SpawnedServers {
     servers: Mutex<Vec<(SpawnKey, Spawned)>>,
+    /// Set when servers are shared with the run's other processes: the ones held.
+    across: Option<super::shared::Holds>,
 }
 
 impl std::fmt::Debug for SpawnedServers {
@@ -84,6 +90,15 @@ impl SpawnedServers {
         SpawnedServers::default()
     }
 
+    /// No servers yet; the ones it needs are shared with the other processes of the run
+    /// (started under a supervisor by the first, attached by the others).
+    pub fn across_processes() -> SpawnedServers {
+        SpawnedServers {
+            servers: Mutex::default(),
+            across: Some(super::shared::Holds::default()),
+        }
+    }
+
     /// The running server for `spec`, started (and health-checked) if there is none or the
     /// one there was has exited. Its output goes to a log file under `log_dir`.
     /// `hidden_env` names variables of this process the server must not inherit (an API key)
@@ -97,6 +112,9 @@ impl SpawnedServers {
     ) -> Result<Acquired, ServerError> {
         if let Some(missing) = spec.requirement_problem() {
             return Err(ServerError::Spawn(missing));
+        }
+        if let Some(holds) = &self.across {
+            return holds.acquire(spec, case_dir, log_dir, hidden_env).await;
         }
         let key = SpawnKey {
             spec: spec.clone(),
@@ -157,18 +175,39 @@ impl SpawnedServers {
 
     /// If the spawned server at `base_url` has exited: how, and the end of its log.
     pub fn death_of(&self, base_url: &str) -> Option<String> {
-        let mut servers = self.servers.lock().ok()?;
-        let (_, server) = servers.iter_mut().find(|(_, s)| s.base_url == base_url)?;
-        let status = server.child.try_wait().ok()??;
+        if let Some(holds) = &self.across {
+            return holds.death_of(base_url);
+        }
+        let (how, log) = self.exit_of(base_url)?;
         Some(format!(
-            "the server at {base_url} exited during the trial ({}); its log ends:\n{}",
-            describe(status),
-            log_tail(&server.log)
+            "the server at {base_url} exited during the trial ({how}); its log ends:\n{}",
+            log_tail(&log)
         ))
     }
 
-    /// Stops every server this session started.
+    /// If the server this session started at `base_url` has exited: how, and its log file.
+    pub(super) fn exit_of(&self, base_url: &str) -> Option<(String, PathBuf)> {
+        let mut servers = self.servers.lock().ok()?;
+        let (_, server) = servers.iter_mut().find(|(_, s)| s.base_url == base_url)?;
+        let status = server.child.try_wait().ok()??;
+        Some((describe(status), server.log.clone()))
+    }
+
+    /// The process id of the server this session started at `base_url`.
+    pub(super) fn pid_of(&self, base_url: &str) -> Option<u32> {
+        let servers = self.servers.lock().ok()?;
+        servers
+            .iter()
+            .find(|(_, s)| s.base_url == base_url)
+            .map(|(_, s)| s.child.id())
+    }
+
+    /// Stops every server this session started, and lets go of the shared ones (their
+    /// supervisors stop them once no process of the run holds them).
     pub fn stop_all(&self) {
+        if let Some(holds) = &self.across {
+            holds.release();
+        }
         // A panic while the list was held poisons it; the servers in it must stop all the same.
         let servers: Vec<(SpawnKey, Spawned)> = self
             .servers

@@ -267,6 +267,17 @@ impl Session {
         }
     }
 
+    /// Shares spawned servers with the run's other processes when the run id is shared
+    /// (`LLM_STRESS_RUN_ID` or `NEXTEST_RUN_ID`), for a process that runs some of a run's
+    /// trials (the test harness, one process per trial under nextest): the first starts each
+    /// server under a supervisor, the others attach (see [`crate::server::shared`]).
+    pub fn sharing_spawned_servers(mut self) -> Session {
+        if crate::server::shared::run_is_shared(&self.context.run_id) {
+            self.spawned = SpawnedServers::across_processes();
+        }
+        self
+    }
+
     /// Adds a sink; sinks get each event in the order they were added.
     pub fn with_sink(self, sink: impl Sink + 'static) -> Session {
         self.sinks

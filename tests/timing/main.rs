@@ -16,5 +16,6 @@ mod fidelity;
 mod prefix;
 mod sim_server;
 mod spawn;
+mod spawn_shared;
 mod trial_limit;
 mod twin;
