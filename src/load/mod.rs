@@ -5,11 +5,13 @@
 //! consistency run is a closed loop of one over a pool of one prompt. A warmup, never
 //! measured, runs first as a closed loop.
 
+pub mod barrier;
 pub mod closed;
 pub mod limit;
 pub mod open;
 pub mod progress;
 pub mod schedule;
+pub mod share;
 pub mod source;
 pub mod users;
 
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+pub use share::Share;
 pub use source::{CUT_OFF_NOTE, Endpoint, Phase, RequestSource, SourceError};
 
 use crate::case::{LoadSpec, Warmup};
@@ -78,23 +81,29 @@ fn open_arrivals(rate: f64, span: Duration) -> u32 {
 
 /// Runs the warmup: for closed loops and users, a closed loop at the trial's concurrency; for
 /// open loops, the same arrival process at the same rate. Nothing of it is measured.
+/// A worker ([`Share`]) warms up with its share of the warmup.
 async fn warm_up(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) {
+    let share = source.share();
+    if share.is_idle() {
+        return;
+    }
     if let Some(rate) = shape.rate() {
         let arrivals = match load.warmup {
             Warmup::Requests(n) => n,
             Warmup::Duration(d) => open_arrivals(rate, d.0),
         };
         if arrivals > 0 {
-            open_loop(load, rate, arrivals, Phase::Warmup)
-                .drive(source)
-                .await;
+            let mut warmup = open_loop(load, rate, arrivals, Phase::Warmup);
+            warmup.offsets = share.pick(&warmup.offsets);
+            warmup.drive(source).await;
         }
         return;
     }
     let stop = match load.warmup {
         Warmup::Requests(0) => return,
+        Warmup::Requests(n) if share.portion(u64::from(n)) == 0 => return,
         Warmup::Requests(n) => closed::Stop {
-            requests: u64::from(n),
+            requests: share.portion(u64::from(n)),
             after: None,
         },
         Warmup::Duration(d) => closed::Stop {
@@ -102,8 +111,28 @@ async fn warm_up(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) {
             after: Some(d.0),
         },
     };
-    let concurrency = shape.concurrency().unwrap_or(1).max(1);
+    let concurrency = share
+        .portion(u64::from(shape.concurrency().unwrap_or(1)))
+        .max(1) as u32;
     closed::drive(source, Phase::Warmup, concurrency, stop).await;
+}
+
+/// The share of `shape`'s load that `worker` sends: a closed loop (or a consistency run, a
+/// closed loop of one) of fewer streams than workers is split among as many workers as it
+/// has streams ([`Share::for_streams`]). Set it on the request source
+/// ([`RequestSource::with_share`]) before [`run`].
+pub fn share_of(shape: &Shape, worker: Share) -> Share {
+    match *shape {
+        Shape::Closed { concurrency, .. } => worker.for_streams(concurrency),
+        Shape::Consistency { .. } => worker.for_streams(1),
+        Shape::Open { .. } | Shape::Users { .. } => worker,
+    }
+}
+
+/// The intended send offsets of `share`'s arrivals of the open loop of `requests` arrivals at
+/// `rate`: arrivals I, I+N, … of the one seeded schedule, each at its own offset.
+pub fn intended_offsets(load: &LoadSpec, rate: f64, requests: u32, share: Share) -> Vec<Duration> {
+    share.pick(&open_loop(load, rate, requests, Phase::Measured).offsets)
 }
 
 /// The open loop of `arrivals` at `rate` that `load` describes.
@@ -126,6 +155,19 @@ fn open_loop(load: &LoadSpec, rate: f64, arrivals: u32, phase: Phase) -> open::O
 /// Runs the warmup, then the measured load of `shape`.
 pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) -> LoadOutcome {
     warm_up(load, shape, source).await;
+    let share = source.share();
+    if let Some(barrier) = source.barrier()
+        && barrier.wait().await.is_err()
+    {
+        // The workers could not start together: nothing is measured, and the barrier keeps
+        // the error for the trial's verdict.
+        return LoadOutcome {
+            window_start: Instant::now(),
+            records: Vec::new(),
+            duration_s: 0.0,
+            dropped: 0,
+        };
+    }
     let observer = source.progress();
     if let Some(progress) = observer {
         progress.load_started(shape.planned_requests());
@@ -136,30 +178,31 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
             requests,
             duration,
         } => {
+            let streams = share.portion(u64::from(concurrency)) as u32;
             let stop = closed::Stop {
-                requests: if duration.is_some() {
-                    MAX_REQUESTS
-                } else {
-                    u64::from(requests)
+                requests: match duration {
+                    _ if streams == 0 => 0,
+                    Some(_) => MAX_REQUESTS,
+                    None => share.portion(u64::from(requests)),
                 },
                 after: duration,
             };
-            let (records, start) = closed::drive(source, Phase::Measured, concurrency, stop).await;
+            let (records, start) = closed::drive(source, Phase::Measured, streams, stop).await;
             (records, start, 0)
         }
         Shape::Consistency { requests } => {
             // One at a time; the source's pool holds the one prompt every request sends.
             let stop = closed::Stop {
-                requests: u64::from(requests),
+                requests: share.portion(u64::from(requests)),
                 after: None,
             };
             let (records, start) = closed::drive(source, Phase::Measured, 1, stop).await;
             (records, start, 0)
         }
         Shape::Open { rate, requests } => {
-            let outcome = open_loop(load, rate, requests, Phase::Measured)
-                .drive(source)
-                .await;
+            let mut plan = open_loop(load, rate, requests, Phase::Measured);
+            plan.offsets = share.pick(&plan.offsets);
+            let outcome = plan.drive(source).await;
             (outcome.records, outcome.window_start, outcome.dropped)
         }
         Shape::Users {

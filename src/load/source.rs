@@ -9,7 +9,9 @@ use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand_chacha::ChaCha8Rng;
 
+use super::barrier::FileBarrier;
 use super::progress::LoadProgress;
+use super::share::Share;
 use crate::client::{Client, Generation, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
@@ -49,6 +51,8 @@ pub struct RequestSource {
     progress: Option<Arc<LoadProgress>>,
     prefix_groups: Option<u32>,
     cut_off: Option<Instant>,
+    share: Share,
+    barrier: Option<Arc<FileBarrier>>,
 }
 
 /// Why a request source cannot be built.
@@ -90,6 +94,8 @@ impl RequestSource {
             progress: None,
             prefix_groups: None,
             cut_off: None,
+            share: Share::WHOLE,
+            barrier: None,
         })
     }
 
@@ -113,6 +119,31 @@ impl RequestSource {
     pub fn with_cut_off(mut self, at: Instant) -> RequestSource {
         self.cut_off = Some(at);
         self
+    }
+
+    /// Sends this worker's share of the load ([`Share`]): the drivers run the share's streams,
+    /// users or arrivals, and [`RequestSource::send`] maps each local request id j to the
+    /// global id j·N+I, so every request's prompt and endpoint are the single process's.
+    pub fn with_share(mut self, share: Share) -> RequestSource {
+        self.share = share;
+        self
+    }
+
+    /// The share of the load this source sends ([`Share::WHOLE`] unless set).
+    pub fn share(&self) -> Share {
+        self.share
+    }
+
+    /// Starts each measured load (after its warmup) together with the other workers, at the
+    /// barrier's agreed instant.
+    pub fn with_barrier(mut self, barrier: Arc<FileBarrier>) -> RequestSource {
+        self.barrier = Some(barrier);
+        self
+    }
+
+    /// The barrier the measured load waits at, if any.
+    pub fn barrier(&self) -> Option<&FileBarrier> {
+        self.barrier.as_deref()
     }
 
     /// The instant the load is cut off at, if any.
@@ -159,7 +190,9 @@ impl RequestSource {
         picker.sample(&mut rng)
     }
 
-    /// Sends request `id` and measures it. `intended` is its open-loop schedule time.
+    /// Sends request `id` and measures it. `intended` is its open-loop schedule time. `id` is
+    /// the driver's own (local) number; the record carries the global id of the source's
+    /// share ([`Share::global`]).
     pub async fn send(
         &self,
         phase: Phase,
@@ -167,6 +200,7 @@ impl RequestSource {
         window_start: Instant,
         intended: Option<Instant>,
     ) -> RequestRecord {
+        let id = self.share.global(id);
         let pool = match phase {
             Phase::Measured => &self.measured,
             Phase::Warmup if self.warmup.is_empty() => &self.measured,
