@@ -275,6 +275,45 @@ mod tests {
         }
     }
 
+    #[rstest::rstest]
+    #[case(crate::case::Arrival::Poisson, 1)]
+    #[case(crate::case::Arrival::Gamma, 4)]
+    #[case(crate::case::Arrival::Constant, 3)]
+    fn workers_intended_send_times_union_to_the_single_process_schedule(
+        #[case] arrival: crate::case::Arrival,
+        #[case] workers: u32,
+    ) {
+        use super::{Share, intended_offsets};
+        let load = crate::case::LoadSpec {
+            arrival,
+            burstiness: 0.5,
+            seed: 42,
+            ..crate::case::LoadSpec::default()
+        };
+        // An open loop of 1,000 req/s for 10 s.
+        let single = intended_offsets(&load, 1000.0, 10_000, Share::WHOLE);
+        let mut union: Vec<(u64, std::time::Duration)> = (0..workers)
+            .flat_map(|i| {
+                let share = Share::new(i, workers).expect("valid");
+                intended_offsets(&load, 1000.0, 10_000, share)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(local, at)| (share.global(local as u64), at))
+            })
+            .collect();
+        union.sort();
+        let expected: Vec<(u64, std::time::Duration)> = single
+            .into_iter()
+            .enumerate()
+            .map(|(id, at)| (id as u64, at))
+            .collect();
+        assert_eq!(union.len(), 10_000);
+        assert_eq!(
+            union, expected,
+            "arrival j·N+I at the single schedule's offset j·N+I"
+        );
+    }
+
     #[test]
     fn a_pooled_run_follows_the_first_one() {
         let pooled = run(&[0, 1, 2], 2.0, 1).followed_by(run(&[0, 1], 1.5, 2));
