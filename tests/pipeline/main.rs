@@ -10,6 +10,7 @@ mod accuracy_parity;
 mod attributed;
 mod client_errors;
 mod csv_concurrency;
+mod deploy;
 mod discovery;
 mod faults;
 mod hostile;
