@@ -2,13 +2,15 @@
 //! process, each with a session of its own) write shards, and `llm-stress merge` turns them
 //! into one trial whose summary is the single computation over the union of their records.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use llm_stress::load::Share;
 use llm_stress::metrics::{RequestRecord, Summary};
+use llm_stress::plan::TrialPlan;
 use llm_stress::report::TrialReport;
 use llm_stress::report::analysis::Thresholds;
+use llm_stress::session::TrialOutcome;
 use llm_stress::session::shard::{self, ShardFile, Worker};
 use llm_stress::session::sinks::Publisher;
 
@@ -34,20 +36,14 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     serde_json::from_str(&std::fs::read_to_string(path).expect("file")).expect("json")
 }
 
-#[test]
-fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
-    let dir = CaseDir::named("workers-512");
-    let plan = dir
-        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 512\n")
-        .case("c", CASE)
-        .plan();
-    let out = dir.out();
-    let shards: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
+/// Runs `plan` as workers 0..n of run [`RUN`] under `out`, each on a thread with a session of
+/// its own (as `llm-stress run --worker i/n` would in a process of its own).
+fn run_workers(plan: &TrialPlan, out: &Path, n: u32) -> Vec<TrialOutcome> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
             .map(|i| {
-                let (plan, out) = (&plan, &out);
                 scope.spawn(move || {
-                    let share = Share::new(i, 4).expect("a share");
+                    let share = Share::new(i, n).expect("a share");
                     let mut worker = Worker::new(share, out, RUN);
                     worker.margin = Duration::from_millis(200);
                     worker.timeout = Duration::from_secs(120);
@@ -63,7 +59,28 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
             .into_iter()
             .map(|h| h.join().expect("a worker"))
             .collect()
-    });
+    })
+}
+
+/// The one merged trial folder of case `c`.
+fn merged_trial(out: &Path, kind: &str) -> PathBuf {
+    std::fs::read_dir(out.join(RUN).join(kind).join("c"))
+        .expect("the merged trial's folder")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("one trial folder")
+}
+
+#[test]
+fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
+    let dir = CaseDir::named("workers-512");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 512\n")
+        .case("c", CASE)
+        .plan();
+    let out = dir.out();
+    let shards = run_workers(&plan, &out, 4);
     let mut union = Vec::new();
     for (i, outcome) in shards.iter().enumerate() {
         assert!(outcome.passed, "worker {i}: {:?}", outcome.report.verdict);
@@ -94,13 +111,7 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
     .expect("merged");
     assert_eq!((tally.trials, tally.failed.len()), (1, 0), "{tally:?}");
 
-    let merged_dir = out.join(RUN).join("perf").join("c");
-    let trial = std::fs::read_dir(&merged_dir)
-        .expect("the merged trial's folder")
-        .flatten()
-        .map(|e| e.path())
-        .next()
-        .expect("one trial folder");
+    let trial = merged_trial(&out, "perf");
     let report: TrialReport = read_json(&trial.join("summary.json"));
     let merged = report.summary().expect("a load trial").clone();
     let records = read_lines(&trial.join("records.jsonl"));
@@ -126,4 +137,50 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
     );
     assert!(out.join(RUN).join("summary.md").is_file());
     assert!(out.join(RUN).join("report.html").is_file());
+}
+
+#[test]
+fn an_open_loop_over_four_workers_sends_the_single_process_schedule() {
+    let dir = CaseDir::named("workers-open");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 256\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\n\
+             server:\n  embedded: { ttft_ms: 1, tpot_ms: 1, slots: 256 }\n\
+             matrix:\n  mode: custom\n  isl: [16]\n  osl: [2]\n  concurrency: [1]\n\
+             load:\n  mode: open\n  rate: [1000]\n  arrival: poisson\n  requests: 1000\n  warmup: 0\n  seed: 7\n",
+        )
+        .plan();
+    let out = dir.out();
+    let shards = run_workers(&plan, &out, 4);
+    let files: Vec<ShardFile> = shards
+        .iter()
+        .map(|o| read_json(&o.dir.join(shard::SHARD_FILE)))
+        .collect();
+    llm_stress::cli::merge::merge(&out.join(RUN), dir.discover(), None, &[], |s| s)
+        .expect("merged");
+    let records = read_lines(&merged_trial(&out, "perf").join("records.jsonl"));
+    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, (0..1000).collect::<Vec<_>>(), "every arrival once");
+    // The single process's schedule of 1,000 arrivals at 1,000 req/s.
+    let schedule =
+        llm_stress::load::intended_offsets(&plan.case().spec.load, 1000.0, 1000, Share::WHOLE);
+    let earliest = files
+        .iter()
+        .map(|f| f.window_start_unix_ms)
+        .fold(f64::INFINITY, f64::min);
+    for record in &records {
+        let worker = (record.id % 4) as usize;
+        // Arrival j·4+I went out from worker I at its schedule offset, from its own window
+        // start: merged onto the earliest start, it is the offset plus that worker's shift.
+        let shift_ms = files[worker].window_start_unix_ms - earliest;
+        let expected = schedule[record.id as usize].as_secs_f64() * 1000.0 + shift_ms;
+        let intended = record.intended_ms.expect("an open-loop record");
+        assert!(
+            (intended - expected).abs() < 1e-6,
+            "arrival {}: intended {intended} ms, schedule {expected} ms",
+            record.id
+        );
+    }
 }
