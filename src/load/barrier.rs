@@ -75,6 +75,7 @@ pub struct FileBarrier {
     start_at: Option<SystemTime>,
     runs: AtomicU32,
     observed: Mutex<Vec<Result<Observed, BarrierError>>>,
+    anchor: Mutex<Option<(SystemTime, Instant)>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -110,6 +111,22 @@ impl FileBarrier {
             start_at,
             runs: AtomicU32::new(0),
             observed: Mutex::new(Vec::new()),
+            anchor: Mutex::new(None),
+        }
+    }
+
+    /// The wall-clock time of `at` on this machine, read through the pairing of the two clocks
+    /// made at the first barrier (so a clock slewed during a long load does not move it); the
+    /// pairing made now when no barrier was passed.
+    pub fn wall_clock_of(&self, at: Instant) -> SystemTime {
+        let anchor = *self
+            .anchor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (wall, mono) = anchor.unwrap_or_else(|| (SystemTime::now(), Instant::now()));
+        match mono.checked_duration_since(at) {
+            Some(before) => wall - before,
+            None => wall + at.saturating_duration_since(mono),
         }
     }
 
@@ -172,6 +189,10 @@ impl FileBarrier {
             None => from_unix_ms(latest) + self.margin,
         };
         let (now_wall, now) = (SystemTime::now(), Instant::now());
+        self.anchor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert((now_wall, now));
         let at = match start.duration_since(now_wall) {
             Ok(ahead) => now + ahead,
             Err(_) => now,

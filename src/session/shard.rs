@@ -5,7 +5,7 @@
 //! it saw at the barrier). `llm-stress merge` reads them back ([`super::merge`]).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::load::barrier::{self, FileBarrier, Observed};
 use crate::load::{LoadOutcome, Share};
@@ -105,8 +105,7 @@ impl ShardFile {
         outcome: &LoadOutcome,
         barrier: &FileBarrier,
     ) -> ShardFile {
-        let since = Instant::now().saturating_duration_since(outcome.window_start);
-        let window_start = SystemTime::now() - since;
+        let window_start = barrier.wall_clock_of(outcome.window_start);
         let (seen, errors): (Vec<_>, Vec<_>) =
             barrier.observed().into_iter().partition(Result::is_ok);
         ShardFile {
