@@ -6,6 +6,7 @@ pub mod bench_serve;
 pub mod compare;
 pub mod init;
 pub mod matrix;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod serve;
@@ -43,6 +44,9 @@ enum Command {
     /// Gather a run's trials into `summary.md` and `report.html` in its folder, print the
     /// summary, and optionally push its metrics to a Prometheus Pushgateway.
     Report(report::Args),
+    /// Merge the shards that workers (`run --worker I/N`) wrote for a run into its trial
+    /// folders, results.csv rows, verdicts, summary.md and report.html.
+    Merge(merge::Args),
     /// Benchmark a running server from flags alone (vLLM `bench serve` flag names work): the
     /// flags become a case run through the full pipeline.
     Bench(bench_serve::Args),
@@ -76,6 +80,7 @@ impl Cli {
             Command::Run(args) => run::exec(args),
             Command::Init(args) => init::exec(args),
             Command::Report(args) => report::exec(args),
+            Command::Merge(args) => merge::exec(args),
             Command::Bench(args) => bench_serve::exec(args),
             Command::Compare(args) => compare::exec(args),
             Command::Serve(args) => serve::exec(args),

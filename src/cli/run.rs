@@ -3,14 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
 use super::{AnalysisArgs, PushArgs};
 use crate::case::Overrides;
 use crate::compare::baseline::BaselineRun;
+use crate::load::Share;
+use crate::plan::TrialPlan;
 use crate::plan::discovery::{Discovered, discover_with};
 use crate::progress::{self, ProgressDisplay, ProgressSetting};
+use crate::session::shard::{self, Worker};
 use crate::session::sinks::{Publisher, SampleWarnings, TablePrinter, TrialFiles};
 use crate::session::{RunContext, RunTally, Session, SessionError};
 
@@ -60,6 +64,54 @@ pub struct Args {
     /// Also push every so often while the run goes (e.g. `30s`), not only at its end.
     #[arg(long, env = "LLM_STRESS_PUSH_INTERVAL", requires = "pushgateway")]
     push_interval: Option<humantime::Duration>,
+    /// Run as worker I of N (0-based, e.g. `2/8`) of every load trial: send that share of the
+    /// load, start with the other workers at a barrier in the run folder, and write the
+    /// trials to OUT/RUN/shards/I for `llm-stress merge`. Unset, it is read from a Kubernetes
+    /// Indexed Job (JOB_COMPLETION_INDEX, JOB_COMPLETION_COUNT) or a Slurm job array
+    /// (SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_COUNT). Every worker
+    /// needs the same LLM_STRESS_RUN_ID and --out.
+    #[arg(long, value_name = "I/N")]
+    worker: Option<Share>,
+    /// Workers: start the first load at this instant (RFC 3339, such as
+    /// `2026-12-06T17:00:00Z`) rather than just after the last worker is ready.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_start_at)]
+    start_at: Option<SystemTime>,
+    /// Workers: how long to wait at a trial's barrier for the other workers.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    barrier_timeout: humantime::Duration,
+}
+
+/// An RFC 3339 instant (`2026-12-06T17:00:00Z`).
+fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("{text:?} is not an RFC 3339 instant such as 2026-12-06T17:00:00Z: {e}")
+    })
+}
+
+/// The worker `args` (or the job engine's variables) make this process, and the output
+/// folder its shards go to.
+fn worker(args: &Args, context: &RunContext) -> Result<Option<(Worker, PathBuf)>> {
+    let share = match args.worker {
+        Some(share) => Some(share),
+        None => Share::from_env(|name| std::env::var(name).ok())?,
+    };
+    let Some(share) = share else {
+        anyhow::ensure!(
+            args.start_at.is_none(),
+            "--start-at is for workers (--worker I/N)"
+        );
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        std::env::var("LLM_STRESS_RUN_ID").is_ok_and(|id| !id.is_empty()),
+        "worker {share}: set LLM_STRESS_RUN_ID to one run id for every worker (their shards \
+         and barrier are under OUT/RUN)"
+    );
+    let mut worker = Worker::new(share, &context.out_dir, &context.run_id);
+    worker.timeout = args.barrier_timeout.into();
+    worker.start_at = args.start_at;
+    let out = shard::worker_out(&context.out_dir, &context.run_id, share.index());
+    Ok(Some((worker, out)))
 }
 
 impl Args {
@@ -85,6 +137,9 @@ impl Args {
             gate: super::compare::GateArgs::default(),
             push_interval: None,
             min_samples: None,
+            worker: None,
+            start_at: None,
+            barrier_timeout: std::time::Duration::from_secs(600).into(),
         }
     }
 }
@@ -96,8 +151,22 @@ pub fn exec(args: Args) -> Result<ExitCode> {
         args.push.gateway(),
         args.push_interval.map(Into::into),
     );
-    let context = RunContext::from_env(args.out, args.url);
+    let mut context = RunContext::from_env(args.out.clone(), args.url.clone());
+    let worker = worker(&args, &context)?;
+    if let Some((worker, out)) = &worker {
+        eprintln!(
+            "worker {} of run {}: shards in {}",
+            worker.share,
+            context.run_id,
+            out.display()
+        );
+        context.out_dir = out.clone();
+    }
     let mut session = Session::new(context.clone());
+    let loads_only = worker.is_some();
+    if let Some((worker, _)) = worker {
+        session = session.as_worker(worker);
+    }
     if let Some(path) = args.baseline.filter(|p| !p.as_os_str().is_empty()) {
         let gate = args.gate.gate()?;
         let baseline = BaselineRun::load(&path, args.baseline_run.as_deref(), gate)
@@ -119,6 +188,7 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     let selection = Selection {
         filter: args.filter.as_deref(),
         tags: &args.tags,
+        loads_only,
     };
     let tally = run_all(
         session,
@@ -137,6 +207,8 @@ pub fn exec(args: Args) -> Result<ExitCode> {
 struct Selection<'a> {
     filter: Option<&'a str>,
     tags: &'a [String],
+    /// A worker runs load trials only.
+    loads_only: bool,
 }
 
 /// Runs every discovered trial the selection takes, skipping those that cannot run here and
@@ -162,6 +234,10 @@ fn run_all(
                 if selection.filter.is_some_and(|f| !full.contains(f))
                     || !plan.has_any_tag(selection.tags)
                 {
+                    continue;
+                }
+                if selection.loads_only && !matches!(plan, TrialPlan::Load(_)) {
+                    eprintln!("skipping {full}: workers run load trials only");
                     continue;
                 }
                 if let Some(reason) = plan.unsupported_reason() {

@@ -79,7 +79,13 @@ pub async fn drive(
         return (Vec::new(), window_start);
     };
     let deadline = stop.after.map(|d| window_start + d);
-    let conversations = stop.requests.div_ceil(u64::from(turns)).max(1);
+    // This process's share of the run's conversations (all of them unless it is one worker
+    // of many): local conversation `c` is the run's conversation `share.global(c)`.
+    let share = source.share();
+    let conversations = share.portion(stop.requests.div_ceil(u64::from(turns)));
+    if conversations == 0 || concurrency == 0 {
+        return (Vec::new(), window_start);
+    }
     let next = Arc::new(AtomicU64::new(0));
     let workers = u64::from(concurrency.max(1)).min(conversations);
     let mut tasks = JoinSet::new();
@@ -92,10 +98,11 @@ pub async fn drive(
                 if deadline.is_some_and(|d| Instant::now() >= d) || source.expired() {
                     break;
                 }
-                let conversation = next.fetch_add(1, Ordering::Relaxed);
-                if conversation >= conversations {
+                let local = next.fetch_add(1, Ordering::Relaxed);
+                if local >= conversations {
                     break;
                 }
+                let conversation = share.global(local);
                 converse(
                     &source,
                     conversation,

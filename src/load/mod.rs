@@ -5,12 +5,14 @@
 //! consistency run is a closed loop of one over a pool of one prompt. A warmup, never
 //! measured, runs first as a closed loop.
 
+pub mod barrier;
 pub mod closed;
 pub mod conversation;
 pub mod limit;
 pub mod open;
 pub mod progress;
 pub mod schedule;
+pub mod share;
 pub mod source;
 pub mod users;
 
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 pub use conversation::Conversations;
+pub use share::Share;
 pub use source::{CUT_OFF_NOTE, Endpoint, Phase, RequestSource, SourceError};
 
 use crate::case::{LoadSpec, Warmup};
@@ -88,23 +91,29 @@ fn open_arrivals(rate: f64, span: Duration) -> u32 {
 
 /// Runs the warmup: for closed loops and users, a closed loop at the trial's concurrency; for
 /// open loops, the same arrival process at the same rate. Nothing of it is measured.
+/// A worker ([`Share`]) warms up with its share of the warmup.
 async fn warm_up(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) {
+    let share = source.share();
+    if share.is_idle() {
+        return;
+    }
     if let Some(rate) = shape.rate() {
         let arrivals = match load.warmup {
             Warmup::Requests(n) => n,
             Warmup::Duration(d) => open_arrivals(rate, d.0),
         };
         if arrivals > 0 {
-            open_loop(load, rate, arrivals, Phase::Warmup)
-                .drive(source)
-                .await;
+            let mut warmup = open_loop(load, rate, arrivals, Phase::Warmup);
+            warmup.offsets = share.pick(&warmup.offsets);
+            warmup.drive(source).await;
         }
         return;
     }
     let stop = match load.warmup {
         Warmup::Requests(0) => return,
+        Warmup::Requests(n) if share.portion(u64::from(n)) == 0 => return,
         Warmup::Requests(n) => closed::Stop {
-            requests: u64::from(n),
+            requests: share.portion(u64::from(n)),
             after: None,
         },
         Warmup::Duration(d) => closed::Stop {
@@ -112,8 +121,28 @@ async fn warm_up(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) {
             after: Some(d.0),
         },
     };
-    let concurrency = shape.concurrency().unwrap_or(1).max(1);
+    let concurrency = share
+        .portion(u64::from(shape.concurrency().unwrap_or(1)))
+        .max(1) as u32;
     closed::drive(source, Phase::Warmup, concurrency, stop).await;
+}
+
+/// The share of `shape`'s load that `worker` sends: a closed loop (or a consistency run, a
+/// closed loop of one) of fewer streams than workers is split among as many workers as it
+/// has streams ([`Share::for_streams`]). Set it on the request source
+/// ([`RequestSource::with_share`]) before [`run`].
+pub fn share_of(shape: &Shape, worker: Share) -> Share {
+    match *shape {
+        Shape::Closed { concurrency, .. } => worker.for_streams(concurrency),
+        Shape::Consistency { .. } => worker.for_streams(1),
+        Shape::Open { .. } | Shape::Users { .. } => worker,
+    }
+}
+
+/// The intended send offsets of `share`'s arrivals of the open loop of `requests` arrivals at
+/// `rate`: arrivals I, I+N, … of the one seeded schedule, each at its own offset.
+pub fn intended_offsets(load: &LoadSpec, rate: f64, requests: u32, share: Share) -> Vec<Duration> {
+    share.pick(&open_loop(load, rate, requests, Phase::Measured).offsets)
 }
 
 /// The open loop of `arrivals` at `rate` that `load` describes.
@@ -136,6 +165,19 @@ fn open_loop(load: &LoadSpec, rate: f64, arrivals: u32, phase: Phase) -> open::O
 /// Runs the warmup, then the measured load of `shape`.
 pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) -> LoadOutcome {
     warm_up(load, shape, source).await;
+    let share = source.share();
+    if let Some(barrier) = source.barrier()
+        && barrier.wait().await.is_err()
+    {
+        // The workers could not start together: nothing is measured, and the barrier keeps
+        // the error for the trial's verdict.
+        return LoadOutcome {
+            window_start: Instant::now(),
+            records: Vec::new(),
+            duration_s: 0.0,
+            dropped: 0,
+        };
+    }
     let observer = source.progress();
     if let Some(progress) = observer {
         progress.load_started(shape.planned_requests());
@@ -146,34 +188,45 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
             requests,
             duration,
         } => {
+            let streams = share.portion(u64::from(concurrency)) as u32;
             let stop = closed::Stop {
-                requests: if duration.is_some() {
-                    MAX_REQUESTS
-                } else {
-                    u64::from(requests)
+                requests: match duration {
+                    _ if streams == 0 => 0,
+                    Some(_) => MAX_REQUESTS,
+                    None => share.portion(u64::from(requests)),
                 },
                 after: duration,
             };
             let (records, start) = if source.conversations().is_some() {
-                conversation::drive(source, concurrency, stop).await
+                // Conversations are split whole among workers, not request by request: the
+                // driver takes its share of the whole run's conversations.
+                let whole = closed::Stop {
+                    requests: match duration {
+                        _ if streams == 0 => 0,
+                        Some(_) => MAX_REQUESTS,
+                        None => u64::from(requests),
+                    },
+                    after: duration,
+                };
+                conversation::drive(source, streams, whole).await
             } else {
-                closed::drive(source, Phase::Measured, concurrency, stop).await
+                closed::drive(source, Phase::Measured, streams, stop).await
             };
             (records, start, 0)
         }
         Shape::Consistency { requests } => {
             // One at a time; the source's pool holds the one prompt every request sends.
             let stop = closed::Stop {
-                requests: u64::from(requests),
+                requests: share.portion(u64::from(requests)),
                 after: None,
             };
             let (records, start) = closed::drive(source, Phase::Measured, 1, stop).await;
             (records, start, 0)
         }
         Shape::Open { rate, requests } => {
-            let outcome = open_loop(load, rate, requests, Phase::Measured)
-                .drive(source)
-                .await;
+            let mut plan = open_loop(load, rate, requests, Phase::Measured);
+            plan.offsets = share.pick(&plan.offsets);
+            let outcome = plan.drive(source).await;
             (outcome.records, outcome.window_start, outcome.dropped)
         }
         Shape::Users {
@@ -244,6 +297,45 @@ mod tests {
             duration_s,
             dropped,
         }
+    }
+
+    #[rstest::rstest]
+    #[case(crate::case::Arrival::Poisson, 1)]
+    #[case(crate::case::Arrival::Gamma, 4)]
+    #[case(crate::case::Arrival::Constant, 3)]
+    fn workers_intended_send_times_union_to_the_single_process_schedule(
+        #[case] arrival: crate::case::Arrival,
+        #[case] workers: u32,
+    ) {
+        use super::{Share, intended_offsets};
+        let load = crate::case::LoadSpec {
+            arrival,
+            burstiness: 0.5,
+            seed: 42,
+            ..crate::case::LoadSpec::default()
+        };
+        // An open loop of 1,000 req/s for 10 s.
+        let single = intended_offsets(&load, 1000.0, 10_000, Share::WHOLE);
+        let mut union: Vec<(u64, std::time::Duration)> = (0..workers)
+            .flat_map(|i| {
+                let share = Share::new(i, workers).expect("valid");
+                intended_offsets(&load, 1000.0, 10_000, share)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(local, at)| (share.global(local as u64), at))
+            })
+            .collect();
+        union.sort();
+        let expected: Vec<(u64, std::time::Duration)> = single
+            .into_iter()
+            .enumerate()
+            .map(|(id, at)| (id as u64, at))
+            .collect();
+        assert_eq!(union.len(), 10_000);
+        assert_eq!(
+            union, expected,
+            "arrival j·N+I at the single schedule's offset j·N+I"
+        );
     }
 
     #[test]

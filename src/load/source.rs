@@ -9,8 +9,10 @@ use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand_chacha::ChaCha8Rng;
 
+use super::barrier::FileBarrier;
 use super::conversation::Conversations;
 use super::progress::LoadProgress;
+use super::share::Share;
 use crate::client::{Client, Generation, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
@@ -51,6 +53,8 @@ pub struct RequestSource {
     prefix_groups: Option<u32>,
     cut_off: Option<Instant>,
     conversations: Option<Conversations>,
+    share: Share,
+    barrier: Option<Arc<FileBarrier>>,
 }
 
 /// Why a request source cannot be built.
@@ -93,6 +97,8 @@ impl RequestSource {
             prefix_groups: None,
             cut_off: None,
             conversations: None,
+            share: Share::WHOLE,
+            barrier: None,
         })
     }
 
@@ -116,6 +122,31 @@ impl RequestSource {
     pub fn with_cut_off(mut self, at: Instant) -> RequestSource {
         self.cut_off = Some(at);
         self
+    }
+
+    /// Sends this worker's share of the load ([`Share`]): the drivers run the share's streams,
+    /// users or arrivals, and [`RequestSource::send`] maps each local request id j to the
+    /// global id j·N+I, so every request's prompt and endpoint are the single process's.
+    pub fn with_share(mut self, share: Share) -> RequestSource {
+        self.share = share;
+        self
+    }
+
+    /// The share of the load this source sends ([`Share::WHOLE`] unless set).
+    pub fn share(&self) -> Share {
+        self.share
+    }
+
+    /// Starts each measured load (after its warmup) together with the other workers, at the
+    /// barrier's agreed instant.
+    pub fn with_barrier(mut self, barrier: Arc<FileBarrier>) -> RequestSource {
+        self.barrier = Some(barrier);
+        self
+    }
+
+    /// The barrier the measured load waits at, if any.
+    pub fn barrier(&self) -> Option<&FileBarrier> {
+        self.barrier.as_deref()
     }
 
     /// The instant the load is cut off at, if any.
@@ -185,7 +216,9 @@ impl RequestSource {
         picker.sample(&mut rng)
     }
 
-    /// Sends request `id` and measures it. `intended` is its open-loop schedule time.
+    /// Sends request `id` and measures it. `intended` is its open-loop schedule time. `id` is
+    /// the driver's own (local) number; the record carries the global id of the source's
+    /// share ([`Share::global`]).
     pub async fn send(
         &self,
         phase: Phase,
@@ -193,6 +226,7 @@ impl RequestSource {
         window_start: Instant,
         intended: Option<Instant>,
     ) -> RequestRecord {
+        let id = self.share.global(id);
         let pool = match phase {
             Phase::Measured => &self.measured,
             Phase::Warmup if self.warmup.is_empty() => &self.measured,

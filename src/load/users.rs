@@ -77,7 +77,8 @@ impl Users {
         let next = Arc::new(AtomicU64::new(0));
         let users = self.users.max(1);
         let mut tasks = JoinSet::new();
-        for user in 0..users {
+        // A worker runs its users of the whole run, each at its single-process start offset.
+        for user in source.share().users(users) {
             let start = window_start + self.ramp_up.mul_f64(f64::from(user) / f64::from(users));
             let (source, next, live) = (Arc::clone(source), Arc::clone(&next), live.clone());
             let (think, max_requests) = (self.think_time, self.max_requests);

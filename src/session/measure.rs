@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::accuracy::ask_all;
+use super::merge::Replay;
 use super::prompting::{model_tokenizer, prompts_for};
+use super::shard::ShardFile;
 use super::{Session, TrialError};
 use crate::accuracy::Task;
 use crate::accuracy::summary::{AccuracySummary, ScoredSample};
@@ -49,6 +51,8 @@ pub(super) struct Measured {
     pub attempts: Vec<Attempt>,
     /// What each endpoint's server said of itself before the trial began.
     pub identities: Vec<ServerIdentity>,
+    /// A worker's load: what its records are a share of.
+    pub shard: Option<ShardFile>,
 }
 
 impl Measured {
@@ -109,6 +113,12 @@ async fn measure_unredacted(
         Ok(task) => task,
         Err(e) => return (server, Measured::failed(&e)),
     };
+    if let Some(replay) = session.take_replay(plan) {
+        return (
+            server,
+            replayed(plan, task.as_ref(), baseline, &destinations, replay),
+        );
+    }
     let key = Arc::new(task.as_ref().map(AnswerKey::for_task).unwrap_or_default());
     let case_dir = case.path.parent().unwrap_or(Path::new("."));
     let log_dir = ctx.out_dir.join(safe_name(&ctx.run_id)).join("servers");
@@ -346,6 +356,23 @@ async fn drive_endpoints(
         .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups))
         .with_conversations(conversations);
     let shape = &load.point.shape;
+    // A worker sends its share of the load, starting with the other workers.
+    let worker = session.worker.as_ref().map(|w| {
+        (
+            w,
+            load::share_of(shape, w.share),
+            Arc::new(w.barrier(&plan.full_name())),
+        )
+    });
+    let source = match &worker {
+        Some((_, share, barrier)) => source.with_share(*share).with_barrier(Arc::clone(barrier)),
+        None => source,
+    };
+    let shard_of = |outcome: &LoadOutcome| {
+        worker
+            .as_ref()
+            .map(|(w, share, barrier)| ShardFile::new(w, *share, outcome, barrier))
+    };
     let runs = spec
         .load
         .repeat
@@ -358,12 +385,20 @@ async fn drive_endpoints(
     };
     let source = Arc::new(source);
     let scrapers = start_scrapers(plan, &names, servers).await;
-    let Some(((task, accuracy), client)) = accuracy.filter(|_| load.kind == LoadKind::Stress)
+    // Of a trial's workers, worker 0 alone asks the accuracy questions.
+    let asks = worker.as_ref().is_none_or(|(w, _, _)| w.share.index() == 0);
+    let Some(((task, accuracy), client)) =
+        accuracy.filter(|_| load.kind == LoadKind::Stress && asks)
     else {
         let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
         let cut = cut_off_check(&source, limit, &outcome);
+        let shard = shard_of(&outcome);
         let mut measured = judge_load(load, outcome, &names);
         measured.checks.extend(cut);
+        measured
+            .checks
+            .extend(shard.as_ref().and_then(barrier_check));
+        measured.shard = shard;
         measured.attempts = attempts;
         measured.server_metrics = finish_scrapers(scrapers).await;
         let slos = slo_checks(&spec.slo, &measured, &names);
@@ -394,8 +429,13 @@ async fn drive_endpoints(
         baseline.accuracy_score(&spec.name),
     );
     let cut = cut_off_check(&source, limit, &outcome);
+    let shard = shard_of(&outcome);
     let mut measured = judge_load(load, outcome, &names);
     measured.checks.extend(cut);
+    measured
+        .checks
+        .extend(shard.as_ref().and_then(barrier_check));
+    measured.shard = shard;
     measured.accuracy = Some(summary);
     measured.samples = samples;
     measured.server_metrics = server_metrics;
@@ -446,6 +486,90 @@ async fn run_repeated(
     }
     let pooled = pooled.expect("the load runs at least once");
     (pooled, attempts)
+}
+
+/// The name of the check that a trial's workers started together.
+pub(super) const BARRIER_CHECK: &str = "workers started together";
+
+/// The failed check of a worker that could not start with the others, if it could not.
+fn barrier_check(shard: &ShardFile) -> Option<Check> {
+    shard
+        .barrier_error
+        .as_ref()
+        .map(|error| barrier_failed(error.clone()))
+}
+
+fn barrier_failed(reason: String) -> Check {
+    Check::fail(
+        judge::CheckSource::Run,
+        BARRIER_CHECK,
+        "every worker is ready within the barrier timeout",
+        reason,
+    )
+}
+
+/// What a load trial measured, from its workers' merged shards rather than from a server:
+/// the same summary, judge and SLOs as a trial that drove the load (server metrics are not
+/// merged: each worker scraped on its own), and worker 0's accuracy questions.
+fn replayed(
+    plan: &TrialPlan,
+    task: Option<&Task>,
+    baseline: &dyn Baseline,
+    destinations: &[Destination],
+    replay: Replay,
+) -> Measured {
+    let TrialPlan::Load(load) = plan else {
+        return Measured::failed(&TrialError::NoServer);
+    };
+    let spec = &plan.case().spec;
+    let names: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+    let outcome = LoadOutcome {
+        window_start: Instant::now(),
+        records: replay.records,
+        duration_s: replay.duration_s,
+        dropped: replay.dropped,
+    };
+    let cut = outcome
+        .records
+        .iter()
+        .filter(|r| {
+            r.error_detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with(load::CUT_OFF_NOTE))
+        })
+        .count();
+    let mut measured = judge_load(load, outcome, &names);
+    if cut > 0 {
+        let limit =
+            load::limit::trial_limit(&spec.load, &load.point.shape, spec.load.repeat.max(1));
+        measured.checks.push(judge::run::trial_cut_off(limit, cut));
+    }
+    measured
+        .checks
+        .extend(replay.barrier_errors.into_iter().map(barrier_failed));
+    let judged = task
+        .zip(spec.accuracy.as_ref())
+        .filter(|_| !replay.samples.is_empty())
+        .map(|(task, accuracy)| {
+            judge::accuracy::judge(
+                task,
+                accuracy,
+                &replay.samples,
+                baseline.accuracy_score(&spec.name),
+            )
+        });
+    let accuracy_checks = match judged {
+        Some((summary, checks)) => {
+            measured.accuracy = Some(summary);
+            measured.samples = replay.samples;
+            checks
+        }
+        None => Vec::new(),
+    };
+    let slos = slo_checks(&spec.slo, &measured, &names);
+    measured.checks.extend(slos);
+    measured.checks.extend(accuracy_checks);
+    measured
 }
 
 /// The failed check of a load that ran into the trial's time limit, if it did.

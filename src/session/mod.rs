@@ -16,7 +16,9 @@
 mod accuracy;
 mod error;
 mod measure;
+pub mod merge;
 mod prompting;
+pub mod shard;
 mod sim;
 pub mod sinks;
 mod tokenizers;
@@ -129,6 +131,8 @@ pub struct TrialOutcome {
     pub dir: PathBuf,
     /// The base URLs its requests went to, one per endpoint (none for a sim trial).
     pub server_urls: Vec<String>,
+    /// A worker's load trial: what its folder is a share of (`shard.json`).
+    pub shard: Option<shard::ShardFile>,
 }
 
 impl TrialOutcome {
@@ -224,6 +228,8 @@ pub struct Session {
     trials: std::sync::atomic::AtomicUsize,
     failed: Mutex<Vec<String>>,
     hook: Option<TrialHook>,
+    worker: Option<shard::Worker>,
+    replays: Mutex<HashMap<String, merge::Replay>>,
 }
 
 /// Code run at the start of every trial, inside the trial's panic guard (see
@@ -264,6 +270,8 @@ impl Session {
             trials: std::sync::atomic::AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
             hook: None,
+            worker: None,
+            replays: Mutex::new(HashMap::new()),
         }
     }
 
@@ -276,6 +284,39 @@ impl Session {
             self.spawned = SpawnedServers::across_processes();
         }
         self
+    }
+
+    /// Makes the session one worker of trials spread over many processes: each load trial
+    /// sends the worker's share of the load ([`crate::load::Share`]), starts its measured
+    /// load with the other workers at a barrier, and its folder holds a `shard.json`.
+    pub fn as_worker(mut self, worker: shard::Worker) -> Session {
+        self.worker = Some(worker);
+        self
+    }
+
+    /// Replays merged loads (`llm-stress merge`): a load trial named in `replays` (by full
+    /// name) takes its outcome from the merged records instead of driving a server, then is
+    /// summarised, judged and written as any other.
+    pub fn replaying(self, replays: std::collections::BTreeMap<String, merge::Replay>) -> Session {
+        *self.replays.lock().unwrap_or_else(PoisonError::into_inner) =
+            replays.into_iter().collect();
+        self
+    }
+
+    /// Whether the trial named `full_name` is replayed from merged shards.
+    pub fn replays(&self, full_name: &str) -> bool {
+        self.replays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(full_name)
+    }
+
+    /// Takes the merged load of `plan`'s trial, if it is replayed.
+    fn take_replay(&self, plan: &TrialPlan) -> Option<merge::Replay> {
+        self.replays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&plan.full_name())
     }
 
     /// Adds a sink; sinks get each event in the order they were added.

@@ -33,8 +33,13 @@ impl TrialFiles {
     fn write(&self, outcome: &TrialOutcome) -> Result<(), SinkError> {
         let report = &outcome.report;
         let failed = !outcome.passed;
-        let rerun_files = rerun::files(&outcome.case_yaml, &outcome.rerun)
+        let mut rerun_files = rerun::files(&outcome.case_yaml, &outcome.rerun)
             .map_err(|e| crate::report::ReportError::json(&self.out_dir, e))?;
+        if let Some(shard) = &outcome.shard {
+            let json = serde_json::to_vec_pretty(shard)
+                .map_err(|e| crate::report::ReportError::json(&self.out_dir, e))?;
+            rerun_files.push((super::shard::SHARD_FILE, json));
+        }
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
             trial_dir::write_with(

@@ -17,6 +17,7 @@ use crate::report::{
 
 /// Runs the plan and returns its outcome.
 pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
+    let mut shard = None;
     let (report, records, samples, study, servers) = match plan {
         TrialPlan::Sim(sim) => {
             let (report, study) = super::sim::run(&session.context, plan, sim.step);
@@ -31,6 +32,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         TrialPlan::Load(load) => {
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
             let (records, samples, servers) = take_files(&mut measured);
+            shard = measured.shard.take();
             let body = TrialBody::Load(Box::new(load_body(load, &mut measured)));
             (
                 report(session, plan, server, body, measured),
@@ -77,6 +79,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         rerun,
         dir,
         server_urls: servers.urls,
+        shard,
     })
 }
 
@@ -148,6 +151,7 @@ pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> Tr
         rerun: session.rerun(plan),
         server_urls: Vec::new(),
         dir,
+        shard: None,
     }
 }
 

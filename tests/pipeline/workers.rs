@@ -1,0 +1,186 @@
+//! One trial over many client processes: four workers (`--worker i/4`, here threads of one
+//! process, each with a session of its own) write shards, and `llm-stress merge` turns them
+//! into one trial whose summary is the single computation over the union of their records.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use llm_stress::load::Share;
+use llm_stress::metrics::{RequestRecord, Summary};
+use llm_stress::plan::TrialPlan;
+use llm_stress::report::TrialReport;
+use llm_stress::report::analysis::Thresholds;
+use llm_stress::session::TrialOutcome;
+use llm_stress::session::shard::{self, ShardFile, Worker};
+use llm_stress::session::sinks::Publisher;
+
+use crate::support::{CaseDir, context, session};
+
+const RUN: &str = "workers-run";
+
+/// A closed loop of 512 streams and 1,024 requests on the embedded server.
+const CASE: &str = "name: c\nmodel: m\nkinds: [perf]\n\
+server:\n  embedded: { ttft_ms: 2, tpot_ms: 1, slots: 512 }\n\
+matrix:\n  mode: custom\n  isl: [16]\n  osl: [4]\n  concurrency: [512]\n  prompts: { fixed: 1024 }\n\
+load:\n  warmup: 0\n";
+
+fn read_lines(path: &Path) -> Vec<RequestRecord> {
+    std::fs::read_to_string(path)
+        .expect("records")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a record"))
+        .collect()
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("file")).expect("json")
+}
+
+/// Runs `plan` as workers 0..n of run [`RUN`] under `out`, each on a thread with a session of
+/// its own (as `llm-stress run --worker i/n` would in a process of its own).
+fn run_workers(plan: &TrialPlan, out: &Path, n: u32) -> Vec<TrialOutcome> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                scope.spawn(move || {
+                    let share = Share::new(i, n).expect("a share");
+                    let mut worker = Worker::new(share, out, RUN);
+                    worker.margin = Duration::from_millis(200);
+                    worker.timeout = Duration::from_secs(120);
+                    let worker_out = shard::worker_out(out, RUN, i);
+                    session(context(RUN, worker_out, None))
+                        .as_worker(worker)
+                        .run_trial(plan)
+                        .expect("the shard is written")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker"))
+            .collect()
+    })
+}
+
+/// The one merged trial folder of case `c`.
+fn merged_trial(out: &Path, kind: &str) -> PathBuf {
+    std::fs::read_dir(out.join(RUN).join(kind).join("c"))
+        .expect("the merged trial's folder")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("one trial folder")
+}
+
+#[test]
+fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
+    let dir = CaseDir::named("workers-512");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 512\n")
+        .case("c", CASE)
+        .plan();
+    let out = dir.out();
+    let shards = run_workers(&plan, &out, 4);
+    let mut union = Vec::new();
+    for (i, outcome) in shards.iter().enumerate() {
+        assert!(outcome.passed, "worker {i}: {:?}", outcome.report.verdict);
+        assert!(
+            outcome
+                .dir
+                .starts_with(out.join(RUN).join("shards").join(i.to_string()))
+        );
+        let file: ShardFile = read_json(&outcome.dir.join(shard::SHARD_FILE));
+        assert_eq!((file.index, file.count), (i as u32, 4));
+        assert_eq!(file.barrier.len(), 1, "one load, one barrier");
+        let records = read_lines(&outcome.dir.join("records.jsonl"));
+        assert_eq!(
+            records.len(),
+            256,
+            "worker {i}: its share of 1,024 requests"
+        );
+        assert!(
+            records.iter().all(|r| r.id % 4 == i as u64),
+            "global ids j·4+{i}"
+        );
+        union.extend(records);
+    }
+    let publisher = Publisher::new(Thresholds::default(), None, None);
+    let tally = llm_stress::cli::merge::merge(&out.join(RUN), dir.discover(), None, &[], |s| {
+        s.with_sink(publisher)
+    })
+    .expect("merged");
+    assert_eq!((tally.trials, tally.failed.len()), (1, 0), "{tally:?}");
+
+    let trial = merged_trial(&out, "perf");
+    let report: TrialReport = read_json(&trial.join("summary.json"));
+    let merged = report.summary().expect("a load trial").clone();
+    let records = read_lines(&trial.join("records.jsonl"));
+    assert_eq!(records.len(), 1024);
+    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids,
+        (0..1024).collect::<Vec<_>>(),
+        "every request once, by global id"
+    );
+    assert_eq!(merged.requests_ok, 1024);
+    // The merged summary is the single computation over the union of the records.
+    assert_eq!(merged, Summary::from_records(&records, merged.duration_s));
+    // … and the union is the shards' records, shifted onto the earliest window start.
+    union.sort_by_key(|r| r.id);
+    for (mine, theirs) in union.iter().zip(&records) {
+        assert_eq!(mine.e2el_ms, theirs.e2el_ms);
+        assert_eq!(mine.ttft_ms, theirs.ttft_ms);
+    }
+    assert!(
+        out.join("results.csv").is_file(),
+        "the run's results.csv row"
+    );
+    assert!(out.join(RUN).join("summary.md").is_file());
+    assert!(out.join(RUN).join("report.html").is_file());
+}
+
+#[test]
+fn an_open_loop_over_four_workers_sends_the_single_process_schedule() {
+    let dir = CaseDir::named("workers-open");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 256\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\n\
+             server:\n  embedded: { ttft_ms: 1, tpot_ms: 1, slots: 256 }\n\
+             matrix:\n  mode: custom\n  isl: [16]\n  osl: [2]\n  concurrency: [1]\n\
+             load:\n  mode: open\n  rate: [1000]\n  arrival: poisson\n  requests: 1000\n  warmup: 0\n  seed: 7\n",
+        )
+        .plan();
+    let out = dir.out();
+    let shards = run_workers(&plan, &out, 4);
+    let files: Vec<ShardFile> = shards
+        .iter()
+        .map(|o| read_json(&o.dir.join(shard::SHARD_FILE)))
+        .collect();
+    llm_stress::cli::merge::merge(&out.join(RUN), dir.discover(), None, &[], |s| s)
+        .expect("merged");
+    let records = read_lines(&merged_trial(&out, "perf").join("records.jsonl"));
+    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, (0..1000).collect::<Vec<_>>(), "every arrival once");
+    // The single process's schedule of 1,000 arrivals at 1,000 req/s.
+    let schedule =
+        llm_stress::load::intended_offsets(&plan.case().spec.load, 1000.0, 1000, Share::WHOLE);
+    let earliest = files
+        .iter()
+        .map(|f| f.window_start_unix_ms)
+        .fold(f64::INFINITY, f64::min);
+    for record in &records {
+        let worker = (record.id % 4) as usize;
+        // Arrival j·4+I went out from worker I at its schedule offset, from its own window
+        // start: merged onto the earliest start, it is the offset plus that worker's shift.
+        let shift_ms = files[worker].window_start_unix_ms - earliest;
+        let expected = schedule[record.id as usize].as_secs_f64() * 1000.0 + shift_ms;
+        let intended = record.intended_ms.expect("an open-loop record");
+        assert!(
+            (intended - expected).abs() < 1e-6,
+            "arrival {}: intended {intended} ms, schedule {expected} ms",
+            record.id
+        );
+    }
+}
