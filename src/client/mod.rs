@@ -5,6 +5,7 @@ pub mod protocol;
 pub mod secrets;
 pub mod sse;
 pub mod stream;
+pub mod tool_calls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,17 @@ pub struct Generation {
     pub max_tokens: u32,
     /// Whether generation runs to exactly `max_tokens` or stops where the model stops.
     pub ending: Ending,
+    /// Chat endpoints: the tools offered and the `tool_choice` (the `tool_calls` task).
+    pub tools: Option<Arc<ToolRequest>>,
+}
+
+/// The tools a chat request offers (OpenAI function schemas) and its `tool_choice`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRequest {
+    /// The `tools` list.
+    pub tools: serde_json::Value,
+    /// The `tool_choice`: `auto`, `none`, `required` or a named function.
+    pub tool_choice: serde_json::Value,
 }
 
 impl Generation {
@@ -46,6 +58,7 @@ impl Generation {
             turns: Vec::new(),
             max_tokens,
             ending: Ending::Exact,
+            tools: None,
         }
     }
 }
