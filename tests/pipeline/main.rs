@@ -24,3 +24,4 @@ mod secrets;
 mod selection;
 mod shared_prefix;
 mod slo_gates;
+mod tool_calls;
