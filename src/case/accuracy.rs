@@ -207,10 +207,16 @@ impl AccuracySpec {
             return problem("limit", "must be at least 1".into());
         }
         if self.subset_seed.is_some() {
-            if is_arithmetic || is_tools {
+            if is_arithmetic {
                 return problem(
                     "subset_seed",
                     format!("not for `{task}`: its questions come from `seed`"),
+                );
+            }
+            if is_tools {
+                return problem(
+                    "subset_seed",
+                    format!("not for `{task}`: it scores the first `limit` questions"),
                 );
             }
             if self.limit.is_none() {
@@ -869,10 +875,56 @@ mod tests {
         "accuracy.threshold.n",
         "at least 1"
     )]
+    #[case::tools_for_another_task(
+        "task: gsm8k\ndataset: d\ntools: []\n",
+        "accuracy.tools",
+        "only for `tool_calls`"
+    )]
+    #[case::tools_and_tools_file(
+        "task: tool_calls\ndataset: q.jsonl\ntools: [{}]\ntools_file: t.json\n",
+        "accuracy.tools_file",
+        "not both"
+    )]
+    #[case::question_file_without_tools(
+        "task: tool_calls\ndataset: q.jsonl\n",
+        "accuracy.tools",
+        "needs `tools` or `tools_file`"
+    )]
+    #[case::tools_without_question_file(
+        "task: tool_calls\ntools_file: t.json\n",
+        "accuracy.tools",
+        "bring their own tools"
+    )]
+    #[case::empty_tools(
+        "task: tool_calls\ndataset: q.jsonl\ntools: []\n",
+        "accuracy.tools",
+        "at least one tool"
+    )]
+    #[case::bad_tool_choice(
+        "task: tool_calls\ntool_choice: always\n",
+        "accuracy.tool_choice",
+        "one of `auto`"
+    )]
+    #[case::subset_of_tool_questions(
+        "task: tool_calls\nlimit: 5\nsubset_seed: 1\n",
+        "accuracy.subset_seed",
+        "not for `tool_calls`"
+    )]
     fn problems_name_the_key(#[case] yaml: &str, #[case] key: &str, #[case] message: &str) {
         let (found_key, found_message) = spec(yaml).problem().expect("a problem");
         assert_eq!(found_key, key, "{found_message}");
         assert!(found_message.contains(message), "{found_message}");
+    }
+
+    #[rstest]
+    #[case("task: tool_calls\n")]
+    #[case("task: tool_calls\nseed: 4\nlimit: 10\ntool_choice: required\n")]
+    #[case("task: tool_calls\ndataset: q.jsonl\ntools_file: t.json\n")]
+    #[case(
+        "task: tool_calls\ndataset: q.jsonl\ntools: [{type: function, function: {name: f}}]\ntool_choice: {type: function, function: {name: f}}\n"
+    )]
+    fn tool_call_specs_that_are_fine(#[case] yaml: &str) {
+        assert_eq!(spec(yaml).problem(), None);
     }
 
     #[test]

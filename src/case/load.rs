@@ -625,6 +625,14 @@ mod tests {
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",
         "key `server.embedded.answers.correct`: 1.5 is not a chance"
     )]
+    #[case::tool_calls_on_completions(
+        "kinds: [accuracy]\naccuracy: { task: tool_calls }\n",
+        "key `accuracy.task`: `tool_calls` needs `api: chat`"
+    )]
+    #[case::tool_calls_with_a_bad_choice(
+        "kinds: [accuracy]\napi: chat\naccuracy: { task: tool_calls, tool_choice: sometimes }\n",
+        "key `accuracy.tool_choice`: one of `auto`"
+    )]
     fn server_and_accuracy_mistakes_name_the_key(#[case] rest: &str, #[case] wanted: &str) {
         let dir = case_dir("accuracy");
         std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");

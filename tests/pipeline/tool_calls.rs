@@ -72,6 +72,16 @@ fn assert_ninety_percent(summary: &AccuracySummary) {
     let n = QUESTIONS as f64;
     let bound = 400.0 * (0.9 * 0.1 / n).sqrt();
     let score = summary.score().expect("a score");
+    let parts: Vec<String> = summary
+        .filters
+        .iter()
+        .map(|f| format!("{} {:.1}", f.filter, f.score))
+        .collect();
+    println!(
+        "tool_calls over {} questions: {}",
+        summary.n,
+        parts.join(", ")
+    );
     assert!(
         (score - 90.0).abs() <= bound,
         "score {score} not 90 ± {bound:.1}"
