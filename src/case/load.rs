@@ -626,7 +626,7 @@ mod tests {
         "key `server.embedded.answers.correct`: 1.5 is not a chance"
     )]
     #[case::tool_calls_on_completions(
-        "kinds: [accuracy]\naccuracy: { task: tool_calls }\n",
+        "kinds: [accuracy]\napi: completions\naccuracy: { task: tool_calls }\n",
         "key `accuracy.task`: `tool_calls` needs `api: chat`"
     )]
     #[case::tool_calls_with_a_bad_choice(
