@@ -15,6 +15,7 @@ mod gsm8k;
 mod mmlu;
 pub mod summary;
 pub mod threshold;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 
@@ -167,6 +168,7 @@ enum Scorer {
     Gsm8k(gsm8k::Scorer),
     Mmlu(mmlu::Scorer),
     Arithmetic,
+    Tools(Box<tools::Tools>),
 }
 
 /// An accuracy task ready to run: its samples, request settings and scoring.
@@ -199,6 +201,10 @@ impl Task {
             }),
         };
         let (loaded, scorer) = match spec.task {
+            TaskName::ToolCalls => {
+                let (loaded, tools) = tools::load(spec, case_dir)?;
+                (loaded, Scorer::Tools(Box::new(tools)))
+            }
             TaskName::Gsm8k => (
                 gsm8k::load(spec, &data()?)?,
                 Scorer::Gsm8k(gsm8k::Scorer::new()?),
@@ -213,6 +219,7 @@ impl Task {
             TaskName::Gsm8k => &gsm8k::STOP,
             TaskName::MmluGenerative => &mmlu::STOP,
             TaskName::SyntheticArithmetic => &arithmetic::STOP,
+            TaskName::ToolCalls => &[],
         };
         Ok(Task {
             name: spec.task,
@@ -261,12 +268,29 @@ impl Task {
         self.max_tokens
     }
 
+    /// `tool_calls`: the tools offered with every question (OpenAI function schemas).
+    pub fn tools(&self) -> Option<&serde_json::Value> {
+        match &self.scorer {
+            Scorer::Tools(tools) => Some(&tools.tools),
+            _ => None,
+        }
+    }
+
+    /// `tool_calls`: the `tool_choice` sent with `sample`.
+    pub fn tool_choice(&self, sample: &Sample) -> Option<&serde_json::Value> {
+        match &self.scorer {
+            Scorer::Tools(tools) => Some(tools.tool_choice(sample.doc_index)),
+            _ => None,
+        }
+    }
+
     /// Scores one response: one result per filter, in [`Task::filters`] order.
     pub fn score(&self, sample: &Sample, response: &str) -> Vec<FilterResult> {
         let results: Vec<(String, bool)> = match &self.scorer {
             Scorer::Gsm8k(scorer) => scorer.score(&sample.target, response),
             Scorer::Mmlu(scorer) => vec![scorer.score(sample, response)],
             Scorer::Arithmetic => vec![arithmetic::score(&sample.target, response)],
+            Scorer::Tools(tools) => tools.score(sample.doc_index, response),
         };
         self.filters()
             .iter()
@@ -423,6 +447,36 @@ mod tests {
         )
         .expect("task");
         assert_replies_score_as_meant(&task);
+    }
+
+    #[test]
+    fn replies_score_as_meant_on_tool_calls() {
+        let task =
+            Task::from_spec(&spec("task: tool_calls\nlimit: 60\n"), Path::new(".")).expect("task");
+        assert_eq!(
+            task.filters(),
+            ["correct", "valid-json", "function", "schema", "values"]
+        );
+        assert!(task.stop().is_empty());
+        assert_eq!(
+            task.tools().and_then(|t| t.as_array()).map(Vec::len),
+            Some(4)
+        );
+        // The wrong reply is a right call with malformed arguments: the name still scores.
+        for sample in task.samples() {
+            let right: Vec<bool> = task
+                .score(sample, &sample.right_reply)
+                .iter()
+                .map(|r| r.correct)
+                .collect();
+            let wrong: Vec<bool> = task
+                .score(sample, &sample.wrong_reply)
+                .iter()
+                .map(|r| r.correct)
+                .collect();
+            assert_eq!(right, [true; 5], "{}", sample.id);
+            assert_eq!(wrong, [false, false, true, false, false], "{}", sample.id);
+        }
     }
 
     #[test]

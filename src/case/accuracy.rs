@@ -20,6 +20,10 @@ pub enum TaskName {
     MmluGenerative,
     /// Built-in, seeded integer arithmetic; needs no data file.
     SyntheticArithmetic,
+    /// Tool calling on a chat endpoint: the right function, called with arguments that are
+    /// valid JSON, match its schema and (optionally) the expected values. Built-in synthetic
+    /// tools and questions unless `dataset` names a question file.
+    ToolCalls,
 }
 
 impl TaskName {
@@ -29,6 +33,7 @@ impl TaskName {
             TaskName::Gsm8k => "gsm8k",
             TaskName::MmluGenerative => "mmlu_generative",
             TaskName::SyntheticArithmetic => "synthetic_arithmetic",
+            TaskName::ToolCalls => "tool_calls",
         }
     }
 
@@ -38,6 +43,7 @@ impl TaskName {
             TaskName::Gsm8k => &["strict-match", "flexible-extract"],
             TaskName::MmluGenerative => &["letter"],
             TaskName::SyntheticArithmetic => &["first-number"],
+            TaskName::ToolCalls => &["correct", "valid-json", "function", "schema", "values"],
         }
     }
 
@@ -47,6 +53,7 @@ impl TaskName {
             TaskName::Gsm8k => 5,
             TaskName::MmluGenerative => 0,
             TaskName::SyntheticArithmetic => 3,
+            TaskName::ToolCalls => 0,
         }
     }
 
@@ -56,6 +63,7 @@ impl TaskName {
             TaskName::Gsm8k => 256,
             TaskName::MmluGenerative => 8,
             TaskName::SyntheticArithmetic => 16,
+            TaskName::ToolCalls => 256,
         }
     }
 }
@@ -101,12 +109,24 @@ pub struct AccuracySpec {
     /// The filter the threshold judges (default: the task's first filter).
     #[serde(default)]
     pub filter: Option<String>,
-    /// `synthetic_arithmetic` only: seed of the question generator (default 0).
+    /// `synthetic_arithmetic` and `tool_calls`: seed of the built-in question generator
+    /// (default 0).
     #[serde(default)]
     pub seed: Option<u64>,
     /// `synthetic_arithmetic` only: the shape of the questions.
     #[serde(default)]
     pub arithmetic: Option<ArithmeticSpec>,
+    /// `tool_calls` only: the tools offered (OpenAI function schemas), inline. With a
+    /// question file, this or `tools_file` is required; the built-in questions bring their own.
+    #[serde(default)]
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// `tool_calls` only: a JSON file holding the list of tools, relative to the case file.
+    #[serde(default)]
+    pub tools_file: Option<String>,
+    /// `tool_calls` only: the `tool_choice` sent (default `auto`), unless a question gives its
+    /// own: `auto`, `required`, `none` or `{type: function, function: {name: …}}`.
+    #[serde(default)]
+    pub tool_choice: Option<serde_json::Value>,
     /// Threshold the score must meet.
     #[serde(default)]
     pub threshold: Option<AccuracyThreshold>,
@@ -148,8 +168,14 @@ impl AccuracySpec {
         let problem = |key: &str, message: String| Some((format!("accuracy.{key}"), message));
         let task = self.task.as_str();
         let is_arithmetic = self.task == TaskName::SyntheticArithmetic;
+        let is_tools = self.task == TaskName::ToolCalls;
+        if let Some(found) = self.tools_problem(is_tools) {
+            return problem(found.0, found.1);
+        }
         match (&self.dataset, is_arithmetic) {
-            (None, false) => return problem("dataset", format!("task `{task}` needs a dataset")),
+            (None, false) if !is_tools => {
+                return problem("dataset", format!("task `{task}` needs a dataset"));
+            }
             (Some(_), true) => {
                 return problem(
                     "dataset",
@@ -168,7 +194,7 @@ impl AccuracySpec {
                     format!("only for `synthetic_arithmetic`, not `{task}`"),
                 );
             }
-            if self.seed.is_some() {
+            if self.seed.is_some() && !is_tools {
                 return problem(
                     "seed",
                     format!(
@@ -185,6 +211,12 @@ impl AccuracySpec {
                 return problem(
                     "subset_seed",
                     format!("not for `{task}`: its questions come from `seed`"),
+                );
+            }
+            if is_tools {
+                return problem(
+                    "subset_seed",
+                    format!("not for `{task}`: it scores the first `limit` questions"),
                 );
             }
             if self.limit.is_none() {
@@ -216,6 +248,74 @@ impl AccuracySpec {
             return problem(&format!("threshold.{key}"), message);
         }
         None
+    }
+}
+
+impl AccuracySpec {
+    /// The first problem with the tool keys, as (key within `accuracy`, message).
+    fn tools_problem(&self, is_tools: bool) -> Option<(&'static str, String)> {
+        let task = self.task.as_str();
+        let given = [
+            ("tools", self.tools.is_some()),
+            ("tools_file", self.tools_file.is_some()),
+            ("tool_choice", self.tool_choice.is_some()),
+        ];
+        if !is_tools {
+            return given
+                .iter()
+                .find(|(_, set)| *set)
+                .map(|(key, _)| (*key, format!("only for `tool_calls`, not `{task}`")));
+        }
+        match (&self.tools, &self.tools_file, &self.dataset) {
+            (Some(_), Some(_), _) => {
+                return Some((
+                    "tools_file",
+                    "give `tools` or `tools_file`, not both".into(),
+                ));
+            }
+            (Some(_), None, None) | (None, Some(_), None) => {
+                return Some((
+                    "tools",
+                    "the built-in questions bring their own tools: add a `dataset` question \
+                     file or remove the tools"
+                        .into(),
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Some((
+                    "tools",
+                    "a question file needs `tools` or `tools_file`".into(),
+                ));
+            }
+            (Some(tools), None, Some(_)) if tools.is_empty() => {
+                return Some(("tools", "list at least one tool".into()));
+            }
+            _ => {}
+        }
+        if let Some(choice) = &self.tool_choice
+            && let Some(message) = tool_choice_problem(choice)
+        {
+            return Some(("tool_choice", message));
+        }
+        None
+    }
+}
+
+/// Why a `tool_choice` value is not one OpenAI accepts, if it is not.
+pub fn tool_choice_problem(choice: &serde_json::Value) -> Option<String> {
+    match choice {
+        serde_json::Value::String(s) if ["auto", "none", "required"].contains(&s.as_str()) => None,
+        serde_json::Value::Object(o)
+            if o.get("type").and_then(|t| t.as_str()) == Some("function")
+                && o.get("function")
+                    .and_then(|f| f.get("name"))
+                    .is_some_and(|n| n.is_string()) =>
+        {
+            None
+        }
+        _ => Some(
+            "one of `auto`, `none`, `required` or `{type: function, function: {name: …}}`".into(),
+        ),
     }
 }
 
@@ -775,10 +875,56 @@ mod tests {
         "accuracy.threshold.n",
         "at least 1"
     )]
+    #[case::tools_for_another_task(
+        "task: gsm8k\ndataset: d\ntools: []\n",
+        "accuracy.tools",
+        "only for `tool_calls`"
+    )]
+    #[case::tools_and_tools_file(
+        "task: tool_calls\ndataset: q.jsonl\ntools: [{}]\ntools_file: t.json\n",
+        "accuracy.tools_file",
+        "not both"
+    )]
+    #[case::question_file_without_tools(
+        "task: tool_calls\ndataset: q.jsonl\n",
+        "accuracy.tools",
+        "needs `tools` or `tools_file`"
+    )]
+    #[case::tools_without_question_file(
+        "task: tool_calls\ntools_file: t.json\n",
+        "accuracy.tools",
+        "bring their own tools"
+    )]
+    #[case::empty_tools(
+        "task: tool_calls\ndataset: q.jsonl\ntools: []\n",
+        "accuracy.tools",
+        "at least one tool"
+    )]
+    #[case::bad_tool_choice(
+        "task: tool_calls\ntool_choice: always\n",
+        "accuracy.tool_choice",
+        "one of `auto`"
+    )]
+    #[case::subset_of_tool_questions(
+        "task: tool_calls\nlimit: 5\nsubset_seed: 1\n",
+        "accuracy.subset_seed",
+        "not for `tool_calls`"
+    )]
     fn problems_name_the_key(#[case] yaml: &str, #[case] key: &str, #[case] message: &str) {
         let (found_key, found_message) = spec(yaml).problem().expect("a problem");
         assert_eq!(found_key, key, "{found_message}");
         assert!(found_message.contains(message), "{found_message}");
+    }
+
+    #[rstest]
+    #[case("task: tool_calls\n")]
+    #[case("task: tool_calls\nseed: 4\nlimit: 10\ntool_choice: required\n")]
+    #[case("task: tool_calls\ndataset: q.jsonl\ntools_file: t.json\n")]
+    #[case(
+        "task: tool_calls\ndataset: q.jsonl\ntools: [{type: function, function: {name: f}}]\ntool_choice: {type: function, function: {name: f}}\n"
+    )]
+    fn tool_call_specs_that_are_fine(#[case] yaml: &str) {
+        assert_eq!(spec(yaml).problem(), None);
     }
 
     #[test]

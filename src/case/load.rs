@@ -278,6 +278,14 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.accuracy.as_ref().and_then(|a| a.problem()) {
         return invalid(&key, &message);
     }
+    if spec
+        .accuracy
+        .as_ref()
+        .is_some_and(|a| a.task == super::TaskName::ToolCalls)
+        && spec.api != super::Api::Chat
+    {
+        return invalid("accuracy.task", "`tool_calls` needs `api: chat`");
+    }
     if let Some((key, message)) = spec.sim.as_ref().and_then(|s| s.problem()) {
         return invalid(&key, &message);
     }
@@ -680,6 +688,14 @@ mod tests {
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",
         "key `server.embedded.answers.correct`: 1.5 is not a chance"
+    )]
+    #[case::tool_calls_on_completions(
+        "kinds: [accuracy]\napi: completions\naccuracy: { task: tool_calls }\n",
+        "key `accuracy.task`: `tool_calls` needs `api: chat`"
+    )]
+    #[case::tool_calls_with_a_bad_choice(
+        "kinds: [accuracy]\napi: chat\naccuracy: { task: tool_calls, tool_choice: sometimes }\n",
+        "key `accuracy.tool_choice`: one of `auto`"
     )]
     fn server_and_accuracy_mistakes_name_the_key(#[case] rest: &str, #[case] wanted: &str) {
         let dir = case_dir("accuracy");

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::accuracy::{
     AccuracySpec, AccuracyThreshold, ArithmeticSpec, Operator, Score, TaskName, ThresholdKind,
+    tool_choice_problem,
 };
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;

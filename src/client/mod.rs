@@ -5,6 +5,7 @@ pub mod protocol;
 pub mod secrets;
 pub mod sse;
 pub mod stream;
+pub mod tool_calls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,17 @@ pub struct Generation {
     /// Keep the answer's text in the record even for an exact-length request (a
     /// conversation's next turn carries it).
     pub keep_text: bool,
+    /// Chat endpoints: the tools offered and the `tool_choice` (the `tool_calls` task).
+    pub tools: Option<Arc<ToolRequest>>,
+}
+
+/// The tools a chat request offers (OpenAI function schemas) and its `tool_choice`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRequest {
+    /// The `tools` list.
+    pub tools: serde_json::Value,
+    /// The `tool_choice`: `auto`, `none`, `required` or a named function.
+    pub tool_choice: serde_json::Value,
 }
 
 impl Generation {
@@ -50,6 +62,7 @@ impl Generation {
             max_tokens,
             ending: Ending::Exact,
             keep_text: false,
+            tools: None,
         }
     }
 }

@@ -39,7 +39,12 @@ pub fn request_body(
                     .map(|t| json!({"role": t.role.as_str(), "content": t.content}))
                     .collect()
             };
-            ("/v1/chat/completions", json!({"messages": messages}))
+            let mut body = json!({"messages": messages});
+            if let Some(tools) = &request.tools {
+                body["tools"] = tools.tools.clone();
+                body["tool_choice"] = tools.tool_choice.clone();
+            }
+            ("/v1/chat/completions", body)
         }
         Api::Completions => ("/v1/completions", json!({"prompt": request.prompt})),
     };
@@ -281,6 +286,7 @@ mod tests {
                 stop: vec!["Question:".into()],
             },
             keep_text: true,
+            tools: None,
         };
         let (_, body) = request_body(api, "m", &request, false);
         assert!(body.get("ignore_eos").is_none(), "{body}");
@@ -309,6 +315,20 @@ mod tests {
         let chunk: Chunk = serde_json::from_str(&json).expect("the chunk still parses");
         assert!(chunk.has_content());
         assert_eq!(chunk.timings.and_then(|t| t.prompt_ms), prompt_ms);
+    }
+
+    #[test]
+    fn chat_requests_carry_their_tools() {
+        let mut request = Generation::exact("p".into(), 5);
+        request.tools = Some(std::sync::Arc::new(super::super::ToolRequest {
+            tools: json!([{"type": "function", "function": {"name": "f"}}]),
+            tool_choice: json!("required"),
+        }));
+        let (_, body) = request_body(Api::Chat, "m", &request, true);
+        assert_eq!(body["tools"][0]["function"]["name"], "f");
+        assert_eq!(body["tool_choice"], "required");
+        let (_, body) = request_body(Api::Completions, "m", &request, true);
+        assert!(body.get("tools").is_none(), "{body}");
     }
 
     #[test]

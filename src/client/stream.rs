@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::protocol::Chunk;
 use super::sse::SseParser;
+use super::tool_calls::ToolCallAssembler;
 use super::{CountTokens, failed, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
@@ -180,6 +181,8 @@ pub(crate) struct StreamState {
     text: Option<String>,
     /// Most content chunks accepted.
     pub(crate) max_chunks: usize,
+    /// The answer's tool calls, reassembled when the text is kept.
+    tool_calls: Option<ToolCallAssembler>,
 }
 
 impl StreamState {
@@ -201,6 +204,7 @@ impl StreamState {
             last_usage_tokens: None,
             text: keep_text.then(String::new),
             max_chunks: usize::MAX,
+            tool_calls: keep_text.then(ToolCallAssembler::default),
         }
     }
 
@@ -303,6 +307,9 @@ impl StreamState {
                 cut_text(text);
             }
         }
+        if let Some(assembler) = self.tool_calls.as_mut() {
+            take_tool_calls(assembler, &chunk);
+        }
         if chunk.is_final() {
             self.finished = true;
         }
@@ -335,6 +342,10 @@ impl StreamState {
         keep_text: bool,
     ) -> RequestRecord {
         let mut record = self.record;
+        record.tool_calls = self
+            .tool_calls
+            .filter(|_| keep_text)
+            .and_then(ToolCallAssembler::finish);
         let text = self.text.filter(|_| keep_text || counter.is_some());
         if !self.finished {
             record.text = text.filter(|_| keep_text);
@@ -490,8 +501,19 @@ pub async fn read_whole(
     count_output(&mut record, Some(&text), bytes, counter);
     if reading.keep_text {
         record.text = Some(text);
+        let mut assembler = ToolCallAssembler::default();
+        take_tool_calls(&mut assembler, &answer);
+        record.tool_calls = assembler.finish();
     }
     record
+}
+
+/// Feeds the tool-call deltas of a chunk's choices to `assembler`.
+fn take_tool_calls(assembler: &mut ToolCallAssembler, chunk: &Chunk<'_>) {
+    let deltas = chunk.choices.iter().filter_map(|c| c.delta.as_ref());
+    for calls in deltas.filter_map(|d| d.tool_calls.as_deref()) {
+        assembler.take(calls);
+    }
 }
 
 /// Up to `cap` bytes of a response body, and whether there was more (the rest is not read).

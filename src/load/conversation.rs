@@ -53,6 +53,7 @@ pub fn next_turn(history: &[Turn], user: &Generation) -> Generation {
         max_tokens: user.max_tokens,
         ending: user.ending.clone(),
         keep_text: true,
+        tools: user.tools.clone(),
     }
 }
 

@@ -133,6 +133,22 @@ pub struct RequestRecord {
     /// Its turn in the conversation, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<u32>,
+    /// The tool calls of the answer, reassembled from the stream, for requests that are scored
+    /// (the `tool_calls` task); absent when the answer called no tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// One tool call of an answer: its function and arguments exactly as the server sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id, when the server gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The function called.
+    pub name: String,
+    /// The arguments: the concatenated fragments, byte for byte (not necessarily valid JSON).
+    pub arguments: String,
 }
 
 impl RequestRecord {

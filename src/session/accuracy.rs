@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use crate::accuracy::summary::ScoredSample;
 use crate::accuracy::{Sample, Task, cut_at_stop};
 use crate::case::{AccuracySpec, Api};
-use crate::client::{Client, Ending, Generation, Role, Turn};
+use crate::client::tool_calls::scored_text;
+use crate::client::{Client, Ending, Generation, Role, ToolRequest, Turn};
 
 /// Bytes of the prompt's end kept in each scored sample.
 const PROMPT_EXCERPT_BYTES: usize = 300;
@@ -34,11 +35,15 @@ pub(super) async fn ask_all(
                     let request = generation(task, sample, api, spec.fewshot_as_multiturn);
                     let record = client.generate(i as u64, start, &request).await;
                     let under_load = load_running.map(|l| l.load(Ordering::Acquire));
-                    let response = record
-                        .text
-                        .as_deref()
-                        .map(|text| cut_at_stop(text, task.stop()))
-                        .unwrap_or_default();
+                    // A tool task scores the first call (`NAME ARGUMENTS`), else the text.
+                    let call = record.tool_calls.as_deref().and_then(scored_text);
+                    let response = call.as_deref().unwrap_or_else(|| {
+                        record
+                            .text
+                            .as_deref()
+                            .map(|text| cut_at_stop(text, task.stop()))
+                            .unwrap_or_default()
+                    });
                     let error = record.error.map(|class| {
                         let detail = record.error_detail.as_deref().unwrap_or_default();
                         format!("{}: {detail}", class.as_str())
@@ -99,6 +104,15 @@ fn generation(task: &Task, sample: &Sample, api: Api, multiturn: bool) -> Genera
             stop: task.stop().to_vec(),
         },
         keep_text: true,
+        tools: task.tools().map(|tools| {
+            Arc::new(ToolRequest {
+                tools: tools.clone(),
+                tool_choice: task
+                    .tool_choice(sample)
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!("auto")),
+            })
+        }),
     }
 }
 

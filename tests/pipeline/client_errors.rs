@@ -245,6 +245,7 @@ async fn a_key_in_the_generated_text_is_not_kept() {
         max_tokens: 16,
         ending: llm_stress::client::Ending::Natural { stop: Vec::new() },
         keep_text: true,
+        tools: None,
     };
     let record = client.generate(0, Instant::now(), &request).await;
     assert!(record.is_ok(), "{record:?}");

@@ -26,4 +26,5 @@ mod secrets;
 mod selection;
 mod shared_prefix;
 mod slo_gates;
+mod tool_calls;
 mod workers;

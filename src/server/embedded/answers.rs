@@ -110,6 +110,8 @@ pub struct Ask {
     pub exact: bool,
     /// Stop sequences: the reply ends before the first of them.
     pub stop: Vec<String>,
+    /// The request offers tools (chat): a reply is a tool call, `NAME ARGUMENTS`.
+    pub tools: bool,
 }
 
 impl Ask {
@@ -127,6 +129,7 @@ impl Ask {
             query,
             exact: body["ignore_eos"].as_bool().unwrap_or(false),
             stop: stop.into_iter().filter(|s| !s.is_empty()).collect(),
+            tools: body["tools"].as_array().is_some_and(|t| !t.is_empty()),
         }
     }
 }
@@ -166,6 +169,22 @@ impl Output {
                 .unwrap_or_default()
                 .concat(),
         }
+    }
+
+    /// Tool-call mode: the call's part in tokens `from..to` of a reply read as
+    /// `NAME ARGUMENTS` — the name (token 0) and the arguments' fragment (the first argument
+    /// token without the space before it). `None` for filler.
+    pub fn tool_part(&self, from: usize, to: usize) -> Option<(Option<&str>, String)> {
+        let Output::Reply { pieces, .. } = self else {
+            return None;
+        };
+        let to = to.min(pieces.len());
+        let name = (from == 0).then(|| pieces.first().map_or("", |p| p.trim()));
+        let mut arguments = String::new();
+        for (i, piece) in pieces.iter().enumerate().take(to).skip(from.max(1)) {
+            arguments.push_str(if i == 1 { piece.trim_start() } else { piece });
+        }
+        Some((name, arguments))
     }
 
     /// OpenAI's finish reason: `stop` for a whole reply, `length` otherwise.
@@ -321,6 +340,7 @@ mod tests {
             query: query.into(),
             exact: false,
             stop: vec!["Question:".into()],
+            tools: false,
         }
     }
 

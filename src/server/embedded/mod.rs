@@ -360,11 +360,19 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
     if let Some(reason) = state.engine.refusal(engine_request) {
         return bad_request(&reason);
     }
+    // A chat request offering tools gets its known answer as a tool call.
+    let tool_call = endpoint == Endpoint::Chat
+        && request.ask.tools
+        && matches!(output, answers::Output::Reply { .. });
     if !request.stream {
         let Some(admission) = admit_all(&state, engine_request, fault).await else {
             return engine_stopped();
         };
-        let body = responder.full(request.prompt_tokens, &output);
+        let body = if tool_call {
+            responder.full_tool_call(request.prompt_tokens, &output)
+        } else {
+            responder.full(request.prompt_tokens, &output)
+        };
         drop((admission, guard));
         return whole_answer(body, fault);
     }
@@ -379,6 +387,9 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         (guard, fault),
         first,
         move |from, to| {
+            if tool_call {
+                return event(&chunk_responder.tool_chunk(&output, from, to, to == total));
+            }
             let finish = (to == total).then(|| output.finish_reason());
             event(&chunk_responder.content_chunk(&output.text(from, to), finish))
         },

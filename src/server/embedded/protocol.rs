@@ -150,6 +150,40 @@ impl Responder {
         self.envelope(true, json!([choice]))
     }
 
+    /// A chat chunk of a tool call: the call's id, type and name in the first, argument
+    /// fragments after (see [`Output::tool_part`]); the last one carries the finish reason,
+    /// `tool_calls` for a whole call.
+    pub fn tool_chunk(&self, output: &Output, from: usize, to: usize, last: bool) -> Value {
+        let (name, arguments) = output.tool_part(from, to).unwrap_or_default();
+        let mut call = json!({"index": 0, "function": {"arguments": arguments}});
+        if let Some(name) = name {
+            call["id"] = json!(format!("call-{}", self.id));
+            call["type"] = json!("function");
+            call["function"]["name"] = json!(name);
+        }
+        let finish = last.then(|| tool_finish(output));
+        self.envelope(
+            true,
+            json!([{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": finish}]),
+        )
+    }
+
+    /// A complete non-streaming chat answer whose reply is one tool call.
+    pub fn full_tool_call(&self, prompt_tokens: u64, output: &Output) -> Value {
+        let tokens = output.tokens();
+        let (name, arguments) = output.tool_part(0, tokens as usize).unwrap_or_default();
+        let call = json!({"id": format!("call-{}", self.id), "type": "function",
+                          "function": {"name": name.unwrap_or_default(), "arguments": arguments}});
+        let choice = json!({
+            "index": 0,
+            "message": {"role": "assistant", "content": null, "tool_calls": [call]},
+            "finish_reason": tool_finish(output),
+        });
+        let mut body = self.envelope(false, json!([choice]));
+        body["usage"] = usage(prompt_tokens, tokens);
+        body
+    }
+
     /// The final usage chunk of a stream.
     pub fn usage_chunk(&self, prompt_tokens: u64, completion_tokens: u32) -> Value {
         let mut chunk = self.envelope(true, json!([]));
@@ -175,6 +209,14 @@ impl Responder {
         let mut body = self.envelope(false, json!([choice]));
         body["usage"] = usage(prompt_tokens, completion_tokens);
         body
+    }
+}
+
+/// `tool_calls` for a whole call, `length` for one cut at `max_tokens`.
+fn tool_finish(output: &Output) -> &'static str {
+    match output.finish_reason() {
+        "stop" => "tool_calls",
+        other => other,
     }
 }
 
