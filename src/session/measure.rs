@@ -529,15 +529,7 @@ fn replayed(
         duration_s: replay.duration_s,
         dropped: replay.dropped,
     };
-    let cut = outcome
-        .records
-        .iter()
-        .filter(|r| {
-            r.error_detail
-                .as_deref()
-                .is_some_and(|d| d.starts_with(load::CUT_OFF_NOTE))
-        })
-        .count();
+    let cut = cut_requests(&outcome.records);
     let mut measured = judge_load(load, outcome, &names);
     if cut > 0 {
         let limit =
@@ -572,20 +564,25 @@ fn replayed(
     measured
 }
 
-/// The failed check of a load that ran into the trial's time limit, if it did.
-fn cut_off_check(source: &RequestSource, limit: Duration, outcome: &LoadOutcome) -> Option<Check> {
-    if !source.expired() {
-        return None;
-    }
-    let cut = outcome
-        .records
+/// The requests the trial's time limit cut off (their evidence begins with
+/// [`load::CUT_OFF_NOTE`]).
+fn cut_requests(records: &[RequestRecord]) -> usize {
+    records
         .iter()
         .filter(|r| {
             r.error_detail
                 .as_deref()
                 .is_some_and(|d| d.starts_with(load::CUT_OFF_NOTE))
         })
-        .count();
+        .count()
+}
+
+/// The failed check of a load that ran into the trial's time limit, if it did.
+fn cut_off_check(source: &RequestSource, limit: Duration, outcome: &LoadOutcome) -> Option<Check> {
+    if !source.expired() {
+        return None;
+    }
+    let cut = cut_requests(&outcome.records);
     Some(judge::run::trial_cut_off(limit, cut))
 }
 
