@@ -185,6 +185,18 @@ impl WindowsBuilder {
         self.slots.len()
     }
 
+    /// Latency samples held by the windows not yet settled: what a live builder's memory
+    /// grows with, bounded by the requests of a few windows.
+    pub fn held(&self) -> usize {
+        self.slots[self.settled.min(self.slots.len())..]
+            .iter()
+            .map(|slot| match &slot.latencies {
+                Latencies::Open { ttft, tpot, e2el } => ttft.len() + tpot.len() + e2el.len(),
+                Latencies::Settled(_) => 0,
+            })
+            .sum()
+    }
+
     /// Whether no window is kept yet.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
@@ -428,5 +440,44 @@ mod tests {
         assert_eq!(from_csv(&csv).expect("reads back"), w);
         let empty = String::from_utf8(to_csv(&[]).expect("csv")).expect("utf-8");
         assert_eq!(empty.trim_end(), COLUMNS.join(","));
+    }
+
+    #[test]
+    fn a_live_builder_settles_old_windows_and_builds_the_same_windows() {
+        // Ten requests a second for 120 s, each 1.5 s long, fed as they end.
+        let mut records: Vec<RequestRecord> = (0..1200)
+            .map(|i| request(f64::from(i) * 100.0, 15))
+            .collect();
+        records[7].error = Some(ErrorClass::Http503);
+        records.sort_by(|a, b| {
+            let end = |r: &RequestRecord| r.send_ms + r.e2el_ms.unwrap_or(0.0);
+            end(a).total_cmp(&end(b))
+        });
+        let duration_s = 121.5;
+        let mut live = WindowsBuilder::new(1.0);
+        let mut most_held = 0;
+        for r in &records {
+            live.add(r);
+            most_held = most_held.max(live.held());
+        }
+        assert_eq!(live.build(duration_s), windows(&records, duration_s, 1.0));
+        assert_eq!(live.late(), 0);
+        // 30 s of settling lag and the open window: 31 windows of ten requests, three
+        // latencies each, never the whole run's 3,600.
+        assert!(most_held <= 32 * 10 * 3, "{most_held}");
+        assert!(live.len() >= 120);
+    }
+
+    #[test]
+    fn a_late_request_counts_but_leaves_settled_percentiles_alone() {
+        let mut live = WindowsBuilder::new(1.0);
+        live.add(&request(0.0, 1));
+        live.add(&request(60_000.0, 1));
+        live.add(&request(0.0, 3));
+        let w = live.build(61.0);
+        assert_eq!(live.late(), 1);
+        assert_eq!(w[0].requests, 2);
+        assert_eq!(w[0].ttft_p50_ms, Some(100.0));
+        assert!((w[0].output_tok_s - 4.0).abs() < 1e-9, "{:?}", w[0]);
     }
 }
