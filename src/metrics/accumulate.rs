@@ -226,7 +226,7 @@ mod tests {
         RequestRecord {
             id: i,
             send_ms: x * 13.7 + (x * 3.3) % 5.0,
-            intended_ms: (i % 3 == 0).then(|| x * 13.7),
+            intended_ms: i.is_multiple_of(3).then_some(x * 13.7),
             endpoint: (i % 2) as u32,
             ttft_ms: Some(ttft),
             e2el_ms: chunk_ms.last().copied(),
@@ -234,8 +234,8 @@ mod tests {
             chunk_ms,
             prompt_tokens: Some(100 + i % 13),
             output_tokens: Some(tokens),
-            tokens_estimated: i % 5 == 0,
-            tokenizer_tokens: (i % 4 == 0).then_some(tokens + i % 3),
+            tokens_estimated: i.is_multiple_of(5),
+            tokenizer_tokens: i.is_multiple_of(4).then_some(tokens + i % 3),
             status: error.map(|_| 503),
             error,
             server_timing: (i % 6 == 1).then_some(ServerTiming {
@@ -248,8 +248,8 @@ mod tests {
             prefix_group: (i % 4 != 2).then_some((i % 3) as u32),
             prefix_cold: i < 3,
             cached_tokens: (i % 5 == 1).then_some(i % 40),
-            conversation: (i % 8 != 0).then_some(i / 3),
-            turn: (i % 8 != 0).then_some(1 + (i % 3) as u32),
+            conversation: (!i.is_multiple_of(8)).then_some(i / 3),
+            turn: (!i.is_multiple_of(8)).then_some(1 + (i % 3) as u32),
             ..RequestRecord::default()
         }
     }

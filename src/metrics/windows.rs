@@ -219,7 +219,8 @@ impl WindowsBuilder {
     /// windows their chunks arrived in.
     pub fn add(&mut self, r: &RequestRecord) {
         self.records += 1;
-        if !(self.width_s > 0.0) || self.count == Some(0) {
+        let measurable = self.width_s > 0.0 && self.count != Some(0);
+        if !measurable {
             return;
         }
         let end_ms = r.send_ms + r.e2el_ms.unwrap_or(0.0);
