@@ -12,7 +12,7 @@ pub use super::accuracy::{
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
 pub use super::request::{
-    ClientSpec, Transport, EndpointSpec, MetricsSpec, PromptSource, PromptSpec, SessionSpec,
+    ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec, SessionSpec, Transport,
 };
 pub use super::sim::{SimStudySpec, StudyPreset};
 use super::slo::Slo;

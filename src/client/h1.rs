@@ -367,9 +367,15 @@ impl Body {
     fn decode(&mut self, out: &mut Vec<u8>) -> Result<(), H1Error> {
         let input = &self.raw[self.start..];
         let used = match &mut self.framing {
-            Framing::Chunked(decoder) => decoder.decode(input, out).map_err(H1Error::Chunked)?,
+            Framing::Chunked(decoder) => {
+                decode_chunked(decoder, input, out)
+                    .map_err(H1Error::Chunked)?
+                    .0
+            }
             Framing::Length(left) => {
-                let take = input.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let take = input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
                 out.extend_from_slice(&input[..take]);
                 *left -= take as u64;
                 take
@@ -425,9 +431,20 @@ impl Body {
     }
 }
 
+/// Decodes `input`, the next bytes of a chunked body, into `out` with `decoder`: the bytes
+/// used (all of them unless the body ended) and whether the body ended.
+pub(crate) fn decode_chunked(
+    decoder: &mut ChunkedDecoder,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(usize, bool), &'static str> {
+    let used = decoder.decode(input, out)?;
+    Ok((used, decoder.ended()))
+}
+
 /// Decoder of `Transfer-Encoding: chunked`.
 #[derive(Debug, Default)]
-struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: ChunkState,
 }
 
@@ -604,20 +621,32 @@ mod tests {
     #[rstest]
     #[case::chunked(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-        200, true, None, true
+        200,
+        true,
+        None,
+        true
     )]
     #[case::length_close(
         "HTTP/1.1 500 Oops\r\ncontent-length: 12\r\nConnection: close\r\n\r\n",
-        500, false, Some(12), false
+        500,
+        false,
+        Some(12),
+        false
     )]
     #[case::http10("HTTP/1.0 200 OK\r\n\r\n", 200, false, None, false)]
     #[case::http10_keep_alive(
         "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
-        200, false, Some(0), true
+        200,
+        false,
+        Some(0),
+        true
     )]
     #[case::gzip_then_chunked(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-        200, true, None, true
+        200,
+        true,
+        None,
+        true
     )]
     fn heads_say_how_the_body_is_framed(
         #[case] head: &str,
@@ -638,7 +667,10 @@ mod tests {
                 location: None,
             }
         );
-        assert_eq!(parse_head(&head.as_bytes()[..head.len() - 1]).unwrap(), None);
+        assert_eq!(
+            parse_head(&head.as_bytes()[..head.len() - 1]).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -648,7 +680,12 @@ mod tests {
     }
 
     #[rstest]
-    #[case("http://127.0.0.1:8000", "127.0.0.1:8000", "", "Host: 127.0.0.1:8000\r\n")]
+    #[case(
+        "http://127.0.0.1:8000",
+        "127.0.0.1:8000",
+        "",
+        "Host: 127.0.0.1:8000\r\n"
+    )]
     #[case("http://localhost/v1/", "localhost:80", "/v1", "Host: localhost\r\n")]
     #[case("http://[::1]:9/", "[::1]:9", "", "Host: [::1]:9\r\n")]
     fn urls_give_the_address_prefix_and_host(
@@ -667,7 +704,10 @@ mod tests {
     #[case("https://example.com")]
     #[case("not a url")]
     fn only_plain_http_urls_are_taken(#[case] url: &str) {
-        assert!(matches!(H1Client::new(url, &[], true), Err(H1Error::Url(_))));
+        assert!(matches!(
+            H1Client::new(url, &[], true),
+            Err(H1Error::Url(_))
+        ));
     }
 
     /// A one-connection server: answers each request read on it with `answer`, then closes
@@ -719,7 +759,10 @@ mod tests {
         .await;
         let client = H1Client::new(&url, &[], false).unwrap();
         let mut cut = client.post("/", b"{}").await.unwrap();
-        assert!(matches!(read_all(&mut cut.body).await, Err(H1Error::ClosedInBody)));
+        assert!(matches!(
+            read_all(&mut cut.body).await,
+            Err(H1Error::ClosedInBody)
+        ));
         let mut whole = client.post("/", b"{}").await.unwrap();
         assert_eq!(read_all(&mut whole.body).await.unwrap(), b"all of it");
         assert!(client.idle.lock().unwrap().is_empty());

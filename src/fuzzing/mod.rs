@@ -1,5 +1,6 @@
 //! Fuzz targets, as property tests with generated inputs (proptest): the SSE parser, the
-//! chunk and usage accounting of a streamed answer, and the YAML case loader. (cargo-fuzz works
+//! chunk and usage accounting of a streamed answer, the direct reader's chunked decoding, and
+//! the YAML case loader. (cargo-fuzz works
 //! on this toolchain with `RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none`, but it rebuilds
 //! the whole dependency tree with coverage instrumentation, which does not fit a CI step of a
 //! minute or two on a 2-core machine; see the book's reliability page.)
@@ -11,6 +12,7 @@
 //! A new failure is shrunk by proptest, written there as `found-<hash>` and reported with that
 //! path, so that committing the file makes it a regression case.
 
+mod chunked;
 mod sse;
 mod usage;
 mod yaml;
