@@ -565,11 +565,19 @@ pub fn render_ratios(rows: &[BenchRow]) -> String {
         if out.is_empty() {
             out.push_str("| streams | user CPU per chunk, vLLM ÷ llm-stress | whole-process CPU per chunk, vLLM ÷ llm-stress |\n|---:|---:|---:|\n");
         }
+        // A ratio over a time the clock did not see (getrusage ticks) says nothing.
+        let ratio = |theirs: f64, ours: f64| {
+            if ours > 0.0 {
+                format!("{:.2}", theirs / ours)
+            } else {
+                "- (ours under the clock's tick)".to_string()
+            }
+        };
         out.push_str(&format!(
-            "| {} | {:.2} | {:.2} |\n",
+            "| {} | {} | {} |\n",
             theirs.streams,
-            theirs.user_us_per_chunk() / ours.user_us_per_chunk().max(1e-9),
-            theirs.cpu_us_per_chunk() / ours.cpu_us_per_chunk().max(1e-9),
+            ratio(theirs.user_us_per_chunk(), ours.user_us_per_chunk()),
+            ratio(theirs.cpu_us_per_chunk(), ours.cpu_us_per_chunk()),
         ));
     }
     out

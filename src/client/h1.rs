@@ -406,18 +406,39 @@ impl Body {
         Ok(())
     }
 
-    /// Ends reading early (the answer said it was done): when the rest of the body is only
-    /// its framing's end, a task reads it in the background, for a short while, so that the
-    /// connection can be reused; otherwise the connection is closed.
+    /// Ends reading early (the answer said it was done). The rest of the body is usually
+    /// only its framing's end, written right after the last event: what the socket already
+    /// holds is decoded at once, without waiting, so that the connection goes back to the pool
+    /// before the next request looks for one. When the end has not arrived yet, a task waits
+    /// for it in the background, for a short while; a connection whose body does not end
+    /// cleanly is closed.
     pub fn release(mut self) {
-        if self.ended || !self.reusable || self.stream.is_none() {
+        if !self.reusable {
             return;
+        }
+        let mut rest = Vec::new();
+        loop {
+            if self.ended || self.decode(&mut rest).is_err() || rest.len() > READ_BYTES {
+                return;
+            }
+            let Some(stream) = self.stream.as_ref() else {
+                return;
+            };
+            self.raw.clear();
+            self.start = 0;
+            self.raw.reserve(READ_BYTES);
+            match stream.try_read_buf(&mut self.raw) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        self.pending_at = None;
         runtime.spawn(async move {
-            let mut rest = Vec::new();
             let mut waited = false;
             let drain = async {
                 while let Ok(Some(_)) = self.read(&mut rest, &mut waited).await {
@@ -748,6 +769,23 @@ mod tests {
         assert_eq!(read_all(&mut response.body).await.unwrap(), b"abc");
         assert_eq!(client.idle.lock().unwrap().len(), 1);
         assert_eq!(server.await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_released_before_its_end_goes_back_to_the_pool_once_it_ends() {
+        let (url, _server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ])
+        .await;
+        let client = H1Client::new(&url, &[], true).unwrap();
+        let mut response = client.post("/", b"{}").await.unwrap();
+        let mut out = Vec::new();
+        let mut waited = false;
+        // Only the head and the first chunk's framing may have been decoded so far.
+        let _ = response.body.read(&mut out, &mut waited).await.unwrap();
+        response.body.release();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(client.idle.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
