@@ -40,7 +40,8 @@ pub enum SimCommand {
     Calibrate(CalibrateArgs),
     /// Predict a case's closed-loop trials with a calibrated profile, written as a run.
     Predict(PredictArgs),
-    /// Calibrate on some trials of a run, predict the others, report the error.
+    /// Calibrate on some trials of a run, predict the others, report the error; the run's
+    /// report.html then draws the prediction dashed over the measurements.
     Validate(ValidateArgs),
 }
 
@@ -300,6 +301,16 @@ pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             let validation =
                 validate_run(&run, &args.fit, &args.holdout, args.slots, args.max_error)?;
             out.write_all(validation.render().as_bytes())?;
+            let page = crate::report::html::write(
+                &run,
+                &crate::report::analysis::Thresholds::default(),
+                &crate::report::html::Extras::predicted(&validation.predicted),
+            )?;
+            writeln!(
+                out,
+                "report (prediction dashed over the measurements): {}",
+                page.display()
+            )?;
             out.flush()?;
             let failures = validation.failures();
             if !failures.is_empty() {

@@ -148,6 +148,11 @@ fn a_prediction_is_a_run_compare_reads_and_validate_checks_the_held_out_points()
     let message = format!("{:#}", failed.expect_err("a 0 % bound fails"));
     assert!(message.contains("_c8_"), "{message}");
     assert!(String::from_utf8_lossy(&printed).contains("held-out trials"));
+    // …and has drawn the prediction (every closed-loop trial) dashed over the run's report.
+    assert_eq!(validation.predicted.len(), 8, "{table}");
+    let page = std::fs::read_to_string(run_dir.join(llm_stress::report::html::REPORT_HTML))
+        .expect("sim validate wrote report.html");
+    assert!(page.contains("predicted: perf closed ISL 64 OSL 16 p50</li>"));
 
     // Predict the whole case with the profile calibrated on everything, as `sim predict` does.
     let calibration = calibrate_run(&measured, &CalibrateOptions::default()).expect("calibrated");
