@@ -1,4 +1,5 @@
-//! The `llm-stress sim` subcommands: `run`, `study`, `bench`, `fit` and `calibrate`.
+//! The `llm-stress sim` subcommands: `run`, `study`, `bench`, `fit`, `calibrate`, `predict`,
+//! `validate` and `what-if`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,10 @@ pub enum SimCommand {
     Calibrate(CalibrateArgs),
     /// Predict a case's closed-loop trials with a calibrated profile, written as a run.
     Predict(PredictArgs),
+    /// A profile under other deployments and loads: the knee and the highest rate meeting a
+    /// TTFT/TPOT objective of each scenario, as a table (stdout, what-if.md) and a chart.
+    #[command(name = "what-if")]
+    WhatIf(WhatIfArgs),
     /// Calibrate on some trials of a run, predict the others, report the error; the run's
     /// report.html then draws the prediction dashed over the measurements.
     Validate(ValidateArgs),
@@ -64,6 +69,28 @@ pub struct PredictArgs {
     /// Gap between a closed loop's opening sends, ms (`sim calibrate` prints it).
     #[arg(long, default_value_t = 0.0)]
     pub send_gap_ms: f64,
+}
+
+/// Flags of `sim what-if`.
+#[derive(Debug, Args)]
+pub struct WhatIfArgs {
+    /// The profile (`sim calibrate --out`, or any llm-sim configuration).
+    pub profile: PathBuf,
+    /// A scenario, repeatable: space-separated `key=value` of `replicas=N`,
+    /// `router=round-robin|least-outstanding`, `bins=K`, `prompt=LENGTHS`, `output=LENGTHS`,
+    /// `cv=X`, `rate=R` (`--scenario "replicas=4 router=least-outstanding"`). The profile as it
+    /// is always comes first. Default: 2 replicas with each router, and 4 bins.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<twin::whatif::Scenario>,
+    /// The objective: largest TTFT p95, ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub slo_ttft_ms: f64,
+    /// The objective: largest TPOT p95, ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub slo_tpot_ms: f64,
+    /// Folder for `what-if.md` and `what-if.svg` (default: the profile's folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `sim validate`.
@@ -296,6 +323,7 @@ pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     let text = match command {
         SimCommand::Calibrate(args) => calibrate(&args)?,
         SimCommand::Predict(args) => predict(&args)?,
+        SimCommand::WhatIf(args) => what_if(&args)?,
         SimCommand::Validate(args) => {
             let run = crate::compare::runs::read_run(&args.run, None)?;
             let validation =
@@ -402,6 +430,50 @@ fn predict(args: &PredictArgs) -> anyhow::Result<String> {
         out.join(&args.run_id).display()
     ));
     Ok(text)
+}
+
+fn what_if(args: &WhatIfArgs) -> anyhow::Result<String> {
+    use twin::whatif::{Scenario, Slo};
+    let profile = SimConfig::load(&args.profile)?;
+    let given = if args.scenarios.is_empty() {
+        [
+            "replicas=2",
+            "replicas=2 router=least-outstanding",
+            "bins=4",
+        ]
+        .iter()
+        .map(|s| s.parse::<Scenario>().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        args.scenarios.clone()
+    };
+    let mut scenarios = vec![Scenario::default()];
+    scenarios.extend(given.into_iter().filter(|s| *s != Scenario::default()));
+    for (name, value) in [("TTFT", args.slo_ttft_ms), ("TPOT", args.slo_tpot_ms)] {
+        if !(value.is_finite() && value > 0.0) {
+            anyhow::bail!("the {name} objective must be a positive number of ms");
+        }
+    }
+    let slo = Slo {
+        ttft_ms: args.slo_ttft_ms,
+        tpot_ms: args.slo_tpot_ms,
+    };
+    let result = twin::whatif::what_if(&profile, &scenarios, slo)?;
+    let dir = match (&args.out, args.profile.parent()) {
+        (Some(out), _) => out.clone(),
+        (None, Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let (md, svg) = (dir.join("what-if.md"), dir.join("what-if.svg"));
+    std::fs::write(&md, result.markdown())?;
+    std::fs::write(&svg, result.chart().to_svg()?)?;
+    Ok(format!(
+        "{}\nwrote {} and {}\n",
+        result.render(),
+        md.display(),
+        svg.display()
+    ))
 }
 
 fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
