@@ -136,7 +136,8 @@ pub struct CalibrateArgs {
     /// The server's slot count (largest batch), when the data does not show it.
     #[arg(long)]
     pub slots: Option<u32>,
-    /// Where to write the profile (an llm-sim configuration).
+    /// Where to write the profile (an llm-sim configuration); the fit chart goes beside it
+    /// (`profile.yaml` → `profile.fit.svg`).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -486,6 +487,12 @@ fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
     let mut text = calibration.render();
     if let Some(path) = &args.out {
         calibration.write_profile(path)?;
+        let chart = path.with_extension("fit.svg");
+        calibration.write_fit_chart(&chart)?;
+        text.push_str(&format!(
+            "wrote the fit chart (measured against fitted step times) {}\n",
+            chart.display()
+        ));
         text.push_str(&format!(
             "wrote the profile {p}; predict with: llm-stress sim predict {p} CASE \
              --overhead-ms {:.3} --send-gap-ms {:.3}\n",

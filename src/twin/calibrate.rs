@@ -30,6 +30,7 @@ use super::observe::{self, Observations, PrefillPoint, StepPoint};
 use crate::metrics::RequestRecord;
 use crate::report::LoadShape;
 use crate::report::ReportError;
+use crate::report::html::chart::{Chart, Layer, Stroke};
 use crate::report::run::Run;
 use crate::report::trial_dir::RECORDS_FILE;
 use crate::sim::config::{CostSpec, SimConfig};
@@ -45,6 +46,9 @@ pub const BOOTSTRAP: usize = 40;
 pub const OUTLIER_MADS: f64 = 5.0;
 /// Most step observations fitted (a larger run is thinned evenly, for speed).
 pub const MAX_POINTS: usize = 20_000;
+
+/// The most dots the fit chart draws.
+pub const FIT_CHART_POINTS: usize = 2_000;
 
 /// The decode step-time forms compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,8 @@ pub struct Calibration {
     pub slots: u32,
     /// Where it came from.
     pub slot_source: SlotSource,
+    /// The decode steps fitted (outliers left out): what [`Calibration::fit_chart`] draws.
+    pub steps: Vec<Measurement>,
 }
 
 /// Whether trial `name` matches `filter`: a comma-separated list of patterns, each matching a
@@ -378,6 +384,7 @@ pub fn calibrate(
                 .collect(),
         )
         .unwrap_or(0.0),
+        steps: steps.clone(),
         slots,
         slot_source,
     })
@@ -546,6 +553,62 @@ impl Calibration {
             beta: self.beta.value,
             gamma: self.gamma.value,
         }
+    }
+
+    /// Measured against fitted decode step time, ms: one dot per fitted step (every n-th when
+    /// there are more than [`FIT_CHART_POINTS`]), and the line where the two agree.
+    pub fn fit_chart(&self) -> Chart {
+        let model = self.cost();
+        let stride = self.steps.len().div_ceil(FIT_CHART_POINTS).max(1);
+        let points: Vec<(f64, f64)> = self
+            .steps
+            .iter()
+            .step_by(stride)
+            .map(|m| (model.step_time(&shape(m)) * 1e3, m.latency_s * 1e3))
+            .collect();
+        let (lo, hi) = points
+            .iter()
+            .flat_map(|&(x, y)| [x, y])
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        let mut layers = vec![Layer::Points {
+            label: format!("decode steps ({} of {})", points.len(), self.steps.len()),
+            points,
+            color: "#4E79A7",
+        }];
+        if lo <= hi {
+            layers.push(Layer::Line {
+                label: "measured = fitted".into(),
+                points: vec![(lo, lo), (hi, hi)],
+                color: 1,
+                stroke: Stroke::Dashed,
+            });
+        }
+        Chart {
+            id: "calibration-fit".into(),
+            title: format!(
+                "{}: measured against fitted decode step time ({}, R² {:.4})",
+                self.run,
+                self.form.formula(),
+                self.r_squared
+            ),
+            x_label: "fitted step time (ms)".into(),
+            y_label: "measured step time (ms)".into(),
+            layers,
+            y_from_zero: false,
+            x_integer: false,
+            y_integer: false,
+        }
+    }
+
+    /// Writes [`Calibration::fit_chart`] as an SVG file.
+    pub fn write_fit_chart(&self, path: &Path) -> Result<(), TwinError> {
+        let svg = self.fit_chart().to_svg()?;
+        std::fs::write(path, svg).map_err(|source| TwinError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The profile: the simulator's configuration with the fitted cost and a continuous
@@ -761,6 +824,19 @@ mod tests {
             text.contains("(kept)") && text.contains("slots: 4"),
             "{text}"
         );
+        // The fit chart: every step a dot on the measured = fitted line (noise-free data).
+        let chart = c.fit_chart();
+        let Layer::Points { points, .. } = &chart.layers[0] else {
+            panic!("no dots: {chart:?}");
+        };
+        assert_eq!(points.len(), 800);
+        assert!(
+            points.iter().all(|(x, y)| (x - y).abs() < 1e-6 * y),
+            "{points:?}"
+        );
+        assert!(matches!(chart.layers[1], Layer::Line { .. }));
+        let svg = chart.to_svg().expect("draws");
+        assert!(svg.starts_with("<svg") && svg.contains("<circle"), "{svg}");
     }
 
     #[test]

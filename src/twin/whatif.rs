@@ -336,7 +336,11 @@ impl WhatIf {
                     o.scenario.to_string(),
                     format!("{:.2}", o.knee_qps),
                     format!("{:.0}", o.knee_output_tok_s),
-                    format!("{:.2}", o.max_qps),
+                    if o.max_qps > 0.0 {
+                        format!("{:.2}", o.max_qps)
+                    } else {
+                        "none".into()
+                    },
                     format!("{:.0}", o.max_output_tok_s),
                     format!("{:.2}", o.offered_qps),
                     format!("{:.1}", o.offered_ttft_p95_ms),

@@ -99,6 +99,8 @@ fn calibrate_recovers_the_simulated_servers_profile_from_its_records() {
         printed.contains("slots: 4") && !printed.contains("_c1_"),
         "{printed}"
     );
+    let chart = std::fs::read_to_string(dir.path().join("profile.fit.svg")).expect("fit chart");
+    assert!(chart.contains("<circle"), "no dots in the fit chart");
     let loaded = SimConfig::load(&profile).expect("the profile loads");
     let CostSpec::Fitted(cost) = loaded.cost else {
         panic!("not a fitted cost: {loaded:?}");
