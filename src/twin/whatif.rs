@@ -192,10 +192,10 @@ impl Scenario {
             config.scheduler.bins = k;
         }
         if let Some(p) = &self.prompt {
-            config.workload.prompt = p.clone();
+            config.workload.prompt = *p;
         }
         if let Some(o) = &self.output {
-            config.workload.output = o.clone();
+            config.workload.output = *o;
         }
         let cv = self.cv.or(match profile.workload.arrival {
             Arrival::Gamma { cv, .. } => Some(cv),
