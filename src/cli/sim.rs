@@ -262,7 +262,12 @@ fn parse_cost(text: &str) -> Result<CostSpec, String> {
         .map(|rest| rest.split(':').map(str::parse).collect::<Result<_, _>>())
         .and_then(Result::ok);
     match numbers.as_deref() {
-        Some(&[alpha, beta, gamma]) => Ok(CostSpec::Fitted(FittedCost { alpha, beta, gamma })),
+        Some(&[alpha, beta, gamma]) => Ok(CostSpec::Fitted(FittedCost {
+            alpha,
+            beta,
+            gamma,
+            prefill_per_token: 0.0,
+        })),
         _ => Err("expected roofline, fitted:ALPHA:BETA:GAMMA or fitted-csv:PATH".to_string()),
     }
 }

@@ -124,6 +124,8 @@ pub struct PrefillFit {
     pub intercept_s: f64,
     /// Seconds per prompt token.
     pub per_token_s: f64,
+    /// The standard error of `per_token_s`, seconds per token.
+    pub per_token_se_s: f64,
     /// R².
     pub r_squared: f64,
     /// Requests.
@@ -185,6 +187,9 @@ pub struct Calibration {
     pub trimmed: usize,
     /// The prefill fit, when requests ran alone at two or more prompt lengths.
     pub prefill: Option<PrefillFit>,
+    /// π, the prefill term of the profile, seconds per prompt token (see
+    /// [`prefill_term`]); 0 when the data does not determine it.
+    pub prefill_per_token: f64,
     /// What the client sees beyond the model: the median of TTFT − (α + β·prompt) over the
     /// requests that ran alone (request and response travel, the server's own delivery), seconds;
     /// 0 when none ran alone.
@@ -347,6 +352,10 @@ pub fn calibrate(
             SlotSource::NotReached,
         ),
     };
+    let prefill = prefill_fit(&prefills);
+    let pi = prefill
+        .as_ref()
+        .map_or(0.0, |p| prefill_term(p, full.model.beta));
     Ok(Calibration {
         run: run.to_string(),
         trials: trials
@@ -369,11 +378,17 @@ pub fn calibrate(
         residuals_s: percentiles(residuals, [0.05, 0.5, 0.95]),
         points: steps.len(),
         trimmed,
-        prefill: prefill_fit(&prefills),
+        prefill,
+        prefill_per_token: pi,
         overhead_s: median(
             prefills
                 .iter()
-                .map(|p| p.ttft_s - full.model.alpha - full.model.beta * p.prompt_tokens as f64)
+                .map(|p| {
+                    p.ttft_s
+                        - full.model.alpha
+                        - full.model.beta * p.prompt_tokens as f64
+                        - pi * p.prompt_tokens.saturating_sub(1) as f64
+                })
                 .collect(),
         )
         .unwrap_or(0.0),
@@ -521,6 +536,21 @@ fn percentiles<const N: usize>(mut values: Vec<f64>, at: [f64; N]) -> [f64; N] {
     })
 }
 
+/// The least R² of the prefill fit for its slope to set π.
+pub const PREFILL_MIN_R2: f64 = 0.9;
+
+/// π from the prefill fit: a lone request's TTFT grows by `β + π` per prompt token (its one
+/// prefill step costs `α + β·P + π·(P − 1)`), so `π = slope − β` — when the data determines it:
+/// the fit explains at least [`PREFILL_MIN_R2`] of the variance and the slope differs from β
+/// by more than three standard errors. Otherwise 0, the step model's own prefill.
+pub fn prefill_term(fit: &PrefillFit, beta: f64) -> f64 {
+    let pi = fit.per_token_s - beta;
+    let determined = fit.r_squared >= PREFILL_MIN_R2
+        && fit.per_token_s >= 0.0
+        && pi.abs() > 3.0 * fit.per_token_se_s;
+    if determined { pi } else { 0.0 }
+}
+
 fn prefill_fit(points: &[PrefillPoint]) -> Option<PrefillFit> {
     let n = points.len() as f64;
     let mean_x = points.iter().map(|p| p.prompt_tokens as f64).sum::<f64>() / n;
@@ -536,10 +566,11 @@ fn prefill_fit(points: &[PrefillPoint]) -> Option<PrefillFit> {
         return None;
     }
     let slope = sxy / sxx;
-    let sse = syy - slope * sxy;
+    let sse = (syy - slope * sxy).max(0.0);
     Some(PrefillFit {
         intercept_s: mean_y - slope * mean_x,
         per_token_s: slope,
+        per_token_se_s: (sse / (n - 2.0) / sxx).sqrt(),
         r_squared: if syy > 0.0 { 1.0 - sse / syy } else { 1.0 },
         points: points.len(),
     })
@@ -552,6 +583,7 @@ impl Calibration {
             alpha: self.alpha.value,
             beta: self.beta.value,
             gamma: self.gamma.value,
+            prefill_per_token: self.prefill_per_token,
         }
     }
 
@@ -733,6 +765,24 @@ impl Calibration {
                 );
             }
         }
+        if let Some(p) = &self.prefill {
+            if self.prefill_per_token != 0.0 {
+                let _ = writeln!(
+                    s,
+                    "prefill term π = {:+.3} µs/token (TTFT slope − β, ± {:.3} µs/token): in the \
+                     profile, a prefill step costs α + β·P + π·(P − 1)",
+                    self.prefill_per_token * 1e6,
+                    p.per_token_se_s * 1e6
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "prefill term π: not used (the TTFT slope is within 3 standard errors of β, \
+                     ± {:.3} µs/token, or R² < {PREFILL_MIN_R2}): a prefill step costs α + β·P",
+                    p.per_token_se_s * 1e6
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "overhead (median TTFT beyond the model of requests that ran alone): {:.3} ms",
@@ -811,6 +861,7 @@ mod tests {
             alpha: 0.004,
             beta: 8e-6,
             gamma: 1.0,
+            prefill_per_token: 0.0,
         };
         let c = calibrate("r", &observed(truth), None).unwrap();
         assert_eq!(c.form, ModelForm::BatchScaled);
@@ -845,6 +896,7 @@ mod tests {
             alpha: 0.004,
             beta: 8e-6,
             gamma: 0.0,
+            prefill_per_token: 0.0,
         };
         let c = calibrate("r", &observed(truth), Some(6)).unwrap();
         assert!(c.gamma.value.abs() < 1e-4, "{c:?}");
@@ -852,5 +904,63 @@ mod tests {
         let profile = c.profile_yaml().unwrap();
         let back: SimConfig = serde_saphyr::from_str(&profile).unwrap();
         assert_eq!(back, c.profile());
+    }
+
+    /// `observed(truth)` plus requests that ran alone at prompts 64…512, their TTFT
+    /// `overhead + α + β·P + π·(P − 1)`, every other one `wobble` seconds late.
+    fn with_prefills(
+        truth: FittedCost,
+        overhead_s: f64,
+        wobble: f64,
+    ) -> Vec<(String, Option<u32>, Observations)> {
+        let mut trials = observed(truth);
+        trials[0].2.prefills = (0..16u64)
+            .map(|i| {
+                let prompt = 64 + i * 30;
+                let mut shape = crate::sim::cost::StepShape::default();
+                shape.add(0, prompt);
+                PrefillPoint {
+                    prompt_tokens: prompt,
+                    ttft_s: overhead_s + truth.step_time(&shape) + wobble * (i % 2) as f64,
+                }
+            })
+            .collect();
+        trials
+    }
+
+    #[test]
+    fn a_prefill_dearer_than_the_step_model_sets_pi_and_the_profile_keeps_it() {
+        let truth = FittedCost {
+            alpha: 0.004,
+            beta: 8e-6,
+            gamma: 1.0,
+            prefill_per_token: 20e-6,
+        };
+        let c = calibrate("r", &with_prefills(truth, 0.0005, 0.0), None).unwrap();
+        assert!(
+            (c.prefill_per_token / truth.prefill_per_token - 1.0).abs() < 1e-6,
+            "{}",
+            c.render()
+        );
+        assert!((c.overhead_s - 0.0005).abs() < 1e-7, "{}", c.render());
+        assert!(c.render().contains("prefill term π = +20.000 µs/token"));
+        let back: SimConfig = serde_saphyr::from_str(&c.profile_yaml().unwrap()).unwrap();
+        assert_eq!(back.cost, CostSpec::Fitted(c.cost()));
+        assert_eq!(c.cost().prefill_per_token, c.prefill_per_token);
+    }
+
+    #[test]
+    fn a_prefill_the_step_model_explains_leaves_pi_out() {
+        let truth = FittedCost {
+            alpha: 0.004,
+            beta: 8e-6,
+            gamma: 1.0,
+            prefill_per_token: 0.0,
+        };
+        let c = calibrate("r", &with_prefills(truth, 0.0005, 0.0002), None).unwrap();
+        assert_eq!(c.prefill_per_token, 0.0, "{}", c.render());
+        assert!(c.render().contains("prefill term π: not used"));
+        let yaml = c.profile_yaml().unwrap();
+        assert!(!yaml.contains("prefill_per_token"), "{yaml}");
     }
 }

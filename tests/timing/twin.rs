@@ -22,6 +22,7 @@ const TRUTH: FittedCost = FittedCost {
     alpha: 0.004,
     beta: 8e-6,
     gamma: 1.0,
+    prefill_per_token: 0.0,
 };
 
 /// Runs ISL 64 and 512 at concurrency 1, 2, 4 and 8 (8 requests of 16 output tokens each,

@@ -151,6 +151,7 @@ mod tests {
             alpha: 0.010,
             beta: 0.0,
             gamma: 0.0,
+            prefill_per_token: 0.0,
         });
         config.workload.requests = 2000;
         config.workload.prompt = Lengths::Fixed(10);
