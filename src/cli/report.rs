@@ -23,6 +23,10 @@ pub struct Args {
     /// Print the detailed summary (every latency's distribution) too.
     #[arg(long)]
     detailed: bool,
+    /// A predicted run (`sim predict`'s run folder, or an output folder holding it) whose
+    /// throughput, TTFT and TPOT curves are drawn dashed over the measured ones.
+    #[arg(long)]
+    predicted: Option<PathBuf>,
     #[command(flatten)]
     analysis: AnalysisArgs,
     #[command(flatten)]
@@ -33,7 +37,11 @@ pub struct Args {
 pub fn exec(args: Args) -> Result<ExitCode> {
     let thresholds = args.analysis.thresholds()?;
     let out = trial_dir::out_dir(args.out.as_deref());
-    let written = publish::write_run(&out, args.run.as_deref(), &thresholds, &Extras::default())?;
+    let extras = match &args.predicted {
+        Some(path) => Extras::predicted(&crate::compare::runs::read_run(path, None)?.trials),
+        None => Extras::default(),
+    };
+    let written = publish::write_run(&out, args.run.as_deref(), &thresholds, &extras)?;
     // The run's report is written: the spawned servers its trial processes shared are done.
     crate::server::shared::down(&out.join(trial_dir::safe_name(&written.run.run_id)));
     let detail = if args.detailed {

@@ -1,4 +1,5 @@
-//! The `llm-stress sim` subcommands: `run`, `study`, `bench`, `fit` and `calibrate`.
+//! The `llm-stress sim` subcommands: `run`, `study`, `bench`, `fit`, `calibrate`, `predict`,
+//! `validate` and `what-if`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,12 @@ pub enum SimCommand {
     Calibrate(CalibrateArgs),
     /// Predict a case's closed-loop trials with a calibrated profile, written as a run.
     Predict(PredictArgs),
-    /// Calibrate on some trials of a run, predict the others, report the error.
+    /// A profile under other deployments and loads: the knee and the highest rate meeting a
+    /// TTFT/TPOT objective of each scenario, as a table (stdout, what-if.md) and a chart.
+    #[command(name = "what-if")]
+    WhatIf(WhatIfArgs),
+    /// Calibrate on some trials of a run, predict the others, report the error; the run's
+    /// report.html then draws the prediction dashed over the measurements.
     Validate(ValidateArgs),
 }
 
@@ -63,6 +69,28 @@ pub struct PredictArgs {
     /// Gap between a closed loop's opening sends, ms (`sim calibrate` prints it).
     #[arg(long, default_value_t = 0.0)]
     pub send_gap_ms: f64,
+}
+
+/// Flags of `sim what-if`.
+#[derive(Debug, Args)]
+pub struct WhatIfArgs {
+    /// The profile (`sim calibrate --out`, or any llm-sim configuration).
+    pub profile: PathBuf,
+    /// A scenario, repeatable: space-separated `key=value` of `replicas=N`,
+    /// `router=round-robin|least-outstanding`, `bins=K`, `prompt=LENGTHS`, `output=LENGTHS`,
+    /// `cv=X`, `rate=R` (`--scenario "replicas=4 router=least-outstanding"`). The profile as it
+    /// is always comes first. Default: 2 replicas with each router, and 4 bins.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<twin::whatif::Scenario>,
+    /// The objective: largest TTFT p95, ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub slo_ttft_ms: f64,
+    /// The objective: largest TPOT p95, ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub slo_tpot_ms: f64,
+    /// Folder for `what-if.md` and `what-if.svg` (default: the profile's folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `sim validate`.
@@ -108,7 +136,8 @@ pub struct CalibrateArgs {
     /// The server's slot count (largest batch), when the data does not show it.
     #[arg(long)]
     pub slots: Option<u32>,
-    /// Where to write the profile (an llm-sim configuration).
+    /// Where to write the profile (an llm-sim configuration); the fit chart goes beside it
+    /// (`profile.yaml` → `profile.fit.svg`).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -233,7 +262,12 @@ fn parse_cost(text: &str) -> Result<CostSpec, String> {
         .map(|rest| rest.split(':').map(str::parse).collect::<Result<_, _>>())
         .and_then(Result::ok);
     match numbers.as_deref() {
-        Some(&[alpha, beta, gamma]) => Ok(CostSpec::Fitted(FittedCost { alpha, beta, gamma })),
+        Some(&[alpha, beta, gamma]) => Ok(CostSpec::Fitted(FittedCost {
+            alpha,
+            beta,
+            gamma,
+            prefill_per_token: 0.0,
+        })),
         _ => Err("expected roofline, fitted:ALPHA:BETA:GAMMA or fitted-csv:PATH".to_string()),
     }
 }
@@ -295,11 +329,22 @@ pub fn execute(command: SimCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     let text = match command {
         SimCommand::Calibrate(args) => calibrate(&args)?,
         SimCommand::Predict(args) => predict(&args)?,
+        SimCommand::WhatIf(args) => what_if(&args)?,
         SimCommand::Validate(args) => {
             let run = crate::compare::runs::read_run(&args.run, None)?;
             let validation =
                 validate_run(&run, &args.fit, &args.holdout, args.slots, args.max_error)?;
             out.write_all(validation.render().as_bytes())?;
+            let page = crate::report::html::write(
+                &run,
+                &crate::report::analysis::Thresholds::default(),
+                &crate::report::html::Extras::predicted(&validation.predicted),
+            )?;
+            writeln!(
+                out,
+                "report (prediction dashed over the measurements): {}",
+                page.display()
+            )?;
             out.flush()?;
             let failures = validation.failures();
             if !failures.is_empty() {
@@ -393,6 +438,50 @@ fn predict(args: &PredictArgs) -> anyhow::Result<String> {
     Ok(text)
 }
 
+fn what_if(args: &WhatIfArgs) -> anyhow::Result<String> {
+    use twin::whatif::{Scenario, Slo};
+    let profile = SimConfig::load(&args.profile)?;
+    let given = if args.scenarios.is_empty() {
+        [
+            "replicas=2",
+            "replicas=2 router=least-outstanding",
+            "bins=4",
+        ]
+        .iter()
+        .map(|s| s.parse::<Scenario>().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        args.scenarios.clone()
+    };
+    let mut scenarios = vec![Scenario::default()];
+    scenarios.extend(given.into_iter().filter(|s| *s != Scenario::default()));
+    for (name, value) in [("TTFT", args.slo_ttft_ms), ("TPOT", args.slo_tpot_ms)] {
+        if !(value.is_finite() && value > 0.0) {
+            anyhow::bail!("the {name} objective must be a positive number of ms");
+        }
+    }
+    let slo = Slo {
+        ttft_ms: args.slo_ttft_ms,
+        tpot_ms: args.slo_tpot_ms,
+    };
+    let result = twin::whatif::what_if(&profile, &scenarios, slo)?;
+    let dir = match (&args.out, args.profile.parent()) {
+        (Some(out), _) => out.clone(),
+        (None, Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let (md, svg) = (dir.join("what-if.md"), dir.join("what-if.svg"));
+    std::fs::write(&md, result.markdown())?;
+    std::fs::write(&svg, result.chart().to_svg()?)?;
+    Ok(format!(
+        "{}\nwrote {} and {}\n",
+        result.render(),
+        md.display(),
+        svg.display()
+    ))
+}
+
 fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
     let run = crate::compare::runs::read_run(&args.run, None)?;
     let options = CalibrateOptions {
@@ -403,6 +492,12 @@ fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
     let mut text = calibration.render();
     if let Some(path) = &args.out {
         calibration.write_profile(path)?;
+        let chart = path.with_extension("fit.svg");
+        calibration.write_fit_chart(&chart)?;
+        text.push_str(&format!(
+            "wrote the fit chart (measured against fitted step times) {}\n",
+            chart.display()
+        ));
         text.push_str(&format!(
             "wrote the profile {p}; predict with: llm-stress sim predict {p} CASE \
              --overhead-ms {:.3} --send-gap-ms {:.3}\n",

@@ -30,6 +30,7 @@ use super::observe::{self, Observations, PrefillPoint, StepPoint};
 use crate::metrics::RequestRecord;
 use crate::report::LoadShape;
 use crate::report::ReportError;
+use crate::report::html::chart::{Chart, Layer, Stroke};
 use crate::report::run::Run;
 use crate::report::trial_dir::RECORDS_FILE;
 use crate::sim::config::{CostSpec, SimConfig};
@@ -45,6 +46,9 @@ pub const BOOTSTRAP: usize = 40;
 pub const OUTLIER_MADS: f64 = 5.0;
 /// Most step observations fitted (a larger run is thinned evenly, for speed).
 pub const MAX_POINTS: usize = 20_000;
+
+/// The most dots the fit chart draws.
+pub const FIT_CHART_POINTS: usize = 2_000;
 
 /// The decode step-time forms compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +124,8 @@ pub struct PrefillFit {
     pub intercept_s: f64,
     /// Seconds per prompt token.
     pub per_token_s: f64,
+    /// The standard error of `per_token_s`, seconds per token.
+    pub per_token_se_s: f64,
     /// R².
     pub r_squared: f64,
     /// Requests.
@@ -181,6 +187,9 @@ pub struct Calibration {
     pub trimmed: usize,
     /// The prefill fit, when requests ran alone at two or more prompt lengths.
     pub prefill: Option<PrefillFit>,
+    /// π, the prefill term of the profile, seconds per prompt token (see
+    /// [`prefill_term`]); 0 when the data does not determine it.
+    pub prefill_per_token: f64,
     /// What the client sees beyond the model: the median of TTFT − (α + β·prompt) over the
     /// requests that ran alone (request and response travel, the server's own delivery), seconds;
     /// 0 when none ran alone.
@@ -192,6 +201,8 @@ pub struct Calibration {
     pub slots: u32,
     /// Where it came from.
     pub slot_source: SlotSource,
+    /// The decode steps fitted (outliers left out): what [`Calibration::fit_chart`] draws.
+    pub steps: Vec<Measurement>,
 }
 
 /// Whether trial `name` matches `filter`: a comma-separated list of patterns, each matching a
@@ -341,6 +352,10 @@ pub fn calibrate(
             SlotSource::NotReached,
         ),
     };
+    let prefill = prefill_fit(&prefills);
+    let pi = prefill
+        .as_ref()
+        .map_or(0.0, |p| prefill_term(p, full.model.beta));
     Ok(Calibration {
         run: run.to_string(),
         trials: trials
@@ -363,11 +378,17 @@ pub fn calibrate(
         residuals_s: percentiles(residuals, [0.05, 0.5, 0.95]),
         points: steps.len(),
         trimmed,
-        prefill: prefill_fit(&prefills),
+        prefill,
+        prefill_per_token: pi,
         overhead_s: median(
             prefills
                 .iter()
-                .map(|p| p.ttft_s - full.model.alpha - full.model.beta * p.prompt_tokens as f64)
+                .map(|p| {
+                    p.ttft_s
+                        - full.model.alpha
+                        - full.model.beta * p.prompt_tokens as f64
+                        - pi * p.prompt_tokens.saturating_sub(1) as f64
+                })
                 .collect(),
         )
         .unwrap_or(0.0),
@@ -378,6 +399,7 @@ pub fn calibrate(
                 .collect(),
         )
         .unwrap_or(0.0),
+        steps: steps.clone(),
         slots,
         slot_source,
     })
@@ -514,6 +536,21 @@ fn percentiles<const N: usize>(mut values: Vec<f64>, at: [f64; N]) -> [f64; N] {
     })
 }
 
+/// The least R² of the prefill fit for its slope to set π.
+pub const PREFILL_MIN_R2: f64 = 0.9;
+
+/// π from the prefill fit: a lone request's TTFT grows by `β + π` per prompt token (its one
+/// prefill step costs `α + β·P + π·(P − 1)`), so `π = slope − β` — when the data determines it:
+/// the fit explains at least [`PREFILL_MIN_R2`] of the variance and the slope differs from β
+/// by more than three standard errors. Otherwise 0, the step model's own prefill.
+pub fn prefill_term(fit: &PrefillFit, beta: f64) -> f64 {
+    let pi = fit.per_token_s - beta;
+    let determined = fit.r_squared >= PREFILL_MIN_R2
+        && fit.per_token_s >= 0.0
+        && pi.abs() > 3.0 * fit.per_token_se_s;
+    if determined { pi } else { 0.0 }
+}
+
 fn prefill_fit(points: &[PrefillPoint]) -> Option<PrefillFit> {
     let n = points.len() as f64;
     let mean_x = points.iter().map(|p| p.prompt_tokens as f64).sum::<f64>() / n;
@@ -529,10 +566,11 @@ fn prefill_fit(points: &[PrefillPoint]) -> Option<PrefillFit> {
         return None;
     }
     let slope = sxy / sxx;
-    let sse = syy - slope * sxy;
+    let sse = (syy - slope * sxy).max(0.0);
     Some(PrefillFit {
         intercept_s: mean_y - slope * mean_x,
         per_token_s: slope,
+        per_token_se_s: (sse / (n - 2.0) / sxx).sqrt(),
         r_squared: if syy > 0.0 { 1.0 - sse / syy } else { 1.0 },
         points: points.len(),
     })
@@ -545,7 +583,64 @@ impl Calibration {
             alpha: self.alpha.value,
             beta: self.beta.value,
             gamma: self.gamma.value,
+            prefill_per_token: self.prefill_per_token,
         }
+    }
+
+    /// Measured against fitted decode step time, ms: one dot per fitted step (every n-th when
+    /// there are more than [`FIT_CHART_POINTS`]), and the line where the two agree.
+    pub fn fit_chart(&self) -> Chart {
+        let model = self.cost();
+        let stride = self.steps.len().div_ceil(FIT_CHART_POINTS).max(1);
+        let points: Vec<(f64, f64)> = self
+            .steps
+            .iter()
+            .step_by(stride)
+            .map(|m| (model.step_time(&shape(m)) * 1e3, m.latency_s * 1e3))
+            .collect();
+        let (lo, hi) = points
+            .iter()
+            .flat_map(|&(x, y)| [x, y])
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        let mut layers = vec![Layer::Points {
+            label: format!("decode steps ({} of {})", points.len(), self.steps.len()),
+            points,
+            color: "#4E79A7",
+        }];
+        if lo <= hi {
+            layers.push(Layer::Line {
+                label: "measured = fitted".into(),
+                points: vec![(lo, lo), (hi, hi)],
+                color: 1,
+                stroke: Stroke::Dashed,
+            });
+        }
+        Chart {
+            id: "calibration-fit".into(),
+            title: format!(
+                "{}: measured against fitted decode step time ({}, R² {:.4})",
+                self.run,
+                self.form.formula(),
+                self.r_squared
+            ),
+            x_label: "fitted step time (ms)".into(),
+            y_label: "measured step time (ms)".into(),
+            layers,
+            y_from_zero: false,
+            x_integer: false,
+            y_integer: false,
+        }
+    }
+
+    /// Writes [`Calibration::fit_chart`] as an SVG file.
+    pub fn write_fit_chart(&self, path: &Path) -> Result<(), TwinError> {
+        let svg = self.fit_chart().to_svg()?;
+        std::fs::write(path, svg).map_err(|source| TwinError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The profile: the simulator's configuration with the fitted cost and a continuous
@@ -670,6 +765,24 @@ impl Calibration {
                 );
             }
         }
+        if let Some(p) = &self.prefill {
+            if self.prefill_per_token != 0.0 {
+                let _ = writeln!(
+                    s,
+                    "prefill term π = {:+.3} µs/token (TTFT slope − β, ± {:.3} µs/token): in the \
+                     profile, a prefill step costs α + β·P + π·(P − 1)",
+                    self.prefill_per_token * 1e6,
+                    p.per_token_se_s * 1e6
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "prefill term π: not used (the TTFT slope is within 3 standard errors of β, \
+                     ± {:.3} µs/token, or R² < {PREFILL_MIN_R2}): a prefill step costs α + β·P",
+                    p.per_token_se_s * 1e6
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "overhead (median TTFT beyond the model of requests that ran alone): {:.3} ms",
@@ -748,6 +861,7 @@ mod tests {
             alpha: 0.004,
             beta: 8e-6,
             gamma: 1.0,
+            prefill_per_token: 0.0,
         };
         let c = calibrate("r", &observed(truth), None).unwrap();
         assert_eq!(c.form, ModelForm::BatchScaled);
@@ -761,6 +875,19 @@ mod tests {
             text.contains("(kept)") && text.contains("slots: 4"),
             "{text}"
         );
+        // The fit chart: every step a dot on the measured = fitted line (noise-free data).
+        let chart = c.fit_chart();
+        let Layer::Points { points, .. } = &chart.layers[0] else {
+            panic!("no dots: {chart:?}");
+        };
+        assert_eq!(points.len(), 800);
+        assert!(
+            points.iter().all(|(x, y)| (x - y).abs() < 1e-6 * y),
+            "{points:?}"
+        );
+        assert!(matches!(chart.layers[1], Layer::Line { .. }));
+        let svg = chart.to_svg().expect("draws");
+        assert!(svg.starts_with("<svg") && svg.contains("<circle"), "{svg}");
     }
 
     #[test]
@@ -769,6 +896,7 @@ mod tests {
             alpha: 0.004,
             beta: 8e-6,
             gamma: 0.0,
+            prefill_per_token: 0.0,
         };
         let c = calibrate("r", &observed(truth), Some(6)).unwrap();
         assert!(c.gamma.value.abs() < 1e-4, "{c:?}");
@@ -776,5 +904,63 @@ mod tests {
         let profile = c.profile_yaml().unwrap();
         let back: SimConfig = serde_saphyr::from_str(&profile).unwrap();
         assert_eq!(back, c.profile());
+    }
+
+    /// `observed(truth)` plus requests that ran alone at prompts 64…512, their TTFT
+    /// `overhead + α + β·P + π·(P − 1)`, every other one `wobble` seconds late.
+    fn with_prefills(
+        truth: FittedCost,
+        overhead_s: f64,
+        wobble: f64,
+    ) -> Vec<(String, Option<u32>, Observations)> {
+        let mut trials = observed(truth);
+        trials[0].2.prefills = (0..16u64)
+            .map(|i| {
+                let prompt = 64 + i * 30;
+                let mut shape = crate::sim::cost::StepShape::default();
+                shape.add(0, prompt);
+                PrefillPoint {
+                    prompt_tokens: prompt,
+                    ttft_s: overhead_s + truth.step_time(&shape) + wobble * (i % 2) as f64,
+                }
+            })
+            .collect();
+        trials
+    }
+
+    #[test]
+    fn a_prefill_dearer_than_the_step_model_sets_pi_and_the_profile_keeps_it() {
+        let truth = FittedCost {
+            alpha: 0.004,
+            beta: 8e-6,
+            gamma: 1.0,
+            prefill_per_token: 20e-6,
+        };
+        let c = calibrate("r", &with_prefills(truth, 0.0005, 0.0), None).unwrap();
+        assert!(
+            (c.prefill_per_token / truth.prefill_per_token - 1.0).abs() < 1e-6,
+            "{}",
+            c.render()
+        );
+        assert!((c.overhead_s - 0.0005).abs() < 1e-7, "{}", c.render());
+        assert!(c.render().contains("prefill term π = +20.000 µs/token"));
+        let back: SimConfig = serde_saphyr::from_str(&c.profile_yaml().unwrap()).unwrap();
+        assert_eq!(back.cost, CostSpec::Fitted(c.cost()));
+        assert_eq!(c.cost().prefill_per_token, c.prefill_per_token);
+    }
+
+    #[test]
+    fn a_prefill_the_step_model_explains_leaves_pi_out() {
+        let truth = FittedCost {
+            alpha: 0.004,
+            beta: 8e-6,
+            gamma: 1.0,
+            prefill_per_token: 0.0,
+        };
+        let c = calibrate("r", &with_prefills(truth, 0.0005, 0.0002), None).unwrap();
+        assert_eq!(c.prefill_per_token, 0.0, "{}", c.render());
+        assert!(c.render().contains("prefill term π: not used"));
+        let yaml = c.profile_yaml().unwrap();
+        assert!(!yaml.contains("prefill_per_token"), "{yaml}");
     }
 }

@@ -33,6 +33,9 @@ pub enum TwinError {
         /// Why.
         source: std::io::Error,
     },
+    /// A what-if scenario could not be evaluated.
+    #[error("what-if: {0}")]
+    WhatIf(String),
     /// The profile could not be serialised.
     #[error("profile: {0}")]
     Serialise(String),

@@ -9,6 +9,8 @@
 //!   `results.csv` rows in the harness's own format.
 //! - [`validate`]: calibrate on some trials of a run, predict the others, the error per
 //!   held-out trial and metric.
+//! - [`whatif`]: a profile under other deployments and loads (replicas and router, K bins,
+//!   lengths, burstiness): the knee and the highest rate meeting a TTFT/TPOT objective of each.
 //!
 //! The fitting itself is `llm-sim`'s ([`crate::sim::cost::fit`]); this module turns a run's
 //! records into what it fits.
@@ -18,6 +20,7 @@ mod error;
 pub mod observe;
 pub mod predict;
 pub mod validate;
+pub mod whatif;
 
 pub use calibrate::{CalibrateOptions, Calibration, calibrate_run};
 pub use error::TwinError;

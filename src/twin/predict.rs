@@ -260,6 +260,7 @@ mod tests {
                 alpha: 0.004,
                 beta: 0.0,
                 gamma: 0.0,
+                prefill_per_token: 0.0,
             }),
             ..SimConfig::default()
         };

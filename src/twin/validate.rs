@@ -6,6 +6,9 @@
 //! [`Metric::ALL`] of the prediction is compared with the measurement:
 //! `error = predicted / measured − 1`. The validation fails when a held-out trial's TTFT p50
 //! or output throughput is off by more than the allowed error.
+//!
+//! Every other closed-loop trial of the run (the fit trials too) is predicted the same way, so
+//! that the run's report can draw the whole predicted curve over the measured one.
 
 use std::fmt::Write as _;
 
@@ -14,7 +17,7 @@ use super::calibrate::{CalibrateOptions, Calibration, calibrate_run, matches_fil
 use super::predict::{ClosedLoop, closed_loop};
 use crate::metrics::Summary;
 use crate::report::LoadShape;
-use crate::report::run::Run;
+use crate::report::run::{Run, RunTrial};
 
 /// The error allowed unless one is given: 15 %.
 pub const DEFAULT_MAX_ERROR: f64 = 0.15;
@@ -97,7 +100,7 @@ pub struct HeldOut {
 }
 
 /// A validation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Validation {
     /// The calibration on the fit trials.
     pub calibration: Calibration,
@@ -107,6 +110,10 @@ pub struct Validation {
     pub skipped: Vec<(String, String)>,
     /// The error allowed on the gating metrics.
     pub max_error: f64,
+    /// Every closed-loop trial of the run (fit and held out), its summary replaced by the
+    /// prediction: what the report draws dashed over the measurements
+    /// ([`crate::report::html::Extras::predicted`]).
+    pub predicted: Vec<RunTrial>,
 }
 
 impl Validation {
@@ -184,16 +191,17 @@ pub fn validate_run(
     let profile = calibration.profile();
     let mut held_out = Vec::new();
     let mut skipped = Vec::new();
+    let mut predicted_trials = Vec::new();
     for trial in &run.trials {
         let Some(load) = trial.report.load() else {
             continue;
         };
         let name = trial.name();
-        if !matches_filter(&name, holdout) {
-            continue;
-        }
+        let checked = matches_filter(&name, holdout);
         let LoadShape::Closed { concurrency } = load.shape else {
-            skipped.push((name, "only closed-loop loads are predicted".to_string()));
+            if checked {
+                skipped.push((name, "only closed-loop loads are predicted".to_string()));
+            }
             continue;
         };
         let measured = &load.summary;
@@ -216,23 +224,32 @@ pub fn validate_run(
             .fold(0.0, f64::max)
             / 1e3;
         let predicted = Summary::from_records(&records, duration_s);
-        let errors = Metric::ALL
-            .iter()
-            .filter_map(|&metric| {
-                let (m, p) = (metric.of(measured)?, metric.of(&predicted)?);
-                (m > 0.0).then(|| MetricError {
-                    metric,
-                    measured: m,
-                    predicted: p,
-                    error: p / m - 1.0,
+        if checked {
+            let errors = Metric::ALL
+                .iter()
+                .filter_map(|&metric| {
+                    let (m, p) = (metric.of(measured)?, metric.of(&predicted)?);
+                    (m > 0.0).then(|| MetricError {
+                        metric,
+                        measured: m,
+                        predicted: p,
+                        error: p / m - 1.0,
+                    })
                 })
-            })
-            .collect();
-        held_out.push(HeldOut {
-            name,
-            concurrency,
-            errors,
-        });
+                .collect();
+            held_out.push(HeldOut {
+                name,
+                concurrency,
+                errors,
+            });
+        }
+        let mut twin = trial.clone();
+        if let Some(body) = twin.report.load_mut() {
+            body.summary = predicted;
+            body.endpoints.clear();
+            body.server_metrics.clear();
+        }
+        predicted_trials.push(twin);
     }
     if held_out.is_empty() && skipped.is_empty() {
         return Err(TwinError::NoTrials {
@@ -245,5 +262,6 @@ pub fn validate_run(
         held_out,
         skipped,
         max_error,
+        predicted: predicted_trials,
     })
 }

@@ -110,6 +110,23 @@ fn body_attribute(dom: &str, name: &str) -> Option<String> {
     Some(tag[start..end].to_string())
 }
 
+/// A prediction of the fixture run written in `out`: its own trials, 10 % faster and 10 %
+/// quicker to answer.
+fn a_prediction(out: &Temp) -> Extras {
+    let mut trials = run::load(out.path(), None).expect("run").trials;
+    for trial in &mut trials {
+        if let Some(load) = trial.report.load_mut() {
+            load.summary.output_tok_s *= 1.1;
+            for latency in [&mut load.summary.ttft_ms, &mut load.summary.tpot_ms] {
+                if let Some(d) = latency.as_mut() {
+                    d.p50 *= 0.9;
+                }
+            }
+        }
+    }
+    Extras::predicted(&trials)
+}
+
 fn written_report(out: &Temp, extras: &Extras) -> PathBuf {
     full_run(out.path());
     publish::write_run(out.path(), None, &Thresholds::default(), extras)
@@ -126,6 +143,41 @@ fn the_report_renders_in_a_browser_with_every_plot_and_no_console_message() {
     let html = std::fs::read_to_string(&page).expect("page");
     let plots = html.matches("<figure class=\"plot\"").count();
     assert!(plots >= 20, "{plots} plots");
+    let loaded = load(&browser, &page, out.path());
+    assert!(loaded.console.is_empty(), "console: {:#?}", loaded.console);
+    assert_eq!(
+        body_attribute(&loaded.dom, "data-render").as_deref(),
+        Some("ok"),
+        "the page's render check did not pass"
+    );
+    assert_eq!(
+        body_attribute(&loaded.dom, "data-plots"),
+        Some(plots.to_string())
+    );
+}
+
+#[test]
+#[ignore = "loads report.html in headless chromium; run with --run-ignored, CI does"]
+fn a_report_with_a_prediction_dashed_over_it_renders_in_a_browser() {
+    let browser = browser();
+    let out = Temp::new("html-predicted");
+    full_run(out.path());
+    let extras = a_prediction(&out);
+    let page = publish::write_run(out.path(), None, &Thresholds::default(), &extras)
+        .expect("reports")
+        .html;
+    let html = std::fs::read_to_string(&page).expect("page");
+    for plot in ["throughput", "ttft", "tpot"] {
+        let start = html
+            .find(&format!("data-plot=\"knee-{plot}-concurrency\""))
+            .unwrap_or_else(|| panic!("no {plot} chart"));
+        let figure = &html[start..start + html[start..].find("</figure>").expect("end")];
+        assert!(
+            figure.contains("predicted: perf closed ISL 128 OSL 64"),
+            "{plot}: no prediction"
+        );
+    }
+    let plots = html.matches("<figure class=\"plot\"").count();
     let loaded = load(&browser, &page, out.path());
     assert!(loaded.console.is_empty(), "console: {:#?}", loaded.console);
     assert_eq!(
@@ -249,7 +301,7 @@ fn simulator_curves_go_over_their_case() {
             label: "simulator: predicted".into(),
             points: vec![(1.0, 150.0), (2.0, 300.0), (8.0, 310.0)],
         }],
-        sections: Vec::new(),
+        ..Extras::default()
     };
     let page = written_report(&out, &extras);
     let html = std::fs::read_to_string(&page).expect("page");

@@ -22,6 +22,7 @@ const TRUTH: FittedCost = FittedCost {
     alpha: 0.004,
     beta: 8e-6,
     gamma: 1.0,
+    prefill_per_token: 0.0,
 };
 
 /// Runs ISL 64 and 512 at concurrency 1, 2, 4 and 8 (8 requests of 16 output tokens each,
@@ -99,6 +100,8 @@ fn calibrate_recovers_the_simulated_servers_profile_from_its_records() {
         printed.contains("slots: 4") && !printed.contains("_c1_"),
         "{printed}"
     );
+    let chart = std::fs::read_to_string(dir.path().join("profile.fit.svg")).expect("fit chart");
+    assert!(chart.contains("<circle"), "no dots in the fit chart");
     let loaded = SimConfig::load(&profile).expect("the profile loads");
     let CostSpec::Fitted(cost) = loaded.cost else {
         panic!("not a fitted cost: {loaded:?}");
@@ -148,6 +151,11 @@ fn a_prediction_is_a_run_compare_reads_and_validate_checks_the_held_out_points()
     let message = format!("{:#}", failed.expect_err("a 0 % bound fails"));
     assert!(message.contains("_c8_"), "{message}");
     assert!(String::from_utf8_lossy(&printed).contains("held-out trials"));
+    // …and has drawn the prediction (every closed-loop trial) dashed over the run's report.
+    assert_eq!(validation.predicted.len(), 8, "{table}");
+    let page = std::fs::read_to_string(run_dir.join(llm_stress::report::html::REPORT_HTML))
+        .expect("sim validate wrote report.html");
+    assert!(page.contains("predicted: perf closed ISL 64 OSL 16 p50</li>"));
 
     // Predict the whole case with the profile calibrated on everything, as `sim predict` does.
     let calibration = calibrate_run(&measured, &CalibrateOptions::default()).expect("calibrated");

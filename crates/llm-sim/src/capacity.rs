@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::config::SimConfig;
 use super::error::SimError;
+use super::metrics::SimSummary;
 use super::workload::{Arrival, MAX_REQUESTS};
 
 /// How to search.
@@ -66,14 +67,26 @@ const MAX_DOUBLINGS: u32 = 40;
 /// for the highest rate whose SLA violation rate is at most `search.max_violation`: doubling
 /// from `start_qps` until a rate fails, then bisecting.
 pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capacity, SimError> {
-    if !(search.start_qps.is_finite() && search.start_qps > 0.0) {
-        return Err(SimError::invalid("capacity.start_qps", "must be positive"));
-    }
     if !(0.0..1.0).contains(&search.max_violation) {
         return Err(SimError::invalid(
             "capacity.max_violation",
             "must be in [0, 1)",
         ));
+    }
+    max_rate(config, search, |summary| {
+        summary.sla_violation_rate <= search.max_violation
+    })
+}
+
+/// The search of [`capacity_qps`] with another test of a probe: the highest rate whose run
+/// `passes` (a latency objective on its percentiles, say). `search.max_violation` is not used.
+pub fn max_rate(
+    config: &SimConfig,
+    search: &CapacitySearch,
+    mut passes: impl FnMut(&SimSummary) -> bool,
+) -> Result<Capacity, SimError> {
+    if !(search.start_qps.is_finite() && search.start_qps > 0.0) {
+        return Err(SimError::invalid("capacity.start_qps", "must be positive"));
     }
     let mut probes = Vec::new();
     let mut probe = |rate: f64| -> Result<bool, SimError> {
@@ -87,13 +100,13 @@ pub fn capacity_qps(config: &SimConfig, search: &CapacitySearch) -> Result<Capac
             Arrival::Gamma { cv, .. } => Arrival::Gamma { rate, cv },
             Arrival::AtOnce | Arrival::Poisson { .. } => Arrival::Poisson { rate },
         };
-        let violation_rate = c.run()?.summary.sla_violation_rate;
+        let summary = c.run()?.summary;
         probes.push(Probe {
             rate,
             requests: c.workload.requests,
-            violation_rate,
+            violation_rate: summary.sla_violation_rate,
         });
-        Ok(violation_rate <= search.max_violation)
+        Ok(passes(&summary))
     };
     let (mut pass, mut fail) = (0.0, search.start_qps);
     let mut doublings = 0;
@@ -138,6 +151,7 @@ mod tests {
             alpha: 0.010,
             beta: 0.0,
             gamma: 0.0,
+            prefill_per_token: 0.0,
         });
         config.workload.requests = 2000;
         config.workload.prompt = Lengths::Fixed(10);

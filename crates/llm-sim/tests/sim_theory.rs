@@ -22,6 +22,7 @@ fn constant_steps(seconds: f64) -> CostModel {
         alpha: seconds,
         beta: 0.0,
         gamma: 0.0,
+        prefill_per_token: 0.0,
     })
 }
 
@@ -285,6 +286,7 @@ fn the_fitted_model_recovers_alpha_beta_gamma_from_synthetic_measurements() {
         alpha: 0.0042,
         beta: 1.7e-6,
         gamma: 3.1,
+        prefill_per_token: 0.0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut csv = String::from("batch_size,max_seq_len,latency_ms\n");

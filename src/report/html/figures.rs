@@ -14,31 +14,42 @@ use crate::report::sweep::{Axis, Sweep, isl_series, load_of, sweeps};
 use crate::report::{ReportError, TrialReport};
 
 /// Every chart of a case, as HTML figures.
-pub fn case_figures(
+pub fn case_figures<'a>(
     case: &str,
     trials: &[RunTrial],
-    extras: &Extras,
+    extras: &'a Extras,
 ) -> Result<String, ReportError> {
     let sweeps = sweeps(trials);
     let mut charts = Vec::new();
     for axis in [Axis::Concurrency, Axis::Rate] {
         let on_axis: Vec<&Sweep> = sweeps.iter().filter(|s| s.axis == axis).collect();
-        let overlays: Vec<&Overlay> = extras
-            .throughput_overlays
-            .iter()
-            .filter(|o| o.case == case && axis == Axis::Concurrency)
-            .collect();
+        let of_case = |all: &'a [Overlay]| -> Vec<&'a Overlay> {
+            all.iter()
+                .filter(|o| o.case == case && axis == Axis::Concurrency)
+                .collect()
+        };
+        let overlays = of_case(&extras.throughput_overlays);
         if on_axis.is_empty() && overlays.is_empty() {
             continue;
         }
         charts.push(throughput(case, axis, &on_axis, &overlays));
         if !on_axis.is_empty() {
-            charts.push(percentiles(case, axis, &on_axis, "TTFT", |r| {
-                r.summary().and_then(|s| s.ttft_ms)
-            }));
-            charts.push(percentiles(case, axis, &on_axis, "TPOT", |r| {
-                r.summary().and_then(|s| s.tpot_ms)
-            }));
+            charts.push(percentiles(
+                case,
+                axis,
+                &on_axis,
+                "TTFT",
+                |r| r.summary().and_then(|s| s.ttft_ms),
+                &of_case(&extras.ttft_overlays),
+            ));
+            charts.push(percentiles(
+                case,
+                axis,
+                &on_axis,
+                "TPOT",
+                |r| r.summary().and_then(|s| s.tpot_ms),
+                &of_case(&extras.tpot_overlays),
+            ));
         }
     }
     charts.extend(ttft_by_isl(case, trials));
@@ -91,13 +102,14 @@ fn throughput(case: &str, axis: Axis, sweeps: &[&Sweep], overlays: &[&Overlay]) 
 }
 
 /// A latency's p50, p90 and p99 against load (p50 alone when more than three sweeps share
-/// the chart).
+/// the chart), and any overlays (a prediction's p50, say) dashed.
 fn percentiles(
     case: &str,
     axis: Axis,
     sweeps: &[&Sweep],
     metric: &str,
     distribution: fn(&TrialReport) -> Option<crate::metrics::Distribution>,
+    overlays: &[&Overlay],
 ) -> Chart {
     let stats: &[(&str, Stroke)] = if sweeps.len() > 3 {
         &[("p50", Stroke::SolidWithPoints)]
@@ -118,6 +130,14 @@ fn percentiles(
                 stroke: *stroke,
             });
         }
+    }
+    for (i, overlay) in overlays.iter().enumerate() {
+        layers.push(Layer::Line {
+            label: overlay.label.clone(),
+            points: overlay.points.clone(),
+            color: sweeps.len() + i,
+            stroke: Stroke::Dashed,
+        });
     }
     Chart {
         id: id(&format!("{case}-{}-{}", metric.to_lowercase(), axis.name())),
@@ -356,7 +376,7 @@ mod tests {
                 label: "simulator".into(),
                 points: vec![(1.0, 50.0), (8.0, 70.0)],
             }],
-            sections: Vec::new(),
+            ..Extras::default()
         };
         let trials = [at(1, 59.0, 470.0), at(2, 64.0, 900.0)];
         let html = case_figures("demo-chat", &trials, &extras).expect("draws");
@@ -366,5 +386,31 @@ mod tests {
         );
         let other = case_figures("other", &trials, &extras).expect("draws");
         assert!(!other.contains("simulator"), "{other}");
+    }
+
+    #[test]
+    fn a_prediction_is_dashed_over_the_throughput_ttft_and_tpot_charts() {
+        let measured = [at(1, 59.0, 470.0), at(2, 64.0, 900.0), at(4, 65.0, 2050.0)];
+        let predicted = [at(1, 60.0, 450.0), at(2, 66.0, 880.0), at(4, 66.0, 2000.0)];
+        let extras = Extras::predicted(&predicted);
+        assert_eq!(extras.throughput_overlays.len(), 1);
+        assert_eq!(
+            extras.ttft_overlays[0].points,
+            vec![(1.0, 450.0), (2.0, 880.0), (4.0, 2000.0)]
+        );
+        assert_eq!(extras.tpot_overlays[0].points.len(), 3);
+        let case = &measured[0].report.meta.case;
+        assert_eq!(&extras.ttft_overlays[0].case, case);
+        let html = case_figures(case, &measured, &extras).expect("draws");
+        for plot in ["throughput", "ttft", "tpot"] {
+            let start = html
+                .find(&format!("data-plot=\"{}-{plot}-concurrency\"", id(case)))
+                .unwrap_or_else(|| panic!("no {plot} chart"));
+            let figure = &html[start..start + html[start..].find("</figure>").expect("end")];
+            assert!(
+                figure.contains("swatch dashed") && figure.contains("predicted: "),
+                "{plot}: {figure}"
+            );
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! the knee, TTFT/TPOT percentiles against load, TTFT against ISL, accuracy against load,
 //! latency CDFs), and per trial its checks, distributions, CDF and request timeline.
 //!
-//! Others can add to it through [`Extras`]: curves drawn over a case's throughput chart (a
-//! simulator's prediction, say) and whole sections of charts.
+//! Others can add to it through [`Extras`]: curves drawn over a case's throughput, TTFT and
+//! TPOT charts (a simulator's prediction, say: [`Extras::predicted`]) and whole sections of
+//! charts.
 
 pub mod chart;
 mod figures;
@@ -45,11 +46,52 @@ const CASE_CDF_TRIALS: usize = 8;
 pub struct Extras {
     /// Curves drawn, dashed, over a case's throughput-against-concurrency chart.
     pub throughput_overlays: Vec<Overlay>,
+    /// Curves drawn, dashed, over a case's TTFT-percentiles-against-concurrency chart:
+    /// (concurrency, ms).
+    pub ttft_overlays: Vec<Overlay>,
+    /// Curves drawn, dashed, over a case's TPOT-percentiles-against-concurrency chart:
+    /// (concurrency, ms).
+    pub tpot_overlays: Vec<Overlay>,
     /// Sections appended after the cases.
     pub sections: Vec<Section>,
 }
 
-/// A curve over a case's throughput chart: (concurrency, output tok/s) points.
+impl Extras {
+    /// A prediction of a run drawn over it: for every closed-loop sweep of `predicted` (trials
+    /// in the harness's format, such as `sim predict` writes), its output tok/s, TTFT p50 and
+    /// TPOT p50 against concurrency, dashed over the measured case of the same name.
+    pub fn predicted(predicted: &[RunTrial]) -> Extras {
+        let mut extras = Extras::default();
+        for (case, trials) in by_case(predicted) {
+            for sweep in super::sweep::sweeps(trials)
+                .iter()
+                .filter(|s| s.axis == super::sweep::Axis::Concurrency)
+            {
+                let overlay = |label: String, points: Vec<(f64, f64)>| Overlay {
+                    case: case.to_string(),
+                    label,
+                    points,
+                };
+                let label = format!("predicted: {}", sweep.label);
+                extras.throughput_overlays.push(overlay(
+                    label.clone(),
+                    sweep.points(|r| r.summary().map(|s| s.output_tok_s)),
+                ));
+                extras.ttft_overlays.push(overlay(
+                    format!("{label} p50"),
+                    sweep.points(|r| r.summary().and_then(|s| s.ttft_ms).map(|d| d.p50)),
+                ));
+                extras.tpot_overlays.push(overlay(
+                    format!("{label} p50"),
+                    sweep.points(|r| r.summary().and_then(|s| s.tpot_ms).map(|d| d.p50)),
+                ));
+            }
+        }
+        extras
+    }
+}
+
+/// A curve over one of a case's charts: (concurrency, value) points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overlay {
     /// The case whose chart it goes on.
@@ -531,7 +573,6 @@ mod tests {
     #[test]
     fn extra_sections_are_appended_and_linked() {
         let extras = Extras {
-            throughput_overlays: Vec::new(),
             sections: vec![Section {
                 title: "Simulator study".into(),
                 text: "Predicted <throughput>".into(),
@@ -551,6 +592,7 @@ mod tests {
                     y_integer: false,
                 }],
             }],
+            ..Extras::default()
         };
         let html =
             render(&run_without_records(), &Thresholds::default(), &extras).expect("renders");

@@ -317,6 +317,7 @@ mod tests {
                 alpha: 0.010,
                 beta: 0.0,
                 gamma: 0.0,
+                prefill_per_token: 0.0,
             }),
             kv: KvSpec {
                 block_size: 1,

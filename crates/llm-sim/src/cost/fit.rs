@@ -108,7 +108,12 @@ pub fn fit(points: &[Measurement]) -> Result<Fit, SimError> {
     let (alpha, beta, sse_best) = linear_fit(points, gamma).ok_or_else(|| {
         SimError::Fit("the sequence lengths do not vary, so β is not determined".to_string())
     })?;
-    let model = FittedCost { alpha, beta, gamma };
+    let model = FittedCost {
+        alpha,
+        beta,
+        gamma,
+        prefill_per_token: 0.0,
+    };
     if alpha < 0.0 || beta < 0.0 {
         return Err(SimError::Fit(format!(
             "the best fit has alpha {alpha:.3e} s and beta {beta:.3e} s/token; a negative \
@@ -137,7 +142,12 @@ pub fn fit_fixed_gamma(points: &[Measurement], gamma: f64) -> Result<Fit, SimErr
         SimError::Fit("the sequence lengths do not vary, so β is not determined".to_string())
     })?;
     Ok(Fit {
-        model: FittedCost { alpha, beta, gamma },
+        model: FittedCost {
+            alpha,
+            beta,
+            gamma,
+            prefill_per_token: 0.0,
+        },
         rms_residual_s: (sse / points.len() as f64).sqrt(),
         points: points.len(),
     })
@@ -268,6 +278,7 @@ mod tests {
             alpha: 0.012,
             beta: 3e-6,
             gamma: 2.35,
+            prefill_per_token: 0.0,
         };
         let fit = fit(&synthetic(truth, 0.0)).unwrap();
         assert!((fit.model.alpha - truth.alpha).abs() < 1e-9, "{fit:?}");
@@ -282,6 +293,7 @@ mod tests {
             alpha: 0.004,
             beta: 8e-6,
             gamma: 0.0,
+            prefill_per_token: 0.0,
         };
         let fit = fit_fixed_gamma(&synthetic(truth, 0.0), 0.0).unwrap();
         assert!((fit.model.alpha - truth.alpha).abs() < 1e-12, "{fit:?}");

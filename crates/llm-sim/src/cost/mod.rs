@@ -109,6 +109,7 @@ mod tests {
                 alpha: 5e-3,
                 beta: 2e-6,
                 gamma: 0.7,
+                prefill_per_token: 0.0,
             }),
         ]
     }

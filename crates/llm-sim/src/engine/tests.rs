@@ -15,6 +15,7 @@ fn unit_steps() -> CostModel {
         alpha: 1.0,
         beta: 0.0,
         gamma: 0.0,
+        prefill_per_token: 0.0,
     })
 }
 
