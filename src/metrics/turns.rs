@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::distribution::Distribution;
-use super::record::RequestRecord;
+use super::record::{RequestRecord, SessionEnd};
 
 /// One turn position's requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,8 +32,14 @@ pub struct TurnPosition {
 pub struct TurnSummary {
     /// Conversations started.
     pub conversations: u64,
-    /// Conversations whose every turn succeeded up to the trial's last turn position.
+    /// Conversations whose every turn was answered: each had all the turns it was to have
+    /// (records that say how their conversation ended), or (older records) reached the trial's
+    /// last turn position.
     pub conversations_completed: u64,
+    /// Conversations that ended cleanly because their next turn would not have fitted the
+    /// model's context (`max_context`); not failures.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conversations_context_full: u64,
     /// TTFT of the successful first turns.
     pub first_ttft_ms: Option<Distribution>,
     /// TTFT of the successful later turns (2 and after), all positions together.
@@ -113,13 +119,20 @@ impl TurnSummary {
             entry.0 = entry.0.max(turn);
             entry.1 &= record.is_ok();
         }
-        let completed = conversations
-            .values()
-            .filter(|(reached, ok)| *ok && *reached == last)
-            .count() as u64;
+        let ends: Vec<SessionEnd> = turned.iter().filter_map(|(r, _)| r.session_end).collect();
+        let ended = |end: SessionEnd| ends.iter().filter(|e| **e == end).count() as u64;
+        let completed = if ends.is_empty() {
+            conversations
+                .values()
+                .filter(|(reached, ok)| *ok && *reached == last)
+                .count() as u64
+        } else {
+            ended(SessionEnd::Completed)
+        };
         Some(TurnSummary {
             conversations: conversations.len() as u64,
             conversations_completed: completed,
+            conversations_context_full: ended(SessionEnd::ContextFull),
             first_ttft_ms,
             later_ttft_ms,
             later_over_first_p50,
@@ -127,6 +140,10 @@ impl TurnSummary {
             server_cached_tokens: cached(&mut turned.iter().map(|(r, _)| *r)),
         })
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -198,6 +215,44 @@ mod tests {
         assert_eq!(summary.server_cached_tokens, Some(180));
         let ratio = summary.later_over_first_p50.expect("a ratio");
         assert!((0.3..0.6).contains(&ratio), "{ratio}");
+    }
+
+    #[rstest]
+    #[case::all_completed(&[SessionEnd::Completed, SessionEnd::Completed], 2, 0)]
+    #[case::one_at_the_context(&[SessionEnd::Completed, SessionEnd::ContextFull], 1, 1)]
+    #[case::cut_and_failed(&[SessionEnd::Cut, SessionEnd::Failed], 0, 0)]
+    fn recorded_ends_count_completed_and_context_full_sessions(
+        #[case] ends: &[SessionEnd],
+        #[case] completed: u64,
+        #[case] context_full: u64,
+    ) {
+        // Session c has c + 1 turns: the trial's last position says nothing of the others.
+        let records: Vec<RequestRecord> = ends
+            .iter()
+            .enumerate()
+            .flat_map(|(c, end)| {
+                let turns = c as u32 + 1;
+                (1..=turns).map(move |turn| RequestRecord {
+                    session_end: (turn == turns).then_some(*end),
+                    ..record(
+                        c as u64,
+                        turn,
+                        10.0,
+                        *end != SessionEnd::Failed || turn < turns,
+                    )
+                })
+            })
+            .collect();
+        let summary = TurnSummary::of(&records).expect("a summary");
+        assert_eq!(summary.conversations, ends.len() as u64);
+        assert_eq!(summary.conversations_completed, completed);
+        assert_eq!(summary.conversations_context_full, context_full);
+        let json = serde_json::to_value(&summary).expect("json");
+        assert_eq!(
+            json.get("conversations_context_full").is_some(),
+            context_full > 0,
+            "{json}"
+        );
     }
 
     #[rstest]
