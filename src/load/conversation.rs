@@ -45,9 +45,10 @@ pub struct Conversations {
 }
 
 /// Turns of a conversation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum TurnCount {
     /// Every conversation has `turns` ([`Conversations::turns`]).
+    #[default]
     Fixed,
     /// Uniform in `[min, max]`, both included (a `load.profile`).
     Uniform {
@@ -67,12 +68,6 @@ pub enum TurnCount {
         /// Most.
         max: u32,
     },
-}
-
-impl Default for TurnCount {
-    fn default() -> Self {
-        TurnCount::Fixed
-    }
 }
 
 /// Think time between an answer and the next turn.
