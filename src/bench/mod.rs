@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::case::{Api, LoadSpec, Warmup};
+use crate::case::{Api, LoadSpec, Transport, Warmup};
 use crate::client::stream::{ReadCounter, ReadCounts};
 use crate::client::{Client, ClientConfig, Generation};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
@@ -83,6 +83,8 @@ pub struct BenchConfig {
     pub paced_tokens: u32,
     /// Run vLLM's client against the same server after each of ours.
     pub anchor: Option<anchor::AnchorConfig>,
+    /// How our client's streams reach the server (the direct reader, or reqwest to compare).
+    pub transport: Transport,
 }
 
 /// Which client a row measured.
@@ -238,9 +240,11 @@ fn source(
     requests: u64,
     tokens: u32,
     reads: &Arc<ReadCounter>,
+    transport: Transport,
 ) -> Result<Arc<RequestSource>, BenchError> {
     let config = ClientConfig {
         reads: Some(Arc::clone(reads)),
+        transport,
         ..ClientConfig::new(url, Api::Completions, "bench", Duration::from_secs(120))
     };
     let endpoint = Endpoint {
@@ -379,7 +383,13 @@ struct Measurement {
 async fn measure(config: &BenchConfig, plan: &Plan) -> Result<Measurement, BenchError> {
     let server = spawn_server(&config.server_exe, &plan.server_args).await?;
     let counter = Arc::new(ReadCounter::default());
-    let source = source(&server.url, plan.requests, plan.tokens, &counter)?;
+    let source = source(
+        &server.url,
+        plan.requests,
+        plan.tokens,
+        &counter,
+        config.transport,
+    )?;
     open_connections(&source, plan.streams).await;
     let (load, shape) = closed(plan.streams, plan.requests);
     let clocks = ClockPair::now();
@@ -582,6 +592,7 @@ mod tests {
             paced_itl: Duration::from_millis(20),
             paced_tokens: 16,
             anchor: None,
+            transport: Transport::Direct,
         }
     }
 

@@ -34,6 +34,21 @@ pub struct ClientSpec {
     /// memory stays bounded whatever the server sends). 1 KiB to 64 MiB, default 1 MiB.
     #[serde(deserialize_with = "super::limits::event_bytes")]
     pub max_event_bytes: usize,
+    /// How streamed requests reach the server.
+    pub transport: Transport,
+}
+
+/// How a streamed request reaches the server and its answer is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// The harness's own HTTP/1.1 reader: the task that measures a stream reads its socket
+    /// itself, stamping each read as it returns (one wake-up per read, not per chunk).
+    #[default]
+    Direct,
+    /// reqwest (hyper): the body comes over a channel from a connection task, one HTTP chunk
+    /// per wake-up. For a server the direct reader cannot talk to, and for comparison.
+    Reqwest,
 }
 
 impl Default for ClientSpec {
@@ -46,6 +61,7 @@ impl Default for ClientSpec {
             metrics: MetricsSpec::default(),
             extra_body: serde_json::Map::new(),
             max_event_bytes: super::limits::DEFAULT_EVENT_BYTES,
+            transport: Transport::default(),
         }
     }
 }

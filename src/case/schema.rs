@@ -13,7 +13,7 @@ pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
 pub use super::request::{
     ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec, SessionSpec, ThinkDist,
-    ThinkSpec, TurnsDist, TurnsSpec,
+    ThinkSpec, Transport, TurnsDist, TurnsSpec,
 };
 pub use super::sim::{SimStudySpec, StudyPreset};
 use super::slo::Slo;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use crate::bench::anchor::AnchorConfig;
 use crate::bench::server::{Script, ScriptServer};
 use crate::bench::{self, BenchConfig, Mode};
+use crate::case::Transport;
 use crate::session;
 
 /// Measure the client itself.
@@ -53,6 +54,10 @@ pub struct ClientArgs {
     /// The Python interpreter that starts the anchor's script.
     #[arg(long, default_value = "python3")]
     anchor_python: std::path::PathBuf,
+    /// How our client's streams reach the server: its own HTTP/1.1 reader (direct) or
+    /// reqwest, to compare the two.
+    #[arg(long, value_enum, default_value_t = TransportArg::Direct)]
+    transport: TransportArg,
     /// Worker threads of the client's runtime (default: as trials use, 1 or
     /// `LLM_STRESS_CLIENT_THREADS`).
     #[arg(long, env = "LLM_STRESS_CLIENT_THREADS")]
@@ -64,6 +69,13 @@ pub struct ClientArgs {
 enum ModeArg {
     Paced,
     Burst,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    Direct,
+    Reqwest,
 }
 
 /// `--anchor`.
@@ -94,6 +106,10 @@ pub fn exec_client(args: ClientArgs) -> Result<ExitCode> {
             python: args.anchor_python.clone(),
             ..AnchorConfig::default_script()
         }),
+        transport: match args.transport {
+            TransportArg::Direct => Transport::Direct,
+            TransportArg::Reqwest => Transport::Reqwest,
+        },
     };
     let runtime =
         session::client_runtime(args.client_threads).context("starting the async runtime")?;

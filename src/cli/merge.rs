@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::{AnalysisArgs, PushArgs};
-use crate::case::Overrides;
 use crate::plan::discovery::{Discovered, discover_with};
 use crate::session::merge::read_run;
 use crate::session::sinks::{Publisher, TablePrinter, TrialFiles};
@@ -25,15 +24,9 @@ pub struct Args {
     /// Folder of the case files the workers ran (the same selection and overrides).
     #[arg(long, default_value = "stress-cases")]
     cases: PathBuf,
-    /// Only trials whose `[kind] case::combination` name contains this text.
-    #[arg(long)]
-    filter: Option<String>,
-    /// Only the trials of cases with one of these tags (repeatable, or comma-separated).
-    #[arg(long = "tag", env = crate::plan::discovery::TAG_ENV, value_delimiter = ',')]
-    tags: Vec<String>,
-    /// Override a key of every case, as the workers did (`run --set`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    /// The workers' selection and overrides (the same `--filter`, `--tag` and `--set`).
+    #[command(flatten)]
+    selection: super::SelectionArgs,
     #[command(flatten)]
     analysis: AnalysisArgs,
     #[command(flatten)]
@@ -42,13 +35,13 @@ pub struct Args {
 
 /// Merges the run; the exit code is 1 when a merged trial failed.
 pub fn exec(args: Args) -> Result<ExitCode> {
-    let overrides = Overrides::parse(&args.set)?.after_env()?;
+    let overrides = args.selection.overrides()?;
     let publisher = Publisher::new(args.analysis.thresholds()?, args.push.gateway(), None);
     let tally = merge(
         &args.run,
         discover_with(&args.cases, None, &overrides),
-        args.filter.as_deref(),
-        &args.tags,
+        args.selection.filter.as_deref(),
+        &args.selection.tags,
         |session| session.with_sink(TablePrinter).with_sink(publisher),
     )?;
     Ok(if tally.passed() {

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::case::Overrides;
 use crate::report::analysis::Thresholds;
 use crate::report::pushgateway::{self, Gateway};
 
@@ -91,6 +92,29 @@ impl Cli {
             Command::Supervise(args) => supervise::exec_supervise(args),
             Command::Down(args) => supervise::exec_down(args),
         }
+    }
+}
+
+/// Which trials of the cases a command takes, and the keys it overrides in every case (`run`
+/// and `merge`, which must select what the workers ran).
+#[derive(clap::Args)]
+pub struct SelectionArgs {
+    /// Only trials whose `[kind] case::combination` name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Only the trials of cases with one of these tags (repeatable, or comma-separated).
+    #[arg(long = "tag", env = crate::plan::discovery::TAG_ENV, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Override a key of every case before it is validated, such as
+    /// `matrix.concurrency=[1,8]` or `load.duration=30s` (repeatable; after LLM_STRESS_SET).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl SelectionArgs {
+    /// The `--set` overrides, after those of `LLM_STRESS_SET`.
+    pub fn overrides(&self) -> Result<Overrides> {
+        Ok(Overrides::parse(&self.set)?.after_env()?)
     }
 }
 

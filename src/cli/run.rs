@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 
 use super::{AnalysisArgs, PushArgs};
-use crate::case::Overrides;
 use crate::compare::baseline::BaselineRun;
 use crate::load::Share;
 use crate::plan::TrialPlan;
@@ -30,16 +29,8 @@ pub struct Args {
     /// Output folder.
     #[arg(long, env = "LLM_STRESS_OUT")]
     out: Option<PathBuf>,
-    /// Only trials whose `[kind] case::combination` name contains this text.
-    #[arg(long)]
-    filter: Option<String>,
-    /// Only the trials of cases with one of these tags (repeatable, or comma-separated).
-    #[arg(long = "tag", env = crate::plan::discovery::TAG_ENV, value_delimiter = ',')]
-    tags: Vec<String>,
-    /// Override a key of every case before it is validated, such as
-    /// `matrix.concurrency=[1,8]` or `load.duration=30s` (repeatable; after LLM_STRESS_SET).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    selection: super::SelectionArgs,
     /// Live progress of each load: auto (a bar on a terminal, else a line every 10 s on
     /// stderr), bar, lines or off.
     #[arg(long, env = progress::PROGRESS_ENV, default_value = "auto", ignore_case = true)]
@@ -126,9 +117,11 @@ impl Args {
             cases,
             url: None,
             out,
-            filter: None,
-            tags: Vec::new(),
-            set: Vec::new(),
+            selection: super::SelectionArgs {
+                filter: None,
+                tags: Vec::new(),
+                set: Vec::new(),
+            },
             progress,
             analysis: AnalysisArgs::default(),
             push: PushArgs::default(),
@@ -184,10 +177,10 @@ pub fn exec(args: Args) -> Result<ExitCode> {
         .with_sink(TrialFiles::new(context.out_dir.clone()))
         .with_sink(TablePrinter)
         .with_sink(publisher);
-    let overrides = Overrides::parse(&args.set)?.after_env()?;
+    let overrides = args.selection.overrides()?;
     let selection = Selection {
-        filter: args.filter.as_deref(),
-        tags: &args.tags,
+        filter: args.selection.filter.as_deref(),
+        tags: &args.selection.tags,
         loads_only,
     };
     let tally = run_all(

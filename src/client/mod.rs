@@ -1,6 +1,7 @@
 //! Talking to the server: one shared HTTP client, protocol adapters, and SSE reading with
 //! arrival timestamps.
 
+pub mod h1;
 pub mod protocol;
 pub mod secrets;
 pub mod sse;
@@ -10,7 +11,7 @@ pub mod tool_calls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::case::Api;
+use crate::case::{Api, Transport};
 use crate::metrics::record::excerpt;
 use crate::metrics::{ErrorClass, RequestRecord};
 
@@ -145,6 +146,8 @@ pub struct ClientConfig {
     /// Counts the body reads of this client's streams (the client benchmark's reads per
     /// chunk); none by default.
     pub reads: Option<Arc<stream::ReadCounter>>,
+    /// How streamed requests reach the server.
+    pub transport: Transport,
 }
 
 impl ClientConfig {
@@ -163,6 +166,7 @@ impl ClientConfig {
             extra_body: None,
             max_event_bytes: sse::MAX_EVENT_BYTES,
             reads: None,
+            transport: Transport::default(),
         }
     }
 }
@@ -181,6 +185,9 @@ pub struct Client {
     extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     max_event_bytes: usize,
     reads: Option<Arc<stream::ReadCounter>>,
+    /// The direct HTTP/1.1 path of streamed requests; `None` when they go through reqwest
+    /// (asked for, or a URL that is not plain `http://`).
+    direct: Option<Arc<h1::H1Client>>,
 }
 
 /// Why a client could not be built.
@@ -212,6 +219,10 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        let direct = (config.stream && config.transport == Transport::Direct)
+            .then(|| direct_client(&config))
+            .flatten()
+            .map(Arc::new);
         let idle_per_host = if config.keep_alive { usize::MAX } else { 0 };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(idle_per_host)
@@ -234,6 +245,7 @@ impl Client {
             extra_body: config.extra_body.filter(|extra| !extra.is_empty()),
             max_event_bytes: config.max_event_bytes,
             reads: config.reads,
+            direct,
         })
     }
 
@@ -296,6 +308,11 @@ impl Client {
         if let (Some(extra), Some(fields)) = (&self.extra_body, body.as_object_mut()) {
             fields.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        if let Some(direct) = self.direct.as_deref() {
+            return self
+                .exchange_direct(direct, id, window_start, request, path, &body, cut_off)
+                .await;
+        }
         let url = format!("{}{}", self.base_url, path);
         let sent = Instant::now();
         let mut record = RequestRecord {
@@ -352,7 +369,101 @@ impl Client {
                 &format!("HTTP {status}: {body}"),
             );
         }
-        let reading = stream::Reading {
+        let reading = self.reading(request, sent, deadline);
+        if self.stream {
+            let expected = expected_chunks(request);
+            stream::read_stream(response, record, &reading, expected).await
+        } else {
+            stream::read_whole(response, record, &reading).await
+        }
+    }
+
+    /// [`Client::exchange`] of a streamed request on the direct HTTP/1.1 path.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_direct(
+        &self,
+        direct: &h1::H1Client,
+        id: u64,
+        window_start: Instant,
+        request: &Generation,
+        path: &str,
+        body: &serde_json::Value,
+        cut_off: Option<Instant>,
+    ) -> RequestRecord {
+        // A JSON value always serialises.
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let sent = Instant::now();
+        let mut record = RequestRecord {
+            id,
+            send_ms: ms_between(window_start, sent),
+            ..Default::default()
+        };
+        let own_deadline = sent + self.timeout;
+        let deadline = tokio::time::Instant::from_std(
+            cut_off.map_or(own_deadline, |cut| cut.min(own_deadline)),
+        );
+        let response = match tokio::time::timeout_at(deadline, direct.post(path, &body)).await {
+            Err(_) => {
+                return failed(
+                    record,
+                    ErrorClass::Timeout,
+                    "no response before the timeout",
+                );
+            }
+            Ok(Err(e)) => {
+                let chain = error_chain(&e);
+                if let Some(resource) = client_resource(&e) {
+                    let detail = format!("{CLIENT_RAN_OUT} ({resource}): {chain}");
+                    return failed(record, ErrorClass::Client, &detail);
+                }
+                return failed(record, ErrorClass::Connect, &chain);
+            }
+            Ok(Ok(response)) => response,
+        };
+        let code = response.status;
+        record.status = Some(code);
+        if (300..400).contains(&code) {
+            let to = response.location.as_deref().unwrap_or("nowhere");
+            let detail = format!(
+                "HTTP {code}: a redirect to {to}; streamed requests do not follow redirects: \
+                 give the server's final URL"
+            );
+            return failed(record, ErrorClass::Protocol, &detail);
+        }
+        if !(200..300).contains(&code) {
+            let mut body = response.body;
+            let mut text = Vec::new();
+            let capped = async {
+                let mut waited = false;
+                while text.len() < ERROR_BODY_READ_BYTES {
+                    match body.read(&mut text, &mut waited).await {
+                        Ok(Some(_)) => {}
+                        _ => break,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, capped).await;
+            text.truncate(ERROR_BODY_READ_BYTES);
+            let status = reqwest::StatusCode::from_u16(code)
+                .map_or_else(|_| code.to_string(), |s| s.to_string());
+            return failed(
+                record,
+                ErrorClass::from_status(code),
+                &format!("HTTP {status}: {}", String::from_utf8_lossy(&text)),
+            );
+        }
+        let reading = self.reading(request, sent, deadline);
+        stream::read_stream(response.body, record, &reading, expected_chunks(request)).await
+    }
+
+    /// How the answer to `request`, sent at `sent`, is read.
+    fn reading(
+        &self,
+        request: &Generation,
+        sent: Instant,
+        deadline: tokio::time::Instant,
+    ) -> stream::Reading<'_> {
+        stream::Reading {
             sent,
             deadline,
             counter: self.tokenizer.as_deref(),
@@ -364,16 +475,24 @@ impl Client {
             max_chunks: (request.max_tokens as usize).saturating_mul(2).max(1024),
             max_event_bytes: self.max_event_bytes,
             reads: self.reads.as_deref(),
-        };
-        if self.stream {
-            // At most one content chunk per token is expected (capped: max_tokens is the
-            // caller's number).
-            let expected = (request.max_tokens as usize).min(1 << 16);
-            stream::read_stream(response, record, &reading, expected).await
-        } else {
-            stream::read_whole(response, record, &reading).await
         }
     }
+}
+
+/// Content chunks a streamed answer to `request` is expected to have: at most one per token
+/// asked for (capped: `max_tokens` is the caller's number).
+fn expected_chunks(request: &Generation) -> usize {
+    (request.max_tokens as usize).min(1 << 16)
+}
+
+/// The direct HTTP/1.1 client of `config`, when its URL is plain `http://` (else the streamed
+/// requests go through reqwest, which reports what is wrong with the URL).
+fn direct_client(config: &ClientConfig) -> Option<h1::H1Client> {
+    let mut headers = config.headers.clone();
+    if let Some(key) = &config.api_key {
+        headers.push(("Authorization".into(), format!("Bearer {key}")));
+    }
+    h1::H1Client::new(&config.base_url, &headers, config.keep_alive).ok()
 }
 
 /// Milliseconds from `from` to `to` (zero if `to` is earlier).
@@ -426,7 +545,7 @@ pub fn resource_of_errno(code: i32) -> Option<&'static str> {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -145,7 +145,15 @@ impl SseParser {
             let line = &read[..end];
             read = self.after_terminator(read, end);
             match (single, data_value(line)) {
-                (None, Some(value)) if !self.has_data => single = Some(value),
+                (None, Some(value)) if !self.has_data => {
+                    // Held or not, an event's data obeys the limit: the same stream must not
+                    // pass or fail by how its bytes fell into reads.
+                    self.check(value.len() + 1);
+                    if self.overflowed {
+                        return Ok(());
+                    }
+                    single = Some(value);
+                }
                 (Some(data), _) if line.is_empty() => {
                     single = None;
                     on_event(data)?;

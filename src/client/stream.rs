@@ -95,11 +95,75 @@ impl ReadCounts {
     }
 }
 
+/// A streamed body, read by the task that measures it.
+pub trait StreamBody {
+    /// Appends the next read's bytes to `out` (waiting when nothing is ready, and then
+    /// setting `waited`): the instant the read returned, taken before anything of it was
+    /// parsed; `None` at the body's end; the error's evidence when the body broke.
+    fn next_read(
+        &mut self,
+        out: &mut Vec<u8>,
+        waited: &mut bool,
+    ) -> impl Future<Output = Result<Option<Instant>, String>> + Send;
+
+    /// The answer said it was done before the body's end: what is left of the body may be
+    /// read in the background (the direct path does, to reuse the connection).
+    fn release(self);
+}
+
+impl StreamBody for reqwest::Response {
+    async fn next_read(
+        &mut self,
+        out: &mut Vec<u8>,
+        waited: &mut bool,
+    ) -> Result<Option<Instant>, String> {
+        let next = self.chunk();
+        tokio::pin!(next);
+        // Notes whether the read had to wait: a plain flag, no clock or atomic per chunk.
+        let read = std::future::poll_fn(|cx| {
+            let poll = next.as_mut().poll(cx);
+            *waited |= poll.is_pending();
+            poll
+        })
+        .await;
+        match read {
+            Ok(Some(bytes)) => {
+                let at = Instant::now();
+                out.extend_from_slice(&bytes);
+                Ok(Some(at))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn release(self) {}
+}
+
+impl StreamBody for super::h1::Body {
+    async fn next_read(
+        &mut self,
+        out: &mut Vec<u8>,
+        waited: &mut bool,
+    ) -> Result<Option<Instant>, String> {
+        self.read(out, waited)
+            .await
+            .map_err(|e| super::error_chain(&e))
+    }
+
+    fn release(self) {
+        super::h1::Body::release(self);
+    }
+}
+
+/// Bytes of one read kept ready (the read buffer grows past it only for a larger read).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
 /// times, usage, and the failure class if the stream breaks, is malformed, times out or
 /// carries no output.
 pub async fn read_stream(
-    mut response: reqwest::Response,
+    mut body: impl StreamBody,
     record: RequestRecord,
     reading: &Reading<'_>,
     expected_chunks: usize,
@@ -114,26 +178,21 @@ pub async fn read_stream(
     let timeout = tokio::time::sleep_until(deadline);
     tokio::pin!(timeout);
     let mut counts = ReadCounts::default();
+    let mut read = Vec::with_capacity(READ_BUFFER_BYTES);
     let record = loop {
         if state.done {
+            body.release();
             break state.finish(counter, reading.keep_text);
         }
         let mut waited = false;
-        let next = response.chunk();
-        tokio::pin!(next);
-        // Notes whether the read had to wait: a plain flag, no clock or atomic per chunk.
-        let next = std::future::poll_fn(|cx| {
-            let poll = next.as_mut().poll(cx);
-            waited |= poll.is_pending();
-            poll
-        });
-        let read = tokio::select! {
+        read.clear();
+        let next = tokio::select! {
             biased;
-            read = next => Ok(read),
+            next = body.next_read(&mut read, &mut waited) => Ok(next),
             () = &mut timeout => Err(()),
         };
         counts.waited += u64::from(waited);
-        let read = match read {
+        let at = match next {
             Err(()) => {
                 state.record.e2el_ms = Some(ms_between(sent, Instant::now()));
                 break failed(
@@ -150,11 +209,10 @@ pub async fn read_stream(
                 );
             }
             Ok(Ok(None)) => break state.finish(counter, reading.keep_text),
-            Ok(Ok(Some(read))) => read,
+            Ok(Ok(Some(at))) => at,
         };
-        // The read's arrival time, taken before any of it is parsed: every event it completes
-        // carries this time.
-        let at = ms_between(sent, Instant::now());
+        // The read's arrival time: every event it completes carries it.
+        let at = ms_between(sent, at);
         counts.reads += 1;
         if let Err((class, detail)) = state.take_read(&mut parser, &read, at) {
             break failed(state.record, class, &detail);

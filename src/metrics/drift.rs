@@ -55,17 +55,47 @@ impl Drift {
     }
 
     /// Compares the halves of `records` (successful ones, in send order). `None` with fewer
-    /// than two measurable requests per half.
+    /// than two measurable requests per half. A fold over a [`DriftBuilder`].
     pub fn of(records: &[RequestRecord]) -> Option<Drift> {
-        let mut ok: Vec<&RequestRecord> = records.iter().filter(|r| r.is_ok()).collect();
-        ok.sort_by(|a, b| a.send_ms.total_cmp(&b.send_ms));
+        let mut builder = DriftBuilder::default();
+        for record in records {
+            builder.add(record);
+        }
+        builder.build()
+    }
+}
+
+/// Drift built one record at a time. The halves are split by send order and the request
+/// count, neither known until the end, so it keeps three numbers per successful request
+/// (its send time, TTFT and decode rate: 40 bytes, against a record's kilobytes of chunk
+/// times) and sorts them when built.
+#[derive(Debug, Clone, Default)]
+pub struct DriftBuilder {
+    ok: Vec<(f64, Option<f64>, Option<f64>)>,
+}
+
+impl DriftBuilder {
+    /// Adds one record (a failed one is not measured).
+    pub fn add(&mut self, record: &RequestRecord) {
+        if record.is_ok() {
+            let decode = record.tpot_ms().filter(|t| *t > 0.0).map(|t| 1000.0 / t);
+            self.ok.push((record.send_ms, record.ttft_ms, decode));
+        }
+    }
+
+    /// The drift of the records so far; `None` with fewer than two measurable requests per
+    /// half.
+    pub fn build(&self) -> Option<Drift> {
+        let mut ok: Vec<&(f64, Option<f64>, Option<f64>)> = self.ok.iter().collect();
+        ok.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (first, second) = ok.split_at(ok.len() / 2);
-        let mean = |half: &[&RequestRecord], value: fn(&RequestRecord) -> Option<f64>| {
+        type Entry<'a> = &'a (f64, Option<f64>, Option<f64>);
+        let mean = |half: &[Entry<'_>], value: fn(Entry<'_>) -> Option<f64>| {
             let values: Vec<f64> = half.iter().filter_map(|r| value(r)).collect();
             (values.len() >= 2).then(|| values.iter().sum::<f64>() / values.len() as f64)
         };
-        let ttft = |r: &RequestRecord| r.ttft_ms;
-        let decode = |r: &RequestRecord| r.tpot_ms().filter(|t| *t > 0.0).map(|t| 1000.0 / t);
+        let ttft = |r: Entry<'_>| r.1;
+        let decode = |r: Entry<'_>| r.2;
         let (ttft_first_ms, ttft_second_ms) = (mean(first, ttft)?, mean(second, ttft)?);
         let (decode_first, decode_second) = (mean(first, decode), mean(second, decode));
         let change = |a: f64, b: f64| if a > 0.0 { (b - a) / a } else { 0.0 };

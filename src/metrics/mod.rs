@@ -1,5 +1,6 @@
 //! What was measured: per-request records and the summary computed from them.
 
+pub mod accumulate;
 pub mod consistency;
 pub mod drift;
 pub mod goodput;
@@ -13,6 +14,7 @@ pub mod windows;
 
 pub use llm_stress_base::distribution;
 
+pub use accumulate::Accumulator;
 pub use consistency::Consistency;
 pub use distribution::Distribution;
 pub use drift::Drift;

@@ -3,11 +3,11 @@
 //! prefix already sent, and the TTFT of each kind: a server that caches prefixes answers the
 //! shared ones sooner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::distribution::Distribution;
+use super::distribution::{Distribution, DistributionBuilder};
 use super::record::RequestRecord;
 
 /// Marks, in each prefix group, the first request sent (by send time, then id) as cold.
@@ -58,47 +58,73 @@ pub struct PrefixSummary {
 }
 
 impl PrefixSummary {
-    /// Summarises the records that carry a prefix group; `None` when none does.
+    /// Summarises the records (their `prefix_cold` marks set, see [`mark_cold`]); `None` when
+    /// none has a prefix group. A fold over a [`PrefixBuilder`].
     pub fn of(records: &[RequestRecord]) -> Option<PrefixSummary> {
-        let grouped: Vec<&RequestRecord> = records
-            .iter()
-            .filter(|r| r.prefix_group.is_some())
-            .collect();
-        if grouped.is_empty() {
+        let mut builder = PrefixBuilder::default();
+        for record in records {
+            builder.add(record);
+        }
+        builder.build()
+    }
+}
+
+/// The shared-prefix summary built one record at a time: the set of groups (as many as the
+/// case's `prefix_groups`), two counts, two distributions and a sum.
+#[derive(Debug, Clone, Default)]
+pub struct PrefixBuilder {
+    groups: BTreeSet<u32>,
+    requests: u64,
+    requests_cold: u64,
+    cold_ttft_ms: DistributionBuilder,
+    shared_ttft_ms: DistributionBuilder,
+    cached: Option<u64>,
+}
+
+impl PrefixBuilder {
+    /// Adds one record, its `prefix_cold` mark already set; one with no prefix group counts
+    /// for nothing.
+    pub fn add(&mut self, record: &RequestRecord) {
+        let Some(group) = record.prefix_group else {
+            return;
+        };
+        self.groups.insert(group);
+        self.requests += 1;
+        self.requests_cold += u64::from(record.prefix_cold);
+        if !record.is_ok() {
+            return;
+        }
+        if let Some(ttft) = record.ttft_ms {
+            if record.prefix_cold {
+                self.cold_ttft_ms.add_ms(ttft);
+            } else {
+                self.shared_ttft_ms.add_ms(ttft);
+            }
+        }
+        if let Some(n) = record.server_timing.and_then(|t| t.cache_n) {
+            *self.cached.get_or_insert(0) += n;
+        }
+    }
+
+    /// The summary so far; `None` when no record had a prefix group.
+    pub fn build(&self) -> Option<PrefixSummary> {
+        if self.requests == 0 {
             return None;
         }
-        let groups = grouped
-            .iter()
-            .filter_map(|r| r.prefix_group)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len() as u32;
-        let ttft = |cold: bool| {
-            Distribution::from_ms(
-                grouped
-                    .iter()
-                    .filter(|r| r.is_ok() && r.prefix_cold == cold)
-                    .filter_map(|r| r.ttft_ms),
-            )
-        };
-        let (cold_ttft_ms, shared_ttft_ms) = (ttft(true), ttft(false));
+        let (cold_ttft_ms, shared_ttft_ms) =
+            (self.cold_ttft_ms.build(), self.shared_ttft_ms.build());
         let shared_over_cold = match (&cold_ttft_ms, &shared_ttft_ms) {
             (Some(cold), Some(shared)) if cold.mean > 0.0 => Some(shared.mean / cold.mean),
             _ => None,
         };
-        let cached: Vec<u64> = grouped
-            .iter()
-            .filter(|r| r.is_ok())
-            .filter_map(|r| r.server_timing.and_then(|t| t.cache_n))
-            .collect();
-        let requests_cold = grouped.iter().filter(|r| r.prefix_cold).count() as u64;
         Some(PrefixSummary {
-            groups,
-            requests_cold,
-            requests_shared: grouped.len() as u64 - requests_cold,
+            groups: self.groups.len() as u32,
+            requests_cold: self.requests_cold,
+            requests_shared: self.requests - self.requests_cold,
             cold_ttft_ms,
             shared_ttft_ms,
             shared_over_cold,
-            server_cached_tokens: (!cached.is_empty()).then(|| cached.iter().sum()),
+            server_cached_tokens: self.cached,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::distribution::Distribution;
+use super::distribution::{Distribution, DistributionBuilder};
 use super::record::RequestRecord;
 
 /// A server's own account of one request: llama-server's `timings` object, sent on the last
@@ -53,25 +53,14 @@ pub struct ServerTimingSummary {
 }
 
 impl ServerTimingSummary {
-    /// Summarises the timings of `ok` (successful) records; `None` when none has any.
+    /// Summarises the timings of `ok` (successful) records; `None` when none has any. A fold
+    /// over a [`ServerTimingBuilder`].
     pub fn of<'a>(ok: impl IntoIterator<Item = &'a RequestRecord>) -> Option<ServerTimingSummary> {
-        let timed: Vec<(&RequestRecord, ServerTiming)> = ok
-            .into_iter()
-            .filter_map(|r| r.server_timing.map(|t| (r, t)))
-            .collect();
-        if timed.is_empty() {
-            return None;
+        let mut builder = ServerTimingBuilder::default();
+        for record in ok {
+            builder.add(record);
         }
-        Some(ServerTimingSummary {
-            requests: timed.len() as u64,
-            prompt_ms: Distribution::from_ms(timed.iter().filter_map(|(_, t)| t.prompt_ms)),
-            tpot_ms: Distribution::from_ms(timed.iter().filter_map(|(_, t)| t.tpot_ms())),
-            wait_ms: Distribution::from_ms(
-                timed
-                    .iter()
-                    .filter_map(|(r, t)| Some(r.ttft_ms? - t.prompt_ms?)),
-            ),
-        })
+        builder.build()
     }
 
     /// One of the distributions by its metric name (`server_prompt_ms`, `server_tpot_ms`,
@@ -83,6 +72,44 @@ impl ServerTimingSummary {
             "server_wait_ms" => self.wait_ms.as_ref(),
             _ => None,
         }
+    }
+}
+
+/// The server's timings summarised one successful record at a time, in constant memory.
+#[derive(Debug, Clone, Default)]
+pub struct ServerTimingBuilder {
+    requests: u64,
+    prompt_ms: DistributionBuilder,
+    tpot_ms: DistributionBuilder,
+    wait_ms: DistributionBuilder,
+}
+
+impl ServerTimingBuilder {
+    /// Adds a successful record (one without timings counts for nothing).
+    pub fn add(&mut self, record: &RequestRecord) {
+        let Some(timing) = record.server_timing else {
+            return;
+        };
+        self.requests += 1;
+        if let Some(ms) = timing.prompt_ms {
+            self.prompt_ms.add_ms(ms);
+        }
+        if let Some(ms) = timing.tpot_ms() {
+            self.tpot_ms.add_ms(ms);
+        }
+        if let (Some(ttft), Some(prompt)) = (record.ttft_ms, timing.prompt_ms) {
+            self.wait_ms.add_ms(ttft - prompt);
+        }
+    }
+
+    /// The summary so far; `None` when no record had timings.
+    pub fn build(&self) -> Option<ServerTimingSummary> {
+        (self.requests > 0).then(|| ServerTimingSummary {
+            requests: self.requests,
+            prompt_ms: self.prompt_ms.build(),
+            tpot_ms: self.tpot_ms.build(),
+            wait_ms: self.wait_ms.build(),
+        })
     }
 }
 

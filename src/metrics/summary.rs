@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::accumulate::Accumulator;
 use super::consistency::Consistency;
 use super::distribution::{Distribution, STAT_NAMES};
 use super::drift::{DRIFT_FIELDS, Drift};
@@ -128,78 +129,15 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Summarises records over a measured window of `duration_s` seconds.
+    /// Summarises records over a measured window of `duration_s` seconds: a fold over an
+    /// [`Accumulator`], the one code path of a summary whether its records are in memory or
+    /// were streamed as the load ran.
     pub fn from_records(records: &[RequestRecord], duration_s: f64) -> Summary {
-        let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.is_ok()).collect();
-        let requests_ok = ok.len() as u64;
-        let requests_failed = records.len() as u64 - requests_ok;
-        let mut errors = BTreeMap::new();
-        for class in records.iter().filter_map(|r| r.error) {
-            *errors.entry(class).or_insert(0) += 1;
+        let mut accumulator = Accumulator::new();
+        for record in records {
+            accumulator.add(record);
         }
-        let input_tokens = ok.iter().filter_map(|r| r.prompt_tokens).sum();
-        let output_tokens = ok.iter().filter_map(|r| r.output_tokens).sum();
-        let tpot_ms = Distribution::from_ms(ok.iter().filter_map(|r| r.tpot_ms()));
-        let sends = records.iter().map(|r| r.send_ms);
-        let (first_send, last_send) = sends
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
-                (a.min(t), b.max(t))
-            });
-        let send_rate = if records.len() > 1 && last_send > first_send {
-            (records.len() - 1) as f64 * 1000.0 / (last_send - first_send)
-        } else {
-            0.0
-        };
-        let per_second = |n: u64| {
-            if duration_s > 0.0 {
-                n as f64 / duration_s
-            } else {
-                0.0
-            }
-        };
-        Summary {
-            requests_ok,
-            requests_failed,
-            error_rate: if records.is_empty() {
-                0.0
-            } else {
-                requests_failed as f64 / records.len() as f64
-            },
-            errors,
-            dropped: 0,
-            drop_rate: 0.0,
-            requested_rate: None,
-            send_rate,
-            duration_s,
-            ttft_ms: Distribution::from_ms(ok.iter().filter_map(|r| r.ttft_ms)),
-            itl_ms: Distribution::from_ms(ok.iter().flat_map(|r| r.itl_ms())),
-            e2el_ms: Distribution::from_ms(ok.iter().filter_map(|r| r.e2el_ms)),
-            ttft_intended_ms: Distribution::from_ms(
-                ok.iter().filter_map(|r| r.ttft_from_intended_ms()),
-            ),
-            e2el_intended_ms: Distribution::from_ms(
-                ok.iter().filter_map(|r| r.e2el_from_intended_ms()),
-            ),
-            lateness_ms: Distribution::from_ms(records.iter().filter_map(|r| r.lateness_ms())),
-            drift: Drift::of(records),
-            tput_user: tpot_ms
-                .filter(|d| d.mean > 0.0)
-                .map_or(0.0, |d| 1000.0 / d.mean),
-            tpot_ms,
-            input_tokens,
-            output_tokens,
-            estimated_token_counts: ok.iter().filter(|r| r.tokens_estimated).count() as u64,
-            token_count_mismatches: ok.iter().filter(|r| r.token_counts_disagree()).count() as u64,
-            input_tok_s: per_second(input_tokens),
-            output_tok_s: per_second(output_tokens),
-            req_s: per_second(requests_ok),
-            server_timing: ServerTimingSummary::of(ok.iter().copied()),
-            goodput: None,
-            goodput_req_s: None,
-            consistency: None,
-            prefix: PrefixSummary::of(records),
-            turns: TurnSummary::of(records),
-        }
+        accumulator.summary(duration_s)
     }
 
     /// Adds the consistency summary of `records` (the ones this summary was made from): for

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::distribution::Distribution;
+use super::distribution::{Distribution, DistributionBuilder};
 use super::record::{RequestRecord, SessionEnd};
 
 /// One turn position's requests.
@@ -56,88 +56,125 @@ pub struct TurnSummary {
 }
 
 impl TurnSummary {
-    /// Summarises the records that carry a turn; `None` when none does.
+    /// Summarises the records of multi-turn conversations; `None` when none has a turn. A
+    /// fold over a [`TurnsBuilder`].
     pub fn of(records: &[RequestRecord]) -> Option<TurnSummary> {
-        let turned: Vec<(&RequestRecord, u32)> = records
-            .iter()
-            .filter_map(|r| r.turn.map(|t| (r, t)))
-            .collect();
-        if turned.is_empty() {
+        let mut builder = TurnsBuilder::default();
+        for record in records {
+            builder.add(record);
+        }
+        builder.build()
+    }
+}
+
+/// TTFT by turn built one record at a time: a few numbers and a distribution per turn
+/// position, and per conversation the last turn reached and whether all of its turns
+/// succeeded (two numbers a conversation, not its records).
+#[derive(Debug, Clone, Default)]
+pub struct TurnsBuilder {
+    positions: BTreeMap<u32, PositionBuilder>,
+    first_ttft_ms: DistributionBuilder,
+    later_ttft_ms: DistributionBuilder,
+    conversations: BTreeMap<u64, (u32, bool)>,
+    cached: Option<u64>,
+    /// Conversations that ended completed, at the context, and otherwise (failed or cut), as
+    /// their last records say.
+    ends: (u64, u64, u64),
+}
+
+/// One turn position's running figures.
+#[derive(Debug, Clone, Default)]
+struct PositionBuilder {
+    requests: u64,
+    ttft_ms: DistributionBuilder,
+    prompt_tokens: (u64, u64),
+    cached: Option<u64>,
+}
+
+impl TurnsBuilder {
+    /// Adds one record; one without a turn counts for nothing.
+    pub fn add(&mut self, record: &RequestRecord) {
+        let Some(turn) = record.turn else {
+            return;
+        };
+        match record.session_end {
+            Some(SessionEnd::Completed) => self.ends.0 += 1,
+            Some(SessionEnd::ContextFull) => self.ends.1 += 1,
+            Some(SessionEnd::Failed | SessionEnd::Cut) => self.ends.2 += 1,
+            None => {}
+        }
+        let position = self.positions.entry(turn).or_default();
+        position.requests += 1;
+        if let Some(id) = record.conversation {
+            let entry = self.conversations.entry(id).or_insert((0, true));
+            entry.0 = entry.0.max(turn);
+            entry.1 &= record.is_ok();
+        }
+        if !record.is_ok() {
+            return;
+        }
+        if let Some(ttft) = record.ttft_ms {
+            position.ttft_ms.add_ms(ttft);
+            if turn > 1 {
+                self.later_ttft_ms.add_ms(ttft);
+            } else {
+                self.first_ttft_ms.add_ms(ttft);
+            }
+        }
+        if let Some(tokens) = record.prompt_tokens {
+            position.prompt_tokens.0 += tokens;
+            position.prompt_tokens.1 += 1;
+        }
+        if let Some(cached) = record.cached_tokens {
+            *position.cached.get_or_insert(0) += cached;
+            *self.cached.get_or_insert(0) += cached;
+        }
+    }
+
+    /// The summary so far; `None` when no record had a turn.
+    pub fn build(&self) -> Option<TurnSummary> {
+        if self.positions.is_empty() {
             return None;
         }
-        let mut positions: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
-        for &(record, turn) in &turned {
-            positions.entry(turn).or_default().push(record);
-        }
-        let cached = |rs: &mut dyn Iterator<Item = &RequestRecord>| {
-            let found: Vec<u64> = rs
-                .filter(|r| r.is_ok())
-                .filter_map(|r| r.cached_tokens)
-                .collect();
-            (!found.is_empty()).then(|| found.iter().sum())
-        };
-        let by_turn: Vec<TurnPosition> = positions
+        let by_turn: Vec<TurnPosition> = self
+            .positions
             .iter()
-            .map(|(&turn, rs)| {
-                let prompts: Vec<u64> = rs
-                    .iter()
-                    .filter(|r| r.is_ok())
-                    .filter_map(|r| r.prompt_tokens)
-                    .collect();
+            .map(|(&turn, p)| {
+                let (sum, n) = p.prompt_tokens;
                 TurnPosition {
                     turn,
-                    requests: rs.len() as u64,
-                    ttft_ms: Distribution::from_ms(
-                        rs.iter().filter(|r| r.is_ok()).filter_map(|r| r.ttft_ms),
-                    ),
-                    prompt_tokens_mean: (!prompts.is_empty())
-                        .then(|| prompts.iter().sum::<u64>() as f64 / prompts.len() as f64),
-                    cached_tokens: cached(&mut rs.iter().copied()),
+                    requests: p.requests,
+                    ttft_ms: p.ttft_ms.build(),
+                    prompt_tokens_mean: (n > 0).then(|| sum as f64 / n as f64),
+                    cached_tokens: p.cached,
                 }
             })
             .collect();
-        let ttft = |later: bool| {
-            Distribution::from_ms(
-                turned
-                    .iter()
-                    .filter(|(r, t)| r.is_ok() && (*t > 1) == later)
-                    .filter_map(|(r, _)| r.ttft_ms),
-            )
-        };
-        let (first_ttft_ms, later_ttft_ms) = (ttft(false), ttft(true));
+        let (first_ttft_ms, later_ttft_ms) =
+            (self.first_ttft_ms.build(), self.later_ttft_ms.build());
         let later_over_first_p50 = match (&first_ttft_ms, &later_ttft_ms) {
             (Some(first), Some(later)) if first.p50 > 0.0 => Some(later.p50 / first.p50),
             _ => None,
         };
-        let last = positions.keys().next_back().copied().unwrap_or(1);
-        let mut conversations: BTreeMap<u64, (u32, bool)> = BTreeMap::new();
-        for &(record, turn) in &turned {
-            let Some(id) = record.conversation else {
-                continue;
-            };
-            let entry = conversations.entry(id).or_insert((0, true));
-            entry.0 = entry.0.max(turn);
-            entry.1 &= record.is_ok();
-        }
-        let ends: Vec<SessionEnd> = turned.iter().filter_map(|(r, _)| r.session_end).collect();
-        let ended = |end: SessionEnd| ends.iter().filter(|e| **e == end).count() as u64;
-        let completed = if ends.is_empty() {
-            conversations
+        let last = self.positions.keys().next_back().copied().unwrap_or(1);
+        let completed = if self.ends == (0, 0, 0) {
+            // Records that do not say how their conversation ended (older runs).
+            self.conversations
                 .values()
                 .filter(|(reached, ok)| *ok && *reached == last)
                 .count() as u64
         } else {
-            ended(SessionEnd::Completed)
+            self.ends.0
         };
         Some(TurnSummary {
-            conversations: conversations.len() as u64,
+            conversations: self.conversations.len() as u64,
             conversations_completed: completed,
-            conversations_context_full: ended(SessionEnd::ContextFull),
+            conversations_context_full: self.ends.1,
             first_ttft_ms,
             later_ttft_ms,
             later_over_first_p50,
             by_turn,
-            server_cached_tokens: cached(&mut turned.iter().map(|(r, _)| *r)),
+            server_cached_tokens: self.cached,
         })
     }
 }

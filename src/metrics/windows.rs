@@ -62,60 +62,268 @@ pub fn window_length(duration_s: f64) -> f64 {
 
 /// The windows of `records` over a measured window of `duration_s`, each `width_s` long (the
 /// last one may be shorter; a request that ended after the window's end counts in the last).
+/// A fold over a [`WindowsBuilder`] that knows the measured window from the start.
 pub fn windows(records: &[RequestRecord], duration_s: f64, width_s: f64) -> Vec<Window> {
-    if !(duration_s > 0.0 && width_s > 0.0) || records.is_empty() {
-        return Vec::new();
+    let mut builder = WindowsBuilder::new(width_s).within(duration_s);
+    for record in records {
+        builder.add(record);
     }
-    let count = ((duration_s / width_s).ceil() as usize).max(1);
-    let index = |at_ms: f64| ((at_ms / 1000.0 / width_s).floor().max(0.0) as usize).min(count - 1);
-    let mut ended: Vec<Vec<&RequestRecord>> = vec![Vec::new(); count];
-    let mut tokens = vec![0.0; count];
-    for r in records {
-        let end_ms = r.send_ms + r.e2el_ms.unwrap_or(0.0);
-        ended[index(end_ms)].push(r);
-        if !r.is_ok() {
-            continue;
-        }
-        let chunk_total: u64 = r.chunk_tokens.iter().map(|&t| u64::from(t)).sum();
-        let output = r.output_tokens.unwrap_or(chunk_total) as f64;
-        if chunk_total == 0 {
-            tokens[index(end_ms)] += output;
-            continue;
-        }
-        for (&at, &carried) in r.chunk_ms.iter().zip(&r.chunk_tokens) {
-            tokens[index(r.send_ms + at)] += output * f64::from(carried) / chunk_total as f64;
+    builder.build(duration_s)
+}
+
+/// Most windows a builder keeps (past it a request counts in the last one): over 100 days of
+/// default windows, so a wild timestamp cannot make it allocate without bound.
+const MOST_WINDOWS: usize = 1 << 20;
+
+/// The windows built one record at a time, as a load runs. Each window keeps its counts and
+/// its output tokens (a few numbers); the latencies of the successful requests that ended in
+/// it are kept only while it is open. A live builder ([`WindowsBuilder::new`] without
+/// [`WindowsBuilder::within`]) settles a window (computes its percentiles and drops the
+/// samples) once a request has ended [`SETTLE_AFTER_S`] (at least two windows) past its end:
+/// records arrive as their requests end, so what it keeps is a few windows' samples however
+/// long the run. A successful request that ends in a window already settled (a record that
+/// arrived that late) still counts in its requests and tokens; its latencies are left out of
+/// the window's percentiles and counted by [`WindowsBuilder::late`].
+#[derive(Debug, Clone)]
+pub struct WindowsBuilder {
+    width_s: f64,
+    /// The window count, when the measured window is known up front (a fold over records).
+    count: Option<usize>,
+    slots: Vec<Slot>,
+    /// Windows below this index are settled.
+    settled: usize,
+    records: u64,
+    late: u64,
+}
+
+/// How long after a window's end its percentiles are settled, in seconds (at least two
+/// windows).
+pub const SETTLE_AFTER_S: f64 = 30.0;
+
+/// One window's running figures.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    requests: u64,
+    errors: u64,
+    tokens: f64,
+    latencies: Latencies,
+}
+
+/// A window's latencies: the samples while it is open, the percentiles once settled.
+#[derive(Debug, Clone)]
+enum Latencies {
+    Open {
+        ttft: Vec<f64>,
+        tpot: Vec<f64>,
+        e2el: Vec<f64>,
+    },
+    Settled([Option<f64>; 6]),
+}
+
+impl Default for Latencies {
+    fn default() -> Latencies {
+        Latencies::Open {
+            ttft: Vec::new(),
+            tpot: Vec::new(),
+            e2el: Vec::new(),
         }
     }
-    ended
-        .into_iter()
-        .zip(tokens)
-        .enumerate()
-        .map(|(i, (mine, tokens))| {
-            let start_s = i as f64 * width_s;
-            let end_s = ((i + 1) as f64 * width_s).min(duration_s.max(start_s));
-            let ok: Vec<&&RequestRecord> = mine.iter().filter(|r| r.is_ok()).collect();
-            let stat = |values: Vec<f64>, q: fn(&Distribution) -> f64| {
-                Distribution::from_ms(values).as_ref().map(q)
-            };
-            let ttft = || ok.iter().filter_map(|r| r.ttft_ms).collect::<Vec<_>>();
-            let tpot = || ok.iter().filter_map(|r| r.tpot_ms()).collect::<Vec<_>>();
-            let e2el = || ok.iter().filter_map(|r| r.e2el_ms).collect::<Vec<_>>();
-            let span = end_s - start_s;
-            Window {
-                start_s,
-                end_s,
-                requests: mine.len() as u64,
-                errors: (mine.len() - ok.len()) as u64,
-                ttft_p50_ms: stat(ttft(), |d| d.p50),
-                ttft_p95_ms: stat(ttft(), |d| d.p95),
-                tpot_p50_ms: stat(tpot(), |d| d.p50),
-                tpot_p95_ms: stat(tpot(), |d| d.p95),
-                e2el_p50_ms: stat(e2el(), |d| d.p50),
-                e2el_p95_ms: stat(e2el(), |d| d.p95),
-                output_tok_s: if span > 0.0 { tokens / span } else { 0.0 },
+}
+
+impl Latencies {
+    /// p50 and p95 of TTFT, TPOT and E2EL.
+    fn percentiles(&self) -> [Option<f64>; 6] {
+        match self {
+            Latencies::Settled(p) => *p,
+            Latencies::Open { ttft, tpot, e2el } => {
+                let pair = |values: &[f64]| {
+                    Distribution::from_ms(values.iter().copied())
+                        .map_or((None, None), |d| (Some(d.p50), Some(d.p95)))
+                };
+                let (t50, t95) = pair(ttft);
+                let (p50, p95) = pair(tpot);
+                let (e50, e95) = pair(e2el);
+                [t50, t95, p50, p95, e50, e95]
             }
-        })
-        .collect()
+        }
+    }
+
+    fn settle(&mut self) {
+        *self = Latencies::Settled(self.percentiles());
+    }
+}
+
+impl WindowsBuilder {
+    /// A live builder of windows `width_s` long; the measured window's length is known when it
+    /// is built.
+    pub fn new(width_s: f64) -> WindowsBuilder {
+        WindowsBuilder {
+            width_s,
+            count: None,
+            slots: Vec::new(),
+            settled: 0,
+            records: 0,
+            late: 0,
+        }
+    }
+
+    /// The same, over a measured window of `duration_s` known up front: nothing is settled
+    /// before it is built, and a request that ends past the window counts in the last one as
+    /// it is added.
+    pub fn within(mut self, duration_s: f64) -> WindowsBuilder {
+        self.count = Some(window_count(duration_s, self.width_s));
+        self
+    }
+
+    /// Successful requests whose latencies came too late for their window's percentiles.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Windows kept so far (settled ones included).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Latency samples held by the windows not yet settled: what a live builder's memory
+    /// grows with, bounded by the requests of a few windows.
+    pub fn held(&self) -> usize {
+        self.slots[self.settled.min(self.slots.len())..]
+            .iter()
+            .map(|slot| match &slot.latencies {
+                Latencies::Open { ttft, tpot, e2el } => ttft.len() + tpot.len() + e2el.len(),
+                Latencies::Settled(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Whether no window is kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The index of the window an instant (ms from the start of the measured window) falls in.
+    fn index(&self, at_ms: f64) -> usize {
+        let last = self.count.map_or(MOST_WINDOWS, |c| c.max(1)) - 1;
+        ((at_ms / 1000.0 / self.width_s).floor().max(0.0) as usize).min(last)
+    }
+
+    fn slot(&mut self, index: usize) -> &mut Slot {
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, Slot::default);
+        }
+        &mut self.slots[index]
+    }
+
+    /// Adds one record: the request to the window it ended in, its output tokens to the
+    /// windows their chunks arrived in.
+    pub fn add(&mut self, r: &RequestRecord) {
+        self.records += 1;
+        let measurable = self.width_s > 0.0 && self.count != Some(0);
+        if !measurable {
+            return;
+        }
+        let end_ms = r.send_ms + r.e2el_ms.unwrap_or(0.0);
+        let ended = self.index(end_ms);
+        let mut late = false;
+        let slot = self.slot(ended);
+        slot.requests += 1;
+        if !r.is_ok() {
+            slot.errors += 1;
+        } else {
+            match &mut slot.latencies {
+                Latencies::Open { ttft, tpot, e2el } => {
+                    ttft.extend(r.ttft_ms);
+                    tpot.extend(r.tpot_ms());
+                    e2el.extend(r.e2el_ms);
+                }
+                Latencies::Settled(_) => late = true,
+            }
+            self.late += u64::from(late);
+            let chunk_total: u64 = r.chunk_tokens.iter().map(|&t| u64::from(t)).sum();
+            let output = r.output_tokens.unwrap_or(chunk_total) as f64;
+            if chunk_total == 0 {
+                self.slots[ended].tokens += output;
+            } else {
+                for (&at, &carried) in r.chunk_ms.iter().zip(&r.chunk_tokens) {
+                    let i = self.index(r.send_ms + at);
+                    self.slot(i).tokens += output * f64::from(carried) / chunk_total as f64;
+                }
+            }
+        }
+        if self.count.is_none() {
+            let lag = ((SETTLE_AFTER_S / self.width_s).ceil() as usize).max(2);
+            let below = ended.saturating_sub(lag);
+            while self.settled < below {
+                self.slots[self.settled].latencies.settle();
+                self.settled += 1;
+            }
+        }
+    }
+
+    /// The windows of a measured window of `duration_s` (the last one may be shorter; the
+    /// requests of a live builder that ended past it count in the last).
+    pub fn build(&self, duration_s: f64) -> Vec<Window> {
+        let width_s = self.width_s;
+        if !(duration_s > 0.0 && width_s > 0.0) || self.records == 0 {
+            return Vec::new();
+        }
+        let count = window_count(duration_s, width_s);
+        let mut slots: Vec<Slot> = self.slots.iter().take(count).cloned().collect();
+        slots.resize_with(count, Slot::default);
+        if let Some((last, beyond)) = slots.last_mut().zip(self.slots.get(count..)) {
+            for extra in beyond {
+                last.requests += extra.requests;
+                last.errors += extra.errors;
+                last.tokens += extra.tokens;
+                if let (
+                    Latencies::Open { ttft, tpot, e2el },
+                    Latencies::Open {
+                        ttft: t,
+                        tpot: p,
+                        e2el: e,
+                    },
+                ) = (&mut last.latencies, &extra.latencies)
+                {
+                    ttft.extend(t);
+                    tpot.extend(p);
+                    e2el.extend(e);
+                }
+            }
+        }
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let start_s = i as f64 * width_s;
+                let end_s = ((i + 1) as f64 * width_s).min(duration_s.max(start_s));
+                let [t50, t95, p50, p95, e50, e95] = slot.latencies.percentiles();
+                let span = end_s - start_s;
+                Window {
+                    start_s,
+                    end_s,
+                    requests: slot.requests,
+                    errors: slot.errors,
+                    ttft_p50_ms: t50,
+                    ttft_p95_ms: t95,
+                    tpot_p50_ms: p50,
+                    tpot_p95_ms: p95,
+                    e2el_p50_ms: e50,
+                    e2el_p95_ms: e95,
+                    output_tok_s: if span > 0.0 { slot.tokens / span } else { 0.0 },
+                }
+            })
+            .collect()
+    }
+}
+
+/// How many windows of `width_s` cut a measured window of `duration_s` (at least one; none
+/// when either is not positive).
+fn window_count(duration_s: f64, width_s: f64) -> usize {
+    if !(duration_s > 0.0 && width_s > 0.0) {
+        return 0;
+    }
+    ((duration_s / width_s).ceil() as usize).clamp(1, MOST_WINDOWS)
 }
 
 /// `windows.csv`: a header and one row per window (empty cells for latencies no request had).
@@ -233,5 +441,44 @@ mod tests {
         assert_eq!(from_csv(&csv).expect("reads back"), w);
         let empty = String::from_utf8(to_csv(&[]).expect("csv")).expect("utf-8");
         assert_eq!(empty.trim_end(), COLUMNS.join(","));
+    }
+
+    #[test]
+    fn a_live_builder_settles_old_windows_and_builds_the_same_windows() {
+        // Ten requests a second for 120 s, each 1.5 s long, fed as they end.
+        let mut records: Vec<RequestRecord> = (0..1200)
+            .map(|i| request(f64::from(i) * 100.0, 15))
+            .collect();
+        records[7].error = Some(ErrorClass::Http503);
+        records.sort_by(|a, b| {
+            let end = |r: &RequestRecord| r.send_ms + r.e2el_ms.unwrap_or(0.0);
+            end(a).total_cmp(&end(b))
+        });
+        let duration_s = 121.5;
+        let mut live = WindowsBuilder::new(1.0);
+        let mut most_held = 0;
+        for r in &records {
+            live.add(r);
+            most_held = most_held.max(live.held());
+        }
+        assert_eq!(live.build(duration_s), windows(&records, duration_s, 1.0));
+        assert_eq!(live.late(), 0);
+        // 30 s of settling lag and the open window: 31 windows of ten requests, three
+        // latencies each, never the whole run's 3,600.
+        assert!(most_held <= 32 * 10 * 3, "{most_held}");
+        assert!(live.len() >= 120);
+    }
+
+    #[test]
+    fn a_late_request_counts_but_leaves_settled_percentiles_alone() {
+        let mut live = WindowsBuilder::new(1.0);
+        live.add(&request(0.0, 1));
+        live.add(&request(60_000.0, 1));
+        live.add(&request(0.0, 3));
+        let w = live.build(61.0);
+        assert_eq!(live.late(), 1);
+        assert_eq!(w[0].requests, 2);
+        assert_eq!(w[0].ttft_p50_ms, Some(100.0));
+        assert!((w[0].output_tok_s - 4.0).abs() < 1e-9, "{:?}", w[0]);
     }
 }

@@ -656,6 +656,7 @@ fn clients(
                 .then(|| Arc::new(spec.client.extra_body.clone())),
             max_event_bytes: spec.client.max_event_bytes,
             reads: None,
+            transport: spec.client.transport,
         };
         let client = Client::new(config)?;
         endpoints.push(Endpoint {

@@ -39,47 +39,12 @@ pub const STAT_NAMES: [&str; 13] = [
 ];
 
 impl Distribution {
-    /// Computes the statistics of millisecond samples; `None` when there are none.
+    /// Computes the statistics of millisecond samples; `None` when there are none. The same
+    /// as feeding them one by one to a [`DistributionBuilder`] and building it.
     pub fn from_ms(samples: impl IntoIterator<Item = f64>) -> Option<Distribution> {
-        let mut histogram = Histogram::<u64>::new(3).ok()?;
-        let (mut count, mut sum, mut sum_sq) = (0u64, 0.0f64, 0.0f64);
-        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-        for ms in samples.into_iter().filter(|v| v.is_finite()) {
-            let ms = ms.max(0.0);
-            // The histogram resizes itself; a value beyond u64 nanoseconds saturates.
-            let ns = (ms * 1e6).round() as u64;
-            if histogram.record(ns).is_err() {
-                histogram.saturating_record(ns);
-            }
-            count += 1;
-            sum += ms;
-            sum_sq += ms * ms;
-            min = min.min(ms);
-            max = max.max(ms);
-        }
-        if count == 0 {
-            return None;
-        }
-        let mean = sum / count as f64;
-        let variance = (sum_sq / count as f64 - mean * mean).max(0.0);
-        let at = |q: f64| {
-            let ns = histogram.value_at_quantile(q) as f64 / 1e6;
-            ns.clamp(min, max)
-        };
-        Some(Distribution {
-            count,
-            mean,
-            std: variance.sqrt(),
-            min,
-            p5: at(0.05),
-            p25: at(0.25),
-            p50: at(0.50),
-            p90: at(0.90),
-            p95: at(0.95),
-            p99: at(0.99),
-            p999: at(0.999),
-            max,
-        })
+        let mut builder = DistributionBuilder::new();
+        builder.extend(samples);
+        builder.build()
     }
 
     /// Coefficient of variation: std / mean (0 when the mean is 0).
@@ -112,6 +77,117 @@ impl Distribution {
     }
 }
 
+/// The statistics of one metric, built one sample at a time in constant memory: an HDR
+/// histogram (nanoseconds, three significant digits) for the percentiles and exact running
+/// sums for the count, mean, std, min and max. Builders of disjoint sample sets merge
+/// ([`DistributionBuilder::merge`]); feeding the same samples in the same order always gives
+/// the same [`Distribution`] as [`Distribution::from_ms`].
+#[derive(Debug, Clone, Default)]
+pub struct DistributionBuilder {
+    /// Created on the first sample, so an empty builder costs nothing.
+    histogram: Option<Histogram<u64>>,
+    count: u64,
+    sum: f64,
+    sum_sq: f64,
+    min: f64,
+    max: f64,
+}
+
+impl DistributionBuilder {
+    /// An empty builder.
+    pub fn new() -> DistributionBuilder {
+        DistributionBuilder::default()
+    }
+
+    /// Samples added so far (non-finite ones are skipped and not counted).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Adds one sample in milliseconds; a non-finite one is skipped, a negative one counts as 0.
+    pub fn add_ms(&mut self, ms: f64) {
+        if !ms.is_finite() {
+            return;
+        }
+        let ms = ms.max(0.0);
+        // The histogram resizes itself; a value beyond u64 nanoseconds saturates.
+        let ns = (ms * 1e6).round() as u64;
+        let histogram = self.histogram.get_or_insert_with(new_histogram);
+        if histogram.record(ns).is_err() {
+            histogram.saturating_record(ns);
+        }
+        if self.count == 0 {
+            (self.min, self.max) = (f64::INFINITY, f64::NEG_INFINITY);
+        }
+        self.count += 1;
+        self.sum += ms;
+        self.sum_sq += ms * ms;
+        self.min = self.min.min(ms);
+        self.max = self.max.max(ms);
+    }
+
+    /// Adds every sample of `samples`, in order.
+    pub fn extend(&mut self, samples: impl IntoIterator<Item = f64>) {
+        for ms in samples {
+            self.add_ms(ms);
+        }
+    }
+
+    /// Adds `other`'s samples: the histogram counts add (so the percentiles are those of the
+    /// union exactly) and so do the running sums (the mean and std of the union, up to the
+    /// rounding of the sums' order).
+    pub fn merge(&mut self, other: &DistributionBuilder) {
+        let Some(theirs) = &other.histogram else {
+            return;
+        };
+        let histogram = self.histogram.get_or_insert_with(new_histogram);
+        if histogram.add(theirs).is_err() {
+            for value in theirs.iter_recorded() {
+                histogram.saturating_record_n(value.value_iterated_to(), value.count_at_value());
+            }
+        }
+        if self.count == 0 {
+            (self.min, self.max) = (f64::INFINITY, f64::NEG_INFINITY);
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The statistics of the samples so far; `None` when there are none.
+    pub fn build(&self) -> Option<Distribution> {
+        let histogram = self.histogram.as_ref().filter(|_| self.count > 0)?;
+        let (count, min, max) = (self.count, self.min, self.max);
+        let mean = self.sum / count as f64;
+        let variance = (self.sum_sq / count as f64 - mean * mean).max(0.0);
+        let at = |q: f64| {
+            let ns = histogram.value_at_quantile(q) as f64 / 1e6;
+            ns.clamp(min, max)
+        };
+        Some(Distribution {
+            count,
+            mean,
+            std: variance.sqrt(),
+            min,
+            p5: at(0.05),
+            p25: at(0.25),
+            p50: at(0.50),
+            p90: at(0.90),
+            p95: at(0.95),
+            p99: at(0.99),
+            p999: at(0.999),
+            max,
+        })
+    }
+}
+
+/// An auto-resizing histogram of three significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("three significant digits is within hdrhistogram's range")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +213,21 @@ mod tests {
     fn sub_millisecond_values_keep_their_precision() {
         let d = Distribution::from_ms([0.0123, 0.0123]).expect("samples");
         assert!((d.p50 - 0.0123).abs() < 0.0001, "{}", d.p50);
+    }
+    #[test]
+    fn merged_builders_give_the_union() {
+        let (mut a, mut b) = (DistributionBuilder::new(), DistributionBuilder::new());
+        a.extend((1..=500).map(f64::from));
+        b.extend((501..=1000).map(f64::from));
+        assert_eq!(b.count(), 500);
+        a.merge(&b);
+        a.merge(&DistributionBuilder::new());
+        let merged = a.build().expect("samples");
+        let whole = Distribution::from_ms((1..=1000).map(f64::from)).expect("samples");
+        assert_eq!(merged, whole);
+        let mut empty = DistributionBuilder::new();
+        empty.merge(&a);
+        assert_eq!(empty.build(), Some(whole));
+        assert_eq!(DistributionBuilder::new().build(), None);
     }
 }
