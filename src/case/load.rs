@@ -205,14 +205,8 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.prompts.problem() {
         return invalid(key, &message);
     }
-    if spec.prompts.sessions.is_some() && spec.load.mode != super::LoadMode::Closed {
-        return invalid(
-            "prompts.sessions",
-            &format!(
-                "conversations run in closed-loop mode (`load.mode: closed`), not {}",
-                spec.load.mode.as_str()
-            ),
-        );
+    if let Some((key, message)) = sessions_problem(spec) {
+        return invalid(key, &message);
     }
     if !(0.0..1.0).contains(&spec.targets.tolerance) {
         return invalid("targets.tolerance", "must be in [0, 1), e.g. 0.10 for 10 %");
@@ -293,6 +287,87 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
         return invalid(&key, &message);
     }
     Ok(())
+}
+
+/// Conversations and the load mode: `prompts.sessions` runs in closed-loop mode (fixed turns
+/// and think time) or in sessions mode (turns and think time may be distributions, or the turns
+/// a `load.profile`); sessions mode builds synthetic conversations.
+fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
+    use super::LoadMode;
+    let sessions = spec.prompts.sessions;
+    let turns = sessions.and_then(|s| s.turns);
+    match spec.load.mode {
+        LoadMode::Closed => {
+            let sessions = sessions?;
+            let Some(turns) = turns else {
+                return Some((
+                    "prompts.sessions",
+                    "needs `turns`, the requests per conversation, such as `turns: 3`".into(),
+                ));
+            };
+            if matches!(turns, super::TurnsSpec::LogNormal(_)) {
+                return Some((
+                    "prompts.sessions.turns",
+                    "a distribution of turns needs `load.mode: sessions`; the closed loop takes \
+                     a fixed count"
+                        .into(),
+                ));
+            }
+            if sessions.think_time.is_some_and(|t| t.is_dist()) {
+                return Some((
+                    "prompts.sessions.think_time",
+                    "a distribution of think times needs `load.mode: sessions`; the closed loop \
+                     takes a fixed span"
+                        .into(),
+                ));
+            }
+            None
+        }
+        LoadMode::Sessions => {
+            match (spec.load.profile, turns) {
+                (Some(_), Some(_)) => {
+                    return Some((
+                        "load.profile",
+                        "give either `load.profile` or `prompts.sessions.turns`, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Some((
+                        "load.profile",
+                        "sessions mode needs the turns per session: `load.profile` (one_shot, \
+                         short, long) or `prompts.sessions.turns`"
+                            .into(),
+                    ));
+                }
+                _ => {}
+            }
+            if spec.prompts.source != super::PromptSource::Synthetic {
+                return Some((
+                    "prompts.source",
+                    "sessions are built from synthetic prompts (`source: synthetic`)".into(),
+                ));
+            }
+            if spec.prompts.prefix_tokens.is_some() {
+                return Some((
+                    "prompts.prefix_tokens",
+                    "cannot be combined with sessions (a session's history is its own shared \
+                     prefix)"
+                        .into(),
+                ));
+            }
+            None
+        }
+        mode => sessions.map(|_| {
+            (
+                "prompts.sessions",
+                format!(
+                    "conversations run in closed-loop mode (`load.mode: closed`) or sessions \
+                     mode (`load.mode: sessions`), not {}",
+                    mode.as_str()
+                ),
+            )
+        }),
+    }
 }
 
 /// Whether the largest ISL times the largest prompt pool a trial of this case may hold is over
@@ -683,7 +758,31 @@ mod tests {
     )]
     #[case::sessions_in_open_loop(
         "kinds: [perf]\nprompts: { sessions: { turns: 2 } }\nload: { mode: open, rate: [1] }\n",
-        "key `prompts.sessions`: conversations run in closed-loop mode (`load.mode: closed`), not open"
+        "key `prompts.sessions`: conversations run in closed-loop mode (`load.mode: closed`) or sessions mode"
+    )]
+    #[case::sessions_without_turns_or_profile(
+        "kinds: [perf]\nload: { mode: sessions, rate: 2, duration: 5s }\n",
+        "key `load.profile`: sessions mode needs the turns per session"
+    )]
+    #[case::sessions_with_turns_and_profile(
+        "kinds: [perf]\nprompts: { sessions: { turns: 3 } }\nload: { mode: sessions, rate: 2, duration: 5s, profile: long }\n",
+        "key `load.profile`: give either"
+    )]
+    #[case::sessions_with_a_dataset(
+        "kinds: [perf]\nprompts: { source: jsonl, path: p.jsonl }\nload: { mode: sessions, rate: 2, duration: 5s, profile: short }\n",
+        "key `prompts.source`: sessions are built from synthetic prompts"
+    )]
+    #[case::a_turn_distribution_in_the_closed_loop(
+        "kinds: [perf]\nprompts: { sessions: { turns: { dist: lognormal, mu: 1, sigma: 0.5 } } }\n",
+        "key `prompts.sessions.turns`: a distribution of turns needs `load.mode: sessions`"
+    )]
+    #[case::a_think_distribution_in_the_closed_loop(
+        "kinds: [perf]\nprompts: { sessions: { turns: 2, think_time: { dist: lognormal, median: 1s, sigma: 0.5 } } }\n",
+        "key `prompts.sessions.think_time`: a distribution of think times needs"
+    )]
+    #[case::turn_bounds_upside_down(
+        "kinds: [perf]\nprompts: { sessions: { turns: { dist: lognormal, mu: 1, sigma: 0.5, min: 9, max: 3 } } }\nload: { mode: sessions, rate: 2, duration: 5s }\n",
+        "key `prompts.sessions.turns`: `min` (9) is more than `max` (3)"
     )]
     #[case::a_chance_above_one(
         "kinds: [perf]\nserver:\n  embedded: { answers: { correct: { 4: 1.5 } } }\n",

@@ -157,27 +157,155 @@ pub const MAX_TURNS: u32 = 256;
 #[serde(deny_unknown_fields)]
 pub struct SessionSpec {
     /// Turns (requests) per conversation, 1 to [`MAX_TURNS`].
-    #[serde(default, deserialize_with = "super::limits::opt_requests")]
-    pub turns: Option<u32>,
+    /// A fixed count, or (`load.mode: sessions`) a distribution each session draws from.
+    #[serde(default)]
+    pub turns: Option<TurnsSpec>,
     /// Tokens of each later turn's new user message (turns 2…); the trial's ISL unless given.
     #[serde(default, deserialize_with = "super::limits::opt_tokens")]
     pub user_tokens: Option<u32>,
     /// Pause between an answer and the conversation's next turn (the user reading and
     /// typing); not part of any request's latency.
+    /// A fixed span, or (`load.mode: sessions`) a log-normal distribution.
     #[serde(default)]
-    pub think_time: Option<Span>,
+    pub think_time: Option<ThinkSpec>,
+}
+
+/// Turns per session: a fixed count, or a log-normal distribution (`{dist: lognormal, mu,
+/// sigma, min?, max?}`: the count is `round(exp(N(mu, sigma)))` clipped to `[min, max]`,
+/// 1 and [`MAX_TURNS`] unless given).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TurnsSpec {
+    /// Every session has this many turns.
+    Fixed(u32),
+    /// Each session draws its count.
+    LogNormal(TurnsDist),
+}
+
+/// The only distribution family of turns and think times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogNormalName {
+    /// `dist: lognormal`.
+    Lognormal,
+}
+
+/// A log-normal turn count: `round(exp(N(mu, sigma)))`, clipped to `[min, max]`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnsDist {
+    /// `lognormal`.
+    pub dist: LogNormalName,
+    /// Mean of the count's logarithm (the median count is `exp(mu)`).
+    pub mu: f64,
+    /// Standard deviation of the count's logarithm.
+    pub sigma: f64,
+    /// Fewest turns (1 unless given).
+    #[serde(default)]
+    pub min: Option<u32>,
+    /// Most turns ([`MAX_TURNS`] unless given).
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// Think time between an answer and the session's next turn: a fixed span, or a log-normal
+/// one (`{dist: lognormal, median: 2s, sigma: 0.5, max?: 30s}`, clipped to `max`, ten times
+/// the median unless given).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ThinkSpec {
+    /// The same pause every time.
+    Fixed(Span),
+    /// A pause drawn for each turn.
+    LogNormal(ThinkDist),
+}
+
+/// A log-normal think time.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThinkDist {
+    /// `lognormal`.
+    pub dist: LogNormalName,
+    /// The median pause.
+    pub median: Span,
+    /// Standard deviation of the pause's logarithm.
+    pub sigma: f64,
+    /// Longest pause (ten times the median unless given).
+    #[serde(default)]
+    pub max: Option<Span>,
+}
+
+impl TurnsSpec {
+    /// The most turns a session may have.
+    pub fn max(&self) -> u32 {
+        match *self {
+            TurnsSpec::Fixed(n) => n,
+            TurnsSpec::LogNormal(d) => d.max.unwrap_or(MAX_TURNS),
+        }
+    }
+
+    /// The trial-name part: `3`, or `ln1.5s0.4` for a log-normal count.
+    fn slug(&self) -> String {
+        match *self {
+            TurnsSpec::Fixed(n) => n.to_string(),
+            TurnsSpec::LogNormal(d) => format!("ln{}s{}", d.mu, d.sigma),
+        }
+    }
+
+    /// What is wrong with it, if anything.
+    fn problem(&self) -> Option<String> {
+        let (min, max) = match *self {
+            TurnsSpec::Fixed(n) => (n, n),
+            TurnsSpec::LogNormal(d) => {
+                if !(d.mu.is_finite() && d.sigma.is_finite() && d.sigma >= 0.0) {
+                    return Some("`mu` must be a number and `sigma` a number ≥ 0".into());
+                }
+                (d.min.unwrap_or(1), d.max.unwrap_or(MAX_TURNS))
+            }
+        };
+        if !(1..=MAX_TURNS).contains(&min) || !(1..=MAX_TURNS).contains(&max) {
+            return Some(format!("must be between 1 and {MAX_TURNS}"));
+        }
+        (min > max).then(|| format!("`min` ({min}) is more than `max` ({max})"))
+    }
+}
+
+impl ThinkSpec {
+    /// What is wrong with it, if anything.
+    fn problem(&self) -> Option<String> {
+        match *self {
+            ThinkSpec::Fixed(_) => None,
+            ThinkSpec::LogNormal(d) => {
+                if !(d.sigma.is_finite() && d.sigma >= 0.0) {
+                    return Some("`sigma` must be a number ≥ 0".into());
+                }
+                d.max
+                    .is_some_and(|max| max.0 < d.median.0)
+                    .then(|| "`max` is shorter than `median`".into())
+            }
+        }
+    }
+
+    /// Whether it is a distribution (sessions mode only).
+    pub fn is_dist(&self) -> bool {
+        matches!(self, ThinkSpec::LogNormal(_))
+    }
 }
 
 impl SessionSpec {
-    /// Turns per conversation.
+    /// Turns per conversation: the most a session may have (1 unless given).
     pub fn turns(&self) -> u32 {
-        self.turns.unwrap_or(1)
+        self.turns.map_or(1, |t| t.max())
     }
 
-    /// The trial-name suffix: `_turns3`, or `_turns3u32` with `user_tokens`.
+    /// The trial-name suffix: `_turns3`, or `_turns3u32` with `user_tokens` (empty when the
+    /// turns come from `load.profile` and no `user_tokens` is given).
     pub fn slug(&self) -> String {
         let user = self.user_tokens.map(|u| format!("u{u}"));
-        format!("_turns{}{}", self.turns(), user.unwrap_or_default())
+        match self.turns {
+            Some(turns) => format!("_turns{}{}", turns.slug(), user.unwrap_or_default()),
+            None => user.map(|u| format!("_{u}")).unwrap_or_default(),
+        }
     }
 }
 
@@ -263,17 +391,13 @@ impl PromptSpec {
 
 impl PromptSpec {
     fn sessions_problem(&self, sessions: SessionSpec) -> Option<(&'static str, String)> {
-        let Some(turns) = sessions.turns else {
-            return Some((
-                "prompts.sessions",
-                "needs `turns`, the requests per conversation, such as `turns: 3`".into(),
-            ));
-        };
-        if !(1..=MAX_TURNS).contains(&turns) {
-            return Some((
-                "prompts.sessions.turns",
-                format!("must be between 1 and {MAX_TURNS}"),
-            ));
+        // Whether `turns` must be given depends on the load mode (`load.profile` may give
+        // them): see `case::load::validate`.
+        if let Some(problem) = sessions.turns.and_then(|t| t.problem()) {
+            return Some(("prompts.sessions.turns", problem));
+        }
+        if let Some(problem) = sessions.think_time.and_then(|t| t.problem()) {
+            return Some(("prompts.sessions.think_time", problem));
         }
         if sessions.user_tokens == Some(0) {
             return Some(("prompts.sessions.user_tokens", "must be at least 1".into()));

@@ -12,11 +12,14 @@ pub use super::accuracy::{
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
 pub use super::request::{
-    ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec, SessionSpec, Transport,
+    ClientSpec, EndpointSpec, MetricsSpec, PromptSource, PromptSpec, SessionSpec, ThinkDist,
+    ThinkSpec, Transport, TurnsDist, TurnsSpec,
 };
 pub use super::sim::{SimStudySpec, StudyPreset};
 use super::slo::Slo;
-pub use super::traffic::{Arrival, LoadMode, LoadSpec, Rates, Span, Warmup, WhenFull};
+pub use super::traffic::{
+    Arrival, LoadMode, LoadSpec, Rates, SessionProfile, Span, Warmup, WhenFull,
+};
 use crate::sim::config::SimConfig;
 
 /// What a trial does: load only, accuracy only, both at once, or a simulator study.

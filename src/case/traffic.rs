@@ -24,6 +24,42 @@ pub enum LoadMode {
     Users,
     /// The same prompt `requests` times, one at a time: how much identical requests vary.
     Consistency,
+    /// Multi-turn sessions arriving at `rate` sessions per second on a schedule fixed up
+    /// front (open loop); each session's later turns follow its answers after a think time.
+    Sessions,
+}
+
+/// Turns per session of `load.mode: sessions`, as a preset: `one_shot` 1, `short` 3 to 5,
+/// `long` 8 to 15 (each session draws its count uniformly, seeded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionProfile {
+    /// One turn: single requests arriving as sessions.
+    OneShot,
+    /// 3 to 5 turns.
+    Short,
+    /// 8 to 15 turns.
+    Long,
+}
+
+impl SessionProfile {
+    /// The name used in case files and trial names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionProfile::OneShot => "one_shot",
+            SessionProfile::Short => "short",
+            SessionProfile::Long => "long",
+        }
+    }
+
+    /// The fewest and most turns of a session, both included.
+    pub fn turns(self) -> (u32, u32) {
+        match self {
+            SessionProfile::OneShot => (1, 1),
+            SessionProfile::Short => (3, 5),
+            SessionProfile::Long => (8, 15),
+        }
+    }
 }
 
 impl LoadMode {
@@ -34,6 +70,7 @@ impl LoadMode {
             LoadMode::Open => "open",
             LoadMode::Users => "users",
             LoadMode::Consistency => "consistency",
+            LoadMode::Sessions => "sessions",
         }
     }
 }
@@ -193,11 +230,12 @@ pub struct LoadSpec {
     /// closed: stop sending after this long (instead of after N requests); open: arrivals
     /// for this long at `rate` (when `requests` is not given); users: run length.
     pub duration: Option<Span>,
-    /// open: requests per second; a list makes one trial per rate.
+    /// open: requests per second; sessions: session arrivals per second; a list makes one
+    /// trial per rate.
     pub rate: Rates,
-    /// open: inter-arrival process.
+    /// open and sessions: inter-arrival process.
     pub arrival: Arrival,
-    /// open: gamma shape (1 = Poisson, < 1 burstier).
+    /// open and sessions: gamma shape (1 = Poisson, < 1 burstier).
     pub burstiness: f64,
     /// open: most requests in flight.
     #[serde(deserialize_with = "super::limits::opt_concurrency")]
@@ -220,6 +258,9 @@ pub struct LoadSpec {
     /// harness ends it then and fails the trial. By default a bound computed from the load
     /// (its duration or requests, the warmup and the request timeout).
     pub trial_timeout: Option<Span>,
+    /// sessions: turns per session as a preset (`one_shot`, `short`, `long`), instead of
+    /// `prompts.sessions.turns`.
+    pub profile: Option<SessionProfile>,
 }
 
 impl Default for LoadSpec {
@@ -242,6 +283,7 @@ impl Default for LoadSpec {
             error_budget: Score::ZERO,
             repeat: 1,
             trial_timeout: None,
+            profile: None,
         }
     }
 }
@@ -271,12 +313,28 @@ impl LoadSpec {
         if self.trial_timeout.is_some_and(|d| d.0.is_zero()) {
             return Some(("load.trial_timeout", "must be longer than zero".into()));
         }
+        if self.mode == LoadMode::Sessions && self.duration.is_none() {
+            return Some((
+                "load.duration",
+                "sessions mode needs a duration, such as `20s` (sessions arrive during it; no \
+                 turn is sent after it)"
+                    .into(),
+            ));
+        }
         match self.mode {
-            LoadMode::Open => {
+            LoadMode::Open | LoadMode::Sessions => {
                 if self.rate.0.is_empty() {
                     return Some((
                         "load.rate",
-                        "open mode needs a rate (requests per second)".into(),
+                        format!(
+                            "{} mode needs a rate ({} per second)",
+                            self.mode.as_str(),
+                            if self.mode == LoadMode::Open {
+                                "requests"
+                            } else {
+                                "session arrivals"
+                            }
+                        ),
                     ));
                 }
                 let max = super::limits::MAX_RATE;
@@ -330,6 +388,11 @@ impl LoadSpec {
                 ("load.rate", !self.rate.0.is_empty()),
                 ("load.max_in_flight", self.max_in_flight.is_some()),
             ],
+            LoadMode::Sessions => &[
+                ("load.ramp_up", self.ramp_up.is_some()),
+                ("load.think_time", self.think_time.is_some()),
+                ("load.max_in_flight", self.max_in_flight.is_some()),
+            ],
             LoadMode::Consistency => &[
                 ("load.rate", !self.rate.0.is_empty()),
                 ("load.max_in_flight", self.max_in_flight.is_some()),
@@ -338,6 +401,12 @@ impl LoadSpec {
                 ("load.think_time", self.think_time.is_some()),
             ],
         };
+        if self.mode != LoadMode::Sessions && self.profile.is_some() {
+            return Some((
+                "load.profile",
+                format!("does not apply to {} mode", self.mode.as_str()),
+            ));
+        }
         if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
             return Some((
                 key,
@@ -412,6 +481,17 @@ mod tests {
     #[case("mode: consistency\nduration: 10s\n", "load.duration")]
     #[case("mode: consistency\nrate: 2\n", "load.rate")]
     #[case("mode: consistency\nthink_time: 1s\n", "load.think_time")]
+    #[case("mode: sessions\nrate: 2\n", "load.duration")]
+    #[case("mode: sessions\nduration: 5s\n", "load.rate")]
+    #[case(
+        "mode: sessions\nrate: 2\nduration: 5s\nthink_time: 1s\n",
+        "load.think_time"
+    )]
+    #[case(
+        "mode: sessions\nrate: 2\nduration: 5s\nmax_in_flight: 4\n",
+        "load.max_in_flight"
+    )]
+    #[case("mode: open\nrate: 2\nprofile: long\n", "load.profile")]
     fn inconsistent_shapes_name_the_key(#[case] text: &str, #[case] key: &str) {
         let spec = parse(text).expect("parses");
         assert_eq!(spec.problem().map(|p| p.0), Some(key), "{text}");

@@ -1,32 +1,221 @@
-//! Multi-turn conversations (`prompts.sessions`): a closed loop whose workers each hold a
-//! conversation at a time. Turn 1 sends a prompt of the trial's ISL; turn k sends the whole
-//! conversation so far — every earlier user message and the model's actual answer to it —
-//! then a new user message. Chat endpoints get it as messages; completions endpoints as the
-//! texts joined by newlines. A think time between an answer and the next turn is nobody's
+//! Multi-turn conversations: a closed loop whose workers each hold a conversation at a time
+//! (`prompts.sessions`, [`drive`]), or sessions arriving on an open-loop schedule
+//! (`load.mode: sessions`, [`arrive`]). Turn 1 sends a prompt of the trial's ISL; turn k sends
+//! the whole conversation so far — every earlier user message and the model's actual answer to
+//! it — then a new user message. Chat endpoints get it as messages; completions endpoints as
+//! the texts joined by newlines. A think time between an answer and the next turn is nobody's
 //! latency: each request is timed from its own send.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal};
 use tokio::task::JoinSet;
 
 use super::closed::Stop;
 use super::source::{Phase, RequestSource};
+use crate::case::request::MAX_TURNS;
+use crate::case::{LoadMode, LoadSpec, PromptSpec, ThinkSpec, TurnsSpec};
 use crate::client::{Generation, Role, Turn};
-use crate::metrics::RequestRecord;
+use crate::metrics::{RequestRecord, SessionEnd};
 
 /// What the conversations of a load run are.
 #[derive(Debug, Clone, Default)]
 pub struct Conversations {
-    /// Turns (requests) per conversation, at least 1.
+    /// The most turns (requests) a conversation may have, at least 1: conversation `c`'s
+    /// requests are ids `c × turns` onwards ([`request_id`]).
     pub turns: u32,
+    /// How many turns each conversation has (fixed, or drawn per conversation).
+    pub count: TurnCount,
     /// Pause between an answer and the conversation's next turn.
-    pub think_time: Duration,
+    pub think_time: ThinkTime,
     /// The new user messages of turns 2 and after (`prompts.sessions.user_tokens` long);
     /// empty: they come from the measured pool.
     pub follow_ups: Vec<Generation>,
+    /// Tokens of a later turn's new user message (to foresee a turn's context).
+    pub user_tokens: u32,
+    /// The model's context: a conversation whose next turn (its prompt and the output asked
+    /// for) would not fit ends cleanly ([`SessionEnd::ContextFull`]). None: no check.
+    pub max_context: Option<u32>,
+    /// Seed of the turn counts and think times drawn.
+    pub seed: u64,
 }
+
+/// Turns of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum TurnCount {
+    /// Every conversation has `turns` ([`Conversations::turns`]).
+    #[default]
+    Fixed,
+    /// Uniform in `[min, max]`, both included (a `load.profile`).
+    Uniform {
+        /// Fewest.
+        min: u32,
+        /// Most.
+        max: u32,
+    },
+    /// `round(exp(N(mu, sigma)))`, clipped to `[min, max]`.
+    LogNormal {
+        /// Mean of the logarithm.
+        mu: f64,
+        /// Standard deviation of the logarithm.
+        sigma: f64,
+        /// Fewest.
+        min: u32,
+        /// Most.
+        max: u32,
+    },
+}
+
+/// Think time between an answer and the next turn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThinkTime {
+    /// The same pause every time.
+    Fixed(Duration),
+    /// Log-normal around `median` (σ of the logarithm `sigma`), clipped to `max`.
+    LogNormal {
+        /// Median pause.
+        median: Duration,
+        /// Standard deviation of the logarithm.
+        sigma: f64,
+        /// Longest pause.
+        max: Duration,
+    },
+}
+
+impl Default for ThinkTime {
+    fn default() -> Self {
+        ThinkTime::Fixed(Duration::ZERO)
+    }
+}
+
+/// A generator of its own for each (conversation, turn, purpose): draws do not depend on
+/// timing or on the order conversations run in.
+fn rng(seed: u64, conversation: u64, turn: u32, purpose: u64) -> ChaCha8Rng {
+    let mix = seed
+        ^ conversation.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(turn).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ purpose.wrapping_mul(0x1656_67B1_9E37_79F9);
+    ChaCha8Rng::seed_from_u64(mix)
+}
+
+impl Conversations {
+    /// The turns conversation `conversation` has: 1 to [`Conversations::turns`].
+    pub fn turns_of(&self, conversation: u64) -> u32 {
+        let top = self.turns.max(1);
+        let drawn = match self.count {
+            TurnCount::Fixed => top,
+            TurnCount::Uniform { min, max } => {
+                rng(self.seed, conversation, 0, 1).random_range(min.min(max)..=max)
+            }
+            TurnCount::LogNormal {
+                mu,
+                sigma,
+                min,
+                max,
+            } => {
+                let value = LogNormal::new(mu, sigma)
+                    .map(|d| d.sample(&mut rng(self.seed, conversation, 0, 1)))
+                    .unwrap_or(mu.exp());
+                (value.round().clamp(1.0, f64::from(MAX_DRAWN)) as u32).clamp(min, max)
+            }
+        };
+        drawn.clamp(1, top)
+    }
+
+    /// The pause after turn `turn`'s answer of conversation `conversation`.
+    pub fn think_after(&self, conversation: u64, turn: u32) -> Duration {
+        match self.think_time {
+            ThinkTime::Fixed(pause) => pause,
+            ThinkTime::LogNormal { median, sigma, max } => {
+                let median_s = median.as_secs_f64();
+                if median_s <= 0.0 {
+                    return Duration::ZERO;
+                }
+                let drawn = LogNormal::new(median_s.ln(), sigma)
+                    .map(|d| d.sample(&mut rng(self.seed, conversation, turn, 2)))
+                    .unwrap_or(median_s);
+                Duration::try_from_secs_f64(drawn).unwrap_or(max).min(max)
+            }
+        }
+    }
+
+    /// Whether the turn after one whose prompt took `prompt_tokens` and whose answer
+    /// `output_tokens` would not fit the context with `max_tokens` more to generate.
+    pub fn next_turn_overflows(
+        &self,
+        prompt_tokens: u64,
+        output_tokens: u64,
+        max_tokens: u32,
+    ) -> bool {
+        self.max_context.is_some_and(|context| {
+            prompt_tokens + output_tokens + u64::from(self.user_tokens) + u64::from(max_tokens)
+                > u64::from(context)
+        })
+    }
+}
+
+impl Conversations {
+    /// The conversations of a load run of `load` with `prompts` (`prompts.sessions`, and in
+    /// sessions mode `load.profile`); `None` when the run has none. `isl` is the trial's
+    /// (a later turn's user message is that long unless `user_tokens` is given); `follow_ups`
+    /// the later turns' messages built for it.
+    pub fn of_case(
+        load: &LoadSpec,
+        prompts: &PromptSpec,
+        isl: u32,
+        max_context: Option<u32>,
+        follow_ups: Vec<Generation>,
+    ) -> Option<Conversations> {
+        let sessions = prompts.sessions;
+        if sessions.is_none() && load.mode != LoadMode::Sessions {
+            return None;
+        }
+        let turns = sessions.and_then(|s| s.turns);
+        let (top, count) = match (turns, load.profile) {
+            (Some(TurnsSpec::Fixed(n)), _) => (n, TurnCount::Fixed),
+            (Some(TurnsSpec::LogNormal(d)), _) => {
+                let (min, max) = (d.min.unwrap_or(1), d.max.unwrap_or(MAX_TURNS));
+                let count = TurnCount::LogNormal {
+                    mu: d.mu,
+                    sigma: d.sigma,
+                    min,
+                    max,
+                };
+                (max, count)
+            }
+            (None, Some(profile)) => {
+                let (min, max) = profile.turns();
+                (max, TurnCount::Uniform { min, max })
+            }
+            (None, None) => (1, TurnCount::Fixed),
+        };
+        let think_time = match sessions.and_then(|s| s.think_time) {
+            None => ThinkTime::default(),
+            Some(ThinkSpec::Fixed(span)) => ThinkTime::Fixed(span.0),
+            Some(ThinkSpec::LogNormal(d)) => ThinkTime::LogNormal {
+                median: d.median.0,
+                sigma: d.sigma,
+                max: d.max.map_or(d.median.0.saturating_mul(10), |m| m.0),
+            },
+        };
+        Some(Conversations {
+            turns: top.max(1),
+            count,
+            think_time,
+            follow_ups,
+            user_tokens: sessions.and_then(|s| s.user_tokens).unwrap_or(isl),
+            max_context,
+            seed: load.seed,
+        })
+    }
+}
+
+/// A bound on a drawn count before clipping (a log-normal's tail is long).
+const MAX_DRAWN: u32 = 1 << 20;
 
 /// The request of a conversation's next turn: the history (alternating user messages and
 /// answers) followed by the new user message `user`, which also gives the output length and
@@ -104,15 +293,13 @@ pub async fn drive(
                     break;
                 }
                 let conversation = share.global(local);
-                converse(
-                    &source,
-                    conversation,
+                let bounds = Bounds {
                     window_start,
                     deadline,
-                    stop,
-                    &mut mine,
-                )
-                .await;
+                    requests: stop.requests,
+                };
+                let opening = request_id(conversation, turns, 1);
+                converse(&source, conversation, opening, None, bounds, &mut mine).await;
             }
             mine
         });
@@ -120,36 +307,133 @@ pub async fn drive(
     (super::join_all(tasks).await, window_start)
 }
 
-/// Runs one conversation, pushing one record per turn sent.
+/// How far ahead of the first arrival the schedule starts, so setting up does not make the
+/// first sessions late.
+const LEAD: Duration = Duration::from_millis(5);
+
+/// Sessions arriving on a schedule (`load.mode: sessions`): session `j` of `offsets` (this
+/// process's share of the run's arrivals, local `j` being the run's session
+/// `share.global(j)`) starts at its offset, whatever the server does, and runs its turns one
+/// after the other. No session starts and no turn is sent after `duration` (a session under
+/// way then ends, [`SessionEnd::Cut`]) nor after the cut-off. Arrivals are kept by the async
+/// runtime's timer (millisecond resolution: sessions arrive seconds apart). Returns the
+/// records (unsorted) and the window start.
+pub async fn arrive(
+    source: &Arc<RequestSource>,
+    offsets: &[Duration],
+    duration: Duration,
+) -> (Vec<RequestRecord>, Instant) {
+    let window_start = Instant::now() + LEAD;
+    if source.conversations().is_none() {
+        return (Vec::new(), window_start);
+    }
+    let deadline = window_start + duration;
+    let share = source.share();
+    let mut tasks = JoinSet::new();
+    for (local, offset) in offsets.iter().enumerate() {
+        let intended = window_start + *offset;
+        if intended >= deadline {
+            break;
+        }
+        let wake = source.cut_off().map_or(intended, |cut| intended.min(cut));
+        tokio::time::sleep_until(wake.into()).await;
+        if source.expired() {
+            break;
+        }
+        let conversation = share.global(local as u64);
+        let source = Arc::clone(source);
+        let bounds = Bounds {
+            window_start,
+            deadline: Some(deadline),
+            requests: u64::MAX,
+        };
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            // Each session opens with a prompt of its own: the measured pool holds one per
+            // scheduled session.
+            converse(
+                &source,
+                conversation,
+                conversation,
+                Some(intended),
+                bounds,
+                &mut mine,
+            )
+            .await;
+            mine
+        });
+    }
+    (super::join_all(tasks).await, window_start)
+}
+
+/// What bounds a conversation's turns.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// The instant every record's `send_ms` counts from.
+    window_start: Instant,
+    /// No turn after it.
+    deadline: Option<Instant>,
+    /// No request id at or above it.
+    requests: u64,
+}
+
+/// Runs one conversation, pushing one record per turn sent; the last one says how the
+/// conversation ended. Turn 1 sends the measured pool's prompt `opening` (by index, cycled)
+/// and counts its latency from `intended` when given (a scheduled arrival).
 async fn converse(
     source: &RequestSource,
     conversation: u64,
-    window_start: Instant,
-    deadline: Option<Instant>,
-    stop: Stop,
+    opening: u64,
+    intended: Option<Instant>,
+    bounds: Bounds,
     out: &mut Vec<RequestRecord>,
 ) {
     let Some(plan) = source.conversations() else {
         return;
     };
-    let turns = plan.turns.max(1);
+    let block = plan.turns.max(1);
+    let turns = plan.turns_of(conversation);
     let mut history: Vec<Turn> = Vec::new();
+    let mut end = SessionEnd::Completed;
+    let first_record = out.len();
     for turn in 1..=turns {
-        let id = request_id(conversation, turns, turn);
-        let past_duration = turn > 1 && deadline.is_some_and(|d| Instant::now() >= d);
-        if id >= stop.requests || past_duration || source.expired() {
+        let id = request_id(conversation, block, turn);
+        let past_duration = turn > 1 && bounds.deadline.is_some_and(|d| Instant::now() >= d);
+        if id >= bounds.requests || past_duration || source.expired() {
+            end = SessionEnd::Cut;
             break;
         }
-        let user = source.user_message(id, turn);
+        let user = if turn == 1 {
+            source.user_message(opening, 1)
+        } else {
+            source.user_message(id, turn)
+        };
+        if turn > 1
+            && let Some(last) = out.last()
+        {
+            let prompt = last.prompt_tokens.unwrap_or(0);
+            let output = last.output_tokens.unwrap_or(0);
+            if plan.next_turn_overflows(prompt, output, user.max_tokens) {
+                end = SessionEnd::ContextFull;
+                break;
+            }
+        }
         let request = next_turn(&history, user);
         let mut record = source
-            .send_request(Phase::Measured, id, window_start, None, &request)
+            .send_request(
+                Phase::Measured,
+                id,
+                bounds.window_start,
+                if turn == 1 { intended } else { None },
+                &request,
+            )
             .await;
         record.conversation = Some(conversation);
         record.turn = Some(turn);
         let answer = record.text.take().filter(|_| record.is_ok());
         out.push(record);
         let Some(answer) = answer else {
+            end = SessionEnd::Failed;
             break;
         };
         history.push(Turn {
@@ -160,11 +444,18 @@ async fn converse(
             role: Role::Assistant,
             content: answer,
         });
-        if turn < turns && !plan.think_time.is_zero() {
-            let until = Instant::now() + plan.think_time;
-            let until = source.cut_off().map_or(until, |cut| until.min(cut));
+        let think = plan.think_after(conversation, turn);
+        if turn < turns && !think.is_zero() {
+            let mut until = Instant::now() + think;
+            until = source.cut_off().map_or(until, |cut| until.min(cut));
+            until = bounds.deadline.map_or(until, |d| until.min(d));
             tokio::time::sleep_until(until.into()).await;
         }
+    }
+    if out.len() > first_record
+        && let Some(last) = out.last_mut()
+    {
+        last.session_end = Some(end);
     }
 }
 
@@ -255,5 +546,141 @@ mod tests {
         #[case] id: u64,
     ) {
         assert_eq!(request_id(conversation, turns, turn), id);
+    }
+
+    fn plan(count: TurnCount, turns: u32) -> Conversations {
+        Conversations {
+            turns,
+            count,
+            seed: 7,
+            ..Conversations::default()
+        }
+    }
+
+    #[rstest]
+    #[case::one_shot(crate::case::SessionProfile::OneShot, 1, 1)]
+    #[case::short(crate::case::SessionProfile::Short, 3, 5)]
+    #[case::long(crate::case::SessionProfile::Long, 8, 15)]
+    fn a_profile_draws_every_count_of_its_range_and_no_other(
+        #[case] profile: crate::case::SessionProfile,
+        #[case] min: u32,
+        #[case] max: u32,
+    ) {
+        let load = LoadSpec {
+            mode: LoadMode::Sessions,
+            profile: Some(profile),
+            seed: 7,
+            ..LoadSpec::default()
+        };
+        let conversations =
+            Conversations::of_case(&load, &PromptSpec::default(), 64, None, Vec::new())
+                .expect("sessions mode has conversations");
+        assert_eq!(
+            conversations.turns, max,
+            "ids come in blocks of the most turns"
+        );
+        let drawn: std::collections::BTreeSet<u32> =
+            (0..2_000).map(|c| conversations.turns_of(c)).collect();
+        assert_eq!(drawn, (min..=max).collect(), "{profile:?}");
+        assert_eq!(
+            conversations.turns_of(42),
+            conversations.turns_of(42),
+            "a conversation's count is its own, whenever it runs"
+        );
+    }
+
+    #[test]
+    fn a_log_normal_count_has_its_median_and_stays_within_its_bounds() {
+        let count = TurnCount::LogNormal {
+            mu: 6f64.ln(),
+            sigma: 0.8,
+            min: 2,
+            max: 20,
+        };
+        let conversations = plan(count, 20);
+        let mut drawn: Vec<u32> = (0..4_001).map(|c| conversations.turns_of(c)).collect();
+        assert!(drawn.iter().all(|t| (2..=20).contains(t)));
+        drawn.sort_unstable();
+        assert_eq!(drawn[2_000], 6, "the median is exp(mu)");
+        assert!(
+            drawn.contains(&2) && drawn.contains(&20),
+            "both clips are reached"
+        );
+    }
+
+    #[test]
+    fn a_log_normal_think_time_has_its_median_and_is_clipped() {
+        let conversations = Conversations {
+            think_time: ThinkTime::LogNormal {
+                median: Duration::from_millis(100),
+                sigma: 1.0,
+                max: Duration::from_millis(400),
+            },
+            ..plan(TurnCount::Fixed, 3)
+        };
+        let mut drawn: Vec<Duration> = (0..4_001)
+            .map(|c| conversations.think_after(c, 1))
+            .collect();
+        assert!(drawn.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(drawn.contains(&Duration::from_millis(400)));
+        drawn.sort_unstable();
+        let median = drawn[2_000].as_secs_f64();
+        assert!((0.09..0.11).contains(&median), "{median}");
+        assert_ne!(
+            conversations.think_after(1, 1),
+            conversations.think_after(1, 2),
+            "each turn draws its own"
+        );
+    }
+
+    #[rstest]
+    #[case(None, 1_000, false)]
+    #[case(Some(160), 140, false)]
+    #[case(Some(160), 145, true)]
+    fn a_turn_that_would_not_fit_the_context_is_foreseen(
+        #[case] max_context: Option<u32>,
+        #[case] prompt_tokens: u64,
+        #[case] overflows: bool,
+    ) {
+        // The next prompt adds the answer (4) and an 8-token message, and asks for 4 more.
+        let conversations = Conversations {
+            user_tokens: 8,
+            max_context,
+            ..plan(TurnCount::Fixed, 8)
+        };
+        assert_eq!(
+            conversations.next_turn_overflows(prompt_tokens, 4, 4),
+            overflows
+        );
+    }
+
+    #[test]
+    fn only_runs_with_conversations_have_them() {
+        let closed = LoadSpec::default();
+        assert!(
+            Conversations::of_case(&closed, &PromptSpec::default(), 64, None, Vec::new()).is_none()
+        );
+        let prompts: PromptSpec = crate::case::load::parse_yaml(
+            std::path::Path::new("p.yaml"),
+            "sessions: { turns: { dist: lognormal, mu: 1.5, sigma: 0.4, max: 12 }, think_time: { dist: lognormal, median: 2s, sigma: 0.5 } }\n",
+        )
+        .expect("parses");
+        let load = LoadSpec {
+            mode: LoadMode::Sessions,
+            ..LoadSpec::default()
+        };
+        let conversations =
+            Conversations::of_case(&load, &prompts, 64, Some(4096), Vec::new()).expect("some");
+        assert_eq!(conversations.turns, 12);
+        assert_eq!(conversations.user_tokens, 64, "the ISL without user_tokens");
+        assert_eq!(
+            conversations.think_time,
+            ThinkTime::LogNormal {
+                median: Duration::from_secs(2),
+                sigma: 0.5,
+                max: Duration::from_secs(20),
+            }
+        );
+        assert_eq!(prompts.sessions_suffix(), "_turnsln1.5s0.4");
     }
 }

@@ -43,6 +43,8 @@ pub fn default_limit(load: &LoadSpec, shape: &Shape, runs: u32) -> Duration {
         } => rounds(u64::from(requests), concurrency),
         Shape::Consistency { requests } => rounds(u64::from(requests), 1),
         Shape::Open { rate, requests } => open_bound(load, rate, u64::from(requests)),
+        // No turn is sent after the duration: the last ones then run for a timeout at most.
+        Shape::Sessions { duration, .. } => duration.saturating_add(timeout),
         Shape::Users { duration, .. } => {
             let ramp = load.ramp_up.map_or(Duration::ZERO, |s| s.0);
             let think = load.think_time.map_or(Duration::ZERO, |s| s.0);

@@ -135,7 +135,7 @@ pub fn share_of(shape: &Shape, worker: Share) -> Share {
     match *shape {
         Shape::Closed { concurrency, .. } => worker.for_streams(concurrency),
         Shape::Consistency { .. } => worker.for_streams(1),
-        Shape::Open { .. } | Shape::Users { .. } => worker,
+        Shape::Open { .. } | Shape::Users { .. } | Shape::Sessions { .. } => worker,
     }
 }
 
@@ -228,6 +228,23 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
             plan.offsets = share.pick(&plan.offsets);
             let outcome = plan.drive(source).await;
             (outcome.records, outcome.window_start, outcome.dropped)
+        }
+        Shape::Sessions {
+            rate,
+            sessions,
+            duration,
+        } => {
+            let offsets = schedule::arrival_offsets(
+                load.arrival,
+                rate,
+                load.burstiness,
+                sessions as usize,
+                load.seed,
+            );
+            // Whole sessions are split among workers: arrivals I, I+N, … of the one schedule.
+            let (records, start) =
+                conversation::arrive(source, &share.pick(&offsets), duration).await;
+            (records, start, 0)
         }
         Shape::Users {
             users, duration, ..

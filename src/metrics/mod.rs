@@ -20,7 +20,7 @@ pub use distribution::Distribution;
 pub use drift::Drift;
 pub use goodput::RequestSlo;
 pub use prefix::PrefixSummary;
-pub use record::{ErrorClass, RequestRecord};
+pub use record::{ErrorClass, RequestRecord, SessionEnd};
 pub use server_timing::{ServerTiming, ServerTimingSummary};
 pub use summary::Summary;
 pub use turns::TurnSummary;

@@ -4,6 +4,21 @@ use serde::{Deserialize, Serialize};
 
 use super::server_timing::ServerTiming;
 
+/// How a conversation ended, on the record of its last turn sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// Every turn it was to have was answered.
+    Completed,
+    /// Its next turn would not have fitted the model's context (`max_context`): it ended
+    /// cleanly, not a failure.
+    ContextFull,
+    /// A turn failed (no answer to carry on with).
+    Failed,
+    /// The load's duration, request count or time limit ended it early.
+    Cut,
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +148,9 @@ pub struct RequestRecord {
     /// Its turn in the conversation, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<u32>,
+    /// On a conversation's last turn sent: how the conversation ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_end: Option<SessionEnd>,
     /// The tool calls of the answer, reassembled from the stream, for requests that are scored
     /// (the `tool_calls` task); absent when the answer called no tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::distribution::{Distribution, DistributionBuilder};
-use super::record::RequestRecord;
+use super::record::{RequestRecord, SessionEnd};
 
 /// One turn position's requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,8 +32,14 @@ pub struct TurnPosition {
 pub struct TurnSummary {
     /// Conversations started.
     pub conversations: u64,
-    /// Conversations whose every turn succeeded up to the trial's last turn position.
+    /// Conversations whose every turn was answered: each had all the turns it was to have
+    /// (records that say how their conversation ended), or (older records) reached the trial's
+    /// last turn position.
     pub conversations_completed: u64,
+    /// Conversations that ended cleanly because their next turn would not have fitted the
+    /// model's context (`max_context`); not failures.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conversations_context_full: u64,
     /// TTFT of the successful first turns.
     pub first_ttft_ms: Option<Distribution>,
     /// TTFT of the successful later turns (2 and after), all positions together.
@@ -71,6 +77,9 @@ pub struct TurnsBuilder {
     later_ttft_ms: DistributionBuilder,
     conversations: BTreeMap<u64, (u32, bool)>,
     cached: Option<u64>,
+    /// Conversations that ended completed, at the context, and otherwise (failed or cut), as
+    /// their last records say.
+    ends: (u64, u64, u64),
 }
 
 /// One turn position's running figures.
@@ -88,6 +97,12 @@ impl TurnsBuilder {
         let Some(turn) = record.turn else {
             return;
         };
+        match record.session_end {
+            Some(SessionEnd::Completed) => self.ends.0 += 1,
+            Some(SessionEnd::ContextFull) => self.ends.1 += 1,
+            Some(SessionEnd::Failed | SessionEnd::Cut) => self.ends.2 += 1,
+            None => {}
+        }
         let position = self.positions.entry(turn).or_default();
         position.requests += 1;
         if let Some(id) = record.conversation {
@@ -142,14 +157,19 @@ impl TurnsBuilder {
             _ => None,
         };
         let last = self.positions.keys().next_back().copied().unwrap_or(1);
-        let completed = self
-            .conversations
-            .values()
-            .filter(|(reached, ok)| *ok && *reached == last)
-            .count() as u64;
+        let completed = if self.ends == (0, 0, 0) {
+            // Records that do not say how their conversation ended (older runs).
+            self.conversations
+                .values()
+                .filter(|(reached, ok)| *ok && *reached == last)
+                .count() as u64
+        } else {
+            self.ends.0
+        };
         Some(TurnSummary {
             conversations: self.conversations.len() as u64,
             conversations_completed: completed,
+            conversations_context_full: self.ends.1,
             first_ttft_ms,
             later_ttft_ms,
             later_over_first_p50,
@@ -157,6 +177,10 @@ impl TurnsBuilder {
             server_cached_tokens: self.cached,
         })
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -228,6 +252,44 @@ mod tests {
         assert_eq!(summary.server_cached_tokens, Some(180));
         let ratio = summary.later_over_first_p50.expect("a ratio");
         assert!((0.3..0.6).contains(&ratio), "{ratio}");
+    }
+
+    #[rstest]
+    #[case::all_completed(&[SessionEnd::Completed, SessionEnd::Completed], 2, 0)]
+    #[case::one_at_the_context(&[SessionEnd::Completed, SessionEnd::ContextFull], 1, 1)]
+    #[case::cut_and_failed(&[SessionEnd::Cut, SessionEnd::Failed], 0, 0)]
+    fn recorded_ends_count_completed_and_context_full_sessions(
+        #[case] ends: &[SessionEnd],
+        #[case] completed: u64,
+        #[case] context_full: u64,
+    ) {
+        // Session c has c + 1 turns: the trial's last position says nothing of the others.
+        let records: Vec<RequestRecord> = ends
+            .iter()
+            .enumerate()
+            .flat_map(|(c, end)| {
+                let turns = c as u32 + 1;
+                (1..=turns).map(move |turn| RequestRecord {
+                    session_end: (turn == turns).then_some(*end),
+                    ..record(
+                        c as u64,
+                        turn,
+                        10.0,
+                        *end != SessionEnd::Failed || turn < turns,
+                    )
+                })
+            })
+            .collect();
+        let summary = TurnSummary::of(&records).expect("a summary");
+        assert_eq!(summary.conversations, ends.len() as u64);
+        assert_eq!(summary.conversations_completed, completed);
+        assert_eq!(summary.conversations_context_full, context_full);
+        let json = serde_json::to_value(&summary).expect("json");
+        assert_eq!(
+            json.get("conversations_context_full").is_some(),
+            context_full > 0,
+            "{json}"
+        );
     }
 
     #[rstest]

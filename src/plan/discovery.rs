@@ -186,9 +186,14 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
             let mut slugs = BTreeSet::new();
             let mut shaped = Vec::new();
             let lengths = format!(
-                "{}{}",
+                "{}{}{}",
                 case.spec.prompts.length_suffix(),
-                case.spec.prompts.sessions_suffix()
+                case.spec.prompts.sessions_suffix(),
+                case.spec
+                    .load
+                    .profile
+                    .map(|p| format!("_{}", p.as_str()))
+                    .unwrap_or_default()
             );
             for combination in combinations {
                 for shape in Shape::for_combination(&case.spec.load, &combination) {

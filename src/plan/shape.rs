@@ -41,6 +41,16 @@ pub enum Shape {
         /// Measured requests.
         requests: u32,
     },
+    /// Multi-turn sessions arriving at `rate` per second, `sessions` of them scheduled, for
+    /// `duration` (no turn is sent after it).
+    Sessions {
+        /// Session arrivals per second.
+        rate: f64,
+        /// Sessions scheduled.
+        sessions: u32,
+        /// How long sessions arrive and turns are sent.
+        duration: Duration,
+    },
 }
 
 impl Shape {
@@ -75,11 +85,30 @@ impl Shape {
                 pool: requests,
             }],
             LoadMode::Consistency => vec![Shape::Consistency { requests }],
+            LoadMode::Sessions => {
+                let duration = duration.unwrap_or(Duration::from_secs(60));
+                load.rate
+                    .0
+                    .iter()
+                    .map(|&rate| {
+                        let arrivals = (rate * duration.as_secs_f64())
+                            .ceil()
+                            .clamp(1.0, MAX_REQUESTS as f64)
+                            as u32;
+                        Shape::Sessions {
+                            rate,
+                            sessions: load.requests.map_or(arrivals, |n| n.min(arrivals)),
+                            duration,
+                        }
+                    })
+                    .collect()
+            }
         }
     }
 
     /// The trial-name part after `case::`: `isl128_osl64_c4_n4` (closed), `…_c4_30s` (closed
-    /// for a duration), `…_r10_n100` (open), `…_u16_60s` (users), `…_same_n50` (consistency).
+    /// for a duration), `…_r10_n100` (open), `…_u16_60s` (users), `…_same_n50` (consistency),
+    /// `…_sr2_20s` (sessions: 2 session arrivals per second for 20 s).
     pub fn slug(&self, c: &Combination) -> String {
         let lengths = format!("isl{}_osl{}", c.isl, c.osl);
         match *self {
@@ -98,6 +127,9 @@ impl Shape {
                 users, duration, ..
             } => format!("{lengths}_u{users}_{}", compact(duration)),
             Shape::Consistency { requests } => format!("{lengths}_same_n{requests}"),
+            Shape::Sessions { rate, duration, .. } => {
+                format!("{lengths}_sr{rate}_{}", compact(duration))
+            }
         }
     }
 
@@ -107,7 +139,7 @@ impl Shape {
             Shape::Closed { concurrency, .. } => Some(concurrency),
             Shape::Consistency { .. } => Some(1),
             Shape::Users { users, .. } => Some(users),
-            Shape::Open { .. } => None,
+            Shape::Open { .. } | Shape::Sessions { .. } => None,
         }
     }
 
@@ -122,7 +154,7 @@ impl Shape {
             }
             | Shape::Open { requests, .. }
             | Shape::Consistency { requests } => Some(u64::from(requests)),
-            Shape::Closed { .. } | Shape::Users { .. } => None,
+            Shape::Closed { .. } | Shape::Users { .. } | Shape::Sessions { .. } => None,
         }
     }
 
@@ -132,13 +164,14 @@ impl Shape {
             Shape::Consistency { .. } => 1,
             Shape::Closed { requests, .. } | Shape::Open { requests, .. } => requests,
             Shape::Users { pool, .. } => pool,
+            Shape::Sessions { sessions, .. } => sessions,
         }
     }
 
-    /// Requests per second asked for (open only).
+    /// Requests per second asked for (open), or session arrivals per second (sessions).
     pub fn rate(&self) -> Option<f64> {
         match *self {
-            Shape::Open { rate, .. } => Some(rate),
+            Shape::Open { rate, .. } | Shape::Sessions { rate, .. } => Some(rate),
             _ => None,
         }
     }
@@ -150,6 +183,7 @@ impl Shape {
             Shape::Open { .. } => LoadMode::Open,
             Shape::Users { .. } => LoadMode::Users,
             Shape::Consistency { .. } => LoadMode::Consistency,
+            Shape::Sessions { .. } => LoadMode::Sessions,
         }
     }
 }
@@ -195,6 +229,7 @@ mod tests {
     #[case("{mode: users, duration: 1m}", &["isl128_osl64_u4_60s"])]
     #[case("{mode: consistency}", &["isl128_osl64_same_n8"])]
     #[case("{mode: consistency, requests: 50}", &["isl128_osl64_same_n50"])]
+    #[case("{mode: sessions, rate: [2, 0.5], duration: 20s}", &["isl128_osl64_sr2_20s", "isl128_osl64_sr0.5_20s"])]
     fn shapes_name_their_trials(#[case] load: &str, #[case] slugs: &[&str]) {
         let load: LoadSpec = parse_yaml(Path::new("l.yaml"), load).expect("parses");
         let c = combination(4, 8);

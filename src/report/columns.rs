@@ -60,6 +60,7 @@ pub fn shape_level(shape: LoadShape) -> String {
         LoadShape::Closed { concurrency } => concurrency.to_string(),
         LoadShape::Users { users } => format!("{users} users"),
         LoadShape::Consistency => "same prompt".to_string(),
+        LoadShape::Sessions { rate } => format!("{rate} sessions/s"),
         LoadShape::Open {
             rate,
             max_in_flight: Some(cap),

@@ -149,6 +149,11 @@ pub enum LoadShape {
     },
     /// The same prompt, one request at a time (`load.mode: consistency`).
     Consistency,
+    /// Multi-turn sessions arriving at `rate` per second (`load.mode: sessions`).
+    Sessions {
+        /// Session arrivals per second asked for.
+        rate: f64,
+    },
 }
 
 impl LoadShape {
@@ -159,13 +164,14 @@ impl LoadShape {
             LoadShape::Open { .. } => LoadMode::Open,
             LoadShape::Users { .. } => LoadMode::Users,
             LoadShape::Consistency => LoadMode::Consistency,
+            LoadShape::Sessions { .. } => LoadMode::Sessions,
         }
     }
 
-    /// The open loop's rate.
+    /// The open loop's rate (requests per second), or the session arrivals per second.
     pub fn rate(&self) -> Option<f64> {
         match *self {
-            LoadShape::Open { rate, .. } => Some(rate),
+            LoadShape::Open { rate, .. } | LoadShape::Sessions { rate } => Some(rate),
             _ => None,
         }
     }
@@ -178,6 +184,7 @@ impl LoadShape {
             LoadShape::Closed { concurrency } => concurrency,
             LoadShape::Users { users } => users,
             LoadShape::Open { max_in_flight, .. } => max_in_flight.unwrap_or(0),
+            LoadShape::Sessions { .. } => 0,
         }
     }
 }

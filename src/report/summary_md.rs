@@ -91,6 +91,13 @@ pub fn render(run: &Run, thresholds: &Thresholds, numbers: Numbers, detail: Deta
                 out.push_str(&format!("- {line}\n"));
             }
         }
+        let turns = turn_lines(trials, numbers);
+        if !turns.is_empty() {
+            out.push_str(&format!("\n{TURNS_INTRO}\n\n"));
+            for line in turns {
+                out.push_str(&format!("- {line}\n"));
+            }
+        }
         let analysis = trial_analysis(trials, thresholds, numbers);
         if !analysis.is_empty() {
             out.push_str("\nAnalysis:\n\n");
@@ -358,6 +365,59 @@ pub fn consistency_lines(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
                     "TTFT {} ms, decode {decode} tok/s{halves}; {}",
                     c.ttft_ms.describe(),
                     c.reading.describe()
+                )
+            });
+            format!("{}: {text}", t.name())
+        })
+        .collect()
+}
+
+/// What precedes the TTFT-by-turn lines.
+pub const TURNS_INTRO: &str = "Conversations (p50 TTFT by turn position, and the context it \
+     grew from and to):";
+
+/// One line per trial of conversations: `[perf] c::…_sr2_20s_long: TTFT p50 by turn 21.6,
+/// 31.6, 41.4 ms (last ÷ first 1.91); context 36 → 76 tokens; 18 sessions, 15 completed, 1
+/// ended at max_context`. Which trials have a line depends on their case; the line itself is
+/// measured, and redacted.
+pub fn turn_lines(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
+    trials
+        .iter()
+        .filter_map(|t| t.report.summary()?.turns.as_ref().map(|turns| (t, turns)))
+        .map(|(t, turns)| {
+            let text = measured(numbers, NUM, || {
+                let p50: Vec<f64> = turns
+                    .by_turn
+                    .iter()
+                    .filter_map(|p| p.ttft_ms.as_ref().map(|d| d.p50))
+                    .collect();
+                let ratio = match (p50.first(), p50.last()) {
+                    (Some(first), Some(last)) if p50.len() > 1 && *first > 0.0 => {
+                        format!(" (last ÷ first {:.2})", last / first)
+                    }
+                    _ => String::new(),
+                };
+                let listed: Vec<String> = p50.iter().map(|v| format!("{v:.1}")).collect();
+                let context: Vec<f64> = turns
+                    .by_turn
+                    .iter()
+                    .filter_map(|p| p.prompt_tokens_mean)
+                    .collect();
+                let context = match (context.first(), context.last()) {
+                    (Some(first), Some(last)) => {
+                        format!("; context {first:.0} → {last:.0} tokens")
+                    }
+                    _ => String::new(),
+                };
+                let full = match turns.conversations_context_full {
+                    0 => String::new(),
+                    n => format!(", {n} ended at max_context"),
+                };
+                format!(
+                    "TTFT p50 by turn {} ms{ratio}{context}; {} sessions, {} completed{full}",
+                    listed.join(", "),
+                    turns.conversations,
+                    turns.conversations_completed
                 )
             });
             format!("{}: {text}", t.name())

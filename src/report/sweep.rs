@@ -97,13 +97,15 @@ impl Axis {
 }
 
 /// Where a load trial sits on a load axis; `None` for trials that sent no load and for
-/// consistency runs (one request at a time, not a level of load).
+/// consistency runs (one request at a time, not a level of load) and sessions (arrivals of
+/// sessions, not of requests).
 pub fn load_of(report: &TrialReport) -> Option<(Axis, f64)> {
     match report.shape()? {
         LoadShape::Open { rate, .. } => Some((Axis::Rate, rate)),
         LoadShape::Closed { concurrency } => Some((Axis::Concurrency, f64::from(concurrency))),
         LoadShape::Users { users } => Some((Axis::Concurrency, f64::from(users))),
-        LoadShape::Consistency => None,
+        // Session arrivals are not requests: no sweep puts them on the request-rate axis.
+        LoadShape::Consistency | LoadShape::Sessions { .. } => None,
     }
 }
 

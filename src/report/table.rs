@@ -194,12 +194,16 @@ fn load_parameters(load: &LoadBody) -> Vec<(&'static str, String)> {
             LoadShape::Users { users } => ("users", users.to_string()),
             LoadShape::Closed { concurrency } => ("concurrency", concurrency.to_string()),
             LoadShape::Consistency => ("concurrency", "1".to_string()),
+            LoadShape::Sessions { .. } => ("max in flight", "unbounded".to_string()),
         },
         (
             "rate",
-            load.shape
-                .rate()
-                .map_or_else(|| NONE.to_string(), |r| format!("{r} req/s")),
+            match load.shape {
+                LoadShape::Sessions { rate } => format!("{rate} sessions/s"),
+                shape => shape
+                    .rate()
+                    .map_or_else(|| NONE.to_string(), |r| format!("{r} req/s")),
+            },
         ),
         ("prompts", load.num_prompts.to_string()),
         (
@@ -512,22 +516,28 @@ fn conversations(out: &mut String, turns: &TurnSummary, numbers: Numbers) {
     }));
     push_table(out, &header, &align, &rows);
     out.push('\n');
-    name_value_table(
-        out,
-        ["conversations", "value"],
-        vec![
-            ("started", count(turns.conversations)),
-            ("completed", count(turns.conversations_completed)),
-            (
-                "turns ≥ 2 ÷ turn 1 p50 TTFT",
-                optional(turns.later_over_first_p50, f3),
-            ),
-            (
-                "server cached tokens",
-                optional(turns.server_cached_tokens.map(|n| n as f64), whole),
-            ),
-        ],
-    );
+    let mut summary = vec![
+        ("started", count(turns.conversations)),
+        ("completed", count(turns.conversations_completed)),
+    ];
+    // Only a run whose conversations reached the model's context has the row.
+    if turns.conversations_context_full > 0 {
+        summary.push((
+            "ended at max_context (not failures)",
+            count(turns.conversations_context_full),
+        ));
+    }
+    summary.extend([
+        (
+            "turns ≥ 2 ÷ turn 1 p50 TTFT",
+            optional(turns.later_over_first_p50, f3),
+        ),
+        (
+            "server cached tokens",
+            optional(turns.server_cached_tokens.map(|n| n as f64), whole),
+        ),
+    ]);
+    name_value_table(out, ["conversations", "value"], summary);
 }
 
 /// A consistency run: mean ± std and CV of TTFT and decode rate, the halves' drift and the

@@ -194,6 +194,9 @@ impl TryFrom<TrialRecord> for TrialReport {
                         users: r.concurrency,
                     },
                     "consistency" => LoadShape::Consistency,
+                    "sessions" => LoadShape::Sessions {
+                        rate: r.rate.unwrap_or(0.0),
+                    },
                     "open" => LoadShape::Open {
                         rate: r.rate.unwrap_or(0.0),
                         max_in_flight: (r.concurrency > 0).then_some(r.concurrency),
@@ -202,7 +205,7 @@ impl TryFrom<TrialRecord> for TrialReport {
                         return Err(WireError::Value {
                             field: "mode",
                             value: other.to_string(),
-                            expected: "`closed`, `open`, `users`, `consistency`, `accuracy` or `sim`",
+                            expected: "`closed`, `open`, `users`, `consistency`, `sessions`, `accuracy` or `sim`",
                         });
                     }
                 };

@@ -346,11 +346,19 @@ async fn drive_endpoints(
         .map(|e| e.client)
         .ok_or(TrialError::NoServer)?;
     let prompts = prompts_for(session, load, tokenizer_client.http(), first).await?;
-    let conversations = spec.prompts.sessions.map(|s| load::Conversations {
-        turns: s.turns(),
-        think_time: s.think_time.map_or(Duration::ZERO, |t| t.0),
-        follow_ups: prompts.follow_ups,
+    let max_context = load.case.model.as_ref().map(|model| {
+        spec.matrix
+            .as_ref()
+            .and_then(|m| m.max_context)
+            .unwrap_or(model.max_context)
     });
+    let conversations = load::Conversations::of_case(
+        &spec.load,
+        &spec.prompts,
+        load.point.combination.isl,
+        max_context,
+        prompts.follow_ups,
+    );
     let source = RequestSource::new(endpoints, prompts.measured, prompts.warmup, spec.load.seed)?
         .with_progress(session.progress.clone())
         .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups))

@@ -226,6 +226,7 @@ fn load_body(load: &LoadTrial, measured: &mut Measured) -> LoadBody {
         },
         Shape::Users { users, .. } => LoadShape::Users { users },
         Shape::Consistency { .. } => LoadShape::Consistency,
+        Shape::Sessions { rate, .. } => LoadShape::Sessions { rate },
     };
     LoadBody {
         isl: c.isl,

@@ -232,6 +232,7 @@ fn concurrency(shape: &LoadShape) -> Option<u32> {
         LoadShape::Users { users } => Some(*users),
         LoadShape::Open { max_in_flight, .. } => *max_in_flight,
         LoadShape::Consistency => Some(1),
+        LoadShape::Sessions { .. } => None,
     }
 }
 

@@ -130,7 +130,9 @@ fn a_duration_ends_conversations_under_way() {
     let by_turn = summary.turns.as_ref().expect("a turn summary");
     assert_eq!(
         (by_turn.conversations, by_turn.conversations_completed),
-        (2, 2),
-        "the trial's last position reached is 1"
+        (2, 0),
+        "both were cut by the duration before their second turn"
     );
+    let ends: Vec<_> = outcome.records.iter().map(|r| r.session_end).collect();
+    assert_eq!(ends, [Some(llm_stress::metrics::SessionEnd::Cut); 2]);
 }

@@ -24,6 +24,7 @@ mod runner;
 mod scaffold;
 mod secrets;
 mod selection;
+mod sessions;
 mod shared_prefix;
 mod slo_gates;
 mod tool_calls;

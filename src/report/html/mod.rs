@@ -17,6 +17,7 @@ pub mod markup;
 mod over_time;
 mod requests;
 pub mod study;
+mod turns;
 
 use chart::Chart;
 use markup::{escape, id, level_badge, table, verdict_badge};
@@ -413,6 +414,9 @@ fn trial_section(trial: &RunTrial, thresholds: &Thresholds) -> Result<String, Re
         let over_time = [
             over_time::throughput(&name, &windows),
             over_time::latency(&name, &windows),
+            r.summary()
+                .and_then(|s| s.turns.as_ref())
+                .and_then(|t| turns::ttft_by_turn(&name, t)),
         ];
         out.push_str("<div class=\"figures\">");
         for chart in [Some(cdf), Some(timeline)]
