@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use llm_stress::case::Api;
+use llm_stress::case::{Api, Transport};
 use llm_stress::client::{Client, ClientConfig, Generation};
 use llm_stress::metrics::{ErrorClass, RequestRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -363,4 +363,44 @@ async fn the_event_size_limit_is_the_clients_to_set() {
     assert_eq!(record.error, Some(ErrorClass::Protocol), "{record:?}");
     let detail = record.error_detail.unwrap_or_default();
     assert!(detail.contains("longer than 4096 bytes"), "{detail}");
+}
+
+/// The direct HTTP/1.1 reader (`client.transport: direct`) records every scripted answer as
+/// reqwest does: the same class, status, content chunks and token count.
+#[tokio::test]
+async fn the_direct_reader_records_every_answer_as_reqwest_does() {
+    let done = b"data: [DONE]\n\n".as_slice();
+    let answers: Vec<(&str, Vec<u8>)> = vec![
+        ("whole", sse(&[TEXT, TEXT, TEXT, done].concat())),
+        ("no [DONE]", sse(&[TEXT, TEXT].concat())),
+        (
+            "500",
+            http("500 Internal Server Error", "text/plain", b"boom"),
+        ),
+        (
+            "429",
+            http("429 Too Many Requests", "text/plain", b"slow down"),
+        ),
+        ("not JSON", sse(b"data: {not json\n\n")),
+        ("empty", sse(done)),
+    ];
+    for (what, answer) in answers {
+        let mut seen = Vec::new();
+        for transport in [Transport::Reqwest, Transport::Direct] {
+            let url = scripted(answer.clone(), false).await;
+            let mut config = ClientConfig::new(&url, Api::Completions, "m", Duration::from_secs(2));
+            config.transport = transport;
+            let record = Client::new(config)
+                .expect("client")
+                .generate(0, Instant::now(), &Generation::exact("hello".into(), 4))
+                .await;
+            seen.push((
+                record.error,
+                record.status,
+                record.chunk_ms.len(),
+                record.output_tokens,
+            ));
+        }
+        assert_eq!(seen[0], seen[1], "{what}: reqwest, then direct");
+    }
 }
