@@ -48,10 +48,9 @@ pub enum Transport {
     Reqwest,
     /// The harness's own HTTP/1.1 reader: the task that measures a stream reads its socket
     /// itself, stamping each read as it returns. It costs the client about a third of the
-    /// user CPU per chunk at 64–512 streams and stamps paced chunks closer to their writes,
-    /// but when hundreds of streams get a chunk in one instant (a synchronized round) its
-    /// median stamp lags by about a millisecond where reqwest's does not: not the default
-    /// until that is understood.
+    /// user CPU per chunk at 64–512 streams and stamps paced chunks closer to their writes;
+    /// not the default until its stamps in synchronized rounds of hundreds of streams are
+    /// compared with reqwest's on a quiet machine (see the client-performance page).
     Direct,
 }
 
