@@ -320,10 +320,7 @@ impl Client {
             send_ms: ms_between(window_start, sent),
             ..Default::default()
         };
-        let own_deadline = sent + self.timeout;
-        let deadline = tokio::time::Instant::from_std(
-            cut_off.map_or(own_deadline, |cut| cut.min(own_deadline)),
-        );
+        let deadline = self.deadline(sent, cut_off);
         let response =
             tokio::time::timeout_at(deadline, self.http.post(&url).json(&body).send()).await;
         let response = match response {
@@ -334,19 +331,7 @@ impl Client {
                     "no response before the timeout",
                 );
             }
-            Ok(Err(e)) => {
-                let chain = error_chain(&e);
-                if let Some(resource) = client_resource(&e) {
-                    let detail = format!("{CLIENT_RAN_OUT} ({resource}): {chain}");
-                    return failed(record, ErrorClass::Client, &detail);
-                }
-                let class = if e.is_timeout() {
-                    ErrorClass::Timeout
-                } else {
-                    ErrorClass::Connect
-                };
-                return failed(record, class, &chain);
-            }
+            Ok(Err(e)) => return send_failed(record, &e, e.is_timeout()),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
@@ -398,10 +383,7 @@ impl Client {
             send_ms: ms_between(window_start, sent),
             ..Default::default()
         };
-        let own_deadline = sent + self.timeout;
-        let deadline = tokio::time::Instant::from_std(
-            cut_off.map_or(own_deadline, |cut| cut.min(own_deadline)),
-        );
+        let deadline = self.deadline(sent, cut_off);
         let response = match tokio::time::timeout_at(deadline, direct.post(path, &body)).await {
             Err(_) => {
                 return failed(
@@ -410,14 +392,7 @@ impl Client {
                     "no response before the timeout",
                 );
             }
-            Ok(Err(e)) => {
-                let chain = error_chain(&e);
-                if let Some(resource) = client_resource(&e) {
-                    let detail = format!("{CLIENT_RAN_OUT} ({resource}): {chain}");
-                    return failed(record, ErrorClass::Client, &detail);
-                }
-                return failed(record, ErrorClass::Connect, &chain);
-            }
+            Ok(Err(e)) => return send_failed(record, &e, false),
             Ok(Ok(response)) => response,
         };
         let code = response.status;
@@ -456,6 +431,13 @@ impl Client {
         stream::read_stream(response.body, record, &reading, expected_chunks(request)).await
     }
 
+    /// When a request sent at `sent` gives up: its own timeout, or the trial's cut-off when
+    /// that comes first.
+    fn deadline(&self, sent: Instant, cut_off: Option<Instant>) -> tokio::time::Instant {
+        let own_deadline = sent + self.timeout;
+        tokio::time::Instant::from_std(cut_off.map_or(own_deadline, |cut| cut.min(own_deadline)))
+    }
+
     /// How the answer to `request`, sent at `sent`, is read.
     fn reading(
         &self,
@@ -477,6 +459,26 @@ impl Client {
             reads: self.reads.as_deref(),
         }
     }
+}
+
+/// A request that got no response: the client's own resource shortage, a timeout, or a
+/// connection failure, with the error's whole chain as evidence.
+fn send_failed(
+    record: RequestRecord,
+    error: &(dyn std::error::Error + 'static),
+    timed_out: bool,
+) -> RequestRecord {
+    let chain = error_chain(error);
+    if let Some(resource) = client_resource(error) {
+        let detail = format!("{CLIENT_RAN_OUT} ({resource}): {chain}");
+        return failed(record, ErrorClass::Client, &detail);
+    }
+    let class = if timed_out {
+        ErrorClass::Timeout
+    } else {
+        ErrorClass::Connect
+    };
+    failed(record, class, &chain)
 }
 
 /// Content chunks a streamed answer to `request` is expected to have: at most one per token
