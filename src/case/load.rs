@@ -291,7 +291,7 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
 
 /// Conversations and the load mode: `prompts.sessions` runs in closed-loop mode (fixed turns
 /// and think time) or in sessions mode (turns and think time may be distributions, or the turns
-/// a `load.profile`); sessions mode builds synthetic conversations.
+/// a `load.profile`); sessions mode builds synthetic conversations or replays ShareGPT ones.
 fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
     use super::LoadMode;
     let sessions = spec.prompts.sessions;
@@ -300,6 +300,10 @@ fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
         LoadMode::Closed => {
             let sessions = sessions?;
             let Some(turns) = turns else {
+                if spec.replays_conversations() {
+                    // Each replayed conversation has as many turns as the dataset's.
+                    return None;
+                }
                 return Some((
                     "prompts.sessions",
                     "needs `turns`, the requests per conversation, such as `turns: 3`".into(),
@@ -324,7 +328,17 @@ fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
             None
         }
         LoadMode::Sessions => {
+            let replay = spec.replays_conversations();
             match (spec.load.profile, turns) {
+                (Some(_), _) if replay => {
+                    return Some((
+                        "load.profile",
+                        "replayed ShareGPT conversations have their own turns: drop `load.profile` \
+                         (`prompts.sessions.turns: N` caps them)"
+                            .into(),
+                    ));
+                }
+                (None, None) if replay => {}
                 (Some(_), Some(_)) => {
                     return Some((
                         "load.profile",
@@ -341,10 +355,12 @@ fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
                 }
                 _ => {}
             }
-            if spec.prompts.source != super::PromptSource::Synthetic {
+            if spec.prompts.source == super::PromptSource::Jsonl {
                 return Some((
                     "prompts.source",
-                    "sessions are built from synthetic prompts (`source: synthetic`)".into(),
+                    "sessions are built from synthetic prompts (`source: synthetic`) or replayed \
+                     from ShareGPT conversations (`source: sharegpt`)"
+                        .into(),
                 ));
             }
             if spec.prompts.prefix_tokens.is_some() {
@@ -745,8 +761,16 @@ mod tests {
         "key `prompts.sessions.user_tokens`: must be at least 1"
     )]
     #[case::sessions_on_a_dataset(
-        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json, sessions: { turns: 2 } }\n",
-        "key `prompts.sessions`: conversations are built from synthetic prompts"
+        "kinds: [perf]\nprompts: { source: jsonl, path: p.jsonl, sessions: { turns: 2 } }\n",
+        "key `prompts.sessions`: conversations are built from synthetic prompts (`source: synthetic`) or replayed"
+    )]
+    #[case::replay_with_user_tokens(
+        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json, sessions: { user_tokens: 8 } }\n",
+        "key `prompts.sessions.user_tokens`: a replayed ShareGPT conversation's messages are the dataset's own"
+    )]
+    #[case::replay_with_a_profile(
+        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json }\nload: { mode: sessions, rate: 2, duration: 5s, profile: short }\n",
+        "key `load.profile`: replayed ShareGPT conversations have their own turns"
     )]
     #[case::sessions_with_a_prefix(
         "kinds: [perf]\nprompts: { prefix_tokens: 8, sessions: { turns: 2 } }\n",

@@ -140,6 +140,14 @@ pub struct Destination {
 }
 
 impl CaseSpec {
+    /// Whether the trials replay ShareGPT conversations turn by turn: ShareGPT prompts
+    /// (`prompts.source: sharegpt`) with conversations (`prompts.sessions`, or
+    /// `load.mode: sessions`).
+    pub fn replays_conversations(&self) -> bool {
+        self.prompts.source == PromptSource::Sharegpt
+            && (self.prompts.sessions.is_some() || self.load.mode == LoadMode::Sessions)
+    }
+
     /// The servers requests go to: the `endpoints`, or the one `server` (embedded by default).
     pub fn destinations(&self) -> Vec<Destination> {
         if self.endpoints.is_empty() {

@@ -186,9 +186,14 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
             let mut slugs = BTreeSet::new();
             let mut shaped = Vec::new();
             let lengths = format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 case.spec.prompts.length_suffix(),
                 case.spec.prompts.sessions_suffix(),
+                if case.spec.replays_conversations() {
+                    "_replay"
+                } else {
+                    ""
+                },
                 case.spec
                     .load
                     .profile

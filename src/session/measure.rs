@@ -358,7 +358,14 @@ async fn drive_endpoints(
         load.point.combination.isl,
         max_context,
         prompts.follow_ups,
-    );
+    )
+    .map(|c| {
+        let cap = match spec.prompts.sessions.and_then(|s| s.turns) {
+            Some(crate::case::TurnsSpec::Fixed(n)) => Some(n),
+            _ => None,
+        };
+        c.replaying(prompts.replay, cap)
+    });
     let source = RequestSource::new(endpoints, prompts.measured, prompts.warmup, spec.load.seed)?
         .with_progress(session.progress.clone())
         .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups))
