@@ -478,6 +478,14 @@ fn endpoints_problem(spec: &CaseSpec) -> Option<(String, String)> {
             ));
         }
     }
+    if spec.contention && spec.endpoints.len() < 2 {
+        return Some((
+            "contention".into(),
+            "needs at least two `endpoints` (each is also measured alone, then compared with \
+             the trial that spreads the load over all of them)"
+                .into(),
+        ));
+    }
     None
 }
 
@@ -779,6 +787,10 @@ mod tests {
     #[case::sessions_with_an_isl_dist(
         "kinds: [perf]\nprompts: { isl_dist: { dist: uniform, min: 1, max: 8 }, sessions: { turns: 2, user_tokens: 4 } }\n",
         "key `prompts.sessions.user_tokens`: cannot be combined with `isl_dist`"
+    )]
+    #[case::contention_without_endpoints(
+        "kinds: [perf]\ncontention: true\n",
+        "key `contention`: needs at least two `endpoints`"
     )]
     #[case::sessions_in_open_loop(
         "kinds: [perf]\nprompts: { sessions: { turns: 2 } }\nload: { mode: open, rate: [1] }\n",

@@ -9,6 +9,7 @@ mod support;
 mod accuracy_parity;
 mod attributed;
 mod client_errors;
+mod contention;
 mod conversations;
 mod csv_concurrency;
 mod deploy;
