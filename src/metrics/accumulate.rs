@@ -140,6 +140,24 @@ impl Accumulator {
         self.server_timing.add(ok);
     }
 
+    /// The builders of the summary's latency distributions, by their SLO names (`ttft_ms`,
+    /// …, as in [`super::summary::DISTRIBUTION_METRICS`]), those with samples only: what a
+    /// worker's shard carries so the merge can add its histograms to the other workers'.
+    pub fn distributions(&self) -> Vec<(&'static str, &DistributionBuilder)> {
+        [
+            ("ttft_ms", &self.ttft_ms),
+            ("tpot_ms", &self.tpot_ms),
+            ("itl_ms", &self.itl_ms),
+            ("e2el_ms", &self.e2el_ms),
+            ("ttft_intended_ms", &self.ttft_intended_ms),
+            ("e2el_intended_ms", &self.e2el_intended_ms),
+            ("lateness_ms", &self.lateness_ms),
+        ]
+        .into_iter()
+        .filter(|(_, builder)| builder.count() > 0)
+        .collect()
+    }
+
     /// The summary of the records so far over a measured window of `duration_s` seconds.
     pub fn summary(&self, duration_s: f64) -> Summary {
         let (requests, requests_ok) = (self.requests, self.requests_ok);

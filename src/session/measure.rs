@@ -549,6 +549,47 @@ fn barrier_failed(reason: String) -> Check {
     )
 }
 
+/// Whether the workers' histograms, added together, give the union's percentiles exactly as
+/// its records do (count, min, max and every percentile of each latency); none when the
+/// shards carry no histogram.
+fn histograms_check(
+    summary: &Summary,
+    histograms: &std::collections::BTreeMap<
+        String,
+        crate::metrics::distribution::DistributionBuilder,
+    >,
+) -> Option<Check> {
+    if histograms.is_empty() {
+        return None;
+    }
+    let rule = "the workers' HDR histograms (V2), added, give the percentiles of their records";
+    let mismatch = histograms.iter().find_map(|(metric, builder)| {
+        let from_histograms = builder.build();
+        let from_records = summary.distribution(metric);
+        let same = match (&from_histograms, from_records) {
+            (Some(h), Some(r)) => {
+                (h.count, h.min, h.max, h.p5, h.p25, h.p50, h.p90, h.p95, h.p99, h.p999)
+                    == (r.count, r.min, r.max, r.p5, r.p25, r.p50, r.p90, r.p95, r.p99, r.p999)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        (!same).then(|| format!("{metric}: {from_histograms:?} from the histograms, {from_records:?} from the records"))
+    });
+    Some(match mismatch {
+        None => Check::pass(
+            judge::CheckSource::Run,
+            HISTOGRAMS_CHECK,
+            rule,
+            format!("{} latencies agree", histograms.len()),
+        ),
+        Some(reason) => Check::fail(judge::CheckSource::Run, HISTOGRAMS_CHECK, rule, reason),
+    })
+}
+
+/// The check that the merged histograms agree with the merged records.
+const HISTOGRAMS_CHECK: &str = "shard histograms";
+
 /// What a load trial measured, from its workers' merged shards rather than from a server:
 /// the same summary, judge and SLOs as a trial that drove the load (server metrics are not
 /// merged: each worker scraped on its own), and worker 0's accuracy questions.
@@ -580,6 +621,9 @@ fn replayed(
     measured
         .checks
         .extend(replay.barrier_errors.into_iter().map(barrier_failed));
+    measured
+        .checks
+        .extend(histograms_check(&measured.summary, &replay.histograms));
     let judged = task
         .zip(spec.accuracy.as_ref())
         .filter(|_| !replay.samples.is_empty())

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::shard::{SHARD_FILE, SHARDS_DIR, ShardFile};
 use crate::accuracy::summary::ScoredSample;
 use crate::metrics::RequestRecord;
+use crate::metrics::distribution::DistributionBuilder;
 use crate::report::trial_dir::{ACCURACY_FILE, RECORDS_FILE};
 
 /// A trial's merged load, replayed in place of driving a server.
@@ -28,6 +29,9 @@ pub struct Replay {
     pub barrier_errors: Vec<String>,
     /// Each shard's file, by worker index.
     pub shards: Vec<ShardFile>,
+    /// The workers' latency histograms (`ttft_ms`, …) added together: the union's, from the
+    /// histograms alone (shards that carry none add nothing).
+    pub histograms: BTreeMap<String, DistributionBuilder>,
 }
 
 /// Every trial of a run's shards, merged.
@@ -56,6 +60,18 @@ pub enum MergeError {
         /// What went wrong.
         message: String,
     },
+    /// A shard's histogram could not be read.
+    #[error("{trial}: worker {worker}'s `{metric}` histogram: {message}")]
+    Histogram {
+        /// The trial's full name.
+        trial: String,
+        /// The worker's index.
+        worker: u32,
+        /// The metric (`ttft_ms`, …).
+        metric: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A trial lacks some workers' shards, or they disagree on N.
     #[error("{trial}: shards from workers {have:?} of {count}; every worker's shard is needed")]
     Incomplete {
@@ -76,6 +92,7 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> MergeError {
 }
 
 /// One shard of one trial.
+#[derive(Clone)]
 struct Piece {
     shard: ShardFile,
     records: Vec<RequestRecord>,
@@ -181,6 +198,20 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
                 r.intended_ms = r.intended_ms.map(|t| t + shift_ms);
                 r
             }));
+        for (metric, encoded) in &piece.shard.histograms {
+            let builder =
+                DistributionBuilder::decode(encoded).map_err(|e| MergeError::Histogram {
+                    trial: trial.to_string(),
+                    worker: piece.shard.index,
+                    metric: metric.clone(),
+                    message: e.to_string(),
+                })?;
+            replay
+                .histograms
+                .entry(metric.clone())
+                .or_default()
+                .merge(&builder);
+        }
         replay.dropped += piece.shard.dropped;
         replay.samples.extend(piece.samples);
         replay
@@ -215,6 +246,7 @@ mod tests {
                 dropped: u64::from(index),
                 barrier: Vec::new(),
                 barrier_error: None,
+                histograms: BTreeMap::new(),
             },
             records: ids
                 .iter()
@@ -227,6 +259,41 @@ mod tests {
                 .collect(),
             samples: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_workers_histograms_add_up_and_a_broken_one_is_an_error() {
+        let encoded = |values: &[f64]| {
+            let mut builder = DistributionBuilder::new();
+            builder.extend(values.iter().copied());
+            builder.encode().expect("samples")
+        };
+        let mut first = piece(0, 0.0, 1.0, &[0]);
+        first
+            .shard
+            .histograms
+            .insert("ttft_ms".into(), encoded(&[1.0, 2.0]));
+        let mut second = piece(1, 0.0, 1.0, &[1]);
+        second
+            .shard
+            .histograms
+            .insert("ttft_ms".into(), encoded(&[3.0]));
+        let replay = merge("t", vec![first.clone(), second.clone()]).expect("merges");
+        let union = replay.histograms["ttft_ms"].build().expect("samples");
+        assert_eq!((union.count, union.min, union.max), (3, 1.0, 3.0));
+        second
+            .shard
+            .histograms
+            .get_mut("ttft_ms")
+            .expect("there")
+            .hdr_v2 = "AAAA".into();
+        let error = merge("t", vec![first, second]).expect_err("worker 1's is broken");
+        assert!(
+            error
+                .to_string()
+                .contains("t: worker 1's `ttft_ms` histogram"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! the usual files (`shard.json`: I/N, the share, the window's start on the wall clock, what
 //! it saw at the barrier). `llm-stress merge` reads them back ([`super::merge`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::load::barrier::{self, FileBarrier, Observed};
 use crate::load::{LoadOutcome, Share};
+use crate::metrics::Accumulator;
+use crate::metrics::distribution::EncodedBuilder;
 use crate::report::trial_dir::safe_name;
 
 /// The shard file in each of a worker's trial folders.
@@ -95,6 +98,11 @@ pub struct ShardFile {
     /// Why it could not start with the others, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub barrier_error: Option<String>,
+    /// Its latency distributions (`ttft_ms`, …), each an HDR histogram in the V2
+    /// serialisation with its exact sums: the merge adds them into the union's and checks
+    /// they give the percentiles the union's records give.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<String, EncodedBuilder>,
 }
 
 impl ShardFile {
@@ -106,6 +114,15 @@ impl ShardFile {
         barrier: &FileBarrier,
     ) -> ShardFile {
         let window_start = barrier.wall_clock_of(outcome.window_start);
+        let mut accumulator = Accumulator::new();
+        for record in &outcome.records {
+            accumulator.add(record);
+        }
+        let histograms = accumulator
+            .distributions()
+            .into_iter()
+            .filter_map(|(name, builder)| Some((name.to_string(), builder.encode()?)))
+            .collect();
         let (seen, errors): (Vec<_>, Vec<_>) =
             barrier.observed().into_iter().partition(Result::is_ok);
         ShardFile {
@@ -121,6 +138,7 @@ impl ShardFile {
                 .filter_map(Result::err)
                 .map(|e| e.to_string())
                 .next(),
+            histograms,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use llm_stress::load::Share;
+use llm_stress::metrics::distribution::DistributionBuilder;
 use llm_stress::metrics::{RequestRecord, Summary};
 use llm_stress::plan::TrialPlan;
 use llm_stress::report::TrialReport;
@@ -82,6 +83,7 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
     let out = dir.out();
     let shards = run_workers(&plan, &out, 4);
     let mut union = Vec::new();
+    let mut shard_histograms = Vec::new();
     for (i, outcome) in shards.iter().enumerate() {
         assert!(outcome.passed, "worker {i}: {:?}", outcome.report.verdict);
         assert!(
@@ -92,6 +94,12 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
         let file: ShardFile = read_json(&outcome.dir.join(shard::SHARD_FILE));
         assert_eq!((file.index, file.count), (i as u32, 4));
         assert_eq!(file.barrier.len(), 1, "one load, one barrier");
+        assert_eq!(
+            file.histograms.keys().collect::<Vec<_>>(),
+            ["e2el_ms", "itl_ms", "tpot_ms", "ttft_ms"],
+            "worker {i}'s latency histograms, V2-serialised"
+        );
+        shard_histograms.push(file.histograms);
         let records = read_lines(&outcome.dir.join("records.jsonl"));
         assert_eq!(
             records.len(),
@@ -125,6 +133,29 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
     assert_eq!(merged.requests_ok, 1024);
     // The merged summary is the single computation over the union of the records.
     assert_eq!(merged, Summary::from_records(&records, merged.duration_s));
+    // The workers' histograms, added, give the same percentiles (the merge checks it too).
+    for metric in ["ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"] {
+        let mut union = DistributionBuilder::new();
+        for histograms in &shard_histograms {
+            union.merge(&DistributionBuilder::decode(&histograms[metric]).expect("decodes"));
+        }
+        let (h, r) = (
+            union.build().expect("samples"),
+            *merged.distribution(metric).expect("measured"),
+        );
+        assert_eq!(
+            (h.count, h.min, h.max, h.p5, h.p50, h.p90, h.p99, h.p999),
+            (r.count, r.min, r.max, r.p5, r.p50, r.p90, r.p99, r.p999),
+            "{metric}"
+        );
+    }
+    let check = report
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name == "shard histograms")
+        .expect("the merge checks the histograms");
+    assert_eq!(check.status, llm_stress::judge::Status::Pass, "{check:?}");
     // … and the union is the shards' records, shifted onto the earliest window start.
     union.sort_by_key(|r| r.id);
     for (mine, theirs) in union.iter().zip(&records) {

@@ -183,6 +183,89 @@ impl DistributionBuilder {
     }
 }
 
+/// A [`DistributionBuilder`] in a form another process can read and merge: the exact running
+/// sums beside the histogram in HdrHistogram's V2 serialisation (base64), the form HdrHistogram
+/// libraries in every language read. A worker writes one per metric into its shard; the merge
+/// adds them into the union's builder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EncodedBuilder {
+    /// Samples.
+    pub count: u64,
+    /// Their sum, milliseconds.
+    pub sum: f64,
+    /// The sum of their squares.
+    pub sum_sq: f64,
+    /// The smallest, milliseconds.
+    pub min: f64,
+    /// The largest, milliseconds.
+    pub max: f64,
+    /// The histogram (nanoseconds, three significant digits), V2-serialised, base64.
+    pub hdr_v2: String,
+}
+
+/// Why an [`EncodedBuilder`] could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not an HDR histogram in the V2 serialisation: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl DistributionBuilder {
+    /// This builder's portable form; `None` when it has no sample.
+    pub fn encode(&self) -> Option<EncodedBuilder> {
+        use base64::Engine;
+        use hdrhistogram::serialization::{Serializer, V2Serializer};
+        let histogram = self.histogram.as_ref().filter(|_| self.count > 0)?;
+        let mut bytes = Vec::new();
+        V2Serializer::new().serialize(histogram, &mut bytes).ok()?;
+        Some(EncodedBuilder {
+            count: self.count,
+            sum: self.sum,
+            sum_sq: self.sum_sq,
+            min: self.min,
+            max: self.max,
+            hdr_v2: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+
+    /// The builder `encoded` was made from.
+    pub fn decode(encoded: &EncodedBuilder) -> Result<DistributionBuilder, DecodeError> {
+        use base64::Engine;
+        use hdrhistogram::serialization::Deserializer;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&encoded.hdr_v2)
+            .map_err(|e| DecodeError(e.to_string()))?;
+        let mut histogram: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| DecodeError(format!("{e:?}")))?;
+        histogram.auto(true);
+        if histogram.len() != encoded.count {
+            return Err(DecodeError(format!(
+                "it holds {} samples, its count says {}",
+                histogram.len(),
+                encoded.count
+            )));
+        }
+        Ok(DistributionBuilder {
+            histogram: Some(histogram),
+            count: encoded.count,
+            sum: encoded.sum,
+            sum_sq: encoded.sum_sq,
+            min: encoded.min,
+            max: encoded.max,
+        })
+    }
+}
+
 /// An auto-resizing histogram of three significant digits.
 fn new_histogram() -> Histogram<u64> {
     Histogram::new(3).expect("three significant digits is within hdrhistogram's range")
@@ -191,6 +274,30 @@ fn new_histogram() -> Histogram<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoded_builder_decodes_to_the_same_builder_and_merges_to_the_union() {
+        let mut first = DistributionBuilder::new();
+        first.extend((1..=500).map(|i| f64::from(i) * 0.37));
+        let mut second = DistributionBuilder::new();
+        second.extend((1..=700).map(|i| f64::from(i) * 1.9 + 3.0));
+        let encoded = first.encode().expect("samples");
+        let json = serde_json::to_string(&encoded).expect("json");
+        let back: EncodedBuilder = serde_json::from_str(&json).expect("reads");
+        let decoded = DistributionBuilder::decode(&back).expect("decodes");
+        assert_eq!(decoded.build(), first.build());
+        let mut union = decoded;
+        union.merge(&DistributionBuilder::decode(&second.encode().expect("samples")).expect("ok"));
+        let mut whole = first.clone();
+        whole.merge(&second);
+        assert_eq!(union.build(), whole.build());
+        assert!(DistributionBuilder::new().encode().is_none());
+        let broken = EncodedBuilder {
+            hdr_v2: "bm90IGEgaGlzdG9ncmFt".into(),
+            ..encoded
+        };
+        assert!(DistributionBuilder::decode(&broken).is_err());
+    }
 
     #[test]
     fn uniform_samples_give_known_percentiles() {
