@@ -132,6 +132,128 @@ pub struct AccuracySpec {
     pub threshold: Option<AccuracyThreshold>,
 }
 
+/// The `accuracy` section of a case: one task (a mapping, as `accuracy: {task: gsm8k, …}`) or
+/// several (a list of mappings, each with its own threshold). A case has one accuracy trial per
+/// task; its stress trials ask the first task's questions under load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyTasks {
+    tasks: Vec<AccuracySpec>,
+    listed: bool,
+}
+
+impl AccuracyTasks {
+    /// One task, written as a mapping.
+    pub fn one(spec: AccuracySpec) -> AccuracyTasks {
+        AccuracyTasks {
+            tasks: vec![spec],
+            listed: false,
+        }
+    }
+
+    /// Several tasks, written as a list.
+    pub fn list(tasks: Vec<AccuracySpec>) -> AccuracyTasks {
+        AccuracyTasks {
+            tasks,
+            listed: true,
+        }
+    }
+
+    /// The tasks, in the case's order.
+    pub fn tasks(&self) -> &[AccuracySpec] {
+        &self.tasks
+    }
+
+    /// The tasks, to change them (overrides).
+    pub fn tasks_mut(&mut self) -> &mut [AccuracySpec] {
+        &mut self.tasks
+    }
+
+    /// The first task: the one stress trials ask under load.
+    pub fn first(&self) -> Option<&AccuracySpec> {
+        self.tasks.first()
+    }
+
+    /// The task at `index`.
+    pub fn get(&self, index: usize) -> Option<&AccuracySpec> {
+        self.tasks.get(index)
+    }
+
+    /// The key of the task at `index` in error messages: `accuracy` for a single mapping,
+    /// `accuracy[1]` in a list.
+    pub fn key(&self, index: usize) -> String {
+        if self.listed {
+            format!("accuracy[{index}]")
+        } else {
+            "accuracy".to_string()
+        }
+    }
+
+    /// The first invalid value of any task, or two tasks whose trials would share a name, as
+    /// (dotted key, message), such as `accuracy[1].threshold.tolerance`. Reads no files.
+    pub fn problem(&self) -> Option<(String, String)> {
+        if self.tasks.is_empty() {
+            return Some(("accuracy".into(), "list at least one task".into()));
+        }
+        for (index, task) in self.tasks.iter().enumerate() {
+            if let Some((key, message)) = task.problem() {
+                let rest = key.strip_prefix("accuracy").unwrap_or(&key);
+                return Some((format!("{}{rest}", self.key(index)), message));
+            }
+        }
+        for (index, task) in self.tasks.iter().enumerate() {
+            let slug = task.slug();
+            if let Some(earlier) = self.tasks[..index].iter().position(|t| t.slug() == slug) {
+                return Some((
+                    format!("{}.task", self.key(index)),
+                    format!(
+                        "the trial `{slug}` is already that of {}: give one of them another \
+                         `limit`",
+                        self.key(earlier),
+                    ),
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl Serialize for AccuracyTasks {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.tasks.as_slice() {
+            [one] if !self.listed => one.serialize(serializer),
+            tasks => tasks.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AccuracyTasks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TasksVisitor)
+    }
+}
+
+/// Reads a mapping as one task and a sequence as several, through the deserializer's own map
+/// and sequence access, so that errors keep their key path (`accuracy[1].threshold`).
+struct TasksVisitor;
+
+impl<'de> Visitor<'de> for TasksVisitor {
+    type Value = AccuracyTasks;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an accuracy task (a mapping with `task`) or a list of them")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<AccuracyTasks, A::Error> {
+        AccuracySpec::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(AccuracyTasks::one)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<AccuracyTasks, A::Error> {
+        Vec::<AccuracySpec>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+            .map(AccuracyTasks::list)
+    }
+}
+
 fn default_fewshot_seed() -> u64 {
     1234
 }
@@ -141,6 +263,12 @@ fn default_concurrency() -> u32 {
 }
 
 impl AccuracySpec {
+    /// The task and its size, as its accuracy trial is named: `gsm8k_n50`, `mmlu_generative`.
+    pub fn slug(&self) -> String {
+        let size = self.limit.map(|n| format!("_n{n}")).unwrap_or_default();
+        format!("{}{size}", self.task.as_str())
+    }
+
     /// Few-shot examples per prompt: the case's value or the task's default.
     pub fn num_fewshot(&self) -> u32 {
         self.num_fewshot
@@ -925,6 +1053,94 @@ mod tests {
     )]
     fn tool_call_specs_that_are_fine(#[case] yaml: &str) {
         assert_eq!(spec(yaml).problem(), None);
+    }
+
+    fn tasks(yaml: &str) -> AccuracyTasks {
+        parse_yaml(Path::new("c.yaml"), yaml).expect("parses")
+    }
+
+    #[test]
+    fn one_mapping_is_one_task_and_writes_back_as_a_mapping() {
+        let one = tasks("task: gsm8k\ndataset: d\nlimit: 50\n");
+        assert_eq!(one.tasks().len(), 1);
+        assert_eq!(one.key(0), "accuracy");
+        assert_eq!(
+            one.first().map(AccuracySpec::slug),
+            Some("gsm8k_n50".into())
+        );
+        let written = serde_json::to_value(&one).expect("writes");
+        assert!(written.is_object(), "{written}");
+        assert_eq!(one.problem(), None);
+    }
+
+    #[test]
+    fn a_list_is_several_tasks_and_writes_back_as_a_list() {
+        let list = tasks(
+            "- {task: gsm8k, dataset: d, limit: 5}\n- {task: mmlu_generative, dataset: m.jsonl}\n",
+        );
+        let slugs: Vec<String> = list.tasks().iter().map(AccuracySpec::slug).collect();
+        assert_eq!(slugs, ["gsm8k_n5", "mmlu_generative"]);
+        assert_eq!(
+            (list.key(0), list.key(1)),
+            ("accuracy[0]".into(), "accuracy[1]".into())
+        );
+        assert!(serde_json::to_value(&list).expect("writes").is_array());
+        assert_eq!(list.problem(), None);
+        // A list of one stays a list.
+        let single = tasks("- {task: synthetic_arithmetic}\n");
+        assert!(serde_json::to_value(&single).expect("writes").is_array());
+    }
+
+    #[rstest]
+    #[case::empty_list("[]\n", "accuracy", "at least one task")]
+    #[case::second_task_invalid(
+        "- {task: synthetic_arithmetic}\n- {task: gsm8k, dataset: d, threshold: {kind: absolute, expected_value: 85}}\n",
+        "accuracy[1].threshold.tolerance",
+        "needs a tolerance"
+    )]
+    #[case::same_trial_twice(
+        "- {task: synthetic_arithmetic, limit: 5}\n- {task: synthetic_arithmetic, limit: 5, seed: 2}\n",
+        "accuracy[1].task",
+        "already that of accuracy[0]"
+    )]
+    #[case::single_task_keeps_its_key(
+        "task: gsm8k\ndataset: d\nlimit: 0\n",
+        "accuracy.limit",
+        "at least 1"
+    )]
+    fn list_problems_name_the_task(#[case] yaml: &str, #[case] key: &str, #[case] message: &str) {
+        let (found_key, found_message) = tasks(yaml).problem().expect("a problem");
+        assert_eq!(found_key, key, "{found_message}");
+        assert!(found_message.contains(message), "{found_message}");
+    }
+
+    #[rstest]
+    #[case::key_in_second_task(
+        "accuracy:\n  - task: synthetic_arithmetic\n  - task: gsm8k\n    dataset: d\n    threshold: {kind: absolute, expected_value: 85, tol: 1}\n",
+        "c.yaml:5:",
+        "key `accuracy[1].threshold.tol`"
+    )]
+    #[case::unknown_task_in_list(
+        "accuracy:\n  - task: synthetic_arithmetic\n  - task: gsm9k\n",
+        "c.yaml:3:",
+        "key `accuracy[1].task`"
+    )]
+    #[case::scalar("accuracy: gsm8k\n", "c.yaml:1:", "a list of them")]
+    fn yaml_errors_in_a_list_name_line_column_and_key(
+        #[case] yaml: &str,
+        #[case] place: &str,
+        #[case] key: &str,
+    ) {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Case {
+            accuracy: AccuracyTasks,
+        }
+        let error = parse_yaml::<Case>(Path::new("c.yaml"), yaml)
+            .expect_err("should not parse")
+            .to_string();
+        assert!(error.starts_with(place), "{error}");
+        assert!(error.contains(key), "{error}");
     }
 
     #[test]

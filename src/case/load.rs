@@ -272,13 +272,17 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.accuracy.as_ref().and_then(|a| a.problem()) {
         return invalid(&key, &message);
     }
-    if spec
-        .accuracy
-        .as_ref()
-        .is_some_and(|a| a.task == super::TaskName::ToolCalls)
+    if let Some(accuracy) = &spec.accuracy
+        && let Some(index) = accuracy
+            .tasks()
+            .iter()
+            .position(|a| a.task == super::TaskName::ToolCalls)
         && spec.api != super::Api::Chat
     {
-        return invalid("accuracy.task", "`tool_calls` needs `api: chat`");
+        return invalid(
+            &format!("{}.task", accuracy.key(index)),
+            "`tool_calls` needs `api: chat`",
+        );
     }
     if let Some((key, message)) = spec.sim.as_ref().and_then(|s| s.problem()) {
         return invalid(&key, &message);

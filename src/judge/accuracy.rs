@@ -11,8 +11,9 @@ use crate::case::AccuracySpec;
 /// under load. It adds a comparison to the report and never decides an outcome: a stress
 /// trial run alone passes or fails exactly as it would beside its accuracy trial.
 pub trait Baseline: Send + Sync {
-    /// The judged score (0–100) of `case`'s accuracy trial in this run, if one has finished.
-    fn accuracy_score(&self, case: &str) -> Option<f64>;
+    /// The judged score (0–100) of the accuracy trial named `trial` (`case::gsm8k_n50`, its
+    /// name without the kind) in this run, if it has finished.
+    fn accuracy_score(&self, trial: &str) -> Option<f64>;
 }
 
 /// No baseline: a stress trial reports that no accuracy-trial score was available.
@@ -20,7 +21,7 @@ pub trait Baseline: Send + Sync {
 pub struct NoBaseline;
 
 impl Baseline for NoBaseline {
-    fn accuracy_score(&self, _case: &str) -> Option<f64> {
+    fn accuracy_score(&self, _trial: &str) -> Option<f64> {
         None
     }
 }

@@ -194,13 +194,8 @@ pub(super) fn case_secrets(spec: &crate::case::CaseSpec) -> Secrets {
 /// The case's accuracy task, read from its files, for the kinds that run one.
 fn accuracy_task(plan: &TrialPlan) -> Result<Option<Task>, TrialError> {
     let case = plan.case();
-    let asks = match plan {
-        TrialPlan::Accuracy(_) => true,
-        TrialPlan::Load(load) => load.kind == LoadKind::Stress,
-        TrialPlan::Sim(_) => false,
-    };
-    match &case.spec.accuracy {
-        Some(accuracy) if asks => {
+    match plan.accuracy_spec() {
+        Some(accuracy) => {
             let case_dir = case.path.parent().unwrap_or(Path::new("."));
             Task::from_spec(accuracy, case_dir)
                 .map(Some)
@@ -316,7 +311,7 @@ async fn drive_endpoints(
     let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
     // The accuracy phase asks the first endpoint.
     let accuracy_client = endpoints.first().map(|e| e.client.clone());
-    let accuracy = task.zip(spec.accuracy.as_ref()).zip(accuracy_client);
+    let accuracy = task.zip(plan.accuracy_spec()).zip(accuracy_client);
     let load = match plan {
         TrialPlan::Load(load) => load,
         TrialPlan::Accuracy(_) | TrialPlan::Sim(_) => {
@@ -434,7 +429,8 @@ async fn drive_endpoints(
         task,
         accuracy,
         &samples,
-        baseline.accuracy_score(&spec.name),
+        plan.accuracy_baseline_trial()
+            .and_then(|trial| baseline.accuracy_score(&trial)),
     );
     let cut = cut_off_check(&source, limit, &outcome);
     let shard = shard_of(&outcome);
@@ -548,14 +544,15 @@ fn replayed(
         .checks
         .extend(replay.barrier_errors.into_iter().map(barrier_failed));
     let judged = task
-        .zip(spec.accuracy.as_ref())
+        .zip(plan.accuracy_spec())
         .filter(|_| !replay.samples.is_empty())
         .map(|(task, accuracy)| {
             judge::accuracy::judge(
                 task,
                 accuracy,
                 &replay.samples,
-                baseline.accuracy_score(&spec.name),
+                plan.accuracy_baseline_trial()
+                    .and_then(|trial| baseline.accuracy_score(&trial)),
             )
         });
     let accuracy_checks = match judged {

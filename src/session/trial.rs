@@ -265,9 +265,5 @@ fn report(
 
 /// Questions an accuracy trial keeps in flight (0 when the case has no accuracy task).
 fn accuracy_concurrency(plan: &TrialPlan) -> u32 {
-    plan.case()
-        .spec
-        .accuracy
-        .as_ref()
-        .map_or(0, |a| a.concurrency)
+    plan.accuracy_spec().map_or(0, |a| a.concurrency)
 }

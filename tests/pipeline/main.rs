@@ -7,6 +7,7 @@
 mod support;
 
 mod accuracy_parity;
+mod accuracy_tasks;
 mod attributed;
 mod client_errors;
 mod conversations;
