@@ -272,6 +272,18 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.accuracy.as_ref().and_then(|a| a.problem()) {
         return invalid(&key, &message);
     }
+    if spec.kinds.contains(&super::Kind::Stress)
+        && let Some(accuracy) = &spec.accuracy
+        && accuracy
+            .first()
+            .is_some_and(|a| a.task == super::TaskName::External)
+    {
+        return invalid(
+            &format!("{}.task", accuracy.key(0)),
+            "stress trials ask the first task's questions under load, and an `external` task \
+             has none here: put another task first",
+        );
+    }
     if let Some(accuracy) = &spec.accuracy
         && let Some(index) = accuracy
             .tasks()

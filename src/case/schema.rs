@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::accuracy::{
-    AccuracySpec, AccuracyTasks, AccuracyThreshold, ArithmeticSpec, Operator, Score, TaskName,
-    ThresholdKind, tool_choice_problem,
+    AccuracySpec, AccuracyTasks, AccuracyThreshold, ArithmeticSpec, ExternalScore, Operator, Score,
+    TaskName, ThresholdKind, tool_choice_problem,
 };
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;

@@ -53,6 +53,8 @@ pub(super) struct Measured {
     pub identities: Vec<ServerIdentity>,
     /// A worker's load: what its records are a share of.
     pub shard: Option<ShardFile>,
+    /// Other files for the trial's folder (an external task's stdout and stderr).
+    pub attachments: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Measured {
@@ -316,6 +318,30 @@ async fn drive_endpoints(
         TrialPlan::Load(load) => load,
         TrialPlan::Accuracy(_) | TrialPlan::Sim(_) => {
             let ((task, accuracy), client) = accuracy.ok_or(TrialError::NoAccuracyTask)?;
+            if task.is_external() {
+                let ctx = &session.context;
+                let out_dir = ctx
+                    .out_dir
+                    .join(safe_name(&ctx.run_id))
+                    .join("external")
+                    .join(safe_name(&spec.name))
+                    .join(safe_name(&accuracy.slug()));
+                let case_dir = case.path.parent().unwrap_or(Path::new("."));
+                let ran = super::external::run(accuracy, &client, case_dir, out_dir).await;
+                let (summary, mut checks) =
+                    judge::accuracy::judge_external(task, accuracy, ran.score);
+                let inputs = judge::slo::SloInputs {
+                    load: None,
+                    accuracy: Some(&summary),
+                };
+                checks.extend(judge::slo::checks(&spec.slo, &inputs));
+                return Ok(Measured {
+                    accuracy: Some(summary),
+                    checks,
+                    attachments: ran.files,
+                    ..Measured::default()
+                });
+            }
             let samples = ask_all(task, accuracy, &client, spec.api, None).await;
             let (summary, mut checks) = judge::accuracy::judge(task, accuracy, &samples, None);
             // With no load, only the `accuracy` SLOs apply.

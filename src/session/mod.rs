@@ -15,6 +15,7 @@
 
 mod accuracy;
 mod error;
+mod external;
 mod measure;
 pub mod merge;
 mod prompting;
@@ -133,6 +134,8 @@ pub struct TrialOutcome {
     pub server_urls: Vec<String>,
     /// A worker's load trial: what its folder is a share of (`shard.json`).
     pub shard: Option<shard::ShardFile>,
+    /// Other files for the trial's folder (an external task's stdout and stderr).
+    pub attachments: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl TrialOutcome {

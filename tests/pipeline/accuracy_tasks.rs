@@ -17,7 +17,7 @@ matrix: { mode: custom, isl: [16], osl: [4], concurrency: [2] }
 accuracy:
   - task: synthetic_arithmetic
     limit: 20
-    threshold: { kind: absolute, expected_value: 100, tolerance: 1 }
+    threshold: { kind: absolute, expected_value: 100, tolerance: 1% }
   - task: mmlu_generative
     dataset: mmlu.jsonl
     limit: 6

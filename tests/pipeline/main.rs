@@ -14,6 +14,7 @@ mod conversations;
 mod csv_concurrency;
 mod deploy;
 mod discovery;
+mod external_task;
 mod faults;
 mod hostile;
 mod hostile_corpus;
