@@ -315,7 +315,10 @@ pub fn name_has_spread(trial: &str) -> bool {
             .next()
             .is_some_and(|b| b.is_ascii_digit())
     });
+    // Replayed conversations (`_replay`): every request's lengths are the dataset's.
+    let replay = slug.split('_').any(|part| part == "replay");
     turns
+        || replay
         || ["_isl", "_osl"].iter().any(|tag| {
             slug.match_indices(tag).any(|(at, _)| {
                 let rest = &slug[at + tag.len()..];
@@ -366,6 +369,9 @@ mod tests {
     #[case("c::isl512_osl64_same_n8_osl16-64n32s8", true)]
     #[case("c::isl128_osl16_c2_n12_turns3u32", true)]
     #[case("c::isl128_osl16_c2_n12_turnsx", false)]
+    #[case("c::isl64_osl24_sr1_60s_replay", true)]
+    #[case("c::isl128_osl16_c2_n12_turns4_replay", true)]
+    #[case("replay-case::isl128_osl16_c2_n12", false)]
     fn names_say_whether_lengths_are_spread(#[case] name: &str, #[case] spread: bool) {
         assert_eq!(name_has_spread(name), spread);
     }

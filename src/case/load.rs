@@ -307,7 +307,7 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
 
 /// Conversations and the load mode: `prompts.sessions` runs in closed-loop mode (fixed turns
 /// and think time) or in sessions mode (turns and think time may be distributions, or the turns
-/// a `load.profile`); sessions mode builds synthetic conversations.
+/// a `load.profile`); sessions mode builds synthetic conversations or replays ShareGPT ones.
 fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
     use super::LoadMode;
     let sessions = spec.prompts.sessions;
@@ -316,6 +316,10 @@ fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
         LoadMode::Closed => {
             let sessions = sessions?;
             let Some(turns) = turns else {
+                if spec.replays_conversations() {
+                    // Each replayed conversation has as many turns as the dataset's.
+                    return None;
+                }
                 return Some((
                     "prompts.sessions",
                     "needs `turns`, the requests per conversation, such as `turns: 3`".into(),
@@ -340,7 +344,17 @@ fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
             None
         }
         LoadMode::Sessions => {
+            let replay = spec.replays_conversations();
             match (spec.load.profile, turns) {
+                (Some(_), _) if replay => {
+                    return Some((
+                        "load.profile",
+                        "replayed ShareGPT conversations have their own turns: drop `load.profile` \
+                         (`prompts.sessions.turns: N` caps them)"
+                            .into(),
+                    ));
+                }
+                (None, None) if replay => {}
                 (Some(_), Some(_)) => {
                     return Some((
                         "load.profile",
@@ -357,10 +371,12 @@ fn sessions_problem(spec: &CaseSpec) -> Option<(&'static str, String)> {
                 }
                 _ => {}
             }
-            if spec.prompts.source != super::PromptSource::Synthetic {
+            if spec.prompts.source == super::PromptSource::Jsonl {
                 return Some((
                     "prompts.source",
-                    "sessions are built from synthetic prompts (`source: synthetic`)".into(),
+                    "sessions are built from synthetic prompts (`source: synthetic`) or replayed \
+                     from ShareGPT conversations (`source: sharegpt`)"
+                        .into(),
                 ));
             }
             if spec.prompts.prefix_tokens.is_some() {
@@ -477,6 +493,14 @@ fn endpoints_problem(spec: &CaseSpec) -> Option<(String, String)> {
                 "names must be non-empty and unique".into(),
             ));
         }
+    }
+    if spec.contention && spec.endpoints.len() < 2 {
+        return Some((
+            "contention".into(),
+            "needs at least two `endpoints` (each is also measured alone, then compared with \
+             the trial that spreads the load over all of them)"
+                .into(),
+        ));
     }
     None
 }
@@ -761,8 +785,16 @@ mod tests {
         "key `prompts.sessions.user_tokens`: must be at least 1"
     )]
     #[case::sessions_on_a_dataset(
-        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json, sessions: { turns: 2 } }\n",
-        "key `prompts.sessions`: conversations are built from synthetic prompts"
+        "kinds: [perf]\nprompts: { source: jsonl, path: p.jsonl, sessions: { turns: 2 } }\n",
+        "key `prompts.sessions`: conversations are built from synthetic prompts (`source: synthetic`) or replayed"
+    )]
+    #[case::replay_with_user_tokens(
+        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json, sessions: { user_tokens: 8 } }\n",
+        "key `prompts.sessions.user_tokens`: a replayed ShareGPT conversation's messages are the dataset's own"
+    )]
+    #[case::replay_with_a_profile(
+        "kinds: [perf]\nprompts: { source: sharegpt, path: p.json }\nload: { mode: sessions, rate: 2, duration: 5s, profile: short }\n",
+        "key `load.profile`: replayed ShareGPT conversations have their own turns"
     )]
     #[case::sessions_with_a_prefix(
         "kinds: [perf]\nprompts: { prefix_tokens: 8, sessions: { turns: 2 } }\n",
@@ -771,6 +803,10 @@ mod tests {
     #[case::sessions_with_an_isl_dist(
         "kinds: [perf]\nprompts: { isl_dist: { dist: uniform, min: 1, max: 8 }, sessions: { turns: 2, user_tokens: 4 } }\n",
         "key `prompts.sessions.user_tokens`: cannot be combined with `isl_dist`"
+    )]
+    #[case::contention_without_endpoints(
+        "kinds: [perf]\ncontention: true\n",
+        "key `contention`: needs at least two `endpoints`"
     )]
     #[case::sessions_in_open_loop(
         "kinds: [perf]\nprompts: { sessions: { turns: 2 } }\nload: { mode: open, rate: [1] }\n",

@@ -407,10 +407,18 @@ impl PromptSpec {
                 "cannot be combined with `isl_dist` (later turns' messages take one length)".into(),
             ));
         }
-        if self.source != PromptSource::Synthetic {
+        if self.source == PromptSource::Jsonl {
             return Some((
                 "prompts.sessions",
-                "conversations are built from synthetic prompts (`source: synthetic`)".into(),
+                "conversations are built from synthetic prompts (`source: synthetic`) or \
+                 replayed from ShareGPT conversations (`source: sharegpt`)"
+                    .into(),
+            ));
+        }
+        if self.source == PromptSource::Sharegpt && sessions.user_tokens.is_some() {
+            return Some((
+                "prompts.sessions.user_tokens",
+                "a replayed ShareGPT conversation's messages are the dataset's own".into(),
             ));
         }
         if self.prefix_tokens.is_some() {

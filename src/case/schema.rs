@@ -81,6 +81,10 @@ pub struct CaseSpec {
     /// Several servers sharing the load by weight (instead of `server`).
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+    /// With several `endpoints`: also measure each endpoint alone (a `_solo-NAME` trial per
+    /// load trial), so the report can compare each endpoint's throughput alone and together.
+    #[serde(default)]
+    pub contention: bool,
     /// Protocol used to talk to the server.
     #[serde(default)]
     pub api: Api,
@@ -139,7 +143,20 @@ pub struct Destination {
     pub served_model: Option<String>,
 }
 
+/// What a trial name adds for a trial that measures one endpoint alone (`contention: true`):
+/// the trial `case::SLUG_solo-NAME` measures endpoint `NAME` alone, beside `case::SLUG`, which
+/// spreads the same load over every endpoint.
+pub const SOLO_TAG: &str = "_solo-";
+
 impl CaseSpec {
+    /// Whether the trials replay ShareGPT conversations turn by turn: ShareGPT prompts
+    /// (`prompts.source: sharegpt`) with conversations (`prompts.sessions`, or
+    /// `load.mode: sessions`).
+    pub fn replays_conversations(&self) -> bool {
+        self.prompts.source == PromptSource::Sharegpt
+            && (self.prompts.sessions.is_some() || self.load.mode == LoadMode::Sessions)
+    }
+
     /// The servers requests go to: the `endpoints`, or the one `server` (embedded by default).
     pub fn destinations(&self) -> Vec<Destination> {
         if self.endpoints.is_empty() {

@@ -163,6 +163,10 @@ fn summary_metric(summary: &Summary, metric: &str) -> Measured {
     summary.metric(metric).ok_or_else(|| {
         if metric.starts_with("drift.") {
             "drift needs at least two measured requests in each half of the run".into()
+        } else if metric.starts_with("turns.") {
+            "no multi-turn conversation was measured, or the server reported no cache use".into()
+        } else if metric.starts_with("prefix.") {
+            "no shared-prefix request was measured, or the server reported no cache use".into()
         } else if metric.starts_with("goodput") {
             "no measured request to count goodput over".into()
         } else {
@@ -400,6 +404,16 @@ mod tests {
         "drift needs at least two measured requests"
     )]
     #[case::endpoint_goodput("endpoint.large.goodput > 0", Status::Fail, "no measured request")]
+    #[case::no_conversation(
+        "turns.server_cached_tokens > 0",
+        Status::Fail,
+        "no multi-turn conversation was measured"
+    )]
+    #[case::no_prefix_groups(
+        "prefix.shared_over_cold < 0.8",
+        Status::Fail,
+        "no shared-prefix request was measured"
+    )]
     #[case::not_measured_accuracy(
         "accuracy >= 0.9",
         Status::NotApplicable,

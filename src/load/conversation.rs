@@ -42,6 +42,19 @@ pub struct Conversations {
     pub max_context: Option<u32>,
     /// Seed of the turn counts and think times drawn.
     pub seed: u64,
+    /// Conversations replayed from a dataset (ShareGPT), each as its turns in order:
+    /// conversation `c` replays `replay[c % len]`. Empty: synthetic conversations.
+    pub replay: Vec<Vec<ScriptedTurn>>,
+}
+
+/// One turn of a conversation replayed from a dataset.
+#[derive(Debug, Clone)]
+pub struct ScriptedTurn {
+    /// The user's message as the dataset has it; its `max_tokens` is the length of the reply
+    /// the dataset recorded for it (as vLLM's benchmark takes a ShareGPT reply's length).
+    pub message: Generation,
+    /// The message's length in tokens.
+    pub tokens: u32,
 }
 
 /// Turns of a conversation.
@@ -50,6 +63,9 @@ pub enum TurnCount {
     /// Every conversation has `turns` ([`Conversations::turns`]).
     #[default]
     Fixed,
+    /// As many as the replayed conversation has, up to `turns`
+    /// ([`Conversations::replay`]).
+    Replayed,
     /// Uniform in `[min, max]`, both included (a `load.profile`).
     Uniform {
         /// Fewest.
@@ -108,6 +124,9 @@ impl Conversations {
         let top = self.turns.max(1);
         let drawn = match self.count {
             TurnCount::Fixed => top,
+            TurnCount::Replayed => self
+                .script(conversation)
+                .map_or(1, |turns| u32::try_from(turns.len()).unwrap_or(u32::MAX)),
             TurnCount::Uniform { min, max } => {
                 rng(self.seed, conversation, 0, 1).random_range(min.min(max)..=max)
             }
@@ -143,18 +162,47 @@ impl Conversations {
         }
     }
 
+    /// The turns conversation `conversation` replays, when the conversations are replayed.
+    pub fn script(&self, conversation: u64) -> Option<&[ScriptedTurn]> {
+        let n = self.replay.len() as u64;
+        (n > 0).then(|| self.replay[(conversation % n) as usize].as_slice())
+    }
+
+    /// The replayed turn `turn` (from 1) of conversation `conversation`, if replayed.
+    pub fn scripted(&self, conversation: u64, turn: u32) -> Option<&ScriptedTurn> {
+        self.script(conversation)?
+            .get(turn.checked_sub(1)? as usize)
+    }
+
     /// Whether the turn after one whose prompt took `prompt_tokens` and whose answer
-    /// `output_tokens` would not fit the context with `max_tokens` more to generate.
+    /// `output_tokens` would not fit the context with a new message of `user_tokens` and
+    /// `max_tokens` more to generate.
     pub fn next_turn_overflows(
         &self,
         prompt_tokens: u64,
         output_tokens: u64,
+        user_tokens: u32,
         max_tokens: u32,
     ) -> bool {
         self.max_context.is_some_and(|context| {
-            prompt_tokens + output_tokens + u64::from(self.user_tokens) + u64::from(max_tokens)
+            prompt_tokens + output_tokens + u64::from(user_tokens) + u64::from(max_tokens)
                 > u64::from(context)
         })
+    }
+
+    /// Replays `replay`, conversations from a dataset, instead of synthetic ones (unchanged
+    /// when it is empty): each conversation has the turns of its script, at most the fixed
+    /// `prompts.sessions.turns` when the case gives one ([`MAX_TURNS`] otherwise).
+    pub fn replaying(mut self, replay: Vec<Vec<ScriptedTurn>>, cap: Option<u32>) -> Conversations {
+        if replay.is_empty() {
+            return self;
+        }
+        let longest = replay.iter().map(Vec::len).max().unwrap_or(1);
+        let longest = u32::try_from(longest).unwrap_or(u32::MAX);
+        self.turns = longest.min(cap.unwrap_or(MAX_TURNS)).clamp(1, MAX_TURNS);
+        self.count = TurnCount::Replayed;
+        self.replay = replay;
+        self
     }
 }
 
@@ -210,6 +258,7 @@ impl Conversations {
             user_tokens: sessions.and_then(|s| s.user_tokens).unwrap_or(isl),
             max_context,
             seed: load.seed,
+            replay: Vec::new(),
         })
     }
 }
@@ -403,17 +452,18 @@ async fn converse(
             end = SessionEnd::Cut;
             break;
         }
-        let user = if turn == 1 {
-            source.user_message(opening, 1)
-        } else {
-            source.user_message(id, turn)
+        let scripted = plan.scripted(conversation, turn);
+        let (user, user_tokens) = match scripted {
+            Some(scripted) => (&scripted.message, scripted.tokens),
+            None if turn == 1 => (source.user_message(opening, 1), plan.user_tokens),
+            None => (source.user_message(id, turn), plan.user_tokens),
         };
         if turn > 1
             && let Some(last) = out.last()
         {
             let prompt = last.prompt_tokens.unwrap_or(0);
             let output = last.output_tokens.unwrap_or(0);
-            if plan.next_turn_overflows(prompt, output, user.max_tokens) {
+            if plan.next_turn_overflows(prompt, output, user_tokens, user.max_tokens) {
                 end = SessionEnd::ContextFull;
                 break;
             }
@@ -608,6 +658,48 @@ mod tests {
         );
     }
 
+    #[rstest]
+    #[case::as_long_as_the_longest(None, 4, [2, 4, 2])]
+    #[case::capped(Some(3), 3, [2, 3, 2])]
+    fn replayed_conversations_have_their_own_turns(
+        #[case] cap: Option<u32>,
+        #[case] block: u32,
+        #[case] turns: [u32; 3],
+    ) {
+        let script = |lengths: &[u32]| -> Vec<ScriptedTurn> {
+            lengths
+                .iter()
+                .map(|&tokens| ScriptedTurn {
+                    message: user(&"w ".repeat(tokens as usize)),
+                    tokens,
+                })
+                .collect()
+        };
+        let conversations =
+            plan(TurnCount::Fixed, 1).replaying(vec![script(&[1, 2]), script(&[3, 4, 5, 6])], cap);
+        assert_eq!(
+            conversations.turns, block,
+            "requests a conversation may take"
+        );
+        assert_eq!(
+            (0..3)
+                .map(|c| conversations.turns_of(c))
+                .collect::<Vec<_>>(),
+            turns
+        );
+        assert_eq!(conversations.scripted(1, 2).map(|t| t.tokens), Some(4));
+        assert_eq!(
+            conversations.scripted(2, 1).map(|t| t.tokens),
+            Some(1),
+            "cycled"
+        );
+        assert!(conversations.scripted(0, 3).is_none());
+        assert!(conversations.scripted(0, 0).is_none());
+        let synthetic = plan(TurnCount::Fixed, 5).replaying(Vec::new(), None);
+        assert_eq!((synthetic.turns, synthetic.count), (5, TurnCount::Fixed));
+        assert!(synthetic.scripted(0, 1).is_none());
+    }
+
     #[test]
     fn a_log_normal_think_time_has_its_median_and_is_clipped() {
         let conversations = Conversations {
@@ -649,7 +741,7 @@ mod tests {
             ..plan(TurnCount::Fixed, 8)
         };
         assert_eq!(
-            conversations.next_turn_overflows(prompt_tokens, 4, 4),
+            conversations.next_turn_overflows(prompt_tokens, 4, conversations.user_tokens, 4),
             overflows
         );
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-pub use conversation::Conversations;
+pub use conversation::{Conversations, ScriptedTurn};
 pub use share::Share;
 pub use source::{CUT_OFF_NOTE, Endpoint, Phase, RequestSource, SourceError};
 

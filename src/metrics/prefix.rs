@@ -57,7 +57,30 @@ pub struct PrefixSummary {
     pub server_cached_tokens: Option<u64>,
 }
 
+/// The shared-prefix fields an SLO may name as `prefix.FIELD` (`prefix.shared_over_cold < 0.8`).
+pub const PREFIX_FIELDS: [&str; 5] = [
+    "groups",
+    "requests_cold",
+    "requests_shared",
+    "shared_over_cold",
+    "server_cached_tokens",
+];
+
 impl PrefixSummary {
+    /// A field by its name in [`PREFIX_FIELDS`]; `None` when it was not measured
+    /// (`shared_over_cold` without successful cold and shared requests,
+    /// `server_cached_tokens` from a server that reports no cache use).
+    pub fn field(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "groups" => f64::from(self.groups),
+            "requests_cold" => self.requests_cold as f64,
+            "requests_shared" => self.requests_shared as f64,
+            "shared_over_cold" => return self.shared_over_cold,
+            "server_cached_tokens" => return self.server_cached_tokens.map(|n| n as f64),
+            _ => return None,
+        })
+    }
+
     /// Summarises the records (their `prefix_cold` marks set, see [`mark_cold`]); `None` when
     /// none has a prefix group. A fold over a [`PrefixBuilder`].
     pub fn of(records: &[RequestRecord]) -> Option<PrefixSummary> {

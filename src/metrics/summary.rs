@@ -9,10 +9,10 @@ use super::consistency::Consistency;
 use super::distribution::{Distribution, STAT_NAMES};
 use super::drift::{DRIFT_FIELDS, Drift};
 use super::goodput::RequestSlo;
-use super::prefix::PrefixSummary;
+use super::prefix::{PREFIX_FIELDS, PrefixSummary};
 use super::record::{ErrorClass, RequestRecord};
 use super::server_timing::ServerTimingSummary;
-use super::turns::TurnSummary;
+use super::turns::{TURN_FIELDS, TurnSummary};
 
 /// Latency metrics that have a distribution, as named in SLOs (`ttft_ms.p95`). The
 /// `*_intended_ms` ones count from the open-loop schedule's intended send time,
@@ -186,11 +186,19 @@ impl Summary {
     }
 
     /// A metric by its SLO name: a scalar (`error_rate`), `metric.stat` (`ttft_ms.p95`), a
-    /// drift field (`drift.ttft_change`) or the count of an error class (`errors.timeout`).
+    /// drift field (`drift.ttft_change`), a conversation field (`turns.server_cached_tokens`),
+    /// a shared-prefix field (`prefix.shared_over_cold`) or the count of an error class
+    /// (`errors.timeout`).
     /// `None` when the name is unknown or nothing was measured for it.
     pub fn metric(&self, name: &str) -> Option<f64> {
         if let Some(field) = name.strip_prefix("drift.") {
             return self.drift.as_ref()?.field(field);
+        }
+        if let Some(field) = name.strip_prefix("turns.") {
+            return self.turns.as_ref()?.field(field);
+        }
+        if let Some(field) = name.strip_prefix("prefix.") {
+            return self.prefix.as_ref()?.field(field);
         }
         if let Some(class) = name.strip_prefix("errors.") {
             let class = ErrorClass::ALL.into_iter().find(|c| c.as_str() == class)?;
@@ -229,6 +237,8 @@ pub fn metric_names() -> Vec<String> {
         }
     }
     names.extend(DRIFT_FIELDS.iter().map(|f| format!("drift.{f}")));
+    names.extend(TURN_FIELDS.iter().map(|f| format!("turns.{f}")));
+    names.extend(PREFIX_FIELDS.iter().map(|f| format!("prefix.{f}")));
     names.extend(
         ErrorClass::ALL
             .iter()
@@ -328,11 +338,17 @@ mod tests {
             prompt_ms: Some(4.0),
             predicted_n: Some(10),
             predicted_ms: Some(88.0),
+            cache_n: Some(8),
             ..Default::default()
         });
         let records: Vec<RequestRecord> = (0..4)
             .map(|i| RequestRecord {
                 send_ms: f64::from(i),
+                conversation: Some(u64::from(i / 2)),
+                turn: Some(i % 2 + 1),
+                prefix_group: Some(0),
+                prefix_cold: i == 0,
+                cached_tokens: Some(8),
                 ..open.clone()
             })
             .collect();
@@ -344,5 +360,11 @@ mod tests {
         for name in metric_names() {
             assert!(s.metric(&name).is_some(), "{name}");
         }
+        assert_eq!(s.metric("turns.conversations"), Some(2.0));
+        assert_eq!(s.metric("turns.conversations_completed"), Some(2.0));
+        assert_eq!(s.metric("turns.server_cached_tokens"), Some(32.0));
+        assert_eq!(s.metric("prefix.requests_cold"), Some(1.0));
+        assert_eq!(s.metric("prefix.requests_shared"), Some(3.0));
+        assert_eq!(s.metric("turns.unknown"), None);
     }
 }

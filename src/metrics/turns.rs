@@ -55,7 +55,30 @@ pub struct TurnSummary {
     pub server_cached_tokens: Option<u64>,
 }
 
+/// The conversation fields an SLO may name as `turns.FIELD` (`turns.server_cached_tokens > 0`).
+pub const TURN_FIELDS: [&str; 5] = [
+    "conversations",
+    "conversations_completed",
+    "conversations_context_full",
+    "later_over_first_p50",
+    "server_cached_tokens",
+];
+
 impl TurnSummary {
+    /// A field by its name in [`TURN_FIELDS`]; `None` when it was not measured
+    /// (`later_over_first_p50` without successful first and later turns,
+    /// `server_cached_tokens` from a server that reports no cache use).
+    pub fn field(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "conversations" => self.conversations as f64,
+            "conversations_completed" => self.conversations_completed as f64,
+            "conversations_context_full" => self.conversations_context_full as f64,
+            "later_over_first_p50" => return self.later_over_first_p50,
+            "server_cached_tokens" => return self.server_cached_tokens.map(|n| n as f64),
+            _ => return None,
+        })
+    }
+
     /// Summarises the records of multi-turn conversations; `None` when none has a turn. A
     /// fold over a [`TurnsBuilder`].
     pub fn of(records: &[RequestRecord]) -> Option<TurnSummary> {

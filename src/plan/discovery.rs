@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::shape::Shape;
-use super::{AccuracyTrial, LoadKind, LoadTrial, MatrixPoint, SimStep, SimTrial, TrialPlan};
+use super::{AccuracyTrial, LoadKind, LoadTrial, MatrixPoint, SimStep, SimTrial, Solo, TrialPlan};
 use crate::case::{self, Kind, LoadedCase, Overrides};
 use crate::matrix;
 
@@ -186,15 +186,30 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
             let mut slugs = BTreeSet::new();
             let mut shaped = Vec::new();
             let lengths = format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 case.spec.prompts.length_suffix(),
                 case.spec.prompts.sessions_suffix(),
+                if case.spec.replays_conversations() {
+                    "_replay"
+                } else {
+                    ""
+                },
                 case.spec
                     .load
                     .profile
                     .map(|p| format!("_{}", p.as_str()))
                     .unwrap_or_default()
             );
+            // With `contention`, each point is also measured on each endpoint alone, at the
+            // share of the load that endpoint gets when the load is spread.
+            let weights: f64 = case.spec.endpoints.iter().map(|e| e.weight).sum();
+            let solos: Vec<(&str, f64)> = case
+                .spec
+                .endpoints
+                .iter()
+                .filter(|_| case.spec.contention && weights > 0.0)
+                .map(|e| (e.name.as_str(), e.weight / weights))
+                .collect();
             for combination in combinations {
                 for shape in Shape::for_combination(&case.spec.load, &combination) {
                     if slugs.insert(shape.slug(&combination)) {
@@ -202,7 +217,19 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
                             combination: combination.clone(),
                             shape,
                             lengths: lengths.clone(),
+                            solo: None,
                         });
+                        for &(endpoint, share) in &solos {
+                            shaped.push(MatrixPoint {
+                                combination: combination.clone(),
+                                shape: shape.share(share),
+                                lengths: lengths.clone(),
+                                solo: Some(Solo {
+                                    endpoint: endpoint.to_string(),
+                                    of: shape,
+                                }),
+                            });
+                        }
                     }
                 }
             }

@@ -81,13 +81,37 @@ pub struct MatrixPoint {
     /// The name's suffix for per-request length distributions
     /// ([`crate::case::request::PromptSpec::length_suffix`]): empty without one.
     pub lengths: String,
+    /// The one endpoint this trial sends to, alone (`contention: true`); `None`: the load is
+    /// spread over every endpoint by weight.
+    pub solo: Option<Solo>,
+}
+
+/// A trial that measures one endpoint alone, at the share of the load it gets when the load
+/// is spread over every endpoint (`contention: true`): `shape` is then that share
+/// ([`Shape::share`]) of `of`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Solo {
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The spread trial's load, which names the trial.
+    pub of: Shape,
 }
 
 impl MatrixPoint {
     /// The trial-name part after `case::`, such as `isl128_osl64_c4_n4`, or
-    /// `isl512_osl64_c4_n4_isl64-512u` with `prompts.isl_dist`.
+    /// `isl512_osl64_c4_n4_isl64-512u` with `prompts.isl_dist`, and `…_solo-large` for the
+    /// trial that measures endpoint `large` alone.
     pub fn slug(&self) -> String {
-        format!("{}{}", self.shape.slug(&self.combination), self.lengths)
+        match &self.solo {
+            None => format!("{}{}", self.shape.slug(&self.combination), self.lengths),
+            Some(solo) => format!(
+                "{}{}{}{}",
+                solo.of.slug(&self.combination),
+                self.lengths,
+                crate::case::SOLO_TAG,
+                solo.endpoint
+            ),
+        }
     }
 }
 

@@ -54,6 +54,47 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// The part `share` (0 to 1) of this load: what one endpoint of several gets when the load
+    /// is spread by weight. Concurrency, users, rates and counts are scaled (counts rounded,
+    /// at least 1); a consistency run (one request at a time) is the same.
+    pub fn share(&self, share: f64) -> Shape {
+        let count = |n: u32| ((f64::from(n) * share).round() as u32).max(1);
+        match *self {
+            Shape::Closed {
+                concurrency,
+                requests,
+                duration,
+            } => Shape::Closed {
+                concurrency: count(concurrency),
+                requests: count(requests),
+                duration,
+            },
+            Shape::Open { rate, requests } => Shape::Open {
+                rate: rate * share,
+                requests: count(requests),
+            },
+            Shape::Users {
+                users,
+                duration,
+                pool,
+            } => Shape::Users {
+                users: count(users),
+                duration,
+                pool,
+            },
+            Shape::Consistency { requests } => Shape::Consistency { requests },
+            Shape::Sessions {
+                rate,
+                sessions,
+                duration,
+            } => Shape::Sessions {
+                rate: rate * share,
+                sessions: count(sessions),
+                duration,
+            },
+        }
+    }
+
     /// The shapes a combination becomes: one, or one per rate in open mode.
     pub fn for_combination(load: &LoadSpec, c: &Combination) -> Vec<Shape> {
         let requests = load.requests.unwrap_or(c.prompts).max(1);
@@ -205,6 +246,37 @@ mod tests {
 
     use super::*;
     use crate::case::load::parse_yaml;
+
+    #[rstest]
+    #[case::closed(
+        Shape::Closed { concurrency: 8, requests: 40, duration: None },
+        0.3,
+        Shape::Closed { concurrency: 2, requests: 12, duration: None }
+    )]
+    #[case::closed_at_least_one(
+        Shape::Closed { concurrency: 1, requests: 1, duration: Some(Duration::from_secs(5)) },
+        0.1,
+        Shape::Closed { concurrency: 1, requests: 1, duration: Some(Duration::from_secs(5)) }
+    )]
+    #[case::open(Shape::Open { rate: 40.0, requests: 80 }, 0.25, Shape::Open { rate: 10.0, requests: 20 })]
+    #[case::users(
+        Shape::Users { users: 10, duration: Duration::from_secs(60), pool: 50 },
+        0.5,
+        Shape::Users { users: 5, duration: Duration::from_secs(60), pool: 50 }
+    )]
+    #[case::sessions(
+        Shape::Sessions { rate: 2.0, sessions: 40, duration: Duration::from_secs(20) },
+        0.5,
+        Shape::Sessions { rate: 1.0, sessions: 20, duration: Duration::from_secs(20) }
+    )]
+    #[case::consistency(Shape::Consistency { requests: 30 }, 0.5, Shape::Consistency { requests: 30 })]
+    fn an_endpoint_alone_gets_its_share_of_the_load(
+        #[case] whole: Shape,
+        #[case] share: f64,
+        #[case] part: Shape,
+    ) {
+        assert_eq!(whole.share(share), part);
+    }
     use crate::matrix::Source;
 
     fn combination(concurrency: u32, prompts: u32) -> Combination {

@@ -1,5 +1,6 @@
 //! Prompts from dataset files: JSON Lines (`{"prompt", "output_tokens"?}` per line) and
-//! ShareGPT conversations.
+//! ShareGPT conversations (their first exchange, or every exchange to replay them turn by
+//! turn).
 
 use std::fmt;
 use std::path::Path;
@@ -56,16 +57,7 @@ pub async fn load_dataset(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let owned = path.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || {
-        crate::case::files::read_regular(&owned, crate::case::files::MAX_DATASET_BYTES)
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    .map_err(|source| PromptError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read(path).await?;
     let raw = match source {
         PromptSource::Jsonl => jsonl(&bytes, limit).map_err(|(line, m)| error(Some(line), m))?,
         PromptSource::Sharegpt => sharegpt(&bytes, limit).map_err(|m| error(None, m))?,
@@ -151,25 +143,46 @@ fn jsonl_entry(object: &Map<String, Value>) -> Result<(String, Output), String> 
 /// (prompt, reply) pairs of a ShareGPT file, reading no more of it than needed to check it is
 /// one JSON array.
 fn sharegpt(bytes: &[u8], limit: usize) -> Result<Vec<(String, Output)>, String> {
-    let mut reader = serde_json::Deserializer::from_slice(bytes);
-    let pairs = Pairs { limit }
-        .deserialize(&mut reader)
-        .and_then(|pairs| reader.end().map(|()| pairs))
-        .map_err(|e| format!("not a ShareGPT JSON array: {e}"))?;
+    let pairs = conversations(bytes, limit, Turns::First)?;
     Ok(pairs
         .into_iter()
+        .flatten()
         .map(|(prompt, reply)| (prompt, Output::Reply(reply)))
         .collect())
 }
 
-/// Reads a JSON array, keeping the first human/gpt pair of up to `limit` conversations and
+/// Up to `limit` conversations of a ShareGPT file, each as its (human, gpt) pairs in order
+/// (`turns` of them), reading no more of it than needed to check it is one JSON array.
+fn conversations(
+    bytes: &[u8],
+    limit: usize,
+    turns: Turns,
+) -> Result<Vec<Vec<(String, String)>>, String> {
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    Pairs { limit, turns }
+        .deserialize(&mut reader)
+        .and_then(|pairs| reader.end().map(|()| pairs))
+        .map_err(|e| format!("not a ShareGPT JSON array: {e}"))
+}
+
+/// Which (human, gpt) pairs of a conversation are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turns {
+    /// The first one (a single-turn prompt).
+    First,
+    /// Every one, in order (a conversation replayed turn by turn).
+    All,
+}
+
+/// Reads a JSON array, keeping the pairs of up to `limit` conversations that have one and
 /// skipping the rest without building them.
 struct Pairs {
     limit: usize,
+    turns: Turns,
 }
 
 impl<'de> DeserializeSeed<'de> for Pairs {
-    type Value = Vec<(String, String)>;
+    type Value = Vec<Vec<(String, String)>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
@@ -177,46 +190,135 @@ impl<'de> DeserializeSeed<'de> for Pairs {
 }
 
 impl<'de> Visitor<'de> for Pairs {
-    type Value = Vec<(String, String)>;
+    type Value = Vec<Vec<(String, String)>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of {\"conversations\": [...]} objects")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut pairs = Vec::new();
-        while pairs.len() < self.limit {
-            match seq.next_element::<Value>()? {
-                Some(entry) => pairs.extend(first_pair(&entry)),
-                None => return Ok(pairs),
+        let mut kept = Vec::new();
+        while kept.len() < self.limit {
+            let Some(entry) = seq.next_element::<Value>()? else {
+                return Ok(kept);
+            };
+            let pairs = match self.turns {
+                Turns::First => first_pair(&entry).into_iter().collect(),
+                Turns::All => all_pairs(&entry),
+            };
+            if !pairs.is_empty() {
+                kept.push(pairs);
             }
         }
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(pairs)
+        Ok(kept)
     }
 }
 
 /// The first human turn of a conversation and the gpt turn right after it, both non-blank.
 fn first_pair(entry: &Value) -> Option<(String, String)> {
     let turns = entry.get("conversations")?.as_array()?;
-    let from = |turn: &Value| turn.get("from").and_then(Value::as_str).map(str::to_string);
+    let human = turns.iter().position(is_human)?;
+    pair_at(turns, human)
+}
+
+/// Every human turn of a conversation answered by the gpt turn right after it, in order,
+/// until the first turn that breaks the alternation (a blank or non-text message, two human
+/// turns in a row): what follows it could not be replayed as the user wrote it.
+fn all_pairs(entry: &Value) -> Vec<(String, String)> {
+    let Some(turns) = entry.get("conversations").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let Some(mut at) = turns.iter().position(is_human) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::new();
+    while let Some(pair) = pair_at(turns, at) {
+        pairs.push(pair);
+        at += 2;
+    }
+    pairs
+}
+
+/// The human turn at `at` and the gpt turn after it, both non-blank text.
+fn pair_at(turns: &[Value], at: usize) -> Option<(String, String)> {
     let text = |turn: &Value| {
         turn.get("value")
             .and_then(Value::as_str)
             .filter(|s| !s.trim().is_empty())
             .map(str::to_string)
     };
-    let human = turns
-        .iter()
-        .position(|t| matches!(from(t).as_deref(), Some("human" | "user")))?;
-    let reply = turns.get(human + 1)?;
-    if !matches!(
-        from(reply).as_deref(),
-        Some("gpt" | "assistant" | "chatgpt")
-    ) {
+    let human = turns.get(at).filter(|t| is_human(t))?;
+    let reply = turns.get(at + 1)?;
+    if !matches!(from(reply), Some("gpt" | "assistant" | "chatgpt")) {
         return None;
     }
-    Some((text(&turns[human])?, text(reply)?))
+    Some((text(human)?, text(reply)?))
+}
+
+/// Who wrote a ShareGPT turn (`from`).
+fn from(turn: &Value) -> Option<&str> {
+    turn.get("from").and_then(Value::as_str)
+}
+
+fn is_human(turn: &Value) -> bool {
+    matches!(from(turn), Some("human" | "user"))
+}
+
+/// Loads up to `limit` ShareGPT conversations to replay turn by turn: each as its (human,
+/// gpt) pairs in order (see [`load_dataset`] for the file's form), every human message a
+/// [`DatasetEntry`] whose ISL is its own token count and whose OSL is the count of the gpt
+/// reply that followed it. Conversations without a pair are skipped; a file without any is
+/// an error.
+pub async fn load_conversations(
+    path: &Path,
+    counter: &TokenCounter,
+    limit: usize,
+) -> Result<Vec<Vec<DatasetEntry>>, PromptError> {
+    let error = |message: String| PromptError::Dataset {
+        path: path.to_path_buf(),
+        line: None,
+        message,
+    };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let bytes = read(path).await?;
+    let raw = conversations(&bytes, limit, Turns::All).map_err(error)?;
+    if raw.is_empty() {
+        return Err(error(
+            "no usable entry (expected a conversation with a human turn followed by a gpt turn)"
+                .into(),
+        ));
+    }
+    let mut loaded = Vec::with_capacity(raw.len());
+    for pairs in raw {
+        let turns = stream::iter(pairs)
+            .map(|(prompt, reply)| async move {
+                let isl = counter.count(&prompt).await?;
+                let osl = counter.count(&reply).await?.max(1);
+                Ok::<_, PromptError>(DatasetEntry { prompt, isl, osl })
+            })
+            .buffered(IN_FLIGHT)
+            .try_collect()
+            .await?;
+        loaded.push(turns);
+    }
+    Ok(loaded)
+}
+
+/// A dataset file's bytes (a regular file, bounded in size), read off the async runtime.
+async fn read(path: &Path) -> Result<Vec<u8>, PromptError> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        crate::case::files::read_regular(&owned, crate::case::files::MAX_DATASET_BYTES)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    .map_err(|source| PromptError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -279,6 +381,35 @@ mod tests {
     fn sharegpt_pairs_are_found(#[case] entry: Value, #[case] want: Option<(&str, &str)>) {
         let got = first_pair(&entry);
         assert_eq!(got.as_ref().map(|(p, r)| (p.as_str(), r.as_str())), want);
+    }
+
+    #[rstest]
+    #[case::two_turns(json!({"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}), &[("q1", "a1"), ("q2", "a2")])]
+    #[case::trailing_question(json!({"conversations": [{"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"}]}), &[("q1", "a1")])]
+    #[case::broken_alternation(json!({"conversations": [{"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"}, {"from": "human", "value": "q3"}, {"from": "gpt", "value": "a3"}]}), &[("q1", "a1")])]
+    #[case::blank_reply(json!({"conversations": [{"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"}, {"from": "gpt", "value": " "}]}), &[("q1", "a1")])]
+    #[case::no_pair(json!({"conversations": [{"from": "gpt", "value": "a"}]}), &[])]
+    #[case::not_a_conversation(json!({"conversations": 3}), &[])]
+    fn every_pair_of_a_conversation_is_found_in_order(
+        #[case] entry: Value,
+        #[case] want: &[(&str, &str)],
+    ) {
+        let got = all_pairs(&entry);
+        let got: Vec<(&str, &str)> = got.iter().map(|(p, r)| (p.as_str(), r.as_str())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn conversations_skip_those_without_a_pair_and_stop_at_the_limit() {
+        let two = json!({"conversations": [{"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]});
+        let none = json!({"conversations": [{"from": "gpt", "value": "a"}]});
+        let file = serde_json::to_vec(&json!([none, two, two, two])).expect("json");
+        let got = conversations(&file, 2, Turns::All).expect("valid");
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|pairs| pairs.len() == 2));
+        let first = conversations(&file, 5, Turns::First).expect("valid");
+        assert_eq!(first.len(), 3);
+        assert!(first.iter().all(|pairs| pairs.len() == 1));
     }
 
     #[test]

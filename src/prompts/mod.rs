@@ -16,7 +16,7 @@ mod server;
 pub mod tokens;
 mod words;
 
-pub use dataset::{DatasetEntry, load_dataset};
+pub use dataset::{DatasetEntry, load_conversations, load_dataset};
 pub use error::PromptError;
 pub use exact::exact_prompt;
 pub use fixture::train_fixture_tokenizer;

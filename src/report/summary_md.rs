@@ -8,8 +8,8 @@
 //! from measured numbers) and the re-run notes (which hold timestamps) are placeholders, as in
 //! the trial tables (see [`super::table`]).
 
-use super::analysis::prefill;
 use super::analysis::{Level, Quantity, RunAnalysis, Thresholds, analyse, analyse_run};
+use super::analysis::{contention, prefill};
 use super::columns::{
     DETAIL_STATS, LATENCIES, NONE, combination, failure_reasons, latency, measured, number,
     parameters, verdict,
@@ -95,6 +95,13 @@ pub fn render(run: &Run, thresholds: &Thresholds, numbers: Numbers, detail: Deta
         if !turns.is_empty() {
             out.push_str(&format!("\n{TURNS_INTRO}\n\n"));
             for line in turns {
+                out.push_str(&format!("- {line}\n"));
+            }
+        }
+        let contention = contention_lines(trials, numbers);
+        if !contention.is_empty() {
+            out.push_str(&format!("\n{CONTENTION_INTRO}\n\n"));
+            for line in contention {
                 out.push_str(&format!("- {line}\n"));
             }
         }
@@ -422,6 +429,18 @@ pub fn turn_lines(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
             });
             format!("{}: {text}", t.name())
         })
+        .collect()
+}
+
+/// What precedes the contention lines.
+pub const CONTENTION_INTRO: &str = "Contention (each endpoint alone, at its share of the load, \
+     against the same endpoint with the load spread over all of them):";
+
+/// One line per spread trial whose endpoints were each measured alone (`contention: true`).
+pub fn contention_lines(trials: &[RunTrial], numbers: Numbers) -> Vec<String> {
+    contention::contention(trials)
+        .into_iter()
+        .map(|c| format!("{}: {}", c.trial, measured(numbers, NUM, || c.describe())))
         .collect()
 }
 

@@ -19,7 +19,7 @@ use crate::client::{Client, ClientConfig, CountTokens};
 use crate::judge::{self, Baseline, Check};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
-use crate::plan::{LoadKind, LoadTrial, TrialPlan};
+use crate::plan::{LoadKind, LoadTrial, MatrixPoint, TrialPlan};
 use crate::report::EndpointSummary;
 use crate::report::attempts::{Attempt, AttemptCause};
 use crate::report::rerun::ServerIdentity;
@@ -103,7 +103,7 @@ async fn measure_unredacted(
             }),
             served_model: None,
         }],
-        None => spec.destinations(),
+        None => solo(plan, spec.destinations()),
     };
     let server = destinations
         .first()
@@ -204,6 +204,32 @@ fn accuracy_task(plan: &TrialPlan) -> Result<Option<Task>, TrialError> {
                 .map_err(TrialError::AccuracyTask)
         }
         _ => Ok(None),
+    }
+}
+
+/// The destinations of a trial that measures one endpoint alone (`contention: true`): that
+/// endpoint, taking the whole load; every destination otherwise.
+fn solo(plan: &TrialPlan, destinations: Vec<Destination>) -> Vec<Destination> {
+    let Some(name) = solo_endpoint(plan) else {
+        return destinations;
+    };
+    destinations
+        .into_iter()
+        .filter(|d| d.name == name)
+        .map(|d| Destination { weight: 1.0, ..d })
+        .collect()
+}
+
+/// The endpoint a trial measures alone, if it does (`contention: true`).
+fn solo_endpoint(plan: &TrialPlan) -> Option<&str> {
+    match plan {
+        TrialPlan::Load(LoadTrial {
+            point: MatrixPoint {
+                solo: Some(solo), ..
+            },
+            ..
+        }) => Some(&solo.endpoint),
+        _ => None,
     }
 }
 
@@ -379,7 +405,14 @@ async fn drive_endpoints(
         load.point.combination.isl,
         max_context,
         prompts.follow_ups,
-    );
+    )
+    .map(|c| {
+        let cap = match spec.prompts.sessions.and_then(|s| s.turns) {
+            Some(crate::case::TurnsSpec::Fixed(n)) => Some(n),
+            _ => None,
+        };
+        c.replaying(prompts.replay, cap)
+    });
     let source = RequestSource::new(endpoints, prompts.measured, prompts.warmup, spec.load.seed)?
         .with_progress(session.progress.clone())
         .with_prefix_groups(spec.prompts.shared_prefix().map(|(_, groups)| groups))
@@ -430,7 +463,7 @@ async fn drive_endpoints(
         measured.shard = shard;
         measured.attempts = attempts;
         measured.server_metrics = finish_scrapers(scrapers).await;
-        let slos = slo_checks(&spec.slo, &measured, &names);
+        let slos = slo_checks(&spec.slo, &measured, &names, solo_endpoint(plan));
         measured.checks.extend(slos);
         return Ok(measured);
     };
@@ -470,7 +503,7 @@ async fn drive_endpoints(
     measured.samples = samples;
     measured.server_metrics = server_metrics;
     // Report order: the run's checks, targets, SLOs, then the accuracy checks.
-    let slos = slo_checks(&spec.slo, &measured, &names);
+    let slos = slo_checks(&spec.slo, &measured, &names, solo_endpoint(plan));
     measured.checks.extend(slos);
     measured.checks.extend(checks);
     Ok(measured)
@@ -589,7 +622,7 @@ fn replayed(
         }
         None => Vec::new(),
     };
-    let slos = slo_checks(&spec.slo, &measured, &names);
+    let slos = slo_checks(&spec.slo, &measured, &names, solo_endpoint(plan));
     measured.checks.extend(slos);
     measured.checks.extend(accuracy_checks);
     measured
@@ -752,8 +785,14 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
 
 /// The case's SLOs judged against everything a load trial measured: its summary, each
 /// endpoint's (a single server's is the whole summary), the scraped server metrics and the
-/// accuracy phase, when one ran.
-fn slo_checks(slos: &[Slo], measured: &Measured, endpoint_names: &[String]) -> Vec<Check> {
+/// accuracy phase, when one ran. A trial that measures endpoint `solo` alone does not apply
+/// the SLOs of the case's other endpoints.
+fn slo_checks(
+    slos: &[Slo],
+    measured: &Measured,
+    endpoint_names: &[String],
+    solo: Option<&str>,
+) -> Vec<Check> {
     let endpoints: Vec<(&str, &Summary)> = if measured.endpoints.is_empty() {
         endpoint_names
             .iter()
@@ -775,5 +814,18 @@ fn slo_checks(slos: &[Slo], measured: &Measured, endpoint_names: &[String]) -> V
         }),
         accuracy: measured.accuracy.as_ref(),
     };
-    judge::slo::checks(slos, &inputs)
+    slos.iter()
+        .map(|slo| match (&slo.metric, solo) {
+            (crate::case::SloMetric::Endpoint { endpoint, .. }, Some(solo)) if endpoint != solo => {
+                let text = slo.to_string();
+                Check::not_applicable(
+                    crate::judge::CheckSource::Slo,
+                    text.clone(),
+                    text,
+                    format!("this trial measures endpoint `{solo}` alone"),
+                )
+            }
+            _ => judge::slo::check_measured(slo, &inputs),
+        })
+        .collect()
 }

@@ -49,12 +49,14 @@ pub(super) fn model_tokenizer(
         .map_err(TrialError::Tokenizer)
 }
 
-/// The prompts a trial sends: measured, warmup, and the later turns' user messages of its
-/// conversations (`prompts.sessions.user_tokens`; empty without them).
+/// The prompts a trial sends: measured, warmup, the later turns' user messages of its
+/// conversations (`prompts.sessions.user_tokens`; empty without them), and the ShareGPT
+/// conversations it replays turn by turn (empty unless it does).
 pub(super) struct TrialPrompts {
     pub measured: Vec<Generation>,
     pub warmup: Vec<Generation>,
     pub follow_ups: Vec<Generation>,
+    pub replay: Vec<Vec<load::ScriptedTurn>>,
 }
 
 /// Builds the measured and warmup prompts (before anything is measured), and gives each
@@ -105,9 +107,30 @@ pub(super) async fn prompts_for(
         Some(tokens) => build(point.shape.pool_size(), u64::MAX / 4, tokens).await?,
         None => Vec::new(),
     };
+    let replay = if spec.replays_conversations() {
+        let path = spec.prompts.path.as_deref().unwrap_or_default();
+        let limit = point.shape.pool_size() as usize;
+        prompts::load_conversations(&case_dir.join(path), &counter, limit)
+            .await
+            .map_err(TrialError::Prompts)?
+            .into_iter()
+            .map(|turns| {
+                turns
+                    .into_iter()
+                    .map(|entry| load::ScriptedTurn {
+                        message: Generation::exact(entry.prompt, entry.osl),
+                        tokens: entry.isl,
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(TrialPrompts {
         measured,
         warmup,
         follow_ups,
+        replay,
     })
 }

@@ -10,6 +10,7 @@ mod accuracy_parity;
 mod accuracy_tasks;
 mod attributed;
 mod client_errors;
+mod contention;
 mod conversations;
 mod csv_concurrency;
 mod deploy;

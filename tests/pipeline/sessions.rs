@@ -187,3 +187,141 @@ fn a_session_that_would_overflow_the_context_ends_cleanly_and_is_counted() {
     );
     assert!(table.contains("ended at max_context"), "{table}");
 }
+
+/// Three ShareGPT conversations of 2, 3 and 1 exchanges (word counts in the names).
+fn sharegpt_conversations() -> String {
+    let turn = |from: &str, value: &str| serde_json::json!({"from": from, "value": value});
+    serde_json::json!([
+        {"id": "two", "conversations": [
+            turn("human", "alpha beta gamma"), turn("gpt", "one two three four five"),
+            turn("human", "delta epsilon"), turn("gpt", "six seven eight"),
+        ]},
+        {"id": "none", "conversations": [turn("gpt", "an orphan reply")]},
+        {"id": "three", "conversations": [
+            turn("system", "be brief"),
+            turn("human", "zeta"), turn("gpt", "a b"),
+            turn("human", "eta theta"), turn("gpt", "c d e f"),
+            turn("human", "iota kappa lambda mu"), turn("gpt", "g"),
+        ]},
+        {"id": "one", "conversations": [turn("human", "nu xi"), turn("gpt", "h i j")]},
+    ])
+    .to_string()
+}
+
+/// A closed loop replaying ShareGPT conversations: each conversation sends its own human
+/// messages in order, each turn asking for as many tokens as the dataset's reply had, and
+/// carrying the history (earlier messages and the model's actual answers).
+const REPLAY: &str = r#"name: replay
+model: m
+kinds: [perf]
+server:
+  embedded: { ttft_ms: 2, tpot_ms: 1, slots: 4 }
+prompts:
+  source: sharegpt
+  path: conversations.json
+  sessions: { think_time: 1ms }
+load: { warmup: 0, timeout_s: 30 }
+matrix:
+  mode: custom
+  isl: [16]
+  osl: [8]
+  concurrency: [1]
+  prompts: { fixed: 9 }
+"#;
+
+#[test]
+fn sharegpt_conversations_are_replayed_turn_by_turn() {
+    let dir = CaseDir::named("sessions-replay");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 4096\nmax_concurrency: 4\n")
+        .file("conversations.json", &sharegpt_conversations())
+        .case("replay", REPLAY)
+        .plan();
+    assert_eq!(plan.full_name(), "[perf] replay::isl16_osl8_c1_n9_replay");
+    let context = crate::support::context("sessions-replay", dir.out(), None);
+    let outcome = crate::support::session(context)
+        .run_trial(&plan)
+        .expect("reports written");
+    assert!(outcome.passed, "{:#?}", outcome.report.verdict);
+    assert!(outcome.records.iter().all(|r| r.is_ok()), "nothing failed");
+
+    // 9 requests in blocks of the longest conversation (3 turns): conversations 0, 1 and 2,
+    // replaying the dataset's three usable conversations in order (the orphan reply is
+    // skipped).
+    let sessions = by_conversation(&outcome.records);
+    let turns: Vec<usize> = sessions.values().map(Vec::len).collect();
+    assert_eq!(turns, [2, 3, 1], "each conversation has its own exchanges");
+    for turns in sessions.values() {
+        assert_eq!(
+            turns.last().and_then(|r| r.session_end),
+            Some(SessionEnd::Completed)
+        );
+    }
+    // Each turn asks for the length of the dataset's reply (the embedded server answers
+    // exactly that many tokens), and its prompt is every message so far: the words of the
+    // human messages and of the answers, and 4 tokens a message.
+    let outputs =
+        |c: u64| -> Vec<Option<u64>> { sessions[&c].iter().map(|r| r.output_tokens).collect() };
+    assert_eq!(outputs(0), [Some(5), Some(3)]);
+    assert_eq!(outputs(1), [Some(2), Some(4), Some(1)]);
+    assert_eq!(outputs(2), [Some(3)]);
+    let prompts =
+        |c: u64| -> Vec<Option<u64>> { sessions[&c].iter().map(|r| r.prompt_tokens).collect() };
+    assert_eq!(prompts(0), [Some(3 + 4), Some(3 + 5 + 2 + 3 * 4)]);
+    assert_eq!(
+        prompts(1),
+        [
+            Some(1 + 4),
+            Some(1 + 2 + 2 + 3 * 4),
+            Some(1 + 2 + 2 + 4 + 4 + 5 * 4)
+        ]
+    );
+
+    let summary = outcome.report.summary().expect("a load trial");
+    let by_turn = &summary.turns.as_ref().expect("a turn summary").by_turn;
+    assert_eq!(
+        by_turn.iter().map(|p| p.requests).collect::<Vec<_>>(),
+        [3, 2, 1]
+    );
+}
+
+#[test]
+fn sessions_mode_replays_sharegpt_conversations_as_they_arrive() {
+    let dir = CaseDir::named("sessions-replay-arrive");
+    let case = REPLAY
+        .replace(
+            "load: { warmup: 0, timeout_s: 30 }",
+            "load: { mode: sessions, rate: 20, arrival: constant, duration: 190ms, warmup: 0, timeout_s: 30 }",
+        )
+        .replace("  prompts: { fixed: 9 }\n", "");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 4096\nmax_concurrency: 4\n")
+        .file("conversations.json", &sharegpt_conversations())
+        .case("replay", &case)
+        .plan();
+    assert_eq!(
+        plan.full_name(),
+        "[perf] replay::isl16_osl8_sr20_190ms_replay"
+    );
+    let context = crate::support::context("sessions-replay-arrive", dir.out(), None);
+    let outcome = crate::support::session(context)
+        .run_trial(&plan)
+        .expect("reports written");
+    assert!(outcome.passed, "{:#?}", outcome.report.verdict);
+    // Sessions at 0, 50, 100 and 150 ms replay conversations 0, 1, 2 and 0 again; a session
+    // still running at 190 ms sends no further turn.
+    let sessions = by_conversation(&outcome.records);
+    assert_eq!(sessions.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    let outputs: Vec<Vec<Option<u64>>> = sessions
+        .values()
+        .map(|turns| turns.iter().map(|r| r.output_tokens).collect())
+        .collect();
+    assert_eq!(outputs[0], [Some(5), Some(3)]);
+    assert_eq!(outputs[1], [Some(2), Some(4), Some(1)]);
+    assert_eq!(outputs[2], [Some(3)]);
+    assert_eq!(
+        outputs[3].first(),
+        Some(&Some(5)),
+        "the first conversation again"
+    );
+}

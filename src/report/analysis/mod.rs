@@ -6,6 +6,7 @@
 //! A quantity is WARNING when it reaches its warning threshold (≥ for quantities where higher
 //! is worse, ≤ for stability) and CRITICAL when it goes past its critical threshold (> or <).
 
+pub mod contention;
 pub mod prefill;
 pub mod thresholds;
 
