@@ -9,6 +9,7 @@
 pub mod arithmetic;
 mod dataset;
 pub mod exact_match;
+pub mod external;
 pub mod fewshot;
 pub mod filter;
 mod gsm8k;
@@ -169,6 +170,8 @@ enum Scorer {
     Mmlu(mmlu::Scorer),
     Arithmetic,
     Tools(Box<tools::Tools>),
+    /// `external`: a command scores the server; there are no samples to score here.
+    External,
 }
 
 /// An accuracy task ready to run: its samples, request settings and scoring.
@@ -214,12 +217,19 @@ impl Task {
                 Scorer::Mmlu(mmlu::Scorer::new()),
             ),
             TaskName::SyntheticArithmetic => (arithmetic::load(spec)?, Scorer::Arithmetic),
+            TaskName::External => (
+                Loaded {
+                    samples: Vec::new(),
+                    label: "command".into(),
+                },
+                Scorer::External,
+            ),
         };
         let stop: &[&str] = match spec.task {
             TaskName::Gsm8k => &gsm8k::STOP,
             TaskName::MmluGenerative => &mmlu::STOP,
             TaskName::SyntheticArithmetic => &arithmetic::STOP,
-            TaskName::ToolCalls => &[],
+            TaskName::ToolCalls | TaskName::External => &[],
         };
         Ok(Task {
             name: spec.task,
@@ -230,6 +240,11 @@ impl Task {
             max_tokens: spec.max_tokens(),
             scorer,
         })
+    }
+
+    /// Whether a command scores the server (`external`) rather than questions asked here.
+    pub fn is_external(&self) -> bool {
+        matches!(self.scorer, Scorer::External)
     }
 
     /// The task's name, such as `gsm8k`.
@@ -291,6 +306,7 @@ impl Task {
             Scorer::Mmlu(scorer) => vec![scorer.score(sample, response)],
             Scorer::Arithmetic => vec![arithmetic::score(&sample.target, response)],
             Scorer::Tools(tools) => tools.score(sample.doc_index, response),
+            Scorer::External => Vec::new(),
         };
         self.filters()
             .iter()

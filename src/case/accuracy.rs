@@ -24,6 +24,9 @@ pub enum TaskName {
     /// valid JSON, match its schema and (optionally) the expected values. Built-in synthetic
     /// tools and questions unless `dataset` names a question file.
     ToolCalls,
+    /// Any evaluator: a command run against the trial's server, its score read from its
+    /// output (a JSON pointer into a JSON file or stdout, or a regex).
+    External,
 }
 
 impl TaskName {
@@ -34,6 +37,7 @@ impl TaskName {
             TaskName::MmluGenerative => "mmlu_generative",
             TaskName::SyntheticArithmetic => "synthetic_arithmetic",
             TaskName::ToolCalls => "tool_calls",
+            TaskName::External => "external",
         }
     }
 
@@ -44,6 +48,7 @@ impl TaskName {
             TaskName::MmluGenerative => &["letter"],
             TaskName::SyntheticArithmetic => &["first-number"],
             TaskName::ToolCalls => &["correct", "valid-json", "function", "schema", "values"],
+            TaskName::External => &["score"],
         }
     }
 
@@ -53,7 +58,7 @@ impl TaskName {
             TaskName::Gsm8k => 5,
             TaskName::MmluGenerative => 0,
             TaskName::SyntheticArithmetic => 3,
-            TaskName::ToolCalls => 0,
+            TaskName::ToolCalls | TaskName::External => 0,
         }
     }
 
@@ -63,7 +68,7 @@ impl TaskName {
             TaskName::Gsm8k => 256,
             TaskName::MmluGenerative => 8,
             TaskName::SyntheticArithmetic => 16,
-            TaskName::ToolCalls => 256,
+            TaskName::ToolCalls | TaskName::External => 256,
         }
     }
 }
@@ -127,10 +132,228 @@ pub struct AccuracySpec {
     /// own: `auto`, `required`, `none` or `{type: function, function: {name: …}}`.
     #[serde(default)]
     pub tool_choice: Option<serde_json::Value>,
+    /// `external` only: the command run against the trial's server, as an argument list;
+    /// `{base_url}`, `{model}` and `{out_dir}` are substituted in each argument.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// `external` only: seconds the command may run before it is killed and the trial fails
+    /// (default 3600).
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// `external` only: where the command's score is read.
+    #[serde(default)]
+    pub score: Option<ExternalScore>,
+    /// `external` only: the trial's name in place of `external` (letters, digits, `_`, `-`),
+    /// for a case with several external tasks.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Threshold the score must meet.
     #[serde(default)]
     pub threshold: Option<AccuracyThreshold>,
 }
+
+/// Where an `external` task's score is read: a JSON pointer into a JSON file or the command's
+/// stdout, or the one capture group of a regex over stdout or a file. The value read is a
+/// score as thresholds write them: a number up to 1 is a fraction, a larger one points, and
+/// text may end in `%`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalScore {
+    /// With `pointer`: `stdout`, or the JSON file the command writes (`{out_dir}` substituted;
+    /// relative to the case file). A folder means the newest `*.json` file under it (as
+    /// `lm_eval --output_path` writes one per run).
+    #[serde(default)]
+    pub json: Option<String>,
+    /// The JSON pointer (RFC 6901) of the score, such as `/results/gsm8k/exact_match,strict-match`.
+    #[serde(default)]
+    pub pointer: Option<String>,
+    /// A regex with one capture group: the score.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// With `regex`: the file it reads instead of stdout (as `json`).
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+impl ExternalScore {
+    /// The first invalid combination, as (key within `score`, message).
+    fn problem(&self) -> Option<(&'static str, String)> {
+        match (&self.pointer, &self.regex) {
+            (Some(_), Some(_)) => {
+                return Some(("regex", "give `pointer` (JSON) or `regex`, not both".into()));
+            }
+            (None, None) => {
+                return Some((
+                    "pointer",
+                    "give `json` and `pointer`, or `regex` (with one capture group)".into(),
+                ));
+            }
+            (Some(pointer), None) => {
+                if self.json.as_deref().is_none_or(|j| j.trim().is_empty()) {
+                    return Some(("json", "`pointer` needs `json`: `stdout` or a file".into()));
+                }
+                if self.file.is_some() {
+                    return Some(("file", "only with `regex` (`json` names the file)".into()));
+                }
+                if !pointer.is_empty() && !pointer.starts_with('/') {
+                    return Some((
+                        "pointer",
+                        format!("a JSON pointer starts with `/`, such as `/{pointer}`"),
+                    ));
+                }
+            }
+            (None, Some(regex)) => {
+                if self.json.is_some() {
+                    return Some(("json", "only with `pointer` (`file` names the file)".into()));
+                }
+                match regex::Regex::new(regex) {
+                    Err(e) => return Some(("regex", e.to_string())),
+                    Ok(r) if r.captures_len() != 2 => {
+                        return Some((
+                            "regex",
+                            format!(
+                                "needs exactly one capture group (the score), not {}",
+                                r.captures_len() - 1
+                            ),
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The `accuracy` section of a case: one task (a mapping, as `accuracy: {task: gsm8k, …}`) or
+/// several (a list of mappings, each with its own threshold). A case has one accuracy trial per
+/// task; its stress trials ask the first task's questions under load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyTasks {
+    tasks: Vec<AccuracySpec>,
+    listed: bool,
+}
+
+impl AccuracyTasks {
+    /// One task, written as a mapping.
+    pub fn one(spec: AccuracySpec) -> AccuracyTasks {
+        AccuracyTasks {
+            tasks: vec![spec],
+            listed: false,
+        }
+    }
+
+    /// Several tasks, written as a list.
+    pub fn list(tasks: Vec<AccuracySpec>) -> AccuracyTasks {
+        AccuracyTasks {
+            tasks,
+            listed: true,
+        }
+    }
+
+    /// The tasks, in the case's order.
+    pub fn tasks(&self) -> &[AccuracySpec] {
+        &self.tasks
+    }
+
+    /// The tasks, to change them (overrides).
+    pub fn tasks_mut(&mut self) -> &mut [AccuracySpec] {
+        &mut self.tasks
+    }
+
+    /// The first task: the one stress trials ask under load.
+    pub fn first(&self) -> Option<&AccuracySpec> {
+        self.tasks.first()
+    }
+
+    /// The task at `index`.
+    pub fn get(&self, index: usize) -> Option<&AccuracySpec> {
+        self.tasks.get(index)
+    }
+
+    /// The key of the task at `index` in error messages: `accuracy` for a single mapping,
+    /// `accuracy[1]` in a list.
+    pub fn key(&self, index: usize) -> String {
+        if self.listed {
+            format!("accuracy[{index}]")
+        } else {
+            "accuracy".to_string()
+        }
+    }
+
+    /// The first invalid value of any task, or two tasks whose trials would share a name, as
+    /// (dotted key, message), such as `accuracy[1].threshold.tolerance`. Reads no files.
+    pub fn problem(&self) -> Option<(String, String)> {
+        if self.tasks.is_empty() {
+            return Some(("accuracy".into(), "list at least one task".into()));
+        }
+        for (index, task) in self.tasks.iter().enumerate() {
+            if let Some((key, message)) = task.problem() {
+                let rest = key.strip_prefix("accuracy").unwrap_or(&key);
+                return Some((format!("{}{rest}", self.key(index)), message));
+            }
+        }
+        for (index, task) in self.tasks.iter().enumerate() {
+            let slug = task.slug();
+            if let Some(earlier) = self.tasks[..index].iter().position(|t| t.slug() == slug) {
+                return Some((
+                    format!("{}.task", self.key(index)),
+                    format!(
+                        "the trial `{slug}` is already that of {}: give one of them another \
+                         `{}`",
+                        self.key(earlier),
+                        if task.task == TaskName::External {
+                            "name"
+                        } else {
+                            "limit"
+                        },
+                    ),
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl Serialize for AccuracyTasks {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.tasks.as_slice() {
+            [one] if !self.listed => one.serialize(serializer),
+            tasks => tasks.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AccuracyTasks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TasksVisitor)
+    }
+}
+
+/// Reads a mapping as one task and a sequence as several, through the deserializer's own map
+/// and sequence access, so that errors keep their key path (`accuracy[1].threshold`).
+struct TasksVisitor;
+
+impl<'de> Visitor<'de> for TasksVisitor {
+    type Value = AccuracyTasks;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an accuracy task (a mapping with `task`) or a list of them")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<AccuracyTasks, A::Error> {
+        AccuracySpec::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(AccuracyTasks::one)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<AccuracyTasks, A::Error> {
+        Vec::<AccuracySpec>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+            .map(AccuracyTasks::list)
+    }
+}
+
+/// Seconds an `external` task's command may run when the case does not say.
+pub const DEFAULT_EXTERNAL_TIMEOUT_S: u64 = 3600;
 
 fn default_fewshot_seed() -> u64 {
     1234
@@ -141,6 +364,21 @@ fn default_concurrency() -> u32 {
 }
 
 impl AccuracySpec {
+    /// The task and its size, as its accuracy trial is named: `gsm8k_n50`, `mmlu_generative`.
+    /// An `external` task is named `external`, or its `name`.
+    pub fn slug(&self) -> String {
+        if self.task == TaskName::External {
+            return self.name.clone().unwrap_or_else(|| "external".into());
+        }
+        let size = self.limit.map(|n| format!("_n{n}")).unwrap_or_default();
+        format!("{}{size}", self.task.as_str())
+    }
+
+    /// Seconds an `external` task's command may run.
+    pub fn timeout_s(&self) -> u64 {
+        self.timeout_s.unwrap_or(DEFAULT_EXTERNAL_TIMEOUT_S)
+    }
+
     /// Few-shot examples per prompt: the case's value or the task's default.
     pub fn num_fewshot(&self) -> u32 {
         self.num_fewshot
@@ -171,6 +409,17 @@ impl AccuracySpec {
         let is_tools = self.task == TaskName::ToolCalls;
         if let Some(found) = self.tools_problem(is_tools) {
             return problem(found.0, found.1);
+        }
+        if let Some((key, message)) = self.external_problem() {
+            return problem(&key, message);
+        }
+        if self.task == TaskName::External {
+            if let Some((key, message)) =
+                self.threshold.as_ref().and_then(AccuracyThreshold::problem)
+            {
+                return problem(&format!("threshold.{key}"), message);
+            }
+            return None;
         }
         match (&self.dataset, is_arithmetic) {
             (None, false) if !is_tools => {
@@ -252,6 +501,89 @@ impl AccuracySpec {
 }
 
 impl AccuracySpec {
+    /// The first problem with the `external` keys, as (key within `accuracy`, message).
+    fn external_problem(&self) -> Option<(String, String)> {
+        let task = self.task.as_str();
+        if self.task != TaskName::External {
+            let given = [
+                ("command", self.command.is_some()),
+                ("timeout_s", self.timeout_s.is_some()),
+                ("score", self.score.is_some()),
+                ("name", self.name.is_some()),
+            ];
+            return given.iter().find(|(_, set)| *set).map(|(key, _)| {
+                (
+                    key.to_string(),
+                    format!("only for `external`, not `{task}`"),
+                )
+            });
+        }
+        let foreign = [
+            ("dataset", self.dataset.is_some()),
+            ("limit", self.limit.is_some()),
+            ("subset_seed", self.subset_seed.is_some()),
+            ("num_fewshot", self.num_fewshot.is_some()),
+            ("max_tokens", self.max_tokens.is_some()),
+            ("seed", self.seed.is_some()),
+            ("arithmetic", self.arithmetic.is_some()),
+        ];
+        if let Some((key, _)) = foreign.iter().find(|(_, set)| *set) {
+            return Some((
+                key.to_string(),
+                "not for `external`: the command chooses its own data and settings".into(),
+            ));
+        }
+        match &self.command {
+            None => return Some(("command".into(), "`external` needs a `command`".into())),
+            Some(argv) if argv.first().is_none_or(|p| p.trim().is_empty()) => {
+                return Some((
+                    "command".into(),
+                    "list the program and its arguments, such as [lm_eval, --model, …]".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.timeout_s == Some(0) {
+            return Some(("timeout_s".into(), "must be at least 1".into()));
+        }
+        if let Some(name) = &self.name
+            && (name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Some((
+                "name".into(),
+                "letters, digits, `_` and `-` only (it is part of the trial's name)".into(),
+            ));
+        }
+        if self.judged_filter().is_none() {
+            return Some((
+                "filter".into(),
+                "task `external` has the filter score".into(),
+            ));
+        }
+        let Some(score) = &self.score else {
+            return Some((
+                "score".into(),
+                "`external` needs a `score`: {json, pointer} or {regex}".into(),
+            ));
+        };
+        if let Some((key, message)) = score.problem() {
+            return Some((format!("score.{key}"), message));
+        }
+        if let Some(threshold) = &self.threshold
+            && threshold.kind == ThresholdKind::HypothesisTest
+            && threshold.n.is_none()
+        {
+            return Some((
+                "threshold.n".into(),
+                "`hypothesis_test` on an external score needs `n`, the questions it scored".into(),
+            ));
+        }
+        None
+    }
+
     /// The first problem with the tool keys, as (key within `accuracy`, message).
     fn tools_problem(&self, is_tools: bool) -> Option<(&'static str, String)> {
         let task = self.task.as_str();
@@ -925,6 +1257,204 @@ mod tests {
     )]
     fn tool_call_specs_that_are_fine(#[case] yaml: &str) {
         assert_eq!(spec(yaml).problem(), None);
+    }
+
+    fn tasks(yaml: &str) -> AccuracyTasks {
+        parse_yaml(Path::new("c.yaml"), yaml).expect("parses")
+    }
+
+    #[test]
+    fn one_mapping_is_one_task_and_writes_back_as_a_mapping() {
+        let one = tasks("task: gsm8k\ndataset: d\nlimit: 50\n");
+        assert_eq!(one.tasks().len(), 1);
+        assert_eq!(one.key(0), "accuracy");
+        assert_eq!(
+            one.first().map(AccuracySpec::slug),
+            Some("gsm8k_n50".into())
+        );
+        let written = serde_json::to_value(&one).expect("writes");
+        assert!(written.is_object(), "{written}");
+        assert_eq!(one.problem(), None);
+    }
+
+    #[test]
+    fn a_list_is_several_tasks_and_writes_back_as_a_list() {
+        let list = tasks(
+            "- {task: gsm8k, dataset: d, limit: 5}\n- {task: mmlu_generative, dataset: m.jsonl}\n",
+        );
+        let slugs: Vec<String> = list.tasks().iter().map(AccuracySpec::slug).collect();
+        assert_eq!(slugs, ["gsm8k_n5", "mmlu_generative"]);
+        assert_eq!(
+            (list.key(0), list.key(1)),
+            ("accuracy[0]".into(), "accuracy[1]".into())
+        );
+        assert!(serde_json::to_value(&list).expect("writes").is_array());
+        assert_eq!(list.problem(), None);
+        // A list of one stays a list.
+        let single = tasks("- {task: synthetic_arithmetic}\n");
+        assert!(serde_json::to_value(&single).expect("writes").is_array());
+    }
+
+    #[rstest]
+    #[case::empty_list("[]\n", "accuracy", "at least one task")]
+    #[case::second_task_invalid(
+        "- {task: synthetic_arithmetic}\n- {task: gsm8k, dataset: d, threshold: {kind: absolute, expected_value: 85}}\n",
+        "accuracy[1].threshold.tolerance",
+        "needs a tolerance"
+    )]
+    #[case::same_trial_twice(
+        "- {task: synthetic_arithmetic, limit: 5}\n- {task: synthetic_arithmetic, limit: 5, seed: 2}\n",
+        "accuracy[1].task",
+        "already that of accuracy[0]"
+    )]
+    #[case::single_task_keeps_its_key(
+        "task: gsm8k\ndataset: d\nlimit: 0\n",
+        "accuracy.limit",
+        "at least 1"
+    )]
+    fn list_problems_name_the_task(#[case] yaml: &str, #[case] key: &str, #[case] message: &str) {
+        let (found_key, found_message) = tasks(yaml).problem().expect("a problem");
+        assert_eq!(found_key, key, "{found_message}");
+        assert!(found_message.contains(message), "{found_message}");
+    }
+
+    #[rstest]
+    #[case::key_in_second_task(
+        "accuracy:\n  - task: synthetic_arithmetic\n  - task: gsm8k\n    dataset: d\n    threshold: {kind: absolute, expected_value: 85, tol: 1}\n",
+        "c.yaml:5:",
+        "key `accuracy[1].threshold.tol`"
+    )]
+    #[case::unknown_task_in_list(
+        "accuracy:\n  - task: synthetic_arithmetic\n  - task: gsm9k\n",
+        "c.yaml:3:",
+        "key `accuracy[1].task`"
+    )]
+    #[case::scalar("accuracy: gsm8k\n", "c.yaml:1:", "a list of them")]
+    fn yaml_errors_in_a_list_name_line_column_and_key(
+        #[case] yaml: &str,
+        #[case] place: &str,
+        #[case] key: &str,
+    ) {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Case {
+            accuracy: AccuracyTasks,
+        }
+        let error = parse_yaml::<Case>(Path::new("c.yaml"), yaml)
+            .expect_err("should not parse")
+            .to_string();
+        assert!(error.starts_with(place), "{error}");
+        assert!(error.contains(key), "{error}");
+    }
+
+    const EXTERNAL: &str = "task: external\ncommand: [sh, -c, 'echo acc=1']\n";
+
+    #[rstest]
+    #[case::no_command(
+        "task: external\nscore: {regex: '(x)'}\n",
+        "accuracy.command",
+        "needs a `command`"
+    )]
+    #[case::empty_command(
+        "task: external\ncommand: []\nscore: {regex: '(x)'}\n",
+        "accuracy.command",
+        "program and its arguments"
+    )]
+    #[case::no_score(EXTERNAL, "accuracy.score", "needs a `score`")]
+    #[case::pointer_and_regex(
+        "score: {json: stdout, pointer: /a, regex: '(x)'}",
+        "accuracy.score.regex",
+        "not both"
+    )]
+    #[case::neither("score: {json: stdout}", "accuracy.score.pointer", "or `regex`")]
+    #[case::pointer_without_json("score: {pointer: /a}", "accuracy.score.json", "needs `json`")]
+    #[case::bad_pointer(
+        "score: {json: stdout, pointer: a/b}",
+        "accuracy.score.pointer",
+        "`/a/b`"
+    )]
+    #[case::two_groups(
+        "score: {regex: '(a)(b)'}",
+        "accuracy.score.regex",
+        "exactly one capture group"
+    )]
+    #[case::bad_regex("score: {regex: '(a'}", "accuracy.score.regex", "unclosed")]
+    #[case::dataset(
+        "score: {regex: '(a)'}\ndataset: d",
+        "accuracy.dataset",
+        "not for `external`"
+    )]
+    #[case::limit(
+        "score: {regex: '(a)'}\nlimit: 5",
+        "accuracy.limit",
+        "not for `external`"
+    )]
+    #[case::timeout_zero(
+        "score: {regex: '(a)'}\ntimeout_s: 0",
+        "accuracy.timeout_s",
+        "at least 1"
+    )]
+    #[case::bad_name(
+        "score: {regex: '(a)'}\nname: a b",
+        "accuracy.name",
+        "part of the trial's name"
+    )]
+    #[case::test_without_n(
+        "score: {regex: '(a)'}\nthreshold: {kind: hypothesis_test, expected_value: 80%}",
+        "accuracy.threshold.n",
+        "needs `n`"
+    )]
+    fn external_problems_name_the_key(
+        #[case] rest: &str,
+        #[case] key: &str,
+        #[case] message: &str,
+    ) {
+        let yaml = if rest.starts_with("task:") {
+            rest.to_string()
+        } else {
+            format!("{EXTERNAL}{rest}\n")
+        };
+        let (found_key, found_message) = spec(&yaml).problem().expect("a problem");
+        assert_eq!(found_key, key, "{found_message}");
+        assert!(found_message.contains(message), "{found_message}");
+    }
+
+    #[rstest]
+    #[case::command_elsewhere("task: gsm8k\ndataset: d\ncommand: [x]\n", "accuracy.command")]
+    #[case::score_elsewhere(
+        "task: synthetic_arithmetic\nscore: {regex: '(a)'}\n",
+        "accuracy.score"
+    )]
+    fn external_keys_elsewhere_are_refused(#[case] yaml: &str, #[case] key: &str) {
+        let (found_key, message) = spec(yaml).problem().expect("a problem");
+        assert_eq!(found_key, key);
+        assert!(message.contains("only for `external`"), "{message}");
+    }
+
+    #[test]
+    fn external_tasks_are_named_by_name() {
+        let fine = spec(&format!(
+            "{EXTERNAL}score: {{json: '{{out_dir}}/r.json', pointer: '/results/gsm8k/exact_match,strict-match'}}\n\
+             threshold: {{kind: hypothesis_test, expected_value: 80%, n: 1319}}\n"
+        ));
+        assert_eq!(fine.problem(), None);
+        assert_eq!(fine.slug(), "external");
+        assert_eq!(fine.timeout_s(), DEFAULT_EXTERNAL_TIMEOUT_S);
+        assert_eq!(fine.judged_filter(), Some("score"));
+        let named = spec(&format!(
+            "{EXTERNAL}score: {{regex: '(a)'}}\nname: lm-eval_gsm8k\n"
+        ));
+        assert_eq!(
+            (named.problem(), named.slug()),
+            (None, "lm-eval_gsm8k".into())
+        );
+        let twice = tasks(
+            "- {task: external, command: [a], score: {regex: '(a)'}}\n\
+             - {task: external, command: [b], score: {regex: '(b)'}}\n",
+        );
+        let (key, message) = twice.problem().expect("same name");
+        assert_eq!(key, "accuracy[1].task");
+        assert!(message.contains("another `name`"), "{message}");
     }
 
     #[test]

@@ -272,13 +272,29 @@ fn validate(path: &Path, spec: &CaseSpec) -> Result<(), CaseError> {
     if let Some((key, message)) = spec.accuracy.as_ref().and_then(|a| a.problem()) {
         return invalid(&key, &message);
     }
-    if spec
-        .accuracy
-        .as_ref()
-        .is_some_and(|a| a.task == super::TaskName::ToolCalls)
+    if spec.kinds.contains(&super::Kind::Stress)
+        && let Some(accuracy) = &spec.accuracy
+        && accuracy
+            .first()
+            .is_some_and(|a| a.task == super::TaskName::External)
+    {
+        return invalid(
+            &format!("{}.task", accuracy.key(0)),
+            "stress trials ask the first task's questions under load, and an `external` task \
+             has none here: put another task first",
+        );
+    }
+    if let Some(accuracy) = &spec.accuracy
+        && let Some(index) = accuracy
+            .tasks()
+            .iter()
+            .position(|a| a.task == super::TaskName::ToolCalls)
         && spec.api != super::Api::Chat
     {
-        return invalid("accuracy.task", "`tool_calls` needs `api: chat`");
+        return invalid(
+            &format!("{}.task", accuracy.key(index)),
+            "`tool_calls` needs `api: chat`",
+        );
     }
     if let Some((key, message)) = spec.sim.as_ref().and_then(|s| s.problem()) {
         return invalid(&key, &message);

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::accuracy::{
-    AccuracySpec, AccuracyThreshold, ArithmeticSpec, Operator, Score, TaskName, ThresholdKind,
-    tool_choice_problem,
+    AccuracySpec, AccuracyTasks, AccuracyThreshold, ArithmeticSpec, ExternalScore, Operator, Score,
+    TaskName, ThresholdKind, tool_choice_problem,
 };
 pub use super::answer::{AnswerSpec, CorrectRate};
 pub use super::fault::FaultSpec;
@@ -111,9 +111,9 @@ pub struct CaseSpec {
     /// summary's `goodput` is the fraction of measured requests that met them all.
     #[serde(default)]
     pub goodput: Option<crate::metrics::RequestSlo>,
-    /// Accuracy task (run by `accuracy` and `stress` trials).
+    /// Accuracy task, or a list of them (run by `accuracy` and `stress` trials).
     #[serde(default)]
-    pub accuracy: Option<AccuracySpec>,
+    pub accuracy: Option<AccuracyTasks>,
     /// The scaling study of `sim` trials.
     #[serde(default)]
     pub sim: Option<SimStudySpec>,

@@ -220,7 +220,7 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The key to the questions of a case's accuracy task.
+/// The key to the questions of a case's accuracy tasks.
 fn answer_key(case_path: &Path) -> Result<AnswerKey> {
     let loaded = case::load_case(case_path)?;
     let accuracy = loaded
@@ -229,14 +229,17 @@ fn answer_key(case_path: &Path) -> Result<AnswerKey> {
         .as_ref()
         .with_context(|| format!("{} has no accuracy section", case_path.display()))?;
     let case_dir = case_path.parent().unwrap_or(Path::new("."));
-    let task = Task::from_spec(accuracy, case_dir)?;
-    let key = AnswerKey::for_task(&task);
-    eprintln!(
-        "answering {} questions of {} ({})",
-        key.len(),
-        task.name(),
-        task.dataset_label()
-    );
+    let tasks = accuracy
+        .tasks()
+        .iter()
+        .map(|spec| Task::from_spec(spec, case_dir))
+        .collect::<Result<Vec<Task>, _>>()?;
+    let key = AnswerKey::for_tasks(&tasks);
+    let names: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("{} ({})", t.name(), t.dataset_label()))
+        .collect();
+    eprintln!("answering {} questions of {}", key.len(), names.join(", "));
     Ok(key)
 }
 

@@ -254,6 +254,11 @@ impl Client {
         &self.base_url
     }
 
+    /// The model name its requests carry.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
     /// The shared HTTP client (for calls beside generation, such as `/tokenize`).
     pub fn http(&self) -> &reqwest::Client {
         &self.http

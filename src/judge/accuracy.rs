@@ -11,8 +11,9 @@ use crate::case::AccuracySpec;
 /// under load. It adds a comparison to the report and never decides an outcome: a stress
 /// trial run alone passes or fails exactly as it would beside its accuracy trial.
 pub trait Baseline: Send + Sync {
-    /// The judged score (0–100) of `case`'s accuracy trial in this run, if one has finished.
-    fn accuracy_score(&self, case: &str) -> Option<f64>;
+    /// The judged score (0–100) of the accuracy trial named `trial` (`case::gsm8k_n50`, its
+    /// name without the kind) in this run, if it has finished.
+    fn accuracy_score(&self, trial: &str) -> Option<f64>;
 }
 
 /// No baseline: a stress trial reports that no accuracy-trial score was available.
@@ -20,7 +21,7 @@ pub trait Baseline: Send + Sync {
 pub struct NoBaseline;
 
 impl Baseline for NoBaseline {
-    fn accuracy_score(&self, _case: &str) -> Option<f64> {
+    fn accuracy_score(&self, _trial: &str) -> Option<f64> {
         None
     }
 }
@@ -131,6 +132,83 @@ pub fn judge(
         baseline,
     };
     (summary, checks)
+}
+
+/// An `external` task's score, or why the command gave none, judged against the case's
+/// threshold: a command that failed, timed out or wrote no score fails the trial, with
+/// `evidence` (its exit, the end of its stderr) in the reason.
+pub fn judge_external(
+    task: &Task,
+    spec: &AccuracySpec,
+    score: Result<f64, String>,
+) -> (AccuracySummary, Vec<Check>) {
+    let name = format!("accuracy {}/score", task.name());
+    let n = spec.threshold.as_ref().and_then(|t| t.n).unwrap_or(0) as usize;
+    let (filters, errors, threshold, check) = match score {
+        Err(reason) => (
+            Vec::new(),
+            1,
+            None,
+            Check::new(
+                Status::Fail,
+                CheckSource::Accuracy,
+                name,
+                "the command exits 0 and its output holds a score",
+                reason,
+            ),
+        ),
+        Ok(score) => {
+            let filters = vec![FilterScore {
+                filter: "score".into(),
+                score,
+            }];
+            match &spec.threshold {
+                None => (
+                    filters,
+                    0,
+                    None,
+                    Check::not_applicable(
+                        CheckSource::Accuracy,
+                        name,
+                        "no threshold set",
+                        format!("the command scored {score:.2}, no threshold set"),
+                    )
+                    .measured(Some(score)),
+                ),
+                Some(threshold) => {
+                    let judgement = threshold.judge(score, n.max(1));
+                    let summary = ThresholdSummary {
+                        kind: threshold.kind,
+                        value: judgement.threshold,
+                        theta: judgement.theta,
+                        passed: judgement.passed,
+                    };
+                    let check = Check::new(
+                        Status::of(judgement.passed),
+                        CheckSource::Accuracy,
+                        name,
+                        judgement.rule,
+                        judgement.reason,
+                    )
+                    .measured(Some(score))
+                    .against(Some(judgement.threshold));
+                    (filters, 0, Some(summary), check)
+                }
+            }
+        }
+    };
+    let summary = AccuracySummary {
+        task: task.name().to_string(),
+        dataset: task.dataset_label(),
+        n,
+        errors,
+        filters,
+        judged_filter: "score".into(),
+        threshold,
+        under_load: None,
+        baseline: None,
+    };
+    (summary, vec![check])
 }
 
 fn percent(part: usize, whole: usize) -> f64 {

@@ -233,13 +233,21 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
                     }
                 }
             }
-            // The accuracy trial sends no load: one per case, not one per combination.
-            let accuracy_trial =
-                (kinds.contains(&Kind::Accuracy) && !shaped.is_empty()).then(|| {
-                    Discovered::Plan(TrialPlan::Accuracy(AccuracyTrial {
-                        case: Arc::clone(case),
-                    }))
-                });
+            // An accuracy trial sends no load: one per task, not one per combination.
+            let tasks = case.spec.accuracy.as_ref().map_or(0, |a| a.tasks().len());
+            let accuracy_trials: Vec<Discovered> =
+                if kinds.contains(&Kind::Accuracy) && !shaped.is_empty() {
+                    (0..tasks)
+                        .map(|task| {
+                            Discovered::Plan(TrialPlan::Accuracy(AccuracyTrial {
+                                case: Arc::clone(case),
+                                task,
+                            }))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
             let load_kinds: Vec<LoadKind> = kinds
                 .iter()
                 .filter_map(|k| match k {
@@ -259,7 +267,7 @@ fn matrix_plans(case: &Arc<LoadedCase>, kinds: Vec<Kind>) -> Vec<Discovered> {
                         }))
                     })
                 })
-                .chain(accuracy_trial)
+                .chain(accuracy_trials)
                 .collect()
         }
     }

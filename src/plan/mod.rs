@@ -8,7 +8,7 @@ pub mod shape;
 
 use std::sync::Arc;
 
-use crate::case::{Kind, LoadedCase, ServerSpec};
+use crate::case::{AccuracySpec, Kind, LoadedCase, ServerSpec};
 use crate::matrix::Combination;
 use crate::sim::study::StudyStep;
 pub use shape::Shape;
@@ -53,11 +53,13 @@ pub struct LoadTrial {
     pub point: MatrixPoint,
 }
 
-/// A case's accuracy trial.
+/// A case's accuracy trial: one per task of its `accuracy` section.
 #[derive(Debug, Clone)]
 pub struct AccuracyTrial {
     /// The case; its `accuracy` section names the task.
     pub case: Arc<LoadedCase>,
+    /// The task's index in the case's `accuracy` section (0 for a single mapping).
+    pub task: usize,
 }
 
 /// One step of a case's simulator study.
@@ -156,7 +158,7 @@ impl TrialPlan {
     pub fn case(&self) -> &Arc<LoadedCase> {
         match self {
             TrialPlan::Load(LoadTrial { case, .. })
-            | TrialPlan::Accuracy(AccuracyTrial { case })
+            | TrialPlan::Accuracy(AccuracyTrial { case, .. })
             | TrialPlan::Sim(SimTrial { case, .. }) => case,
         }
     }
@@ -171,6 +173,25 @@ impl TrialPlan {
             TrialPlan::Accuracy(trial) => format!("{case}::{}", trial.task_slug()),
             TrialPlan::Sim(sim) => format!("{case}::{}", sim.step.name()),
         }
+    }
+
+    /// The accuracy task the trial asks: an accuracy trial's own task, the first task of a
+    /// stress trial's case; `None` for perf and sim trials and cases without one.
+    pub fn accuracy_spec(&self) -> Option<&AccuracySpec> {
+        match self {
+            TrialPlan::Accuracy(trial) => trial.spec(),
+            TrialPlan::Load(load) if load.kind == LoadKind::Stress => {
+                load.case.spec.accuracy.as_ref()?.first()
+            }
+            TrialPlan::Load(_) | TrialPlan::Sim(_) => None,
+        }
+    }
+
+    /// The name of the accuracy trial a stress trial's score under load is compared with:
+    /// that of its case's first task, such as `demo-chat::gsm8k_n50`.
+    pub fn accuracy_baseline_trial(&self) -> Option<String> {
+        let first = self.case().spec.accuracy.as_ref()?.first()?;
+        Some(format!("{}::{}", self.case().spec.name, first.slug()))
     }
 
     /// The name with the kind, as the harness lists it: `[perf] case::isl128_osl64_c4_n4`.
@@ -203,13 +224,13 @@ impl TrialPlan {
 impl AccuracyTrial {
     /// The task and its size, such as `gsm8k_n50` (`accuracy` if the case names no task).
     pub fn task_slug(&self) -> String {
-        match &self.case.spec.accuracy {
-            Some(accuracy) => {
-                let size = accuracy.limit.map(|n| format!("_n{n}")).unwrap_or_default();
-                format!("{}{size}", accuracy.task.as_str())
-            }
-            None => "accuracy".to_string(),
-        }
+        self.spec()
+            .map_or_else(|| "accuracy".to_string(), AccuracySpec::slug)
+    }
+
+    /// The task this trial scores.
+    pub fn spec(&self) -> Option<&AccuracySpec> {
+        self.case.spec.accuracy.as_ref()?.get(self.task)
     }
 }
 

@@ -406,14 +406,14 @@ pub struct RunCsvBaseline {
 }
 
 impl Baseline for RunCsvBaseline {
-    /// The score of the last `accuracy` row of `case` in the run; `None` when there is none
-    /// or the file is unreadable.
-    fn accuracy_score(&self, case: &str) -> Option<f64> {
+    /// The score of the last `accuracy` row of the trial named `trial` in the run; `None`
+    /// when there is none or the file is unreadable.
+    fn accuracy_score(&self, trial: &str) -> Option<f64> {
         let column = |name: &str| COLUMNS.iter().position(|c| *c == name);
-        let (run, kind, case_at, accuracy) = (
+        let (run, kind, trial_at, accuracy) = (
             column("run_id")?,
             column("kind")?,
-            column("case")?,
+            column("trial")?,
             column("accuracy")?,
         );
         read_rows(&self.path)
@@ -423,7 +423,7 @@ impl Baseline for RunCsvBaseline {
             .find(|row| {
                 row.get(run) == Some(self.run_id.as_str())
                     && row.get(kind) == Some(Kind::Accuracy.as_str())
-                    && row.get(case_at) == Some(case)
+                    && row.get(trial_at) == Some(trial)
             })
             .and_then(|row| row.get(accuracy)?.parse().ok())
     }
@@ -676,9 +676,19 @@ mod tests {
         append(&path, &accuracy_trial("run-0", "demo-chat", 20.0)).expect("append");
         append(&path, &accuracy_trial("run-1", "demo-chat", 87.5)).expect("append");
         append(&path, &sample_report()).expect("append");
-        assert_eq!(baseline("run-1").accuracy_score("demo-chat"), Some(87.5));
-        assert_eq!(baseline("run-2").accuracy_score("demo-chat"), None);
-        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
+        assert_eq!(
+            baseline("run-1").accuracy_score("demo-chat::gsm8k_n40"),
+            Some(87.5)
+        );
         assert_eq!(baseline("run-1").accuracy_score("demo-chat"), None);
+        assert_eq!(
+            baseline("run-2").accuracy_score("demo-chat::gsm8k_n40"),
+            None
+        );
+        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
+        assert_eq!(
+            baseline("run-1").accuracy_score("demo-chat::gsm8k_n40"),
+            None
+        );
     }
 }

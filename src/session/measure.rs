@@ -53,6 +53,8 @@ pub(super) struct Measured {
     pub identities: Vec<ServerIdentity>,
     /// A worker's load: what its records are a share of.
     pub shard: Option<ShardFile>,
+    /// Other files for the trial's folder (an external task's stdout and stderr).
+    pub attachments: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Measured {
@@ -194,13 +196,8 @@ pub(super) fn case_secrets(spec: &crate::case::CaseSpec) -> Secrets {
 /// The case's accuracy task, read from its files, for the kinds that run one.
 fn accuracy_task(plan: &TrialPlan) -> Result<Option<Task>, TrialError> {
     let case = plan.case();
-    let asks = match plan {
-        TrialPlan::Accuracy(_) => true,
-        TrialPlan::Load(load) => load.kind == LoadKind::Stress,
-        TrialPlan::Sim(_) => false,
-    };
-    match &case.spec.accuracy {
-        Some(accuracy) if asks => {
+    match plan.accuracy_spec() {
+        Some(accuracy) => {
             let case_dir = case.path.parent().unwrap_or(Path::new("."));
             Task::from_spec(accuracy, case_dir)
                 .map(Some)
@@ -342,11 +339,35 @@ async fn drive_endpoints(
     let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
     // The accuracy phase asks the first endpoint.
     let accuracy_client = endpoints.first().map(|e| e.client.clone());
-    let accuracy = task.zip(spec.accuracy.as_ref()).zip(accuracy_client);
+    let accuracy = task.zip(plan.accuracy_spec()).zip(accuracy_client);
     let load = match plan {
         TrialPlan::Load(load) => load,
         TrialPlan::Accuracy(_) | TrialPlan::Sim(_) => {
             let ((task, accuracy), client) = accuracy.ok_or(TrialError::NoAccuracyTask)?;
+            if task.is_external() {
+                let ctx = &session.context;
+                let out_dir = ctx
+                    .out_dir
+                    .join(safe_name(&ctx.run_id))
+                    .join("external")
+                    .join(safe_name(&spec.name))
+                    .join(safe_name(&accuracy.slug()));
+                let case_dir = case.path.parent().unwrap_or(Path::new("."));
+                let ran = super::external::run(accuracy, &client, case_dir, out_dir).await;
+                let (summary, mut checks) =
+                    judge::accuracy::judge_external(task, accuracy, ran.score);
+                let inputs = judge::slo::SloInputs {
+                    load: None,
+                    accuracy: Some(&summary),
+                };
+                checks.extend(judge::slo::checks(&spec.slo, &inputs));
+                return Ok(Measured {
+                    accuracy: Some(summary),
+                    checks,
+                    attachments: ran.files,
+                    ..Measured::default()
+                });
+            }
             let samples = ask_all(task, accuracy, &client, spec.api, None).await;
             let (summary, mut checks) = judge::accuracy::judge(task, accuracy, &samples, None);
             // With no load, only the `accuracy` SLOs apply.
@@ -467,7 +488,8 @@ async fn drive_endpoints(
         task,
         accuracy,
         &samples,
-        baseline.accuracy_score(&spec.name),
+        plan.accuracy_baseline_trial()
+            .and_then(|trial| baseline.accuracy_score(&trial)),
     );
     let cut = cut_off_check(&source, limit, &outcome);
     let shard = shard_of(&outcome);
@@ -625,14 +647,15 @@ fn replayed(
         .checks
         .extend(histograms_check(&measured.summary, &replay.histograms));
     let judged = task
-        .zip(spec.accuracy.as_ref())
+        .zip(plan.accuracy_spec())
         .filter(|_| !replay.samples.is_empty())
         .map(|(task, accuracy)| {
             judge::accuracy::judge(
                 task,
                 accuracy,
                 &replay.samples,
-                baseline.accuracy_score(&spec.name),
+                plan.accuracy_baseline_trial()
+                    .and_then(|trial| baseline.accuracy_score(&trial)),
             )
         });
     let accuracy_checks = match judged {

@@ -15,6 +15,7 @@
 
 mod accuracy;
 mod error;
+mod external;
 mod measure;
 pub mod merge;
 mod prompting;
@@ -133,6 +134,8 @@ pub struct TrialOutcome {
     pub server_urls: Vec<String>,
     /// A worker's load trial: what its folder is a share of (`shard.json`).
     pub shard: Option<shard::ShardFile>,
+    /// Other files for the trial's folder (an external task's stdout and stderr).
+    pub attachments: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl TrialOutcome {
@@ -184,16 +187,16 @@ pub trait Sink: Send {
     fn event(&mut self, event: &Event<'_>) -> Result<(), SinkError>;
 }
 
-/// The accuracy scores of the accuracy trials this session ran, by case.
+/// The accuracy scores of the accuracy trials this session ran, by trial name.
 #[derive(Debug, Default)]
 struct SessionScores(Mutex<HashMap<String, f64>>);
 
 impl Baseline for SessionScores {
-    fn accuracy_score(&self, case: &str) -> Option<f64> {
+    fn accuracy_score(&self, trial: &str) -> Option<f64> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(case)
+            .get(trial)
             .copied()
     }
 }
@@ -206,10 +209,10 @@ struct SessionBaseline<'a> {
 }
 
 impl Baseline for SessionBaseline<'_> {
-    fn accuracy_score(&self, case: &str) -> Option<f64> {
+    fn accuracy_score(&self, trial: &str) -> Option<f64> {
         self.session
-            .accuracy_score(case)
-            .or_else(|| self.run.accuracy_score(case))
+            .accuracy_score(trial)
+            .or_else(|| self.run.accuracy_score(trial))
     }
 }
 
@@ -483,7 +486,7 @@ impl Session {
                 .0
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(outcome.report.meta.case.clone(), score);
+                .insert(plan.name(), score);
         }
         if !outcome.passed {
             self.note_failure(plan.full_name());

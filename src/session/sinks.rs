@@ -40,6 +40,7 @@ impl TrialFiles {
                 .map_err(|e| crate::report::ReportError::json(&self.out_dir, e))?;
             rerun_files.push((super::shard::SHARD_FILE, json));
         }
+        rerun_files.extend(outcome.attachments.iter().cloned());
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
             trial_dir::write_with(

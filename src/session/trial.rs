@@ -80,6 +80,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         dir,
         server_urls: servers.urls,
         shard,
+        attachments: servers.attachments,
     })
 }
 
@@ -152,6 +153,7 @@ pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> Tr
         server_urls: Vec::new(),
         dir,
         shard: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -176,6 +178,8 @@ struct Servers {
     urls: Vec<String>,
     /// What each said of itself.
     identities: Vec<ServerIdentity>,
+    /// Other files for the trial's folder.
+    attachments: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// The records, scored samples and servers, which go to the trial's files rather than its
@@ -187,6 +191,7 @@ fn take_files(measured: &mut Measured) -> (Vec<RequestRecord>, Vec<ScoredSample>
         Servers {
             urls: std::mem::take(&mut measured.urls),
             identities: std::mem::take(&mut measured.identities),
+            attachments: std::mem::take(&mut measured.attachments),
         },
     )
 }
@@ -265,9 +270,5 @@ fn report(
 
 /// Questions an accuracy trial keeps in flight (0 when the case has no accuracy task).
 fn accuracy_concurrency(plan: &TrialPlan) -> u32 {
-    plan.case()
-        .spec
-        .accuracy
-        .as_ref()
-        .map_or(0, |a| a.concurrency)
+    plan.accuracy_spec().map_or(0, |a| a.concurrency)
 }

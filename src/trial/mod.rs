@@ -275,7 +275,10 @@ fn replace_case(plan: &TrialPlan, case: Arc<LoadedCase>) -> TrialPlan {
             case,
             point: load.point.clone(),
         }),
-        TrialPlan::Accuracy(_) => TrialPlan::Accuracy(AccuracyTrial { case }),
+        TrialPlan::Accuracy(trial) => TrialPlan::Accuracy(AccuracyTrial {
+            case,
+            task: trial.task,
+        }),
         TrialPlan::Sim(sim) => TrialPlan::Sim(crate::plan::SimTrial {
             case,
             step: sim.step,

@@ -7,6 +7,7 @@
 mod support;
 
 mod accuracy_parity;
+mod accuracy_tasks;
 mod attributed;
 mod client_errors;
 mod contention;
@@ -14,6 +15,7 @@ mod conversations;
 mod csv_concurrency;
 mod deploy;
 mod discovery;
+mod external_task;
 mod faults;
 mod hostile;
 mod hostile_corpus;

@@ -196,6 +196,9 @@ fn accuracy_by_load(case: &str, trials: &[RunTrial]) -> Option<Chart> {
     let mut under_load: BTreeMap<Axis, Vec<(f64, f64)>> = BTreeMap::new();
     let mut threshold = None;
     let mut alone = None;
+    // A case with several tasks has several accuracy trials: the stress trials' own baseline
+    // (their first task's) says which one is theirs.
+    let mut any_accuracy_trial = None;
     for trial in trials {
         let r = &trial.report;
         match (r.meta.kind, r.accuracy_score(), load_of(r)) {
@@ -204,10 +207,11 @@ fn accuracy_by_load(case: &str, trials: &[RunTrial]) -> Option<Chart> {
                 threshold = threshold.or(r.accuracy_threshold());
                 alone = alone.or(r.accuracy().and_then(|d| d.baseline));
             }
-            (Kind::Accuracy, Some(score), _) => alone = Some(score),
+            (Kind::Accuracy, Some(score), _) => any_accuracy_trial = Some(score),
             _ => {}
         }
     }
+    let alone = alone.or(any_accuracy_trial);
     if under_load.is_empty() {
         return None;
     }

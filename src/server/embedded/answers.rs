@@ -75,7 +75,12 @@ impl AnswerKey {
 
     /// The key to an accuracy task: each of its questions with its right and wrong reply.
     pub fn for_task(task: &crate::accuracy::Task) -> AnswerKey {
-        AnswerKey::new(task.samples().iter().map(|s| {
+        AnswerKey::for_tasks(std::slice::from_ref(task))
+    }
+
+    /// The key to several accuracy tasks (a case's list): all their questions.
+    pub fn for_tasks(tasks: &[crate::accuracy::Task]) -> AnswerKey {
+        AnswerKey::new(tasks.iter().flat_map(|t| t.samples()).map(|s| {
             (
                 s.question.clone(),
                 s.right_reply.clone(),
