@@ -133,6 +133,10 @@ pub struct TrialOutcome {
     pub server_urls: Vec<String>,
     /// A worker's load trial: what its folder is a share of (`shard.json`).
     pub shard: Option<shard::ShardFile>,
+    /// A load whose records streamed to a spool file while it ran (a long run): `records` is
+    /// then empty, and the file, moved into the trial's folder as `records.jsonl`, holds them
+    /// all (see the book's "Long runs").
+    pub spooled: Option<crate::load::spool::Spooled>,
 }
 
 impl TrialOutcome {

@@ -42,6 +42,18 @@ impl TrialFiles {
         }
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
+            if let Some(spooled) = &outcome.spooled {
+                trial_dir::write_spooled(
+                    &self.out_dir,
+                    report,
+                    &spooled.path,
+                    spooled.windows.as_deref(),
+                    &outcome.samples,
+                    &rerun_files,
+                    failed,
+                )?;
+                return Ok(());
+            }
             trial_dir::write_with(
                 &self.out_dir,
                 report,
