@@ -24,6 +24,11 @@ use tokio::task::JoinHandle;
 use crate::metrics::windows::{Window, WindowsBuilder, window_length};
 use crate::metrics::{Accumulator, ErrorClass, RequestRecord, RequestSlo, Summary};
 
+/// The shortest planned load whose records stream to a spool by default: a shorter one holds
+/// few records (20 s at 500 requests/s is 10,000), and keeps them in its outcome for whoever
+/// reads them there.
+pub const STREAM_FROM: Duration = Duration::from_secs(20);
+
 /// Most records waiting in the channel for the writer.
 pub const CHANNEL_RECORDS: usize = 1024;
 

@@ -612,9 +612,10 @@ fn cut_off_check(source: &RequestSource, limit: Duration, cut: usize) -> Option<
 /// in seconds; `None` when it keeps its records in memory. A load streams when it is bounded
 /// by time (a closed loop with a duration, users, an open loop, sessions), runs once
 /// (`load.repeat` 1, no gate retries: no baseline at all, whose comparison reads the
-/// records), is no worker's share, and has no shared prefixes (whose cold requests are marked
-/// once every record is in). Every other load keeps them: it is bounded by its request count
-/// or needs them whole after the load.
+/// records), is no worker's share, has no shared prefixes (whose cold requests are marked
+/// once every record is in), and is planned to run at least the session's `stream_from`
+/// ([`load::spool::STREAM_FROM`] unless set). Every other load keeps them: it is bounded by
+/// its request count, needs them whole after the load, or is too short for them to matter.
 fn streamed_for(session: &Session, plan: &TrialPlan, shape: &Shape, worker: bool) -> Option<f64> {
     let spec = &plan.case().spec;
     let once = spec.load.repeat.max(1) == 1 && session.retries(plan) == 0;
@@ -625,17 +626,23 @@ fn streamed_for(session: &Session, plan: &TrialPlan, shape: &Shape, worker: bool
     if keeps {
         return None;
     }
-    match *shape {
+    let planned = match *shape {
         Shape::Closed {
             duration: Some(d), ..
         }
         | Shape::Users { duration: d, .. }
-        | Shape::Sessions { duration: d, .. } => Some(d.as_secs_f64()),
-        Shape::Open { rate, requests } if rate > 0.0 => Some(f64::from(requests) / rate),
-        Shape::Closed { duration: None, .. } | Shape::Consistency { .. } | Shape::Open { .. } => {
-            None
+        | Shape::Sessions { duration: d, .. } => d,
+        // An open loop is bounded by time when its arrivals come from its duration.
+        Shape::Open { rate, requests }
+            if rate > 0.0 && spec.load.requests.is_none() && spec.load.duration.is_some() =>
+        {
+            Duration::from_secs_f64(f64::from(requests) / rate)
         }
-    }
+        Shape::Closed { duration: None, .. } | Shape::Consistency { .. } | Shape::Open { .. } => {
+            return None;
+        }
+    };
+    (planned >= session.stream_from).then_some(planned.as_secs_f64())
 }
 
 /// Where a trial's records spool while its load runs: `OUT/RUN/spool/<trial>-<pid>.jsonl.part`

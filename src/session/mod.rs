@@ -27,7 +27,7 @@ mod trial;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use error::{SessionError, SinkError, TrialError};
 pub use sim::StudyFiles;
@@ -234,6 +234,7 @@ pub struct Session {
     hook: Option<TrialHook>,
     worker: Option<shard::Worker>,
     replays: Mutex<HashMap<String, merge::Replay>>,
+    stream_from: Duration,
 }
 
 /// Code run at the start of every trial, inside the trial's panic guard (see
@@ -276,7 +277,17 @@ impl Session {
             hook: None,
             worker: None,
             replays: Mutex::new(HashMap::new()),
+            stream_from: crate::load::spool::STREAM_FROM,
         }
+    }
+
+    /// Streams the records of every load bounded by time and planned to run at least `from`
+    /// to a spool file rather than keeping them in memory (see [`crate::load::spool`];
+    /// [`crate::load::spool::STREAM_FROM`] unless set). A load that needs its records whole
+    /// keeps them whatever its length (see the book's "Long runs").
+    pub fn stream_records_from(mut self, from: Duration) -> Session {
+        self.stream_from = from;
+        self
     }
 
     /// Shares spawned servers with the run's other processes when the run id is shared
