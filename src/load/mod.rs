@@ -35,7 +35,8 @@ use crate::plan::shape::{MAX_REQUESTS, Shape};
 pub struct LoadOutcome {
     /// The instant every record's `send_ms` counts from.
     pub window_start: Instant,
-    /// One record per measured request that was sent, by id.
+    /// One record per measured request that was sent, by id; none of those the request
+    /// source streamed to its spool ([`RequestSource::with_spool`]).
     pub records: Vec<RequestRecord>,
     /// Measured window: start of sending to the last completion, seconds.
     pub duration_s: f64,

@@ -36,7 +36,7 @@ pub(super) struct Measured {
     pub summary: Summary,
     /// Per endpoint, when there are several.
     pub endpoints: Vec<EndpointSummary>,
-    /// One record per measured load request.
+    /// One record per measured load request (none when they streamed to `spooled`).
     pub records: Vec<RequestRecord>,
     /// The accuracy phase's scores, when one ran.
     pub accuracy: Option<AccuracySummary>,

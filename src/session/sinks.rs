@@ -52,6 +52,10 @@ impl TrialFiles {
                     &rerun_files,
                     failed,
                 )?;
+                // The run's spool folder goes once no other trial's spool is in it.
+                if let Some(folder) = spooled.path.parent() {
+                    let _ = std::fs::remove_dir(folder);
+                }
                 return Ok(());
             }
             trial_dir::write_with(
