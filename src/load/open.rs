@@ -118,17 +118,22 @@ impl OpenLoop {
             }
             let source = Arc::clone(source);
             let (id, phase) = (id as u64, self.phase);
-            let send = async move {
-                let record = source.send(phase, id, window_start, Some(intended)).await;
-                source.keep(phase, record).await
+            // The in-flight slot is given back when the request ends, before the record is
+            // kept.
+            let send = {
+                let source = Arc::clone(&source);
+                async move { source.send(phase, id, window_start, Some(intended)).await }
             };
             let handle = match (&slots, self.when_full) {
-                (None, _) => runtime.spawn(async move { Some(send.await) }),
+                (None, _) => runtime.spawn(async move {
+                    let record = send.await;
+                    Some(source.keep(phase, record).await)
+                }),
                 (Some(slots), WhenFull::Drop) => match Arc::clone(slots).try_acquire_owned() {
                     Ok(permit) => runtime.spawn(async move {
                         let record = send.await;
                         drop(permit);
-                        Some(record)
+                        Some(source.keep(phase, record).await)
                     }),
                     Err(_) => {
                         dropped += 1;
@@ -145,7 +150,7 @@ impl OpenLoop {
                             .ok()?;
                         let record = send.await;
                         drop(permit);
-                        Some(record)
+                        Some(source.keep(phase, record).await)
                     })
                 }
             };

@@ -29,8 +29,11 @@ use crate::metrics::{Accumulator, ErrorClass, RequestRecord, RequestSlo, Summary
 /// reads them there.
 pub const STREAM_FROM: Duration = Duration::from_secs(20);
 
-/// Most records waiting in the channel for the writer.
-pub const CHANNEL_RECORDS: usize = 1024;
+/// Most records waiting in the channel for the writer: enough for several seconds of a fast
+/// load (a few megabytes of records), so a disk that stalls for a moment (another process
+/// writing back gigabytes) does not hold the drivers up; one slower than the load for longer
+/// does.
+pub const CHANNEL_RECORDS: usize = 8192;
 
 /// The writer flushes at least this often while records come.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
