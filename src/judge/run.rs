@@ -24,12 +24,21 @@ pub struct LoadRules<'a> {
 /// error budget, then — only when they happened — the client running out of resources and
 /// the server that stopped answering), the model spec's targets, then the case's SLOs.
 pub fn load_checks(summary: &Summary, records: &[RequestRecord], rules: &LoadRules) -> Vec<Check> {
+    load_checks_of(summary, &RecordFacts::of(records), rules)
+}
+
+/// [`load_checks`] from the facts of the records rather than the records (a streamed load
+/// keeps only these).
+pub fn load_checks_of(summary: &Summary, facts: &RecordFacts, rules: &LoadRules) -> Vec<Check> {
     let mut checks = vec![
         requests_check(summary),
         error_budget_check(summary, rules.error_budget),
     ];
-    checks.extend(client_check(summary, records));
-    checks.extend(stopped_answering_check(records));
+    checks.extend(client_check_of(
+        summary,
+        facts.first_client_error.as_deref(),
+    ));
+    checks.extend(stopped_answering_of(facts));
     checks.extend(targets::target_checks(
         rules.targets,
         rules.target_spec,
@@ -37,6 +46,52 @@ pub fn load_checks(summary: &Summary, records: &[RequestRecord], rules: &LoadRul
     ));
     checks.extend(rules.slos.iter().map(|s| slo::check(s, summary)));
     checks
+}
+
+/// What the run's checks read of a load's records besides its summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordFacts {
+    /// The detail of the first (lowest id) request that failed with class `client`.
+    pub first_client_error: Option<String>,
+    /// Requests the server answered (with any status).
+    pub answered: u64,
+    /// Whether any was answered.
+    pub any_answer: bool,
+    /// `connect` failures sent after the first answer ended.
+    pub refused: u64,
+    /// Of those, the earliest sent: its send time (ms into the window) and detail.
+    pub first_refused: Option<(f64, Option<String>)>,
+}
+
+impl RecordFacts {
+    /// The facts of `records` (in id order).
+    pub fn of(records: &[RequestRecord]) -> RecordFacts {
+        let first_client_error = records
+            .iter()
+            .find(|r| r.error == Some(ErrorClass::Client))
+            .map(|r| r.error_detail.clone().unwrap_or_default());
+        let first_answer = records
+            .iter()
+            .filter(|r| r.status.is_some())
+            .map(|r| r.send_ms + r.e2el_ms.or(r.ttft_ms).unwrap_or(0.0))
+            .min_by(f64::total_cmp);
+        let refused: Vec<&RequestRecord> = records
+            .iter()
+            .filter(|r| r.error == Some(ErrorClass::Connect))
+            .filter(|r| first_answer.is_some_and(|first| r.send_ms > first))
+            .collect();
+        let first_refused = refused
+            .iter()
+            .min_by(|a, b| a.send_ms.total_cmp(&b.send_ms))
+            .map(|r| (r.send_ms, r.error_detail.clone()));
+        RecordFacts {
+            first_client_error,
+            answered: records.iter().filter(|r| r.status.is_some()).count() as u64,
+            any_answer: first_answer.is_some(),
+            refused: refused.len() as u64,
+            first_refused,
+        }
+    }
 }
 
 /// Failed requests stay within the case's error budget (`load.error_budget`, 0 % unless the
@@ -68,12 +123,17 @@ pub fn error_budget_check(summary: &Summary, budget: Score) -> Check {
 /// Requests that failed because the client ran out of a resource (class `client`) fail the
 /// trial whatever the budget: the numbers measure the client, not the server.
 pub fn client_check(summary: &Summary, records: &[RequestRecord]) -> Option<Check> {
-    let n = summary.errors.get(&ErrorClass::Client).copied()?;
     let first = records
         .iter()
         .find(|r| r.error == Some(ErrorClass::Client))
-        .and_then(|r| r.error_detail.clone())
-        .unwrap_or_default();
+        .map(|r| r.error_detail.clone().unwrap_or_default());
+    client_check_of(summary, first.as_deref())
+}
+
+/// [`client_check`] given the first `client` error's detail.
+pub fn client_check_of(summary: &Summary, first: Option<&str>) -> Option<Check> {
+    let n = summary.errors.get(&ErrorClass::Client).copied()?;
+    let first = first.unwrap_or_default();
     Some(
         Check::fail(
             CheckSource::Run,
@@ -91,28 +151,25 @@ pub fn client_check(summary: &Summary, records: &[RequestRecord]) -> Option<Chec
 /// A server that answered and then refused connections stopped answering mid-run (it died or
 /// was stopped): named with the evidence, whatever the budget says.
 pub fn stopped_answering_check(records: &[RequestRecord]) -> Option<Check> {
-    let first_answer = records
-        .iter()
-        .filter(|r| r.status.is_some())
-        .map(|r| r.send_ms + r.e2el_ms.or(r.ttft_ms).unwrap_or(0.0))
-        .min_by(f64::total_cmp)?;
-    let refused: Vec<&RequestRecord> = records
-        .iter()
-        .filter(|r| r.error == Some(ErrorClass::Connect) && r.send_ms > first_answer)
-        .collect();
-    let first = refused
-        .iter()
-        .min_by(|a, b| a.send_ms.total_cmp(&b.send_ms))?;
-    let answered = records.iter().filter(|r| r.status.is_some()).count();
+    stopped_answering_of(&RecordFacts::of(records))
+}
+
+/// [`stopped_answering_check`] from the facts of the records.
+pub fn stopped_answering_of(facts: &RecordFacts) -> Option<Check> {
+    if !facts.any_answer {
+        return None;
+    }
+    let (first_send_ms, detail) = facts.first_refused.as_ref()?;
     Some(
         server_unusable(format!(
             "the server stopped answering: {} requests could not connect after it had answered \
-             {answered}, the first {:.3} s into the measured window ({})",
-            refused.len(),
-            first.send_ms / 1000.0,
-            first.error_detail.as_deref().unwrap_or("no detail"),
+             {}, the first {:.3} s into the measured window ({})",
+            facts.refused,
+            facts.answered,
+            first_send_ms / 1000.0,
+            detail.as_deref().unwrap_or("no detail"),
         ))
-        .measured(Some(refused.len() as f64)),
+        .measured(Some(facts.refused as f64)),
     )
 }
 

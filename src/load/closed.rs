@@ -19,8 +19,8 @@ pub struct Stop {
     pub after: Option<Duration>,
 }
 
-/// Runs `concurrency` workers over `source` until `stop`; returns the records (unsorted) and
-/// the window start every `send_ms` is relative to.
+/// Runs `concurrency` workers over `source` until `stop`; returns the records (unsorted; none
+/// that went to the source's spool) and the window start every `send_ms` is relative to.
 pub async fn drive(
     source: &Arc<RequestSource>,
     phase: Phase,
@@ -45,7 +45,8 @@ pub async fn drive(
                 if id >= stop.requests {
                     break;
                 }
-                mine.push(source.send(phase, id, window_start, None).await);
+                let record = source.send(phase, id, window_start, None).await;
+                mine.extend(source.keep(phase, record).await);
             }
             mine
         });

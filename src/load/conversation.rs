@@ -348,7 +348,19 @@ pub async fn drive(
                     requests: stop.requests,
                 };
                 let opening = request_id(conversation, turns, 1);
-                converse(&source, conversation, opening, None, bounds, &mut mine).await;
+                let mut turns_sent = Vec::new();
+                converse(
+                    &source,
+                    conversation,
+                    opening,
+                    None,
+                    bounds,
+                    &mut turns_sent,
+                )
+                .await;
+                for record in turns_sent {
+                    mine.extend(source.keep(Phase::Measured, record).await);
+                }
             }
             mine
         });
@@ -379,7 +391,13 @@ pub async fn arrive(
     let deadline = window_start + duration;
     let share = source.share();
     let mut tasks = JoinSet::new();
+    let mut records = Vec::new();
     for (local, offset) in offsets.iter().enumerate() {
+        // Finished sessions are gathered as the next ones arrive, so a long run holds only
+        // the sessions under way.
+        while let Some(done) = tasks.try_join_next() {
+            super::gather(done, &mut records);
+        }
         let intended = window_start + *offset;
         if intended >= deadline {
             break;
@@ -397,7 +415,7 @@ pub async fn arrive(
             requests: u64::MAX,
         };
         tasks.spawn(async move {
-            let mut mine = Vec::new();
+            let mut turns_sent = Vec::new();
             // Each session opens with a prompt of its own: the measured pool holds one per
             // scheduled session.
             converse(
@@ -406,13 +424,18 @@ pub async fn arrive(
                 conversation,
                 Some(intended),
                 bounds,
-                &mut mine,
+                &mut turns_sent,
             )
             .await;
+            let mut mine = Vec::new();
+            for record in turns_sent {
+                mine.extend(source.keep(Phase::Measured, record).await);
+            }
             mine
         });
     }
-    (super::join_all(tasks).await, window_start)
+    records.extend(super::join_all(tasks).await);
+    (records, window_start)
 }
 
 /// What bounds a conversation's turns.

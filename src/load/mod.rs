@@ -14,6 +14,7 @@ pub mod progress;
 pub mod schedule;
 pub mod share;
 pub mod source;
+pub mod spool;
 pub mod users;
 
 use std::sync::Arc;
@@ -34,7 +35,8 @@ use crate::plan::shape::{MAX_REQUESTS, Shape};
 pub struct LoadOutcome {
     /// The instant every record's `send_ms` counts from.
     pub window_start: Instant,
-    /// One record per measured request that was sent, by id.
+    /// One record per measured request that was sent, by id; none of those the request
+    /// source streamed to its spool ([`RequestSource::with_spool`]).
     pub records: Vec<RequestRecord>,
     /// Measured window: start of sending to the last completion, seconds.
     pub duration_s: f64,
@@ -284,13 +286,21 @@ pub async fn run(load: &LoadSpec, shape: &Shape, source: &Arc<RequestSource>) ->
 async fn join_all(mut tasks: JoinSet<Vec<RequestRecord>>) -> Vec<RequestRecord> {
     let mut records = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(mine) => records.extend(mine),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {}
-        }
+        gather(done, &mut records);
     }
     records
+}
+
+/// Adds a finished worker's records to `records`, passing a panic on.
+fn gather(
+    done: Result<Vec<RequestRecord>, tokio::task::JoinError>,
+    records: &mut Vec<RequestRecord>,
+) {
+    match done {
+        Ok(mine) => records.extend(mine),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => {}
+    }
 }
 
 #[cfg(test)]

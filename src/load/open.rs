@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::source::{Phase, RequestSource};
@@ -42,12 +42,19 @@ pub struct OpenOutcome {
     pub dropped: u64,
 }
 
+/// A spawned arrival: `None` when it was dropped at the in-flight cap, else the record unless
+/// the source kept it.
+type Spawned = JoinHandle<Option<Option<RequestRecord>>>;
+
 /// How far ahead of the first arrival the schedule starts, so setting up does not make the
 /// first sends late.
 const LEAD: Duration = Duration::from_millis(5);
 
 impl OpenLoop {
-    /// Sends every arrival of the schedule and waits for all of them.
+    /// Sends every arrival of the schedule and waits for all of them. The dispatch thread
+    /// hands each spawned request over as it goes, and they are awaited in arrival order while
+    /// the schedule runs, so a long run holds only the requests under way (and, unless the
+    /// source streams them to its spool, the records).
     pub async fn drive(&self, source: &Arc<RequestSource>) -> OpenOutcome {
         let runtime = tokio::runtime::Handle::current();
         let window_start = Instant::now() + LEAD;
@@ -56,23 +63,27 @@ impl OpenLoop {
             .map(|n| Arc::new(Semaphore::new(n as usize)));
         let plan = self.clone();
         let source_for_thread = Arc::clone(source);
+        let (spawned, mut handles) = mpsc::unbounded_channel();
         let dispatch = tokio::task::spawn_blocking(move || {
-            plan.dispatch(&runtime, &source_for_thread, slots, window_start)
+            plan.dispatch(&runtime, &source_for_thread, slots, window_start, &spawned)
         });
-        let (handles, mut dropped) = match dispatch.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => (Vec::new(), self.offsets.len() as u64),
-        };
-        let mut records = Vec::with_capacity(handles.len());
-        for handle in handles {
+        let mut records = Vec::new();
+        let mut dropped = 0u64;
+        let mut received = 0u64;
+        while let Some(handle) = handles.recv().await {
+            received += 1;
             match handle.await {
-                Ok(Some(record)) => records.push(record),
+                Ok(Some(kept)) => records.extend(kept),
                 Ok(None) => dropped += 1,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => dropped += 1,
             }
         }
+        dropped += match dispatch.await {
+            Ok(never_sent) => never_sent,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => (self.offsets.len() as u64).saturating_sub(received),
+        };
         OpenOutcome {
             records,
             window_start,
@@ -80,15 +91,18 @@ impl OpenLoop {
         }
     }
 
-    /// Runs on its own thread: sleeps to each send time and spawns the request.
+    /// Runs on its own thread: sleeps to each send time, spawns the request and hands its
+    /// task to `spawned`. A task ends with `None` when its arrival was dropped, else with the
+    /// record unless the source kept it ([`RequestSource::keep`]). Returns the arrivals that
+    /// were never sent.
     fn dispatch(
         &self,
         runtime: &tokio::runtime::Handle,
         source: &Arc<RequestSource>,
         slots: Option<Arc<Semaphore>>,
         window_start: Instant,
-    ) -> (Vec<JoinHandle<Option<RequestRecord>>>, u64) {
-        let mut handles = Vec::with_capacity(self.offsets.len());
+        spawned: &mpsc::UnboundedSender<Spawned>,
+    ) -> u64 {
         let mut dropped = 0u64;
         for (id, offset) in self.offsets.iter().enumerate() {
             let intended = window_start + *offset;
@@ -104,14 +118,22 @@ impl OpenLoop {
             }
             let source = Arc::clone(source);
             let (id, phase) = (id as u64, self.phase);
-            let send = async move { source.send(phase, id, window_start, Some(intended)).await };
+            // The in-flight slot is given back when the request ends, before the record is
+            // kept.
+            let send = {
+                let source = Arc::clone(&source);
+                async move { source.send(phase, id, window_start, Some(intended)).await }
+            };
             let handle = match (&slots, self.when_full) {
-                (None, _) => runtime.spawn(async move { Some(send.await) }),
+                (None, _) => runtime.spawn(async move {
+                    let record = send.await;
+                    Some(source.keep(phase, record).await)
+                }),
                 (Some(slots), WhenFull::Drop) => match Arc::clone(slots).try_acquire_owned() {
                     Ok(permit) => runtime.spawn(async move {
                         let record = send.await;
                         drop(permit);
-                        Some(record)
+                        Some(source.keep(phase, record).await)
                     }),
                     Err(_) => {
                         dropped += 1;
@@ -128,12 +150,13 @@ impl OpenLoop {
                             .ok()?;
                         let record = send.await;
                         drop(permit);
-                        Some(record)
+                        Some(source.keep(phase, record).await)
                     })
                 }
             };
-            handles.push(handle);
+            // The receiver stops only when the load is abandoned: nothing is left to await.
+            let _ = spawned.send(handle);
         }
-        (handles, dropped)
+        dropped
     }
 }

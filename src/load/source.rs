@@ -13,6 +13,7 @@ use super::barrier::FileBarrier;
 use super::conversation::Conversations;
 use super::progress::LoadProgress;
 use super::share::Share;
+use super::spool::Spool;
 use crate::client::{Client, Generation, ms_between};
 use crate::metrics::{ErrorClass, RequestRecord};
 
@@ -55,6 +56,7 @@ pub struct RequestSource {
     conversations: Option<Conversations>,
     share: Share,
     barrier: Option<Arc<FileBarrier>>,
+    spool: Option<Arc<Spool>>,
 }
 
 /// Why a request source cannot be built.
@@ -99,6 +101,7 @@ impl RequestSource {
             conversations: None,
             share: Share::WHOLE,
             barrier: None,
+            spool: None,
         })
     }
 
@@ -142,6 +145,31 @@ impl RequestSource {
     pub fn with_barrier(mut self, barrier: Arc<FileBarrier>) -> RequestSource {
         self.barrier = Some(barrier);
         self
+    }
+
+    /// Streams the measured records to `spool` as they finish ([`RequestSource::keep`])
+    /// rather than collecting them: the load's outcome then holds none of them.
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> RequestSource {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The spool the measured records stream to, if any.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
+    }
+
+    /// The one place a driver hands a finished record of `phase` to: a measured record of a
+    /// streamed load goes to the spool (and `None` comes back); any other comes back for the
+    /// driver to collect.
+    pub async fn keep(&self, phase: Phase, record: RequestRecord) -> Option<RequestRecord> {
+        match (&self.spool, phase) {
+            (Some(spool), Phase::Measured) => {
+                spool.take(record).await;
+                None
+            }
+            _ => Some(record),
+        }
     }
 
     /// The barrier the measured load waits at, if any.

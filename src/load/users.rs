@@ -98,7 +98,7 @@ impl Users {
                     if let Some(live) = &live {
                         live.finished(&record);
                     }
-                    mine.push(record);
+                    mine.extend(source.keep(Phase::Measured, record).await);
                     if !think.is_zero() {
                         let until = Instant::now() + think;
                         let until = source.cut_off().map_or(until, |cut| until.min(cut));

@@ -119,10 +119,74 @@ pub fn write_with(
         // The load over time, from the same records.
         let duration_s = summary.duration_s;
         let over_time = windows::windows(records, duration_s, windows::window_length(duration_s));
-        let path = dir.join(windows::FILE);
-        let csv = windows::to_csv(&over_time).map_err(|e| ReportError::csv(&path, e))?;
-        write_extra(&dir, &[(windows::FILE, csv)])?;
+        write_windows(&dir, &over_time)?;
     }
+    write_samples(&dir, samples)?;
+    Ok(dir)
+}
+
+/// [`write_with`] for a load whose records streamed to the file `spool` as it ran (one record
+/// per line, in completion order): the file is moved into the folder as [`RECORDS_FILE`]
+/// (copied, then removed, across file systems). `windows.csv` holds `over_time` when given,
+/// else the windows folded from the file one record at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn write_spooled(
+    out: &Path,
+    report: &TrialReport,
+    spool: &Path,
+    over_time: Option<&[windows::Window]>,
+    samples: &[ScoredSample],
+    extra: &[(&str, Vec<u8>)],
+    failed: bool,
+) -> Result<PathBuf, ReportError> {
+    let (dir, _writing) = begin(out, report, extra, failed)?;
+    let records = dir.join(RECORDS_FILE);
+    if fs::rename(spool, &records).is_err() {
+        fs::copy(spool, &records).map_err(|e| ReportError::io(spool, "copy", e))?;
+        fs::remove_file(spool).map_err(|e| ReportError::io(spool, "remove", e))?;
+    }
+    if let Some(summary) = report.summary() {
+        let duration_s = summary.duration_s;
+        match over_time {
+            Some(over_time) => write_windows(&dir, over_time)?,
+            None => {
+                let mut builder = windows::WindowsBuilder::new(windows::window_length(duration_s))
+                    .within(duration_s);
+                each_record(&records, |r| builder.add(&r))?;
+                write_windows(&dir, &builder.build(duration_s))?;
+            }
+        }
+    }
+    write_samples(&dir, samples)?;
+    Ok(dir)
+}
+
+/// Calls `each` with every record of a `records.jsonl`, one line at a time.
+fn each_record(path: &Path, mut each: impl FnMut(RequestRecord)) -> Result<(), ReportError> {
+    use std::io::BufRead;
+    let file = File::open(path).map_err(|e| ReportError::io(path, "open", e))?;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| ReportError::io(path, "read", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str(&line)
+            .map_err(|e| ReportError::corrupt(path, Some(i + 1), e.to_string()))?;
+        each(record);
+    }
+    Ok(())
+}
+
+/// Writes `windows.csv`.
+fn write_windows(dir: &Path, over_time: &[windows::Window]) -> Result<(), ReportError> {
+    let path = dir.join(windows::FILE);
+    let csv = windows::to_csv(over_time).map_err(|e| ReportError::csv(&path, e))?;
+    write_extra(dir, &[(windows::FILE, csv)])
+}
+
+/// Writes [`ACCURACY_FILE`], or removes one an earlier writer left when there is nothing to
+/// write.
+fn write_samples(dir: &Path, samples: &[ScoredSample]) -> Result<(), ReportError> {
     let accuracy = dir.join(ACCURACY_FILE);
     if samples.is_empty() {
         // An earlier writer's answers must not stay beside this writer's records.
@@ -135,7 +199,7 @@ pub fn write_with(
     } else {
         write_lines(&accuracy, samples)?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// An exclusive lock on a trial folder (on its [`LOCK_FILE`]), held while its files are

@@ -47,6 +47,9 @@ pub enum TrialError {
     /// The requests could not be set up (endpoint weights, an empty prompt pool).
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The spool a streamed load's records go to could not be created.
+    #[error(transparent)]
+    Spool(crate::load::spool::SpoolError),
 }
 
 /// Why a sink could not handle an event.

@@ -17,9 +17,10 @@ use crate::case::{AttachSpec, Destination, LoadMode, ServerKind, ServerSpec, Slo
 use crate::client::secrets::Secrets;
 use crate::client::{Client, ClientConfig, CountTokens};
 use crate::judge::{self, Baseline, Check};
+use crate::load::spool::{Spool, Spooled};
 use crate::load::{self, Endpoint, LoadOutcome, RequestSource};
 use crate::metrics::{RequestRecord, Summary};
-use crate::plan::{LoadKind, LoadTrial, MatrixPoint, TrialPlan};
+use crate::plan::{LoadKind, LoadTrial, MatrixPoint, Shape, TrialPlan};
 use crate::report::EndpointSummary;
 use crate::report::attempts::{Attempt, AttemptCause};
 use crate::report::rerun::ServerIdentity;
@@ -35,7 +36,7 @@ pub(super) struct Measured {
     pub summary: Summary,
     /// Per endpoint, when there are several.
     pub endpoints: Vec<EndpointSummary>,
-    /// One record per measured load request.
+    /// One record per measured load request (none when they streamed to `spooled`).
     pub records: Vec<RequestRecord>,
     /// The accuracy phase's scores, when one ran.
     pub accuracy: Option<AccuracySummary>,
@@ -55,6 +56,8 @@ pub(super) struct Measured {
     pub shard: Option<ShardFile>,
     /// Other files for the trial's folder (an external task's stdout and stderr).
     pub attachments: Vec<(&'static str, Vec<u8>)>,
+    /// A streamed load's records, in their spool file rather than in `records`.
+    pub spooled: Option<Spooled>,
 }
 
 impl Measured {
@@ -445,6 +448,20 @@ async fn drive_endpoints(
         Some(at) => source.with_cut_off(at),
         None => source,
     };
+    let spool = match streamed_for(session, plan, shape, worker.is_some()) {
+        Some(planned_s) => {
+            let path = spool_path(session, plan);
+            match Spool::create(path, names.len(), spec.goodput.as_ref(), planned_s) {
+                Ok(spool) => Some(Arc::new(spool)),
+                Err(e) => return Err(TrialError::Spool(e)),
+            }
+        }
+        None => None,
+    };
+    let source = match &spool {
+        Some(spool) => source.with_spool(Arc::clone(spool)),
+        None => source,
+    };
     let source = Arc::new(source);
     let scrapers = start_scrapers(plan, &names, servers).await;
     // Of a trial's workers, worker 0 alone asks the accuracy questions.
@@ -453,10 +470,9 @@ async fn drive_endpoints(
         accuracy.filter(|_| load.kind == LoadKind::Stress && asks)
     else {
         let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
-        let cut = cut_off_check(&source, limit, &outcome);
         let shard = shard_of(&outcome);
-        let mut measured = judge_load(load, outcome, &names);
-        measured.checks.extend(cut);
+        let mut measured =
+            judge_outcome(load, outcome, &names, spool.as_deref(), &source, limit).await;
         measured
             .checks
             .extend(shard.as_ref().and_then(barrier_check));
@@ -491,10 +507,8 @@ async fn drive_endpoints(
         plan.accuracy_baseline_trial()
             .and_then(|trial| baseline.accuracy_score(&trial)),
     );
-    let cut = cut_off_check(&source, limit, &outcome);
     let shard = shard_of(&outcome);
-    let mut measured = judge_load(load, outcome, &names);
-    measured.checks.extend(cut);
+    let mut measured = judge_outcome(load, outcome, &names, spool.as_deref(), &source, limit).await;
     measured
         .checks
         .extend(shard.as_ref().and_then(barrier_check));
@@ -685,13 +699,162 @@ fn cut_requests(records: &[RequestRecord]) -> usize {
         .count()
 }
 
-/// The failed check of a load that ran into the trial's time limit, if it did.
-fn cut_off_check(source: &RequestSource, limit: Duration, outcome: &LoadOutcome) -> Option<Check> {
+/// The failed check of a load that ran into the trial's time limit, if it did, `cut` of its
+/// requests cut off.
+fn cut_off_check(source: &RequestSource, limit: Duration, cut: usize) -> Option<Check> {
     if !source.expired() {
         return None;
     }
-    let cut = cut_requests(&outcome.records);
     Some(judge::run::trial_cut_off(limit, cut))
+}
+
+/// How long the measured load of a trial whose records stream to a spool is planned to run,
+/// in seconds; `None` when it keeps its records in memory. A load streams when it is bounded
+/// by time (a closed loop with a duration, users, an open loop, sessions), runs once
+/// (`load.repeat` 1, no gate retries: no baseline at all, whose comparison reads the
+/// records), is no worker's share, has no shared prefixes (whose cold requests are marked
+/// once every record is in), and is planned to run at least the session's `stream_from`
+/// ([`load::spool::STREAM_FROM`] unless set). Every other load keeps them: it is bounded by
+/// its request count, needs them whole after the load, or is too short for them to matter.
+fn streamed_for(session: &Session, plan: &TrialPlan, shape: &Shape, worker: bool) -> Option<f64> {
+    let spec = &plan.case().spec;
+    let once = spec.load.repeat.max(1) == 1 && session.retries(plan) == 0;
+    let keeps = !once
+        || worker
+        || session.compared_with.is_some()
+        || spec.prompts.shared_prefix().is_some();
+    if keeps {
+        return None;
+    }
+    let planned = match *shape {
+        Shape::Closed {
+            duration: Some(d), ..
+        }
+        | Shape::Users { duration: d, .. }
+        | Shape::Sessions { duration: d, .. } => d,
+        // An open loop is bounded by time when its arrivals come from its duration.
+        Shape::Open { rate, requests }
+            if rate > 0.0 && spec.load.requests.is_none() && spec.load.duration.is_some() =>
+        {
+            Duration::from_secs_f64(f64::from(requests) / rate)
+        }
+        Shape::Closed { duration: None, .. } | Shape::Consistency { .. } | Shape::Open { .. } => {
+            return None;
+        }
+    };
+    (planned >= session.stream_from).then_some(planned.as_secs_f64())
+}
+
+/// Where a trial's records spool while its load runs: `OUT/RUN/spool/<trial>-<pid>.jsonl.part`
+/// (the trial-folder writer moves it into the trial's folder as `records.jsonl`).
+fn spool_path(session: &Session, plan: &TrialPlan) -> std::path::PathBuf {
+    let ctx = &session.context;
+    ctx.out_dir
+        .join(safe_name(&ctx.run_id))
+        .join("spool")
+        .join(format!(
+            "{}-{}.jsonl.part",
+            safe_name(&plan.full_name()),
+            std::process::id()
+        ))
+}
+
+/// Summarises and checks a load's outcome (with the cut-off check), from its spool when its
+/// records streamed to one. A spool that could not keep every record fails the trial.
+async fn judge_outcome(
+    load: &LoadTrial,
+    outcome: LoadOutcome,
+    endpoint_names: &[String],
+    spool: Option<&Spool>,
+    source: &RequestSource,
+    limit: Duration,
+) -> Measured {
+    let Some(spool) = spool else {
+        let cut = cut_off_check(source, limit, cut_requests(&outcome.records));
+        let mut measured = judge_load(load, outcome, endpoint_names);
+        measured.checks.extend(cut);
+        return measured;
+    };
+    match spool.finish(outcome.duration_s).await {
+        Ok(finished) => {
+            let cut = cut_off_check(source, limit, finished.evidence.cut_off as usize);
+            let mut measured = judge_streamed(load, &outcome, finished, endpoint_names);
+            measured.checks.extend(cut);
+            measured
+        }
+        Err(e) => {
+            let mut measured = judge_load(load, outcome, endpoint_names);
+            measured.checks.push(Check::fail(
+                judge::CheckSource::Run,
+                "records",
+                "every record is written to records.jsonl",
+                e.to_string(),
+            ));
+            measured
+        }
+    }
+}
+
+/// [`judge_load`] for a load whose records streamed to a spool: the summaries and the facts
+/// the checks need were gathered as the records came.
+fn judge_streamed(
+    load: &LoadTrial,
+    outcome: &LoadOutcome,
+    finished: load::spool::Finished,
+    endpoint_names: &[String],
+) -> Measured {
+    let point = &load.point;
+    let summary = finished
+        .summary
+        .with_arrivals(point.shape.rate(), outcome.dropped);
+    let endpoints = if endpoint_names.len() > 1 {
+        endpoint_names
+            .iter()
+            .zip(finished.endpoints)
+            .map(|(name, summary)| EndpointSummary {
+                name: name.clone(),
+                summary,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let evidence = finished.evidence;
+    let facts = judge::run::RecordFacts {
+        first_client_error: evidence.first_client_error.map(|(_, detail)| detail),
+        answered: evidence.answered,
+        any_answer: evidence.first_answer_ms.is_some(),
+        refused: evidence.refused,
+        first_refused: evidence.first_refused,
+    };
+    let checks = judge::run::load_checks_of(&summary, &facts, &load_rules(load));
+    Measured {
+        summary,
+        endpoints,
+        checks,
+        spooled: Some(finished.spooled),
+        ..Measured::default()
+    }
+}
+
+/// The run's rules for a load trial's checks (the SLOs are judged later, [`slo_checks`]).
+fn load_rules(load: &LoadTrial) -> judge::run::LoadRules<'_> {
+    let spec = &load.case.spec;
+    let point = &load.point;
+    // Reference targets are measured at a concurrency: an open-loop trial has none to match.
+    let targets = if point.shape.mode() == LoadMode::Open {
+        None
+    } else {
+        point.combination.targets.as_ref()
+    };
+    // The SLOs are judged once the scrapers and the accuracy phase have finished too
+    // ([`slo_checks`]): some of them gate on what those measured.
+    judge::run::LoadRules {
+        targets,
+        target_spec: &spec.targets,
+        slos: &[],
+        error_budget: spec.load.error_budget,
+    }
 }
 
 /// Starts scraping every server's metrics, unless the case turned it off.
@@ -803,21 +966,7 @@ fn judge_load(load: &LoadTrial, outcome: LoadOutcome, endpoint_names: &[String])
     } else {
         Vec::new()
     };
-    // Reference targets are measured at a concurrency: an open-loop trial has none to match.
-    let targets = if point.shape.mode() == LoadMode::Open {
-        None
-    } else {
-        point.combination.targets.as_ref()
-    };
-    // The SLOs are judged once the scrapers and the accuracy phase have finished too
-    // ([`slo_checks`]): some of them gate on what those measured.
-    let rules = judge::run::LoadRules {
-        targets,
-        target_spec: &spec.targets,
-        slos: &[],
-        error_budget: spec.load.error_budget,
-    };
-    let checks = judge::run::load_checks(&summary, &outcome.records, &rules);
+    let checks = judge::run::load_checks(&summary, &outcome.records, &load_rules(load));
     Measured {
         summary,
         endpoints,

@@ -28,7 +28,7 @@ mod trial;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use error::{SessionError, SinkError, TrialError};
 pub use sim::StudyFiles;
@@ -136,6 +136,10 @@ pub struct TrialOutcome {
     pub shard: Option<shard::ShardFile>,
     /// Other files for the trial's folder (an external task's stdout and stderr).
     pub attachments: Vec<(&'static str, Vec<u8>)>,
+    /// A load whose records streamed to a spool file while it ran (a long run): `records` is
+    /// then empty, and the file, moved into the trial's folder as `records.jsonl`, holds them
+    /// all (see the book's "Long runs").
+    pub spooled: Option<crate::load::spool::Spooled>,
 }
 
 impl TrialOutcome {
@@ -233,6 +237,7 @@ pub struct Session {
     hook: Option<TrialHook>,
     worker: Option<shard::Worker>,
     replays: Mutex<HashMap<String, merge::Replay>>,
+    stream_from: Duration,
 }
 
 /// Code run at the start of every trial, inside the trial's panic guard (see
@@ -275,7 +280,17 @@ impl Session {
             hook: None,
             worker: None,
             replays: Mutex::new(HashMap::new()),
+            stream_from: crate::load::spool::STREAM_FROM,
         }
+    }
+
+    /// Streams the records of every load bounded by time and planned to run at least `from`
+    /// to a spool file rather than keeping them in memory (see [`crate::load::spool`];
+    /// [`crate::load::spool::STREAM_FROM`] unless set). A load that needs its records whole
+    /// keeps them whatever its length (see the book's "Long runs").
+    pub fn stream_records_from(mut self, from: Duration) -> Session {
+        self.stream_from = from;
+        self
     }
 
     /// Shares spawned servers with the run's other processes when the run id is shared

@@ -43,6 +43,22 @@ impl TrialFiles {
         rerun_files.extend(outcome.attachments.iter().cloned());
         let Some(study_files) = &outcome.study else {
             csv::append(&self.out_dir.join(crate::report::run::RESULTS_FILE), report)?;
+            if let Some(spooled) = &outcome.spooled {
+                trial_dir::write_spooled(
+                    &self.out_dir,
+                    report,
+                    &spooled.path,
+                    spooled.windows.as_deref(),
+                    &outcome.samples,
+                    &rerun_files,
+                    failed,
+                )?;
+                // The run's spool folder goes once no other trial's spool is in it.
+                if let Some(folder) = spooled.path.parent() {
+                    let _ = std::fs::remove_dir(folder);
+                }
+                return Ok(());
+            }
             trial_dir::write_with(
                 &self.out_dir,
                 report,

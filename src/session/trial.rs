@@ -18,6 +18,7 @@ use crate::report::{
 /// Runs the plan and returns its outcome.
 pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, SessionError> {
     let mut shard = None;
+    let mut spooled = None;
     let (report, records, samples, study, servers) = match plan {
         TrialPlan::Sim(sim) => {
             let (report, study) = super::sim::run(&session.context, plan, sim.step);
@@ -33,6 +34,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
             let (server, mut measured) = measure_on_client_runtime(session, plan)?;
             let (records, samples, servers) = take_files(&mut measured);
             shard = measured.shard.take();
+            spooled = measured.spooled.take();
             let body = TrialBody::Load(Box::new(load_body(load, &mut measured)));
             (
                 report(session, plan, server, body, measured),
@@ -81,6 +83,7 @@ pub(super) fn run(session: &Session, plan: &TrialPlan) -> Result<TrialOutcome, S
         server_urls: servers.urls,
         shard,
         attachments: servers.attachments,
+        spooled,
     })
 }
 
@@ -154,6 +157,7 @@ pub(super) fn panicked(session: &Session, plan: &TrialPlan, message: &str) -> Tr
         dir,
         shard: None,
         attachments: Vec::new(),
+        spooled: None,
     }
 }
 

@@ -250,6 +250,7 @@ impl Trial {
         Ok(Run {
             outcome: Some(outcome),
             slot,
+            read_back: std::sync::OnceLock::new(),
         })
     }
 
@@ -292,6 +293,8 @@ pub struct Run {
     /// Always set while the run is alive; handed to the harness when it is dropped.
     outcome: Option<TrialOutcome>,
     slot: SharedSlot,
+    /// A streamed load's records, read back from its spool the first time they are asked for.
+    read_back: std::sync::OnceLock<Vec<RequestRecord>>,
 }
 
 impl fmt::Debug for Run {
@@ -325,9 +328,17 @@ impl Run {
         self.report().summary()
     }
 
-    /// One record per measured load request.
+    /// One record per measured load request, by id. A load whose records streamed to a spool
+    /// while it ran (a long run, see the book's "Long runs") kept none in memory: they are read
+    /// back from the spool file the first time they are asked for (none if it cannot be read).
     pub fn records(&self) -> &[RequestRecord] {
-        &self.outcome().records
+        let outcome = self.outcome();
+        match &outcome.spooled {
+            None => &outcome.records,
+            Some(spooled) => self
+                .read_back
+                .get_or_init(|| spooled.read_back().unwrap_or_default()),
+        }
     }
 
     /// The texts of the answers that were kept: every answer of a run customised with

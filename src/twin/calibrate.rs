@@ -265,7 +265,9 @@ pub fn calibrate_run(run: &Run, options: &CalibrateOptions) -> Result<Calibratio
         if !matches_filter(&name, filter) {
             continue;
         }
-        let records = read_records(&trial.dir.join(RECORDS_FILE))?;
+        // A streamed load's file is in completion order: put it in id order.
+        let mut records = read_records(&trial.dir.join(RECORDS_FILE))?;
+        records.sort_by_key(|r| r.id);
         seen.push((name, concurrency(&load.shape), observe::observe(&records)));
     }
     if seen.is_empty() {

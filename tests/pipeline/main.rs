@@ -30,5 +30,6 @@ mod selection;
 mod sessions;
 mod shared_prefix;
 mod slo_gates;
+mod spool;
 mod tool_calls;
 mod workers;
