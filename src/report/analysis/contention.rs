@@ -89,11 +89,16 @@ impl Contention {
     }
 }
 
-/// Every spread trial of `trials` whose endpoints were each measured alone (a trial named
-/// like it plus `_solo-NAME` for each of its endpoints); a spread trial missing a solo trial
-/// is left out.
+/// Every spread trial of `trials` whose endpoints were each measured alone (a trial of the
+/// same kind named like it plus `_solo-NAME` for each of its endpoints); a spread trial
+/// missing a solo trial is left out.
 pub fn contention(trials: &[RunTrial]) -> Vec<Contention> {
-    let by_name = |name: &str| trials.iter().find(|t| t.report.meta.trial == name);
+    // A perf and a stress trial share a name: the solo trial is the one of the same kind.
+    let solo_of = |spread: &RunTrial, name: &str| {
+        trials
+            .iter()
+            .find(|t| t.report.meta.trial == name && t.report.meta.kind == spread.report.meta.kind)
+    };
     trials
         .iter()
         .filter(|t| !t.report.meta.trial.contains(SOLO_TAG))
@@ -106,7 +111,7 @@ pub fn contention(trials: &[RunTrial]) -> Vec<Contention> {
                 .endpoints
                 .iter()
                 .map(|e| {
-                    let solo = by_name(&format!("{}{SOLO_TAG}{}", t.report.meta.trial, e.name))?;
+                    let solo = solo_of(t, &format!("{}{SOLO_TAG}{}", t.report.meta.trial, e.name))?;
                     let alone = solo.report.summary()?;
                     Some(EndpointContention {
                         endpoint: e.name.clone(),
