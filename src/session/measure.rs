@@ -359,11 +359,7 @@ async fn drive_endpoints(
                 let ran = super::external::run(accuracy, &client, case_dir, out_dir).await;
                 let (summary, mut checks) =
                     judge::accuracy::judge_external(task, accuracy, ran.score);
-                let inputs = judge::slo::SloInputs {
-                    load: None,
-                    accuracy: Some(&summary),
-                };
-                checks.extend(judge::slo::checks(&spec.slo, &inputs));
+                checks.extend(accuracy_slo_checks(&spec.slo, &summary));
                 return Ok(Measured {
                     accuracy: Some(summary),
                     checks,
@@ -373,12 +369,7 @@ async fn drive_endpoints(
             }
             let samples = ask_all(task, accuracy, &client, spec.api, None).await;
             let (summary, mut checks) = judge::accuracy::judge(task, accuracy, &samples, None);
-            // With no load, only the `accuracy` SLOs apply.
-            let inputs = judge::slo::SloInputs {
-                load: None,
-                accuracy: Some(&summary),
-            };
-            checks.extend(judge::slo::checks(&spec.slo, &inputs));
+            checks.extend(accuracy_slo_checks(&spec.slo, &summary));
             return Ok(Measured {
                 accuracy: Some(summary),
                 samples,
@@ -583,6 +574,15 @@ fn barrier_failed(reason: String) -> Check {
         "every worker is ready within the barrier timeout",
         reason,
     )
+}
+
+/// The SLOs of a trial that drove no load: with no load, only the `accuracy` SLOs apply.
+fn accuracy_slo_checks(slos: &[Slo], summary: &AccuracySummary) -> Vec<Check> {
+    let inputs = judge::slo::SloInputs {
+        load: None,
+        accuracy: Some(summary),
+    };
+    judge::slo::checks(slos, &inputs)
 }
 
 /// Whether the workers' histograms, added together, give the union's percentiles exactly as
