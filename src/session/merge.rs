@@ -23,7 +23,7 @@ pub struct Replay {
     pub duration_s: f64,
     /// Open-loop arrivals never sent, summed over the shards.
     pub dropped: u64,
-    /// The accuracy questions (asked by worker 0 alone).
+    /// The accuracy questions, in evaluation order (worker I of N asked questions I, I + N, …).
     pub samples: Vec<ScoredSample>,
     /// Why a worker could not start with the others, for each that could not.
     pub barrier_errors: Vec<String>,
@@ -188,6 +188,7 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
         .fold(f64::INFINITY, f64::min);
     let mut replay = Replay::default();
     let mut end_ms = 0.0f64;
+    let mut samples = Vec::with_capacity(pieces.len());
     for piece in pieces {
         let shift_ms = piece.shard.window_start_unix_ms - earliest;
         end_ms = end_ms.max(shift_ms + piece.shard.duration_s * 1000.0);
@@ -213,12 +214,13 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
                 .merge(&builder);
         }
         replay.dropped += piece.shard.dropped;
-        replay.samples.extend(piece.samples);
+        samples.push(piece.samples);
         replay
             .barrier_errors
             .extend(piece.shard.barrier_error.clone());
         replay.shards.push(piece.shard);
     }
+    replay.samples = interleave(samples);
     replay.records.sort_by_key(|r| r.id);
     if replay.records.iter().any(|r| r.prefix_group.is_some()) {
         // Which request was the first of its prefix is a question about the union.
@@ -229,6 +231,20 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
     }
     replay.duration_s = end_ms / 1000.0;
     Ok(replay)
+}
+
+/// The workers' accuracy samples (worker I asked questions I, I + N, …), in question order:
+/// one from each worker in turn.
+fn interleave(shares: Vec<Vec<ScoredSample>>) -> Vec<ScoredSample> {
+    let total = shares.iter().map(Vec::len).sum();
+    let mut iters: Vec<_> = shares.into_iter().map(Vec::into_iter).collect();
+    let mut merged = Vec::with_capacity(total);
+    while merged.len() < total {
+        for share in &mut iters {
+            merged.extend(share.next());
+        }
+    }
+    merged
 }
 
 #[cfg(test)]
