@@ -634,8 +634,8 @@ fn histograms_check(
 const HISTOGRAMS_CHECK: &str = "shard histograms";
 
 /// What a load trial measured, from its workers' merged shards rather than from a server:
-/// the same summary, judge and SLOs as a trial that drove the load (server metrics are not
-/// merged: each worker scraped on its own), and the accuracy questions all workers asked.
+/// the same summary, judge and SLOs as a trial that drove the load, the servers' metrics as
+/// worker 0 scraped them, and the accuracy questions all workers asked.
 fn replayed(
     plan: &TrialPlan,
     task: Option<&Task>,
@@ -667,6 +667,7 @@ fn replayed(
     measured
         .checks
         .extend(histograms_check(&measured.summary, &replay.histograms));
+    measured.server_metrics = replay.server_metrics;
     let judged = task
         .zip(plan.accuracy_spec())
         .filter(|_| !replay.samples.is_empty())

@@ -217,7 +217,7 @@ fn an_open_loop_over_four_workers_sends_the_single_process_schedule() {
 }
 
 #[test]
-fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_all() {
+fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_and_the_server_metrics() {
     let dir = CaseDir::named("workers-accuracy");
     let plan = dir
         .model("m", "name: m\nmax_context: 4096\nmax_concurrency: 8\n")
@@ -227,7 +227,8 @@ fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_all() {
              server:\n  embedded: { ttft_ms: 1, tpot_ms: 0, slots: 8 }\n\
              matrix:\n  mode: custom\n  isl: [16]\n  osl: [4]\n  concurrency: [3]\n\
              load: { warmup: 0, duration: 1s, timeout_s: 30 }\n\
-             accuracy: { task: synthetic_arithmetic, limit: 10 }\n",
+             accuracy: { task: synthetic_arithmetic, limit: 10 }\n\
+             slo:\n  - server.\"vllm:request_success_total\".increase > 0\n",
         )
         .plan();
     let out = dir.out();
@@ -255,6 +256,15 @@ fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_all() {
     let trial = merged_trial(&out, "stress");
     let report: TrialReport = read_json(&trial.join("summary.json"));
     assert!(report.passed(), "{:?}", report.verdict);
+    // The servers' metrics come with the merged trial (worker 0's scrape), so an SLO on one
+    // is judged rather than finding nothing.
+    let slo = report
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name.contains("vllm:request_success_total"))
+        .expect("the server-metric SLO");
+    assert_eq!(slo.status, llm_stress::judge::Status::Pass, "{slo:?}");
     let accuracy = report.accuracy().expect("the merged trial judged accuracy");
     assert_eq!(accuracy.n, 10, "every worker's questions");
     let merged: Vec<String> = std::fs::read_to_string(trial.join("accuracy.jsonl"))
