@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::metrics::distribution::DistributionBuilder;
 use crate::metrics::windows::{Window, WindowsBuilder, window_length};
 use crate::metrics::{Accumulator, ErrorClass, RequestRecord, RequestSlo, Summary};
 
@@ -297,6 +298,17 @@ impl Spool {
     /// Records taken so far.
     pub fn records(&self) -> u64 {
         lock(&self.tally).all.requests()
+    }
+
+    /// The latency distributions of every record taken so far (`ttft_ms`, …; the ones with
+    /// samples), as the whole load's accumulator holds them.
+    pub fn distributions(&self) -> Vec<(&'static str, DistributionBuilder)> {
+        lock(&self.tally)
+            .all
+            .distributions()
+            .into_iter()
+            .map(|(name, builder)| (name, builder.clone()))
+            .collect()
     }
 
     /// Latency samples the live windows hold (a few windows' worth).

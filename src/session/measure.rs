@@ -424,10 +424,19 @@ async fn drive_endpoints(
         Some((_, share, barrier)) => source.with_share(*share).with_barrier(Arc::clone(barrier)),
         None => source,
     };
-    let shard_of = |outcome: &LoadOutcome| {
-        worker
-            .as_ref()
-            .map(|(w, share, barrier)| ShardFile::new(w, *share, outcome, barrier))
+    // A worker's shard file: its histograms from the records, or, when they streamed to a
+    // spool, from the spool's accumulator (complete once the load has returned).
+    let shard_of = |outcome: &LoadOutcome, spool: Option<&Spool>| {
+        worker.as_ref().map(|(w, share, barrier)| {
+            let shard = ShardFile::new(w, *share, outcome, barrier);
+            match spool {
+                Some(spool) => {
+                    let distributions = spool.distributions();
+                    shard.with_distributions(distributions.iter().map(|(name, b)| (*name, b)))
+                }
+                None => shard,
+            }
+        })
     };
     let runs = spec
         .load
@@ -439,7 +448,7 @@ async fn drive_endpoints(
         Some(at) => source.with_cut_off(at),
         None => source,
     };
-    let spool = match streamed_for(session, plan, shape, worker.is_some()) {
+    let spool = match streamed_for(session, plan, shape) {
         Some(planned_s) => {
             let path = spool_path(session, plan);
             match Spool::create(path, names.len(), spec.goodput.as_ref(), planned_s) {
@@ -468,7 +477,7 @@ async fn drive_endpoints(
         load.kind == LoadKind::Stress && (worker.is_none() || !task.samples().is_empty())
     }) else {
         let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
-        let shard = shard_of(&outcome);
+        let shard = shard_of(&outcome, spool.as_deref());
         let mut measured =
             judge_outcome(load, outcome, &names, spool.as_deref(), &source, limit).await;
         measured
@@ -505,7 +514,7 @@ async fn drive_endpoints(
         plan.accuracy_baseline_trial()
             .and_then(|trial| baseline.accuracy_score(&trial)),
     );
-    let shard = shard_of(&outcome);
+    let shard = shard_of(&outcome, spool.as_deref());
     let mut measured = judge_outcome(load, outcome, &names, spool.as_deref(), &source, limit).await;
     measured
         .checks
@@ -720,17 +729,14 @@ fn cut_off_check(source: &RequestSource, limit: Duration, cut: usize) -> Option<
 /// in seconds; `None` when it keeps its records in memory. A load streams when it is bounded
 /// by time (a closed loop with a duration, users, an open loop, sessions), runs once
 /// (`load.repeat` 1, no gate retries: no baseline at all, whose comparison reads the
-/// records), is no worker's share, has no shared prefixes (whose cold requests are marked
-/// once every record is in), and is planned to run at least the session's `stream_from`
+/// records), has no shared prefixes (whose cold requests are marked once every record is
+/// in), and is planned to run at least the session's `stream_from`
 /// ([`load::spool::STREAM_FROM`] unless set). Every other load keeps them: it is bounded by
 /// its request count, needs them whole after the load, or is too short for them to matter.
-fn streamed_for(session: &Session, plan: &TrialPlan, shape: &Shape, worker: bool) -> Option<f64> {
+fn streamed_for(session: &Session, plan: &TrialPlan, shape: &Shape) -> Option<f64> {
     let spec = &plan.case().spec;
     let once = spec.load.repeat.max(1) == 1 && session.retries(plan) == 0;
-    let keeps = !once
-        || worker
-        || session.compared_with.is_some()
-        || spec.prompts.shared_prefix().is_some();
+    let keeps = !once || session.compared_with.is_some() || spec.prompts.shared_prefix().is_some();
     if keeps {
         return None;
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use crate::load::barrier::{self, FileBarrier, Observed};
 use crate::load::{LoadOutcome, Share};
 use crate::metrics::Accumulator;
-use crate::metrics::distribution::EncodedBuilder;
+use crate::metrics::distribution::{DistributionBuilder, EncodedBuilder};
 use crate::report::trial_dir::safe_name;
 
 /// The shard file in each of a worker's trial folders.
@@ -118,11 +118,7 @@ impl ShardFile {
         for record in &outcome.records {
             accumulator.add(record);
         }
-        let histograms = accumulator
-            .distributions()
-            .into_iter()
-            .filter_map(|(name, builder)| Some((name.to_string(), builder.encode()?)))
-            .collect();
+        let histograms = encoded(accumulator.distributions());
         let (seen, errors): (Vec<_>, Vec<_>) =
             barrier.observed().into_iter().partition(Result::is_ok);
         ShardFile {
@@ -141,4 +137,24 @@ impl ShardFile {
             histograms,
         }
     }
+
+    /// Takes the histograms of a load whose records streamed to a spool (its outcome held
+    /// none): the spool's accumulator saw every record.
+    pub(super) fn with_distributions<'a>(
+        mut self,
+        distributions: impl IntoIterator<Item = (&'static str, &'a DistributionBuilder)>,
+    ) -> ShardFile {
+        self.histograms = encoded(distributions);
+        self
+    }
+}
+
+/// Each distribution with samples, HDR V2-encoded, by name.
+fn encoded<'a>(
+    distributions: impl IntoIterator<Item = (&'static str, &'a DistributionBuilder)>,
+) -> BTreeMap<String, EncodedBuilder> {
+    distributions
+        .into_iter()
+        .filter_map(|(name, builder)| Some((name.to_string(), builder.encode()?)))
+        .collect()
 }

@@ -40,6 +40,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
 /// Runs `plan` as workers 0..n of run [`RUN`] under `out`, each on a thread with a session of
 /// its own (as `llm-stress run --worker i/n` would in a process of its own).
 fn run_workers(plan: &TrialPlan, out: &Path, n: u32) -> Vec<TrialOutcome> {
+    run_workers_streaming_from(plan, out, n, llm_stress::load::spool::STREAM_FROM)
+}
+
+/// [`run_workers`], each worker's session streaming the records of loads planned to run at
+/// least `stream_from` to a spool.
+fn run_workers_streaming_from(
+    plan: &TrialPlan,
+    out: &Path,
+    n: u32,
+    stream_from: Duration,
+) -> Vec<TrialOutcome> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|i| {
@@ -50,6 +61,7 @@ fn run_workers(plan: &TrialPlan, out: &Path, n: u32) -> Vec<TrialOutcome> {
                     worker.timeout = Duration::from_secs(120);
                     let worker_out = shard::worker_out(out, RUN, i);
                     session(context(RUN, worker_out, None))
+                        .stream_records_from(stream_from)
                         .as_worker(worker)
                         .run_trial(plan)
                         .expect("the shard is written")
@@ -282,4 +294,53 @@ fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_and_the
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 10, "no question asked twice");
+}
+
+#[test]
+fn workers_whose_records_stream_to_a_spool_merge_exactly() {
+    let dir = CaseDir::named("workers-spool");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 256\nmax_concurrency: 64\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [perf]\n\
+             server:\n  embedded: { ttft_ms: 2, tpot_ms: 1, slots: 64 }\n\
+             matrix:\n  mode: custom\n  isl: [16]\n  osl: [4]\n  concurrency: [8]\n\
+             load: { warmup: 0, duration: 1s }\n",
+        )
+        .plan();
+    let out = dir.out();
+    let shards = run_workers_streaming_from(&plan, &out, 2, Duration::ZERO);
+    let mut streamed = 0;
+    for (i, outcome) in shards.iter().enumerate() {
+        assert!(outcome.passed, "worker {i}: {:?}", outcome.report.verdict);
+        let spooled = outcome
+            .spooled
+            .as_ref()
+            .expect("the worker's records streamed");
+        assert!(spooled.records > 0, "worker {i} sent requests");
+        streamed += spooled.records;
+        let file: ShardFile = read_json(&outcome.dir.join(shard::SHARD_FILE));
+        assert!(
+            file.histograms.contains_key("ttft_ms"),
+            "worker {i}'s histograms come from its spool's accumulator"
+        );
+        let records = read_lines(&outcome.dir.join("records.jsonl"));
+        assert_eq!(records.len() as u64, spooled.records);
+    }
+    llm_stress::cli::merge::merge(&out.join(RUN), dir.discover(), None, &[], |s| s)
+        .expect("merged");
+    let trial = merged_trial(&out, "perf");
+    let report: TrialReport = read_json(&trial.join("summary.json"));
+    let merged = report.summary().expect("a load trial").clone();
+    let records = read_lines(&trial.join("records.jsonl"));
+    assert_eq!(records.len() as u64, streamed, "every worker's records");
+    assert_eq!(merged, Summary::from_records(&records, merged.duration_s));
+    let check = report
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name == "shard histograms")
+        .expect("the merge checks the histograms");
+    assert_eq!(check.status, llm_stress::judge::Status::Pass, "{check:?}");
 }
