@@ -13,6 +13,7 @@ pub mod external;
 pub mod fewshot;
 pub mod filter;
 mod gsm8k;
+pub mod loglik;
 mod mmlu;
 pub mod summary;
 pub mod threshold;
@@ -168,6 +169,8 @@ pub struct FilterResult {
 enum Scorer {
     Gsm8k(gsm8k::Scorer),
     Mmlu(mmlu::Scorer),
+    /// `mmlu`: loglikelihood multiple choice, scored from the choices' loglikelihoods.
+    Loglikelihood,
     Arithmetic,
     Tools(Box<tools::Tools>),
     /// `external`: a command scores the server; there are no samples to score here.
@@ -216,6 +219,10 @@ impl Task {
                 mmlu::load(spec, &data()?)?,
                 Scorer::Mmlu(mmlu::Scorer::new()),
             ),
+            TaskName::Mmlu => (
+                mmlu::load_loglikelihood(spec, &data()?)?,
+                Scorer::Loglikelihood,
+            ),
             TaskName::SyntheticArithmetic => (arithmetic::load(spec)?, Scorer::Arithmetic),
             TaskName::External => (
                 Loaded {
@@ -229,7 +236,7 @@ impl Task {
             TaskName::Gsm8k => &gsm8k::STOP,
             TaskName::MmluGenerative => &mmlu::STOP,
             TaskName::SyntheticArithmetic => &arithmetic::STOP,
-            TaskName::ToolCalls | TaskName::External => &[],
+            TaskName::Mmlu | TaskName::ToolCalls | TaskName::External => &[],
         };
         Ok(Task {
             name: spec.task,
@@ -245,6 +252,52 @@ impl Task {
     /// Whether a command scores the server (`external`) rather than questions asked here.
     pub fn is_external(&self) -> bool {
         matches!(self.scorer, Scorer::External)
+    }
+
+    /// Whether each question is asked as the loglikelihoods of its choices (`mmlu`) rather
+    /// than answered by generation: see [`Task::continuations`] and [`Task::score_choices`].
+    pub fn is_loglikelihood(&self) -> bool {
+        matches!(self.scorer, Scorer::Loglikelihood)
+    }
+
+    /// Loglikelihood tasks: the (context, continuation) pair of each choice of `sample`, in
+    /// choice order, as lm-eval asks them (white space at the context's end moved to the
+    /// continuation); empty for other tasks.
+    pub fn continuations(&self, sample: &Sample) -> Vec<(String, String)> {
+        if !self.is_loglikelihood() {
+            return Vec::new();
+        }
+        let context = sample.prompt();
+        (0..sample.choices)
+            .map(|i| loglik::split_pair(&context, &mmlu::continuation(i)))
+            .collect()
+    }
+
+    /// Loglikelihood tasks: scores the loglikelihoods of `sample`'s choices (in choice order)
+    /// as lm-eval's `process_results`: `acc` and `acc_norm`, each extracting the letter it
+    /// chose.
+    pub fn score_choices(&self, sample: &Sample, lls: &[f64]) -> Vec<FilterResult> {
+        let choices: Vec<String> = (0..sample.choices)
+            .map(|i| mmlu::continuation(i).trim_start().to_string())
+            .collect();
+        let gold = choices
+            .iter()
+            .position(|c| *c == sample.target)
+            .unwrap_or(usize::MAX);
+        let decision = loglik::decide(lls, &choices, gold);
+        let letter = |i: usize| choices.get(i).cloned().unwrap_or_default();
+        self.filters()
+            .iter()
+            .zip([
+                (letter(decision.pred), decision.acc),
+                (letter(decision.pred_norm), decision.acc_norm),
+            ])
+            .map(|(&filter, (extracted, correct))| FilterResult {
+                filter,
+                extracted,
+                correct,
+            })
+            .collect()
     }
 
     /// The task's name, such as `gsm8k`.
@@ -306,7 +359,8 @@ impl Task {
             Scorer::Mmlu(scorer) => vec![scorer.score(sample, response)],
             Scorer::Arithmetic => vec![arithmetic::score(&sample.target, response)],
             Scorer::Tools(tools) => tools.score(sample.doc_index, response),
-            Scorer::External => Vec::new(),
+            // Scored from loglikelihoods (`score_choices`), not from a reply.
+            Scorer::Loglikelihood | Scorer::External => Vec::new(),
         };
         self.filters()
             .iter()

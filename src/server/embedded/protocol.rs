@@ -29,6 +29,8 @@ pub struct Parsed {
     /// The whole prompt as the prefix cache sees it: the prompt, or every message's content
     /// of a chat in order (a conversation's history is its cached prefix).
     pub prompt_text: String,
+    /// Completions: `echo` with a number of `logprobs` (lm-eval's loglikelihood request).
+    pub echo_logprobs: bool,
 }
 
 /// Tokens generated when the request does not say.
@@ -84,6 +86,9 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
             .unwrap_or(false),
         ask: Ask::from_body(&value, query),
         prompt_text,
+        echo_logprobs: endpoint == Endpoint::Completions
+            && value["echo"].as_bool() == Some(true)
+            && value["logprobs"].is_u64(),
     })
 }
 
@@ -189,6 +194,24 @@ impl Responder {
         let mut chunk = self.envelope(true, json!([]));
         chunk["usage"] = usage(prompt_tokens, completion_tokens);
         chunk
+    }
+
+    /// A complete non-streaming completions response that echoes the prompt before the
+    /// generated text, with `logprobs` (see the `logprobs` module).
+    pub fn full_echo(
+        &self,
+        prompt: &str,
+        prompt_tokens: u64,
+        output: &Output,
+        logprobs: Value,
+    ) -> Value {
+        let completion_tokens = output.tokens();
+        let text = format!("{prompt}{}", output.text(0, completion_tokens as usize));
+        let choice = json!({"index": 0, "text": text, "logprobs": logprobs,
+                            "finish_reason": output.finish_reason()});
+        let mut body = self.envelope(false, json!([choice]));
+        body["usage"] = usage(prompt_tokens, completion_tokens);
+        body
     }
 
     /// A complete non-streaming response.
