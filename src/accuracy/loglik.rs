@@ -386,7 +386,7 @@ mod tests {
     #[rstest]
     #[case::clear(&[-3.0, -0.5, -2.0], &["A", "B", "C"], 1, (1, 1, true, true))]
     #[case::tie_takes_the_first(&[-1.0, -1.0], &["A", "B"], 1, (0, 0, false, false))]
-    #[case::norm_disagrees(&[-4.0, -3.0], &["Paris", "Rome"], 0, (1, 0, false, true))]
+    #[case::norm_disagrees(&[-4.0, -3.5], &["Paris", "Rome"], 0, (1, 0, false, true))]
     #[case::gold_out_of_range(&[-1.0, -2.0], &["A", "B"], 2, (0, 0, false, false))]
     #[case::nan_wins(&[-1.0, f64::NAN], &["A", "B"], 1, (1, 1, true, true))]
     #[case::characters_not_bytes(&[-2.0, -2.5], &["é", "ab"], 1, (0, 1, false, true))]
