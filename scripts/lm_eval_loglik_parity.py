@@ -37,7 +37,8 @@ What runs lm-eval's code, and what does not:
     embedded server's /tokenize count), for hand-made cases stated by hand.  The Rust test
     checks that llm-stress's text-offset rule finds the same ctxlen.
   * acc / acc_norm: ConfigurableTask.process_results of the packaged MMLU task (built through
-    TaskManager from lm_eval/tasks/mmlu/default, dataset overridden to the local jsonl) for
+    TaskManager from lm_eval/tasks/mmlu/default, dataset overridden to the local jsonl, and
+    metric_list overridden to [acc, acc_norm]: the packaged yaml lists acc alone) for
     recorded cases.  Hand-made cases have their own choices (words of different lengths), so
     process_results runs on the same task object with doc_to_choice / doc_to_target replaced
     by the case's (the method's multiple_choice branch is lm-eval's code either way).
@@ -96,6 +97,12 @@ def build_task(name: str, description: str | None = None):
     }
     if description is not None:
         overrides["description"] = description
+    # The packaged yaml lists `acc` alone; lm-eval computes `acc_norm` too when the metric
+    # list names it (the override a user of lm-eval writes to see it).
+    overrides["metric_list"] = [
+        {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+    ]
     return tm._factory.build(entry, overrides=overrides, registry=tm._index)
 
 

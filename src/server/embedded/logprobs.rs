@@ -49,7 +49,7 @@ pub fn echo(answerer: &Answerer, prompt: &str, generated: &Output, in_flight: us
         top_logprobs.push(top);
     };
     for (i, piece) in pieces(prompt).into_iter().enumerate() {
-        let hash = unit_hash(seed, piece.as_bytes());
+        let hash = spread(unit_hash(seed, piece.as_bytes()));
         let in_continuation = preferred.as_ref().filter(|(end, _)| byte >= *end);
         byte += piece.len();
         let (logprob, alternative) = match in_continuation {
@@ -74,6 +74,16 @@ pub fn echo(answerer: &Answerer, prompt: &str, generated: &Output, in_flight: us
         "top_logprobs": top_logprobs,
         "text_offset": text_offset,
     })
+}
+
+/// A number in [0, 1) from another, its bits mixed (SplitMix64's finalizer): tokens that
+/// differ in one letter get unrelated logprobs.
+fn spread(unit: f64) -> f64 {
+    let mut z = (unit * (1u64 << 53) as f64) as u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
