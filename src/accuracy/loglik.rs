@@ -368,15 +368,8 @@ mod tests {
 
     #[test]
     fn null_logprobs_in_the_continuation_are_refused() {
-        let r = response(
-            &["Q:", " A", " x"],
-            &[None, None, Some(-1.0)],
-            &[true; 3],
-        );
-        assert_eq!(
-            loglikelihood(&r, " A"),
-            Err(Unsupported::NullLogprob(0))
-        );
+        let r = response(&["Q:", " A", " x"], &[None, None, Some(-1.0)], &[true; 3]);
+        assert_eq!(loglikelihood(&r, " A"), Err(Unsupported::NullLogprob(0)));
     }
 
     fn strings(items: &[&str]) -> Vec<String> {

@@ -520,6 +520,75 @@ mod tests {
     }
 
     #[test]
+    fn mmlu_asks_each_letter_and_scores_acc_and_acc_norm() {
+        let task = Task::from_spec(
+            &spec("task: mmlu\ndataset: stress-cases/data/mmlu_sample.jsonl\nlimit: 2\nfilter: acc_norm\n"),
+            manifest_dir(),
+        )
+        .expect("task");
+        assert!(task.is_loglikelihood());
+        assert_eq!(task.name(), "mmlu");
+        assert_eq!(task.filters(), ["acc", "acc_norm"]);
+        assert_eq!(task.judged_filter(), "acc_norm");
+        assert!(task.stop().is_empty());
+        assert_eq!(task.max_tokens(), 1);
+        let first = &task.samples()[0];
+        let context =
+            "What is the capital of France?\nA. Berlin\nB. Madrid\nC. Paris\nD. Rome\nAnswer:";
+        assert_eq!(first.prompt(), context);
+        let pairs = task.continuations(first);
+        let continuations: Vec<&str> = pairs.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(continuations, [" A", " B", " C", " D"]);
+        assert!(pairs.iter().all(|(c, _)| c == context));
+        let scored = |lls: &[f64]| -> Vec<(String, bool)> {
+            task.score_choices(first, lls)
+                .into_iter()
+                .map(|r| (r.extracted, r.correct))
+                .collect()
+        };
+        assert_eq!(
+            scored(&[-3.0, -2.0, -0.5, -4.0]),
+            [("C".into(), true), ("C".into(), true)]
+        );
+        assert_eq!(
+            scored(&[-0.1, -2.0, -0.5, -4.0]),
+            [("A".into(), false), ("A".into(), false)]
+        );
+        // Not a generative task: nothing to score in a reply, no continuations elsewhere.
+        assert!(task.score(first, "C").is_empty());
+        let generative = Task::from_spec(
+            &spec("task: mmlu_generative\ndataset: stress-cases/data/mmlu_sample.jsonl\n"),
+            manifest_dir(),
+        )
+        .expect("task");
+        assert!(!generative.is_loglikelihood());
+        assert!(
+            generative
+                .continuations(&generative.samples()[0])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn mmlu_descriptions_name_the_subject() {
+        let dir = std::env::temp_dir().join(format!("llm-stress-mmlu-ll-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("m.jsonl"),
+            "{\"question\": \" q?\\n\", \"choices\": [\"a\", \"b\"], \"answer\": 1, \"subject\": \"high_school_biology\"}\n",
+        )
+        .expect("write");
+        let task = Task::from_spec(&spec("task: mmlu\ndataset: m.jsonl\n"), &dir).expect("task");
+        assert_eq!(
+            task.samples()[0].prompt(),
+            "The following are multiple choice questions (with answers) about high school \
+             biology.\n\nq?\nA. a\nB. b\nAnswer:"
+        );
+        assert_eq!(task.samples()[0].target, "B");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn replies_score_as_meant_on_tool_calls() {
         let task =
             Task::from_spec(&spec("task: tool_calls\nlimit: 60\n"), Path::new(".")).expect("task");

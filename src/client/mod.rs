@@ -334,10 +334,15 @@ impl Client {
                 .await
                 .map_err(|e| error_chain(&e))?;
             if !status.is_success() {
-                return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)));
+                return Err(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ));
             }
             if cut {
-                return Err(format!("the answer is longer than {JSON_ANSWER_BYTES} bytes"));
+                return Err(format!(
+                    "the answer is longer than {JSON_ANSWER_BYTES} bytes"
+                ));
             }
             serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))
         };

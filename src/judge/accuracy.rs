@@ -111,9 +111,7 @@ pub fn judge(
                 CheckSource::Accuracy,
                 "loglikelihood support",
                 "every choice's loglikelihood comes back (`echo` + `logprobs` on /v1/completions)",
-                format!(
-                    "{errors} of {n} questions got no loglikelihoods; the first: {first}"
-                ),
+                format!("{errors} of {n} questions got no loglikelihoods; the first: {first}"),
             )
             .measured(Some(errors as f64))
             .against(Some(0.0)),

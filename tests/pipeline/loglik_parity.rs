@@ -169,7 +169,11 @@ fn recorded_responses_are_what_the_embedded_server_answers() {
     assert_eq!(recorded.cases.len(), cases.len());
     for (old, new) in recorded.cases.iter().zip(&cases) {
         // Compared by case, so that a difference names its question.
-        assert!(old == new, "{} differs from what the server answers now", new.id);
+        assert!(
+            old == new,
+            "{} differs from what the server answers now",
+            new.id
+        );
     }
     // The server prefers some right and some wrong answers.
     let right = cases
@@ -188,7 +192,11 @@ fn recorded_responses_are_what_the_embedded_server_answers() {
             loglik::decide(&lls, &c.choices, c.gold).acc
         })
         .count();
-    assert!(right > 0 && right < cases.len(), "{right} of {}", cases.len());
+    assert!(
+        right > 0 && right < cases.len(),
+        "{right} of {}",
+        cases.len()
+    );
 }
 
 #[test]
@@ -247,7 +255,12 @@ fn loglikelihoods_and_scores_equal_lm_evals() {
                 .iter()
                 .find(|s| s.doc_index == index)
                 .expect("sample");
-            assert_eq!(Some(&sample.prompt()), lm_eval.context.as_ref(), "{}", case.id);
+            assert_eq!(
+                Some(&sample.prompt()),
+                lm_eval.context.as_ref(),
+                "{}",
+                case.id
+            );
             assert_eq!(
                 Some(&task.continuations(sample)),
                 lm_eval.arguments.as_ref(),
@@ -271,7 +284,10 @@ fn loglikelihoods_and_scores_equal_lm_evals() {
             .unwrap_or_else(|| panic!("case {id}"))
     };
     assert_eq!(
-        (by_id("norm_disagrees").acc, by_id("norm_disagrees").acc_norm),
+        (
+            by_id("norm_disagrees").acc,
+            by_id("norm_disagrees").acc_norm
+        ),
         (0.0, 1.0)
     );
     assert_eq!((by_id("tie").acc, by_id("tie").acc_norm), (0.0, 0.0));

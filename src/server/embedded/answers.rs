@@ -373,11 +373,14 @@ mod tests {
     }
 
     fn answerer(correct: CorrectRate) -> Answerer {
-        Answerer::new(Arc::new(key()), AnswerSpec {
+        Answerer::new(
+            Arc::new(key()),
+            AnswerSpec {
                 correct,
                 seed: 0,
                 logprobs: true,
-            })
+            },
+        )
     }
 
     fn ask(query: &str) -> Ask {

@@ -62,11 +62,7 @@ pub fn echo(answerer: &Answerer, prompt: &str, generated: &Output, in_flight: us
     }
     let generated_tokens = generated.tokens() as usize;
     for j in 0..generated_tokens {
-        push(
-            generated.text(j, j + 1),
-            Some(GENERATED_LOGPROB),
-            false,
-        );
+        push(generated.text(j, j + 1), Some(GENERATED_LOGPROB), false);
     }
     json!({
         "tokens": tokens,

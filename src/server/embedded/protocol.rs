@@ -303,6 +303,16 @@ mod tests {
         assert!(error.contains(message), "{error}");
     }
 
+    #[rstest]
+    #[case::lm_eval(r#"{"prompt":"a","echo":true,"logprobs":1,"max_tokens":1}"#, true)]
+    #[case::no_echo(r#"{"prompt":"a","logprobs":1}"#, false)]
+    #[case::no_logprobs(r#"{"prompt":"a","echo":true}"#, false)]
+    #[case::chat_logprobs(r#"{"prompt":"a","echo":true,"logprobs":true}"#, false)]
+    fn echo_with_logprobs_is_read(#[case] body: &str, #[case] echo_logprobs: bool) {
+        let parsed = parse(Endpoint::Completions, body.as_bytes()).expect("valid");
+        assert_eq!(parsed.echo_logprobs, echo_logprobs);
+    }
+
     #[test]
     fn each_token_is_one_word() {
         assert_eq!(token_text(2, 5), " tok2 tok3 tok4");
