@@ -85,11 +85,13 @@ fn record() -> Vec<Case> {
     let task = task();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let mut spec = EmbeddedSpec::default();
-        spec.answers = AnswerSpec {
-            correct: CorrectRate::Fixed(0.6),
-            seed: 7,
-            logprobs: true,
+        let spec = EmbeddedSpec {
+            answers: AnswerSpec {
+                correct: CorrectRate::Fixed(0.6),
+                seed: 7,
+                logprobs: true,
+            },
+            ..EmbeddedSpec::default()
         };
         let server = EmbeddedServer::start_answering(
             spec,
