@@ -316,6 +316,22 @@ impl Task {
         &self.samples
     }
 
+    /// Worker `index` of `count`'s share of the questions: every `count`-th, from the
+    /// `index`-th, so the workers' shares interleave back into evaluation order.
+    pub fn share(&self, index: u32, count: u32) -> Task {
+        let (index, count) = (index as usize, count.max(1) as usize);
+        Task {
+            samples: self
+                .samples
+                .iter()
+                .skip(index)
+                .step_by(count)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// The task's filters, in the order [`Task::score`] returns their results.
     pub fn filters(&self) -> &[&'static str] {
         self.name.filters()

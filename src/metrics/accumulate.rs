@@ -4,10 +4,9 @@
 //! [`Summary::from_records`] is a fold over it: one code path, whether the records are in
 //! memory or streamed.
 //!
-//! What it keeps that grows with the run: three numbers per successful request for drift
-//! (its halves are split by send order and count, known only at the end; see
-//! [`DriftBuilder`]), and two per conversation for TTFT by turn. Everything else is fixed:
-//! a few distributions, one per turn position and prefix kind, and counts.
+//! What it keeps that grows with the run: two numbers per conversation for TTFT by turn.
+//! Everything else is fixed: a few distributions, one per turn position and prefix kind,
+//! counts, and drift's send-time buckets (at most 4,096; see [`DriftBuilder`]).
 
 use std::collections::BTreeMap;
 

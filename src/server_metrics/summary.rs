@@ -69,15 +69,51 @@ impl ServerMetrics {
     }
 }
 
-/// The known metrics' values, scrape after scrape.
+/// The known metrics' values, folded scrape after scrape: a few running numbers per metric, so
+/// a day-long trial scraped every 500 ms holds no more than a short one.
 #[derive(Debug, Default)]
 pub struct Series {
-    /// Per index in [`KNOWN`]: (seconds since the first scrape, value).
-    points: BTreeMap<usize, Vec<(f64, f64)>>,
+    /// Per index in [`KNOWN`]: its values so far.
+    folds: BTreeMap<usize, Fold>,
     scrapes: u32,
     failed: u32,
     first_s: Option<f64>,
     last_s: f64,
+}
+
+/// One metric's scraped values, folded: what its [`Reading`] needs and nothing more.
+#[derive(Debug, Clone, Copy)]
+struct Fold {
+    /// Values scraped.
+    count: u32,
+    /// Their sum (a gauge's mean).
+    sum: f64,
+    /// The largest.
+    max: f64,
+    /// The latest.
+    last: f64,
+    /// A counter's growth so far (see [`Increase`]).
+    increase: Increase,
+}
+
+impl Fold {
+    fn new(value: f64) -> Fold {
+        Fold {
+            count: 1,
+            sum: value,
+            max: value,
+            last: value,
+            increase: Increase::starting_at(value),
+        }
+    }
+
+    fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.max = self.max.max(value);
+        self.last = value;
+        self.increase.add(value);
+    }
 }
 
 impl Series {
@@ -97,7 +133,10 @@ impl Series {
                 .or_insert(sample.value);
         }
         for (index, value) in now {
-            self.points.entry(index).or_default().push((at_s, value));
+            self.folds
+                .entry(index)
+                .and_modify(|fold| fold.add(value))
+                .or_insert_with(|| Fold::new(value));
         }
         self.scrapes += 1;
         self.first_s.get_or_insert(at_s);
@@ -118,19 +157,18 @@ impl Series {
     pub fn summarise(&self, endpoint: &str) -> ServerMetrics {
         let window_s = self.first_s.map_or(0.0, |first| self.last_s - first);
         let metrics = self
-            .points
+            .folds
             .iter()
-            .map(|(&index, points)| {
+            .map(|(&index, fold)| {
                 let known = KNOWN[index];
-                let values = points.iter().map(|&(_, v)| v);
                 let reading = match known.kind {
                     MetricKind::Gauge => Reading::Gauge {
-                        mean: values.clone().sum::<f64>() / points.len() as f64,
-                        max: values.clone().fold(f64::NEG_INFINITY, f64::max),
-                        last: points.last().map_or(0.0, |&(_, v)| v),
+                        mean: fold.sum / f64::from(fold.count),
+                        max: fold.max,
+                        last: fold.last,
                     },
                     MetricKind::Counter => {
-                        let increase = increase(points.iter().map(|&(_, v)| v));
+                        let increase = fold.increase.total;
                         Reading::Counter {
                             increase,
                             per_s: if window_s > 0.0 {
@@ -159,21 +197,30 @@ impl Series {
     }
 }
 
-/// A counter's growth over consecutive values; a drop means it restarted from zero.
-fn increase(values: impl Iterator<Item = f64>) -> f64 {
-    let mut total = 0.0;
-    let mut previous: Option<f64> = None;
-    for value in values {
-        if let Some(before) = previous {
-            total += if value >= before {
-                value - before
-            } else {
-                value
-            };
+/// A counter's growth over consecutive values; a drop means it restarted from zero (as
+/// Prometheus's `increase` reads it).
+#[derive(Debug, Clone, Copy)]
+struct Increase {
+    total: f64,
+    previous: f64,
+}
+
+impl Increase {
+    fn starting_at(value: f64) -> Increase {
+        Increase {
+            total: 0.0,
+            previous: value,
         }
-        previous = Some(value);
     }
-    total
+
+    fn add(&mut self, value: f64) {
+        self.total += if value >= self.previous {
+            value - self.previous
+        } else {
+            value
+        };
+        self.previous = value;
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +235,11 @@ mod tests {
     #[case(&[10.0, 15.0, 4.0, 6.0], 11.0)]
     #[case(&[7.0], 0.0)]
     fn counters_grow_across_restarts(#[case] values: &[f64], #[case] expected: f64) {
-        assert_eq!(increase(values.iter().copied()), expected);
+        let mut increase = Increase::starting_at(values[0]);
+        for &value in &values[1..] {
+            increase.add(value);
+        }
+        assert_eq!(increase.total, expected);
     }
 
     #[test]

@@ -455,11 +455,18 @@ async fn drive_endpoints(
     };
     let source = Arc::new(source);
     let scrapers = start_scrapers(plan, &names, servers).await;
-    // Of a trial's workers, worker 0 alone asks the accuracy questions.
-    let asks = worker.as_ref().is_none_or(|(w, _, _)| w.share.index() == 0);
-    let Some(((task, accuracy), client)) =
-        accuracy.filter(|_| load.kind == LoadKind::Stress && asks)
-    else {
+    // A trial's workers ask the accuracy questions by index, each its share; a worker whose
+    // share has none asks nothing.
+    let shared_task = accuracy.as_ref().and_then(|((task, _), _)| {
+        worker
+            .as_ref()
+            .map(|(w, _, _)| task.share(w.share.index(), w.share.count()))
+    });
+    let accuracy = accuracy
+        .map(|((task, spec), client)| ((shared_task.as_ref().unwrap_or(task), spec), client));
+    let Some(((task, accuracy), client)) = accuracy.filter(|((task, _), _)| {
+        load.kind == LoadKind::Stress && (worker.is_none() || !task.samples().is_empty())
+    }) else {
         let (outcome, attempts) = run_repeated(session, plan, load, &source).await;
         let shard = shard_of(&outcome);
         let mut measured =
@@ -627,8 +634,8 @@ fn histograms_check(
 const HISTOGRAMS_CHECK: &str = "shard histograms";
 
 /// What a load trial measured, from its workers' merged shards rather than from a server:
-/// the same summary, judge and SLOs as a trial that drove the load (server metrics are not
-/// merged: each worker scraped on its own), and worker 0's accuracy questions.
+/// the same summary, judge and SLOs as a trial that drove the load, the servers' metrics as
+/// worker 0 scraped them, and the accuracy questions all workers asked.
 fn replayed(
     plan: &TrialPlan,
     task: Option<&Task>,
@@ -660,6 +667,7 @@ fn replayed(
     measured
         .checks
         .extend(histograms_check(&measured.summary, &replay.histograms));
+    measured.server_metrics = replay.server_metrics;
     let judged = task
         .zip(plan.accuracy_spec())
         .filter(|_| !replay.samples.is_empty())

@@ -13,6 +13,7 @@ use crate::accuracy::summary::ScoredSample;
 use crate::metrics::RequestRecord;
 use crate::metrics::distribution::DistributionBuilder;
 use crate::report::trial_dir::{ACCURACY_FILE, RECORDS_FILE};
+use crate::server_metrics::ServerMetrics;
 
 /// A trial's merged load, replayed in place of driving a server.
 #[derive(Debug, Clone, Default)]
@@ -23,12 +24,16 @@ pub struct Replay {
     pub duration_s: f64,
     /// Open-loop arrivals never sent, summed over the shards.
     pub dropped: u64,
-    /// The accuracy questions (asked by worker 0 alone).
+    /// The accuracy questions, in evaluation order (worker I of N asked questions I, I + N, …).
     pub samples: Vec<ScoredSample>,
     /// Why a worker could not start with the others, for each that could not.
     pub barrier_errors: Vec<String>,
     /// Each shard's file, by worker index.
     pub shards: Vec<ShardFile>,
+    /// The servers' scraped metrics as worker 0 saw them: every worker scrapes the same
+    /// servers over the same window (they start together), so one worker's scrape is the
+    /// servers' own account of the whole load.
+    pub server_metrics: Vec<ServerMetrics>,
     /// The workers' latency histograms (`ttft_ms`, …) added together: the union's, from the
     /// histograms alone (shards that carry none add nothing).
     pub histograms: BTreeMap<String, DistributionBuilder>,
@@ -95,6 +100,7 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> MergeError {
 #[derive(Clone)]
 struct Piece {
     shard: ShardFile,
+    server_metrics: Vec<ServerMetrics>,
     records: Vec<RequestRecord>,
     samples: Vec<ScoredSample>,
 }
@@ -124,9 +130,10 @@ pub fn read_run(run_dir: &Path) -> Result<MergedRun, MergeError> {
         let run = crate::report::run::load(out, Some(&run_name))?;
         run_id = run.run_id.clone();
         for trial in run.trials {
-            if !matches!(trial.report.body, crate::report::TrialBody::Load(_)) {
+            let crate::report::TrialBody::Load(body) = &trial.report.body else {
                 continue;
-            }
+            };
+            let server_metrics = body.server_metrics.clone();
             let shard_path = trial.dir.join(SHARD_FILE);
             let text =
                 std::fs::read_to_string(&shard_path).map_err(|e| file_error(&shard_path, e))?;
@@ -144,6 +151,7 @@ pub fn read_run(run_dir: &Path) -> Result<MergedRun, MergeError> {
                 .or_default()
                 .push(Piece {
                     shard,
+                    server_metrics,
                     records,
                     samples,
                 });
@@ -188,6 +196,7 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
         .fold(f64::INFINITY, f64::min);
     let mut replay = Replay::default();
     let mut end_ms = 0.0f64;
+    let mut samples = Vec::with_capacity(pieces.len());
     for piece in pieces {
         let shift_ms = piece.shard.window_start_unix_ms - earliest;
         end_ms = end_ms.max(shift_ms + piece.shard.duration_s * 1000.0);
@@ -213,12 +222,16 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
                 .merge(&builder);
         }
         replay.dropped += piece.shard.dropped;
-        replay.samples.extend(piece.samples);
+        samples.push(piece.samples);
+        if piece.shard.index == 0 {
+            replay.server_metrics = piece.server_metrics;
+        }
         replay
             .barrier_errors
             .extend(piece.shard.barrier_error.clone());
         replay.shards.push(piece.shard);
     }
+    replay.samples = interleave(samples);
     replay.records.sort_by_key(|r| r.id);
     if replay.records.iter().any(|r| r.prefix_group.is_some()) {
         // Which request was the first of its prefix is a question about the union.
@@ -229,6 +242,20 @@ fn merge(trial: &str, mut pieces: Vec<Piece>) -> Result<Replay, MergeError> {
     }
     replay.duration_s = end_ms / 1000.0;
     Ok(replay)
+}
+
+/// The workers' accuracy samples (worker I asked questions I, I + N, …), in question order:
+/// one from each worker in turn.
+fn interleave(shares: Vec<Vec<ScoredSample>>) -> Vec<ScoredSample> {
+    let total = shares.iter().map(Vec::len).sum();
+    let mut iters: Vec<_> = shares.into_iter().map(Vec::into_iter).collect();
+    let mut merged = Vec::with_capacity(total);
+    while merged.len() < total {
+        for share in &mut iters {
+            merged.extend(share.next());
+        }
+    }
+    merged
 }
 
 #[cfg(test)]
@@ -248,6 +275,10 @@ mod tests {
                 barrier_error: None,
                 histograms: BTreeMap::new(),
             },
+            server_metrics: vec![ServerMetrics {
+                endpoint: format!("seen by worker {index}"),
+                ..ServerMetrics::default()
+            }],
             records: ids
                 .iter()
                 .map(|&id| RequestRecord {
@@ -311,6 +342,10 @@ mod tests {
         assert_eq!(merged.records[1].send_ms, 11.0);
         assert_eq!(merged.records[1].intended_ms, Some(10.5));
         assert_eq!(merged.records[0].send_ms, 1.0);
+        assert_eq!(
+            merged.server_metrics[0].endpoint, "seen by worker 0",
+            "the servers' metrics as worker 0 scraped them"
+        );
         assert!(
             (merged.duration_s - 2.01).abs() < 1e-9,
             "{}",

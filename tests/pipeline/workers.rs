@@ -215,3 +215,71 @@ fn an_open_loop_over_four_workers_sends_the_single_process_schedule() {
         );
     }
 }
+
+#[test]
+fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_and_the_server_metrics() {
+    let dir = CaseDir::named("workers-accuracy");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 4096\nmax_concurrency: 8\n")
+        .case(
+            "c",
+            "name: c\nmodel: m\nkinds: [stress]\n\
+             server:\n  embedded: { ttft_ms: 1, tpot_ms: 0, slots: 8 }\n\
+             matrix:\n  mode: custom\n  isl: [16]\n  osl: [4]\n  concurrency: [3]\n\
+             load: { warmup: 0, duration: 1s, timeout_s: 30 }\n\
+             accuracy: { task: synthetic_arithmetic, limit: 10 }\n\
+             slo:\n  - server.\"vllm:request_success_total\".increase > 0\n",
+        )
+        .plan();
+    let out = dir.out();
+    let shards = run_workers(&plan, &out, 3);
+    let mut asked = Vec::new();
+    for (i, outcome) in shards.iter().enumerate() {
+        assert!(outcome.passed, "worker {i}: {:?}", outcome.report.verdict);
+        let ids: Vec<String> = std::fs::read_to_string(outcome.dir.join("accuracy.jsonl"))
+            .expect("the worker's questions")
+            .lines()
+            .map(|line| {
+                let sample: serde_json::Value = serde_json::from_str(line).expect("a sample");
+                sample["id"].as_str().expect("an id").to_string()
+            })
+            .collect();
+        asked.push(ids);
+    }
+    assert_eq!(
+        asked.iter().map(Vec::len).collect::<Vec<_>>(),
+        [4, 3, 3],
+        "questions I, I + 3, … of 10"
+    );
+    llm_stress::cli::merge::merge(&out.join(RUN), dir.discover(), None, &[], |s| s)
+        .expect("merged");
+    let trial = merged_trial(&out, "stress");
+    let report: TrialReport = read_json(&trial.join("summary.json"));
+    assert!(report.passed(), "{:?}", report.verdict);
+    // The servers' metrics come with the merged trial (worker 0's scrape), so an SLO on one
+    // is judged rather than finding nothing.
+    let slo = report
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name.contains("vllm:request_success_total"))
+        .expect("the server-metric SLO");
+    assert_eq!(slo.status, llm_stress::judge::Status::Pass, "{slo:?}");
+    let accuracy = report.accuracy().expect("the merged trial judged accuracy");
+    assert_eq!(accuracy.n, 10, "every worker's questions");
+    let merged: Vec<String> = std::fs::read_to_string(trial.join("accuracy.jsonl"))
+        .expect("merged questions")
+        .lines()
+        .map(|line| {
+            let sample: serde_json::Value = serde_json::from_str(line).expect("a sample");
+            sample["id"].as_str().expect("an id").to_string()
+        })
+        .collect();
+    // Back in evaluation order: question q came from worker q mod 3.
+    let interleaved: Vec<String> = (0..10).map(|q| asked[q % 3][q / 3].clone()).collect();
+    assert_eq!(merged, interleaved);
+    let mut unique = merged.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 10, "no question asked twice");
+}
