@@ -200,3 +200,42 @@ fn a_server_without_logprobs_fails_the_trial_with_that_reason() {
         self::reasons(&outcomes[2])
     );
 }
+
+#[test]
+fn a_server_that_answers_with_an_http_error_fails_the_trial_with_it() {
+    let dir = CaseDir::named("loglik-http");
+    let mmlu = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("stress-cases/data/mmlu_sample.jsonl"),
+    )
+    .expect("mmlu sample");
+    let plan = dir
+        .model("m", "name: m\nmax_context: 4096\nmax_concurrency: 16\n")
+        .file("mmlu.jsonl", &mmlu)
+        .case(
+            "ll",
+            "name: ll\nmodel: m\nkinds: [accuracy]\nserver:\n  embedded: { ttft_ms: 1, tpot_ms: 0, \
+             faults: { error_rate: 1.0, error_status: 404 } }\nmatrix: { mode: custom, isl: [16], osl: \
+             [4], concurrency: [1] }\naccuracy: { task: mmlu, dataset: \
+             mmlu.jsonl, limit: 3 }\n",
+        )
+        .plan();
+    let context = RunContext {
+        run_id: "loglik-http".into(),
+        out_dir: dir.out(),
+        url_override: None,
+    };
+    let outcome = crate::support::session(context)
+        .run_trial(&plan)
+        .expect("reports written");
+    assert!(!outcome.passed);
+    let reasons = reasons(&outcome);
+    assert!(
+        reasons.contains(
+            "loglikelihood support: 3 of 3 questions got no loglikelihoods; the first: no \
+             loglikelihood of \" A\": HTTP 404 Not Found"
+        ),
+        "{reasons}"
+    );
+    assert_eq!(summary(&outcome).score(), Some(0.0));
+}
