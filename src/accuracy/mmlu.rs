@@ -27,6 +27,8 @@ struct RawDoc {
     question: String,
     choices: Vec<String>,
     answer: serde_json::Value,
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 /// A validated question.
@@ -35,6 +37,7 @@ struct Doc {
     question: String,
     choices: Vec<String>,
     answer: usize,
+    subject: Option<String>,
 }
 
 /// The letter of choice `index` (`A` for 0).
@@ -75,6 +78,7 @@ impl Doc {
             question: raw.question,
             choices: raw.choices,
             answer,
+            subject: raw.subject,
         })
     }
 
@@ -89,10 +93,54 @@ impl Doc {
     }
 }
 
-/// Reads the file and builds the samples; shots, when asked for, come from the same file as
-/// lm-eval draws them when the few-shot split is the test split.
-pub(crate) fn load(spec: &AccuracySpec, path: &Path) -> Result<Loaded, AccuracyError> {
-    let docs = dataset::read_jsonl::<RawDoc>(path)?
+/// lm-eval's `mmlu` description of a subject (`_generate_configs.py`), prepended to the
+/// question: `The following are multiple choice questions (with answers) about high school
+/// biology.` and a blank line; none when the doc names no subject.
+fn description(subject: Option<&str>) -> String {
+    subject.map_or_else(String::new, |subject| {
+        format!(
+            "The following are multiple choice questions (with answers) about {}.\n\n",
+            subject.replace('_', " ")
+        )
+    })
+}
+
+/// Reads the file for the loglikelihood task `mmlu` (lm-eval's default MMLU template,
+/// zero-shot): each sample's question is the subject's description and `doc_to_text`, its
+/// target the answer's letter; the choices are asked as `" A"`, `" B"`, … (target delimiter
+/// and `doc_to_choice`). A doc's own `subject` key gives the description.
+pub(crate) fn load_loglikelihood(
+    spec: &AccuracySpec,
+    path: &Path,
+) -> Result<Loaded, AccuracyError> {
+    let docs = read_docs(path)?;
+    let stem = dataset::stem(path);
+    let samples = dataset::select(docs.len(), spec.limit, spec.subset_seed)
+        .into_iter()
+        .filter_map(|index| docs.get(index).map(|doc| (index, doc)))
+        .map(|(index, doc)| {
+            let n = doc.choices.len();
+            Sample {
+                id: format!("{stem}/{index}"),
+                doc_index: index,
+                shots: Vec::new(),
+                question: format!("{}{}", description(doc.subject.as_deref()), doc.text()),
+                target: letter(doc.answer),
+                right_reply: letter(doc.answer),
+                wrong_reply: letter((doc.answer + 1) % n),
+                choices: n,
+            }
+        })
+        .collect();
+    Ok(Loaded {
+        samples,
+        label: dataset::label(path),
+    })
+}
+
+/// The docs of an MMLU-style file, each validated.
+fn read_docs(path: &Path) -> Result<Vec<Doc>, AccuracyError> {
+    dataset::read_jsonl::<RawDoc>(path)?
         .into_iter()
         .map(|Line { line, doc }| {
             Doc::from_raw(doc).map_err(|(key, message)| AccuracyError::BadLine {
@@ -102,7 +150,18 @@ pub(crate) fn load(spec: &AccuracySpec, path: &Path) -> Result<Loaded, AccuracyE
                 message,
             })
         })
-        .collect::<Result<Vec<Doc>, AccuracyError>>()?;
+        .collect()
+}
+
+/// The continuation of choice `index`: the target delimiter and the choice's letter.
+pub(crate) fn continuation(index: usize) -> String {
+    format!(" {}", letter(index))
+}
+
+/// Reads the file and builds the samples; shots, when asked for, come from the same file as
+/// lm-eval draws them when the few-shot split is the test split.
+pub(crate) fn load(spec: &AccuracySpec, path: &Path) -> Result<Loaded, AccuracyError> {
+    let docs = read_docs(path)?;
     let num_fewshot = spec.num_fewshot() as usize;
     let stem = dataset::stem(path);
     let mut sampler = ContextSampler::new(spec.fewshot_seed, num_fewshot);

@@ -13,6 +13,7 @@ pub mod external;
 pub mod fewshot;
 pub mod filter;
 mod gsm8k;
+pub mod loglik;
 mod mmlu;
 pub mod summary;
 pub mod threshold;
@@ -168,6 +169,8 @@ pub struct FilterResult {
 enum Scorer {
     Gsm8k(gsm8k::Scorer),
     Mmlu(mmlu::Scorer),
+    /// `mmlu`: loglikelihood multiple choice, scored from the choices' loglikelihoods.
+    Loglikelihood,
     Arithmetic,
     Tools(Box<tools::Tools>),
     /// `external`: a command scores the server; there are no samples to score here.
@@ -216,6 +219,10 @@ impl Task {
                 mmlu::load(spec, &data()?)?,
                 Scorer::Mmlu(mmlu::Scorer::new()),
             ),
+            TaskName::Mmlu => (
+                mmlu::load_loglikelihood(spec, &data()?)?,
+                Scorer::Loglikelihood,
+            ),
             TaskName::SyntheticArithmetic => (arithmetic::load(spec)?, Scorer::Arithmetic),
             TaskName::External => (
                 Loaded {
@@ -229,7 +236,7 @@ impl Task {
             TaskName::Gsm8k => &gsm8k::STOP,
             TaskName::MmluGenerative => &mmlu::STOP,
             TaskName::SyntheticArithmetic => &arithmetic::STOP,
-            TaskName::ToolCalls | TaskName::External => &[],
+            TaskName::Mmlu | TaskName::ToolCalls | TaskName::External => &[],
         };
         Ok(Task {
             name: spec.task,
@@ -245,6 +252,52 @@ impl Task {
     /// Whether a command scores the server (`external`) rather than questions asked here.
     pub fn is_external(&self) -> bool {
         matches!(self.scorer, Scorer::External)
+    }
+
+    /// Whether each question is asked as the loglikelihoods of its choices (`mmlu`) rather
+    /// than answered by generation: see [`Task::continuations`] and [`Task::score_choices`].
+    pub fn is_loglikelihood(&self) -> bool {
+        matches!(self.scorer, Scorer::Loglikelihood)
+    }
+
+    /// Loglikelihood tasks: the (context, continuation) pair of each choice of `sample`, in
+    /// choice order, as lm-eval asks them (white space at the context's end moved to the
+    /// continuation); empty for other tasks.
+    pub fn continuations(&self, sample: &Sample) -> Vec<(String, String)> {
+        if !self.is_loglikelihood() {
+            return Vec::new();
+        }
+        let context = sample.prompt();
+        (0..sample.choices)
+            .map(|i| loglik::split_pair(&context, &mmlu::continuation(i)))
+            .collect()
+    }
+
+    /// Loglikelihood tasks: scores the loglikelihoods of `sample`'s choices (in choice order)
+    /// as lm-eval's `process_results`: `acc` and `acc_norm`, each extracting the letter it
+    /// chose.
+    pub fn score_choices(&self, sample: &Sample, lls: &[f64]) -> Vec<FilterResult> {
+        let choices: Vec<String> = (0..sample.choices)
+            .map(|i| mmlu::continuation(i).trim_start().to_string())
+            .collect();
+        let gold = choices
+            .iter()
+            .position(|c| *c == sample.target)
+            .unwrap_or(usize::MAX);
+        let decision = loglik::decide(lls, &choices, gold);
+        let letter = |i: usize| choices.get(i).cloned().unwrap_or_default();
+        self.filters()
+            .iter()
+            .zip([
+                (letter(decision.pred), decision.acc),
+                (letter(decision.pred_norm), decision.acc_norm),
+            ])
+            .map(|(&filter, (extracted, correct))| FilterResult {
+                filter,
+                extracted,
+                correct,
+            })
+            .collect()
     }
 
     /// The task's name, such as `gsm8k`.
@@ -322,7 +375,8 @@ impl Task {
             Scorer::Mmlu(scorer) => vec![scorer.score(sample, response)],
             Scorer::Arithmetic => vec![arithmetic::score(&sample.target, response)],
             Scorer::Tools(tools) => tools.score(sample.doc_index, response),
-            Scorer::External => Vec::new(),
+            // Scored from loglikelihoods (`score_choices`), not from a reply.
+            Scorer::Loglikelihood | Scorer::External => Vec::new(),
         };
         self.filters()
             .iter()
@@ -479,6 +533,75 @@ mod tests {
         )
         .expect("task");
         assert_replies_score_as_meant(&task);
+    }
+
+    #[test]
+    fn mmlu_asks_each_letter_and_scores_acc_and_acc_norm() {
+        let task = Task::from_spec(
+            &spec("task: mmlu\ndataset: stress-cases/data/mmlu_sample.jsonl\nlimit: 2\nfilter: acc_norm\n"),
+            manifest_dir(),
+        )
+        .expect("task");
+        assert!(task.is_loglikelihood());
+        assert_eq!(task.name(), "mmlu");
+        assert_eq!(task.filters(), ["acc", "acc_norm"]);
+        assert_eq!(task.judged_filter(), "acc_norm");
+        assert!(task.stop().is_empty());
+        assert_eq!(task.max_tokens(), 1);
+        let first = &task.samples()[0];
+        let context =
+            "What is the capital of France?\nA. Berlin\nB. Madrid\nC. Paris\nD. Rome\nAnswer:";
+        assert_eq!(first.prompt(), context);
+        let pairs = task.continuations(first);
+        let continuations: Vec<&str> = pairs.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(continuations, [" A", " B", " C", " D"]);
+        assert!(pairs.iter().all(|(c, _)| c == context));
+        let scored = |lls: &[f64]| -> Vec<(String, bool)> {
+            task.score_choices(first, lls)
+                .into_iter()
+                .map(|r| (r.extracted, r.correct))
+                .collect()
+        };
+        assert_eq!(
+            scored(&[-3.0, -2.0, -0.5, -4.0]),
+            [("C".into(), true), ("C".into(), true)]
+        );
+        assert_eq!(
+            scored(&[-0.1, -2.0, -0.5, -4.0]),
+            [("A".into(), false), ("A".into(), false)]
+        );
+        // Not a generative task: nothing to score in a reply, no continuations elsewhere.
+        assert!(task.score(first, "C").is_empty());
+        let generative = Task::from_spec(
+            &spec("task: mmlu_generative\ndataset: stress-cases/data/mmlu_sample.jsonl\n"),
+            manifest_dir(),
+        )
+        .expect("task");
+        assert!(!generative.is_loglikelihood());
+        assert!(
+            generative
+                .continuations(&generative.samples()[0])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn mmlu_descriptions_name_the_subject() {
+        let dir = std::env::temp_dir().join(format!("llm-stress-mmlu-ll-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("m.jsonl"),
+            "{\"question\": \" q?\\n\", \"choices\": [\"a\", \"b\"], \"answer\": 1, \"subject\": \"high_school_biology\"}\n",
+        )
+        .expect("write");
+        let task = Task::from_spec(&spec("task: mmlu\ndataset: m.jsonl\n"), &dir).expect("task");
+        assert_eq!(
+            task.samples()[0].prompt(),
+            "The following are multiple choice questions (with answers) about high school \
+             biology.\n\nq?\nA. a\nB. b\nAnswer:"
+        );
+        assert_eq!(task.samples()[0].target, "B");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -84,4 +84,19 @@ pub struct ScoredSample {
     pub e2el_ms: Option<f64>,
     /// Stress trials: whether the answer came back while the load was still running.
     pub under_load: Option<bool>,
+    /// Loglikelihood tasks: each choice's continuation, summed logprob and greediness, in
+    /// choice order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loglikelihoods: Option<Vec<ChoiceLoglikelihood>>,
+}
+
+/// The loglikelihood of one choice of a question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLoglikelihood {
+    /// What was scored after the context, such as `" B"`.
+    pub continuation: String,
+    /// Summed logprob of its tokens.
+    pub logprob: f64,
+    /// Whether every one of its tokens was the most likely.
+    pub is_greedy: bool,
 }

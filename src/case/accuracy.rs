@@ -18,6 +18,10 @@ pub enum TaskName {
     Gsm8k,
     /// Generative multiple choice from an MMLU-style JSON Lines file.
     MmluGenerative,
+    /// Loglikelihood multiple choice from an MMLU-style JSON Lines file, as lm-eval's `mmlu`
+    /// task (output type `multiple_choice`): each choice's loglikelihood asked through the
+    /// completions API with `echo` and `logprobs`, scored `acc` and `acc_norm`.
+    Mmlu,
     /// Built-in, seeded integer arithmetic; needs no data file.
     SyntheticArithmetic,
     /// Tool calling on a chat endpoint: the right function, called with arguments that are
@@ -35,6 +39,7 @@ impl TaskName {
         match self {
             TaskName::Gsm8k => "gsm8k",
             TaskName::MmluGenerative => "mmlu_generative",
+            TaskName::Mmlu => "mmlu",
             TaskName::SyntheticArithmetic => "synthetic_arithmetic",
             TaskName::ToolCalls => "tool_calls",
             TaskName::External => "external",
@@ -46,6 +51,7 @@ impl TaskName {
         match self {
             TaskName::Gsm8k => &["strict-match", "flexible-extract"],
             TaskName::MmluGenerative => &["letter"],
+            TaskName::Mmlu => &["acc", "acc_norm"],
             TaskName::SyntheticArithmetic => &["first-number"],
             TaskName::ToolCalls => &["correct", "valid-json", "function", "schema", "values"],
             TaskName::External => &["score"],
@@ -56,7 +62,7 @@ impl TaskName {
     pub fn default_num_fewshot(self) -> u32 {
         match self {
             TaskName::Gsm8k => 5,
-            TaskName::MmluGenerative => 0,
+            TaskName::MmluGenerative | TaskName::Mmlu => 0,
             TaskName::SyntheticArithmetic => 3,
             TaskName::ToolCalls | TaskName::External => 0,
         }
@@ -67,6 +73,8 @@ impl TaskName {
         match self {
             TaskName::Gsm8k => 256,
             TaskName::MmluGenerative => 8,
+            // lm-eval's local-completions asks one token beside the echoed prompt.
+            TaskName::Mmlu => 1,
             TaskName::SyntheticArithmetic => 16,
             TaskName::ToolCalls | TaskName::External => 256,
         }
@@ -421,6 +429,9 @@ impl AccuracySpec {
             }
             return None;
         }
+        if let Some((key, message)) = self.loglikelihood_problem() {
+            return problem(key, message);
+        }
         match (&self.dataset, is_arithmetic) {
             (None, false) if !is_tools => {
                 return problem("dataset", format!("task `{task}` needs a dataset"));
@@ -501,6 +512,37 @@ impl AccuracySpec {
 }
 
 impl AccuracySpec {
+    /// `mmlu` (loglikelihood): the keys of generation that it cannot honour, as (key within
+    /// `accuracy`, message).
+    fn loglikelihood_problem(&self) -> Option<(&'static str, String)> {
+        if self.task != TaskName::Mmlu {
+            return None;
+        }
+        if self.num_fewshot.is_some_and(|n| n > 0) {
+            return Some((
+                "num_fewshot",
+                "`mmlu` asks zero-shot: lm-eval draws its shots from the dev split \
+                 (`first_n`), which one JSON Lines file does not have"
+                    .into(),
+            ));
+        }
+        if self.max_tokens.is_some() {
+            return Some((
+                "max_tokens",
+                "not for `mmlu`: each choice is asked with `max_tokens: 1` and `echo`, as \
+                 lm-eval's local-completions asks it"
+                    .into(),
+            ));
+        }
+        if self.fewshot_as_multiturn {
+            return Some((
+                "fewshot_as_multiturn",
+                "not for `mmlu`: it asks the completions API, not chat".into(),
+            ));
+        }
+        None
+    }
+
     /// The first problem with the `external` keys, as (key within `accuracy`, message).
     fn external_problem(&self) -> Option<(String, String)> {
         let task = self.task.as_str();
@@ -1241,6 +1283,27 @@ mod tests {
         "task: tool_calls\nlimit: 5\nsubset_seed: 1\n",
         "accuracy.subset_seed",
         "not for `tool_calls`"
+    )]
+    #[case::mmlu_few_shot(
+        "task: mmlu\ndataset: d\nnum_fewshot: 5\n",
+        "accuracy.num_fewshot",
+        "`mmlu` asks zero-shot"
+    )]
+    #[case::mmlu_max_tokens(
+        "task: mmlu\ndataset: d\nmax_tokens: 4\n",
+        "accuracy.max_tokens",
+        "`max_tokens: 1` and `echo`"
+    )]
+    #[case::mmlu_multiturn(
+        "task: mmlu\ndataset: d\nfewshot_as_multiturn: true\n",
+        "accuracy.fewshot_as_multiturn",
+        "not chat"
+    )]
+    #[case::mmlu_without_data("task: mmlu\n", "accuracy.dataset", "needs a dataset")]
+    #[case::mmlu_unknown_filter(
+        "task: mmlu\ndataset: d\nfilter: letter\n",
+        "accuracy.filter",
+        "acc, acc_norm"
     )]
     fn problems_name_the_key(#[case] yaml: &str, #[case] key: &str, #[case] message: &str) {
         let (found_key, found_message) = spec(yaml).problem().expect("a problem");

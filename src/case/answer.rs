@@ -12,6 +12,9 @@ pub struct AnswerSpec {
     pub correct: CorrectRate,
     /// Seeds the choice of which questions are answered wrong.
     pub seed: u64,
+    /// Answer `echo` with `logprobs` on `/v1/completions` (as vLLM does), preferring the
+    /// reply it would generate; `false` plays a server that ignores them (`logprobs: null`).
+    pub logprobs: bool,
 }
 
 impl Default for AnswerSpec {
@@ -19,6 +22,7 @@ impl Default for AnswerSpec {
         AnswerSpec {
             correct: CorrectRate::Fixed(1.0),
             seed: 0,
+            logprobs: true,
         }
     }
 }

@@ -208,6 +208,7 @@ pub fn exec(args: Args) -> Result<ExitCode> {
         answers: AnswerSpec {
             correct: CorrectRate::Fixed(args.correct),
             seed: 0,
+            logprobs: true,
         },
         faults: args.faults.spec()?,
         sim: args.sim.config()?.map(Box::new),

@@ -22,6 +22,10 @@ pub const BODY_EXCERPT_BYTES: usize = 512;
 /// crosses the excerpt's cut before cutting.
 pub const ERROR_BODY_READ_BYTES: usize = 8 * BODY_EXCERPT_BYTES;
 
+/// Most bytes of a whole JSON answer [`Client::post_json`] reads (an echoed prompt with its
+/// logprobs is a few hundred bytes a token).
+const JSON_ANSWER_BYTES: usize = 64 << 20;
+
 /// Most bytes of failure evidence held before the secrets are redacted and the excerpt is
 /// cut.
 const DETAIL_HOLD_BYTES: usize = 64 * 1024;
@@ -300,6 +304,52 @@ impl Client {
             self.secrets.redact_in_place(text);
         }
         record
+    }
+
+    /// Posts `body` to `path` and reads the whole JSON answer, not streamed, within the
+    /// client's timeout: an accuracy task's loglikelihood requests. The error is a sentence
+    /// (the HTTP status and the start of the body, or why no answer came), the client's
+    /// secrets redacted.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let url = format!("{}{}", self.base_url, path);
+        let exchange = async {
+            let response = self
+                .http
+                .post(&url)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let cap = if status.is_success() {
+                JSON_ANSWER_BYTES
+            } else {
+                ERROR_BODY_READ_BYTES
+            };
+            let (bytes, cut) = stream::read_capped(response, cap)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            if !status.is_success() {
+                return Err(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ));
+            }
+            if cut {
+                return Err(format!(
+                    "the answer is longer than {JSON_ANSWER_BYTES} bytes"
+                ));
+            }
+            serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))
+        };
+        let answer = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err("no answer before the timeout".into()));
+        answer.map_err(|e| excerpt(&self.secrets.redact(&e), BODY_EXCERPT_BYTES))
     }
 
     async fn exchange(

@@ -100,6 +100,23 @@ pub fn judge(
             (Some(summary), vec![check])
         }
     };
+    // A loglikelihood task never scores a server that cannot answer it: one question without
+    // its loglikelihoods fails the trial, with the server's reason.
+    if task.is_loglikelihood()
+        && let Some(first) = samples.iter().find_map(|s| s.error.as_deref())
+    {
+        checks.push(
+            Check::new(
+                Status::Fail,
+                CheckSource::Accuracy,
+                "loglikelihood support",
+                "every choice's loglikelihood comes back (`echo` + `logprobs` on /v1/completions)",
+                format!("{errors} of {n} questions got no loglikelihoods; the first: {first}"),
+            )
+            .measured(Some(errors as f64))
+            .against(Some(0.0)),
+        );
+    }
     if let Some(under) = under_load {
         checks.push(
             Check::new(

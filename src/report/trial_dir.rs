@@ -412,6 +412,7 @@ mod tests {
             error: None,
             e2el_ms: Some(3.0),
             under_load: Some(true),
+            loglikelihoods: None,
         }];
         let dir = write(&out, &report, &records, &samples, true).expect("write");
         assert!(

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
-use crate::accuracy::summary::ScoredSample;
-use crate::accuracy::{Sample, Task, cut_at_stop};
+use crate::accuracy::summary::{ChoiceLoglikelihood, ScoredSample};
+use crate::accuracy::{Sample, Task, cut_at_stop, loglik};
 use crate::case::{AccuracySpec, Api};
 use crate::client::tool_calls::scored_text;
 use crate::client::{Client, Ending, Generation, Role, ToolRequest, Turn};
@@ -32,6 +32,9 @@ pub(super) async fn ask_all(
             .map(|(i, sample)| {
                 let load_running = load_running.clone();
                 async move {
+                    if task.is_loglikelihood() {
+                        return (i, ask_choices(task, sample, client, load_running).await);
+                    }
                     let request = generation(task, sample, api, spec.fewshot_as_multiturn);
                     let record = client.generate(i as u64, start, &request).await;
                     let under_load = load_running.map(|l| l.load(Ordering::Acquire));
@@ -67,6 +70,73 @@ pub(super) async fn ask_all(
             .await;
     scored.sort_by_key(|(i, _)| *i);
     scored.into_iter().map(|(_, s)| s).collect()
+}
+
+/// A loglikelihood task's question: each choice asked in turn on the completions endpoint
+/// (whatever the case's `api`) as lm-eval's `local-completions` asks it, then scored from the
+/// choices' loglikelihoods. A request that fails, or an answer without the echoed logprobs,
+/// leaves the question unscored with the reason as its error.
+async fn ask_choices(
+    task: &Task,
+    sample: &Sample,
+    client: &Client,
+    load_running: Option<Arc<AtomicBool>>,
+) -> ScoredSample {
+    let start = Instant::now();
+    let context = sample.prompt();
+    let mut choices = Vec::new();
+    let mut error = None;
+    for (context, continuation) in task.continuations(sample) {
+        let body = loglik::request_body(client.model(), &context, &continuation);
+        let answer = client.post_json("/v1/completions", &body).await;
+        match answer.and_then(|answer| {
+            loglik::loglikelihood(&answer, &continuation).map_err(|e| e.to_string())
+        }) {
+            Ok(ll) => choices.push(ChoiceLoglikelihood {
+                continuation,
+                logprob: ll.logprob,
+                is_greedy: ll.is_greedy,
+            }),
+            Err(reason) => {
+                error = Some(format!("no loglikelihood of {continuation:?}: {reason}"));
+                break;
+            }
+        }
+    }
+    let under_load = load_running.map(|l| l.load(Ordering::Acquire));
+    let e2el_ms = Some(start.elapsed().as_secs_f64() * 1000.0);
+    let lls: Vec<f64> = choices.iter().map(|c| c.logprob).collect();
+    let results = match error {
+        None => task.score_choices(sample, &lls),
+        Some(_) => Vec::new(),
+    };
+    let response = choices
+        .iter()
+        .map(|c| format!("{}: {}", c.continuation.trim_start(), c.logprob))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ScoredSample {
+        id: sample.id.clone(),
+        prompt_excerpt: tail(&context, PROMPT_EXCERPT_BYTES).to_string(),
+        response,
+        extracted: results
+            .iter()
+            .map(|r| (r.filter.to_string(), r.extracted.clone()))
+            .collect(),
+        target: sample.target.clone(),
+        correct: task
+            .filters()
+            .iter()
+            .map(|&filter| {
+                let right = results.iter().any(|r| r.filter == filter && r.correct);
+                (filter.to_string(), right)
+            })
+            .collect(),
+        error,
+        e2el_ms,
+        under_load,
+        loglikelihoods: Some(choices),
+    }
 }
 
 /// The request for one question: the few-shot prompt as text, or as chat turns when the case
@@ -146,6 +216,7 @@ fn score(
         error,
         e2el_ms,
         under_load,
+        loglikelihoods: None,
     }
 }
 

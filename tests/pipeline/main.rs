@@ -20,6 +20,8 @@ mod faults;
 mod hostile;
 mod hostile_corpus;
 mod length_dist;
+mod loglik_parity;
+mod loglikelihood;
 mod no_cases;
 mod prompts;
 mod repeat;

@@ -248,9 +248,45 @@ impl Answerer {
     }
 }
 
+impl Answerer {
+    /// The seed of the answer mode (fixing which questions are answered wrong).
+    pub fn seed(&self) -> u64 {
+        self.spec.seed
+    }
+
+    /// Whether the server answers `echo` with `logprobs` (see the `logprobs` module).
+    pub fn answers_logprobs(&self) -> bool {
+        self.spec.logprobs
+    }
+
+    /// When `prompt` is a known question followed by a continuation: where the continuation
+    /// starts (a byte offset at a token boundary) and whether it is the reply the server would
+    /// generate for the question at `in_flight` (trimmed texts equal). The longest prefix that
+    /// is a known question wins; only the last 16 tokens are tried as the continuation.
+    pub fn preferred_continuation(&self, prompt: &str, in_flight: usize) -> Option<(usize, bool)> {
+        let mut ends: Vec<usize> = Vec::new();
+        let mut end = 0;
+        for piece in pieces(prompt) {
+            end += piece.len();
+            ends.push(end);
+        }
+        ends.pop();
+        ends.iter().rev().take(16).find_map(|&end| {
+            let (question, right, wrong) = self.key.lookup(&prompt[..end])?;
+            let chance = self.spec.correct.at(in_flight);
+            let reply = if unit_hash(self.spec.seed, question.as_bytes()) < chance {
+                right
+            } else {
+                wrong
+            };
+            Some((end, prompt[end..].trim() == reply.trim()))
+        })
+    }
+}
+
 /// Splits text into tokens that join back into it: each word with the whitespace before it
 /// (whitespace at the very end stays with the last word).
-fn pieces(text: &str) -> Vec<String> {
+pub(super) fn pieces(text: &str) -> Vec<String> {
     let mut pieces: Vec<String> = Vec::new();
     let mut start = 0;
     let mut previous_word = false;
@@ -337,7 +373,14 @@ mod tests {
     }
 
     fn answerer(correct: CorrectRate) -> Answerer {
-        Answerer::new(Arc::new(key()), AnswerSpec { correct, seed: 0 })
+        Answerer::new(
+            Arc::new(key()),
+            AnswerSpec {
+                correct,
+                seed: 0,
+                logprobs: true,
+            },
+        )
     }
 
     fn ask(query: &str) -> Ask {
@@ -370,6 +413,7 @@ mod tests {
             AnswerSpec {
                 correct: CorrectRate::Fixed(chance),
                 seed: 0,
+                logprobs: true,
             },
         );
         let output = answerer.output(&ask("Question: What is 37 + 42 * 2?\nAnswer:"), 16, 1);
@@ -420,6 +464,7 @@ mod tests {
             AnswerSpec {
                 correct: rate,
                 seed: 3,
+                logprobs: true,
             },
         );
         let right_at = |in_flight: usize| -> Vec<bool> {

@@ -8,6 +8,7 @@ pub mod answers;
 pub mod engine;
 pub mod faults;
 pub mod llama;
+pub mod logprobs;
 pub mod metrics;
 pub mod prefix_cache;
 pub mod protocol;
@@ -370,6 +371,16 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, body: &[u8]) -> Resp
         };
         let body = if tool_call {
             responder.full_tool_call(request.prompt_tokens, &output)
+        } else if request.echo_logprobs && state.answerer.answers_logprobs() {
+            let in_flight = state.in_flight.load(Ordering::Relaxed);
+            let logprobs =
+                logprobs::echo(&state.answerer, &request.prompt_text, &output, in_flight);
+            responder.full_echo(
+                &request.prompt_text,
+                request.prompt_tokens,
+                &output,
+                logprobs,
+            )
         } else {
             responder.full(request.prompt_tokens, &output)
         };

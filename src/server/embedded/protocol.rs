@@ -29,6 +29,8 @@ pub struct Parsed {
     /// The whole prompt as the prefix cache sees it: the prompt, or every message's content
     /// of a chat in order (a conversation's history is its cached prefix).
     pub prompt_text: String,
+    /// Completions: `echo` with a number of `logprobs` (lm-eval's loglikelihood request).
+    pub echo_logprobs: bool,
 }
 
 /// Tokens generated when the request does not say.
@@ -84,6 +86,9 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, String> {
             .unwrap_or(false),
         ask: Ask::from_body(&value, query),
         prompt_text,
+        echo_logprobs: endpoint == Endpoint::Completions
+            && value["echo"].as_bool() == Some(true)
+            && value["logprobs"].is_u64(),
     })
 }
 
@@ -191,6 +196,24 @@ impl Responder {
         chunk
     }
 
+    /// A complete non-streaming completions response that echoes the prompt before the
+    /// generated text, with `logprobs` (see the `logprobs` module).
+    pub fn full_echo(
+        &self,
+        prompt: &str,
+        prompt_tokens: u64,
+        output: &Output,
+        logprobs: Value,
+    ) -> Value {
+        let completion_tokens = output.tokens();
+        let text = format!("{prompt}{}", output.text(0, completion_tokens as usize));
+        let choice = json!({"index": 0, "text": text, "logprobs": logprobs,
+                            "finish_reason": output.finish_reason()});
+        let mut body = self.envelope(false, json!([choice]));
+        body["usage"] = usage(prompt_tokens, completion_tokens);
+        body
+    }
+
     /// A complete non-streaming response.
     pub fn full(&self, prompt_tokens: u64, output: &Output) -> Value {
         let completion_tokens = output.tokens();
@@ -278,6 +301,16 @@ mod tests {
     fn bad_requests_say_why(#[case] endpoint: Endpoint, #[case] body: &str, #[case] message: &str) {
         let error = parse(endpoint, body.as_bytes()).expect_err("invalid");
         assert!(error.contains(message), "{error}");
+    }
+
+    #[rstest]
+    #[case::lm_eval(r#"{"prompt":"a","echo":true,"logprobs":1,"max_tokens":1}"#, true)]
+    #[case::no_echo(r#"{"prompt":"a","logprobs":1}"#, false)]
+    #[case::no_logprobs(r#"{"prompt":"a","echo":true}"#, false)]
+    #[case::chat_logprobs(r#"{"prompt":"a","echo":true,"logprobs":true}"#, false)]
+    fn echo_with_logprobs_is_read(#[case] body: &str, #[case] echo_logprobs: bool) {
+        let parsed = parse(Endpoint::Completions, body.as_bytes()).expect("valid");
+        assert_eq!(parsed.echo_logprobs, echo_logprobs);
     }
 
     #[test]
