@@ -67,39 +67,15 @@ pub fn judge(
     } else {
         String::new()
     };
-    let (threshold, mut checks) = match &spec.threshold {
-        None => (
-            None,
-            vec![
-                Check::not_applicable(
-                    CheckSource::Accuracy,
-                    name,
-                    "no threshold set",
-                    format!("score {score:.2} on {n} questions, no threshold set{failed_note}"),
-                )
-                .measured(Some(score)),
-            ],
-        ),
-        Some(threshold) => {
-            let judgement = threshold.judge(score, n);
-            let summary = ThresholdSummary {
-                kind: threshold.kind,
-                value: judgement.threshold,
-                theta: judgement.theta,
-                passed: judgement.passed,
-            };
-            let check = Check::new(
-                Status::of(judgement.passed),
-                CheckSource::Accuracy,
-                name,
-                judgement.rule,
-                format!("{}{failed_note}", judgement.reason),
-            )
-            .measured(Some(score))
-            .against(Some(judgement.threshold));
-            (Some(summary), vec![check])
-        }
-    };
+    let (threshold, check) = threshold_check(
+        spec,
+        name,
+        score,
+        n,
+        &format!("score {score:.2} on {n} questions"),
+        &failed_note,
+    );
+    let mut checks = vec![check];
     // A loglikelihood task never scores a server that cannot answer it: one question without
     // its loglikelihoods fails the trial, with the server's reason.
     if task.is_loglikelihood()
@@ -179,39 +155,15 @@ pub fn judge_external(
                 filter: "score".into(),
                 score,
             }];
-            match &spec.threshold {
-                None => (
-                    filters,
-                    0,
-                    None,
-                    Check::not_applicable(
-                        CheckSource::Accuracy,
-                        name,
-                        "no threshold set",
-                        format!("the command scored {score:.2}, no threshold set"),
-                    )
-                    .measured(Some(score)),
-                ),
-                Some(threshold) => {
-                    let judgement = threshold.judge(score, n.max(1));
-                    let summary = ThresholdSummary {
-                        kind: threshold.kind,
-                        value: judgement.threshold,
-                        theta: judgement.theta,
-                        passed: judgement.passed,
-                    };
-                    let check = Check::new(
-                        Status::of(judgement.passed),
-                        CheckSource::Accuracy,
-                        name,
-                        judgement.rule,
-                        judgement.reason,
-                    )
-                    .measured(Some(score))
-                    .against(Some(judgement.threshold));
-                    (filters, 0, Some(summary), check)
-                }
-            }
+            let (threshold, check) = threshold_check(
+                spec,
+                name,
+                score,
+                n.max(1),
+                &format!("the command scored {score:.2}"),
+                "",
+            );
+            (filters, 0, threshold, check)
         }
     };
     let summary = AccuracySummary {
@@ -226,6 +178,46 @@ pub fn judge_external(
         baseline: None,
     };
     (summary, vec![check])
+}
+
+/// The check of `score` (on `n` questions) against the case's threshold, and the threshold's
+/// summary; without a threshold, a not-applicable check saying `scored` (`score 80.00 on 20
+/// questions`). `note` ends the reason (requests that failed and count as wrong).
+fn threshold_check(
+    spec: &AccuracySpec,
+    name: String,
+    score: f64,
+    n: usize,
+    scored: &str,
+    note: &str,
+) -> (Option<ThresholdSummary>, Check) {
+    let Some(threshold) = &spec.threshold else {
+        let check = Check::not_applicable(
+            CheckSource::Accuracy,
+            name,
+            "no threshold set",
+            format!("{scored}, no threshold set{note}"),
+        )
+        .measured(Some(score));
+        return (None, check);
+    };
+    let judgement = threshold.judge(score, n);
+    let summary = ThresholdSummary {
+        kind: threshold.kind,
+        value: judgement.threshold,
+        theta: judgement.theta,
+        passed: judgement.passed,
+    };
+    let check = Check::new(
+        Status::of(judgement.passed),
+        CheckSource::Accuracy,
+        name,
+        judgement.rule,
+        format!("{}{note}", judgement.reason),
+    )
+    .measured(Some(score))
+    .against(Some(judgement.threshold));
+    (Some(summary), check)
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
