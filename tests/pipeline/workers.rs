@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use llm_stress::accuracy::summary::ScoredSample;
+use llm_stress::judge::Check;
 use llm_stress::load::Share;
 use llm_stress::metrics::distribution::DistributionBuilder;
 use llm_stress::metrics::{RequestRecord, Summary};
@@ -26,11 +28,34 @@ matrix:\n  mode: custom\n  isl: [16]\n  osl: [4]\n  concurrency: [512]\n  prompt
 load:\n  warmup: 0\n";
 
 fn read_lines(path: &Path) -> Vec<RequestRecord> {
+    read_json_lines(path)
+}
+
+/// One JSON value per line of `path`.
+fn read_json_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     std::fs::read_to_string(path)
-        .expect("records")
+        .expect("a JSON Lines file")
         .lines()
-        .map(|line| serde_json::from_str(line).expect("a record"))
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect()
+}
+
+/// The ids of the questions in an `accuracy.jsonl`, in its order.
+fn question_ids(path: &Path) -> Vec<String> {
+    read_json_lines::<ScoredSample>(path)
+        .into_iter()
+        .map(|sample| sample.id)
+        .collect()
+}
+
+/// The merge's `shard histograms` check in a merged trial's report.
+fn shard_histograms_check(report: &TrialReport) -> &Check {
+    report
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.name == "shard histograms")
+        .expect("the merge checks the histograms")
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
@@ -161,12 +186,7 @@ fn four_workers_of_128_streams_merge_into_one_512_stream_trial() {
             "{metric}"
         );
     }
-    let check = report
-        .verdict
-        .checks
-        .iter()
-        .find(|c| c.name == "shard histograms")
-        .expect("the merge checks the histograms");
+    let check = shard_histograms_check(&report);
     assert_eq!(check.status, llm_stress::judge::Status::Pass, "{check:?}");
     // … and the union is the shards' records, shifted onto the earliest window start.
     union.sort_by_key(|r| r.id);
@@ -248,15 +268,7 @@ fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_and_the
     let mut asked = Vec::new();
     for (i, outcome) in shards.iter().enumerate() {
         assert!(outcome.passed, "worker {i}: {:?}", outcome.report.verdict);
-        let ids: Vec<String> = std::fs::read_to_string(outcome.dir.join("accuracy.jsonl"))
-            .expect("the worker's questions")
-            .lines()
-            .map(|line| {
-                let sample: serde_json::Value = serde_json::from_str(line).expect("a sample");
-                sample["id"].as_str().expect("an id").to_string()
-            })
-            .collect();
-        asked.push(ids);
+        asked.push(question_ids(&outcome.dir.join("accuracy.jsonl")));
     }
     assert_eq!(
         asked.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -279,14 +291,7 @@ fn workers_ask_the_accuracy_questions_by_index_and_the_merge_judges_them_and_the
     assert_eq!(slo.status, llm_stress::judge::Status::Pass, "{slo:?}");
     let accuracy = report.accuracy().expect("the merged trial judged accuracy");
     assert_eq!(accuracy.n, 10, "every worker's questions");
-    let merged: Vec<String> = std::fs::read_to_string(trial.join("accuracy.jsonl"))
-        .expect("merged questions")
-        .lines()
-        .map(|line| {
-            let sample: serde_json::Value = serde_json::from_str(line).expect("a sample");
-            sample["id"].as_str().expect("an id").to_string()
-        })
-        .collect();
+    let merged = question_ids(&trial.join("accuracy.jsonl"));
     // Back in evaluation order: question q came from worker q mod 3.
     let interleaved: Vec<String> = (0..10).map(|q| asked[q % 3][q / 3].clone()).collect();
     assert_eq!(merged, interleaved);
@@ -336,11 +341,6 @@ fn workers_whose_records_stream_to_a_spool_merge_exactly() {
     let records = read_lines(&trial.join("records.jsonl"));
     assert_eq!(records.len() as u64, streamed, "every worker's records");
     assert_eq!(merged, Summary::from_records(&records, merged.duration_s));
-    let check = report
-        .verdict
-        .checks
-        .iter()
-        .find(|c| c.name == "shard histograms")
-        .expect("the merge checks the histograms");
+    let check = shard_histograms_check(&report);
     assert_eq!(check.status, llm_stress::judge::Status::Pass, "{check:?}");
 }
