@@ -92,8 +92,9 @@ struct Fold {
     max: f64,
     /// The latest.
     last: f64,
-    /// A counter's growth so far (see [`Increase`]).
-    increase: Increase,
+    /// A counter's growth so far: a drop means it restarted from zero (as Prometheus's
+    /// `increase` reads it).
+    increase: f64,
 }
 
 impl Fold {
@@ -103,7 +104,7 @@ impl Fold {
             sum: value,
             max: value,
             last: value,
-            increase: Increase::starting_at(value),
+            increase: 0.0,
         }
     }
 
@@ -111,8 +112,12 @@ impl Fold {
         self.count += 1;
         self.sum += value;
         self.max = self.max.max(value);
+        self.increase += if value >= self.last {
+            value - self.last
+        } else {
+            value
+        };
         self.last = value;
-        self.increase.add(value);
     }
 }
 
@@ -168,7 +173,7 @@ impl Series {
                         last: fold.last,
                     },
                     MetricKind::Counter => {
-                        let increase = fold.increase.total;
+                        let increase = fold.increase;
                         Reading::Counter {
                             increase,
                             per_s: if window_s > 0.0 {
@@ -197,32 +202,6 @@ impl Series {
     }
 }
 
-/// A counter's growth over consecutive values; a drop means it restarted from zero (as
-/// Prometheus's `increase` reads it).
-#[derive(Debug, Clone, Copy)]
-struct Increase {
-    total: f64,
-    previous: f64,
-}
-
-impl Increase {
-    fn starting_at(value: f64) -> Increase {
-        Increase {
-            total: 0.0,
-            previous: value,
-        }
-    }
-
-    fn add(&mut self, value: f64) {
-        self.total += if value >= self.previous {
-            value - self.previous
-        } else {
-            value
-        };
-        self.previous = value;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -235,11 +214,11 @@ mod tests {
     #[case(&[10.0, 15.0, 4.0, 6.0], 11.0)]
     #[case(&[7.0], 0.0)]
     fn counters_grow_across_restarts(#[case] values: &[f64], #[case] expected: f64) {
-        let mut increase = Increase::starting_at(values[0]);
+        let mut fold = Fold::new(values[0]);
         for &value in &values[1..] {
-            increase.add(value);
+            fold.add(value);
         }
-        assert_eq!(increase.total, expected);
+        assert_eq!(fold.increase, expected);
     }
 
     #[test]
