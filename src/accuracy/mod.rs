@@ -587,21 +587,20 @@ mod tests {
 
     #[test]
     fn mmlu_descriptions_name_the_subject() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-mmlu-ll-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let dir = dir.path();
         std::fs::write(
             dir.join("m.jsonl"),
             "{\"question\": \" q?\\n\", \"choices\": [\"a\", \"b\"], \"answer\": 1, \"subject\": \"high_school_biology\"}\n",
         )
         .expect("write");
-        let task = Task::from_spec(&spec("task: mmlu\ndataset: m.jsonl\n"), &dir).expect("task");
+        let task = Task::from_spec(&spec("task: mmlu\ndataset: m.jsonl\n"), dir).expect("task");
         assert_eq!(
             task.samples()[0].prompt(),
             "The following are multiple choice questions (with answers) about high school \
              biology.\n\nq?\nA. a\nB. b\nAnswer:"
         );
         assert_eq!(task.samples()[0].target, "B");
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
