@@ -43,14 +43,15 @@ pub struct ClientSpec {
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     /// reqwest (hyper): the body comes over a channel from a connection task, one HTTP chunk
-    /// per wake-up.
-    #[default]
+    /// per wake-up, each stamped when the reader gets it.
     Reqwest,
-    /// The harness's own HTTP/1.1 reader: the task that measures a stream reads its socket
-    /// itself, stamping each read as it returns. It costs the client about a third of the
-    /// user CPU per chunk at 64–512 streams and stamps paced chunks closer to their writes;
-    /// not the default until its stamps in synchronized rounds of hundreds of streams are
-    /// compared with reqwest's on a quiet machine (see the client-performance page).
+    /// The harness's own HTTP/1.1 reader (the default): the task that measures a stream reads
+    /// its socket itself, and each read is stamped with the kernel's receive time of its bytes
+    /// (Linux; elsewhere, as the read returns). It costs the client about a third of reqwest's
+    /// user CPU per chunk, and its stamps do not grow with the client's own backlog when
+    /// hundreds of streams get a chunk at once (see the client-performance page). A URL that
+    /// is not plain `http://` goes through reqwest.
+    #[default]
     Direct,
 }
 

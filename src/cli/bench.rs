@@ -54,9 +54,9 @@ pub struct ClientArgs {
     /// The Python interpreter that starts the anchor's script.
     #[arg(long, default_value = "python3")]
     anchor_python: std::path::PathBuf,
-    /// How our client's streams reach the server: reqwest (as trials do by default) or the
-    /// harness's own HTTP/1.1 reader (`client.transport: direct`).
-    #[arg(long, value_enum, default_value_t = TransportArg::Reqwest)]
+    /// How our client's streams reach the server: the harness's own HTTP/1.1 reader, as
+    /// trials use by default, or reqwest (`client.transport: reqwest`).
+    #[arg(long, value_enum, default_value_t = TransportArg::Direct)]
     transport: TransportArg,
     /// Worker threads of the client's runtime (default: as trials use, 1 or
     /// `LLM_STRESS_CLIENT_THREADS`).

@@ -4,8 +4,8 @@
 //! over a channel, one HTTP chunk and one task wake-up at a time, even when the socket holds
 //! many chunks (measured with `bench-client`: one read per chunk in every mode). Here the task
 //! that measures a stream reads its socket itself: one read takes every byte that is ready,
-//! is stamped once, right after the read returns, and its chunked framing is decoded in
-//! place. It speaks plain `http://` only, as the harness does; requests that are not streamed
+//! is stamped once with the kernel's receive time of its bytes ([`super::arrival`]), and its
+//! chunked framing is decoded in place. It speaks plain `http://` only, as the harness does; requests that are not streamed
 //! and the calls beside generation (`/tokenize`, `/health`, `/metrics`) go through reqwest.
 //!
 //! What it implements of HTTP/1.1: one `POST` with a `Content-Length` body per connection at
@@ -19,7 +19,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Bytes asked of the socket per read.
@@ -152,6 +152,7 @@ impl H1Client {
             })?;
         // Chunks are small and latency-bound: no Nagle delay on the request.
         let _ = stream.set_nodelay(true);
+        super::arrival::enable(&stream);
         self.exchange(stream, &request).await
     }
 
@@ -163,9 +164,10 @@ impl H1Client {
     }
 
     async fn exchange(&self, mut stream: TcpStream, request: &[u8]) -> Result<H1Response, H1Error> {
+        // No byte of the answer arrives before the request is sent.
+        let mut at = Instant::now();
         stream.write_all(request).await.map_err(H1Error::Send)?;
         let mut raw = Vec::with_capacity(READ_BYTES);
-        let mut at = Instant::now();
         loop {
             match parse_head(&raw)? {
                 // An informational head: the real one follows.
@@ -178,8 +180,10 @@ impl H1Client {
                 None => {}
             }
             raw.reserve(READ_BYTES);
-            let n = stream.read_buf(&mut raw).await.map_err(H1Error::Read)?;
-            at = Instant::now();
+            let n;
+            (n, at) = super::arrival::read(&stream, &mut raw, at, &mut false)
+                .await
+                .map_err(H1Error::Read)?;
             if n == 0 {
                 return Err(H1Error::ClosedBeforeHead);
             }
@@ -206,6 +210,7 @@ impl H1Client {
                 raw,
                 start: 0,
                 pending_at: Some(at),
+                last_at: at,
                 framing,
                 ended: false,
                 reusable,
@@ -305,6 +310,8 @@ pub struct Body {
     start: usize,
     /// The arrival of bytes already read (with the head) and not yet handed out.
     pending_at: Option<Instant>,
+    /// The arrival of the last bytes read: no later bytes arrived before it.
+    last_at: Instant,
     framing: Framing,
     ended: bool,
     reusable: bool,
@@ -313,8 +320,8 @@ pub struct Body {
 
 impl Body {
     /// Reads what the socket has ready (waiting for it when nothing is) and appends the body
-    /// bytes it holds to `out`: the instant the read returned, before anything was decoded;
-    /// `None` at the body's end. `waited` is set when the socket had nothing ready.
+    /// bytes it holds to `out`: when those bytes arrived ([`super::arrival::read`]); `None`
+    /// at the body's end. `waited` is set when the socket had nothing ready.
     pub async fn read(
         &mut self,
         out: &mut Vec<u8>,
@@ -340,16 +347,10 @@ impl Body {
             self.raw.clear();
             self.start = 0;
             self.raw.reserve(READ_BYTES);
-            let read = stream.read_buf(&mut self.raw);
-            tokio::pin!(read);
-            let n = std::future::poll_fn(|cx| {
-                let poll = read.as_mut().poll(cx);
-                *waited |= poll.is_pending();
-                poll
-            })
-            .await
-            .map_err(H1Error::Read)?;
-            let at = Instant::now();
+            let (n, at) = super::arrival::read(stream, &mut self.raw, self.last_at, waited)
+                .await
+                .map_err(H1Error::Read)?;
+            self.last_at = at;
             if n == 0 {
                 if matches!(self.framing, Framing::Close) {
                     self.ended = true;
@@ -734,6 +735,7 @@ mod tests {
     /// A one-connection server: answers each request read on it with `answer`, then closes
     /// when `close_after` requests were answered.
     async fn serve(answers: Vec<&'static [u8]>) -> (String, tokio::task::JoinHandle<usize>) {
+        use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! Talking to the server: one shared HTTP client, protocol adapters, and SSE reading with
 //! arrival timestamps.
 
+pub mod arrival;
 pub mod h1;
 pub mod protocol;
 pub mod secrets;

@@ -98,8 +98,9 @@ impl ReadCounts {
 /// A streamed body, read by the task that measures it.
 pub trait StreamBody {
     /// Appends the next read's bytes to `out` (waiting when nothing is ready, and then
-    /// setting `waited`): the instant the read returned, taken before anything of it was
-    /// parsed; `None` at the body's end; the error's evidence when the body broke.
+    /// setting `waited`): when its bytes arrived, taken before anything of it was parsed
+    /// (the kernel's receive time on the direct path, the read's return through reqwest);
+    /// `None` at the body's end; the error's evidence when the body broke.
     fn next_read(
         &mut self,
         out: &mut Vec<u8>,

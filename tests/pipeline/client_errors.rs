@@ -365,8 +365,8 @@ async fn the_event_size_limit_is_the_clients_to_set() {
     assert!(detail.contains("longer than 4096 bytes"), "{detail}");
 }
 
-/// The direct HTTP/1.1 reader (`client.transport: direct`) records every scripted answer as
-/// reqwest does: the same class, status, content chunks and token count.
+/// The direct HTTP/1.1 reader (`client.transport: direct`, the default) records every
+/// scripted answer as reqwest does: the same class, status, content chunks and token count.
 #[tokio::test]
 async fn the_direct_reader_records_every_answer_as_reqwest_does() {
     let done = b"data: [DONE]\n\n".as_slice();
