@@ -138,9 +138,18 @@ fn receive(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<(usize, Option<W
     message.msg_iovlen = 1;
     message.msg_control = control.as_mut_ptr().cast();
     message.msg_controllen = size_of_val(&control) as _;
+    // The system call itself, not libc's `recvmsg`: that wrapper is a thread-cancellation
+    // point, and its bookkeeping costs the hot path for nothing here.
     // SAFETY: the descriptor is the stream's; the message points at live buffers of the
     // stated lengths, the data buffer being the vector's spare capacity.
-    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut message, libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            stream.as_raw_fd(),
+            &mut message as *mut libc::msghdr,
+            libc::MSG_DONTWAIT,
+        )
+    };
     let Ok(n) = usize::try_from(n) else {
         return Err(io::Error::last_os_error());
     };
@@ -159,11 +168,14 @@ fn receive(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<(usize, Option<W
             if (*header).cmsg_level == libc::SOL_SOCKET
                 && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
             {
-                let spec: libc::timespec = libc::CMSG_DATA(header).cast::<libc::timespec>().read_unaligned();
-                if let (Ok(secs), Ok(nanos)) = (u64::try_from(spec.tv_sec), u32::try_from(spec.tv_nsec)) {
-                    if nanos < 1_000_000_000 {
-                        stamp = Some(WallStamp(std::time::Duration::new(secs, nanos)));
-                    }
+                let spec: libc::timespec = libc::CMSG_DATA(header)
+                    .cast::<libc::timespec>()
+                    .read_unaligned();
+                if let (Ok(secs), Ok(nanos)) =
+                    (u64::try_from(spec.tv_sec), u32::try_from(spec.tv_nsec))
+                    && nanos < 1_000_000_000
+                {
+                    stamp = Some(WallStamp(std::time::Duration::new(secs, nanos)));
                 }
             }
             header = libc::CMSG_NXTHDR(&message, header);
@@ -213,7 +225,10 @@ mod tests {
             .instant(returned)
             .unwrap();
         let age = returned.duration_since(at);
-        assert!(age >= Duration::from_millis(40) && age < Duration::from_millis(60), "{age:?}");
+        assert!(
+            age >= Duration::from_millis(40) && age < Duration::from_millis(60),
+            "{age:?}"
+        );
     }
 
     /// Bytes that waited in the socket while the client was busy are stamped when they
@@ -236,7 +251,10 @@ mod tests {
         assert_eq!(&buf[..n], b"firstsecond");
         assert!(!waited);
         if cfg!(target_os = "linux") {
-            assert!(at > first_written, "stamped before the second write's bytes arrived");
+            assert!(
+                at > first_written,
+                "stamped before the second write's bytes arrived"
+            );
             assert!(
                 at <= second_written + Duration::from_millis(5),
                 "stamped {:?} after the second write, its read returned {:?} after it",
@@ -273,10 +291,14 @@ mod tests {
             server.write_all(b"x").await.unwrap();
             server
         });
-        let (n, _) = read(&client, &mut buf, Instant::now(), &mut waited).await.unwrap();
+        let (n, _) = read(&client, &mut buf, Instant::now(), &mut waited)
+            .await
+            .unwrap();
         assert_eq!((n, waited), (1, true));
         drop(writer.await.unwrap());
-        let (n, _) = read(&client, &mut buf, Instant::now(), &mut false).await.unwrap();
+        let (n, _) = read(&client, &mut buf, Instant::now(), &mut false)
+            .await
+            .unwrap();
         assert_eq!(n, 0);
     }
 }
