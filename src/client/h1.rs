@@ -5,8 +5,9 @@
 //! many chunks (measured with `bench-client`: one read per chunk in every mode). Here the task
 //! that measures a stream reads its socket itself: one read takes every byte that is ready,
 //! is stamped once with the kernel's receive time of its bytes ([`super::arrival`]), and its
-//! chunked framing is decoded in place. It speaks plain `http://` only, as the harness does; requests that are not streamed
-//! and the calls beside generation (`/tokenize`, `/health`, `/metrics`) go through reqwest.
+//! chunked framing is decoded in place. It speaks plain `http://` only, as the harness does;
+//! requests that are not streamed and the calls beside generation (`/tokenize`, `/health`,
+//! `/metrics`) go through reqwest.
 //!
 //! What it implements of HTTP/1.1: one `POST` with a `Content-Length` body per connection at
 //! a time; responses framed by `Transfer-Encoding: chunked` (extensions and trailers
