@@ -47,10 +47,10 @@ pub enum Transport {
     Reqwest,
     /// The harness's own HTTP/1.1 reader (the default): the task that measures a stream reads
     /// its socket itself, and each read is stamped with the kernel's receive time of its bytes
-    /// (Linux; elsewhere, as the read returns). It costs the client about a third of reqwest's
-    /// user CPU per chunk, and its stamps do not grow with the client's own backlog when
-    /// hundreds of streams get a chunk at once (see the client-performance page). A URL that
-    /// is not plain `http://` goes through reqwest.
+    /// (Linux; elsewhere, as the read returns). It costs the client less CPU per chunk than
+    /// reqwest, and its stamps do not grow with the client's own backlog when hundreds of
+    /// streams get a chunk at once (see the client-performance page). A URL that is not plain
+    /// `http://` goes through reqwest.
     #[default]
     Direct,
 }
