@@ -13,8 +13,8 @@
 //! the read's return instant less the stamp's age, both clocks read right after the read.
 //! The result is kept between the connection's previous stamp (or the request's sending)
 //! and the read's return, so a wall clock stepped while bytes waited cannot put a stamp out
-//! of order. Where the kernel
-//! gives no stamp (another OS, or the option refused), the stamp is the read's return.
+//! of order. Where the kernel gives no stamp (another OS, or the option refused), the stamp
+//! is the read's return.
 
 use std::io;
 use std::task::{Context, Poll};
@@ -94,11 +94,12 @@ fn poll_read(
                 .map_or(returned, |at| at.clamp(floor.min(returned), returned));
             return Poll::Ready(Ok((n, at)));
         }
-        match attempt {
-            // Readiness was stale: tokio cleared it; wait again.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Poll::Ready(Err(e)),
-            Ok(()) => {}
+        // Nothing was received: an error, or readiness that was stale (tokio cleared it, so
+        // the loop waits again).
+        if let Err(e) = attempt
+            && e.kind() != io::ErrorKind::WouldBlock
+        {
+            return Poll::Ready(Err(e));
         }
     }
 }
@@ -203,12 +204,17 @@ mod tests {
         (client.unwrap(), server.unwrap().0)
     }
 
-    #[test]
-    fn a_stamp_ahead_of_the_wall_clock_is_the_read_s_return() {
+    /// The wall clock since the epoch and the monotonic clock, read together.
+    fn clocks() -> (Duration, Instant) {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap();
-        let returned = Instant::now();
+        (wall, Instant::now())
+    }
+
+    #[test]
+    fn a_stamp_ahead_of_the_wall_clock_is_the_read_s_return() {
+        let (wall, returned) = clocks();
         let at = WallStamp(wall + Duration::from_secs(5))
             .instant(returned)
             .unwrap();
@@ -217,10 +223,7 @@ mod tests {
 
     #[test]
     fn an_old_stamp_is_its_age_before_the_read_s_return() {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        let returned = Instant::now();
+        let (wall, returned) = clocks();
         let at = WallStamp(wall - Duration::from_millis(40))
             .instant(returned)
             .unwrap();
