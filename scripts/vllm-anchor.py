@@ -18,8 +18,12 @@ write instant in ms (both clocks are CLOCK_MONOTONIC); or `{"skipped": REASON}` 
 the download or the packages are unavailable (exit status 0: a skipped anchor is not a failed
 benchmark).
 
+With `--sync` it prints `{"sync": "start", "pid": PID}` right before the measured requests and
+`{"sync": "end"}` right after them, and waits for a line on its standard input after each:
+`bench-client` samples this process's user time in between, as it samples its own.
+
     python3 scripts/vllm-anchor.py --url http://127.0.0.1:PORT --streams 64 --requests 256 \\
-        --tokens 256 [--log]
+        --tokens 256 [--log] [--sync]
 
 The cache (wheel, extracted file, virtual environment) is `$LLM_STRESS_ANCHOR_DIR`, else
 `$CARGO_TARGET_DIR/vllm-anchor`, else `target/vllm-anchor`.
@@ -122,6 +126,14 @@ def load(path):
     return module
 
 
+def sync(point, args):
+    """With --sync: says where the measured requests are and waits for the go-ahead."""
+    if not args.sync:
+        return
+    print(json.dumps({"sync": point, "pid": os.getpid()}), flush=True)
+    sys.stdin.readline()
+
+
 async def closed_loop(funcs, args):
     import aiohttp
 
@@ -163,11 +175,13 @@ async def closed_loop(funcs, args):
             return outputs
 
         await drive([f"warm-{i}" for i in range(args.streams)])
+        sync("start", args)
         before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         outputs = await drive([f"req-{i}" for i in range(args.requests)])
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF)
+        sync("end", args)
     return outputs, wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
@@ -196,6 +210,9 @@ def main():
     parser.add_argument("--requests", type=int, required=True)
     parser.add_argument("--tokens", type=int, required=True)
     parser.add_argument("--log", action="store_true", help="the server logs its writes")
+    parser.add_argument(
+        "--sync", action="store_true", help="say where the measured requests start and end"
+    )
     args = parser.parse_args()
     if sys.platform != "linux":
         skip("the stamp comparison needs Linux's CLOCK_MONOTONIC")

@@ -5,15 +5,19 @@
 //! `scripts/vllm-anchor.py` does the Python side: it downloads vLLM's wheel at a pinned version
 //! from PyPI at run time (never copied into this repository), loads that one file with
 //! importlib in a virtual environment of its own (aiohttp, regex, tqdm), runs the closed loop
-//! and prints one JSON line: its rows' figures, or why it skipped.
+//! and prints one JSON line: its rows' figures, or why it skipped. With `--sync` it also says
+//! when its measured requests start and end and waits for a line on its standard input at
+//! each: in between, its user time is sampled from here as this harness's own is
+//! ([`super::UserSampling`]).
 
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use serde::Deserialize;
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
 
-use super::{BenchConfig, BenchError, BenchRow, Measured, Plan, spawn_server};
+use super::{BenchConfig, BenchError, BenchRow, Measured, Plan, UserSampling, spawn_server};
 use crate::metrics::Distribution;
 
 /// Where the anchor's script and interpreter are.
@@ -94,6 +98,33 @@ struct Report {
     stamp_errors_ms: Vec<f64>,
 }
 
+/// Where the script is: `{"sync": "start", "pid": N}` before its measured requests, `{"sync":
+/// "end"}` after them. It waits for a line on its standard input after each.
+#[derive(Debug, Deserialize, PartialEq)]
+struct SyncLine {
+    sync: SyncPoint,
+    /// The process to sample (the script's own, after it re-ran itself in its environment).
+    #[serde(default)]
+    pid: u32,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum SyncPoint {
+    Start,
+    End,
+}
+
+/// Lets the script go on.
+async fn resume(stdin: &mut Option<ChildStdin>) {
+    if let Some(pipe) = stdin
+        && pipe.write_all(b"\n").await.is_err()
+    {
+        // The script is gone: its exit status and output say why.
+        *stdin = None;
+    }
+}
+
 /// The script's report from its output: its last non-blank line, which must be the JSON
 /// object; a `skipped` report is an error carrying the reason.
 fn parse_report(stdout: &str, status: &dyn std::fmt::Display) -> Result<Report, AnchorError> {
@@ -130,18 +161,55 @@ pub async fn run(
         .args(["--streams", &plan.streams.to_string()])
         .args(["--requests", &plan.requests.to_string()])
         .args(["--tokens", &plan.tokens.to_string()])
-        .stdin(Stdio::null())
+        .arg("--sync")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     if plan.logged {
         command.arg("--log");
     }
-    let output = command.output().await.map_err(|e| AnchorError::NoPython {
+    let cannot = |e: std::io::Error| AnchorError::NoPython {
         python: anchor.python.display().to_string(),
         reason: e.to_string(),
+    };
+    let mut child = command.spawn().map_err(cannot)?;
+    let mut stdin = child.stdin.take();
+    let stdout = child.stdout.take().ok_or_else(|| {
+        AnchorError::Failed("the script's standard output was not captured".into())
     })?;
-    let report = parse_report(&String::from_utf8_lossy(&output.stdout), &output.status)?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut output, mut sampling) = (String::new(), None);
+    let mut sampled_user_s = Err("the anchor script did not say when it measured".to_string());
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| AnchorError::Failed(e.to_string()))?
+    {
+        match serde_json::from_str::<SyncLine>(&line) {
+            Ok(SyncLine {
+                sync: SyncPoint::Start,
+                pid,
+            }) => sampling = Some(UserSampling::start(pid)),
+            Ok(SyncLine {
+                sync: SyncPoint::End,
+                ..
+            }) => {
+                if let Some(running) = sampling.take() {
+                    sampled_user_s = running.finish();
+                }
+            }
+            Err(_) => {
+                output.push_str(&line);
+                output.push('\n');
+                continue;
+            }
+        }
+        resume(&mut stdin).await;
+    }
+    drop(stdin);
+    let status = child.wait().await.map_err(cannot)?;
+    let report = parse_report(&output, &status)?;
     Ok(BenchRow {
         client: Measured::Vllm(report.version),
         mode: config.mode,
@@ -152,6 +220,7 @@ pub async fn run(
         wall_s: report.wall_s,
         user_s: report.user_s,
         sys_s: report.sys_s,
+        sampled_user_s,
         reads: None,
         stamp_error: Distribution::from_ms(report.stamp_errors_ms),
     })
@@ -159,7 +228,7 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{AnchorError, parse_report};
+    use super::{AnchorError, SyncLine, SyncPoint, parse_report};
 
     #[test]
     fn the_last_line_is_the_report() {
@@ -168,6 +237,22 @@ mod tests {
         assert_eq!((report.version.as_str(), report.chunks), ("0.33.0", 8));
         assert_eq!((report.user_s, report.sys_s), (0.25, 0.125));
         assert_eq!(report.stamp_errors_ms, [0.5, 1.0]);
+    }
+
+    #[test]
+    fn sync_lines_are_told_from_the_report() {
+        let start: SyncLine = serde_json::from_str(r#"{"sync":"start","pid":42}"#).expect("start");
+        assert_eq!(
+            start,
+            SyncLine {
+                sync: SyncPoint::Start,
+                pid: 42
+            }
+        );
+        let end: SyncLine = serde_json::from_str(r#"{"sync":"end"}"#).expect("end");
+        assert_eq!(end.sync, SyncPoint::End);
+        let report = r#"{"version":"0.33.0","requests":2,"chunks":8,"failed":0,"wall_s":1.5,"user_s":0.25,"sys_s":0.125}"#;
+        assert!(serde_json::from_str::<SyncLine>(report).is_err());
     }
 
     #[test]

@@ -12,12 +12,18 @@
 //!   once (the kernel coalesces many chunks per segment and per read), and the client's CPU
 //!   per chunk is measured; precision: a paced server gives the stamp error.
 //!
-//! The client's CPU time is getrusage of this process; the server is another process.
+//! The client's CPU time is getrusage of this process (the server is another process): its
+//! total is exact. Its split between user and system time is sampled ([`user_cpu`]: about
+//! 10 kHz per thread), because getrusage's own split is the scheduler tick's, which a client
+//! woken on a timer grid can fool; where sampling is refused, the tick split is used and the
+//! table says so.
 //! [`anchor`] runs vLLM's own benchmark client against the same server for comparison.
 
 pub mod anchor;
 pub mod clock;
 pub mod server;
+#[cfg(target_os = "linux")]
+pub mod user_cpu;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -113,10 +119,14 @@ pub struct BenchRow {
     pub failed: u64,
     /// Wall time, seconds.
     pub wall_s: f64,
-    /// User CPU time of the client process, seconds.
+    /// User CPU time of the client process by getrusage (the scheduler tick's split), seconds.
     pub user_s: f64,
-    /// System CPU time of the client process, seconds.
+    /// System CPU time of the client process by getrusage (the scheduler tick's split),
+    /// seconds. `user_s + sys_s` is exact.
     pub sys_s: f64,
+    /// User CPU time of the client process sampled at about 10 kHz, seconds; or why it was
+    /// not sampled (the tick split is used then).
+    pub sampled_user_s: Result<f64, String>,
     /// Body reads of the streams (this harness's client only).
     pub reads: Option<ReadCounts>,
     /// Stamp − server write, ms (burst: from the precision phase).
@@ -134,8 +144,36 @@ impl BenchRow {
         self.chunks as f64 / (self.user_s + self.sys_s).max(1e-9)
     }
 
-    /// User CPU per chunk, microseconds.
+    /// User CPU time, seconds: sampled where it was, else the tick's (never above the total).
+    pub fn user_cpu_s(&self) -> f64 {
+        self.sampled_user_s
+            .as_ref()
+            .map_or(self.user_s, |&sampled| {
+                sampled.min(self.user_s + self.sys_s)
+            })
+    }
+
+    /// System CPU time, seconds: the exact total less [`user_cpu_s`](Self::user_cpu_s).
+    pub fn sys_cpu_s(&self) -> f64 {
+        (self.user_s + self.sys_s - self.user_cpu_s()).max(0.0)
+    }
+
+    /// How the user/system split was measured: `sampled` or `ticks`.
+    pub fn user_split(&self) -> &'static str {
+        if self.sampled_user_s.is_ok() {
+            "sampled"
+        } else {
+            "ticks"
+        }
+    }
+
+    /// User CPU per chunk, microseconds ([`user_cpu_s`](Self::user_cpu_s)).
     pub fn user_us_per_chunk(&self) -> f64 {
+        self.user_cpu_s() * 1e6 / (self.chunks.max(1) as f64)
+    }
+
+    /// User CPU per chunk by the tick's split, microseconds.
+    pub fn tick_user_us_per_chunk(&self) -> f64 {
         self.user_s * 1e6 / (self.chunks.max(1) as f64)
     }
 
@@ -183,6 +221,43 @@ impl CpuTimes {
             user_s: (self.user_s - earlier.user_s).max(0.0),
             sys_s: (self.sys_s - earlier.sys_s).max(0.0),
         }
+    }
+}
+
+/// Sampling of one process's user time over a measurement ([`user_cpu`], Linux only), or why
+/// there is none (the tick split of getrusage is used then).
+#[derive(Debug)]
+pub struct UserSampling(Result<SamplingHandle, String>);
+
+#[cfg(target_os = "linux")]
+type SamplingHandle = user_cpu::UserCpuSampling;
+#[cfg(not(target_os = "linux"))]
+type SamplingHandle = std::convert::Infallible;
+
+impl UserSampling {
+    /// Starts sampling every thread of process `pid`.
+    pub fn start(pid: u32) -> UserSampling {
+        #[cfg(target_os = "linux")]
+        let started = user_cpu::UserCpuSampling::start(pid).map_err(|e| e.to_string());
+        #[cfg(not(target_os = "linux"))]
+        let started = Err(format!(
+            "sampling process {pid} needs Linux's perf_event_open"
+        ));
+        UserSampling(started)
+    }
+
+    /// The sampled user time since the start, seconds, or why there is none.
+    pub fn finish(self) -> Result<f64, String> {
+        #[cfg(target_os = "linux")]
+        return self
+            .0?
+            .finish()
+            .map(user_cpu::SampledUser::seconds)
+            .map_err(|e| e.to_string());
+        #[cfg(not(target_os = "linux"))]
+        return match self.0 {
+            Err(reason) => Err(reason),
+        };
     }
 }
 
@@ -375,6 +450,7 @@ impl Plan {
 struct Measurement {
     outcome: LoadOutcome,
     cpu: CpuTimes,
+    sampled_user_s: Result<f64, String>,
     reads: ReadCounts,
     stamp_error: Option<Distribution>,
 }
@@ -393,9 +469,11 @@ async fn measure(config: &BenchConfig, plan: &Plan) -> Result<Measurement, Bench
     open_connections(&source, plan.streams).await;
     let (load, shape) = closed(plan.streams, plan.requests);
     let clocks = ClockPair::now();
+    let sampling = UserSampling::start(std::process::id());
     let (cpu, reads) = (CpuTimes::now(), counter.counts());
     let outcome = load::run(&load, &shape, &source).await;
     let (cpu, reads) = (CpuTimes::now().since(cpu), counter.counts().since(reads));
+    let sampled_user_s = sampling.finish();
     let stamp_error = if plan.logged {
         let log = fetch_log(&server.url).await?;
         Some(
@@ -408,6 +486,7 @@ async fn measure(config: &BenchConfig, plan: &Plan) -> Result<Measurement, Bench
     Ok(Measurement {
         outcome,
         cpu,
+        sampled_user_s,
         reads,
         stamp_error,
     })
@@ -441,6 +520,7 @@ fn row(mode: Mode, plan: &Plan, measured: &Measurement) -> BenchRow {
         wall_s: measured.outcome.duration_s,
         user_s: measured.cpu.user_s,
         sys_s: measured.cpu.sys_s,
+        sampled_user_s: measured.sampled_user_s.clone(),
         reads: Some(measured.reads),
         stamp_error: measured.stamp_error,
     }
@@ -489,6 +569,7 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
     let mut anchor = config.anchor.clone();
     for &streams in &config.streams {
         let (row, plan) = ours(config, streams).await?;
+        say_unsampled(&row);
         eprintln!("{}", render_row(&row));
         rows.push(row);
         let Some(settings) = &anchor else {
@@ -496,6 +577,7 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
         };
         match anchor::run(config, settings, &plan).await {
             Ok(row) => {
+                say_unsampled(&row);
                 eprintln!("{}", render_row(&row));
                 rows.push(row);
             }
@@ -508,8 +590,26 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
     Ok(rows)
 }
 
+/// Says on stderr why a row's user time is the tick's, if it is.
+fn say_unsampled(row: &BenchRow) {
+    if let Err(reason) = &row.sampled_user_s {
+        eprintln!(
+            "{} at {} streams: user/system split by getrusage's ticks ({reason})",
+            row_client(row),
+            row.streams
+        );
+    }
+}
+
+fn row_client(row: &BenchRow) -> String {
+    match &row.client {
+        Measured::LlmStress => "llm-stress".to_string(),
+        Measured::Vllm(version) => format!("vLLM {version}"),
+    }
+}
+
 /// The header of the benchmark's table.
-pub const HEADER: &str = "| client | mode | streams | requests | chunks | failed | wall s | chunks/s | user CPU s | sys CPU s | user µs/chunk | CPU µs/chunk | chunks per CPU-s | reads/chunk | waited reads/chunk | stamp error p50 ms | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+pub const HEADER: &str = "| client | mode | streams | requests | chunks | failed | wall s | chunks/s | user CPU s | sys CPU s | user µs/chunk | CPU µs/chunk | chunks per CPU-s | reads/chunk | waited reads/chunk | stamp error p50 ms | p99 ms | max ms | user/sys split | tick user µs/chunk |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|";
 
 /// One table line.
 pub fn render_row(row: &BenchRow) -> String {
@@ -527,12 +627,9 @@ pub fn render_row(row: &BenchRow) -> String {
         || ("-".into(), "-".into()),
         |(r, w)| (format!("{r:.3}"), format!("{w:.3}")),
     );
-    let client = match &row.client {
-        Measured::LlmStress => "llm-stress".to_string(),
-        Measured::Vllm(version) => format!("vLLM {version}"),
-    };
+    let client = row_client(row);
     format!(
-        "| {client} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50} | {p99} | {max} |",
+        "| {client} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50} | {p99} | {max} | {} | {:.3} |",
         row.mode.name(),
         row.streams,
         row.requests,
@@ -540,16 +637,20 @@ pub fn render_row(row: &BenchRow) -> String {
         row.failed,
         row.wall_s,
         row.chunks_per_s(),
-        row.user_s,
-        row.sys_s,
+        row.user_cpu_s(),
+        row.sys_cpu_s(),
         row.user_us_per_chunk(),
         row.cpu_us_per_chunk(),
         row.chunks_per_cpu_s(),
+        row.user_split(),
+        row.tick_user_us_per_chunk(),
     )
 }
 
 /// The ratios of vLLM's client's CPU per chunk to ours, per stream count, as a table: user
-/// CPU and whole-process CPU (user + system). Empty when no anchor row was measured.
+/// CPU and whole-process CPU (user + system). User CPU compares sampled figures when both rows
+/// have them, else both rows' tick figures (the table says which). Empty when no anchor row
+/// was measured.
 pub fn render_ratios(rows: &[BenchRow]) -> String {
     let mut out = String::new();
     for theirs in rows
@@ -563,7 +664,7 @@ pub fn render_ratios(rows: &[BenchRow]) -> String {
             continue;
         };
         if out.is_empty() {
-            out.push_str("| streams | user CPU per chunk, vLLM ÷ llm-stress | whole-process CPU per chunk, vLLM ÷ llm-stress |\n|---:|---:|---:|\n");
+            out.push_str("| streams | user CPU per chunk, vLLM ÷ llm-stress | user/sys split | whole-process CPU per chunk, vLLM ÷ llm-stress |\n|---:|---:|---|---:|\n");
         }
         // A ratio over a time the clock did not see (getrusage ticks) says nothing.
         let ratio = |theirs: f64, ours: f64| {
@@ -573,10 +674,23 @@ pub fn render_ratios(rows: &[BenchRow]) -> String {
                 "- (ours under the clock's tick)".to_string()
             }
         };
+        let (user, split) = if theirs.sampled_user_s.is_ok() && ours.sampled_user_s.is_ok() {
+            (
+                ratio(theirs.user_us_per_chunk(), ours.user_us_per_chunk()),
+                "sampled",
+            )
+        } else {
+            (
+                ratio(
+                    theirs.tick_user_us_per_chunk(),
+                    ours.tick_user_us_per_chunk(),
+                ),
+                "ticks",
+            )
+        };
         out.push_str(&format!(
-            "| {} | {} | {} |\n",
+            "| {} | {user} | {split} | {} |\n",
             theirs.streams,
-            ratio(theirs.user_us_per_chunk(), ours.user_us_per_chunk()),
             ratio(theirs.cpu_us_per_chunk(), ours.cpu_us_per_chunk()),
         ));
     }
@@ -616,6 +730,15 @@ mod tests {
     }
 
     fn measured_row(client: Measured, user_s: f64, sys_s: f64) -> BenchRow {
+        sampled_row(client, user_s, sys_s, Err("not sampled".into()))
+    }
+
+    fn sampled_row(
+        client: Measured,
+        user_s: f64,
+        sys_s: f64,
+        sampled_user_s: Result<f64, String>,
+    ) -> BenchRow {
         BenchRow {
             client,
             mode: Mode::Paced,
@@ -626,6 +749,7 @@ mod tests {
             wall_s: 1.0,
             user_s,
             sys_s,
+            sampled_user_s,
             reads: None,
             stamp_error: None,
         }
@@ -639,15 +763,41 @@ mod tests {
         ];
         assert_eq!(rows[0].user_us_per_chunk(), 1.0);
         let table = render_ratios(&rows);
-        assert!(table.contains("| 4 | 5.00 | 2.00 |"), "{table}");
+        assert!(table.contains("| 4 | 5.00 | ticks | 2.00 |"), "{table}");
         assert!(render_ratios(&rows[..1]).is_empty());
+    }
+
+    #[test]
+    fn sampled_user_time_replaces_the_tick_split_only_when_both_rows_have_it() {
+        let vllm = || Measured::Vllm("0.33.0".into());
+        let ours = sampled_row(Measured::LlmStress, 0.002, 0.001, Ok(0.0005));
+        // The total stays getrusage's; the split is the sampled one.
+        assert_eq!((ours.user_cpu_s(), ours.sys_cpu_s()), (0.0005, 0.0025));
+        assert_eq!(
+            (ours.user_us_per_chunk(), ours.user_split()),
+            (0.5, "sampled")
+        );
+        assert_eq!(ours.tick_user_us_per_chunk(), 2.0);
+        let theirs = sampled_row(vllm(), 0.004, 0.002, Ok(0.005));
+        let table = render_ratios(&[ours.clone(), theirs]);
+        assert!(table.contains("| 4 | 10.00 | sampled | 2.00 |"), "{table}");
+        // One side unsampled: both sides by ticks.
+        let unsampled = measured_row(vllm(), 0.004, 0.002);
+        let table = render_ratios(&[ours, unsampled]);
+        assert!(table.contains("| 4 | 2.00 | ticks | 2.00 |"), "{table}");
+        // A sampled figure above the exact total (sampling error) is capped at it.
+        let capped = sampled_row(Measured::LlmStress, 0.001, 0.0, Ok(0.0011));
+        assert_eq!((capped.user_cpu_s(), capped.sys_cpu_s()), (0.001, 0.0));
     }
 
     #[test]
     fn a_row_without_reads_or_stamps_shows_dashes() {
         let line = render_row(&measured_row(Measured::Vllm("0.33.0".into()), 0.005, 0.001));
         assert!(line.starts_with("| vLLM 0.33.0 | paced | 4 |"), "{line}");
-        assert!(line.ends_with("| - | - | - | - | - |"), "{line}");
+        assert!(
+            line.ends_with("| - | - | - | - | - | ticks | 5.000 |"),
+            "{line}"
+        );
         assert_eq!(
             line.matches('|').count(),
             HEADER

@@ -413,7 +413,13 @@ impl Client {
         let reading = self.reading(request, sent, deadline);
         if self.stream {
             let expected = expected_chunks(request);
-            stream::read_stream(response, record, &reading, expected).await
+            stream::read_stream(
+                stream::ReqwestBody::from(response),
+                record,
+                &reading,
+                expected,
+            )
+            .await
         } else {
             stream::read_whole(response, record, &reading).await
         }
@@ -467,8 +473,8 @@ impl Client {
             let capped = async {
                 let mut waited = false;
                 while text.len() < ERROR_BODY_READ_BYTES {
-                    match body.read(&mut text, &mut waited).await {
-                        Ok(Some(_)) => {}
+                    match body.read(&mut waited).await {
+                        Ok(Some(_)) => text.extend_from_slice(body.bytes()),
                         _ => break,
                     }
                 }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
+use smallvec::SmallVec;
 
 use super::{Ending, Generation};
 use crate::case::Api;
@@ -68,8 +69,8 @@ pub fn request_body(
 
 /// One streamed chunk (or a whole non-streamed response) of any of the three endpoints.
 ///
-/// Text fields borrow from the event's bytes when they hold no escapes, so parsing a chunk
-/// allocates only its list of choices.
+/// Text fields borrow from the event's bytes when they hold no escapes, and the usual one
+/// choice is held inline, so parsing a chunk allocates nothing.
 #[derive(Debug, Default, Deserialize)]
 pub struct Chunk<'a> {
     /// llama.cpp: generated text of this chunk.
@@ -86,7 +87,7 @@ pub struct Chunk<'a> {
     pub tokens_evaluated: Option<u64>,
     /// Choices; empty on the final usage chunk.
     #[serde(default, borrow)]
-    pub choices: Vec<Choice<'a>>,
+    pub choices: SmallVec<[Choice<'a>; 1]>,
     /// Token usage, on the final chunk when `include_usage` was asked for (and on every chunk
     /// for servers with continuous usage stats).
     #[serde(default)]

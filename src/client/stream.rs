@@ -97,28 +97,43 @@ impl ReadCounts {
 
 /// A streamed body, read by the task that measures it.
 pub trait StreamBody {
-    /// Appends the next read's bytes to `out` (waiting when nothing is ready, and then
-    /// setting `waited`): when its bytes arrived, taken before anything of it was parsed
-    /// (the kernel's receive time on the direct path, the read's return through reqwest);
-    /// `None` at the body's end; the error's evidence when the body broke.
+    /// Reads the body's next bytes (waiting when nothing is ready, and then setting
+    /// `waited`), which [`bytes`](Self::bytes) then holds: when they arrived, taken before
+    /// anything of them was parsed (the kernel's receive time on the direct path, the read's
+    /// return through reqwest); `None` at the body's end; the error's evidence when the body
+    /// broke.
     fn next_read(
         &mut self,
-        out: &mut Vec<u8>,
         waited: &mut bool,
     ) -> impl Future<Output = Result<Option<Instant>, String>> + Send;
+
+    /// The bytes of the last read that returned an instant.
+    fn bytes(&self) -> &[u8];
 
     /// The answer said it was done before the body's end: what is left of the body may be
     /// read in the background (the direct path does, to reuse the connection).
     fn release(self);
 }
 
-impl StreamBody for reqwest::Response {
-    async fn next_read(
-        &mut self,
-        out: &mut Vec<u8>,
-        waited: &mut bool,
-    ) -> Result<Option<Instant>, String> {
-        let next = self.chunk();
+/// A body streamed through reqwest, with its last read's bytes.
+#[derive(Debug)]
+pub struct ReqwestBody {
+    response: reqwest::Response,
+    last: bytes::Bytes,
+}
+
+impl From<reqwest::Response> for ReqwestBody {
+    fn from(response: reqwest::Response) -> ReqwestBody {
+        ReqwestBody {
+            response,
+            last: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl StreamBody for ReqwestBody {
+    async fn next_read(&mut self, waited: &mut bool) -> Result<Option<Instant>, String> {
+        let next = self.response.chunk();
         tokio::pin!(next);
         // Notes whether the read had to wait: a plain flag, no clock or atomic per chunk.
         let read = std::future::poll_fn(|cx| {
@@ -130,7 +145,7 @@ impl StreamBody for reqwest::Response {
         match read {
             Ok(Some(bytes)) => {
                 let at = Instant::now();
-                out.extend_from_slice(&bytes);
+                self.last = bytes;
                 Ok(Some(at))
             }
             Ok(None) => Ok(None),
@@ -138,27 +153,26 @@ impl StreamBody for reqwest::Response {
         }
     }
 
+    fn bytes(&self) -> &[u8] {
+        &self.last
+    }
+
     fn release(self) {}
 }
 
 impl StreamBody for super::h1::Body {
-    async fn next_read(
-        &mut self,
-        out: &mut Vec<u8>,
-        waited: &mut bool,
-    ) -> Result<Option<Instant>, String> {
-        self.read(out, waited)
-            .await
-            .map_err(|e| super::error_chain(&e))
+    async fn next_read(&mut self, waited: &mut bool) -> Result<Option<Instant>, String> {
+        self.read(waited).await.map_err(|e| super::error_chain(&e))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        super::h1::Body::bytes(self)
     }
 
     fn release(self) {
         super::h1::Body::release(self);
     }
 }
-
-/// Bytes of one read kept ready (the read buffer grows past it only for a larger read).
-const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
 /// times, usage, and the failure class if the stream breaks, is malformed, times out or
@@ -179,17 +193,15 @@ pub async fn read_stream(
     let timeout = tokio::time::sleep_until(deadline);
     tokio::pin!(timeout);
     let mut counts = ReadCounts::default();
-    let mut read = Vec::with_capacity(READ_BUFFER_BYTES);
     let record = loop {
         if state.done {
             body.release();
             break state.finish(counter, reading.keep_text);
         }
         let mut waited = false;
-        read.clear();
         let next = tokio::select! {
             biased;
-            next = body.next_read(&mut read, &mut waited) => Ok(next),
+            next = body.next_read(&mut waited) => Ok(next),
             () = &mut timeout => Err(()),
         };
         counts.waited += u64::from(waited);
@@ -215,7 +227,7 @@ pub async fn read_stream(
         // The read's arrival time: every event it completes carries it.
         let at = ms_between(sent, at);
         counts.reads += 1;
-        if let Err((class, detail)) = state.take_read(&mut parser, &read, at) {
+        if let Err((class, detail)) = state.take_read(&mut parser, body.bytes(), at) {
             break failed(state.record, class, &detail);
         }
     };
