@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Bytes asked of the socket per read.
-const READ_BYTES: usize = 4 * 1024;
+const READ_BYTES: usize = 16 * 1024;
 
 /// Most bytes of a response head.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;

@@ -92,21 +92,22 @@ pub struct Chunk<'a> {
     /// for servers with continuous usage stats).
     #[serde(default)]
     pub usage: Option<Usage>,
-    /// An error reported inside the stream.
+    /// An error reported inside the stream (boxed, as the timings: fields that are rarely
+    /// there keep every chunk small to move).
     #[serde(default)]
-    pub error: Option<Value>,
+    pub error: Option<Box<Value>>,
     /// llama-server: its own timings of the request, on the last chunk (all endpoints).
     #[serde(default, deserialize_with = "lenient_timings")]
-    pub timings: Option<ServerTiming>,
+    pub timings: Option<Box<ServerTiming>>,
 }
 
 /// Timings in llama-server's shape, else `None`: another server's field of the same name must
 /// not make the chunk unreadable.
 fn lenient_timings<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<ServerTiming>, D::Error> {
+) -> Result<Option<Box<ServerTiming>>, D::Error> {
     let value = Value::deserialize(deserializer)?;
-    Ok(serde_json::from_value(value).ok())
+    Ok(serde_json::from_value(value).ok().map(Box::new))
 }
 
 impl Chunk<'_> {

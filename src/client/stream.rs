@@ -384,8 +384,8 @@ impl StreamState {
         if chunk.is_final() {
             self.finished = true;
         }
-        if chunk.timings.is_some() {
-            self.record.server_timing = chunk.timings;
+        if let Some(timings) = &chunk.timings {
+            self.record.server_timing = Some(**timings);
         }
         if let Some(usage) = usage {
             if usage.prompt_tokens.is_some() {
@@ -399,7 +399,7 @@ impl StreamState {
                 self.record.cached_tokens = Some(cached);
             }
         }
-        if let Some(cached) = chunk.timings.and_then(|t| t.cache_n) {
+        if let Some(cached) = chunk.timings.as_ref().and_then(|t| t.cache_n) {
             self.record.cached_tokens = Some(cached);
         }
         Ok(())
@@ -555,7 +555,7 @@ pub async fn read_whole(
         record.prompt_tokens = usage.prompt_tokens;
         record.output_tokens = usage.completion_tokens;
     }
-    record.server_timing = answer.timings;
+    record.server_timing = answer.timings.as_deref().copied();
     let mut text = String::new();
     answer.push_text(&mut text);
     if let Some(total) = record.output_tokens
