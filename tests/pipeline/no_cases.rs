@@ -2,7 +2,7 @@
 //! `[error] cases::discovery`, naming the folder; the `stress` harness and the CLI's `run` fail
 //! on it instead of passing with no trial.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use llm_stress::plan::discovery::{Discovered, discover};
 
@@ -53,10 +53,20 @@ fn the_cli_run_fails_on_an_empty_cases_folder() {
 }
 
 /// The `stress` test target's binary beside this one (cargo and nextest build every test
-/// target into the same folder), the newest when several builds are there.
+/// target into the same folder): the newest whose dep-info file says it was built from this
+/// package. Other packages' `stress` targets may be there too: CI builds the example consumer
+/// and an `llm-stress init` project into this target folder.
 fn harness_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("this test binary");
     let folder = exe.parent().expect("its folder");
+    let this_package = format!(
+        "# env-dep:CARGO_MANIFEST_DIR={}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let ours = |binary: &Path| {
+        std::fs::read_to_string(binary.with_extension("d"))
+            .is_ok_and(|deps| deps.lines().any(|line| line == this_package))
+    };
     std::fs::read_dir(folder)
         .expect("the test binaries' folder")
         .flatten()
@@ -64,13 +74,14 @@ fn harness_binary() -> PathBuf {
             let name = entry.file_name().to_string_lossy().into_owned();
             name.strip_prefix("stress-")
                 .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+                && ours(&entry.path())
         })
         .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
         .max()
         .map(|(_, path)| path)
         .unwrap_or_else(|| {
             panic!(
-                "no `stress` test binary in {}: build it (cargo test --no-run)",
+                "no `stress` test binary of this package in {}: build it (cargo test --no-run)",
                 folder.display()
             )
         })
