@@ -1,6 +1,8 @@
 //! `bench-client --anchor vllm` samples the anchor's process between the two sync lines of its
 //! script, and only there: a stand-in script that spins in Python before, between and after
-//! them must be charged with the middle spin alone.
+//! them must be charged with the middle spin alone. Ignored unless asked for, as the sampling
+//! tests of `bench::user_cpu` are: a machine whose kernel refuses `perf_event_open` reports
+//! them ignored instead of failing the plain run; asked for, a refusal fails them.
 
 use llm_stress::bench::anchor::{self, AnchorConfig};
 use llm_stress::bench::{BenchConfig, Mode, Plan};
@@ -37,6 +39,8 @@ print(json.dumps({"version": "stand-in", "requests": 1, "chunks": 1000, "failed"
 "#;
 
 #[tokio::test]
+#[ignore = "needs perf_event_open, which containers often refuse: run with \
+            cargo nextest run --run-ignored only -E 'test(/user_cpu|anchor_sampling/)'"]
 async fn the_anchor_is_sampled_between_its_sync_lines_only() {
     let temp = Temp::new("anchor");
     let script = temp.join("stand-in.py");
