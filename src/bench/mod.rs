@@ -208,6 +208,11 @@ impl CpuTimes {
             libc::getrusage(libc::RUSAGE_SELF, &mut usage);
             usage
         };
+        CpuTimes::of(&usage)
+    }
+
+    /// The user and system times of a getrusage (or wait4) result.
+    pub(crate) fn of(usage: &libc::rusage) -> CpuTimes {
         let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         CpuTimes {
             user_s: seconds(usage.ru_utime),

@@ -301,8 +301,8 @@ mod tests {
         let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
         assert_eq!(waited, child.id() as i32, "wait4");
         let sampled = sampling.finish().expect("sampled");
-        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        let (user, system) = (seconds(usage.ru_utime), seconds(usage.ru_stime));
+        let times = super::super::CpuTimes::of(&usage);
+        let (user, system) = (times.user_s, times.sys_s);
         eprintln!(
             "sampled user {:.3} s ({} samples); getrusage user {user:.3} s, system {system:.3} s",
             sampled.seconds(),
