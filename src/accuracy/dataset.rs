@@ -93,17 +93,17 @@ mod tests {
         n: u32,
     }
 
-    fn temp_file(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("llm-stress-dataset-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join(name);
+    /// `text` in a file named `name` in a new temporary folder (removed when it is dropped).
+    fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
-        path
+        (dir, path)
     }
 
     #[test]
     fn lines_parse_and_blank_lines_are_skipped() {
-        let path = temp_file(
+        let (_dir, path) = temp_file(
             "ok.jsonl",
             "{\"question\": \"a\", \"n\": 1}\n\n{\"question\": \"b\", \"n\": 2, \"extra\": 0}\n",
         );
@@ -130,7 +130,7 @@ mod tests {
         #[case] text: &str,
         #[case] message: &str,
     ) {
-        let path = temp_file(name, text);
+        let (_dir, path) = temp_file(name, text);
         let error = read_jsonl::<Doc>(&path)
             .err()
             .expect("an error")

@@ -214,13 +214,13 @@ mod tests {
 
     #[test]
     fn a_folder_means_its_newest_json_file() {
-        let dir = std::env::temp_dir().join(format!("external-newest-{}", std::process::id()));
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path();
         let nested = dir.join("model");
         std::fs::create_dir_all(&nested).expect("dirs");
         std::fs::write(dir.join("notes.txt"), "x").expect("write");
         std::fs::write(nested.join("results_1.json"), "{}").expect("write");
-        assert_eq!(newest_json(&dir), Some(nested.join("results_1.json")));
+        assert_eq!(newest_json(dir), Some(nested.join("results_1.json")));
         assert_eq!(newest_json(&dir.join("none")), None);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -273,8 +273,8 @@ mod tests {
 
     #[test]
     fn a_missing_train_file_is_named() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-gsm8k-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         std::fs::write(
             dir.join("test.jsonl"),
             "{\"question\": \"q\", \"answer\": \"#### 1\"}\n",
@@ -302,6 +302,5 @@ mod tests {
             error.contains("5 docs needed for each few-shot draw, 1 available"),
             "{error}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

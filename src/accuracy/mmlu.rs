@@ -299,8 +299,8 @@ mod tests {
 
     #[test]
     fn bad_lines_name_line_and_key() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-mmlu-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         std::fs::write(
             dir.join("m.jsonl"),
             "{\"question\": \"q\", \"choices\": [\"a\", \"b\"], \"answer\": 0}\n{\"question\": \"q\", \"choices\": [\"a\", \"b\"], \"answer\": \"Z\"}\n",
@@ -330,7 +330,6 @@ mod tests {
             error.contains("6 docs needed for each few-shot draw, 2 available"),
             "{error}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -503,8 +503,8 @@ mod tests {
 
     #[test]
     fn question_files_take_the_case_tools_and_say_which_line_is_bad() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-tools-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         std::fs::write(dir.join("tools.json"), synthetic_tools().to_string()).expect("tools");
         std::fs::write(
             dir.join("q.jsonl"),
@@ -544,6 +544,5 @@ mod tests {
                 .ends_with("bad.jsonl:1: key `function`: `fly` is not one of the tools"),
             "{error}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

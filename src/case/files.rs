@@ -74,8 +74,8 @@ mod tests {
 
     #[test]
     fn regular_files_are_read_others_refused_without_blocking() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         let file = dir.join("f.jsonl");
         std::fs::write(&file, b"0123456789").expect("write");
         assert_eq!(read_regular(&file, 10).expect("read"), b"0123456789");
@@ -89,6 +89,5 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
         let message = read_regular(&fifo, 10).expect_err("a fifo").to_string();
         assert!(message.contains("not a regular file"), "{message}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

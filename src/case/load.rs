@@ -710,8 +710,8 @@ mod tests {
 
     #[test]
     fn a_sim_case_needs_no_model_or_matrix() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-sim-case-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         let case = dir.join("c.yaml");
         std::fs::write(&case, "name: c\nkinds: [sim]\nsim: { preset: small }\n").expect("write");
         let loaded = load_case(&case).expect("loads");
@@ -720,7 +720,6 @@ mod tests {
             loaded.spec.sim.map(|s| s.preset),
             Some(super::super::StudyPreset::Small)
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[rstest]

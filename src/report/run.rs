@@ -482,8 +482,8 @@ mod tests {
 
     #[test]
     fn request_times_read_what_the_trial_wrote() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-run-times-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         let path = dir.join(RECORDS_FILE);
         let record = RequestRecord {
             id: 3,
@@ -514,6 +514,5 @@ mod tests {
         fs::write(&path, "{\"send_ms\": 1}\nnot json\n").expect("write");
         let error = read_request_times(&path).expect_err("corrupt").to_string();
         assert!(error.contains("records.jsonl:2:"), "{error}");
-        fs::remove_dir_all(&dir).ok();
     }
 }

@@ -440,8 +440,8 @@ mod tests {
 
     #[test]
     fn writers_of_one_file_each_leave_it_whole() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-whole-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         let path = dir.join("records.jsonl");
         std::thread::scope(|scope| {
             for writer in 0..4u32 {
@@ -463,7 +463,6 @@ mod tests {
         );
         let left: Vec<_> = fs::read_dir(&dir).expect("dir").collect();
         assert_eq!(left.len(), 1, "no temporary file left behind");
-        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

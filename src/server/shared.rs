@@ -599,15 +599,14 @@ mod tests {
 
     #[test]
     fn a_shared_lock_shows_as_a_holder_until_it_is_dropped() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-hold-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         let hold = dir.join("h.hold");
         assert!(!anyone_holds(&hold));
         let held = locked(&hold, libc::LOCK_SH).expect("lock");
         assert!(anyone_holds(&hold));
         drop(held);
         assert!(!anyone_holds(&hold));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -192,9 +192,8 @@ mod tests {
 
     #[test]
     fn a_file_overrides_only_what_it_names() {
-        let dir =
-            std::env::temp_dir().join(format!("llm-stress-thresholds-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let dir = temp.path().to_path_buf();
         let path = dir.join("t.yaml");
         std::fs::write(&path, "ttft_p50_s: { warning: 0.2, critical: 1 }\n").expect("write");
         let t = Thresholds::from_file(&path).expect("parses");
