@@ -212,6 +212,7 @@ pub async fn run(
     let report = parse_report(&output, &status)?;
     Ok(BenchRow {
         client: Measured::Vllm(report.version),
+        round: 1,
         mode: config.mode,
         streams: plan.streams,
         requests: report.requests,

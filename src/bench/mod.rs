@@ -89,6 +89,10 @@ pub struct BenchConfig {
     pub paced_tokens: u32,
     /// Run vLLM's client against the same server after each of ours.
     pub anchor: Option<anchor::AnchorConfig>,
+    /// Measurements per stream count (at least one): ours and the anchor's alternate, so
+    /// that each ratio compares two measurements taken one after the other, and a machine
+    /// whose speed drifts over minutes moves both sides of it.
+    pub rounds: u32,
     /// How our client's streams reach the server (the direct reader, or reqwest to compare).
     pub transport: Transport,
 }
@@ -107,6 +111,8 @@ pub enum Measured {
 pub struct BenchRow {
     /// Which client.
     pub client: Measured,
+    /// Which of the stream count's rounds (from 1).
+    pub round: u32,
     /// How the server delivered chunks.
     pub mode: Mode,
     /// Concurrent streams.
@@ -517,6 +523,7 @@ fn row(mode: Mode, plan: &Plan, measured: &Measurement) -> BenchRow {
     let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
     BenchRow {
         client: Measured::LlmStress,
+        round: 1,
         mode,
         streams: plan.streams,
         requests: ok,
@@ -573,22 +580,26 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
     let mut rows = Vec::new();
     let mut anchor = config.anchor.clone();
     for &streams in &config.streams {
-        let (row, plan) = ours(config, streams).await?;
-        say_unsampled(&row);
-        eprintln!("{}", render_row(&row));
-        rows.push(row);
-        let Some(settings) = &anchor else {
-            continue;
-        };
-        match anchor::run(config, settings, &plan).await {
-            Ok(row) => {
-                say_unsampled(&row);
-                eprintln!("{}", render_row(&row));
-                rows.push(row);
-            }
-            Err(reason) => {
-                eprintln!("anchor skipped: {reason}");
-                anchor = None;
+        for round in 1..=config.rounds.max(1) {
+            let (mut row, plan) = ours(config, streams).await?;
+            row.round = round;
+            say_unsampled(&row);
+            eprintln!("{}", render_row(&row));
+            rows.push(row);
+            let Some(settings) = &anchor else {
+                continue;
+            };
+            match anchor::run(config, settings, &plan).await {
+                Ok(mut row) => {
+                    row.round = round;
+                    say_unsampled(&row);
+                    eprintln!("{}", render_row(&row));
+                    rows.push(row);
+                }
+                Err(reason) => {
+                    eprintln!("anchor skipped: {reason}");
+                    anchor = None;
+                }
             }
         }
     }
@@ -614,7 +625,7 @@ fn row_client(row: &BenchRow) -> String {
 }
 
 /// The header of the benchmark's table.
-pub const HEADER: &str = "| client | mode | streams | requests | chunks | failed | wall s | chunks/s | user CPU s | sys CPU s | user µs/chunk | CPU µs/chunk | chunks per CPU-s | reads/chunk | waited reads/chunk | stamp error p50 ms | p99 ms | max ms | user/sys split | tick user µs/chunk |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|";
+pub const HEADER: &str = "| client | round | mode | streams | requests | chunks | failed | wall s | chunks/s | user CPU s | sys CPU s | user µs/chunk | CPU µs/chunk | chunks per CPU-s | reads/chunk | waited reads/chunk | stamp error p50 ms | p99 ms | max ms | user/sys split | tick user µs/chunk |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|";
 
 /// One table line.
 pub fn render_row(row: &BenchRow) -> String {
@@ -634,7 +645,8 @@ pub fn render_row(row: &BenchRow) -> String {
     );
     let client = row_client(row);
     format!(
-        "| {client} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50} | {p99} | {max} | {} | {:.3} |",
+        "| {client} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {reads} | {waited} | {p50} | {p99} | {max} | {} | {:.3} |",
+        row.round,
         row.mode.name(),
         row.streams,
         row.requests,
@@ -653,53 +665,100 @@ pub fn render_row(row: &BenchRow) -> String {
 }
 
 /// The ratios of vLLM's client's CPU per chunk to ours, per stream count, as a table: user
-/// CPU and whole-process CPU (user + system). User CPU compares sampled figures when both rows
-/// have them, else both rows' tick figures (the table says which). Empty when no anchor row
+/// CPU and whole-process CPU (user + system). Each anchor row is paired with our row of the
+/// same stream count and round; over several rounds the table gives the median of the pairs'
+/// ratios and their range. User CPU compares sampled figures when both rows of every pair have
+/// them, else all pairs by their tick figures (the table says which). Empty when no anchor row
 /// was measured.
 pub fn render_ratios(rows: &[BenchRow]) -> String {
-    let mut out = String::new();
-    for theirs in rows
+    let mut streams: Vec<u32> = rows
         .iter()
         .filter(|r| matches!(r.client, Measured::Vllm(_)))
-    {
-        let Some(ours) = rows
+        .map(|r| r.streams)
+        .collect();
+    streams.dedup();
+    let mut out = String::new();
+    for streams in streams {
+        let pairs: Vec<(&BenchRow, &BenchRow)> = rows
             .iter()
-            .find(|r| r.client == Measured::LlmStress && r.streams == theirs.streams)
-        else {
+            .filter(|r| matches!(r.client, Measured::Vllm(_)) && r.streams == streams)
+            .filter_map(|theirs| {
+                rows.iter()
+                    .find(|r| {
+                        r.client == Measured::LlmStress
+                            && r.streams == streams
+                            && r.round == theirs.round
+                    })
+                    .map(|ours| (ours, theirs))
+            })
+            .collect();
+        if pairs.is_empty() {
             continue;
-        };
-        if out.is_empty() {
-            out.push_str("| streams | user CPU per chunk, vLLM ÷ llm-stress | user/sys split | whole-process CPU per chunk, vLLM ÷ llm-stress |\n|---:|---:|---|---:|\n");
         }
-        // A ratio over a time the clock did not see (getrusage ticks) says nothing.
-        let ratio = |theirs: f64, ours: f64| {
-            if ours > 0.0 {
-                format!("{:.2}", theirs / ours)
+        if out.is_empty() {
+            out.push_str("| streams | rounds | user CPU per chunk, vLLM ÷ llm-stress | range | user/sys split | whole-process CPU per chunk, vLLM ÷ llm-stress | range |\n|---:|---:|---:|---|---|---:|---|\n");
+        }
+        let sampled = pairs
+            .iter()
+            .all(|(ours, theirs)| ours.sampled_user_s.is_ok() && theirs.sampled_user_s.is_ok());
+        let user = pairs.iter().map(|(ours, theirs)| {
+            if sampled {
+                (theirs.user_us_per_chunk(), ours.user_us_per_chunk())
             } else {
-                "- (ours under the clock's tick)".to_string()
-            }
-        };
-        let (user, split) = if theirs.sampled_user_s.is_ok() && ours.sampled_user_s.is_ok() {
-            (
-                ratio(theirs.user_us_per_chunk(), ours.user_us_per_chunk()),
-                "sampled",
-            )
-        } else {
-            (
-                ratio(
+                (
                     theirs.tick_user_us_per_chunk(),
                     ours.tick_user_us_per_chunk(),
-                ),
-                "ticks",
-            )
-        };
+                )
+            }
+        });
+        let whole = pairs
+            .iter()
+            .map(|(ours, theirs)| (theirs.cpu_us_per_chunk(), ours.cpu_us_per_chunk()));
+        let (user, user_range) = summarize_ratios(user);
+        let (whole, whole_range) = summarize_ratios(whole);
         out.push_str(&format!(
-            "| {} | {user} | {split} | {} |\n",
-            theirs.streams,
-            ratio(theirs.cpu_us_per_chunk(), ours.cpu_us_per_chunk()),
+            "| {streams} | {} | {user} | {user_range} | {} | {whole} | {whole_range} |\n",
+            pairs.len(),
+            if sampled { "sampled" } else { "ticks" },
         ));
     }
     out
+}
+
+/// The median and the range of the ratios theirs ÷ ours of `pairs`, as table cells. A pair
+/// whose figure of ours is zero (a time the clock's tick did not see) gives no ratio: the
+/// median is then of the others, and the range says how many had none.
+fn summarize_ratios(pairs: impl Iterator<Item = (f64, f64)>) -> (String, String) {
+    let mut unseen = 0;
+    let mut ratios: Vec<f64> = pairs
+        .filter_map(|(theirs, ours)| {
+            let ratio = (ours > 0.0).then(|| theirs / ours);
+            unseen += usize::from(ratio.is_none());
+            ratio
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let unseen_note = if unseen > 0 {
+        format!(" ({unseen} under the clock's tick)")
+    } else {
+        String::new()
+    };
+    let (Some(low), Some(high)) = (ratios.first(), ratios.last()) else {
+        return (
+            "- (ours under the clock's tick)".to_string(),
+            format!("-{unseen_note}"),
+        );
+    };
+    let middle = ratios.len() / 2;
+    let median = if ratios.len() % 2 == 1 {
+        ratios[middle]
+    } else {
+        (ratios[middle - 1] + ratios[middle]) / 2.0
+    };
+    (
+        format!("{median:.2}"),
+        format!("{low:.2}–{high:.2}{unseen_note}"),
+    )
 }
 
 #[cfg(test)]
@@ -719,8 +778,47 @@ mod tests {
             paced_itl: Duration::from_millis(20),
             paced_tokens: 16,
             anchor: None,
+            rounds: 1,
             transport: Transport::Direct,
         }
+    }
+
+    #[test]
+    fn rounds_pair_each_anchor_row_with_ours_of_the_same_round() {
+        let vllm = || Measured::Vllm("0.33.0".into());
+        let round = |mut row: BenchRow, round: u32| {
+            row.round = round;
+            row
+        };
+        // Three rounds whose user ratios are 4, 8 and 5 (whole-process 2, 3, 1): the median
+        // pairs each anchor row with our row of its own round, not with our best or first.
+        let rows = [
+            round(sampled_row(Measured::LlmStress, 0.002, 0.0, Ok(0.001)), 1),
+            round(sampled_row(vllm(), 0.004, 0.0, Ok(0.004)), 1),
+            round(sampled_row(Measured::LlmStress, 0.002, 0.0, Ok(0.0005)), 2),
+            round(sampled_row(vllm(), 0.006, 0.0, Ok(0.004)), 2),
+            round(sampled_row(Measured::LlmStress, 0.004, 0.0, Ok(0.0008)), 3),
+            round(sampled_row(vllm(), 0.004, 0.0, Ok(0.004)), 3),
+        ];
+        let table = render_ratios(&rows);
+        assert!(
+            table.contains("| 4 | 3 | 5.00 | 4.00–8.00 | sampled | 2.00 | 1.00–3.00 |"),
+            "{table}"
+        );
+        // Two rounds: the median is the mean of the middle two.
+        let table = render_ratios(&rows[..4]);
+        assert!(
+            table.contains("| 4 | 2 | 6.00 | 4.00–8.00 | sampled | 2.50 | 2.00–3.00 |"),
+            "{table}"
+        );
+        // One pair by ticks makes the whole stream count's comparison by ticks.
+        let mut mixed = rows.clone();
+        mixed[5].sampled_user_s = Err("refused".into());
+        assert!(
+            render_ratios(&mixed).contains("| ticks |"),
+            "{}",
+            render_ratios(&mixed)
+        );
     }
 
     #[test]
@@ -746,6 +844,7 @@ mod tests {
     ) -> BenchRow {
         BenchRow {
             client,
+            round: 1,
             mode: Mode::Paced,
             streams: 4,
             requests: 10,
@@ -768,7 +867,10 @@ mod tests {
         ];
         assert_eq!(rows[0].user_us_per_chunk(), 1.0);
         let table = render_ratios(&rows);
-        assert!(table.contains("| 4 | 5.00 | ticks | 2.00 |"), "{table}");
+        assert!(
+            table.contains("| 4 | 1 | 5.00 | 5.00–5.00 | ticks | 2.00 | 2.00–2.00 |"),
+            "{table}"
+        );
         assert!(render_ratios(&rows[..1]).is_empty());
     }
 
@@ -785,11 +887,17 @@ mod tests {
         assert_eq!(ours.tick_user_us_per_chunk(), 2.0);
         let theirs = sampled_row(vllm(), 0.004, 0.002, Ok(0.005));
         let table = render_ratios(&[ours.clone(), theirs]);
-        assert!(table.contains("| 4 | 10.00 | sampled | 2.00 |"), "{table}");
+        assert!(
+            table.contains("| 4 | 1 | 10.00 | 10.00–10.00 | sampled | 2.00 | 2.00–2.00 |"),
+            "{table}"
+        );
         // One side unsampled: both sides by ticks.
         let unsampled = measured_row(vllm(), 0.004, 0.002);
         let table = render_ratios(&[ours, unsampled]);
-        assert!(table.contains("| 4 | 2.00 | ticks | 2.00 |"), "{table}");
+        assert!(
+            table.contains("| 4 | 1 | 2.00 | 2.00–2.00 | ticks | 2.00 | 2.00–2.00 |"),
+            "{table}"
+        );
         // A sampled figure above the exact total (sampling error) is capped at it.
         let capped = sampled_row(Measured::LlmStress, 0.001, 0.0, Ok(0.0011));
         assert_eq!((capped.user_cpu_s(), capped.sys_cpu_s()), (0.001, 0.0));
@@ -798,7 +906,10 @@ mod tests {
     #[test]
     fn a_row_without_reads_or_stamps_shows_dashes() {
         let line = render_row(&measured_row(Measured::Vllm("0.33.0".into()), 0.005, 0.001));
-        assert!(line.starts_with("| vLLM 0.33.0 | paced | 4 |"), "{line}");
+        assert!(
+            line.starts_with("| vLLM 0.33.0 | 1 | paced | 4 |"),
+            "{line}"
+        );
         assert!(
             line.ends_with("| - | - | - | - | - | ticks | 5.000 |"),
             "{line}"

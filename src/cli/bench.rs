@@ -54,6 +54,10 @@ pub struct ClientArgs {
     /// The Python interpreter that starts the anchor's script.
     #[arg(long, default_value = "python3")]
     anchor_python: std::path::PathBuf,
+    /// Measurements per stream count: with an anchor, ours and the anchor's alternate, and
+    /// the ratio table gives each stream count's median ratio over the rounds and its range.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// How our client's streams reach the server: the harness's own HTTP/1.1 reader, as
     /// trials use by default, or reqwest (`client.transport: reqwest`).
     #[arg(long, value_enum, default_value_t = TransportArg::Direct)]
@@ -106,6 +110,7 @@ pub fn exec_client(args: ClientArgs) -> Result<ExitCode> {
             python: args.anchor_python.clone(),
             ..AnchorConfig::default_script()
         }),
+        rounds: args.rounds,
         transport: match args.transport {
             TransportArg::Direct => Transport::Direct,
             TransportArg::Reqwest => Transport::Reqwest,

@@ -57,6 +57,7 @@ async fn the_anchor_is_sampled_between_its_sync_lines_only() {
         paced_itl: Duration::from_millis(20),
         paced_tokens: 16,
         anchor: None,
+        rounds: 1,
         transport: Transport::Direct,
     };
     let settings = AnchorConfig {
