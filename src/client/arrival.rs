@@ -57,7 +57,8 @@ pub async fn read(
     std::future::poll_fn(|cx| poll_read(stream, buf, floor, waited, cx)).await
 }
 
-fn poll_read(
+/// [`read`] as a poll.
+pub(crate) fn poll_read(
     stream: &TcpStream,
     buf: &mut Vec<u8>,
     floor: Instant,

@@ -330,37 +330,55 @@ impl Body {
     /// ([`super::arrival::read`]); `None` at the body's end. `waited` is set when the socket
     /// had nothing ready.
     pub async fn read(&mut self, waited: &mut bool) -> Result<Option<Instant>, H1Error> {
+        std::future::poll_fn(|cx| self.poll_read(cx, waited)).await
+    }
+
+    /// [`read`](Self::read) as a poll, for a caller that keeps its own state instead of a
+    /// future's (the stream reader: a future per layer is a cache line per layer and chunk).
+    pub fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        waited: &mut bool,
+    ) -> std::task::Poll<Result<Option<Instant>, H1Error>> {
+        use std::task::Poll;
         loop {
             self.decoded = 0..0;
             if self.ended {
-                return Ok(None);
+                return Poll::Ready(Ok(None));
             }
             if let Some(at) = self.pending_at.take() {
                 self.decode()?;
                 if !self.decoded.is_empty() {
-                    return Ok(Some(at));
+                    return Poll::Ready(Ok(Some(at)));
                 }
                 if self.ended {
-                    return Ok(None);
+                    return Poll::Ready(Ok(None));
                 }
             }
             let Some(stream) = self.stream.as_mut() else {
-                return Ok(None);
+                return Poll::Ready(Ok(None));
             };
+            // Every byte read before was decoded: the buffer starts again (a no-op when the
+            // last poll found nothing).
             self.raw.clear();
             self.start = 0;
             self.raw.reserve(READ_BYTES);
-            let (n, at) = super::arrival::read(stream, &mut self.raw, self.last_at, waited)
-                .await
-                .map_err(H1Error::Read)?;
+            let (n, at) = std::task::ready!(super::arrival::poll_read(
+                stream,
+                &mut self.raw,
+                self.last_at,
+                waited,
+                cx
+            ))
+            .map_err(H1Error::Read)?;
             self.last_at = at;
             if n == 0 {
                 if matches!(self.framing, Framing::Close) {
                     self.ended = true;
                     self.stream = None;
-                    return Ok(None);
+                    return Poll::Ready(Ok(None));
                 }
-                return Err(H1Error::ClosedInBody);
+                return Poll::Ready(Err(H1Error::ClosedInBody));
             }
             self.pending_at = Some(at);
         }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use smallvec::SmallVec;
@@ -159,9 +160,9 @@ pub struct Choice<'a> {
     /// Chat: the delta (streamed) or the whole message (not streamed).
     #[serde(default, borrow, alias = "message")]
     pub delta: Option<Delta<'a>>,
-    /// Set on the last chunk of a choice.
+    /// Set on the last chunk of a choice (whatever the reason: only its presence is kept).
     #[serde(default)]
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<IgnoredAny>,
 }
 
 /// A chat delta.
@@ -170,15 +171,36 @@ pub struct Delta<'a> {
     /// Generated text.
     #[serde(default, borrow)]
     pub content: Option<Cow<'a, str>>,
-    /// Reasoning text (vLLM, SGLang).
-    #[serde(default, borrow)]
-    pub reasoning_content: Option<Cow<'a, str>>,
-    /// Reasoning text (other servers).
-    #[serde(default, borrow)]
-    pub reasoning: Option<Cow<'a, str>>,
+    /// Reasoning text (vLLM, SGLang): whether there was any (it is not kept).
+    #[serde(default)]
+    pub reasoning_content: Option<NonEmpty>,
+    /// Reasoning text (other servers): whether there was any.
+    #[serde(default)]
+    pub reasoning: Option<NonEmpty>,
     /// Tool-call deltas.
     #[serde(default)]
     pub tool_calls: Option<Vec<Value>>,
+}
+
+/// Whether a string was non-empty, read without keeping it: a field the client only asks
+/// that of stays one byte in a chunk that is moved several times while it is parsed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NonEmpty(pub bool);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<NonEmpty, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = NonEmpty;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(!text.is_empty()))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
 }
 
 /// Token usage.
@@ -209,11 +231,12 @@ impl Choice<'_> {
     /// role-only delta is not a token.
     pub fn has_content(&self) -> bool {
         let non_empty = |s: &Option<Cow<'_, str>>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let said = |s: &Option<NonEmpty>| s.is_some_and(|s| s.0);
         non_empty(&self.text)
             || self.delta.iter().any(|d| {
                 non_empty(&d.content)
-                    || non_empty(&d.reasoning_content)
-                    || non_empty(&d.reasoning)
+                    || said(&d.reasoning_content)
+                    || said(&d.reasoning)
                     || d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
             })
     }
@@ -239,6 +262,11 @@ mod tests {
     #[case(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#, false)]
     #[case(r#"{"choices":[{"delta":{"content":"hi"}}]}"#, true)]
     #[case(r#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#, true)]
+    #[case(r#"{"choices":[{"delta":{"reasoning":"h\u00e9"}}]}"#, true)]
+    #[case(
+        r#"{"choices":[{"delta":{"reasoning_content":"","reasoning":null}}]}"#,
+        false
+    )]
     #[case(r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#, true)]
     #[case(r#"{"choices":[{"text":" a","finish_reason":null}]}"#, true)]
     #[case(r#"{"choices":[],"usage":{"completion_tokens":3}}"#, false)]

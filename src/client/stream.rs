@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::protocol::Chunk;
@@ -97,15 +98,15 @@ impl ReadCounts {
 
 /// A streamed body, read by the task that measures it.
 pub trait StreamBody {
-    /// Reads the body's next bytes (waiting when nothing is ready, and then setting
-    /// `waited`), which [`bytes`](Self::bytes) then holds: when they arrived, taken before
-    /// anything of them was parsed (the kernel's receive time on the direct path, the read's
-    /// return through reqwest); `None` at the body's end; the error's evidence when the body
-    /// broke.
-    fn next_read(
+    /// Polls for the body's next bytes (setting `waited` when nothing is ready), which
+    /// [`bytes`](Self::bytes) then holds: when they arrived, taken before anything of them was
+    /// parsed (the kernel's receive time on the direct path, the read's return through
+    /// reqwest); `None` at the body's end; the error's evidence when the body broke.
+    fn poll_next_read(
         &mut self,
+        cx: &mut Context<'_>,
         waited: &mut bool,
-    ) -> impl Future<Output = Result<Option<Instant>, String>> + Send;
+    ) -> Poll<Result<Option<Instant>, String>>;
 
     /// The bytes of the last read that returned an instant.
     fn bytes(&self) -> &[u8];
@@ -118,38 +119,44 @@ pub trait StreamBody {
 /// A body streamed through reqwest, with its last read's bytes.
 #[derive(Debug)]
 pub struct ReqwestBody {
-    response: reqwest::Response,
+    body: reqwest::Body,
     last: bytes::Bytes,
 }
 
 impl From<reqwest::Response> for ReqwestBody {
     fn from(response: reqwest::Response) -> ReqwestBody {
         ReqwestBody {
-            response,
+            body: response.into(),
             last: bytes::Bytes::new(),
         }
     }
 }
 
 impl StreamBody for ReqwestBody {
-    async fn next_read(&mut self, waited: &mut bool) -> Result<Option<Instant>, String> {
-        let next = self.response.chunk();
-        tokio::pin!(next);
-        // Notes whether the read had to wait: a plain flag, no clock or atomic per chunk.
-        let read = std::future::poll_fn(|cx| {
-            let poll = next.as_mut().poll(cx);
-            *waited |= poll.is_pending();
-            poll
-        })
-        .await;
-        match read {
-            Ok(Some(bytes)) => {
-                let at = Instant::now();
-                self.last = bytes;
-                Ok(Some(at))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.to_string()),
+    fn poll_next_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        waited: &mut bool,
+    ) -> Poll<Result<Option<Instant>, String>> {
+        use http_body::Body as _;
+        // As `reqwest::Response::chunk`: frames that are not data (trailers) are skipped.
+        loop {
+            let Poll::Ready(frame) = std::pin::Pin::new(&mut self.body).poll_frame(cx) else {
+                *waited = true;
+                return Poll::Pending;
+            };
+            return Poll::Ready(match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(bytes) => {
+                        let at = Instant::now();
+                        self.last = bytes;
+                        Ok(Some(at))
+                    }
+                    Err(_) => continue,
+                },
+                Some(Err(e)) => Err(super::error_chain(&e)),
+                None => Ok(None),
+            });
         }
     }
 
@@ -161,8 +168,13 @@ impl StreamBody for ReqwestBody {
 }
 
 impl StreamBody for super::h1::Body {
-    async fn next_read(&mut self, waited: &mut bool) -> Result<Option<Instant>, String> {
-        self.read(waited).await.map_err(|e| super::error_chain(&e))
+    fn poll_next_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        waited: &mut bool,
+    ) -> Poll<Result<Option<Instant>, String>> {
+        self.poll_read(cx, waited)
+            .map_err(|e| super::error_chain(&e))
     }
 
     fn bytes(&self) -> &[u8] {
@@ -177,8 +189,13 @@ impl StreamBody for super::h1::Body {
 /// Reads the body of a successful streaming response into `record`: content-chunk arrival
 /// times, usage, and the failure class if the stream breaks, is malformed, times out or
 /// carries no output.
+///
+/// One poll takes every read the socket has ready. The loop is a poll of its own, not a
+/// chain of futures (a `select!` over a read future over a socket future): each layer's state
+/// would be another cache line to fetch per chunk, and with hundreds of streams taking turns
+/// each is cold by the stream's next chunk.
 pub async fn read_stream(
-    mut body: impl StreamBody,
+    body: impl StreamBody,
     record: RequestRecord,
     reading: &Reading<'_>,
     expected_chunks: usize,
@@ -186,51 +203,68 @@ pub async fn read_stream(
     let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
     let mut parser = SseParser::with_limit(reading.max_event_bytes);
     let keep_text = reading.keep_text || counter.is_some();
-    let mut state = StreamState::new(record, keep_text, expected_chunks);
-    state.max_chunks = reading.max_chunks;
+    let mut state = Some(StreamState::new(record, keep_text, expected_chunks));
+    if let Some(state) = state.as_mut() {
+        state.limit_chunks(reading.max_chunks);
+    }
     // One timer for the whole stream: a timeout per read would register and cancel a timer
     // for every chunk.
     let timeout = tokio::time::sleep_until(deadline);
     tokio::pin!(timeout);
     let mut counts = ReadCounts::default();
-    let record = loop {
-        if state.done {
-            body.release();
-            break state.finish(counter, reading.keep_text);
-        }
-        let mut waited = false;
-        let next = tokio::select! {
-            biased;
-            next = body.next_read(&mut waited) => Ok(next),
-            () = &mut timeout => Err(()),
+    // The read in progress has found the socket empty at least once.
+    let mut waited = false;
+    let mut body = Some(body);
+    let record = std::future::poll_fn(|cx| {
+        let (Some(live), Some(reader)) = (state.as_mut(), body.as_mut()) else {
+            // Not polled again after it returned.
+            return Poll::Pending;
         };
-        counts.waited += u64::from(waited);
-        let at = match next {
-            Err(()) => {
-                state.record.e2el_ms = Some(ms_between(sent, Instant::now()));
-                break failed(
-                    state.record,
-                    ErrorClass::Timeout,
-                    "stream still open at the timeout",
-                );
+        loop {
+            if live.done() {
+                if let Some(body) = body.take() {
+                    body.release();
+                }
+                let ended = state.take().map(|s| s.finish(counter, reading.keep_text));
+                return ended.map_or(Poll::Pending, Poll::Ready);
             }
-            Ok(Err(e)) => {
-                break failed(
-                    state.record,
-                    ErrorClass::BrokenStream,
-                    &format!("stream broke: {e}"),
-                );
+            let read = match reader.poll_next_read(cx, &mut waited) {
+                Poll::Pending => {
+                    // The read comes first (`biased`): a timeout only when nothing is ready.
+                    if timeout.as_mut().poll(cx).is_ready() {
+                        let at = ms_between(sent, Instant::now());
+                        let ended = state
+                            .take()
+                            .map(|s| s.timed_out(at, "stream still open at the timeout"));
+                        return ended.map_or(Poll::Pending, Poll::Ready);
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(read) => read,
+            };
+            counts.waited += u64::from(std::mem::take(&mut waited));
+            let ended = match read {
+                Err(e) => Some((ErrorClass::BrokenStream, format!("stream broke: {e}"))),
+                Ok(None) => {
+                    let ended = state.take().map(|s| s.finish(counter, reading.keep_text));
+                    return ended.map_or(Poll::Pending, Poll::Ready);
+                }
+                Ok(Some(at)) => {
+                    // The read's arrival time: every event it completes carries it.
+                    counts.reads += 1;
+                    live.take_read(&mut parser, reader.bytes(), ms_between(sent, at))
+                        .err()
+                }
+            };
+            if let Some((class, detail)) = ended {
+                let ended = state
+                    .take()
+                    .map(|s| failed(s.into_record(), class, &detail));
+                return ended.map_or(Poll::Pending, Poll::Ready);
             }
-            Ok(Ok(None)) => break state.finish(counter, reading.keep_text),
-            Ok(Ok(Some(at))) => at,
-        };
-        // The read's arrival time: every event it completes carries it.
-        let at = ms_between(sent, at);
-        counts.reads += 1;
-        if let Err((class, detail)) = state.take_read(&mut parser, body.bytes(), at) {
-            break failed(state.record, class, &detail);
         }
-    };
+    })
+    .await;
     if let Some(counter) = reading.reads {
         counter.add(counts);
     }
@@ -238,45 +272,123 @@ pub async fn read_stream(
 }
 
 /// What a stream has shown so far.
+///
+/// What every content chunk touches is one small struct, [`HotState`], apart from the record
+/// (376 bytes), which only the stream's end and the rare fields (usage, server timings) touch:
+/// with hundreds of streams taking turns, each chunk finds its stream's state out of the CPU's
+/// caches, and every cache line it touches is a trip to memory (the book's client-performance
+/// page).
 pub(crate) struct StreamState {
+    hot: HotState,
     record: RequestRecord,
-    /// `[DONE]` arrived: nothing more is read.
-    done: bool,
-    /// A finish reason (or `[DONE]`) arrived.
-    finished: bool,
-    chunk_chars: Vec<usize>,
-    per_chunk_usage: bool,
-    last_usage_tokens: Option<u64>,
-    /// The generated text, kept only when a local tokenizer will count it or the caller
-    /// wants it (up to [`MAX_TEXT_BYTES`]).
-    text: Option<String>,
-    /// Most content chunks accepted.
-    pub(crate) max_chunks: usize,
     /// The answer's tool calls, reassembled when the text is kept.
     tool_calls: Option<ToolCallAssembler>,
 }
 
+/// The part of a [`StreamState`] every content chunk reads or writes.
+struct HotState {
+    /// `[DONE]` arrived: nothing more is read.
+    done: bool,
+    /// A finish reason (or `[DONE]`) arrived.
+    finished: bool,
+    /// A usage came with content chunks (continuous usage stats).
+    per_chunk_usage: bool,
+    /// Tool calls are reassembled ([`StreamState::tool_calls`] is there).
+    tool_calls: bool,
+    last_usage_tokens: Option<u64>,
+    /// The arrival of the last event, ms after the send.
+    last_event_ms: Option<f64>,
+    /// The arrival of the first content chunk, ms after the send.
+    first_content_ms: Option<f64>,
+    /// One entry per content chunk, in one list (one cache line written per four chunks,
+    /// not one per list and chunk); the record's per-chunk lists are made from it at the end.
+    chunks: Vec<ChunkSample>,
+    /// Most content chunks accepted.
+    max_chunks: usize,
+    /// The generated text, kept only when a local tokenizer will count it or the caller
+    /// wants it (up to [`MAX_TEXT_BYTES`]).
+    text: Option<String>,
+}
+
+/// One content chunk as it arrived.
+#[derive(Debug, Clone, Copy)]
+struct ChunkSample {
+    /// Arrival, ms after the send.
+    at_ms: f64,
+    /// Completion tokens it holds (1 unless a usage delta said otherwise).
+    tokens: u32,
+    /// Bytes of text it holds.
+    text_bytes: u32,
+}
+
 impl StreamState {
-    /// `expected_chunks` sizes the per-chunk lists up front, so they do not grow (and move)
+    /// `expected_chunks` sizes the per-chunk list up front, so it does not grow (and move)
     /// while chunks arrive.
     pub(crate) fn new(
-        mut record: RequestRecord,
+        record: RequestRecord,
         keep_text: bool,
         expected_chunks: usize,
     ) -> StreamState {
-        record.chunk_ms.reserve(expected_chunks);
-        record.chunk_tokens.reserve(expected_chunks);
         StreamState {
+            hot: HotState {
+                done: false,
+                finished: false,
+                per_chunk_usage: false,
+                tool_calls: keep_text,
+                last_usage_tokens: None,
+                last_event_ms: None,
+                first_content_ms: None,
+                chunks: Vec::with_capacity(expected_chunks),
+                max_chunks: usize::MAX,
+                text: keep_text.then(String::new),
+            },
             record,
-            done: false,
-            finished: false,
-            chunk_chars: Vec::with_capacity(expected_chunks),
-            per_chunk_usage: false,
-            last_usage_tokens: None,
-            text: keep_text.then(String::new),
-            max_chunks: usize::MAX,
             tool_calls: keep_text.then(ToolCallAssembler::default),
         }
+    }
+
+    /// Accepts at most `max` content chunks (more is a `protocol` error).
+    pub(crate) fn limit_chunks(&mut self, max: usize) {
+        self.hot.max_chunks = max;
+    }
+
+    /// The record so far, with the chunks that arrived: what a stream that failed keeps.
+    pub(crate) fn into_record(self) -> RequestRecord {
+        self.split().0
+    }
+
+    /// The record with its per-chunk lists and times filled in, the bytes of text of each
+    /// content chunk, and the rest of the state.
+    fn split(
+        self,
+    ) -> (
+        RequestRecord,
+        Vec<usize>,
+        HotState,
+        Option<ToolCallAssembler>,
+    ) {
+        let StreamState {
+            mut hot,
+            mut record,
+            tool_calls,
+        } = self;
+        let chunks = std::mem::take(&mut hot.chunks);
+        record.chunk_ms = chunks.iter().map(|c| c.at_ms).collect();
+        record.chunk_tokens = chunks.iter().map(|c| c.tokens).collect();
+        let text_bytes = chunks.iter().map(|c| c.text_bytes as usize).collect();
+        if hot.last_event_ms.is_some() {
+            record.e2el_ms = hot.last_event_ms;
+        }
+        if hot.first_content_ms.is_some() {
+            record.ttft_ms = hot.first_content_ms;
+        }
+        (record, text_bytes, hot, tool_calls)
+    }
+
+    /// The stream, still open `at` ms after the send, timed out: the record so far, failed.
+    pub(crate) fn timed_out(mut self, at: f64, detail: &str) -> RequestRecord {
+        self.hot.last_event_ms = Some(at);
+        failed(self.into_record(), ErrorClass::Timeout, detail)
     }
 
     /// Takes one read of the body that arrived `at` ms after the send: every event it
@@ -291,7 +403,7 @@ impl StreamState {
         parser.feed(read, |data| self.on_event(data, at))?;
         // After `[DONE]` nothing more is read, so what follows it in the same read must not
         // fail the stream either.
-        if parser.overflowed() && !self.done {
+        if parser.overflowed() && !self.hot.done {
             return Err((
                 ErrorClass::Protocol,
                 format!(
@@ -304,21 +416,21 @@ impl StreamState {
     }
 
     /// Whether `[DONE]` arrived (nothing more is read).
-    #[cfg(test)]
     pub(crate) fn done(&self) -> bool {
-        self.done
+        self.hot.done
     }
 
     /// Takes one event that arrived `at` ms after the send.
     fn on_event(&mut self, data: &[u8], at: f64) -> Result<(), (ErrorClass, String)> {
-        if self.done {
+        let hot = &mut self.hot;
+        if hot.done {
             return Ok(());
         }
-        self.record.e2el_ms = Some(at);
+        hot.last_event_ms = Some(at);
         let data = data.trim_ascii();
         if data == b"[DONE]" {
-            self.finished = true;
-            self.done = true;
+            hot.finished = true;
+            hot.done = true;
             return Ok(());
         }
         if data.is_empty() {
@@ -339,7 +451,7 @@ impl StreamState {
             // With continuous usage stats the usage delta says how many tokens this chunk holds.
             let delta = match (
                 usage.and_then(|u| u.completion_tokens),
-                self.last_usage_tokens,
+                hot.last_usage_tokens,
             ) {
                 (Some(now), Some(before)) if now > before => Some(now - before),
                 (Some(now), None) if now > 0 => Some(now),
@@ -356,33 +468,37 @@ impl StreamState {
                     ),
                 ));
             }
-            if self.record.chunk_ms.len() >= self.max_chunks {
+            if hot.chunks.len() >= hot.max_chunks {
                 return Err((
                     ErrorClass::Protocol,
                     format!(
                         "more than {} content chunks in one response",
-                        self.max_chunks
+                        hot.max_chunks
                     ),
                 ));
             }
             let tokens = delta.map(|d| u32::try_from(d).unwrap_or(u32::MAX));
-            self.per_chunk_usage |= tokens.is_some();
-            if self.record.ttft_ms.is_none() {
-                self.record.ttft_ms = Some(at);
+            hot.per_chunk_usage |= tokens.is_some();
+            if hot.first_content_ms.is_none() {
+                hot.first_content_ms = Some(at);
             }
-            self.record.chunk_ms.push(at);
-            self.record.chunk_tokens.push(tokens.unwrap_or(1));
-            self.chunk_chars.push(chunk.text_len());
-            if let Some(text) = self.text.as_mut().filter(|t| t.len() < MAX_TEXT_BYTES) {
+            hot.chunks.push(ChunkSample {
+                at_ms: at,
+                tokens: tokens.unwrap_or(1),
+                text_bytes: u32::try_from(chunk.text_len()).unwrap_or(u32::MAX),
+            });
+            if let Some(text) = hot.text.as_mut().filter(|t| t.len() < MAX_TEXT_BYTES) {
                 chunk.push_text(text);
                 cut_text(text);
             }
         }
-        if let Some(assembler) = self.tool_calls.as_mut() {
+        if hot.tool_calls
+            && let Some(assembler) = self.tool_calls.as_mut()
+        {
             take_tool_calls(assembler, &chunk);
         }
         if chunk.is_final() {
-            self.finished = true;
+            hot.finished = true;
         }
         if let Some(timings) = &chunk.timings {
             self.record.server_timing = Some(**timings);
@@ -393,7 +509,7 @@ impl StreamState {
             }
             if usage.completion_tokens.is_some() {
                 self.record.output_tokens = usage.completion_tokens;
-                self.last_usage_tokens = usage.completion_tokens;
+                self.hot.last_usage_tokens = usage.completion_tokens;
             }
             if let Some(cached) = usage.prompt_tokens_details.and_then(|d| d.cached_tokens) {
                 self.record.cached_tokens = Some(cached);
@@ -412,13 +528,12 @@ impl StreamState {
         counter: Option<&dyn CountTokens>,
         keep_text: bool,
     ) -> RequestRecord {
-        let mut record = self.record;
-        record.tool_calls = self
-            .tool_calls
+        let (mut record, text_bytes, hot, tool_calls) = self.split();
+        record.tool_calls = tool_calls
             .filter(|_| keep_text)
             .and_then(ToolCallAssembler::finish);
-        let text = self.text.filter(|_| keep_text || counter.is_some());
-        if !self.finished {
+        let text = hot.text.filter(|_| keep_text || counter.is_some());
+        if !hot.finished {
             record.text = text.filter(|_| keep_text);
             return failed(
                 record,
@@ -433,7 +548,7 @@ impl StreamState {
                 "no content chunk in the stream",
             );
         }
-        let chars: usize = self.chunk_chars.iter().sum();
+        let chars: usize = text_bytes.iter().sum();
         if let Some(total) = record.output_tokens
             && total > plausible_tokens(chars, record.chunk_ms.len())
         {
@@ -446,12 +561,12 @@ impl StreamState {
         count_output(&mut record, text.as_deref(), chars, counter);
         record.text = text.filter(|_| keep_text);
         if let Some(total) = record.output_tokens
-            && !self.per_chunk_usage
+            && !hot.per_chunk_usage
             && total != record.chunk_ms.len() as u64
         {
             // Usage came only at the end and chunks held several tokens each: share the total
             // among chunks by their text length.
-            record.chunk_tokens = apportion(total, &self.chunk_chars);
+            record.chunk_tokens = apportion(total, &text_bytes);
         }
         record
     }
@@ -706,7 +821,7 @@ mod tests {
         let claims = [0, 1, 2, 7, 100, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
         for _ in 0..3_000 {
             let mut state = StreamState::new(RequestRecord::default(), false, 4);
-            state.max_chunks = 64;
+            state.limit_chunks(64);
             let chunks = rng.random_range(0..8);
             let mut result = Ok(());
             for i in 0..chunks {

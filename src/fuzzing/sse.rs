@@ -133,7 +133,7 @@ fn events(reads: &[&[u8]], limit: usize) -> Result<(Vec<Vec<u8>>, bool), TestCas
 pub(super) fn record(reads: &[&[u8]], limit: usize) -> RequestRecord {
     let mut parser = SseParser::with_limit(limit);
     let mut state = StreamState::new(RequestRecord::default(), true, 4);
-    state.max_chunks = 64;
+    state.limit_chunks(64);
     for read in reads {
         if state.done() {
             break;
