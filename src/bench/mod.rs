@@ -581,21 +581,13 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
     let mut anchor = config.anchor.clone();
     for &streams in &config.streams {
         for round in 1..=config.rounds.max(1) {
-            let (mut row, plan) = ours(config, streams).await?;
-            row.round = round;
-            say_unsampled(&row);
-            eprintln!("{}", render_row(&row));
-            rows.push(row);
+            let (row, plan) = ours(config, streams).await?;
+            keep(&mut rows, row, round);
             let Some(settings) = &anchor else {
                 continue;
             };
             match anchor::run(config, settings, &plan).await {
-                Ok(mut row) => {
-                    row.round = round;
-                    say_unsampled(&row);
-                    eprintln!("{}", render_row(&row));
-                    rows.push(row);
-                }
+                Ok(row) => keep(&mut rows, row, round),
                 Err(reason) => {
                     eprintln!("anchor skipped: {reason}");
                     anchor = None;
@@ -604,6 +596,15 @@ pub async fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, BenchError> {
         }
     }
     Ok(rows)
+}
+
+/// Numbers `row` as of `round`, prints it to stderr (with why its user time is the tick's,
+/// if it is) and keeps it.
+fn keep(rows: &mut Vec<BenchRow>, mut row: BenchRow, round: u32) {
+    row.round = round;
+    say_unsampled(&row);
+    eprintln!("{}", render_row(&row));
+    rows.push(row);
 }
 
 /// Says on stderr why a row's user time is the tick's, if it is.
@@ -729,35 +730,31 @@ pub fn render_ratios(rows: &[BenchRow]) -> String {
 /// whose figure of ours is zero (a time the clock's tick did not see) gives no ratio: the
 /// median is then of the others, and the range says how many had none.
 fn summarize_ratios(pairs: impl Iterator<Item = (f64, f64)>) -> (String, String) {
+    use statrs::statistics::{Data, Max, Median, Min};
     let mut unseen = 0;
-    let mut ratios: Vec<f64> = pairs
+    let ratios: Vec<f64> = pairs
         .filter_map(|(theirs, ours)| {
             let ratio = (ours > 0.0).then(|| theirs / ours);
             unseen += usize::from(ratio.is_none());
             ratio
         })
         .collect();
-    ratios.sort_by(f64::total_cmp);
     let unseen_note = if unseen > 0 {
         format!(" ({unseen} under the clock's tick)")
     } else {
         String::new()
     };
-    let (Some(low), Some(high)) = (ratios.first(), ratios.last()) else {
+    if ratios.is_empty() {
         return (
             "- (ours under the clock's tick)".to_string(),
             format!("-{unseen_note}"),
         );
-    };
-    let middle = ratios.len() / 2;
-    let median = if ratios.len() % 2 == 1 {
-        ratios[middle]
-    } else {
-        (ratios[middle - 1] + ratios[middle]) / 2.0
-    };
+    }
+    // statrs's median is the mean of the middle two of an even count.
+    let ratios = Data::new(ratios);
     (
-        format!("{median:.2}"),
-        format!("{low:.2}–{high:.2}{unseen_note}"),
+        format!("{:.2}", ratios.median()),
+        format!("{:.2}–{:.2}{unseen_note}", ratios.min(), ratios.max()),
     )
 }
 
