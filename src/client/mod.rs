@@ -369,41 +369,38 @@ impl Client {
         // small. Every chunk's poll passes through each of those futures' states; inline, they
         // were spread over 3.6 KB, a cache line each, cold again by the stream's next chunk
         // when hundreds of streams take turns (the book's client-performance page).
+        let outgoing = Outgoing {
+            id,
+            window_start,
+            request,
+            path,
+            body: &body,
+            cut_off,
+        };
         if let Some(direct) = self.direct.as_deref() {
-            return Box::pin(self.exchange_direct(
-                direct,
-                id,
-                window_start,
-                request,
-                path,
-                &body,
-                cut_off,
-            ))
-            .await;
+            return Box::pin(self.exchange_direct(direct, outgoing)).await;
         }
-        Box::pin(self.exchange_reqwest(id, window_start, request, path, &body, cut_off)).await
+        Box::pin(self.exchange_reqwest(outgoing)).await
+    }
+
+    /// Starts the record of `outgoing`, sent now: when it was sent, the record, and when it
+    /// gives up.
+    fn start(&self, outgoing: &Outgoing<'_>) -> (Instant, RequestRecord, tokio::time::Instant) {
+        let sent = Instant::now();
+        let record = RequestRecord {
+            id: outgoing.id,
+            send_ms: ms_between(outgoing.window_start, sent),
+            ..Default::default()
+        };
+        (sent, record, self.deadline(sent, outgoing.cut_off))
     }
 
     /// [`Client::exchange`] through reqwest.
-    async fn exchange_reqwest(
-        &self,
-        id: u64,
-        window_start: Instant,
-        request: &Generation,
-        path: &str,
-        body: &serde_json::Value,
-        cut_off: Option<Instant>,
-    ) -> RequestRecord {
-        let url = format!("{}{}", self.base_url, path);
-        let sent = Instant::now();
-        let mut record = RequestRecord {
-            id,
-            send_ms: ms_between(window_start, sent),
-            ..Default::default()
-        };
-        let deadline = self.deadline(sent, cut_off);
-        let response =
-            tokio::time::timeout_at(deadline, self.http.post(&url).json(body).send()).await;
+    async fn exchange_reqwest(&self, outgoing: Outgoing<'_>) -> RequestRecord {
+        let url = format!("{}{}", self.base_url, outgoing.path);
+        let (sent, mut record, deadline) = self.start(&outgoing);
+        let post = self.http.post(&url).json(outgoing.body).send();
+        let response = tokio::time::timeout_at(deadline, post).await;
         let response = match response {
             Err(_) => {
                 return failed(
@@ -435,6 +432,7 @@ impl Client {
                 &format!("HTTP {status}: {body}"),
             );
         }
+        let request = outgoing.request;
         let reading = self.reading(request, sent, deadline);
         if self.stream {
             let expected = expected_chunks(request);
@@ -451,27 +449,16 @@ impl Client {
     }
 
     /// [`Client::exchange`] of a streamed request on the direct HTTP/1.1 path.
-    #[allow(clippy::too_many_arguments)]
     async fn exchange_direct(
         &self,
         direct: &h1::H1Client,
-        id: u64,
-        window_start: Instant,
-        request: &Generation,
-        path: &str,
-        body: &serde_json::Value,
-        cut_off: Option<Instant>,
+        outgoing: Outgoing<'_>,
     ) -> RequestRecord {
         // A JSON value always serialises.
-        let body = serde_json::to_vec(body).unwrap_or_default();
-        let sent = Instant::now();
-        let mut record = RequestRecord {
-            id,
-            send_ms: ms_between(window_start, sent),
-            ..Default::default()
-        };
-        let deadline = self.deadline(sent, cut_off);
-        let response = match tokio::time::timeout_at(deadline, direct.post(path, &body)).await {
+        let body = serde_json::to_vec(outgoing.body).unwrap_or_default();
+        let (sent, mut record, deadline) = self.start(&outgoing);
+        let post = direct.post(outgoing.path, &body);
+        let response = match tokio::time::timeout_at(deadline, post).await {
             Err(_) => {
                 return failed(
                     record,
@@ -514,6 +501,7 @@ impl Client {
                 &format!("HTTP {status}: {}", String::from_utf8_lossy(&text)),
             );
         }
+        let request = outgoing.request;
         let reading = self.reading(request, sent, deadline);
         stream::read_stream(response.body, record, &reading, expected_chunks(request)).await
     }
@@ -643,4 +631,16 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// One request on its way out: what both transports take.
+struct Outgoing<'a> {
+    id: u64,
+    /// The start of the run's measurement window (send times are counted from it).
+    window_start: Instant,
+    request: &'a Generation,
+    path: &'static str,
+    body: &'a serde_json::Value,
+    /// The trial's cut-off, if any: no request outlives it.
+    cut_off: Option<Instant>,
 }

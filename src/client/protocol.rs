@@ -75,7 +75,7 @@ pub fn request_body(
 #[derive(Debug, Default, Deserialize)]
 pub struct Chunk<'a> {
     /// llama.cpp: generated text of this chunk.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
     pub content: Option<Cow<'a, str>>,
     /// llama.cpp: true on the last chunk.
     #[serde(default)]
@@ -155,7 +155,7 @@ impl Chunk<'_> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Choice<'a> {
     /// Completions: generated text.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
     pub text: Option<Cow<'a, str>>,
     /// Chat: the delta (streamed) or the whole message (not streamed).
     #[serde(default, borrow, alias = "message")]
@@ -169,7 +169,7 @@ pub struct Choice<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Delta<'a> {
     /// Generated text.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
     pub content: Option<Cow<'a, str>>,
     /// Reasoning text (vLLM, SGLang): whether there was any (it is not kept).
     #[serde(default)]
@@ -201,6 +201,40 @@ impl<'de> Deserialize<'de> for NonEmpty {
         }
         deserializer.deserialize_str(Visitor)
     }
+}
+
+/// A text field, borrowed from the event's bytes when it holds no escapes. serde's own
+/// `Option<Cow<str>>` never borrows (it always allocates a `String`): one allocation and copy
+/// per streamed chunk.
+fn borrowed_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            inner.deserialize_str(self)
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(text)))
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(text.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(text)))
+        }
+    }
+    deserializer.deserialize_option(Text)
 }
 
 /// Token usage.
@@ -282,6 +316,40 @@ mod tests {
     ) {
         let chunk: Chunk = serde_json::from_str(json).expect("valid chunk");
         assert_eq!(chunk.has_content(), content);
+    }
+
+    #[rstest]
+    #[case::completions(r#"{"choices":[{"text":" tok"}]}"#, " tok", true)]
+    #[case::chat(r#"{"choices":[{"delta":{"content":" tok"}}]}"#, " tok", true)]
+    #[case::llama_cpp(r#"{"content":" tok"}"#, " tok", true)]
+    #[case::escaped(r#"{"choices":[{"text":"a\nb"}]}"#, "a\nb", false)]
+    #[case::unicode_escape(r#"{"content":"\u00e9"}"#, "\u{e9}", false)]
+    fn text_is_borrowed_from_the_event_unless_it_holds_escapes(
+        #[case] event: &str,
+        #[case] text: &str,
+        #[case] borrowed: bool,
+    ) {
+        let chunk: Chunk<'_> = serde_json::from_str(event).unwrap();
+        let field = chunk.content.as_ref().or_else(|| {
+            let choice = chunk.choices.first()?;
+            let delta = || choice.delta.as_ref()?.content.as_ref();
+            choice.text.as_ref().or_else(delta)
+        });
+        let field = field.expect("a text field");
+        assert_eq!(field.as_ref(), text);
+        assert_eq!(matches!(field, Cow::Borrowed(_)), borrowed, "{event}");
+    }
+
+    #[rstest]
+    #[case::null(r#"{"choices":[{"text":null,"delta":{"content":null}}],"content":null}"#)]
+    #[case::absent(r#"{"choices":[{}]}"#)]
+    fn absent_or_null_text_is_none(#[case] event: &str) {
+        let chunk: Chunk<'_> = serde_json::from_str(event).unwrap();
+        assert!(chunk.content.is_none());
+        let choice = &chunk.choices[0];
+        assert!(choice.text.is_none());
+        assert!(choice.delta.as_ref().is_none_or(|d| d.content.is_none()));
+        assert!(!chunk.has_content());
     }
 
     #[test]
