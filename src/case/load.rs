@@ -645,9 +645,8 @@ mod tests {
 
     #[test]
     fn semantic_errors_name_the_key() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-case-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("models")).expect("dir");
-        let case = dir.join("c.yaml");
+        let tmp = case_dir();
+        let case = tmp.path().join("c.yaml");
         std::fs::write(
             &case,
             "name: c\nmodel: nope\nkinds: [perf]\nmatrix: {mode: single}\n",
@@ -665,19 +664,13 @@ mod tests {
         .expect("write");
         let message = load_case(&case).expect_err("no kinds").to_string();
         assert!(message.contains("key `kinds`"), "{message}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// A folder of its own (with an empty `models/`) for each case of a table: they run in
     /// parallel.
-    fn case_dir(tag: &str) -> std::path::PathBuf {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "llm-stress-{tag}-case-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(dir.join("models")).expect("dir");
+    fn case_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::create_dir_all(dir.path().join("models")).expect("dir");
         dir
     }
 
@@ -699,13 +692,13 @@ mod tests {
         "c.yaml: key `sim.replica_counts[1]`: 2 is not greater than the count before it (4)"
     )]
     fn a_kind_without_its_section_names_the_key(#[case] rest: &str, #[case] wanted: &str) {
-        let dir = case_dir("kinds");
+        let tmp = case_dir();
+        let dir = tmp.path();
         std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");
         let case = dir.join("c.yaml");
         std::fs::write(&case, format!("name: c\n{rest}")).expect("write");
         let message = load_case(&case).expect_err("invalid").to_string();
         assert!(message.contains(wanted), "{message}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -848,7 +841,8 @@ mod tests {
         "key `accuracy.tool_choice`: one of `auto`"
     )]
     fn server_and_accuracy_mistakes_name_the_key(#[case] rest: &str, #[case] wanted: &str) {
-        let dir = case_dir("accuracy");
+        let tmp = case_dir();
+        let dir = tmp.path();
         std::fs::write(dir.join("models/m.yaml"), "name: m\n").expect("model");
         let case = dir.join("c.yaml");
         std::fs::write(
@@ -858,7 +852,6 @@ mod tests {
         .expect("write");
         let message = load_case(&case).expect_err("invalid").to_string();
         assert!(message.contains(wanted), "{message}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// Property (2,000 seeded cases): a good case with values swapped for hostile ones
@@ -884,7 +877,8 @@ mod tests {
             "\"x\"",
             "99999999999999999999999h",
         ];
-        let dir = case_dir("hostile-values");
+        let tmp = case_dir();
+        let dir = tmp.path();
         std::fs::write(dir.join("models/m.yaml"), "name: m\nmax_context: 256\n").expect("model");
         let case = dir.join("c.yaml");
         let numbers: Vec<(usize, usize)> = {
@@ -924,6 +918,5 @@ mod tests {
             }
         }
         assert!(failed > 1_000, "most hostile values are refused ({failed})");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

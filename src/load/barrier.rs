@@ -242,16 +242,16 @@ fn read_all(dir: &Path, count: u32) -> Result<Vec<Option<f64>>, BarrierError> {
 mod tests {
     use super::*;
 
-    fn folder(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("llm-stress-barrier-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A barrier folder that does not exist yet, inside a temporary folder removed on drop.
+    fn folder() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let dir = tmp.path().join("barrier");
+        (tmp, dir)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn workers_start_at_one_instant_after_the_last_is_ready() {
-        let dir = folder("together");
+        let (_tmp, dir) = folder();
         let barriers: Vec<_> = (0..3)
             .map(|i| {
                 FileBarrier::new(
@@ -284,12 +284,11 @@ mod tests {
             observed[0].start_unix_ms,
             unix_ms(from_unix_ms(latest) + Duration::from_millis(50))
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn a_missing_worker_times_out_with_a_clear_error() {
-        let dir = folder("alone");
+        let (_tmp, dir) = folder();
         let barrier = FileBarrier::new(
             dir.clone(),
             Share::new(1, 2).unwrap(),
@@ -309,6 +308,5 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("only 1 were"), "{error}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

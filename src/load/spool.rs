@@ -458,8 +458,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_record_reaches_the_file_and_the_summary() {
-        let dir = std::env::temp_dir().join(format!("llm-stress-spool-{}", std::process::id()));
-        let path = dir.join("spool").join("t.jsonl.part");
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("spool").join("t.jsonl.part");
         let spool = Spool::create(path.clone(), 2, None, 20.0).expect("created");
         let records: Vec<RequestRecord> = (0..3000u64)
             .map(|id| RequestRecord {
@@ -496,6 +496,5 @@ mod tests {
         assert_eq!(finished.endpoints[0].requests_ok, 1500);
         let whole = Summary::from_records(&records, 15.0);
         assert_eq!(finished.summary.ttft_ms, whole.ttft_ms);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -457,13 +457,12 @@ mod tests {
         }
     }
 
-    fn temp_csv(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-stress-report-csv-{}-{name}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        dir.join("nested").join("results.csv")
+    /// A CSV path in a folder that does not exist yet, inside a temporary folder removed on
+    /// drop.
+    fn temp_csv() -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let path = tmp.path().join("nested").join("results.csv");
+        (tmp, path)
     }
 
     #[test]
@@ -607,7 +606,7 @@ mod tests {
             verdict: Verdict::from_checks(vec![failing_check(reason)]),
             ..sample_report()
         };
-        let path = temp_csv("quoting");
+        let (_tmp, path) = temp_csv();
         append(&path, &report).expect("append");
         append(&path, &report).expect("append");
         let text = fs::read_to_string(&path).expect("read");
@@ -629,12 +628,11 @@ mod tests {
                 row(&report).iter().map(String::as_str).collect::<Vec<_>>()
             );
         }
-        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
     }
 
     #[test]
     fn a_file_with_another_header_is_not_appended_to() {
-        let path = temp_csv("mismatch");
+        let (_tmp, path) = temp_csv();
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(&path, "run_id,something_else\n").expect("write");
         let err = append(&path, &sample_report()).expect_err("mismatch");
@@ -644,12 +642,11 @@ mod tests {
             fs::read_to_string(&path).expect("read"),
             "run_id,something_else\n"
         );
-        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
     }
 
     #[test]
     fn a_row_cut_short_by_a_killed_writer_does_not_swallow_the_next_row() {
-        let path = temp_csv("torn");
+        let (_tmp, path) = temp_csv();
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(&path, format!("{}\nrun,cut-sh", header_line())).expect("write");
         append(&path, &sample_report()).expect("append");
@@ -657,12 +654,11 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].len(), 2);
         assert_eq!(rows[1].len(), COLUMNS.len());
-        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
     }
 
     #[test]
     fn the_accuracy_trial_of_the_same_run_and_case_is_found() {
-        let path = temp_csv("baseline");
+        let (tmp, path) = temp_csv();
         let accuracy_trial = |run: &str, case: &str, score: f64| {
             ReportBuilder::accuracy(case, "gsm8k_n40", Some(accuracy_summary(40, score)))
                 .run_id(run)
@@ -685,7 +681,7 @@ mod tests {
             baseline("run-2").accuracy_score("demo-chat::gsm8k_n40"),
             None
         );
-        let _ = fs::remove_dir_all(path.parent().and_then(Path::parent).expect("dir"));
+        drop(tmp);
         assert_eq!(
             baseline("run-1").accuracy_score("demo-chat::gsm8k_n40"),
             None

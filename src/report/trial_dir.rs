@@ -384,8 +384,8 @@ mod tests {
 
     #[test]
     fn summary_and_records_round_trip() {
-        let out = std::env::temp_dir().join(format!("llm-stress-trial-dir-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&out);
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let out = tmp.path().join("out");
         let report = sample_report();
         let records = vec![
             RequestRecord {
@@ -435,7 +435,6 @@ mod tests {
             .map(|l| serde_json::from_str(l).expect("sample"))
             .collect();
         assert_eq!(back, samples);
-        fs::remove_dir_all(&out).ok();
     }
 
     #[test]
@@ -467,7 +466,8 @@ mod tests {
 
     #[test]
     fn writers_of_one_trial_folder_leave_all_its_files_from_one_of_them() {
-        let out = std::env::temp_dir().join(format!("llm-stress-folder-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temporary folder");
+        let out = tmp.path().join("out");
         std::thread::scope(|scope| {
             for writer in 0..4u64 {
                 let out = &out;
@@ -502,6 +502,5 @@ mod tests {
             format!("writer-{writer}"),
             "the same writer"
         );
-        fs::remove_dir_all(&out).ok();
     }
 }
