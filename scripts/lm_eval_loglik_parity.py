@@ -46,12 +46,9 @@ What runs lm-eval's code, and what does not:
     (description from the subject's yaml, doc_to_text, target_delimiter " ", choices A-D).
     Docs without `subject` use mmlu_anatomy with the description overridden to "".
 
-How to rerun (no torch/transformers needed):
+How to rerun (no torch/transformers needed): make the environment that
+scripts/lm_eval_parity.py's docstring describes, add `aiohttp tenacity` to it, then
 
-  python3.11 -m venv /tmp/lmeval-venv
-  /tmp/lmeval-venv/bin/pip install lm-eval==0.4.13 --no-deps
-  /tmp/lmeval-venv/bin/pip install numpy sacrebleu jinja2 pyyaml scipy datasets tqdm requests \
-      more_itertools typing_extensions aiohttp tenacity
   HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 /tmp/lmeval-venv/bin/python scripts/lm_eval_loglik_parity.py
 
 (Versions when the fixture was generated: lm-eval 0.4.13, numpy 2.4.6, datasets 5.2.0,

@@ -40,7 +40,7 @@ How to rerun (no torch/transformers needed; nothing is stubbed):
   /tmp/lmeval-venv/bin/pip install lm-eval==0.4.13 --no-deps
   /tmp/lmeval-venv/bin/pip install numpy sacrebleu jinja2 pyyaml scipy datasets tqdm requests \
       more_itertools typing_extensions
-  cd /work/acc && HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 /tmp/lmeval-venv/bin/python scripts/lm_eval_parity.py
+  HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 /tmp/lmeval-venv/bin/python scripts/lm_eval_parity.py
 
 (Versions used when the fixtures were generated: lm-eval 0.4.13, numpy 2.4.6, scipy 1.17.1,
 datasets 5.2.0, sacrebleu 2.6.0, Jinja2 3.1.6, CPython 3.11.7.)
