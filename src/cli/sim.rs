@@ -69,6 +69,10 @@ pub struct PredictArgs {
     /// Gap between a closed loop's opening sends, ms (`sim calibrate` prints it).
     #[arg(long, default_value_t = 0.0)]
     pub send_gap_ms: f64,
+    /// How long the idle server takes to start a step once a request reaches it, ms: requests
+    /// reaching it meanwhile are prefilled together (`sim calibrate` prints it).
+    #[arg(long, default_value_t = 0.0)]
+    pub admission_window_ms: f64,
 }
 
 /// Flags of `sim what-if`.
@@ -414,6 +418,7 @@ fn predict(args: &PredictArgs) -> anyhow::Result<String> {
         twin::predict::Client {
             overhead_s: args.overhead_ms / 1e3,
             send_gap_s: args.send_gap_ms / 1e3,
+            admission_window_s: args.admission_window_ms / 1e3,
         },
         &plans,
         &out,
@@ -500,9 +505,10 @@ fn calibrate(args: &CalibrateArgs) -> Result<String, TwinError> {
         ));
         text.push_str(&format!(
             "wrote the profile {p}; predict with: llm-stress sim predict {p} CASE \
-             --overhead-ms {:.3} --send-gap-ms {:.3}\n",
+             --overhead-ms {:.3} --send-gap-ms {:.3} --admission-window-ms {:.3}\n",
             calibration.overhead_s * 1e3,
             calibration.send_gap_s * 1e3,
+            calibration.admission_window_s * 1e3,
             p = path.display()
         ));
     }

@@ -195,7 +195,7 @@ impl StreamBody for super::h1::Body {
 /// would be another cache line to fetch per chunk, and with hundreds of streams taking turns
 /// each is cold by the stream's next chunk.
 pub async fn read_stream(
-    body: impl StreamBody,
+    mut body: impl StreamBody,
     record: RequestRecord,
     reading: &Reading<'_>,
     expected_chunks: usize,
@@ -203,10 +203,8 @@ pub async fn read_stream(
     let (sent, deadline, counter) = (reading.sent, reading.deadline, reading.counter);
     let mut parser = SseParser::with_limit(reading.max_event_bytes);
     let keep_text = reading.keep_text || counter.is_some();
-    let mut state = Some(StreamState::new(record, keep_text, expected_chunks));
-    if let Some(state) = state.as_mut() {
-        state.limit_chunks(reading.max_chunks);
-    }
+    let mut state = StreamState::new(record, keep_text, expected_chunks);
+    state.limit_chunks(reading.max_chunks);
     // One timer for the whole stream: a timeout per read would register and cancel a timer
     // for every chunk.
     let timeout = tokio::time::sleep_until(deadline);
@@ -214,61 +212,64 @@ pub async fn read_stream(
     let mut counts = ReadCounts::default();
     // The read in progress has found the socket empty at least once.
     let mut waited = false;
-    let mut body = Some(body);
-    let record = std::future::poll_fn(|cx| {
-        let (Some(live), Some(reader)) = (state.as_mut(), body.as_mut()) else {
-            // Not polled again after it returned.
-            return Poll::Pending;
-        };
+    let end = std::future::poll_fn(|cx| {
         loop {
-            if live.done() {
-                if let Some(body) = body.take() {
-                    body.release();
-                }
-                let ended = state.take().map(|s| s.finish(counter, reading.keep_text));
-                return ended.map_or(Poll::Pending, Poll::Ready);
+            if state.done() {
+                return Poll::Ready(StreamEnd::Ended);
             }
-            let read = match reader.poll_next_read(cx, &mut waited) {
+            let read = match body.poll_next_read(cx, &mut waited) {
                 Poll::Pending => {
                     // The read comes first (`biased`): a timeout only when nothing is ready.
                     if timeout.as_mut().poll(cx).is_ready() {
-                        let at = ms_between(sent, Instant::now());
-                        let ended = state
-                            .take()
-                            .map(|s| s.timed_out(at, "stream still open at the timeout"));
-                        return ended.map_or(Poll::Pending, Poll::Ready);
+                        return Poll::Ready(StreamEnd::TimedOut(ms_between(sent, Instant::now())));
                     }
                     return Poll::Pending;
                 }
                 Poll::Ready(read) => read,
             };
             counts.waited += u64::from(std::mem::take(&mut waited));
-            let ended = match read {
-                Err(e) => Some((ErrorClass::BrokenStream, format!("stream broke: {e}"))),
-                Ok(None) => {
-                    let ended = state.take().map(|s| s.finish(counter, reading.keep_text));
-                    return ended.map_or(Poll::Pending, Poll::Ready);
+            let at = match read {
+                Err(e) => {
+                    let detail = format!("stream broke: {e}");
+                    return Poll::Ready(StreamEnd::Failed(ErrorClass::BrokenStream, detail));
                 }
-                Ok(Some(at)) => {
-                    // The read's arrival time: every event it completes carries it.
-                    counts.reads += 1;
-                    live.take_read(&mut parser, reader.bytes(), ms_between(sent, at))
-                        .err()
-                }
+                Ok(None) => return Poll::Ready(StreamEnd::Ended),
+                Ok(Some(at)) => at,
             };
-            if let Some((class, detail)) = ended {
-                let ended = state
-                    .take()
-                    .map(|s| failed(s.into_record(), class, &detail));
-                return ended.map_or(Poll::Pending, Poll::Ready);
+            // The read's arrival time: every event it completes carries it.
+            counts.reads += 1;
+            if let Err((class, detail)) =
+                state.take_read(&mut parser, body.bytes(), ms_between(sent, at))
+            {
+                return Poll::Ready(StreamEnd::Failed(class, detail));
             }
         }
     })
     .await;
+    let record = match end {
+        StreamEnd::Ended => {
+            if state.done() {
+                body.release();
+            }
+            state.finish(counter, reading.keep_text)
+        }
+        StreamEnd::TimedOut(at) => state.timed_out(at, "stream still open at the timeout"),
+        StreamEnd::Failed(class, detail) => failed(state.into_record(), class, &detail),
+    };
     if let Some(counter) = reading.reads {
         counter.add(counts);
     }
     record
+}
+
+/// How reading a stream stopped.
+enum StreamEnd {
+    /// The answer said it was done (`[DONE]`), or the body ended.
+    Ended,
+    /// The deadline passed first, this many ms after the send.
+    TimedOut(f64),
+    /// The body broke, or the stream was malformed.
+    Failed(ErrorClass, String),
 }
 
 /// What a stream has shown so far.

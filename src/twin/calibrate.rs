@@ -197,6 +197,12 @@ pub struct Calibration {
     /// The median gap between the client's opening sends ([`Observations::send_gaps_s`]),
     /// seconds; 0 when no trial had more than one request in its opening burst.
     pub send_gap_s: f64,
+    /// How long the idle server takes to start a step once a request reaches it, seconds: the
+    /// widest spread of opening sends it was seen to prefill in one first step
+    /// ([`Observations::opening_batch_spread_s`]) plus one median send gap (so that a burst of
+    /// as many requests sent at the median gap falls inside); 0 when it was never seen to
+    /// gather two (it then starts a step at the first arrival).
+    pub admission_window_s: f64,
     /// The slot count.
     pub slots: u32,
     /// Where it came from.
@@ -359,6 +365,22 @@ pub fn calibrate(
     let pi = prefill
         .as_ref()
         .map_or(0.0, |p| prefill_term(p, full.model.beta));
+    let send_gap_s = median(
+        trials
+            .iter()
+            .flat_map(|(_, _, seen)| seen.send_gaps_s.iter().copied())
+            .collect(),
+    )
+    .unwrap_or(0.0);
+    let widest_opening_batch_s = trials
+        .iter()
+        .filter_map(|(_, _, seen)| seen.opening_batch_spread_s)
+        .fold(0.0, f64::max);
+    let admission_window_s = if widest_opening_batch_s > 0.0 {
+        widest_opening_batch_s + send_gap_s
+    } else {
+        0.0
+    };
     Ok(Calibration {
         run: run.to_string(),
         trials: trials
@@ -395,13 +417,8 @@ pub fn calibrate(
                 .collect(),
         )
         .unwrap_or(0.0),
-        send_gap_s: median(
-            trials
-                .iter()
-                .flat_map(|(_, _, seen)| seen.send_gaps_s.iter().copied())
-                .collect(),
-        )
-        .unwrap_or(0.0),
+        send_gap_s,
+        admission_window_s,
         steps: steps.clone(),
         slots,
         slot_source,
@@ -796,6 +813,12 @@ impl Calibration {
             "opening sends (median gap between the first requests of a closed loop): {:.3} ms",
             self.send_gap_s * 1e3
         );
+        let _ = writeln!(
+            s,
+            "admission window (opening sends the server prefilled in one step, widest spread \
+             + one gap): {:.3} ms",
+            self.admission_window_s * 1e3
+        );
         let source = match self.slot_source {
             SlotSource::Given => "given".to_string(),
             SlotSource::Inferred => "inferred: no batch was larger while more requests were \
@@ -854,6 +877,7 @@ mod tests {
             max_batch: 4,
             requests: 40,
             send_gaps_s: Vec::new(),
+            opening_batch_spread_s: None,
         };
         vec![("t".to_string(), Some(8), seen)]
     }

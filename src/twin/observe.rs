@@ -15,6 +15,11 @@
 //! A gap during which another request produced its first token held prefill work, whose cost
 //! the decode model does not describe: it is left out. A request that ran alone from its send
 //! to its first chunk gives a prefill point (prompt tokens, TTFT).
+//!
+//! The opening burst (the requests sent before any first token came back) shows whether the
+//! server gathers near-simultaneous requests into one first step: those whose first chunk came
+//! with the earliest one (within ε) were prefilled together, and the spread of their sends is
+//! how far apart requests may reach it and still be.
 
 use crate::metrics::RequestRecord;
 use crate::sim::cost::fit::Measurement;
@@ -51,6 +56,10 @@ pub struct Observations {
     /// Gaps between consecutive sends of the opening burst (the requests sent before any
     /// first token came back): how far apart the client's first requests reach the server.
     pub send_gaps_s: Vec<f64>,
+    /// Spread of the sends of the opening-burst requests that were prefilled in the server's
+    /// first step (their first chunk came with the earliest one): 0 when the first request was
+    /// prefilled alone; `None` when the burst held fewer than two requests.
+    pub opening_batch_spread_s: Option<f64>,
 }
 
 /// One request's stream on the trial's clock, seconds.
@@ -139,9 +148,20 @@ pub fn observe(records: &[RequestRecord]) -> Observations {
         .filter(|&send| send < first_token)
         .collect();
     burst.sort_by(f64::total_cmp);
+    let opening_batch_spread_s = (burst.len() >= 2).then(|| {
+        let together = streams
+            .iter()
+            .filter(|s| s.send < first_token && s.first() <= first_token + eps)
+            .map(|s| s.send);
+        let (low, high) = together.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
+            (lo.min(t), hi.max(t))
+        });
+        (high - low).max(0.0)
+    });
     let mut out = Observations {
         requests: streams.len(),
         send_gaps_s: burst.windows(2).map(|w| w[1] - w[0]).collect(),
+        opening_batch_spread_s,
         ..Observations::default()
     };
     for s in &streams {
@@ -242,6 +262,30 @@ mod tests {
                 ttft_s: 0.01
             }]
         );
+    }
+
+    /// Three requests sent 0.1 ms apart (steps of 10 ms): a server that gathered all three
+    /// into its first step, one that gathered the first two, and one that prefilled the first
+    /// alone. A lone request has no opening burst.
+    #[rstest::rstest]
+    #[case::all_three([50.0, 50.0, 50.0], Some(0.2))]
+    #[case::the_first_two([50.0, 50.0, 90.0], Some(0.1))]
+    #[case::the_first_alone([50.0, 90.0, 90.0], Some(0.0))]
+    fn the_opening_burst_shows_which_requests_shared_the_first_step(
+        #[case] first_ms: [f64; 3],
+        #[case] spread_ms: Option<f64>,
+    ) {
+        let records: Vec<RequestRecord> = first_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &first)| {
+                let send = 0.1 * i as f64;
+                record(i as u64, 100, send, &[first, first + 10.0, first + 20.0])
+            })
+            .collect();
+        let spread = observe(&records).opening_batch_spread_s.map(|s| s * 1e3);
+        assert_eq!(spread.map(|s| (s * 1e6).round() / 1e6), spread_ms);
+        assert_eq!(observe(&records[..1]).opening_batch_spread_s, None);
     }
 
     #[test]

@@ -26,14 +26,18 @@ use crate::report::{LoadBody, LoadShape, TrialBody, TrialMeta, TrialReport, csv,
 use crate::sim::config::SimConfig;
 use crate::sim::{Engine, EngineEvent, RequestId, SimRequest};
 
-/// What the client adds to the server's timing (the calibration's `overhead_s` and
-/// `send_gap_s`; zero when unknown).
+/// What the records show beyond the step model: the client's overhead and send gaps, and how
+/// the server gathers an opening burst (the calibration's `overhead_s`, `send_gap_s` and
+/// `admission_window_s`; zero when unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Client {
-    /// Delay between the engine making a token and the client reading it, seconds.
+    /// TTFT beyond the step model of a request that ran alone, seconds.
     pub overhead_s: f64,
     /// Gap between a closed loop's opening sends, seconds.
     pub send_gap_s: f64,
+    /// How long an idle server takes to start a step once a request reaches it, seconds: the
+    /// requests that reach it meanwhile are prefilled together.
+    pub admission_window_s: f64,
 }
 
 /// One predicted trial.
@@ -65,13 +69,17 @@ pub struct ClosedLoop {
     pub isl: u32,
     /// Output tokens of each.
     pub osl: u32,
-    /// Delay between the engine making a token and the client reading it, seconds (the
-    /// calibration's `overhead_s`); the next request of the loop is sent when the client has
+    /// TTFT beyond the step model of a request that ran alone, seconds (the calibration's
+    /// `overhead_s`): the admission window, then the delay between the engine making a token
+    /// and the client reading it. The next request of the loop is sent when the client has
     /// read the last token.
     pub overhead_s: f64,
     /// Gap between the loop's opening sends, seconds (the calibration's `send_gap_s`): the
     /// first `concurrency` requests are sent this far apart, as a client's are.
     pub send_gap_s: f64,
+    /// How long the idle server takes to start a step once a request reaches it, seconds (the
+    /// calibration's `admission_window_s`, [`Engine::with_wake_delay`]).
+    pub admission_window_s: f64,
 }
 
 /// The closed loop simulated with `profile`'s engine: one record per request.
@@ -83,9 +91,16 @@ pub fn closed_loop(profile: &SimConfig, lp: ClosedLoop) -> Result<Vec<RequestRec
         osl,
         overhead_s,
         send_gap_s,
+        admission_window_s,
     } = lp;
-    let overhead_s = overhead_s.max(0.0);
-    let mut engine = Engine::new(profile.engine_config()?)?;
+    let window_s = if admission_window_s.is_finite() {
+        admission_window_s.max(0.0)
+    } else {
+        0.0
+    };
+    // The overhead holds the window: what is left is the reading delay.
+    let overhead_s = (overhead_s - window_s).max(0.0);
+    let mut engine = Engine::new(profile.engine_config()?)?.with_wake_delay(window_s);
     let mut sent: Vec<f64> = Vec::new();
     let mut tokens: Vec<Vec<f64>> = Vec::new();
     let push = |engine: &mut Engine,
@@ -201,6 +216,7 @@ pub fn predict(
                 osl: c.osl,
                 overhead_s: client.overhead_s,
                 send_gap_s: client.send_gap_s,
+                admission_window_s: client.admission_window_s,
             },
         )?;
         let duration_s = records
@@ -279,6 +295,7 @@ mod tests {
             osl: 3,
             overhead_s: 0.0,
             send_gap_s: 0.0,
+            admission_window_s: 0.0,
         };
         let records = closed_loop(&profile(1), lp).unwrap();
         assert_eq!(records.len(), 4);
@@ -292,5 +309,33 @@ mod tests {
         );
         assert!((sends[2] - 12.0).abs() < 1e-3, "{sends:?}");
         assert!(records.iter().all(|r| r.output_tokens == Some(3)));
+    }
+
+    /// Steps of 4 ms, two requests sent 0.1 ms apart, 1 ms of overhead. Without an admission
+    /// window the second waits for the first's prefill step; with 0.5 ms both are prefilled in
+    /// one step, and the first's TTFT is still the step plus the overhead (the window is part
+    /// of it).
+    #[rstest::rstest]
+    #[case::none(0.0, [5.0, 8.9])]
+    #[case::half_a_millisecond(0.5e-3, [5.0, 4.9])]
+    fn an_admission_window_gathers_the_opening_sends(
+        #[case] window_s: f64,
+        #[case] ttft_ms: [f64; 2],
+    ) {
+        let lp = ClosedLoop {
+            concurrency: 2,
+            requests: 2,
+            isl: 16,
+            osl: 3,
+            overhead_s: 1e-3,
+            send_gap_s: 0.1e-3,
+            admission_window_s: window_s,
+        };
+        let records = closed_loop(&profile(4), lp).unwrap();
+        let got: Vec<f64> = records.iter().map(|r| r.ttft_ms.unwrap()).collect();
+        assert!(
+            got.iter().zip(ttft_ms).all(|(g, w)| (g - w).abs() < 1e-6),
+            "{got:?}"
+        );
     }
 }

@@ -216,6 +216,7 @@ pub fn validate_run(
                 osl: load.osl,
                 overhead_s: calibration.overhead_s,
                 send_gap_s: calibration.send_gap_s,
+                admission_window_s: calibration.admission_window_s,
             },
         )?;
         let duration_s = records

@@ -1,5 +1,5 @@
 //! Comparing with a baseline end to end on the embedded server: a candidate whose decode is
-//! 20 % slower (TPOT 6 ms instead of 5) regresses — `llm-stress compare` exits 1, and a run
+//! 40 % slower (TPOT 7 ms instead of 5) regresses — `llm-stress compare` exits 1, and a run
 //! with the baseline fails exactly that trial with the comparison's rows as its reasons —
 //! while the same settings again are unchanged and exit 0.
 
@@ -75,7 +75,10 @@ fn a_slower_decode_regresses_and_the_same_settings_do_not() {
     }
 
     // With the baseline, the slower trial fails on its decode metrics and the other passes.
-    let slower = run(&dir, "slower", 6, Some("base"));
+    // 40 % slower, not 20: on this shared machine a base run's ITL p50 came out 5.32 ms
+    // instead of 5.0 (two runs in ten), and 6 ms was then +13 % with an interval of
+    // [+8 %, +20 %] — inconclusive against the 10 % allowance, as it should be.
+    let slower = run(&dir, "slower", 7, Some("base"));
     let (c, d) = (&slower[0], &slower[1]);
     assert_eq!(c.report.meta.case, "c");
     assert!(!c.passed, "the slower decode fails against the baseline");

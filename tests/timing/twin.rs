@@ -170,6 +170,7 @@ fn a_prediction_is_a_run_compare_reads_and_validate_checks_the_held_out_points()
             run_id: "predicted".into(),
             overhead_ms: calibration.overhead_s * 1e3,
             send_gap_ms: calibration.send_gap_s * 1e3,
+            admission_window_ms: calibration.admission_window_s * 1e3,
         }),
         &mut printed,
     )

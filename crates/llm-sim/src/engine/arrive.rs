@@ -63,11 +63,13 @@ impl Engine {
         }
     }
 
-    /// Queues a wake-up of idle replica `r` now (after every arrival of this instant).
+    /// Queues a wake-up of idle replica `r` after the wake delay (with none: now, after every
+    /// arrival of this instant).
     pub(super) fn wake(&mut self, r: usize) {
         if !self.replicas[r].wake_pending {
             self.replicas[r].wake_pending = true;
-            self.queue.push(self.now, Event::Wake(r));
+            self.queue
+                .push(self.now + self.wake_delay_s, Event::Wake(r));
         }
     }
 

@@ -170,6 +170,9 @@ pub struct Engine {
     finished: usize,
     rejected: usize,
     last_event_s: f64,
+    /// How long an idle replica takes to start a step once work reaches it (see
+    /// [`Engine::with_wake_delay`]); 0 by default.
+    wake_delay_s: f64,
 }
 
 impl Engine {
@@ -225,7 +228,22 @@ impl Engine {
             finished: 0,
             rejected: 0,
             last_event_s: 0.0,
+            wake_delay_s: 0.0,
         })
+    }
+
+    /// An idle replica starts its first step `seconds` after work reaches it, not at once:
+    /// whatever else arrives meanwhile joins that step. A real server's loop takes time to
+    /// wake and form a batch, so requests sent a fraction of a millisecond apart are prefilled
+    /// together (llama-server does); with 0 (the default) the first arrival starts a step
+    /// alone. A replica between steps is not delayed. Negative or non-finite values count as 0.
+    pub fn with_wake_delay(mut self, seconds: f64) -> Engine {
+        self.wake_delay_s = if seconds.is_finite() {
+            seconds.max(0.0)
+        } else {
+            0.0
+        };
+        self
     }
 
     /// The configuration.

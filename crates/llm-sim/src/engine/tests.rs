@@ -115,6 +115,29 @@ fn multi_bin_waits_for_a_full_bin_until_the_max_wait() {
     assert_eq!(engine.outcome(RequestId(0)).unwrap().finished_s, Some(23.0));
 }
 
+/// Two requests 0.1 s apart: with no wake delay the first is prefilled alone and the second
+/// joins at the next step; with a 0.5 s delay both are prefilled in the first step.
+#[rstest::rstest]
+#[case::at_once(0.0, [1.0, 2.0])]
+#[case::after_a_delay(0.5, [1.5, 1.5])]
+fn a_wake_delay_gathers_near_simultaneous_arrivals(#[case] delay_s: f64, #[case] first: [f64; 2]) {
+    let mut engine = Engine::new(config(continuous(8), unit_steps(), 1000))
+        .unwrap()
+        .with_wake_delay(delay_s);
+    engine.push(SimRequest::new(0.0, 4, 3)).unwrap();
+    engine.push(SimRequest::new(0.1, 4, 3)).unwrap();
+    engine.close();
+    engine.advance_to(100.0);
+    let first_token = |id| {
+        engine
+            .outcome(RequestId(id))
+            .unwrap()
+            .first_token_s
+            .unwrap()
+    };
+    assert_eq!([first_token(0), first_token(1)], first);
+}
+
 #[test]
 fn too_small_a_kv_cache_preempts_and_every_request_still_finishes() {
     // 64 tokens of cache; four requests of 8 + 24 tokens need 128 at their longest.
