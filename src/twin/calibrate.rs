@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::TwinError;
-use super::observe::{self, Observations, PrefillPoint, StepPoint};
+use super::observe::{self, Observations, OpeningBatch, PrefillPoint, StepPoint};
 use crate::metrics::RequestRecord;
 use crate::report::LoadShape;
 use crate::report::ReportError;
@@ -197,11 +197,9 @@ pub struct Calibration {
     /// The median gap between the client's opening sends ([`Observations::send_gaps_s`]),
     /// seconds; 0 when no trial had more than one request in its opening burst.
     pub send_gap_s: f64,
-    /// How long the idle server takes to start a step once a request reaches it, seconds: the
-    /// widest spread of opening sends it was seen to prefill in one first step
-    /// ([`Observations::opening_batch_spread_s`]) plus one median send gap (so that a burst of
-    /// as many requests sent at the median gap falls inside); 0 when it was never seen to
-    /// gather two (it then starts a step at the first arrival).
+    /// How long the idle server takes to start a step once a request reaches it, seconds
+    /// ([`admission_window`]); 0 when it was never seen to gather two opening requests into
+    /// its first step (it then starts a step at the first arrival).
     pub admission_window_s: f64,
     /// The slot count.
     pub slots: u32,
@@ -372,15 +370,10 @@ pub fn calibrate(
             .collect(),
     )
     .unwrap_or(0.0);
-    let widest_opening_batch_s = trials
-        .iter()
-        .filter_map(|(_, _, seen)| seen.opening_batch_spread_s)
-        .fold(0.0, f64::max);
-    let admission_window_s = if widest_opening_batch_s > 0.0 {
-        widest_opening_batch_s + send_gap_s
-    } else {
-        0.0
-    };
+    let admission_window_s = admission_window(
+        trials.iter().filter_map(|(_, _, seen)| seen.opening_batch),
+        send_gap_s,
+    );
     Ok(Calibration {
         run: run.to_string(),
         trials: trials
@@ -423,6 +416,21 @@ pub fn calibrate(
         slots,
         slot_source,
     })
+}
+
+/// The admission window the opening bursts show: a server seen to prefill `k` opening
+/// requests in its first step, sent up to `spread` apart, gathers at least `k` requests sent
+/// at the median gap — the window reaches past the `(k − 1)`-th gap and the widest spread by
+/// half a gap (and not to the `k`-th gap: no burst showed more). 0 when no burst had two
+/// requests share the first step.
+pub fn admission_window(batches: impl Iterator<Item = OpeningBatch>, send_gap_s: f64) -> f64 {
+    let (requests, spread_s) = batches.fold((1, 0.0_f64), |(k, s), b| {
+        (k.max(b.requests), s.max(b.spread_s))
+    });
+    if requests < 2 {
+        return 0.0;
+    }
+    spread_s.max((requests - 1) as f64 * send_gap_s) + send_gap_s / 2.0
 }
 
 fn shape(m: &Measurement) -> crate::sim::cost::StepShape {
@@ -815,8 +823,8 @@ impl Calibration {
         );
         let _ = writeln!(
             s,
-            "admission window (opening sends the server prefilled in one step, widest spread \
-             + one gap): {:.3} ms",
+            "admission window (the most opening sends the server prefilled in one step, at \
+             the median gap, + half a gap): {:.3} ms",
             self.admission_window_s * 1e3
         );
         let source = match self.slot_source {
@@ -877,7 +885,7 @@ mod tests {
             max_batch: 4,
             requests: 40,
             send_gaps_s: Vec::new(),
-            opening_batch_spread_s: None,
+            opening_batch: None,
         };
         vec![("t".to_string(), Some(8), seen)]
     }
@@ -989,5 +997,25 @@ mod tests {
         assert!(c.render().contains("prefill term π: not used"));
         let yaml = c.profile_yaml().unwrap();
         assert!(!yaml.contains("prefill_per_token"), "{yaml}");
+    }
+
+    /// The window covers as many opening requests at the median gap as a burst showed
+    /// sharing the first step (or their wider measured spread), plus half a gap.
+    #[rstest::rstest]
+    #[case::no_burst(&[], 0.07, 0.0)]
+    #[case::always_alone(&[(1, 0.0)], 0.07, 0.0)]
+    #[case::four_sent_closer_than_the_median(&[(1, 0.0), (4, 0.117)], 0.07, 0.245)]
+    #[case::two_sent_far_apart(&[(2, 0.5)], 0.1, 0.55)]
+    fn the_admission_window_covers_the_largest_opening_batch(
+        #[case] batches: &[(usize, f64)],
+        #[case] gap_ms: f64,
+        #[case] window_ms: f64,
+    ) {
+        let batches = batches.iter().map(|&(requests, spread_ms)| OpeningBatch {
+            requests,
+            spread_s: spread_ms / 1e3,
+        });
+        let got = admission_window(batches, gap_ms / 1e3) * 1e3;
+        assert!((got - window_ms).abs() < 1e-9, "{got}");
     }
 }

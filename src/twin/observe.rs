@@ -56,10 +56,18 @@ pub struct Observations {
     /// Gaps between consecutive sends of the opening burst (the requests sent before any
     /// first token came back): how far apart the client's first requests reach the server.
     pub send_gaps_s: Vec<f64>,
-    /// Spread of the sends of the opening-burst requests that were prefilled in the server's
-    /// first step (their first chunk came with the earliest one): 0 when the first request was
-    /// prefilled alone; `None` when the burst held fewer than two requests.
-    pub opening_batch_spread_s: Option<f64>,
+    /// The opening-burst requests the server prefilled in its first step (their first chunk
+    /// came with the earliest one); `None` when the burst held fewer than two requests.
+    pub opening_batch: Option<OpeningBatch>,
+}
+
+/// The requests of an opening burst that shared the server's first step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpeningBatch {
+    /// How many: 1 when the first request was prefilled alone.
+    pub requests: usize,
+    /// The spread of their sends, seconds.
+    pub spread_s: f64,
 }
 
 /// One request's stream on the trial's clock, seconds.
@@ -148,20 +156,26 @@ pub fn observe(records: &[RequestRecord]) -> Observations {
         .filter(|&send| send < first_token)
         .collect();
     burst.sort_by(f64::total_cmp);
-    let opening_batch_spread_s = (burst.len() >= 2).then(|| {
-        let together = streams
+    let opening_batch = (burst.len() >= 2).then(|| {
+        let together: Vec<f64> = streams
             .iter()
             .filter(|s| s.send < first_token && s.first() <= first_token + eps)
-            .map(|s| s.send);
-        let (low, high) = together.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
-            (lo.min(t), hi.max(t))
-        });
-        (high - low).max(0.0)
+            .map(|s| s.send)
+            .collect();
+        let (low, high) = together
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &t| {
+                (lo.min(t), hi.max(t))
+            });
+        OpeningBatch {
+            requests: together.len(),
+            spread_s: (high - low).max(0.0),
+        }
     });
     let mut out = Observations {
         requests: streams.len(),
         send_gaps_s: burst.windows(2).map(|w| w[1] - w[0]).collect(),
-        opening_batch_spread_s,
+        opening_batch,
         ..Observations::default()
     };
     for s in &streams {
@@ -268,12 +282,13 @@ mod tests {
     /// into its first step, one that gathered the first two, and one that prefilled the first
     /// alone. A lone request has no opening burst.
     #[rstest::rstest]
-    #[case::all_three([50.0, 50.0, 50.0], Some(0.2))]
-    #[case::the_first_two([50.0, 50.0, 90.0], Some(0.1))]
-    #[case::the_first_alone([50.0, 90.0, 90.0], Some(0.0))]
+    #[case::all_three([50.0, 50.0, 50.0], 3, 0.2)]
+    #[case::the_first_two([50.0, 50.0, 90.0], 2, 0.1)]
+    #[case::the_first_alone([50.0, 90.0, 90.0], 1, 0.0)]
     fn the_opening_burst_shows_which_requests_shared_the_first_step(
         #[case] first_ms: [f64; 3],
-        #[case] spread_ms: Option<f64>,
+        #[case] requests: usize,
+        #[case] spread_ms: f64,
     ) {
         let records: Vec<RequestRecord> = first_ms
             .iter()
@@ -283,9 +298,10 @@ mod tests {
                 record(i as u64, 100, send, &[first, first + 10.0, first + 20.0])
             })
             .collect();
-        let spread = observe(&records).opening_batch_spread_s.map(|s| s * 1e3);
-        assert_eq!(spread.map(|s| (s * 1e6).round() / 1e6), spread_ms);
-        assert_eq!(observe(&records[..1]).opening_batch_spread_s, None);
+        let batch = observe(&records).opening_batch.expect("a burst of three");
+        assert_eq!(batch.requests, requests);
+        assert!((batch.spread_s * 1e3 - spread_ms).abs() < 1e-9, "{batch:?}");
+        assert_eq!(observe(&records[..1]).opening_batch, None);
     }
 
     #[test]
