@@ -81,6 +81,9 @@ fn calibrate_recovers_the_simulated_servers_profile_from_its_records() {
     assert!(errors.iter().all(|e| *e < 0.02), "{errors:?}\n{table}");
     assert!(calibration.r_squared > 0.95, "{table}");
     assert_eq!(calibration.slots, 4, "{table}");
+    // The simulated server starts a step at the first arrival (its engine has no wake delay,
+    // and every arrival gets its own instant): the opening requests were never gathered.
+    assert_eq!(calibration.admission_window_s, 0.0, "{table}");
 
     // The command writes the same fit as a profile the simulator loads.
     let profile = dir.path().join("profile.yaml");
