@@ -93,14 +93,9 @@ pub fn closed_loop(profile: &SimConfig, lp: ClosedLoop) -> Result<Vec<RequestRec
         send_gap_s,
         admission_window_s,
     } = lp;
-    let window_s = if admission_window_s.is_finite() {
-        admission_window_s.max(0.0)
-    } else {
-        0.0
-    };
+    let mut engine = Engine::new(profile.engine_config()?)?.with_wake_delay(admission_window_s);
     // The overhead holds the window: what is left is the reading delay.
-    let overhead_s = (overhead_s - window_s).max(0.0);
-    let mut engine = Engine::new(profile.engine_config()?)?.with_wake_delay(window_s);
+    let overhead_s = (overhead_s - engine.wake_delay_s()).max(0.0);
     let mut sent: Vec<f64> = Vec::new();
     let mut tokens: Vec<Vec<f64>> = Vec::new();
     let push = |engine: &mut Engine,

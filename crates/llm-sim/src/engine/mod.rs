@@ -246,6 +246,11 @@ impl Engine {
         self
     }
 
+    /// The wake delay in use, seconds ([`Engine::with_wake_delay`], after its clamping).
+    pub fn wake_delay_s(&self) -> f64 {
+        self.wake_delay_s
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config
